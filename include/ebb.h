@@ -1,0 +1,99 @@
+/*
+ * ebb.h -- the public interface of the ebb memory manager.
+ *
+ * ebb is usable three ways: as the process's malloc (LD_PRELOAD=libebb.so or
+ * linking -lebb, which also exports malloc, free, ...), as CPython's allocator,
+ * and through the ebb_* functions below, which behave exactly like their C
+ * library namesakes (glibc semantics) and never call into another allocator.
+ *
+ * Every function here is thread-safe.  Failures return NULL with errno set to
+ * ENOMEM (or EINVAL for a bad alignment); no function aborts on out-of-memory.
+ * Pointers ebb did not make are recognised without touching them: ebb_free()
+ * of such a pointer is reported on stderr (see EBB_ON_ERROR) and ignored.
+ */
+#ifndef EBB_H
+#define EBB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EBB_VERSION_MAJOR 0
+#define EBB_VERSION_MINOR 1
+#define EBB_VERSION_PATCH 0
+#define EBB_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__)
+#define EBB_API __attribute__((visibility("default")))
+#define EBB_MALLOC_LIKE __attribute__((malloc, warn_unused_result))
+#else
+#define EBB_API
+#define EBB_MALLOC_LIKE
+#endif
+
+/* The C library's allocation functions, with glibc's semantics. */
+EBB_API EBB_MALLOC_LIKE void *ebb_malloc(size_t size);
+EBB_API EBB_MALLOC_LIKE void *ebb_calloc(size_t count, size_t size);
+EBB_API void *ebb_realloc(void *ptr, size_t size);
+EBB_API void *ebb_reallocarray(void *ptr, size_t count, size_t size);
+EBB_API void ebb_free(void *ptr);
+EBB_API void ebb_free_sized(void *ptr, size_t size);
+EBB_API void ebb_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+EBB_API EBB_MALLOC_LIKE void *ebb_aligned_alloc(size_t alignment, size_t size);
+EBB_API int ebb_posix_memalign(void **out, size_t alignment, size_t size);
+EBB_API EBB_MALLOC_LIKE void *ebb_memalign(size_t alignment, size_t size);
+EBB_API EBB_MALLOC_LIKE void *ebb_valloc(size_t size);
+EBB_API EBB_MALLOC_LIKE void *ebb_pvalloc(size_t size);
+EBB_API size_t ebb_usable_size(const void *ptr);
+
+/* 1 if ptr is the start of a live block ebb made, else 0.  O(1) for pointers
+ * outside ebb's arenas; never dereferences ptr. */
+EBB_API int ebb_owns(const void *ptr);
+
+/* Walk every internal structure and verify its invariants.  Returns 0 when
+ * all hold; otherwise prints a one-line diagnosis per fault on stderr and
+ * returns the number of faults.  Takes every lock: call it when other threads
+ * are not in the middle of allocating if you want an exact answer. */
+EBB_API int ebb_check(void);
+
+/* Give back what can be given back now: flush this thread's cache and release
+ * empty pools, empty arenas and cached large blocks.  force=1 also releases the
+ * spares kept against map/unmap thrash.  Callable from any thread. */
+EBB_API void ebb_collect(int force);
+
+/* Counters.  Every byte of address space ebb has mapped is in exactly one of
+ * the mapped_* categories, so they add up to `mapped`. */
+typedef struct ebb_stats_s {
+    size_t mapped;          /* all address space ebb holds from the OS */
+    size_t mapped_meta;     /* arena headers, thread caches, tables */
+    size_t mapped_pools;    /* slots owned by pools of small blocks */
+    size_t mapped_free_slots; /* arena slots not in any pool */
+    size_t mapped_large;    /* mappings of live large blocks */
+    size_t mapped_large_cached; /* freed large mappings kept for reuse */
+    size_t small_used;      /* bytes of small blocks handed out (incl. thread caches) */
+    size_t small_cached;    /* bytes of small blocks sitting in thread caches */
+    size_t large_used;      /* bytes of live large mappings */
+    size_t arenas;          /* number of arenas */
+    size_t pools;           /* number of pools */
+    size_t large_blocks;    /* number of live large blocks */
+    size_t heaps;           /* number of shared heaps */
+    size_t threads;         /* live thread caches */
+    size_t foreign_frees;   /* frees of pointers ebb did not make */
+    size_t errors;          /* misuse detected (double free, bad pointer) */
+    size_t peak_mapped;     /* high-water mark of `mapped` */
+} ebb_stats_t;
+
+EBB_API void ebb_stats(ebb_stats_t *out);
+
+/* Print the statistics, one size class per line, to stderr. */
+EBB_API void ebb_stats_print(void);
+
+EBB_API const char *ebb_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EBB_H */
