@@ -1,0 +1,141 @@
+# ebb -- build, install, test.  `make help` lists the targets.
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+B        ?= build
+
+WARN     := -Wall -Wextra -Werror
+BASE     := -std=c11 $(WARN) -fPIC -fvisibility=hidden -fno-semantic-interposition -g
+OPT      ?= -O2
+LIBFLAGS := $(BASE) $(OPT) $(EXTRA_CFLAGS)
+TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc $(EXTRA_CFLAGS)
+VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' include/ebb.h)
+
+SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
+
+.PHONY: all lib install uninstall clean help check check-unit check-api check-stress \
+        check-preload check-sanitizers check-asan check-ubsan check-clang fuzz peer bench demo
+
+all: lib
+lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
+
+help:
+	@echo "make               build $(B)/libebb.so, $(B)/libebb.a, $(B)/ebb.pc"
+	@echo "make install PREFIX=/usr/local"
+	@echo "make check         unit, API, stress and LD_PRELOAD tests (what scripts/test.sh runs first)"
+	@echo "make check-sanitizers   API tests under ASan and UBSan"
+	@echo "make fuzz          libFuzzer run (FUZZ_SECONDS=60)"
+	@echo "make peer          CPython, sqlite3, git, gcc, C++ under LD_PRELOAD"
+	@echo "make bench         benchmark table against glibc, mimalloc, jemalloc, tcmalloc"
+
+# ------------------------------------------------------------------ library
+$(B)/ebb.o: $(SRC)
+	@mkdir -p $(@D)
+	$(CC) $(LIBFLAGS) -c src/ebb.c -o $@
+
+$(B)/libebb.so: $(B)/ebb.o
+	$(CC) -shared -Wl,-soname,libebb.so -Wl,-z,now -o $@ $< $(LDFLAGS)
+
+$(B)/libebb.a: $(B)/ebb.o
+	rm -f $@
+	ar rcs $@ $<
+
+$(B)/ebb.pc: ebb.pc.in include/ebb.h
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
+	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
+	install -m 755 $(B)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
+	install -m 644 $(B)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
+	install -m 644 $(B)/ebb.pc $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
+
+clean:
+	rm -rf build bench/build
+
+# ------------------------------------------------------------------ tests
+# Unit tests (white box, one per layer) link a debug build with internal
+# assertions on; API tests link the release library as users do.
+DBG := $(B)/debug
+$(DBG)/libebb.a: $(SRC)
+	@mkdir -p $(@D)
+	$(CC) $(BASE) -O1 -DEBB_DEBUG=1 -fvisibility=default -c src/ebb.c -o $(DBG)/ebb.o
+	rm -f $@ && ar rcs $@ $(DBG)/ebb.o
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+API_SRC  := $(wildcard tests/api/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
+API_BIN  := $(patsubst tests/api/%.c,$(B)/tests/api/%,$(API_SRC))
+
+$(B)/tests/unit/%: tests/unit/%.c $(DBG)/libebb.a
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) $< $(DBG)/libebb.a -lcmocka -lpthread -o $@
+
+$(B)/tests/api/%: tests/api/%.c $(B)/libebb.a
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) $< $(B)/libebb.a -lcmocka -lpthread -o $@
+
+check-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+check-api: $(API_BIN)
+	@set -e; for t in $(API_BIN); do echo "== $$t"; $$t; done
+
+STRESS_SCALE ?= 1
+$(B)/tests/stress: tests/stress/stress.c $(B)/libebb.a
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) $< $(B)/libebb.a -lpthread -o $@
+$(B)/tests/stress-libc: tests/stress/stress.c
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) -DSTRESS_USE_LIBC $< -lpthread -o $@
+
+check-stress: $(B)/tests/stress $(B)/tests/stress-libc $(B)/libebb.so
+	EBB_STRESS_SCALE=$(STRESS_SCALE) $(B)/tests/stress
+	EBB_STRESS_SCALE=$(STRESS_SCALE) LD_PRELOAD=$(abspath $(B)/libebb.so) $(B)/tests/stress-libc
+
+$(B)/tests/preload_smoke: tests/preload/preload_smoke.c
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) -D_GNU_SOURCE $< -ldl -o $@
+
+check-preload: $(B)/tests/preload_smoke $(B)/libebb.so
+	LD_PRELOAD=$(abspath $(B)/libebb.so) $(B)/tests/preload_smoke
+
+check: check-unit check-api check-stress check-preload
+
+# Sanitizer builds: the sanitizer runtime owns malloc, so the library is
+# built without its malloc exports and the tests use the ebb_* API.
+SAN_asan  := -fsanitize=address -fno-omit-frame-pointer
+SAN_ubsan := -fsanitize=undefined -fno-sanitize-recover=all
+$(B)/%/libebb-san.a: $(SRC)
+	@mkdir -p $(@D)
+	$(CC) $(BASE) -O1 -DEBB_DEBUG=1 -DEBB_NO_OVERRIDE $(SAN_$*) -c src/ebb.c -o $(@D)/ebb.o
+	rm -f $@ && ar rcs $@ $(@D)/ebb.o
+
+check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
+	@set -e; mkdir -p $(B)/$*/tests; for src in $(API_SRC) tests/stress/stress.c; do \
+	  t=$(B)/$*/tests/$$(basename $$src .c); \
+	  $(CC) $(TESTFLAGS) $(SAN_$*) $$src $(B)/$*/libebb-san.a -lcmocka -lpthread -o $$t; \
+	  echo "== $$t ($*)"; ASAN_OPTIONS=detect_leaks=0 EBB_STRESS_SCALE=1 $$t; done
+
+check-sanitizers: check-asan check-ubsan
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+
+peer: lib
+	EBB_LIB=$(abspath $(B)/libebb.so) tests/peer/run-all.sh
+
+bench: lib
+	python3 bench/run.py --ebb $(abspath $(B)/libebb.so)
+
+demo: lib
+	python3 scripts/demo.py --ebb $(abspath $(B)/libebb.so)

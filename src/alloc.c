@@ -1,0 +1,348 @@
+/*
+ * alloc.c -- the front: malloc semantics on top of caches, heaps and large
+ * blocks.
+ *
+ * Owns: request sizes and their limits (nothing above PTRDIFF_MAX), errno,
+ * alignment, calloc's zeroing and overflow check, realloc's in-place rules,
+ * and recognising pointers that are not ours.
+ *
+ * Fast paths: ebb_malloc of up to 32 KiB pops the thread cache's stack for
+ * the size class (class lookup by table up to 1 KiB); ebb_free finds the
+ * arena by masking after one ownership-map load, the class from one byte of
+ * the arena header, and pushes on the thread cache.  Everything else, first
+ * use, empty or full stacks, big or aligned requests, large blocks, foreign
+ * pointers, goes through noinline slow paths.
+ *
+ * realloc keeps a block in place when the new size fits its usable size and
+ * does not shrink it by at least a quarter (glibc-like); large blocks grow
+ * and shrink with mremap.  realloc(p, 0) frees p and returns NULL, as glibc.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+static size_t page_size(void)
+{
+    return ebb__os_page_size();
+}
+
+static void *enomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
+/* ------------------------------------------------------------ allocation */
+
+static void *small_alloc_slow(unsigned cls)
+{
+    ebb__tcache_t *tc = ebb__tcache_get_slow();
+    if (tc && ebb__classes[cls].tcache_cap) {
+        ebb__tbin_t *b = &tc->bin[cls];
+        if (b->top != b->low)
+            return *--b->top;
+        void *p = ebb__tcache_refill_pop(tc, cls);
+        return p ? p : enomem();
+    }
+    void *p;
+    ebb__heap_t *h = tc ? tc->heap : &ebb__g.heaps[0];
+    return ebb__heap_alloc(h, cls, &p, 1) ? p : enomem();
+}
+
+EBB_NOINLINE void *ebb__malloc_slow(size_t n)
+{
+    ebb__ensure_init();
+    if (n <= EBB_LARGE_THRESHOLD)
+        return small_alloc_slow(ebb__class_of(n));
+    if (n > (size_t)PTRDIFF_MAX)
+        return enomem();
+    return ebb__large_alloc(n, 0, 0);
+}
+
+EBB_API void *ebb_malloc(size_t n)
+{
+    if (EBB_LIKELY(n <= EBB_TCACHE_MAX_SIZE)) {
+        ebb__tbin_t *b = &ebb__tc->bin[ebb__class_of(n)];
+        void **top = b->top;
+        if (EBB_LIKELY(top != b->low)) {
+            b->top = top - 1;
+            return top[-1];
+        }
+    }
+    return ebb__malloc_slow(n);
+}
+
+/* Smallest class whose size is a multiple of align (<= one slot) and holds n:
+ * its blocks start on slot boundaries, so every block is aligned. */
+static int aligned_class(size_t n, size_t align, unsigned *out)
+{
+    if (align > EBB_SLOT_SIZE || n > EBB_LARGE_THRESHOLD)
+        return 0;
+    for (unsigned c = ebb__class_of(n < align ? align : n); c < EBB_CLASSES; c++) {
+        if (ebb__classes[c].size % align == 0) {
+            *out = c;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void *alloc_aligned(size_t align, size_t n)
+{
+    if (align <= EBB_MIN_ALIGN)
+        return ebb_malloc(n);
+    if (n > (size_t)PTRDIFF_MAX)
+        return enomem();
+    ebb__ensure_init();
+    unsigned cls;
+    if (aligned_class(n, align, &cls))
+        return small_alloc_slow(cls);
+    return ebb__large_alloc(n, align < page_size() ? page_size() : align, 0);
+}
+
+EBB_API void *ebb_calloc(size_t count, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n) || n > (size_t)PTRDIFF_MAX)
+        return enomem();
+    if (n > EBB_LARGE_THRESHOLD) {
+        ebb__ensure_init();
+        return ebb__large_alloc(n, 0, 1);
+    }
+    void *p = ebb_malloc(n);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+
+EBB_API void *ebb_aligned_alloc(size_t align, size_t n)
+{
+    if (align == 0 || (align & (align - 1))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return alloc_aligned(align, n);
+}
+
+EBB_API void *ebb_memalign(size_t align, size_t n)
+{
+    if (align > (size_t)PTRDIFF_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (align & (align - 1)) { /* glibc rounds up to a power of two */
+        size_t a = 1;
+        while (a < align)
+            a <<= 1;
+        align = a;
+    }
+    return alloc_aligned(align, n);
+}
+
+EBB_API int ebb_posix_memalign(void **out, size_t align, size_t n)
+{
+    if (align < sizeof(void *) || (align & (align - 1)) || align % sizeof(void *))
+        return EINVAL;
+    int saved = errno;
+    void *p = alloc_aligned(align, n);
+    errno = saved;
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+EBB_API void *ebb_valloc(size_t n)
+{
+    return alloc_aligned(page_size(), n);
+}
+
+EBB_API void *ebb_pvalloc(size_t n)
+{
+    size_t page = page_size();
+    if (n > SIZE_MAX - page)
+        return enomem();
+    n = n ? (n + page - 1) & ~(page - 1) : page;
+    return alloc_aligned(page, n);
+}
+
+/* ------------------------------------------------------------------ free */
+
+static void foreign(const char *fn, const void *p)
+{
+    atomic_fetch_add_explicit(&ebb__g.foreign_frees, 1, memory_order_relaxed);
+    ebb__report_misuse(fn, p, "pointer was not allocated by ebb; ignored");
+}
+
+EBB_NOINLINE void ebb__free_slow(void *p)
+{
+    if (p == NULL)
+        return;
+    int saved = errno;
+    uintptr_t a = (uintptr_t)p;
+    ebb__arena_t *ar = ebb__arena_of(a);
+    if (ar) {
+        unsigned cls = __atomic_load_n(&ar->slot_class[ebb__slot_of(a)], __ATOMIC_RELAXED);
+        if (cls >= EBB_CLASSES) {
+            ebb__report_misuse("free", p, "pointer is not in any pool (already freed or invalid)");
+        } else {
+            ebb__tcache_t *tc = ebb__tcache_get_slow();
+            if (tc && ebb__classes[cls].tcache_cap)
+                ebb__tcache_flush_push(tc, cls, p);
+            else
+                ebb__heap_free(&p, 1);
+        }
+    } else if (!ebb__large_free(p)) {
+        foreign("free", p);
+    }
+    errno = saved;
+}
+
+EBB_API void ebb_free(void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    ebb__arena_t *ar = ebb__arena_of(a);
+    if (EBB_LIKELY(ar != NULL)) {
+        unsigned cls = __atomic_load_n(&ar->slot_class[ebb__slot_of(a)], __ATOMIC_RELAXED);
+        if (EBB_LIKELY(cls < EBB_CLASSES)) {
+            ebb__tbin_t *b = &ebb__tc->bin[cls];
+            void **top = b->top;
+            if (EBB_LIKELY(top != b->high)) {
+                *top = p;
+                b->top = top + 1;
+                return;
+            }
+        }
+    }
+    ebb__free_slow(p);
+}
+
+EBB_API void ebb_free_sized(void *p, size_t size)
+{
+    (void)size;
+    ebb_free(p);
+}
+
+EBB_API void ebb_free_aligned_sized(void *p, size_t align, size_t size)
+{
+    (void)align;
+    (void)size;
+    ebb_free(p);
+}
+
+/* ----------------------------------------------------------- usable size */
+
+/* Usable size of a small block, or 0 if a is not the start of one. */
+static size_t small_usable(ebb__arena_t *ar, uintptr_t a)
+{
+    ebb__pool_t *p = ebb__pool_of(ar, a);
+    uint32_t idx;
+    if (p == NULL || !ebb__pool_block_index(p, a, &idx))
+        return 0;
+    return ebb__classes[p->cls].size;
+}
+
+EBB_API size_t ebb_usable_size(const void *p)
+{
+    if (p == NULL)
+        return 0;
+    uintptr_t a = (uintptr_t)p;
+    ebb__arena_t *ar = ebb__arena_of(a);
+    size_t n = ar ? small_usable(ar, a) : ebb__large_usable(p);
+    if (n == 0)
+        ebb__report_misuse("malloc_usable_size", p, "pointer was not allocated by ebb");
+    return n;
+}
+
+EBB_API int ebb_owns(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (p == NULL || !atomic_load_explicit(&ebb__g.ready, memory_order_acquire))
+        return 0;
+    ebb__arena_t *ar = ebb__arena_of(a);
+    if (ar == NULL)
+        return ebb__large_usable(p) != 0;
+    ebb__pool_t *pool = ebb__pool_of(ar, a);
+    uint32_t idx;
+    return pool != NULL && ebb__pool_block_index(pool, a, &idx) && !ebb__pool_is_free(pool, idx);
+}
+
+/* --------------------------------------------------------------- realloc */
+
+static void *move_block(void *p, size_t old_usable, size_t n)
+{
+    void *q = ebb_malloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old_usable < n ? old_usable : n);
+    ebb_free(p);
+    return q;
+}
+
+/* The class a request of n would get is at most 3/4 of `usable`. */
+static int shrink_saves_a_quarter(size_t n, size_t usable)
+{
+    size_t target = n <= EBB_LARGE_THRESHOLD ? ebb__classes[ebb__class_of(n)].size : n;
+    return target <= usable - usable / 4;
+}
+
+EBB_API void *ebb_realloc(void *p, size_t n)
+{
+    if (p == NULL)
+        return ebb_malloc(n);
+    if (n == 0) {
+        ebb_free(p);
+        return NULL;
+    }
+    if (n > (size_t)PTRDIFF_MAX)
+        return enomem();
+    uintptr_t a = (uintptr_t)p;
+    ebb__arena_t *ar = ebb__arena_of(a);
+    if (ar) {
+        size_t usable = small_usable(ar, a);
+        if (usable == 0) {
+            ebb__report_misuse("realloc", p, "pointer was not allocated by ebb; left alone");
+            errno = EINVAL;
+            return NULL;
+        }
+        if (n <= usable && !shrink_saves_a_quarter(n, usable))
+            return p;
+        return move_block(p, usable, n);
+    }
+    size_t usable = ebb__large_usable(p);
+    if (usable == 0) {
+        foreign("realloc", p);
+        errno = EINVAL;
+        return NULL;
+    }
+    if (n <= EBB_LARGE_THRESHOLD && shrink_saves_a_quarter(n, usable))
+        return move_block(p, usable, n);
+    int not_ours;
+    return ebb__large_realloc(p, n <= EBB_LARGE_THRESHOLD ? usable : n, &not_ours);
+}
+
+EBB_API void *ebb_reallocarray(void *p, size_t count, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n))
+        return enomem();
+    return ebb_realloc(p, n);
+}
+
+/* ------------------------------------------------------------- collect */
+
+EBB_API void ebb_collect(int force)
+{
+    ebb__ensure_init();
+    ebb__tcache_t *tc = ebb__tcache_get_slow();
+    if (tc)
+        ebb__tcache_flush_all(tc);
+    ebb__large_collect();
+    ebb__arena_collect(force);
+}
+
+EBB_API const char *ebb_version(void)
+{
+    return EBB_VERSION_STRING;
+}

@@ -1,0 +1,197 @@
+/*
+ * check.c -- ebb_check(): walk every structure and verify its invariants.
+ *
+ * Takes every lock in the documented order, then checks, arena by arena and
+ * pool by pool, what the rest of the code assumes: free-slot counts, slot
+ * classes, pool geometry, bitmap population against the used count, bucket
+ * placement, bin membership and totals, thread-cache contents (each cached
+ * block is allocated as far as its pool knows), large-block table, and that
+ * the mapped categories add up to the mapped counter.  Each fault is one line
+ * on stderr; the return value is how many.  Cost is linear in the heap's
+ * metadata, not in its bytes.  Debug builds (EBB_DEBUG >= 2) run it on slow
+ * paths; tests call it after every scenario.
+ */
+#include "internal.h"
+
+#define FAULT(...) (ebb__diag("ebb_check: " __VA_ARGS__), faults++)
+
+static int popcount_words(const uint64_t *w, unsigned n)
+{
+    int c = 0;
+    for (unsigned i = 0; i < n; i++)
+        c += __builtin_popcountll(w[i]);
+    return c;
+}
+
+static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins)
+{
+    int faults = 0;
+    ebb__pool_t *p = &a->pool[s];
+    unsigned cls = a->slot_class[s];
+    if (p->cls != cls || cls >= EBB_CLASSES)
+        return FAULT("pool %p: class %u, slot says %u\n", (void *)p->start, (unsigned)p->cls, cls);
+    const ebb__class_t *c = &ebb__classes[cls];
+    if (p->span != c->span || p->head_slot != s || p->start != (uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE)
+        FAULT("pool %p: bad geometry\n", (void *)p->start);
+    for (unsigned k = s; k < s + p->span && k < EBB_SLOTS; k++) {
+        if (a->slot_head[k] != s || a->slot_class[k] != cls || ((a->free_mask >> k) & 1))
+            FAULT("pool %p: slot %u not marked as its own\n", (void *)p->start, k);
+    }
+    uint64_t *bits = a->bitmap[s];
+    int nfree = popcount_words(bits, EBB_BITMAP_WORDS);
+    if ((uint32_t)nfree + p->used != c->blocks)
+        FAULT("pool %p: %d free + %u used != %u blocks\n", (void *)p->start, nfree, p->used, c->blocks);
+    unsigned words = (c->blocks + 63) / 64;
+    for (unsigned w = 0; w < EBB_BITMAP_WORDS; w++) {
+        uint64_t valid = w + 1 < words ? ~(uint64_t)0 : w + 1 == words ?
+            (c->blocks % 64 ? ((uint64_t)1 << (c->blocks % 64)) - 1 : ~(uint64_t)0) : 0;
+        if (bits[w] & ~valid)
+            FAULT("pool %p: free bits beyond the last block\n", (void *)p->start);
+        if (w < p->scan && bits[w])
+            FAULT("pool %p: free block below the scan hint\n", (void *)p->start);
+    }
+    if (p->heap == NULL || p->heap < ebb__g.heaps || p->heap >= ebb__g.heaps + ebb__g.nheaps)
+        return FAULT("pool %p: no owning heap\n", (void *)p->start);
+    unsigned want = p->used == c->blocks ? (unsigned)EBB_BUCKET_FULL
+                    : (unsigned)(((uint64_t)p->used * EBB_POOL_BUCKETS) / c->blocks);
+    if (p->bucket != want)
+        FAULT("pool %p: in bucket %u, belongs in %u\n", (void *)p->start, (unsigned)p->bucket, want);
+    (*pools_in_bins)++;
+    return faults;
+}
+
+static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *slots)
+{
+    int faults = 0;
+    if (a->magic != EBB_ARENA_MAGIC)
+        return FAULT("arena %p: bad magic\n", (void *)a);
+    if (a->nfree != list || (unsigned)__builtin_popcountll(a->free_mask) != a->nfree)
+        FAULT("arena %p: nfree %u, mask has %d, list %u\n", (void *)a, a->nfree,
+              __builtin_popcountll(a->free_mask), list);
+    if (a->free_mask & 1)
+        FAULT("arena %p: header slot marked free\n", (void *)a);
+    if (ebb__arena_of((uintptr_t)a) != a)
+        FAULT("arena %p: missing from the ownership map\n", (void *)a);
+    if (a->slot_class[0] != EBB_NO_CLASS)
+        FAULT("arena %p: header slot has a class\n", (void *)a);
+    for (unsigned s = 1; s < EBB_SLOTS;) {
+        if ((a->free_mask >> s) & 1) {
+            if (a->slot_class[s] != EBB_NO_CLASS)
+                FAULT("arena %p: free slot %u has class %u\n", (void *)a, s, (unsigned)a->slot_class[s]);
+            s++;
+            continue;
+        }
+        if (a->slot_head[s] != s) {
+            FAULT("arena %p: slot %u starts no pool\n", (void *)a, s);
+            s++;
+            continue;
+        }
+        faults += check_pool(a, s, pools);
+        *slots += a->pool[s].span ? a->pool[s].span : 1;
+        s += a->pool[s].span ? a->pool[s].span : 1;
+    }
+    return faults;
+}
+
+static int check_bins(size_t *pools_listed)
+{
+    int faults = 0;
+    for (unsigned h = 0; h < ebb__g.nheaps; h++) {
+        for (unsigned c = 0; c < EBB_CLASSES; c++) {
+            ebb__bin_t *b = &ebb__g.heaps[h].bin[c];
+            size_t n = 0, used = 0;
+            for (unsigned k = 0; k <= EBB_POOL_BUCKETS; k++) {
+                if (((b->nonempty >> k) & 1) != (b->bucket[k] != NULL))
+                    FAULT("heap %u class %u: bucket %u mask wrong\n", h, c, k);
+                ebb__pool_t *prev = NULL;
+                for (ebb__pool_t *p = b->bucket[k]; p; prev = p, p = p->next) {
+                    if (p->prev != prev || p->heap != &ebb__g.heaps[h] || p->cls != c || p->bucket != k) {
+                        FAULT("heap %u class %u: pool %p misfiled\n", h, c, (void *)p->start);
+                        break;
+                    }
+                    n++;
+                    used += p->used;
+                }
+            }
+            if (n != b->pools || used != b->used)
+                FAULT("heap %u class %u: lists hold %zu pools/%zu blocks, counters %zu/%zu\n",
+                      h, c, n, used, b->pools, b->used);
+            *pools_listed += n;
+        }
+    }
+    return faults;
+}
+
+static int check_tcaches(void)
+{
+    int faults = 0;
+    for (ebb__tcache_t *tc = ebb__g.threads; tc; tc = tc->next) {
+        for (unsigned c = 0; c < EBB_CLASSES; c++) {
+            ebb__tbin_t *b = &tc->bin[c];
+            if (b->top < b->low || b->top > b->high ||
+                (size_t)(b->high - b->low) != ebb__classes[c].tcache_cap) {
+                FAULT("thread cache %p class %u: bad stack\n", (void *)tc, c);
+                continue;
+            }
+            for (void **e = b->low; e < b->top; e++) {
+                uintptr_t a = (uintptr_t)*e;
+                ebb__arena_t *ar = ebb__arena_of(a);
+                ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
+                uint32_t idx;
+                if (p == NULL || p->cls != c || !ebb__pool_block_index(p, a, &idx) ||
+                    ebb__pool_is_free(p, idx))
+                    FAULT("thread cache %p class %u: entry %p is not an allocated block\n",
+                          (void *)tc, c, *e);
+            }
+        }
+    }
+    return faults;
+}
+
+EBB_API int ebb_check(void)
+{
+    int faults = 0;
+    ebb__ensure_init();
+    ebb__lock(&ebb__g.registry_lock);
+    for (unsigned h = 0; h < ebb__g.nheaps; h++)
+        for (unsigned c = 0; c < EBB_CLASSES; c++)
+            ebb__lock(&ebb__g.heaps[h].bin[c].lock);
+    ebb__lock(&ebb__g.arena_lock);
+    ebb__large_lock_all();
+
+    size_t pools = 0, slots = 0, arenas = 0, listed = 0, empty = 0;
+    for (unsigned n = 0; n < EBB_SLOTS; n++) {
+        if (((ebb__g.by_nfree_mask >> n) & 1) != (ebb__g.by_nfree[n] != NULL))
+            FAULT("arena list %u: mask wrong\n", n);
+        for (ebb__arena_t *a = ebb__g.by_nfree[n]; a; a = a->next) {
+            faults += check_arena(a, n, &pools, &slots);
+            arenas++;
+            empty += n == EBB_SLOTS - 1;
+        }
+    }
+    if (arenas != ebb__g.arenas || pools != ebb__g.pools || slots != ebb__g.pool_slots)
+        FAULT("arena totals: %zu arenas/%zu pools/%zu slots walked, counters %zu/%zu/%zu\n",
+              arenas, pools, slots, ebb__g.arenas, ebb__g.pools, ebb__g.pool_slots);
+    if (empty != ebb__g.spare_arenas || empty > EBB_SPARE_ARENAS)
+        FAULT("%zu empty arenas, %zu counted as spare\n", empty, ebb__g.spare_arenas);
+    faults += check_bins(&listed);
+    if (listed != pools)
+        FAULT("%zu pools in arenas but %zu in bins\n", pools, listed);
+    faults += check_tcaches();
+    faults += ebb__large_check();
+
+    ebb__large_unlock_all(0);
+    ebb__unlock(&ebb__g.arena_lock);
+    for (unsigned h = ebb__g.nheaps; h-- > 0;)
+        for (unsigned c = EBB_CLASSES; c-- > 0;)
+            ebb__unlock(&ebb__g.heaps[h].bin[c].lock);
+    ebb__unlock(&ebb__g.registry_lock);
+
+    ebb_stats_t s;
+    ebb_stats(&s);
+    size_t sum = s.mapped_meta + s.mapped_pools + s.mapped_free_slots + s.mapped_large +
+                 s.mapped_large_cached;
+    if (sum != s.mapped)
+        FAULT("mapped categories sum to %zu, mapped counter says %zu\n", sum, s.mapped);
+    return faults;
+}

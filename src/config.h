@@ -1,0 +1,104 @@
+/*
+ * config.h -- every tunable constant of ebb, in one marked place.
+ *
+ * Each constant says why it has its value.  The compile-time checks at the end
+ * state the invariants between them; change a number and the build tells you
+ * what else must move.
+ */
+#ifndef EBB_CONFIG_H
+#define EBB_CONFIG_H
+
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- tunables */
+
+/* Arena: one size-aligned region of address space, found from any pointer
+ * inside it by masking.  4 MiB keeps the ownership map small (one byte per
+ * arena: 32 MiB of untouched, never-resident address space for a 47-bit user
+ * space, 1 KiB on 32-bit) and gives 63 slots of 64 KiB for pools. */
+#define EBB_ARENA_SHIFT 22
+
+/* Slot: the unit in which an arena is handed to pools.  64 KiB holds 4096
+ * blocks of 16 bytes, so one pool's free bitmap is at most 512 bytes, and is
+ * 16 OS pages, the granularity at which a partly used pool is purged. */
+#define EBB_SLOT_SHIFT 16
+
+/* Largest span of a pool, in slots.  The 128 KiB class needs 8 slots to hold
+ * 4 blocks (see sizeclass.c for the rule that picks each class's span). */
+#define EBB_MAX_POOL_SPAN 8
+
+/* Largest size served from pools; above it a block gets its own mapping.
+ * 128 KiB: page-rounding then wastes under 3% per block, and at most 65530
+ * mappings (vm.max_map_count) still hold 8 GiB of large blocks.  Blocks up
+ * to here stay in arenas, where freeing and reusing them costs no system
+ * call and no page fault. */
+#define EBB_LARGE_THRESHOLD ((size_t)128 << 10)
+
+/* Number of size classes: 32 classes of 16-byte steps up to 512 bytes
+ * (CPython's small objects), then 4 per doubling up to 128 KiB (8 doublings,
+ * at most 25% and on average about 10% internal waste, like jemalloc). */
+#define EBB_SMALL_STEP 16
+#define EBB_SMALL_STEP_MAX 512
+#define EBB_CLASSES 64
+
+/* Thread cache.  Classes up to this size are cached per thread; bigger ones
+ * are rare and expensive to keep (each cached block pins its pages). */
+#define EBB_TCACHE_MAX_SIZE ((size_t)32 << 10)
+/* Most blocks one class may hold in a thread cache, and the byte budget per
+ * class that lowers it for bigger blocks: a thread that goes idle pins at
+ * most about EBB_CLASSES * 32 KiB, and a refill or flush moves half a cache
+ * under one lock, so 64 blocks of a busy class cost one lock round trip. */
+#define EBB_TCACHE_MAX_COUNT 128
+#define EBB_TCACHE_MIN_COUNT 4
+#define EBB_TCACHE_CLASS_BYTES ((size_t)32 << 10)
+
+/* Number of fullness buckets a heap keeps per class.  Allocation takes the
+ * fullest bucket first, so nearly empty pools drain and can be released. */
+#define EBB_POOL_BUCKETS 8
+
+/* Most shared heaps.  Threads are spread over min(cpus, this) heaps (option
+ * EBB_HEAPS), so thousands of threads do not multiply the footprint. */
+#define EBB_MAX_HEAPS 64
+
+/* Empty arenas kept mapped against map/unmap thrash in alloc/free loops. */
+#define EBB_SPARE_ARENAS 1
+
+/* Large-block cache: freed mappings kept for reuse, at most this many and at
+ * most EBB_LARGE_CACHE_BYTES (option EBB_LARGE_CACHE) in total. */
+#define EBB_LARGE_CACHE_SLOTS 16
+#define EBB_LARGE_CACHE_BYTES ((size_t)64 << 20)
+
+/* Alignment every block gets without asking (max_align_t on x86-64). */
+#define EBB_MIN_ALIGN 16
+
+/* Debug level: 0 none, 1 cheap internal asserts, 2 expensive walks. */
+#ifndef EBB_DEBUG
+#define EBB_DEBUG 0
+#endif
+
+/* -------------------------------------------------------------- derived */
+
+#define EBB_ARENA_SIZE ((uintptr_t)1 << EBB_ARENA_SHIFT)
+#define EBB_SLOT_SIZE ((uintptr_t)1 << EBB_SLOT_SHIFT)
+#define EBB_SLOTS (1u << (EBB_ARENA_SHIFT - EBB_SLOT_SHIFT))
+#define EBB_POOL_MAX_BLOCKS (EBB_SLOT_SIZE / EBB_SMALL_STEP)
+#define EBB_BITMAP_WORDS (EBB_POOL_MAX_BLOCKS / 64)
+
+/* ------------------------------------------------------ invariants */
+
+_Static_assert(EBB_SLOTS == 64, "an arena's free-slot set is one 64-bit word");
+_Static_assert(EBB_SLOT_SHIFT >= 12, "a slot must hold whole 4 KiB pages");
+_Static_assert(EBB_POOL_MAX_BLOCKS % 64 == 0, "bitmaps are whole words");
+_Static_assert(EBB_LARGE_THRESHOLD * 4 <= EBB_MAX_POOL_SPAN * EBB_SLOT_SIZE,
+               "the largest class must fit 4 blocks in the largest span");
+_Static_assert(EBB_SMALL_STEP_MAX / EBB_SMALL_STEP == 32,
+               "32 step classes, then 4 per doubling");
+_Static_assert(32 + 4 * 8 == EBB_CLASSES && (EBB_SMALL_STEP_MAX << 8) ==
+               EBB_LARGE_THRESHOLD, "8 doublings from 512 B to 128 KiB");
+_Static_assert(EBB_TCACHE_MIN_COUNT * 2 <= EBB_TCACHE_MAX_COUNT, "cache range");
+_Static_assert(EBB_TCACHE_MAX_SIZE < EBB_LARGE_THRESHOLD, "cached classes are small");
+_Static_assert((EBB_SMALL_STEP & (EBB_SMALL_STEP - 1)) == 0 &&
+               EBB_SMALL_STEP >= EBB_MIN_ALIGN, "step keeps the minimum alignment");
+_Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
+
+#endif /* EBB_CONFIG_H */

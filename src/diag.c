@@ -1,0 +1,112 @@
+/*
+ * diag.c -- one-line diagnoses, written without allocating.
+ *
+ * A report from inside the allocator cannot use stdio (it allocates, and may
+ * be what called us), so this file formats into a stack buffer: %s %p %zu %u
+ * %d %x only.  Misuse (a foreign pointer, a double free) is reported by
+ * naming the function, the pointer and the fault, then handled per
+ * EBB_ON_ERROR: warn (default), abort, or ignore.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static size_t put_str(char *buf, size_t at, size_t cap, const char *s)
+{
+    while (*s && at + 1 < cap)
+        buf[at++] = *s++;
+    return at;
+}
+
+static size_t put_num(char *buf, size_t at, size_t cap, unsigned long long v, unsigned base,
+                      int negative)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    if (negative && at + 1 < cap)
+        buf[at++] = '-';
+    while (n > 0 && at + 1 < cap)
+        buf[at++] = tmp[--n];
+    return at;
+}
+
+static void vformat(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+    size_t at = 0;
+    for (const char *f = fmt; *f && at + 1 < cap; f++) {
+        if (*f != '%') {
+            buf[at++] = *f;
+            continue;
+        }
+        f++;
+        if (*f == 'z')
+            f++;
+        switch (*f) {
+        case 's':
+            at = put_str(buf, at, cap, va_arg(ap, const char *));
+            break;
+        case 'p':
+            at = put_str(buf, at, cap, "0x");
+            at = put_num(buf, at, cap, (uintptr_t)va_arg(ap, void *), 16, 0);
+            break;
+        case 'u':
+            at = put_num(buf, at, cap, f[-1] == 'z' ? va_arg(ap, size_t) : va_arg(ap, unsigned), 10, 0);
+            break;
+        case 'x':
+            at = put_num(buf, at, cap, va_arg(ap, unsigned), 16, 0);
+            break;
+        case 'd': {
+            int v = va_arg(ap, int);
+            at = put_num(buf, at, cap, v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v, 10, v < 0);
+            break;
+        }
+        case '%':
+            buf[at++] = '%';
+            break;
+        default:
+            if (*f == '\0')
+                f--;
+            break;
+        }
+    }
+    buf[at] = '\0';
+}
+
+void ebb__diag(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ebb__os_write_diag(buf, strlen(buf));
+}
+
+void ebb__report_misuse(const char *fn, const void *p, const char *fault)
+{
+    atomic_fetch_add_explicit(&ebb__g.errors, 1, memory_order_relaxed);
+    if (ebb__g.opt.on_error == EBB_ON_ERROR_IGNORE)
+        return;
+    ebb__diag("ebb: %s(%p): %s\n", fn, p, fault);
+    if (ebb__g.opt.on_error == EBB_ON_ERROR_ABORT)
+        ebb__os_abort();
+}
+
+_Noreturn void ebb__assert_fail(const char *cond, const char *file, int line)
+{
+    ebb__diag("ebb: internal assertion failed: %s (%s:%d)\n", cond, file, line);
+    ebb__os_abort();
+}
+
+void ebb__check_or_die(void)
+{
+    if (ebb_check() != 0) {
+        ebb__diag("ebb: heap consistency check failed\n");
+        ebb__os_abort();
+    }
+}

@@ -1,0 +1,175 @@
+/*
+ * heap.c -- the shared heaps: a locked bin per size class, pools sorted by
+ * fullness.
+ *
+ * Owns: which pools serve which (heap, class), the fullness buckets, and the
+ * decision to release an empty pool to its arena.
+ *
+ * Threads are spread over a bounded number of heaps (one per CPU by default,
+ * EBB_HEAPS to change), never one heap per thread: a thousand threads share
+ * the same few pools per class instead of each pinning its own, which is
+ * glibc's arena-per-thread footprint problem.  Heaps are reached only through
+ * thread caches, half a cache at a time, so a bin lock is taken once per
+ * dozens of allocations and contention stays low.
+ *
+ * Placement: a bin keeps its partly used pools in EBB_POOL_BUCKETS buckets by
+ * the fraction of blocks in use, and takes blocks from the fullest bucket
+ * first.  Live data thus piles into few pools and the others drain to empty.
+ * An empty pool goes back to its arena unless the bin has no other pool with
+ * room, which stops a pool from being made and released on every turn of an
+ * allocate/free loop at a pool boundary.
+ *
+ * Frees arrive here from any thread's cache; each block is checked against
+ * its pool's bitmap (double free, interior pointer) before it is taken back.
+ */
+#include "internal.h"
+
+static unsigned bucket_for(const ebb__pool_t *p)
+{
+    uint32_t blocks = ebb__classes[p->cls].blocks;
+    if (p->used == blocks)
+        return EBB_BUCKET_FULL;
+    return (unsigned)(((uint64_t)p->used * EBB_POOL_BUCKETS) / blocks);
+}
+
+static void bin_link(ebb__bin_t *b, ebb__pool_t *p, unsigned k)
+{
+    p->bucket = (uint8_t)k;
+    p->prev = NULL;
+    p->next = b->bucket[k];
+    if (p->next)
+        p->next->prev = p;
+    b->bucket[k] = p;
+    b->nonempty |= 1u << k;
+}
+
+static void bin_unlink(ebb__bin_t *b, ebb__pool_t *p)
+{
+    unsigned k = p->bucket;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        b->bucket[k] = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    if (b->bucket[k] == NULL)
+        b->nonempty &= ~(1u << k);
+    p->next = p->prev = NULL;
+    p->bucket = EBB_BUCKET_NONE;
+}
+
+static void bin_rebucket(ebb__bin_t *b, ebb__pool_t *p)
+{
+    unsigned k = bucket_for(p);
+    if (k != p->bucket) {
+        bin_unlink(b, p);
+        bin_link(b, p, k);
+    }
+}
+
+/* The fullest pool with a free block, or a new one; NULL if out of memory. */
+static ebb__pool_t *bin_pool_with_room(ebb__heap_t *h, ebb__bin_t *b, unsigned cls)
+{
+    uint32_t partial = b->nonempty & ((1u << EBB_POOL_BUCKETS) - 1);
+    if (partial) {
+        unsigned k = 31u - (unsigned)__builtin_clz(partial);
+        return b->bucket[k];
+    }
+    ebb__pool_t *p = ebb__arena_take_pool(ebb__classes[cls].span, cls);
+    if (p == NULL)
+        return NULL;
+    ebb__pool_format(p, h, cls);
+    b->pools++;
+    bin_link(b, p, 0);
+    return p;
+}
+
+unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want)
+{
+    ebb__bin_t *b = &h->bin[cls];
+    unsigned got = 0;
+    ebb__lock(&b->lock);
+    while (got < want) {
+        ebb__pool_t *p = bin_pool_with_room(h, b, cls);
+        if (p == NULL)
+            break;
+        got += ebb__pool_take(p, out + got, want - got);
+        bin_rebucket(b, p);
+    }
+    b->used += got;
+    ebb__unlock(&b->lock);
+    return got;
+}
+
+/* Another pool of this bin has room, so an empty one can go. */
+static int bin_has_other_room(const ebb__bin_t *b, const ebb__pool_t *p)
+{
+    uint32_t partial = b->nonempty & ((1u << EBB_POOL_BUCKETS) - 1);
+    if (partial & ~(1u << p->bucket))
+        return 1;
+    return b->bucket[p->bucket] != p || p->next != NULL;
+}
+
+/* Put one block back; the bin lock is held.  Returns 1 if the pool became
+ * empty and was unlinked for release (the caller releases it unlocked). */
+static int bin_put(ebb__bin_t *b, ebb__pool_t *p, uintptr_t a)
+{
+    uint32_t idx;
+    if (!ebb__pool_block_index(p, a, &idx)) {
+        ebb__report_misuse("free", (void *)a, "not the start of a block");
+        return 0;
+    }
+    if (ebb__pool_is_free(p, idx)) {
+        ebb__report_misuse("free", (void *)a, "double free (block is already free)");
+        return 0;
+    }
+    ebb__pool_put(p, idx);
+    b->used--;
+    if (p->used == 0 && bin_has_other_room(b, p)) {
+        bin_unlink(b, p);
+        b->pools--;
+        return 1;
+    }
+    bin_rebucket(b, p);
+    return 0;
+}
+
+void ebb__heap_free(void *const *blocks, unsigned n)
+{
+    ebb__bin_t *locked = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        uintptr_t a = (uintptr_t)blocks[i];
+        ebb__arena_t *ar = ebb__arena_of(a);
+        ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
+        ebb__heap_t *h = p ? __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE) : NULL;
+        if (h == NULL) {
+            ebb__report_misuse("free", (void *)a, "block is in no pool (already freed?)");
+            continue;
+        }
+        ebb__bin_t *b = &h->bin[p->cls];
+        if (b != locked) {
+            if (locked)
+                ebb__unlock(&locked->lock);
+            ebb__lock(&b->lock);
+            locked = b;
+        }
+        /* A stale pointer may have seen the pool change hands meanwhile. */
+        if (p->heap != h || &h->bin[p->cls] != b) {
+            ebb__report_misuse("free", (void *)a, "block is in no pool (already freed?)");
+            continue;
+        }
+        if (bin_put(b, p, a)) {
+            ebb__unlock(&b->lock);
+            locked = NULL;
+            ebb__arena_release_pool(p);
+        }
+    }
+    if (locked)
+        ebb__unlock(&locked->lock);
+}
+
+ebb__heap_t *ebb__heap_pick(void)
+{
+    unsigned i = ebb__g.next_heap++ % ebb__g.nheaps;
+    return &ebb__g.heaps[i];
+}

@@ -1,0 +1,168 @@
+/*
+ * init.c -- options, start-up, and fork.
+ *
+ * ebb initialises on the first allocation, which may come from the dynamic
+ * loader or a constructor before main: nothing here allocates, reads the
+ * environment through stdio, or depends on the C library being set up.  A
+ * constructor also initialises eagerly and registers the fork handlers.
+ *
+ * Options (all read once, at start-up):
+ *   EBB_HEAPS=N          shared heaps (default: CPUs, at most 64)
+ *   EBB_TCACHE=0|1       per-thread caches (default 1)
+ *   EBB_LARGE_CACHE=SIZE bytes of freed large blocks kept (default 64M; K/M/G)
+ *   EBB_ON_ERROR=warn|abort|ignore   what a detected misuse does
+ *   EBB_VERBOSE=0|1      print the statistics at exit
+ *
+ * Fork: the prepare handler takes every lock (registry, each bin, arenas,
+ * large blocks), so the child inherits consistent structures; the child
+ * resets the locks and gives back the blocks cached by threads it does not
+ * have.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+EBB_HIDDEN ebb__state_t ebb__g = { .init_lock = EBB_LOCK_INIT };
+
+static int parse_size(const char *s, size_t *out)
+{
+    size_t v = 0;
+    if (*s < '0' || *s > '9')
+        return 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (SIZE_MAX - 9) / 10)
+            return 0;
+        v = v * 10 + (size_t)(*s - '0');
+    }
+    unsigned shift = 0;
+    switch (*s) {
+    case 'k': case 'K': shift = 10; s++; break;
+    case 'm': case 'M': shift = 20; s++; break;
+    case 'g': case 'G': shift = 30; s++; break;
+    default: break;
+    }
+    if (*s == 'i' || *s == 'b' || *s == 'B')
+        s++;
+    if (*s != '\0' || (shift && v > (SIZE_MAX >> shift)))
+        return 0;
+    *out = v << shift;
+    return 1;
+}
+
+static void bad_option(const char *name, const char *value)
+{
+    ebb__diag("ebb: ignoring %s=%s (not a valid value)\n", name, value);
+}
+
+static int read_flag(const char *name, int dflt)
+{
+    char v[64];
+    if (!ebb__os_getenv(name, v, sizeof v))
+        return dflt;
+    if (!strcmp(v, "1") || !strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true"))
+        return 1;
+    if (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false"))
+        return 0;
+    bad_option(name, v);
+    return dflt;
+}
+
+void ebb__options_read(ebb__options_t *o)
+{
+    char v[64];
+    size_t n;
+    o->heaps = 0;
+    if (ebb__os_getenv("EBB_HEAPS", v, sizeof v)) {
+        if (parse_size(v, &n) && n >= 1 && n <= EBB_MAX_HEAPS)
+            o->heaps = (unsigned)n;
+        else
+            bad_option("EBB_HEAPS", v);
+    }
+    o->tcache = read_flag("EBB_TCACHE", 1);
+    o->large_cache = EBB_LARGE_CACHE_BYTES;
+    if (ebb__os_getenv("EBB_LARGE_CACHE", v, sizeof v)) {
+        if (parse_size(v, &n))
+            o->large_cache = n;
+        else
+            bad_option("EBB_LARGE_CACHE", v);
+    }
+    o->on_error = EBB_ON_ERROR_WARN;
+    if (ebb__os_getenv("EBB_ON_ERROR", v, sizeof v)) {
+        if (!strcmp(v, "warn"))
+            o->on_error = EBB_ON_ERROR_WARN;
+        else if (!strcmp(v, "abort"))
+            o->on_error = EBB_ON_ERROR_ABORT;
+        else if (!strcmp(v, "ignore"))
+            o->on_error = EBB_ON_ERROR_IGNORE;
+        else
+            bad_option("EBB_ON_ERROR", v);
+    }
+    o->verbose = read_flag("EBB_VERBOSE", 0);
+}
+
+void ebb__init_slow(void)
+{
+    ebb__lock(&ebb__g.init_lock);
+    if (!atomic_load_explicit(&ebb__g.ready, memory_order_relaxed)) {
+        ebb__sizeclass_init();
+        ebb__options_read(&ebb__g.opt);
+        unsigned cpus = ebb__os_cpu_count();
+        unsigned heaps = ebb__g.opt.heaps ? ebb__g.opt.heaps : cpus;
+        ebb__g.nheaps = heaps > EBB_MAX_HEAPS ? EBB_MAX_HEAPS : heaps;
+        for (unsigned i = 0; i < EBB_MAX_HEAPS; i++)
+            ebb__g.heaps[i].index = i;
+        atomic_store_explicit(&ebb__g.ready, 1, memory_order_release);
+    }
+    ebb__unlock(&ebb__g.init_lock);
+}
+
+/* ----------------------------------------------------------------- fork */
+
+static void lock_everything(void)
+{
+    ebb__lock(&ebb__g.registry_lock);
+    for (unsigned h = 0; h < ebb__g.nheaps; h++)
+        for (unsigned c = 0; c < EBB_CLASSES; c++)
+            ebb__lock(&ebb__g.heaps[h].bin[c].lock);
+    ebb__lock(&ebb__g.arena_lock);
+    ebb__large_lock_all();
+}
+
+static void unlock_everything(void)
+{
+    ebb__large_unlock_all(0);
+    ebb__unlock(&ebb__g.arena_lock);
+    for (unsigned h = ebb__g.nheaps; h-- > 0;)
+        for (unsigned c = EBB_CLASSES; c-- > 0;)
+            ebb__unlock(&ebb__g.heaps[h].bin[c].lock);
+    ebb__unlock(&ebb__g.registry_lock);
+}
+
+static void fork_child(void)
+{
+    ebb__large_unlock_all(1);
+    ebb__lock_reset(&ebb__g.arena_lock);
+    for (unsigned h = 0; h < ebb__g.nheaps; h++)
+        for (unsigned c = 0; c < EBB_CLASSES; c++)
+            ebb__lock_reset(&ebb__g.heaps[h].bin[c].lock);
+    ebb__lock_reset(&ebb__g.registry_lock);
+    ebb__lock(&ebb__g.registry_lock);
+    ebb__tcache_fork_child();
+    ebb__unlock(&ebb__g.registry_lock);
+}
+
+static void at_exit_report(void)
+{
+    if (ebb__g.opt.verbose)
+        ebb_stats_print();
+}
+
+__attribute__((constructor)) static void ebb__constructor(void)
+{
+    ebb__ensure_init();
+    ebb__os_atfork(lock_everything, unlock_everything, fork_child);
+    if (ebb__g.opt.verbose) {
+        extern int atexit(void (*)(void));
+        atexit(at_exit_report);
+    }
+}

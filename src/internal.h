@@ -1,0 +1,309 @@
+/*
+ * internal.h -- the structures every layer of ebb shares.
+ *
+ * The layers, top to bottom (arrows point one way):
+ *
+ *   front (alloc.c, override.c)   malloc semantics, sizes, alignment, errno
+ *     -> thread cache (tcache.c)  per-thread stacks of free blocks, no locks
+ *     -> heap (heap.c)            bounded set of shared heaps, a locked bin
+ *                                 per size class, pools sorted by fullness
+ *     -> pool (pool.c)            one size class in 1..8 slots; free blocks
+ *                                 in an out-of-band bitmap
+ *     -> arena (arena.c)          4 MiB size-aligned region of 64 slots;
+ *                                 slot 0 holds all metadata of the arena
+ *     -> OS (os/linux.c)          map, unmap, purge, locks
+ *   large blocks (large.c) sit beside the heap: own mappings, a hash table
+ *   of descriptors, a small cache of freed mappings.
+ *   ownership (ownership.c): one byte per arena-sized piece of the address
+ *   space says whether an arena lives there.
+ *
+ * Lock order: registry -> bin (one at a time) -> arena -> large.  The fast
+ * paths take none.
+ */
+#ifndef EBB_INTERNAL_H
+#define EBB_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../include/ebb.h"
+#include "config.h"
+#include "os/os.h"
+
+#define EBB_HIDDEN __attribute__((visibility("hidden")))
+#define EBB_LIKELY(x) __builtin_expect(!!(x), 1)
+#define EBB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define EBB_NOINLINE __attribute__((noinline))
+
+#define EBB_NO_CLASS 255u
+
+#if EBB_DEBUG >= 1
+#define ebb__assert(c) ((c) ? (void)0 : ebb__assert_fail(#c, __FILE__, __LINE__))
+#else
+#define ebb__assert(c) ((void)0)
+#endif
+#if EBB_DEBUG >= 2
+#define ebb__expensive_check() ebb__check_or_die()
+#else
+#define ebb__expensive_check() ((void)0)
+#endif
+
+typedef struct ebb__arena_s ebb__arena_t;
+typedef struct ebb__pool_s ebb__pool_t;
+typedef struct ebb__heap_s ebb__heap_t;
+typedef struct ebb__tcache_s ebb__tcache_t;
+
+/* ------------------------------------------------------------ size classes */
+
+typedef struct {
+    uint32_t size;      /* block size in bytes */
+    uint32_t blocks;    /* blocks in one pool */
+    uint64_t recip;     /* ceil(2^48 / size): offset -> index by multiply */
+    uint8_t span;       /* slots per pool */
+    uint8_t tcache_cap; /* thread-cache capacity, 0 = not cached */
+} ebb__class_t;
+
+extern EBB_HIDDEN ebb__class_t ebb__classes[EBB_CLASSES];
+extern EBB_HIDDEN uint8_t ebb__class_lut[(1024 / EBB_SMALL_STEP) + 1];
+
+void ebb__sizeclass_init(void) EBB_HIDDEN;
+unsigned ebb__class_of_big(size_t n) EBB_HIDDEN;
+
+/* Class of a request of n <= EBB_LARGE_THRESHOLD bytes. */
+static inline unsigned ebb__class_of(size_t n)
+{
+    if (EBB_LIKELY(n <= 1024))
+        return ebb__class_lut[(n + EBB_SMALL_STEP - 1) / EBB_SMALL_STEP];
+    return ebb__class_of_big(n);
+}
+
+/* ------------------------------------------------------------------ pools */
+
+/* Where a pool sits in its bin. */
+enum { EBB_BUCKET_FULL = EBB_POOL_BUCKETS, EBB_BUCKET_NONE = 0xff };
+
+struct ebb__pool_s {
+    ebb__pool_t *next, *prev; /* bucket list of its bin; bin lock */
+    ebb__heap_t *heap;        /* owning heap; fixed while used > 0 */
+    uint8_t *start;           /* first block (the pool's first slot) */
+    uint32_t used;            /* blocks out of the bitmap; bin lock */
+    uint32_t scan;            /* no free bit in bitmap words below this */
+    uint8_t cls;              /* size class */
+    uint8_t span;             /* slots */
+    uint8_t bucket;           /* fullness bucket, FULL, or NONE */
+    uint8_t head_slot;        /* index of the first slot */
+};
+
+/* ----------------------------------------------------------------- arenas */
+
+#define EBB_ARENA_MAGIC 0x65626261u /* "ebba" */
+
+struct ebb__arena_s {
+    uint32_t magic;
+    uint32_t nfree;            /* free slots; arena lock */
+    uint64_t free_mask;        /* bit i: slot i belongs to no pool; arena lock */
+    ebb__arena_t *next, *prev; /* list of arenas with the same nfree */
+    /* The fast free path reads only this: the class of the pool covering
+     * each slot, EBB_NO_CLASS for the header and free slots. */
+    uint8_t slot_class[EBB_SLOTS];
+    uint8_t slot_head[EBB_SLOTS];   /* first slot of the covering pool */
+    ebb__pool_t pool[EBB_SLOTS];    /* descriptor, valid at a pool's first slot */
+    /* Free-block bitmaps, out of band so purging a pool's pages loses
+     * nothing: bit set = block free.  Indexed by the pool's first slot. */
+    uint64_t bitmap[EBB_SLOTS][EBB_BITMAP_WORDS];
+};
+
+_Static_assert(sizeof(ebb__arena_t) <= EBB_SLOT_SIZE, "arena header fits slot 0");
+
+/* ---------------------------------------------------------- ownership map */
+
+#if UINTPTR_MAX > 0xffffffffu
+#define EBB_ADDRESS_BITS 47 /* x86-64 user space without 5-level hints */
+#else
+#define EBB_ADDRESS_BITS 32
+#endif
+#define EBB_MAP_ENTRIES ((uintptr_t)1 << (EBB_ADDRESS_BITS - EBB_ARENA_SHIFT))
+
+extern EBB_HIDDEN uint8_t ebb__owner_map[EBB_MAP_ENTRIES];
+
+/* The arena containing address a, or NULL if no arena of ours is there.
+ * Reads one byte of the map; never touches the address itself. */
+static inline ebb__arena_t *ebb__arena_of(uintptr_t a)
+{
+    uintptr_t i = a >> EBB_ARENA_SHIFT;
+    if (EBB_UNLIKELY(i >= EBB_MAP_ENTRIES) || ebb__owner_map[i] == 0)
+        return NULL;
+    return (ebb__arena_t *)(a & ~(EBB_ARENA_SIZE - 1));
+}
+static inline unsigned ebb__slot_of(uintptr_t a)
+{
+    return (unsigned)((a >> EBB_SLOT_SHIFT) & (EBB_SLOTS - 1));
+}
+
+void ebb__owner_set(ebb__arena_t *a, int ours) EBB_HIDDEN;
+
+/* ------------------------------------------------------------------ heaps */
+
+typedef struct {
+    ebb__lock_t lock;
+    uint32_t nonempty;                          /* bit b: bucket b has pools */
+    ebb__pool_t *bucket[EBB_POOL_BUCKETS + 1];  /* + the full list */
+    size_t used;                                /* blocks out of pools */
+    size_t pools;
+} ebb__bin_t;
+
+struct ebb__heap_s {
+    ebb__bin_t bin[EBB_CLASSES];
+    unsigned index;
+};
+
+/* --------------------------------------------------------- thread caches */
+
+typedef struct {
+    void **top;  /* next free entry; cached blocks are [low, top) */
+    void **low;
+    void **high; /* end of this class's entries */
+} ebb__tbin_t;
+
+enum { EBB_TC_ACTIVE = 1, EBB_TC_FREE = 2 };
+
+struct ebb__tcache_s {
+    ebb__tbin_t bin[EBB_CLASSES];
+    ebb__heap_t *heap;
+    ebb__tcache_t *next, *prev; /* registry list; registry lock */
+    size_t map_size;
+    int state;
+    void *entries[];
+};
+
+extern EBB_HIDDEN __thread ebb__tcache_t *ebb__tc __attribute__((tls_model("initial-exec")));
+/* Placeholders with no capacity, so the fast paths need no NULL test:
+ * `unset` before a thread's first allocation, `bypass` after its cache was
+ * torn down at exit or could not be made. */
+extern EBB_HIDDEN ebb__tcache_t ebb__tcache_unset, ebb__tcache_bypass;
+
+/* ------------------------------------------------------------- options */
+
+typedef struct {
+    unsigned heaps;          /* EBB_HEAPS */
+    int tcache;              /* EBB_TCACHE: 0 disables thread caches */
+    size_t large_cache;      /* EBB_LARGE_CACHE: bytes of freed large blocks kept */
+    int on_error;            /* EBB_ON_ERROR */
+    int verbose;             /* EBB_VERBOSE */
+} ebb__options_t;
+
+enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
+
+/* ---------------------------------------------------------- global state */
+
+typedef struct {
+    _Atomic int ready;
+    ebb__lock_t init_lock;
+    ebb__options_t opt;
+
+    /* arenas; arena lock */
+    ebb__lock_t arena_lock;
+    ebb__arena_t *by_nfree[EBB_SLOTS];    /* lists by free slots (0..63) */
+    uint64_t by_nfree_mask;               /* bit n: list n non-empty */
+    size_t arenas;
+    size_t spare_arenas;
+    size_t pools;
+    size_t pool_slots;
+
+    /* heaps */
+    ebb__heap_t heaps[EBB_MAX_HEAPS];
+    unsigned nheaps;
+
+    /* thread caches; registry lock */
+    ebb__lock_t registry_lock;
+    ebb__tcache_t *threads;
+    ebb__tcache_t *free_tcaches;
+    unsigned next_heap;
+    size_t nthreads;
+    size_t tcache_bytes; /* mapped for thread caches */
+    size_t tcache_entries;
+
+    /* counters outside any lock */
+    _Atomic size_t mapped;
+    _Atomic size_t peak_mapped;
+    _Atomic size_t foreign_frees;
+    _Atomic size_t errors;
+} ebb__state_t;
+
+extern EBB_HIDDEN ebb__state_t ebb__g;
+
+/* ---------------------------------------------------------- cross-layer API */
+
+/* init.c */
+void ebb__init_slow(void) EBB_HIDDEN;
+static inline void ebb__ensure_init(void)
+{
+    if (EBB_UNLIKELY(!atomic_load_explicit(&ebb__g.ready, memory_order_acquire)))
+        ebb__init_slow();
+}
+void ebb__options_read(ebb__options_t *o) EBB_HIDDEN;
+
+/* stats.c: mapped bytes, with the high-water mark */
+void ebb__mapped_add(size_t n) EBB_HIDDEN;
+void ebb__mapped_sub(size_t n) EBB_HIDDEN;
+
+/* arena.c */
+ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls) EBB_HIDDEN;
+void ebb__arena_release_pool(ebb__pool_t *p) EBB_HIDDEN;
+void ebb__arena_collect(int force) EBB_HIDDEN;
+static inline ebb__arena_t *ebb__arena_of_pool(const ebb__pool_t *p)
+{
+    return (ebb__arena_t *)((uintptr_t)p & ~(EBB_ARENA_SIZE - 1));
+}
+static inline uint64_t *ebb__pool_bitmap(ebb__pool_t *p)
+{
+    return ebb__arena_of_pool(p)->bitmap[p->head_slot];
+}
+
+/* pool.c */
+void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls) EBB_HIDDEN;
+unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want) EBB_HIDDEN;
+int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx) EBB_HIDDEN;
+int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
+void ebb__pool_put(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
+ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
+
+/* heap.c */
+unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want) EBB_HIDDEN;
+void ebb__heap_free(void *const *blocks, unsigned n) EBB_HIDDEN;
+ebb__heap_t *ebb__heap_pick(void) EBB_HIDDEN;
+
+/* tcache.c */
+void *ebb__tcache_refill_pop(ebb__tcache_t *tc, unsigned cls) EBB_HIDDEN;
+void ebb__tcache_flush_push(ebb__tcache_t *tc, unsigned cls, void *blk) EBB_HIDDEN;
+ebb__tcache_t *ebb__tcache_get_slow(void) EBB_HIDDEN;
+void ebb__tcache_flush_all(ebb__tcache_t *tc) EBB_HIDDEN;
+void ebb__tcache_fork_child(void) EBB_HIDDEN;
+
+/* large.c */
+void *ebb__large_alloc(size_t size, size_t align, int zero) EBB_HIDDEN;
+int ebb__large_free(void *p) EBB_HIDDEN;          /* 0 if p is not ours */
+size_t ebb__large_usable(const void *p) EBB_HIDDEN; /* 0 if p is not ours */
+void *ebb__large_realloc(void *p, size_t size, int *not_ours) EBB_HIDDEN;
+void ebb__large_collect(void) EBB_HIDDEN;
+void ebb__large_stats(ebb_stats_t *s) EBB_HIDDEN;
+int ebb__large_check(void) EBB_HIDDEN;
+void ebb__large_lock_all(void) EBB_HIDDEN;
+void ebb__large_unlock_all(int child) EBB_HIDDEN;
+
+/* diag.c */
+void ebb__report_misuse(const char *fn, const void *p, const char *fault) EBB_HIDDEN;
+void ebb__diag(const char *fmt, ...) EBB_HIDDEN;
+_Noreturn void ebb__assert_fail(const char *cond, const char *file, int line) EBB_HIDDEN;
+void ebb__check_or_die(void) EBB_HIDDEN;
+
+/* alloc.c, slow paths */
+void *ebb__malloc_slow(size_t n) EBB_HIDDEN;
+void ebb__free_slow(void *p) EBB_HIDDEN;
+
+#endif /* EBB_INTERNAL_H */

@@ -1,0 +1,374 @@
+/*
+ * large.c -- blocks above 128 KiB, each in its own mapping.
+ *
+ * Owns: the table of live large blocks (address -> mapping size), and a small
+ * cache of freed mappings.
+ *
+ * Large blocks never share an arena with small ones, so small survivors never
+ * split the address space that large blocks need, and a freed large block
+ * goes back to the OS as a whole.  Their descriptors live in an open-address
+ * hash table outside the blocks (linear probing, backward-shift deletion,
+ * grown by doubling), so an overflow out of a block cannot rewrite them and
+ * a foreign pointer is recognised by not being in the table.
+ *
+ * The cache keeps up to EBB_LARGE_CACHE_SLOTS freed mappings, at most
+ * EBB_LARGE_CACHE bytes (64 MiB by default): a program that frees and
+ * allocates a same-sized buffer in a loop (the malloc-large pattern, where
+ * mimalloc and jemalloc pay 6 to 7 times glibc's time refaulting pages)
+ * reuses the mapping with no system call and no page fault.  The oldest
+ * entries are unmapped first.  Growth by realloc uses mremap, which moves
+ * page tables instead of copying bytes.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+typedef struct {
+    uintptr_t addr; /* 0 = empty */
+    size_t size;    /* bytes mapped, a multiple of the page size */
+} ebb__large_entry_t;
+
+#define INITIAL_CAPACITY 256
+
+static struct {
+    ebb__lock_t lock;
+    ebb__large_entry_t *table;
+    size_t cap, count;
+    size_t table_bytes; /* mapped for a grown table (0 while initial) */
+    size_t live_bytes;
+    ebb__large_entry_t initial[INITIAL_CAPACITY];
+    ebb__large_entry_t cache[EBB_LARGE_CACHE_SLOTS]; /* oldest first */
+    unsigned ncache;
+    size_t cache_bytes;
+} L = { .lock = EBB_LOCK_INIT };
+
+static size_t slot_of_addr(uintptr_t a, size_t cap)
+{
+    uint64_t h = (uint64_t)(a >> 12) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 32) & (cap - 1);
+}
+
+static void table_ready(void)
+{
+    if (L.table == NULL) {
+        L.table = L.initial;
+        L.cap = INITIAL_CAPACITY;
+    }
+}
+
+static void table_put(ebb__large_entry_t *t, size_t cap, uintptr_t a, size_t size)
+{
+    size_t i = slot_of_addr(a, cap);
+    while (t[i].addr != 0)
+        i = (i + 1) & (cap - 1);
+    t[i].addr = a;
+    t[i].size = size;
+}
+
+/* Room for one more entry; 0 if the table could not grow. */
+static int table_reserve(void)
+{
+    table_ready();
+    if ((L.count + 1) * 4 <= L.cap * 3)
+        return 1;
+    size_t ncap = L.cap * 2, bytes = ncap * sizeof(ebb__large_entry_t);
+    ebb__large_entry_t *t = ebb__os_map(bytes);
+    if (t == NULL)
+        return 0;
+    ebb__mapped_add(bytes);
+    for (size_t i = 0; i < L.cap; i++)
+        if (L.table[i].addr)
+            table_put(t, ncap, L.table[i].addr, L.table[i].size);
+    if (L.table != L.initial) {
+        ebb__os_unmap(L.table, L.table_bytes);
+        ebb__mapped_sub(L.table_bytes);
+    }
+    L.table = t;
+    L.cap = ncap;
+    L.table_bytes = bytes;
+    return 1;
+}
+
+static ebb__large_entry_t *table_find(uintptr_t a)
+{
+    if (L.table == NULL || a == 0)
+        return NULL;
+    size_t i = slot_of_addr(a, L.cap);
+    while (L.table[i].addr != 0) {
+        if (L.table[i].addr == a)
+            return &L.table[i];
+        i = (i + 1) & (L.cap - 1);
+    }
+    return NULL;
+}
+
+/* Remove by shifting later members of the probe run back into the hole. */
+static void table_remove(ebb__large_entry_t *e)
+{
+    size_t hole = (size_t)(e - L.table), i = hole;
+    for (;;) {
+        i = (i + 1) & (L.cap - 1);
+        if (L.table[i].addr == 0)
+            break;
+        size_t home = slot_of_addr(L.table[i].addr, L.cap);
+        /* Move i into the hole unless its home lies cyclically in (hole, i]. */
+        int stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
+        if (!stays) {
+            L.table[hole] = L.table[i];
+            hole = i;
+        }
+    }
+    L.table[hole].addr = 0;
+    L.table[hole].size = 0;
+    L.count--;
+}
+
+static void record_live(uintptr_t a, size_t size)
+{
+    table_put(L.table, L.cap, a, size);
+    L.count++;
+    L.live_bytes += size;
+}
+
+static size_t page_round(size_t n)
+{
+    size_t page = ebb__os_page_size();
+    if (n > SIZE_MAX - page)
+        return 0;
+    return (n + page - 1) & ~(page - 1);
+}
+
+/* Best-fitting cached mapping of at least `need` bytes, removed from the
+ * cache; a much larger one is trimmed to `need` first. */
+static int cache_take(size_t need, ebb__large_entry_t *out)
+{
+    unsigned best = L.ncache;
+    for (unsigned i = 0; i < L.ncache; i++)
+        if (L.cache[i].size >= need && (best == L.ncache || L.cache[i].size < L.cache[best].size))
+            best = i;
+    if (best == L.ncache)
+        return 0;
+    *out = L.cache[best];
+    memmove(&L.cache[best], &L.cache[best + 1], (L.ncache - best - 1) * sizeof L.cache[0]);
+    L.ncache--;
+    L.cache_bytes -= out->size;
+    if (out->size - need > need / 4) {
+        ebb__os_unmap((void *)(out->addr + need), out->size - need);
+        ebb__mapped_sub(out->size - need);
+        out->size = need;
+    }
+    return 1;
+}
+
+void *ebb__large_alloc(size_t size, size_t align, int zero)
+{
+    size_t need = page_round(size ? size : 1);
+    if (need == 0 || need > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ebb__large_entry_t e;
+    ebb__lock(&L.lock);
+    if (!table_reserve()) {
+        ebb__unlock(&L.lock);
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (align <= ebb__os_page_size() && cache_take(need, &e)) {
+        record_live(e.addr, e.size);
+        ebb__unlock(&L.lock);
+        if (zero)
+            memset((void *)e.addr, 0, e.size);
+        return (void *)e.addr;
+    }
+    ebb__unlock(&L.lock);
+
+    void *p = ebb__os_map_aligned(need, align);
+    if (p == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ebb__mapped_add(need);
+    ebb__lock(&L.lock);
+    if (!table_reserve()) {
+        ebb__unlock(&L.lock);
+        ebb__os_unmap(p, need);
+        ebb__mapped_sub(need);
+        errno = ENOMEM;
+        return NULL;
+    }
+    record_live((uintptr_t)p, need);
+    ebb__unlock(&L.lock);
+    return p; /* fresh mappings are zero */
+}
+
+/* Keep a freed mapping if the cache allows; returns what to unmap. */
+static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t *evicted,
+                                    unsigned *nevicted)
+{
+    ebb__large_entry_t rest = { 0, 0 };
+    size_t limit = ebb__g.opt.large_cache;
+    if (size > limit) {
+        rest.addr = a;
+        rest.size = size;
+        return rest;
+    }
+    while (L.ncache > 0 && (L.ncache == EBB_LARGE_CACHE_SLOTS || L.cache_bytes + size > limit)) {
+        evicted[(*nevicted)++] = L.cache[0];
+        L.cache_bytes -= L.cache[0].size;
+        memmove(&L.cache[0], &L.cache[1], (L.ncache - 1) * sizeof L.cache[0]);
+        L.ncache--;
+    }
+    L.cache[L.ncache].addr = a;
+    L.cache[L.ncache].size = size;
+    L.ncache++;
+    L.cache_bytes += size;
+    return rest;
+}
+
+int ebb__large_free(void *p)
+{
+    ebb__large_entry_t evicted[EBB_LARGE_CACHE_SLOTS + 1];
+    unsigned nevicted = 0;
+    ebb__lock(&L.lock);
+    ebb__large_entry_t *e = table_find((uintptr_t)p);
+    if (e == NULL) {
+        ebb__unlock(&L.lock);
+        return 0;
+    }
+    uintptr_t a = e->addr;
+    size_t size = e->size;
+    L.live_bytes -= size;
+    table_remove(e);
+    ebb__large_entry_t rest = cache_put(a, size, evicted, &nevicted);
+    ebb__unlock(&L.lock);
+    if (rest.addr)
+        evicted[nevicted++] = rest;
+    for (unsigned i = 0; i < nevicted; i++) {
+        ebb__os_unmap((void *)evicted[i].addr, evicted[i].size);
+        ebb__mapped_sub(evicted[i].size);
+    }
+    return 1;
+}
+
+size_t ebb__large_usable(const void *p)
+{
+    ebb__lock(&L.lock);
+    ebb__large_entry_t *e = table_find((uintptr_t)p);
+    size_t size = e ? e->size : 0;
+    ebb__unlock(&L.lock);
+    return size;
+}
+
+void *ebb__large_realloc(void *p, size_t size, int *not_ours)
+{
+    size_t need = page_round(size);
+    *not_ours = 0;
+    if (need == 0 || need > (size_t)PTRDIFF_MAX) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ebb__lock(&L.lock);
+    ebb__large_entry_t *e = table_find((uintptr_t)p);
+    if (e == NULL) {
+        ebb__unlock(&L.lock);
+        *not_ours = 1;
+        return NULL;
+    }
+    size_t old = e->size;
+    if (need == old) {
+        ebb__unlock(&L.lock);
+        return p;
+    }
+    void *q = ebb__os_remap(p, old, need, need > old);
+    if (q == NULL) {
+        ebb__unlock(&L.lock);
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* The entry count does not change, so the table needs no room. */
+    table_remove(e);
+    record_live((uintptr_t)q, need);
+    L.live_bytes -= old;
+    ebb__unlock(&L.lock);
+    if (need > old)
+        ebb__mapped_add(need - old);
+    else
+        ebb__mapped_sub(old - need);
+    return q;
+}
+
+void ebb__large_collect(void)
+{
+    ebb__large_entry_t victims[EBB_LARGE_CACHE_SLOTS];
+    ebb__lock(&L.lock);
+    unsigned n = L.ncache;
+    memcpy(victims, L.cache, n * sizeof victims[0]);
+    L.ncache = 0;
+    L.cache_bytes = 0;
+    ebb__unlock(&L.lock);
+    for (unsigned i = 0; i < n; i++) {
+        ebb__os_unmap((void *)victims[i].addr, victims[i].size);
+        ebb__mapped_sub(victims[i].size);
+    }
+}
+
+void ebb__large_stats(ebb_stats_t *s)
+{
+    ebb__lock(&L.lock);
+    s->mapped_large = L.live_bytes;
+    s->large_used = L.live_bytes;
+    s->mapped_large_cached = L.cache_bytes;
+    s->large_blocks = L.count;
+    s->mapped_meta += L.table_bytes;
+    ebb__unlock(&L.lock);
+}
+
+/* Lock held by the caller (ebb_check takes every lock). */
+int ebb__large_check(void)
+{
+    int faults = 0;
+    size_t live = 0, n = 0, cached = 0;
+    size_t page = ebb__os_page_size();
+    for (size_t i = 0; L.table && i < L.cap; i++) {
+        ebb__large_entry_t *e = &L.table[i];
+        if (e->addr == 0)
+            continue;
+        n++;
+        live += e->size;
+        if (e->addr % page || e->size % page || e->size == 0) {
+            ebb__diag("ebb_check: large block %p has bad geometry (size %zu)\n", (void *)e->addr, e->size);
+            faults++;
+        }
+        if (table_find(e->addr) != e) {
+            ebb__diag("ebb_check: large block %p is unreachable in its table\n", (void *)e->addr);
+            faults++;
+        }
+        if (ebb__arena_of(e->addr)) {
+            ebb__diag("ebb_check: large block %p lies inside an arena\n", (void *)e->addr);
+            faults++;
+        }
+    }
+    for (unsigned i = 0; i < L.ncache; i++)
+        cached += L.cache[i].size;
+    if (n != L.count || live != L.live_bytes || cached != L.cache_bytes) {
+        ebb__diag("ebb_check: large-block totals disagree (%zu/%zu blocks, %zu/%zu bytes)\n",
+                  n, L.count, live, L.live_bytes);
+        faults++;
+    }
+    return faults;
+}
+
+void ebb__large_lock_all(void)
+{
+    ebb__lock(&L.lock);
+}
+
+void ebb__large_unlock_all(int child)
+{
+    if (child)
+        ebb__lock_reset(&L.lock);
+    else
+        ebb__unlock(&L.lock);
+}

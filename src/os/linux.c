@@ -1,0 +1,241 @@
+/*
+ * linux.c -- the OS layer for Linux (glibc or musl), 64- and 32-bit.
+ *
+ * Only this file calls mmap, munmap, madvise, mremap, futex and write.  It
+ * keeps errno as the caller left it, because free() must preserve errno and
+ * the layers above should not have to think about it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+size_t ebb__os_page_size(void)
+{
+    static size_t cached;
+    if (cached == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+        cached = v > 0 ? (size_t)v : 4096;
+    }
+    return cached;
+}
+
+unsigned ebb__os_cpu_count(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set); /* the kernel writes only its own mask's bytes */
+    /* The raw system call: glibc's wrapper is fine too, but this one is sure
+     * not to allocate and also answers before the library is set up. */
+    long n = syscall(SYS_sched_getaffinity, 0, sizeof set, &set);
+    if (n <= 0)
+        return 1;
+    unsigned count = (unsigned)CPU_COUNT(&set);
+    return count ? count : 1;
+}
+
+void *ebb__os_map(size_t size)
+{
+    int saved = errno;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void *ebb__os_map_aligned(size_t size, size_t align)
+{
+    size_t page = ebb__os_page_size();
+    if (align <= page)
+        return ebb__os_map(size);
+    if (size + align < size)
+        return NULL;
+    /* Map size+align, then give back the unaligned head and the tail. */
+    size_t over = size + align - page;
+    uint8_t *raw = ebb__os_map(over);
+    if (raw == NULL)
+        return NULL;
+    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = start - (uintptr_t)raw;
+    size_t tail = over - head - size;
+    if (head)
+        ebb__os_unmap(raw, head);
+    if (tail)
+        ebb__os_unmap((void *)(start + size), tail);
+    return (void *)start;
+}
+
+void ebb__os_unmap(void *p, size_t size)
+{
+    int saved = errno;
+    munmap(p, size);
+    errno = saved;
+}
+
+void ebb__os_purge(void *p, size_t size)
+{
+    int saved = errno;
+    madvise(p, size, MADV_DONTNEED);
+    errno = saved;
+}
+
+void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move)
+{
+    int saved = errno;
+    void *q = mremap(p, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
+    errno = saved;
+    return q == MAP_FAILED ? NULL : q;
+}
+
+void ebb__os_write_diag(const char *s, size_t n)
+{
+    int saved = errno;
+    while (n > 0) {
+        ssize_t w = write(2, s, n);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR)
+                continue;
+            break;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+    errno = saved;
+}
+
+_Noreturn void ebb__os_abort(void)
+{
+    /* Avoid abort()'s stdio flushing: the heap may be what is broken. */
+    raise(SIGABRT);
+    _exit(127);
+}
+
+static int copy_value(const char *entry, const char *name, char *buf, size_t len)
+{
+    size_t nlen = strlen(name);
+    if (strncmp(entry, name, nlen) != 0 || entry[nlen] != '=')
+        return 0;
+    const char *v = entry + nlen + 1;
+    size_t vlen = strlen(v);
+    if (vlen >= len)
+        vlen = len - 1;
+    memcpy(buf, v, vlen);
+    buf[vlen] = '\0';
+    return 1;
+}
+
+/* Early in a preloaded process `environ` may not be set yet; the kernel's
+ * copy of the initial environment is always there. */
+static int getenv_from_proc(const char *name, char *buf, size_t len)
+{
+    int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char chunk[4096], entry[512];
+    size_t elen = 0;
+    int found = 0, overflow = 0;
+    ssize_t n;
+    while (!found && (n = read(fd, chunk, sizeof chunk)) > 0) {
+        for (ssize_t i = 0; i < n && !found; i++) {
+            if (chunk[i] != '\0') {
+                if (elen + 1 < sizeof entry)
+                    entry[elen++] = chunk[i];
+                else
+                    overflow = 1;
+                continue;
+            }
+            entry[elen] = '\0';
+            if (!overflow)
+                found = copy_value(entry, name, buf, len);
+            elen = 0;
+            overflow = 0;
+        }
+    }
+    close(fd);
+    return found;
+}
+
+int ebb__os_getenv(const char *name, char *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    int saved = errno;
+    int found = 0;
+    if (environ != NULL) {
+        for (char **e = environ; *e != NULL && !found; e++)
+            found = copy_value(*e, name, buf, len);
+    } else {
+        found = getenv_from_proc(name, buf, len);
+    }
+    errno = saved;
+    return found;
+}
+
+uint64_t ebb__os_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Drepper's three-state futex mutex: 0 free, 1 held, 2 held with waiters. */
+void ebb__os_lock_wait(ebb__lock_t *l)
+{
+    int saved = errno;
+    for (int spin = 0; spin < 100; spin++) {
+        int expect = 0;
+        if (atomic_load_explicit(&l->state, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&l->state, &expect, 1,
+                memory_order_acquire, memory_order_relaxed)) {
+            errno = saved;
+            return;
+        }
+        __asm__ __volatile__("" ::: "memory");
+    }
+    while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0)
+        syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+    errno = saved;
+}
+
+void ebb__os_lock_wake(ebb__lock_t *l)
+{
+    int saved = errno;
+    syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
+}
+
+/* glibc's hook for C++ thread_local destructors: it runs at thread exit
+ * before the thread's TLS goes away, and needs no pthread key (whose setter
+ * may allocate from inside malloc).  It allocates its record through malloc,
+ * which the caller is prepared for. */
+extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *arg, void *dso)
+    __attribute__((weak));
+extern void *__dso_handle __attribute__((weak));
+
+int ebb__os_on_thread_exit(void (*fn)(void *), void *arg)
+{
+    if (__cxa_thread_atexit_impl == NULL)
+        return -1;
+    int saved = errno;
+    int rc = __cxa_thread_atexit_impl(fn, arg, &__dso_handle);
+    errno = saved;
+    return rc;
+}
+
+void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+    pthread_atfork(prepare, parent, child);
+}

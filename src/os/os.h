@@ -1,0 +1,85 @@
+/*
+ * os.h -- the only door between ebb and the operating system.
+ *
+ * Everything above this layer asks for address space, gives it back, takes a
+ * lock, or writes a diagnosis through these functions and nothing else, so a
+ * port to another system is one new file beside linux.c.
+ *
+ * Model: `map` reserves and commits address space in one step (Linux
+ * overcommits, so untouched pages cost no memory); `purge` keeps the range
+ * mapped but lets the OS drop its pages (they read back as zeros); `unmap`
+ * gives the range back.  None of these allocate memory or call stdio.
+ */
+#ifndef EBB_OS_H
+#define EBB_OS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdatomic.h>
+
+/* Size of an OS page (4 KiB on x86-64). */
+size_t ebb__os_page_size(void);
+/* CPUs this process may run on (at least 1). */
+unsigned ebb__os_cpu_count(void);
+
+/* Fresh zeroed read-write memory, page aligned; NULL on failure. */
+void *ebb__os_map(size_t size);
+/* Like ebb__os_map but aligned to `align` (a power of two >= page size). */
+void *ebb__os_map_aligned(size_t size, size_t align);
+void ebb__os_unmap(void *p, size_t size);
+/* Drop the pages' contents; they stay mapped and read back as zeros. */
+void ebb__os_purge(void *p, size_t size);
+/* Resize a mapping, moving it if `may_move`; NULL if the OS cannot. */
+void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move);
+
+/* Write bytes to the diagnostic stream (stderr) without allocating. */
+void ebb__os_write_diag(const char *s, size_t n);
+/* Abort the process now (after a fatal diagnosis). */
+_Noreturn void ebb__os_abort(void);
+/* Copy the value of environment variable `name` into buf (NUL-terminated);
+ * 1 if found.  Never allocates, safe before the C library is initialised. */
+int ebb__os_getenv(const char *name, char *buf, size_t len);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t ebb__os_now_ns(void);
+
+/* A small mutex that never allocates: a futex on Linux.  Zero is unlocked,
+ * so a zeroed or statically initialised lock is ready to use. */
+typedef struct { _Atomic int state; } ebb__lock_t;
+#define EBB_LOCK_INIT { 0 }
+void ebb__os_lock_wait(ebb__lock_t *l);
+void ebb__os_lock_wake(ebb__lock_t *l);
+
+static inline void ebb__lock(ebb__lock_t *l)
+{
+    int unlocked = 0;
+    if (__builtin_expect(atomic_compare_exchange_strong_explicit(
+            &l->state, &unlocked, 1, memory_order_acquire, memory_order_relaxed), 1))
+        return;
+    ebb__os_lock_wait(l);
+}
+static inline int ebb__trylock(ebb__lock_t *l)
+{
+    int unlocked = 0;
+    return atomic_compare_exchange_strong_explicit(
+        &l->state, &unlocked, 1, memory_order_acquire, memory_order_relaxed);
+}
+static inline void ebb__unlock(ebb__lock_t *l)
+{
+    if (__builtin_expect(atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2, 0))
+        ebb__os_lock_wake(l);
+}
+/* Make a lock usable again in a forked child, whatever its state was. */
+static inline void ebb__lock_reset(ebb__lock_t *l)
+{
+    atomic_store_explicit(&l->state, 0, memory_order_relaxed);
+}
+
+/* Run fn(arg) when the calling thread exits, after the thread's other
+ * destructors may still allocate.  May allocate itself (through ebb, which
+ * must be ready to be re-entered).  0 on success. */
+int ebb__os_on_thread_exit(void (*fn)(void *), void *arg);
+/* Register the fork handlers once. */
+void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+
+#endif /* EBB_OS_H */

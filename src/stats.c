@@ -1,0 +1,110 @@
+/*
+ * stats.c -- counters that add up.
+ *
+ * Every byte of address space ebb holds is in exactly one mapped_* category:
+ *   meta         arena headers (slot 0 of every arena), thread caches, the
+ *                large-block table once it outgrows its static start;
+ *   pools        slots that belong to a pool;
+ *   free_slots   slots of arenas that belong to no pool;
+ *   large        mappings of live large blocks;
+ *   large_cached freed large mappings kept for reuse.
+ * `mapped` is kept separately, on every map and unmap, and ebb_check()
+ * verifies that the categories sum to it.  Against RSS: mapped is an upper
+ * bound (untouched and purged pages are mapped but not resident).
+ *
+ * Counting happens on slow paths only (bins count blocks under their lock),
+ * so the fast paths pay nothing; small_cached is read from other threads'
+ * caches without their cooperation and may be off by a few blocks while
+ * they run.
+ */
+#include "internal.h"
+
+void ebb__mapped_add(size_t n)
+{
+    size_t now = atomic_fetch_add_explicit(&ebb__g.mapped, n, memory_order_relaxed) + n;
+    size_t peak = atomic_load_explicit(&ebb__g.peak_mapped, memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(
+                             &ebb__g.peak_mapped, &peak, now, memory_order_relaxed,
+                             memory_order_relaxed)) {
+    }
+}
+
+void ebb__mapped_sub(size_t n)
+{
+    atomic_fetch_sub_explicit(&ebb__g.mapped, n, memory_order_relaxed);
+}
+
+static void small_stats(ebb_stats_t *s, size_t per_class_used[EBB_CLASSES])
+{
+    for (unsigned h = 0; h < ebb__g.nheaps; h++) {
+        for (unsigned c = 0; c < EBB_CLASSES; c++) {
+            ebb__bin_t *b = &ebb__g.heaps[h].bin[c];
+            ebb__lock(&b->lock);
+            size_t used = b->used;
+            ebb__unlock(&b->lock);
+            per_class_used[c] += used;
+            s->small_used += used * ebb__classes[c].size;
+        }
+    }
+    ebb__lock(&ebb__g.registry_lock);
+    for (ebb__tcache_t *tc = ebb__g.threads; tc; tc = tc->next)
+        for (unsigned c = 0; c < EBB_CLASSES; c++)
+            s->small_cached += (size_t)(tc->bin[c].top - tc->bin[c].low) * ebb__classes[c].size;
+    s->threads = ebb__g.nthreads;
+    s->mapped_meta += ebb__g.tcache_bytes;
+    ebb__unlock(&ebb__g.registry_lock);
+}
+
+static void arena_stats(ebb_stats_t *s)
+{
+    ebb__lock(&ebb__g.arena_lock);
+    s->arenas = ebb__g.arenas;
+    s->pools = ebb__g.pools;
+    s->mapped_meta += ebb__g.arenas * EBB_SLOT_SIZE;
+    s->mapped_pools = ebb__g.pool_slots * EBB_SLOT_SIZE;
+    s->mapped_free_slots = ebb__g.arenas * (EBB_SLOTS - 1) * EBB_SLOT_SIZE - s->mapped_pools;
+    ebb__unlock(&ebb__g.arena_lock);
+}
+
+static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES])
+{
+    ebb_stats_t s = { 0 };
+    ebb__ensure_init();
+    small_stats(&s, per_class_used);
+    arena_stats(&s);
+    ebb__large_stats(&s);
+    s.mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
+    s.peak_mapped = atomic_load_explicit(&ebb__g.peak_mapped, memory_order_relaxed);
+    s.heaps = ebb__g.nheaps;
+    s.foreign_frees = atomic_load_explicit(&ebb__g.foreign_frees, memory_order_relaxed);
+    s.errors = atomic_load_explicit(&ebb__g.errors, memory_order_relaxed);
+    *out = s;
+}
+
+EBB_API void ebb_stats(ebb_stats_t *out)
+{
+    size_t per_class[EBB_CLASSES] = { 0 };
+    if (out)
+        collect(out, per_class);
+}
+
+EBB_API void ebb_stats_print(void)
+{
+    size_t per_class[EBB_CLASSES] = { 0 };
+    ebb_stats_t s;
+    collect(&s, per_class);
+    ebb__diag("ebb %s statistics\n", EBB_VERSION_STRING);
+    ebb__diag("  class     size   blocks used        bytes used\n");
+    for (unsigned c = 0; c < EBB_CLASSES; c++)
+        if (per_class[c])
+            ebb__diag("  %u\t%u\t%zu\t%zu\n", c, ebb__classes[c].size, per_class[c],
+                      per_class[c] * ebb__classes[c].size);
+    ebb__diag("  mapped %zu = meta %zu + pools %zu + free slots %zu + large %zu + large cached %zu\n",
+              s.mapped, s.mapped_meta, s.mapped_pools, s.mapped_free_slots, s.mapped_large,
+              s.mapped_large_cached);
+    ebb__diag("  small used %zu (in thread caches %zu), large used %zu in %zu blocks\n",
+              s.small_used, s.small_cached, s.large_used, s.large_blocks);
+    ebb__diag("  arenas %zu, pools %zu, heaps %zu, threads %zu, peak mapped %zu\n", s.arenas,
+              s.pools, s.heaps, s.threads, s.peak_mapped);
+    ebb__diag("  foreign frees %zu, misuse errors %zu\n", s.foreign_frees, s.errors);
+}

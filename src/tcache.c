@@ -1,0 +1,212 @@
+/*
+ * tcache.c -- per-thread caches: the lock-free fast path.
+ *
+ * Owns: each thread's stacks of free blocks (one per cached size class), the
+ * registry of all caches, and their lifecycle (made on a thread's first
+ * allocation, flushed and recycled when it exits, reclaimed in a fork child).
+ *
+ * malloc pops and free pushes on the calling thread's stack for the class:
+ * a load, a compare and a store, no lock, no atomic.  A free from another
+ * thread is just a push on the freeing thread's own stack, so cross-thread
+ * frees cost the owner nothing at all; the block goes home, checked against
+ * its pool's bitmap, when that stack flushes.  An empty stack refills half
+ * its capacity from the thread's heap under one lock; a full one flushes its
+ * older half.  Capacity per class: 32 KiB of blocks, between 4 and 128 of
+ * them, so an idle thread pins a bounded amount (about 1.2 MiB if every
+ * cached class is full, usually far less).
+ *
+ * The thread-local pointer starts at a placeholder cache of zero capacity, so
+ * the fast paths never test for NULL: the first push or pop fails over to the
+ * slow path, which makes the real cache.  Thread exit is detected through the
+ * C library's thread-exit destructor list (no pthread key, whose setter may
+ * allocate); after it runs the thread uses the `bypass` placeholder and goes
+ * straight to its heap.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+EBB_HIDDEN ebb__tcache_t ebb__tcache_unset, ebb__tcache_bypass;
+EBB_HIDDEN __thread ebb__tcache_t *ebb__tc __attribute__((tls_model("initial-exec"))) =
+    &ebb__tcache_unset;
+
+static size_t tcache_entry_count(void)
+{
+    size_t n = 0;
+    for (unsigned c = 0; c < EBB_CLASSES; c++)
+        n += ebb__classes[c].tcache_cap;
+    return n;
+}
+
+static size_t tcache_map_size(void)
+{
+    size_t bytes = sizeof(ebb__tcache_t) + tcache_entry_count() * sizeof(void *);
+    size_t page = ebb__os_page_size();
+    return (bytes + page - 1) & ~(page - 1);
+}
+
+static void tcache_layout(ebb__tcache_t *tc)
+{
+    void **e = tc->entries;
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        ebb__tbin_t *b = &tc->bin[c];
+        b->low = b->top = e;
+        e += ebb__classes[c].tcache_cap;
+        b->high = e;
+    }
+}
+
+static void registry_link(ebb__tcache_t *tc)
+{
+    tc->prev = NULL;
+    tc->next = ebb__g.threads;
+    if (tc->next)
+        tc->next->prev = tc;
+    ebb__g.threads = tc;
+    ebb__g.nthreads++;
+}
+
+static void registry_unlink(ebb__tcache_t *tc)
+{
+    if (tc->prev)
+        tc->prev->next = tc->next;
+    else
+        ebb__g.threads = tc->next;
+    if (tc->next)
+        tc->next->prev = tc->prev;
+    ebb__g.nthreads--;
+}
+
+/* Registry lock held. */
+static ebb__tcache_t *tcache_new(void)
+{
+    ebb__tcache_t *tc = ebb__g.free_tcaches;
+    if (tc) {
+        ebb__g.free_tcaches = tc->next;
+    } else {
+        size_t size = tcache_map_size();
+        tc = ebb__os_map(size);
+        if (tc == NULL)
+            return NULL;
+        tc->map_size = size;
+        ebb__g.tcache_bytes += size;
+        ebb__mapped_add(size);
+    }
+    tcache_layout(tc);
+    tc->heap = ebb__heap_pick();
+    tc->state = EBB_TC_ACTIVE;
+    registry_link(tc);
+    return tc;
+}
+
+/* Registry lock held; the cache must be empty. */
+static void tcache_retire(ebb__tcache_t *tc)
+{
+    registry_unlink(tc);
+    tc->state = EBB_TC_FREE;
+    tc->next = ebb__g.free_tcaches;
+    tc->prev = NULL;
+    ebb__g.free_tcaches = tc;
+}
+
+void ebb__tcache_flush_all(ebb__tcache_t *tc)
+{
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        ebb__tbin_t *b = &tc->bin[c];
+        unsigned n = (unsigned)(b->top - b->low);
+        if (n) {
+            ebb__heap_free(b->low, n);
+            b->top = b->low;
+        }
+    }
+}
+
+static void tcache_thread_exit(void *arg)
+{
+    ebb__tcache_t *tc = arg;
+    /* Later destructors of this thread may still allocate: they bypass. */
+    ebb__tc = &ebb__tcache_bypass;
+    ebb__tcache_flush_all(tc);
+    ebb__lock(&ebb__g.registry_lock);
+    tcache_retire(tc);
+    ebb__unlock(&ebb__g.registry_lock);
+}
+
+/* This thread's cache, made on first use; NULL means go to the heap. */
+ebb__tcache_t *ebb__tcache_get_slow(void)
+{
+    ebb__tcache_t *tc = ebb__tc;
+    if (tc != &ebb__tcache_unset)
+        return tc == &ebb__tcache_bypass ? NULL : tc;
+    ebb__ensure_init();
+    /* Until the cache is ready, and for good if it cannot be had, this
+     * thread goes straight to a heap; registering the exit hook below
+     * allocates, and that allocation must not recurse into here. */
+    ebb__tc = &ebb__tcache_bypass;
+    if (!ebb__g.opt.tcache)
+        return NULL;
+    ebb__lock(&ebb__g.registry_lock);
+    tc = tcache_new();
+    ebb__unlock(&ebb__g.registry_lock);
+    if (tc == NULL)
+        return NULL;
+    if (ebb__os_on_thread_exit(tcache_thread_exit, tc) != 0) {
+        /* Without an exit hook the cache would strand its blocks. */
+        ebb__lock(&ebb__g.registry_lock);
+        tcache_retire(tc);
+        ebb__unlock(&ebb__g.registry_lock);
+        return NULL;
+    }
+    ebb__tc = tc;
+    return tc;
+}
+
+void *ebb__tcache_refill_pop(ebb__tcache_t *tc, unsigned cls)
+{
+    ebb__tbin_t *b = &tc->bin[cls];
+    ebb__assert(b->top == b->low);
+    unsigned cap = (unsigned)(b->high - b->low);
+    unsigned want = cap / 2 ? cap / 2 : 1;
+    unsigned got = ebb__heap_alloc(tc->heap, cls, b->low, want);
+    if (got == 0)
+        return NULL;
+    /* Blocks come lowest address first; hand them out in that order. */
+    for (unsigned i = 0, j = got - 1; i < j; i++, j--) {
+        void *t = b->low[i];
+        b->low[i] = b->low[j];
+        b->low[j] = t;
+    }
+    b->top = b->low + got - 1;
+    return *b->top;
+}
+
+void ebb__tcache_flush_push(ebb__tcache_t *tc, unsigned cls, void *blk)
+{
+    ebb__tbin_t *b = &tc->bin[cls];
+    unsigned n = (unsigned)(b->top - b->low);
+    unsigned drop = n - n / 2; /* the older (bottom) half, at least one */
+    if (n) {
+        ebb__heap_free(b->low, drop);
+        memmove(b->low, b->low + drop, (n - drop) * sizeof(void *));
+        b->top -= drop;
+    }
+    if (b->top != b->high)
+        *b->top++ = blk;
+    else
+        ebb__heap_free(&blk, 1); /* a class with no capacity */
+}
+
+/* In a fork child only this thread exists: the other threads' caches hold
+ * blocks nobody will free; give them back to their heaps. */
+void ebb__tcache_fork_child(void)
+{
+    ebb__tcache_t *tc = ebb__g.threads;
+    while (tc) {
+        ebb__tcache_t *next = tc->next;
+        if (tc != ebb__tc) {
+            ebb__tcache_flush_all(tc);
+            tcache_retire(tc);
+        }
+        tc = next;
+    }
+}
