@@ -1,0 +1,121 @@
+/* Large blocks: own mappings, the descriptor table, the bounded cache of
+ * freed mappings, and mremap-based realloc. */
+#include "unit.h"
+
+#include <string.h>
+
+#define MiB ((size_t)1 << 20)
+
+static void test_large_block_lives_outside_arenas(void **state)
+{
+    (void)state;
+    void *p = ebb_malloc(200 * 1024);
+    assert_non_null(p);
+    assert_null(ebb__arena_of((uintptr_t)p));
+    assert_int_equal(ebb_usable_size(p), 200 * 1024);
+    assert_int_equal((uintptr_t)p % ebb__os_page_size(), 0);
+    ebb_free(p);
+}
+
+static void test_freed_mapping_is_reused(void **state)
+{
+    (void)state;
+    char *p = ebb_malloc(3 * MiB);
+    memset(p, 0x77, 3 * MiB);
+    ebb_free(p);
+    char *q = ebb_malloc(3 * MiB - 100);
+    assert_ptr_equal(q, p); /* same mapping, no new pages */
+    char *z = NULL;
+    ebb_free(q);
+    z = ebb_calloc(1, 3 * MiB);
+    assert_ptr_equal(z, p);
+    for (size_t i = 0; i < 3 * MiB; i += 4093)
+        assert_int_equal(z[i], 0); /* calloc zeroes a reused mapping */
+    ebb_free(z);
+}
+
+static void test_cache_is_bounded(void **state)
+{
+    (void)state;
+    ebb_collect(0);
+    size_t saved = ebb__g.opt.large_cache;
+    ebb__g.opt.large_cache = 4 * MiB;
+    void *p[6];
+    for (int i = 0; i < 6; i++)
+        p[i] = ebb_malloc(MiB);
+    for (int i = 0; i < 6; i++)
+        ebb_free(p[i]);
+    ebb_stats_t s;
+    ebb_stats(&s);
+    assert_true(s.mapped_large_cached <= 4 * MiB);
+    assert_true(s.mapped_large_cached >= 3 * MiB);
+    void *big = ebb_malloc(8 * MiB);
+    ebb_free(big); /* bigger than the whole cache: unmapped at once */
+    ebb_stats(&s);
+    assert_true(s.mapped_large_cached <= 4 * MiB);
+    ebb__g.opt.large_cache = saved;
+    ebb_collect(0);
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 0);
+}
+
+static void test_table_grows(void **state)
+{
+    (void)state;
+    enum { N = 1500 };
+    static void *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = ebb_malloc(132 * 1024 + (size_t)i);
+        assert_non_null(p[i]);
+        *(int *)p[i] = i;
+    }
+    ebb_stats_t s;
+    ebb_stats(&s);
+    assert_true(s.large_blocks >= N);
+    assert_int_equal(ebb_check(), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(*(int *)p[i], i);
+        assert_true(ebb_usable_size(p[i]) >= 132 * 1024 + (size_t)i);
+        ebb_free(p[i]);
+    }
+    ebb_stats(&s);
+    assert_int_equal(s.large_blocks, 0);
+}
+
+static void test_realloc_grows_by_remap(void **state)
+{
+    (void)state;
+    size_t n = 2 * MiB;
+    unsigned *p = ebb_malloc(n);
+    for (size_t i = 0; i < n / sizeof *p; i++)
+        p[i] = (unsigned)i * 2654435761u;
+    unsigned *q = ebb_realloc(p, 64 * MiB);
+    assert_non_null(q);
+    for (size_t i = 0; i < n / sizeof *q; i++)
+        assert_int_equal(q[i], (unsigned)i * 2654435761u);
+    unsigned *r = ebb_realloc(q, MiB); /* shrinks in place */
+    assert_ptr_equal(r, q);
+    assert_int_equal(ebb_usable_size(r), MiB);
+    ebb_free(r);
+}
+
+static void test_foreign_pointer_not_in_table(void **state)
+{
+    (void)state;
+    int local;
+    assert_int_equal(ebb__large_free(&local), 0);
+    assert_int_equal(ebb__large_usable(&local), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_large_block_lives_outside_arenas, unit_teardown_check),
+        cmocka_unit_test_teardown(test_freed_mapping_is_reused, unit_teardown_check),
+        cmocka_unit_test_teardown(test_cache_is_bounded, unit_teardown_check),
+        cmocka_unit_test_teardown(test_table_grows, unit_teardown_check),
+        cmocka_unit_test_teardown(test_realloc_grows_by_remap, unit_teardown_check),
+        cmocka_unit_test_teardown(test_foreign_pointer_not_in_table, unit_teardown_check),
+    };
+    return cmocka_run_group_tests_name("large", tests, NULL, NULL);
+}

@@ -1,0 +1,128 @@
+/* Thread caches: refill and flush sizes, cross-thread frees, blocks handed
+ * back when a thread exits, and caches recycled across thread churn. */
+#include "unit.h"
+
+#include <pthread.h>
+
+static size_t cached_in(ebb__tcache_t *tc, unsigned cls)
+{
+    return (size_t)(tc->bin[cls].top - tc->bin[cls].low);
+}
+
+static void test_refill_takes_half(void **state)
+{
+    (void)state;
+    unsigned cls = 9; /* 160 bytes */
+    void *p = ebb_malloc(160);
+    ebb__tcache_t *tc = ebb__tc;
+    assert_ptr_not_equal(tc, &ebb__tcache_unset);
+    ebb__tcache_flush_all(tc);
+    void *q = ebb_malloc(150);
+    unsigned cap = ebb__classes[cls].tcache_cap;
+    assert_int_equal(cached_in(tc, cls), cap / 2 - 1);
+    ebb_free(q);
+    ebb_free(p);
+}
+
+static void test_flush_keeps_newest_half(void **state)
+{
+    (void)state;
+    unsigned cls = 2; /* 48 bytes */
+    unsigned cap = ebb__classes[cls].tcache_cap;
+    ebb__tcache_t *tc;
+    static void *b[512];
+    for (unsigned i = 0; i < cap + 1; i++)
+        b[i] = ebb_malloc(48);
+    tc = ebb__tc;
+    ebb__tcache_flush_all(tc);
+    for (unsigned i = 0; i < cap; i++)
+        ebb_free(b[i]);
+    assert_int_equal(cached_in(tc, cls), cap);
+    ebb_free(b[cap]); /* overflows: the older half goes home */
+    assert_int_equal(cached_in(tc, cls), cap - cap / 2 + 1);
+    assert_ptr_equal(tc->bin[cls].top[-1], b[cap]);
+    assert_ptr_equal(tc->bin[cls].low[0], b[cap / 2]);
+}
+
+#define N 4000
+static void *blocks[N];
+
+static void *alloc_many(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < N; i++)
+        blocks[i] = ebb_malloc(32 + (size_t)(i % 8) * 16);
+    return NULL;
+}
+
+static void *free_many(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < N; i++)
+        ebb_free(blocks[i]);
+    return NULL;
+}
+
+static size_t small_used(void)
+{
+    ebb_stats_t s;
+    ebb_stats(&s);
+    return s.small_used;
+}
+
+static void test_cross_thread_frees_go_home_at_exit(void **state)
+{
+    (void)state;
+    ebb_collect(0);
+    size_t before = small_used();
+    pthread_t t;
+    pthread_create(&t, NULL, alloc_many, NULL);
+    pthread_join(t, NULL);
+    assert_true(small_used() >= before + N * 32);
+    pthread_create(&t, NULL, free_many, NULL);
+    pthread_join(t, NULL);
+    /* both threads exited: everything they cached went back to the pools */
+    assert_int_equal(small_used(), before);
+}
+
+static void *touch(void *arg)
+{
+    (void)arg;
+    ebb_free(ebb_malloc(100));
+    return NULL;
+}
+
+static void test_thread_churn_recycles_caches(void **state)
+{
+    (void)state;
+    pthread_t t;
+    pthread_create(&t, NULL, touch, NULL);
+    pthread_join(t, NULL);
+    size_t bytes = ebb__g.tcache_bytes;
+    size_t threads = ebb__g.nthreads;
+    for (int i = 0; i < 200; i++) {
+        pthread_create(&t, NULL, touch, NULL);
+        pthread_join(t, NULL);
+    }
+    assert_int_equal(ebb__g.tcache_bytes, bytes);
+    assert_int_equal(ebb__g.nthreads, threads);
+}
+
+static void test_threads_spread_over_bounded_heaps(void **state)
+{
+    (void)state;
+    assert_true(ebb__g.nheaps >= 1 && ebb__g.nheaps <= EBB_MAX_HEAPS);
+    assert_true(ebb__g.nheaps <= ebb__os_cpu_count());
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_refill_takes_half, unit_teardown_check),
+        cmocka_unit_test_teardown(test_flush_keeps_newest_half, unit_teardown_check),
+        cmocka_unit_test_teardown(test_cross_thread_frees_go_home_at_exit, unit_teardown_check),
+        cmocka_unit_test_teardown(test_thread_churn_recycles_caches, unit_teardown_check),
+        cmocka_unit_test_teardown(test_threads_spread_over_bounded_heaps, unit_teardown_check),
+    };
+    return cmocka_run_group_tests_name("tcache", tests, NULL, NULL);
+}
