@@ -41,7 +41,9 @@ static int parse_size(const char *s, size_t *out)
     case 'g': case 'G': shift = 30; s++; break;
     default: break;
     }
-    if (*s == 'i' || *s == 'b' || *s == 'B')
+    if (shift && *s == 'i') /* KiB, MiB, GiB */
+        s++;
+    if (*s == 'b' || *s == 'B')
         s++;
     if (*s != '\0' || (shift && v > (SIZE_MAX >> shift)))
         return 0;

@@ -1,0 +1,192 @@
+/* Every EBB_* option and value: parsed (white box), and observed in a child
+ * process started with it (options are read once, at start-up). */
+#include "unit.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static ebb__options_t parsed(const char *name, const char *value)
+{
+    ebb__options_t o;
+    setenv(name, value, 1);
+    ebb__options_read(&o);
+    unsetenv(name);
+    return o;
+}
+
+static void test_parse_each_option(void **state)
+{
+    (void)state;
+    assert_int_equal(parsed("EBB_HEAPS", "3").heaps, 3);
+    assert_int_equal(parsed("EBB_HEAPS", "0").heaps, 0);   /* invalid: default */
+    assert_int_equal(parsed("EBB_HEAPS", "999").heaps, 0); /* above the maximum */
+    assert_int_equal(parsed("EBB_TCACHE", "0").tcache, 0);
+    assert_int_equal(parsed("EBB_TCACHE", "off").tcache, 0);
+    assert_int_equal(parsed("EBB_TCACHE", "1").tcache, 1);
+    assert_int_equal(parsed("EBB_TCACHE", "maybe").tcache, 1);
+    assert_int_equal(parsed("EBB_LARGE_CACHE", "0").large_cache, 0);
+    assert_int_equal(parsed("EBB_LARGE_CACHE", "16M").large_cache, 16u << 20);
+    assert_int_equal(parsed("EBB_LARGE_CACHE", "512k").large_cache, 512u << 10);
+    assert_int_equal(parsed("EBB_LARGE_CACHE", "1GiB").large_cache, 1u << 30);
+    assert_int_equal(parsed("EBB_LARGE_CACHE", "lots").large_cache, EBB_LARGE_CACHE_BYTES);
+    assert_int_equal(parsed("EBB_ON_ERROR", "abort").on_error, EBB_ON_ERROR_ABORT);
+    assert_int_equal(parsed("EBB_ON_ERROR", "ignore").on_error, EBB_ON_ERROR_IGNORE);
+    assert_int_equal(parsed("EBB_ON_ERROR", "warn").on_error, EBB_ON_ERROR_WARN);
+    assert_int_equal(parsed("EBB_ON_ERROR", "explode").on_error, EBB_ON_ERROR_WARN);
+    assert_int_equal(parsed("EBB_VERBOSE", "1").verbose, 1);
+    assert_int_equal(parsed("EBB_VERBOSE", "0").verbose, 0);
+}
+
+/* ---- child side: `test_options child WHAT` prints what it observes ---- */
+
+static void *alloc_in_thread(void *arg)
+{
+    (void)arg;
+    ebb_free(ebb_malloc(64));
+    ebb_stats_t s;
+    ebb_stats(&s);
+    printf("threads=%zu\n", s.threads);
+    return NULL;
+}
+
+static int child(const char *what)
+{
+    ebb_stats_t s;
+    if (!strcmp(what, "heaps")) {
+        ebb_stats(&s);
+        printf("heaps=%zu\n", s.heaps);
+    } else if (!strcmp(what, "tcache")) {
+        pthread_t t;
+        pthread_create(&t, NULL, alloc_in_thread, NULL);
+        pthread_join(t, NULL);
+    } else if (!strcmp(what, "large_cache")) {
+        ebb_free(ebb_malloc(1 << 20));
+        ebb_stats(&s);
+        printf("cached=%zu\n", s.mapped_large_cached);
+    } else if (!strcmp(what, "foreign")) {
+        static char not_ours[64];
+        ebb_free(not_ours + 16);
+        ebb_stats(&s);
+        printf("survived foreign=%zu\n", s.foreign_frees);
+    } else if (!strcmp(what, "verbose")) {
+        ebb_free(ebb_malloc(10));
+    }
+    fflush(stdout);
+    return 0;
+}
+
+/* Run this binary as a child with one variable set; capture both streams. */
+static int run_child(const char *what, const char *env, char *out, size_t outlen)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        char *argv[] = { "test_options", "child", (char *)what, NULL };
+        char *envp[] = { (char *)env, NULL };
+        execve("/proc/self/exe", argv, envp);
+        _exit(126);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - got - 1)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static void test_child_heaps(void **state)
+{
+    (void)state;
+    char out[4096];
+    assert_int_equal(run_child("heaps", "EBB_HEAPS=3", out, sizeof out), 0);
+    assert_non_null(strstr(out, "heaps=3"));
+}
+
+static void test_child_tcache_off(void **state)
+{
+    (void)state;
+    char out[4096];
+    assert_int_equal(run_child("tcache", "EBB_TCACHE=0", out, sizeof out), 0);
+    assert_non_null(strstr(out, "threads=0"));
+    assert_int_equal(run_child("tcache", "EBB_TCACHE=1", out, sizeof out), 0);
+    assert_null(strstr(out, "threads=0"));
+}
+
+static void test_child_large_cache(void **state)
+{
+    (void)state;
+    char out[4096];
+    assert_int_equal(run_child("large_cache", "EBB_LARGE_CACHE=0", out, sizeof out), 0);
+    assert_non_null(strstr(out, "cached=0\n"));
+    assert_int_equal(run_child("large_cache", "EBB_LARGE_CACHE=8M", out, sizeof out), 0);
+    assert_non_null(strstr(out, "cached=1048576\n"));
+}
+
+static void test_child_on_error(void **state)
+{
+    (void)state;
+    char out[4096];
+    int st = run_child("foreign", "EBB_ON_ERROR=warn", out, sizeof out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "ebb: free(0x"));
+    assert_non_null(strstr(out, "not allocated by ebb"));
+    assert_non_null(strstr(out, "survived foreign=1"));
+    st = run_child("foreign", "EBB_ON_ERROR=ignore", out, sizeof out);
+    assert_int_equal(st, 0);
+    assert_null(strstr(out, "ebb: free("));
+    assert_non_null(strstr(out, "survived foreign=1"));
+    st = run_child("foreign", "EBB_ON_ERROR=abort", out, sizeof out);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    assert_non_null(strstr(out, "not allocated by ebb"));
+    assert_null(strstr(out, "survived"));
+}
+
+static void test_child_verbose(void **state)
+{
+    (void)state;
+    char out[8192];
+    assert_int_equal(run_child("verbose", "EBB_VERBOSE=1", out, sizeof out), 0);
+    assert_non_null(strstr(out, "statistics"));
+    assert_non_null(strstr(out, "mapped"));
+    assert_int_equal(run_child("verbose", "EBB_VERBOSE=0", out, sizeof out), 0);
+    assert_null(strstr(out, "statistics"));
+}
+
+static void test_child_bad_value_is_reported(void **state)
+{
+    (void)state;
+    char out[4096];
+    assert_int_equal(run_child("heaps", "EBB_HEAPS=many", out, sizeof out), 0);
+    assert_non_null(strstr(out, "ignoring EBB_HEAPS=many"));
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "child"))
+        return child(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_each_option),
+        cmocka_unit_test(test_child_heaps),
+        cmocka_unit_test(test_child_tcache_off),
+        cmocka_unit_test(test_child_large_cache),
+        cmocka_unit_test(test_child_on_error),
+        cmocka_unit_test(test_child_verbose),
+        cmocka_unit_test(test_child_bad_value_is_reported),
+    };
+    return cmocka_run_group_tests_name("options", tests, NULL, NULL);
+}
