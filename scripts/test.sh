@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs what it needs,
+# builds with gcc and clang (-Werror), then runs unit, API, stress, fork and
+# LD_PRELOAD tests, the ASan and UBSan builds, a bounded fuzz run, and the peer
+# suites (CPython's own tests, sqlite3, git, gcc, a C++ program) under ebb.
+#
+#   scripts/test.sh            everything (about 20-30 minutes on 2 cores)
+#   scripts/test.sh --quick    no peer suites, short fuzz
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+scripts/deps.sh test
+
+passed=0; failed=0; failures=()
+stage() {
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1)); echo "=== $name: PASS ($((SECONDS - t0)) s)"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAIL ($((SECONDS - t0)) s)"
+  fi
+}
+
+stage "build with clang -Werror" make -s B=build/clang CC=clang lib
+stage "build with gcc -Werror"   make -s lib
+stage "unit tests"               make -s check-unit
+stage "API tests"                make -s check-api
+stage "stress (direct and LD_PRELOAD)" make -s check-stress
+stage "LD_PRELOAD smoke"         make -s check-preload
+stage "API tests under clang"    make -s B=build/clang CC=clang check-api
+stage "ASan"                     make -s check-asan
+stage "UBSan"                    make -s check-ubsan
+if ((quick)); then
+  stage "fuzz (10 s)"            make -s fuzz FUZZ_SECONDS=10
+else
+  stage "fuzz (60 s)"            make -s fuzz FUZZ_SECONDS=60
+  stage "peer suites under LD_PRELOAD" make -s peer
+fi
+
+echo
+((failed)) && printf 'failed stage: %s\n' "${failures[@]}"
+echo "$passed passed, $failed failed"
+((failed == 0))
