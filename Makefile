@@ -15,7 +15,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
 
-.PHONY: all lib install uninstall clean help check check-unit check-api check-stress \
+.PHONY: all lib install uninstall clean help check check-debug check-unit check-api check-stress \
         check-preload check-sanitizers check-asan check-ubsan check-clang fuzz peer bench demo
 
 all: lib
@@ -109,6 +109,16 @@ check-preload: $(B)/tests/preload_smoke $(B)/libebb.so
 	LD_PRELOAD=$(abspath $(B)/libebb.so) $(B)/tests/preload_smoke
 
 check: check-unit check-api check-stress check-preload
+
+# The API tests against a library that walks every structure (ebb_check) on
+# each slow path: slow, thorough.
+check-debug: $(SRC)
+	@mkdir -p $(B)/debug2/tests
+	$(CC) $(BASE) -O1 -DEBB_DEBUG=2 -c src/ebb.c -o $(B)/debug2/ebb.o
+	rm -f $(B)/debug2/libebb.a && ar rcs $(B)/debug2/libebb.a $(B)/debug2/ebb.o
+	@set -e; for src in $(API_SRC); do t=$(B)/debug2/tests/$$(basename $$src .c); \
+	  $(CC) $(TESTFLAGS) $$src $(B)/debug2/libebb.a -lcmocka -lpthread -o $$t; \
+	  echo "== $$t (EBB_DEBUG=2)"; $$t; done
 
 # Sanitizer builds: the sanitizer runtime owns malloc, so the library is
 # built without its malloc exports and the tests use the ebb_* API.

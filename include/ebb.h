@@ -49,8 +49,10 @@ EBB_API EBB_MALLOC_LIKE void *ebb_valloc(size_t size);
 EBB_API EBB_MALLOC_LIKE void *ebb_pvalloc(size_t size);
 EBB_API size_t ebb_usable_size(const void *ptr);
 
-/* 1 if ptr is the start of a live block ebb made, else 0.  O(1) for pointers
- * outside ebb's arenas; never dereferences ptr. */
+/* 1 if ptr is the start of a block ebb handed out and has not taken back,
+ * else 0 (NULL, foreign and interior pointers give 0).  Never dereferences
+ * ptr.  A block just freed may still answer 1 while it sits in a thread's
+ * cache. */
 EBB_API int ebb_owns(const void *ptr);
 
 /* Walk every internal structure and verify its invariants.  Returns 0 when

@@ -53,6 +53,7 @@ static void *small_alloc_slow(unsigned cls)
 EBB_NOINLINE void *ebb__malloc_slow(size_t n)
 {
     ebb__ensure_init();
+    ebb__expensive_check();
     if (n <= EBB_LARGE_THRESHOLD)
         return small_alloc_slow(ebb__class_of(n));
     if (n > (size_t)PTRDIFF_MAX)
@@ -179,6 +180,7 @@ EBB_NOINLINE void ebb__free_slow(void *p)
 {
     if (p == NULL)
         return;
+    ebb__expensive_check();
     int saved = errno;
     uintptr_t a = (uintptr_t)p;
     ebb__arena_t *ar = ebb__arena_of(a);

@@ -105,7 +105,14 @@ _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line)
 
 void ebb__check_or_die(void)
 {
-    if (ebb_check() != 0) {
+    /* ebb_check takes locks and may be reached again from inside itself. */
+    static __thread int inside __attribute__((tls_model("initial-exec")));
+    if (inside || !atomic_load_explicit(&ebb__g.ready, memory_order_acquire))
+        return;
+    inside = 1;
+    int faults = ebb_check();
+    inside = 0;
+    if (faults != 0) {
         ebb__diag("ebb: heap consistency check failed\n");
         ebb__os_abort();
     }
