@@ -77,7 +77,7 @@ API_BIN  := $(patsubst tests/api/%.c,$(B)/tests/api/%,$(API_SRC))
 
 $(B)/tests/unit/%: tests/unit/%.c $(DBG)/libebb.a
 	@mkdir -p $(@D)
-	$(CC) $(TESTFLAGS) $< $(DBG)/libebb.a -lcmocka -lpthread -o $@
+	$(CC) $(TESTFLAGS) -DEBB_DEBUG=1 $< $(DBG)/libebb.a -lcmocka -lpthread -o $@
 
 $(B)/tests/api/%: tests/api/%.c $(B)/libebb.a
 	@mkdir -p $(@D)

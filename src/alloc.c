@@ -341,6 +341,7 @@ EBB_API void ebb_collect(int force)
     if (tc)
         ebb__tcache_flush_all(tc);
     ebb__large_collect();
+    ebb__heap_collect();
     ebb__arena_collect(force);
 }
 

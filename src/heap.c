@@ -168,6 +168,28 @@ void ebb__heap_free(void *const *blocks, unsigned n)
         ebb__unlock(&locked->lock);
 }
 
+/* Release the empty pools bins keep against thrash (ebb_collect). */
+void ebb__heap_collect(void)
+{
+    for (unsigned h = 0; h < ebb__g.nheaps; h++) {
+        for (unsigned c = 0; c < EBB_CLASSES; c++) {
+            ebb__bin_t *b = &ebb__g.heaps[h].bin[c];
+            ebb__lock(&b->lock);
+            ebb__pool_t *p = b->bucket[0];
+            while (p) {
+                ebb__pool_t *next = p->next;
+                if (p->used == 0) {
+                    bin_unlink(b, p);
+                    b->pools--;
+                    ebb__arena_release_pool(p); /* bin -> arena: lock order kept */
+                }
+                p = next;
+            }
+            ebb__unlock(&b->lock);
+        }
+    }
+}
+
 ebb__heap_t *ebb__heap_pick(void)
 {
     unsigned i = ebb__g.next_heap++ % ebb__g.nheaps;

@@ -277,6 +277,7 @@ ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
 unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want) EBB_HIDDEN;
 void ebb__heap_free(void *const *blocks, unsigned n) EBB_HIDDEN;
 ebb__heap_t *ebb__heap_pick(void) EBB_HIDDEN;
+void ebb__heap_collect(void) EBB_HIDDEN;
 
 /* tcache.c */
 void *ebb__tcache_refill_pop(ebb__tcache_t *tc, unsigned cls) EBB_HIDDEN;

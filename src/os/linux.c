@@ -47,8 +47,25 @@ unsigned ebb__os_cpu_count(void)
     return count ? count : 1;
 }
 
+#if EBB_DEBUG >= 1
+__attribute__((visibility("hidden"))) _Atomic long ebb__os_fail_after = -1;
+
+static int injected_failure(void)
+{
+    long n = atomic_load_explicit(&ebb__os_fail_after, memory_order_relaxed);
+    while (n > 0 && !atomic_compare_exchange_weak_explicit(&ebb__os_fail_after, &n, n - 1,
+                                                           memory_order_relaxed, memory_order_relaxed)) {
+    }
+    return n == 0;
+}
+#else
+#define injected_failure() 0
+#endif
+
 void *ebb__os_map(size_t size)
 {
+    if (injected_failure())
+        return NULL;
     int saved = errno;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -94,6 +111,8 @@ void ebb__os_purge(void *p, size_t size)
 
 void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move)
 {
+    if (new_size > old_size && injected_failure())
+        return NULL;
     int saved = errno;
     void *q = mremap(p, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
     errno = saved;

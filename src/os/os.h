@@ -22,6 +22,12 @@ size_t ebb__os_page_size(void);
 /* CPUs this process may run on (at least 1). */
 unsigned ebb__os_cpu_count(void);
 
+#if EBB_DEBUG >= 1
+/* Fault injection for tests: when >= 0, that many more mappings succeed and
+ * then every one fails, as if the system were out of memory. */
+extern _Atomic long ebb__os_fail_after;
+#endif
+
 /* Fresh zeroed read-write memory, page aligned; NULL on failure. */
 void *ebb__os_map(size_t size);
 /* Like ebb__os_map but aligned to `align` (a power of two >= page size). */
