@@ -176,6 +176,17 @@ static void foreign(const char *fn, const void *p)
     ebb__report_misuse(fn, p, "pointer was not allocated by ebb; ignored");
 }
 
+/* a is the start of a block of class cls in the pool covering slot s: the
+ * offset from the pool's start is a whole number of blocks.  Two multiplies;
+ * it keeps an interior pointer from ever entering a thread cache. */
+static inline int is_block_start(const ebb__arena_t *ar, unsigned s, unsigned cls, uintptr_t a)
+{
+    uintptr_t start = (uintptr_t)ar + ((uintptr_t)ar->slot_head[s] << EBB_SLOT_SHIFT);
+    uintptr_t off = a - start;
+    const ebb__class_t *k = &ebb__classes[cls];
+    return (uintptr_t)(uint32_t)(((uint64_t)off * k->recip) >> 48) * k->size == off;
+}
+
 EBB_NOINLINE void ebb__free_slow(void *p)
 {
     if (p == NULL)
@@ -185,9 +196,12 @@ EBB_NOINLINE void ebb__free_slow(void *p)
     uintptr_t a = (uintptr_t)p;
     ebb__arena_t *ar = ebb__arena_of(a);
     if (ar) {
-        unsigned cls = __atomic_load_n(&ar->slot_class[ebb__slot_of(a)], __ATOMIC_RELAXED);
+        unsigned s = ebb__slot_of(a);
+        unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
         if (cls >= EBB_CLASSES) {
             ebb__report_misuse("free", p, "pointer is not in any pool (already freed or invalid)");
+        } else if (!is_block_start(ar, s, cls, a)) {
+            ebb__report_misuse("free", p, "not the start of a block; ignored");
         } else {
             ebb__tcache_t *tc = ebb__tcache_get_slow();
             if (tc && ebb__classes[cls].tcache_cap)
@@ -206,8 +220,9 @@ EBB_API void ebb_free(void *p)
     uintptr_t a = (uintptr_t)p;
     ebb__arena_t *ar = ebb__arena_of(a);
     if (EBB_LIKELY(ar != NULL)) {
-        unsigned cls = __atomic_load_n(&ar->slot_class[ebb__slot_of(a)], __ATOMIC_RELAXED);
-        if (EBB_LIKELY(cls < EBB_CLASSES)) {
+        unsigned s = ebb__slot_of(a);
+        unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
+        if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a))) {
             ebb__tbin_t *b = &ebb__tc->bin[cls];
             void **top = b->top;
             if (EBB_LIKELY(top != b->high)) {

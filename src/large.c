@@ -189,15 +189,16 @@ void *ebb__large_alloc(size_t size, size_t align, int zero)
         errno = ENOMEM;
         return NULL;
     }
-    ebb__mapped_add(need);
     ebb__lock(&L.lock);
     if (!table_reserve()) {
         ebb__unlock(&L.lock);
         ebb__os_unmap(p, need);
-        ebb__mapped_sub(need);
         errno = ENOMEM;
         return NULL;
     }
+    /* Counted when recorded, under the lock, so a fork never sees one
+     * without the other. */
+    ebb__mapped_add(need);
     record_live((uintptr_t)p, need);
     ebb__unlock(&L.lock);
     return p; /* fresh mappings are zero */
@@ -242,13 +243,13 @@ int ebb__large_free(void *p)
     L.live_bytes -= size;
     table_remove(e);
     ebb__large_entry_t rest = cache_put(a, size, evicted, &nevicted);
-    ebb__unlock(&L.lock);
     if (rest.addr)
         evicted[nevicted++] = rest;
-    for (unsigned i = 0; i < nevicted; i++) {
-        ebb__os_unmap((void *)evicted[i].addr, evicted[i].size);
+    for (unsigned i = 0; i < nevicted; i++)
         ebb__mapped_sub(evicted[i].size);
-    }
+    ebb__unlock(&L.lock);
+    for (unsigned i = 0; i < nevicted; i++)
+        ebb__os_unmap((void *)evicted[i].addr, evicted[i].size);
     return 1;
 }
 
@@ -291,11 +292,11 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours)
     table_remove(e);
     record_live((uintptr_t)q, need);
     L.live_bytes -= old;
-    ebb__unlock(&L.lock);
     if (need > old)
         ebb__mapped_add(need - old);
     else
         ebb__mapped_sub(old - need);
+    ebb__unlock(&L.lock);
     return q;
 }
 
@@ -307,11 +308,11 @@ void ebb__large_collect(void)
     memcpy(victims, L.cache, n * sizeof victims[0]);
     L.ncache = 0;
     L.cache_bytes = 0;
-    ebb__unlock(&L.lock);
-    for (unsigned i = 0; i < n; i++) {
-        ebb__os_unmap((void *)victims[i].addr, victims[i].size);
+    for (unsigned i = 0; i < n; i++)
         ebb__mapped_sub(victims[i].size);
-    }
+    ebb__unlock(&L.lock);
+    for (unsigned i = 0; i < n; i++)
+        ebb__os_unmap((void *)victims[i].addr, victims[i].size);
 }
 
 void ebb__large_stats(ebb_stats_t *s)

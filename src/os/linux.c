@@ -67,8 +67,10 @@ void *ebb__os_map(size_t size)
     if (injected_failure())
         return NULL;
     int saved = errno;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    /* No MAP_NORESERVE: the kernel's overcommit check must be able to refuse
+     * an impossible request here, as a clean NULL, rather than let it succeed
+     * and kill the process when the pages are touched. */
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     errno = saved;
     return p == MAP_FAILED ? NULL : p;
 }
