@@ -167,6 +167,11 @@ def run_measured(prog, lib, timeout, tmpdir):
             timed_out = True
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+        except BaseException:
+            # e.g. ^C: the run is in its own session and would live on
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            raise
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")

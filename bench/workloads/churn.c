@@ -45,7 +45,7 @@ static void drop(struct blk *b)
 int main(int argc, char **argv)
 {
     double scale = parse_scale(argc, argv);
-    uint64_t ops = scaled(scale, 10000000, 1000);
+    uint64_t ops = scaled(scale, 12000000, 1000);
     rng_t r = rng_make(1);
 
     struct blk *live = xmalloc(LIVE_SLOTS * sizeof *live);

@@ -55,7 +55,7 @@ static void drop_big(struct big *b)
 int main(int argc, char **argv)
 {
     double scale = parse_scale(argc, argv);
-    uint64_t iters = scaled(scale, 1000, 2 * LIVE);
+    uint64_t iters = scaled(scale, 1500, 2 * LIVE);
     rng_t r = rng_make(6);
 
     struct big live[LIVE];

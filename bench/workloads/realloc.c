@@ -97,7 +97,7 @@ static void step(struct builder *b, rng_t *r)
 int main(int argc, char **argv)
 {
     double scale = parse_scale(argc, argv);
-    uint64_t buffers = scaled(scale, 6000, 2 * BUILDERS);
+    uint64_t buffers = scaled(scale, 8000, 2 * BUILDERS);
     rng_t r = rng_make(3);
 
     struct builder *pool = xmalloc(BUILDERS * sizeof *pool);
