@@ -54,6 +54,8 @@ static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins)
         return FAULT("pool %p: no owning heap\n", (void *)p->start);
     unsigned want = p->used == c->blocks ? (unsigned)EBB_BUCKET_FULL
                     : (unsigned)(((uint64_t)p->used * EBB_POOL_BUCKETS) / c->blocks);
+    if (want != ebb__bucket_for(p->used, cls))
+        FAULT("pool %p: fast bucket formula disagrees with division\n", (void *)p->start);
     if (p->bucket != want)
         FAULT("pool %p: in bucket %u, belongs in %u\n", (void *)p->start, (unsigned)p->bucket, want);
     (*pools_in_bins)++;

@@ -26,10 +26,7 @@
 
 static unsigned bucket_for(const ebb__pool_t *p)
 {
-    uint32_t blocks = ebb__classes[p->cls].blocks;
-    if (p->used == blocks)
-        return EBB_BUCKET_FULL;
-    return (unsigned)(((uint64_t)p->used * EBB_POOL_BUCKETS) / blocks);
+    return ebb__bucket_for(p->used, p->cls);
 }
 
 static void bin_link(ebb__bin_t *b, ebb__pool_t *p, unsigned k)
@@ -101,42 +98,31 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want
     return got;
 }
 
-/* Another pool of this bin has room, so an empty one can go. */
+/* Another pool of this bin has room, so an empty one can go.  p's bucket
+ * may be stale (rebucketing is deferred while a batch returns blocks). */
 static int bin_has_other_room(const ebb__bin_t *b, const ebb__pool_t *p)
 {
     uint32_t partial = b->nonempty & ((1u << EBB_POOL_BUCKETS) - 1);
+    if (p->bucket == EBB_BUCKET_FULL)
+        return partial != 0;
     if (partial & ~(1u << p->bucket))
         return 1;
     return b->bucket[p->bucket] != p || p->next != NULL;
 }
 
-/* Put one block back; the bin lock is held.  Returns 1 if the pool became
- * empty and was unlinked for release (the caller releases it unlocked). */
-static int bin_put(ebb__bin_t *b, ebb__pool_t *p, uintptr_t a)
+static void report_return_fault(uintptr_t a, int fault)
 {
-    uint32_t idx;
-    if (!ebb__pool_block_index(p, a, &idx)) {
-        ebb__report_misuse("free", (void *)a, "not the start of a block");
-        return 0;
-    }
-    if (ebb__pool_is_free(p, idx)) {
-        ebb__report_misuse("free", (void *)a, "double free (block is already free)");
-        return 0;
-    }
-    ebb__pool_put(p, idx);
-    b->used--;
-    if (p->used == 0 && bin_has_other_room(b, p)) {
-        bin_unlink(b, p);
-        b->pools--;
-        return 1;
-    }
-    bin_rebucket(b, p);
-    return 0;
+    ebb__report_misuse("free", (void *)a, fault == 1 ? "not the start of a block"
+                                                     : "double free (block is already free)");
 }
 
+/* Blocks come home from a thread cache, in the order they were cached, so
+ * runs of them share a pool and a bin: the bin lock is kept across a run and
+ * the pool's fullness bucket is updated once per run, not once per block. */
 void ebb__heap_free(void *const *blocks, unsigned n)
 {
     ebb__bin_t *locked = NULL;
+    ebb__pool_t *pending = NULL; /* pool whose bucket is stale */
     for (unsigned i = 0; i < n; i++) {
         uintptr_t a = (uintptr_t)blocks[i];
         ebb__arena_t *ar = ebb__arena_of(a);
@@ -147,6 +133,10 @@ void ebb__heap_free(void *const *blocks, unsigned n)
             continue;
         }
         ebb__bin_t *b = &h->bin[p->cls];
+        if (p != pending && pending) {
+            bin_rebucket(locked, pending);
+            pending = NULL;
+        }
         if (b != locked) {
             if (locked)
                 ebb__unlock(&locked->lock);
@@ -158,12 +148,24 @@ void ebb__heap_free(void *const *blocks, unsigned n)
             ebb__report_misuse("free", (void *)a, "block is in no pool (already freed?)");
             continue;
         }
-        if (bin_put(b, p, a)) {
+        int fault = ebb__pool_return(p, a);
+        if (fault) {
+            report_return_fault(a, fault);
+            continue;
+        }
+        b->used--;
+        pending = p;
+        if (p->used == 0 && bin_has_other_room(b, p)) {
+            bin_unlink(b, p);
+            b->pools--;
+            pending = NULL;
             ebb__unlock(&b->lock);
             locked = NULL;
             ebb__arena_release_pool(p);
         }
     }
+    if (pending)
+        bin_rebucket(locked, pending);
     if (locked)
         ebb__unlock(&locked->lock);
 }

@@ -64,6 +64,7 @@ typedef struct {
     uint32_t size;      /* block size in bytes */
     uint32_t blocks;    /* blocks in one pool */
     uint64_t recip;     /* ceil(2^48 / size): offset -> index by multiply */
+    uint32_t bucket_recip; /* ceil(2^32 / blocks): fullness bucket by multiply */
     uint8_t span;       /* slots per pool */
     uint8_t tcache_cap; /* thread-cache capacity, 0 = not cached */
 } ebb__class_t;
@@ -86,6 +87,17 @@ static inline unsigned ebb__class_of(size_t n)
 
 /* Where a pool sits in its bin. */
 enum { EBB_BUCKET_FULL = EBB_POOL_BUCKETS, EBB_BUCKET_NONE = 0xff };
+
+/* The fullness bucket of a pool of class cls with `used` blocks out:
+ * floor(used * BUCKETS / blocks), by multiply (exact: used * BUCKETS < 2^15
+ * and blocks <= 2^12), or FULL. */
+static inline unsigned ebb__bucket_for(uint32_t used, unsigned cls)
+{
+    const ebb__class_t *c = &ebb__classes[cls];
+    if (used == c->blocks)
+        return EBB_BUCKET_FULL;
+    return (unsigned)(((uint64_t)used * EBB_POOL_BUCKETS * c->bucket_recip) >> 32);
+}
 
 struct ebb__pool_s {
     ebb__pool_t *next, *prev; /* bucket list of its bin; bin lock */
@@ -271,6 +283,7 @@ unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want) EBB_HIDDEN;
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx) EBB_HIDDEN;
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 void ebb__pool_put(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
+int ebb__pool_return(ebb__pool_t *p, uintptr_t a) EBB_HIDDEN;
 ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
 
 /* heap.c */

@@ -62,6 +62,7 @@ void ebb__sizeclass_init(void)
         c->blocks = (uint32_t)(c->span * EBB_SLOT_SIZE / c->size);
         c->recip = (((uint64_t)1 << 48) + c->size - 1) / c->size;
         c->tcache_cap = tcache_capacity(c->size);
+        c->bucket_recip = (uint32_t)((((uint64_t)1 << 32) + c->blocks - 1) / c->blocks);
         ebb__assert(c->blocks <= EBB_POOL_MAX_BLOCKS);
     }
     ebb__assert(ebb__classes[EBB_CLASSES - 1].size == EBB_LARGE_THRESHOLD);

@@ -78,6 +78,17 @@ static void test_recip_index_exact(void **state)
     }
 }
 
+static void test_bucket_formula_exact(void **state)
+{
+    setup_classes(state);
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        uint32_t blocks = ebb__classes[c].blocks;
+        for (uint32_t used = 0; used < blocks; used++)
+            assert_int_equal(ebb__bucket_for(used, c), (uint64_t)used * EBB_POOL_BUCKETS / blocks);
+        assert_int_equal(ebb__bucket_for(blocks, c), EBB_BUCKET_FULL);
+    }
+}
+
 static void test_tcache_caps(void **state)
 {
     setup_classes(state);
@@ -100,6 +111,7 @@ int main(void)
         cmocka_unit_test(test_class_of_matches_linear_scan),
         cmocka_unit_test(test_pool_spans),
         cmocka_unit_test(test_recip_index_exact),
+        cmocka_unit_test(test_bucket_formula_exact),
         cmocka_unit_test(test_tcache_caps),
     };
     return cmocka_run_group_tests_name("sizeclass", tests, NULL, NULL);
