@@ -333,10 +333,15 @@ EBB_API void *ebb_realloc(void *p, size_t n)
         errno = EINVAL;
         return NULL;
     }
-    if (n <= EBB_LARGE_THRESHOLD && shrink_saves_a_quarter(n, usable))
-        return move_block(p, usable, n);
+    if (n <= EBB_LARGE_THRESHOLD) {
+        /* A small size: into a pool if it grows or the move saves a quarter
+         * (a large block can be small when it came from an aligned request). */
+        if (n > usable || shrink_saves_a_quarter(n, usable))
+            return move_block(p, usable, n);
+        return p;
+    }
     int not_ours;
-    return ebb__large_realloc(p, n <= EBB_LARGE_THRESHOLD ? usable : n, &not_ours);
+    return ebb__large_realloc(p, n, &not_ours);
 }
 
 EBB_API void *ebb_reallocarray(void *p, size_t count, size_t size)

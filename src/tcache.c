@@ -109,14 +109,24 @@ static void tcache_retire(ebb__tcache_t *tc)
     ebb__g.free_tcaches = tc;
 }
 
+/* A fork may snapshot this thread between any two of its stores.  So blocks
+ * leave the cache before they go home, never after: at worst a child inherits
+ * a block that is in neither place (a leak in the child), never one that is
+ * in both (a block handed out twice). */
+static void leave_cache_then_go_home(void)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
 void ebb__tcache_flush_all(ebb__tcache_t *tc)
 {
     for (unsigned c = 0; c < EBB_CLASSES; c++) {
         ebb__tbin_t *b = &tc->bin[c];
         unsigned n = (unsigned)(b->top - b->low);
         if (n) {
+            b->top = b->low; /* entries stay readable: only this thread pushes */
+            leave_cache_then_go_home();
             ebb__heap_free(b->low, n);
-            b->top = b->low;
         }
     }
 }
@@ -185,10 +195,13 @@ void ebb__tcache_flush_push(ebb__tcache_t *tc, unsigned cls, void *blk)
     ebb__tbin_t *b = &tc->bin[cls];
     unsigned n = (unsigned)(b->top - b->low);
     unsigned drop = n - n / 2; /* the older (bottom) half, at least one */
+    void *home[EBB_TCACHE_MAX_COUNT];
     if (n) {
-        ebb__heap_free(b->low, drop);
+        memcpy(home, b->low, drop * sizeof(void *));
         memmove(b->low, b->low + drop, (n - drop) * sizeof(void *));
         b->top -= drop;
+        leave_cache_then_go_home();
+        ebb__heap_free(home, drop);
     }
     if (b->top != b->high)
         *b->top++ = blk;
