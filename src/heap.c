@@ -116,27 +116,56 @@ static void report_return_fault(uintptr_t a, int fault)
                                                      : "double free (block is already free)");
 }
 
+/* Blocks of one pool, returned under its bin lock: a run of blocks[i..]
+ * inside the pool is taken back with an index multiply and a bit test each,
+ * no lookups.  Returns how many entries it consumed (at least one). */
+static unsigned return_run(ebb__bin_t *b, ebb__pool_t *p, void *const *blocks, unsigned n)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    uintptr_t start = (uintptr_t)p->start, span = (uintptr_t)c->blocks * c->size;
+    uint64_t *bits = ebb__pool_bitmap(p);
+    uint32_t returned = 0, scan = p->scan;
+    unsigned i = 0;
+    for (; i < n; i++) {
+        uintptr_t off = (uintptr_t)blocks[i] - start;
+        if (off >= span)
+            break; /* another pool: the caller looks it up */
+        uint32_t idx = (uint32_t)(((uint64_t)off * c->recip) >> 48);
+        uint64_t bit = (uint64_t)1 << (idx % 64);
+        if ((uintptr_t)idx * c->size != off || (bits[idx / 64] & bit)) {
+            report_return_fault((uintptr_t)blocks[i], (uintptr_t)idx * c->size != off ? 1 : 2);
+            continue;
+        }
+        bits[idx / 64] |= bit;
+        if (idx / 64 < scan)
+            scan = idx / 64;
+        returned++;
+    }
+    ebb__assert(p->used >= returned);
+    p->scan = scan;
+    p->used -= returned;
+    b->used -= returned;
+    return i ? i : 1;
+}
+
 /* Blocks come home from a thread cache, in the order they were cached, so
- * runs of them share a pool and a bin: the bin lock is kept across a run and
- * the pool's fullness bucket is updated once per run, not once per block. */
+ * runs of them share a pool: the bin lock is kept across runs of one bin,
+ * and each run of one pool costs a lookup, a bucket update and, per block,
+ * an index multiply and a bit test-and-set. */
 void ebb__heap_free(void *const *blocks, unsigned n)
 {
     ebb__bin_t *locked = NULL;
-    ebb__pool_t *pending = NULL; /* pool whose bucket is stale */
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n;) {
         uintptr_t a = (uintptr_t)blocks[i];
         ebb__arena_t *ar = ebb__arena_of(a);
         ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
         ebb__heap_t *h = p ? __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE) : NULL;
         if (h == NULL) {
             ebb__report_misuse("free", (void *)a, "block is in no pool (already freed?)");
+            i++;
             continue;
         }
         ebb__bin_t *b = &h->bin[p->cls];
-        if (p != pending && pending) {
-            bin_rebucket(locked, pending);
-            pending = NULL;
-        }
         if (b != locked) {
             if (locked)
                 ebb__unlock(&locked->lock);
@@ -146,26 +175,20 @@ void ebb__heap_free(void *const *blocks, unsigned n)
         /* A stale pointer may have seen the pool change hands meanwhile. */
         if (p->heap != h || &h->bin[p->cls] != b) {
             ebb__report_misuse("free", (void *)a, "block is in no pool (already freed?)");
+            i++;
             continue;
         }
-        int fault = ebb__pool_return(p, a);
-        if (fault) {
-            report_return_fault(a, fault);
-            continue;
-        }
-        b->used--;
-        pending = p;
+        i += return_run(b, p, blocks + i, n - i);
         if (p->used == 0 && bin_has_other_room(b, p)) {
             bin_unlink(b, p);
             b->pools--;
-            pending = NULL;
             ebb__unlock(&b->lock);
             locked = NULL;
             ebb__arena_release_pool(p);
+        } else {
+            bin_rebucket(b, p);
         }
     }
-    if (pending)
-        bin_rebucket(locked, pending);
     if (locked)
         ebb__unlock(&locked->lock);
 }

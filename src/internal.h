@@ -283,7 +283,6 @@ unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want) EBB_HIDDEN;
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx) EBB_HIDDEN;
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 void ebb__pool_put(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
-int ebb__pool_return(ebb__pool_t *p, uintptr_t a) EBB_HIDDEN;
 ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
 
 /* heap.c */

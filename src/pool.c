@@ -89,23 +89,6 @@ void ebb__pool_put(ebb__pool_t *p, uint32_t idx)
     p->used--;
 }
 
-/* Take block a back: 0 done, 1 not the start of a block, 2 already free. */
-int ebb__pool_return(ebb__pool_t *p, uintptr_t a)
-{
-    uint32_t idx;
-    if (!ebb__pool_block_index(p, a, &idx))
-        return 1;
-    uint64_t *word = &ebb__pool_bitmap(p)[idx / 64], bit = (uint64_t)1 << (idx % 64);
-    if (*word & bit)
-        return 2;
-    *word |= bit;
-    if (idx / 64 < p->scan)
-        p->scan = idx / 64;
-    ebb__assert(p->used > 0);
-    p->used--;
-    return 0;
-}
-
 ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr)
 {
     unsigned s = ebb__slot_of(addr);
