@@ -183,8 +183,8 @@ static inline int is_block_start(const ebb__arena_t *ar, unsigned s, unsigned cl
 {
     uintptr_t start = (uintptr_t)ar + ((uintptr_t)ar->slot_head[s] << EBB_SLOT_SHIFT);
     uintptr_t off = a - start;
-    const ebb__class_t *k = &ebb__classes[cls];
-    return (uintptr_t)(uint32_t)(((uint64_t)off * k->recip) >> 48) * k->size == off;
+    uint32_t idx = (uint32_t)(((uint64_t)off * ebb__class_recip[cls]) >> 48);
+    return (uintptr_t)idx * ebb__class_size[cls] == off;
 }
 
 EBB_NOINLINE void ebb__free_slow(void *p)
@@ -218,8 +218,8 @@ EBB_NOINLINE void ebb__free_slow(void *p)
 EBB_API void ebb_free(void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    ebb__arena_t *ar = ebb__arena_of(a);
-    if (EBB_LIKELY(ar != NULL)) {
+    if (ebb__is_arena_address(a)) {
+        const ebb__arena_t *ar = (const ebb__arena_t *)(a & ~(EBB_ARENA_SIZE - 1));
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
         if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a))) {

@@ -70,6 +70,9 @@ typedef struct {
 } ebb__class_t;
 
 extern EBB_HIDDEN ebb__class_t ebb__classes[EBB_CLASSES];
+/* The two fields the free fast path needs, packed for cheap indexing. */
+extern EBB_HIDDEN uint64_t ebb__class_recip[EBB_CLASSES];
+extern EBB_HIDDEN uint32_t ebb__class_size[EBB_CLASSES];
 extern EBB_HIDDEN uint8_t ebb__class_lut[(1024 / EBB_SMALL_STEP) + 1];
 
 void ebb__sizeclass_init(void) EBB_HIDDEN;
@@ -152,6 +155,14 @@ static inline ebb__arena_t *ebb__arena_of(uintptr_t a)
         return NULL;
     return (ebb__arena_t *)(a & ~(EBB_ARENA_SIZE - 1));
 }
+/* The fast paths' variant: the header of a's arena if the map says there is
+ * one, else 0; the caller tests only the map byte, not the address. */
+static inline int ebb__is_arena_address(uintptr_t a)
+{
+    uintptr_t i = a >> EBB_ARENA_SHIFT;
+    return EBB_LIKELY(i < EBB_MAP_ENTRIES) && ebb__owner_map[i] != 0;
+}
+
 static inline unsigned ebb__slot_of(uintptr_t a)
 {
     return (unsigned)((a >> EBB_SLOT_SHIFT) & (EBB_SLOTS - 1));
