@@ -154,12 +154,7 @@ EBB_API int ebb_check(void)
 {
     int faults = 0;
     ebb__ensure_init();
-    ebb__lock(&ebb__g.registry_lock);
-    for (unsigned h = 0; h < ebb__g.nheaps; h++)
-        for (unsigned c = 0; c < EBB_CLASSES; c++)
-            ebb__lock(&ebb__g.heaps[h].bin[c].lock);
-    ebb__lock(&ebb__g.arena_lock);
-    ebb__large_lock_all();
+    ebb__lock_everything();
 
     size_t pools = 0, slots = 0, arenas = 0, listed = 0, empty = 0;
     for (unsigned n = 0; n < EBB_SLOTS; n++) {
@@ -182,12 +177,7 @@ EBB_API int ebb_check(void)
     faults += check_tcaches();
     faults += ebb__large_check();
 
-    ebb__large_unlock_all(0);
-    ebb__unlock(&ebb__g.arena_lock);
-    for (unsigned h = ebb__g.nheaps; h-- > 0;)
-        for (unsigned c = EBB_CLASSES; c-- > 0;)
-            ebb__unlock(&ebb__g.heaps[h].bin[c].lock);
-    ebb__unlock(&ebb__g.registry_lock);
+    ebb__unlock_everything();
 
     ebb_stats_t s;
     ebb_stats(&s);

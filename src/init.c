@@ -120,7 +120,8 @@ void ebb__init_slow(void)
 
 /* ----------------------------------------------------------------- fork */
 
-static void lock_everything(void)
+/* Every lock, in the documented order (fork, ebb_check). */
+void ebb__lock_everything(void)
 {
     ebb__lock(&ebb__g.registry_lock);
     for (unsigned h = 0; h < ebb__g.nheaps; h++)
@@ -130,7 +131,7 @@ static void lock_everything(void)
     ebb__large_lock_all();
 }
 
-static void unlock_everything(void)
+void ebb__unlock_everything(void)
 {
     ebb__large_unlock_all(0);
     ebb__unlock(&ebb__g.arena_lock);
@@ -162,7 +163,7 @@ static void at_exit_report(void)
 __attribute__((constructor)) static void ebb__constructor(void)
 {
     ebb__ensure_init();
-    ebb__os_atfork(lock_everything, unlock_everything, fork_child);
+    ebb__os_atfork(ebb__lock_everything, ebb__unlock_everything, fork_child);
     if (ebb__g.opt.verbose) {
         extern int atexit(void (*)(void));
         atexit(at_exit_report);

@@ -270,6 +270,8 @@ static inline void ebb__ensure_init(void)
         ebb__init_slow();
 }
 void ebb__options_read(ebb__options_t *o) EBB_HIDDEN;
+void ebb__lock_everything(void) EBB_HIDDEN;
+void ebb__unlock_everything(void) EBB_HIDDEN;
 
 /* stats.c: mapped bytes, with the high-water mark */
 void ebb__mapped_add(size_t n) EBB_HIDDEN;
