@@ -28,25 +28,18 @@ static unsigned char *make_obj(rng_t *r, size_t *bytes)
 {
     size_t n = py_size(r);
     uint64_t tag = rng_next(r);
-    uint64_t sz = n;
     unsigned char *p = xmalloc(n);
     memset(p, (int)(tag & 0xff), n);
-    memcpy(p, &tag, 8);
-    memcpy(p + 8, &sz, 8);
+    stamp_block(p, n, tag);
     *bytes += n;
     return p;
 }
 
 static uint64_t kill_obj(unsigned char *p, uint64_t h)
 {
-    uint64_t tag, sz;
-    memcpy(&tag, p, 8);
-    memcpy(&sz, p + 8, 8);
-    if (sz < 16 || sz > 8192 ||
-        (sz > 16 && p[sz - 1] != (unsigned char)(tag & 0xff)))
-        DIE("buildfree: object was corrupted");
+    uint64_t v = check_block(p, 8192, "buildfree");
     free(p);
-    return mix64(h, tag ^ sz);
+    return mix64(h, v);
 }
 
 int main(int argc, char **argv)

@@ -143,6 +143,27 @@ static inline void *xmalloc(size_t n)
 /* A field such as "VmRSS:" or "VmHWM:" from /proc/self/status, in KiB;
  * -1 if unavailable.  Uses raw open/read into a stack buffer (no stdio), so
  * it does not allocate from the heap being measured. */
+/* Blocks carry their tag and size in their first 16 bytes and the tag's low
+ * byte in their last; check_block verifies both before a block is freed, so
+ * an allocator that corrupts memory fails the run, and returns what the
+ * checksum mixes in. */
+static inline void stamp_block(unsigned char *p, uint64_t n, uint64_t tag)
+{
+    memcpy(p, &tag, 8);
+    memcpy(p + 8, &n, 8);
+    p[n - 1] = (unsigned char)(tag & 0xff);
+}
+
+static inline uint64_t check_block(const unsigned char *p, uint64_t max, const char *who)
+{
+    uint64_t tag, sz;
+    memcpy(&tag, p, 8);
+    memcpy(&sz, p + 8, 8);
+    if (sz < 16 || sz > max || (sz > 16 && p[sz - 1] != (unsigned char)(tag & 0xff)))
+        DIE("%s: block was corrupted", who);
+    return tag ^ sz;
+}
+
 static inline long proc_status_kib(const char *field)
 {
     char buf[4096];

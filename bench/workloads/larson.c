@@ -36,26 +36,19 @@ static uint64_t threads_started;
 static unsigned char *make_blk(rng_t *r)
 {
     size_t n = (size_t)rng_range(r, 16, 512);
-    uint64_t tag = rng_next(r), sz = n;
+    uint64_t tag = rng_next(r);
     unsigned char *p = xmalloc(n);
     /* write the first cache line or so and the last byte */
     memset(p, (int)(tag & 0xff), n < 96 ? n : 64);
-    p[n - 1] = (unsigned char)(tag & 0xff);
-    memcpy(p, &tag, 8);
-    memcpy(p + 8, &sz, 8);
+    stamp_block(p, n, tag);
     return p;
 }
 
 static uint64_t kill_blk(unsigned char *p, uint64_t h)
 {
-    uint64_t tag, sz;
-    memcpy(&tag, p, 8);
-    memcpy(&sz, p + 8, 8);
-    if (sz < 16 || sz > 512 ||
-        (sz > 16 && p[sz - 1] != (unsigned char)(tag & 0xff)))
-        DIE("larson: block was corrupted");
+    uint64_t v = check_block(p, 512, "larson");
     free(p);
-    return mix64(h, tag ^ sz);
+    return mix64(h, v);
 }
 
 static void *worker(void *arg);

@@ -103,12 +103,11 @@ static void *producer(void *arg)
     uint64_t h = 0;
     for (uint64_t i = 0; i < items; i++) {
         size_t n = item_size(&r);
-        uint64_t tag = rng_next(&r), sz = n;
+        uint64_t tag = rng_next(&r);
         unsigned char *p = xmalloc(n);
         memset(p, (int)(tag & 0xff), n);
-        memcpy(p, &tag, 8);
-        memcpy(p + 8, &sz, 8);
-        h = mix64(h, tag ^ sz);
+        stamp_block(p, n, tag);
+        h = mix64(h, tag ^ (uint64_t)n);
 
         size_t head = atomic_load_explicit(&q.head, memory_order_relaxed);
         if (head - atomic_load_explicit(&q.tail, memory_order_acquire) == RING)
@@ -137,13 +136,7 @@ static void *consumer(void *arg)
         if (atomic_load(&q.producer_asleep) && filled() <= WAKE)
             wake(&q.producer_asleep, &q.wake_producer);
 
-        uint64_t tag, sz;
-        memcpy(&tag, p, 8);
-        memcpy(&sz, p + 8, 8);
-        if (sz < 16 || sz > 4096 ||
-            (sz > 16 && p[sz - 1] != (unsigned char)(tag & 0xff)))
-            DIE("prodcons: block was corrupted");
-        h = mix64(h, tag ^ sz);
+        h = mix64(h, check_block(p, 4096, "prodcons"));
         free(p);
     }
     consumed_sum = h;
