@@ -149,9 +149,9 @@ static inline void *xmalloc(size_t n)
  * checksum mixes in. */
 static inline void stamp_block(unsigned char *p, uint64_t n, uint64_t tag)
 {
+    p[n - 1] = (unsigned char)(tag & 0xff); /* first: a 16-byte block's tail is its size */
     memcpy(p, &tag, 8);
     memcpy(p + 8, &n, 8);
-    p[n - 1] = (unsigned char)(tag & 0xff);
 }
 
 static inline uint64_t check_block(const unsigned char *p, uint64_t max, const char *who)
