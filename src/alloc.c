@@ -341,7 +341,11 @@ EBB_API void *ebb_realloc(void *p, size_t n)
         return p;
     }
     int not_ours;
-    return ebb__large_realloc(p, n, &not_ours);
+    void *q = ebb__large_realloc(p, n, &not_ours);
+    /* Moved by copying when a resident cached mapping can take it, or when
+     * mremap cannot (a block that grew into a neighbour spans two kernel
+     * mappings). */
+    return q ? q : move_block(p, usable < n ? usable : n, n);
 }
 
 EBB_API void *ebb_reallocarray(void *p, size_t count, size_t size)

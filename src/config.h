@@ -72,6 +72,11 @@
 #define EBB_LARGE_CACHE_SLOTS 16
 #define EBB_LARGE_CACHE_BYTES ((size_t)64 << 20)
 
+/* Most address space a growing large block gets beyond its request (25% of
+ * its old size up to this), so that step-by-step growth remaps rarely.
+ * Untouched, it costs no memory; the cap bounds it on 32-bit. */
+#define EBB_LARGE_REALLOC_HEADROOM ((size_t)16 << 20)
+
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
 
