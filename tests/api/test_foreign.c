@@ -100,10 +100,15 @@ static size_t probe_foreign(void *p, const char *what)
     EXPECT(q == NULL && errno == EINVAL, "ebb_reallocarray(%s %p) = %p, errno %d", what, p, q,
            errno);
 
+    /* Whether realloc / usable_size count as foreign frees is not specified;
+     * two ebb_free calls must add exactly two. */
+    size_t before = foreign_frees();
     errno = 4321;
     ebb_free(p);
     EXPECT(errno == 4321, "ebb_free(%s %p) changed errno to %d", what, p, errno);
     ebb_free(p); /* twice: still ignored */
+    EXPECT(foreign_frees() == before + 2, "2 x ebb_free(%s %p): foreign_frees %zu -> %zu", what,
+           p, before, foreign_frees());
     return 2;
 }
 
@@ -172,8 +177,8 @@ static void test_stack_pointers(void **state)
     n += probe_foreign(buf + 3, "stack+3");
     EXPECT(verify(buf, sizeof buf, 1) == SIZE_MAX, "stack buffer modified at %zu",
            verify(buf, sizeof buf, 1));
-    EXPECT(foreign_frees() == before + n, "foreign_frees %zu -> %zu, expected +%zu", before,
-           foreign_frees(), n);
+    EXPECT(foreign_frees() >= before + n, "foreign_frees %zu -> %zu, expected at least +%zu",
+           before, foreign_frees(), n);
     allocator_works();
 }
 
@@ -191,8 +196,8 @@ static void test_static_pointers(void **state)
     n += probe_foreign((void *)&errno, "errno (TLS)");
     EXPECT(verify(global_array, sizeof global_array, 2) == SIZE_MAX, "global modified");
     assert_string_equal(const_array, "a constant array in .rodata");
-    EXPECT(foreign_frees() == before + n, "foreign_frees %zu -> %zu, expected +%zu", before,
-           foreign_frees(), n);
+    EXPECT(foreign_frees() >= before + n, "foreign_frees %zu -> %zu, expected at least +%zu",
+           before, foreign_frees(), n);
     allocator_works();
 }
 
@@ -210,8 +215,8 @@ static void test_own_mmap(void **state)
         n += probe_foreign(m + offs[k], "own mmap");
     size_t bad = verify(m, len, 3);
     EXPECT(bad == SIZE_MAX, "own mapping modified at offset %zu", bad);
-    EXPECT(foreign_frees() == before + n, "foreign_frees %zu -> %zu, expected +%zu", before,
-           foreign_frees(), n);
+    EXPECT(foreign_frees() >= before + n, "foreign_frees %zu -> %zu, expected at least +%zu",
+           before, foreign_frees(), n);
     munmap(m, len);
     allocator_works();
 }
@@ -234,8 +239,8 @@ static void test_prot_none_mapping(void **state)
                                   (1 << 22) + 4096, 32 * MiB + 16, 64 * MiB - 16};
     for (size_t k = 0; k < ARRAY_LEN(offs); k++)
         n += probe_foreign(base + offs[k], "PROT_NONE mapping");
-    EXPECT(foreign_frees() == before + n, "foreign_frees %zu -> %zu, expected +%zu", before,
-           foreign_frees(), n);
+    EXPECT(foreign_frees() >= before + n, "foreign_frees %zu -> %zu, expected at least +%zu",
+           before, foreign_frees(), n);
     munmap(raw, len);
     allocator_works();
 }
@@ -269,8 +274,8 @@ static void test_wild_addresses(void **state)
         snprintf(what, sizeof what, "wild address %#lx", (unsigned long)wild[k]);
         n += probe_foreign((void *)wild[k], what);
     }
-    EXPECT(foreign_frees() == before + n, "foreign_frees %zu -> %zu, expected +%zu", before,
-           foreign_frees(), n);
+    EXPECT(foreign_frees() >= before + n, "foreign_frees %zu -> %zu, expected at least +%zu",
+           before, foreign_frees(), n);
     allocator_works();
 }
 
@@ -295,7 +300,7 @@ static void test_large_interior(void **state)
             snprintf(what, sizeof what, "large(%zu)+%zu", len, offs[o]);
             n += probe_foreign(p + offs[o], what);
         }
-        EXPECT(foreign_frees() == before + n, "foreign_frees %zu -> %zu, expected +%zu",
+        EXPECT(foreign_frees() >= before + n, "foreign_frees %zu -> %zu, expected at least +%zu",
                before, foreign_frees(), n);
         EXPECT(ebb_owns(p) == 1, "large(%zu) no longer owned", len);
         EXPECT(ebb_usable_size(p) == u, "large(%zu): usable %zu -> %zu", len, u,
@@ -328,7 +333,7 @@ static void test_aligned_large_interior(void **state)
     size_t before = foreign_frees(), n = 0;
     n += probe_foreign(p + 16, "aligned large+16");
     n += probe_foreign(p + 8192, "aligned large+8192");
-    assert_int_equal(foreign_frees(), before + n);
+    assert_true(foreign_frees() >= before + n);
     assert_int_equal(ebb_owns(p), 1);
     assert_true(verify(p, 300000, 5) == SIZE_MAX);
     ebb_free(p);
@@ -378,8 +383,8 @@ static void test_interleaved(void **state)
             n += 2;
         }
     }
-    EXPECT(foreign_frees() == before + n, "foreign_frees %zu -> %zu, expected +%zu", before,
-           foreign_frees(), n);
+    EXPECT(foreign_frees() >= before + n, "foreign_frees %zu -> %zu, expected at least +%zu",
+           before, foreign_frees(), n);
     for (int i = 0; i < N; i++) {
         size_t sz = (size_t)(i * 7 % 1500);
         EXPECT(verify(v[i], sz, (unsigned char)i) == SIZE_MAX, "block %d changed", i);
@@ -419,6 +424,8 @@ static int small_interior_child(size_t size, size_t off)
         if (!v[i])
             return 15;
         uintptr_t a = (uintptr_t)v[i], lo = (uintptr_t)p, hi = lo + u;
+        if (a == lo)
+            return 19; /* the interior free released the whole block */
         if (a < hi && a + ebb_usable_size(v[i]) > lo)
             return 16; /* a new block overlaps the live one */
         memset(v[i], 0xEE, ebb_usable_size(v[i]));
@@ -437,6 +444,7 @@ static void test_small_interior_free_aspirational(void **state)
 {
     (void)state;
     static const size_t cases[][2] = {{64, 16}, {64, 32}, {1000, 8}, {1024, 512}, {48, 1}};
+    int failures = 0;
     for (size_t k = 0; k < ARRAY_LEN(cases); k++) {
         fflush(stdout);
         fflush(stderr);
@@ -448,11 +456,16 @@ static void test_small_interior_free_aspirational(void **state)
         }
         int st = 0;
         assert_int_equal(waitpid(pid, &st, 0), pid);
-        EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-               "free(small(%zu) + %zu): child %s %d (10-18: see small_interior_child)",
-               cases[k][0], cases[k][1], WIFEXITED(st) ? "exited with" : "killed by signal",
-               WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            print_error("free(small(%zu) + %zu): child %s %d (10-19: see "
+                        "small_interior_child)\n",
+                        cases[k][0], cases[k][1],
+                        WIFEXITED(st) ? "exited with" : "killed by signal",
+                        WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+            failures++;
+        }
     }
+    EXPECT(failures == 0, "%d of %zu cases failed", failures, ARRAY_LEN(cases));
 }
 
 /* ------------------------------------------------------------------------ */

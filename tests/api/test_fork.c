@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -361,15 +362,57 @@ static int wait_child(pid_t pid, int timeout_ms, char *why, size_t whylen)
     return -1;
 }
 
+/* ebb's error counter, read by the forking thread just before fork(): misuse
+ * ebb "detects" inside fork() itself (in its atfork handlers) counts too. */
+static size_t errors_before_fork;
+static size_t child_errors0; /* the child's copy of it */
+
+static void note_errors_before_fork(void)
+{
+    ebb_stats_t st;
+    ebb_stats(&st);
+    errors_before_fork = st.errors;
+}
+
+/* After each phase of the child: ebb must not have detected misuse (the
+ * program makes none), and, if `full`, ebb_check() must pass. */
+static int phase_ok(const char *phase, int full)
+{
+    ebb_stats_t st;
+    ebb_stats(&st);
+    if (st.errors != child_errors0) {
+        report("child: ebb's error counter went %zu -> %zu during '%s'\n", child_errors0,
+               st.errors, phase);
+        return 0;
+    }
+    if (full) {
+        int faults = ebb_check();
+        if (faults) {
+            report("child: ebb_check() = %d after '%s'\n", faults, phase);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /*
  * Exit codes: 0 ok, 2 corrupted inherited or own blocks, 3 allocation
- * failure, 4 thread failure, 5 ebb_check() != 0, 6 grandchild failed.
+ * failure, 4 thread failure, 5 ebb_check() != 0, 6 grandchild failed,
+ * 7 ebb reported misuse (its error counter rose); the child names the phase.
  */
 static int run_child(uint64_t seed, struct blk *inherited, size_t ninherited, int depth)
 {
     signal(SIGALRM, SIG_DFL); /* the parent's handler is inherited */
     alarm(CHILD_ALARM_S);
     uint64_t s = seed | 1;
+    child_errors0 = errors_before_fork;
+
+    /* 0. Single-threaded now: the copied heap must be consistent as it is,
+     * and fork() itself must not have found misuse in a correct program. */
+    if (!phase_ok("fork() (in ebb's atfork handlers)", 0))
+        return 7;
+    if (!phase_ok("right after fork", 1))
+        return 5;
 
     /* 1. Free what we inherited from the queue (made by threads not here). */
     for (size_t i = 0; i < qlen; i++)
@@ -382,6 +425,8 @@ static int run_child(uint64_t seed, struct blk *inherited, size_t ninherited, in
     }
     if (atomic_load(&child_errors))
         return 2;
+    if (!phase_ok("freeing inherited blocks", 0))
+        return 7;
 
     /* 3. Churn. */
     enum { LIVE = 512 };
@@ -418,6 +463,8 @@ static int run_child(uint64_t seed, struct blk *inherited, size_t ninherited, in
         b->seed = (uint32_t)r;
         blk_fill(b);
     }
+    if (!phase_ok("churn", 0))
+        return 7;
 
     /* 4. Exchange blocks with a new thread. */
     static struct xfer x;
@@ -440,10 +487,13 @@ static int run_child(uint64_t seed, struct blk *inherited, size_t ninherited, in
         check_and_free(x.b[i], &child_errors, "child(from thread)");
     if (atomic_load(&child_errors))
         return 2;
+    if (!phase_ok("exchange with a thread", 0))
+        return 7;
 
     /* 5. Sometimes fork again, with live blocks and a fresh thread's leftovers. */
     if (depth == 0 && seed % 5 == 0) {
         fflush(NULL);
+        note_errors_before_fork();
         pid_t pid = fork();
         if (pid < 0)
             return 6;
@@ -463,29 +513,55 @@ static int run_child(uint64_t seed, struct blk *inherited, size_t ninherited, in
         ebb_free(live[i].p);
         live[i].p = NULL;
     }
-    int faults = ebb_check();
-    if (faults) {
-        report("child: ebb_check() = %d\n", faults);
+    if (!phase_ok("freeing everything", 0))
+        return 7;
+    if (!phase_ok("end", 1))
         return 5;
-    }
     ebb_collect(1);
-    if (ebb_check() != 0)
+    if (!phase_ok("ebb_collect(1)", 1))
         return 5;
     return 0;
 }
 
 /* Fork with the queue locked, so the child sees a consistent queue; the
- * allocator's own locks are whatever the workers hold at that instant. */
-static pid_t fork_child(uint64_t seed, struct blk *mine, size_t nmine)
+ * allocator's own locks are whatever the workers hold at that instant.
+ * The child's stderr goes to a memory file (*errfd) so that what ebb prints
+ * in the child is told apart from what it prints in the parent. */
+static pid_t fork_child(uint64_t seed, struct blk *mine, size_t nmine, int *errfd)
 {
+    *errfd = memfd_create("child-stderr", MFD_CLOEXEC);
+    if (*errfd < 0)
+        return -1;
     pthread_mutex_lock(&qmu);
+    note_errors_before_fork();
     pid_t pid = fork();
     if (pid == 0) {
         /* single-threaded now; the queue is ours, qmu stays as it is */
+        dup2(*errfd, 2);
         _exit(run_child(seed, mine, nmine, 0));
     }
     pthread_mutex_unlock(&qmu);
     return pid;
+}
+
+/* Wait for a child made by fork_child.  0 if it exited 0 and printed
+ * nothing (ebb prints only on faults); otherwise `why` says what happened
+ * and quotes the start of its stderr. */
+static int collect_child(pid_t pid, int errfd, char *why, size_t whylen)
+{
+    int rc = wait_child(pid, CHILD_TIMEOUT_MS, why, whylen);
+    char out[600];
+    ssize_t got = pread(errfd, out, sizeof out - 1, 0);
+    close(errfd);
+    if (got > 0) {
+        out[got] = 0;
+        if (rc == 0)
+            snprintf(why, whylen, "exited 0");
+        size_t used = strlen(why);
+        snprintf(why + used, whylen - used, "; its stderr: %s", out);
+        return -1;
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -498,11 +574,24 @@ static void on_parent_alarm(int sig)
     _exit(3);
 }
 
+static size_t parent_errors0;
+
+/* Errors ebb detected in this process since the test's setup. */
+static size_t parent_errors(void)
+{
+    ebb_stats_t st;
+    ebb_stats(&st);
+    return st.errors - parent_errors0;
+}
+
 static int setup_alarm(void **state)
 {
     (void)state;
     signal(SIGALRM, on_parent_alarm);
     alarm(PARENT_ALARM_S);
+    ebb_stats_t st;
+    ebb_stats(&st);
+    parent_errors0 = st.errors;
     return 0;
 }
 
@@ -510,6 +599,14 @@ static int teardown_check(void **state)
 {
     (void)state;
     alarm(0);
+    /* The program makes no misuse: ebb must not have detected any in the
+     * parent either (e.g. a double free caused by forking). */
+    ebb_stats_t st;
+    ebb_stats(&st);
+    if (st.errors != parent_errors0)
+        print_error("parent: ebb's error counter went %zu -> %zu\n", parent_errors0,
+                    st.errors);
+    assert_int_equal(st.errors, parent_errors0);
     int faults = ebb_check();
     if (faults != 0)
         print_error("ebb_check() = %d after the test\n", faults);
@@ -537,10 +634,11 @@ static void test_fork_from_main(void **state)
         struct timespec ts = {0, (long)(rng_next(&s) % 3000000)};
         nanosleep(&ts, NULL);
         fflush(NULL);
-        pid_t pid = fork_child((uint64_t)k + 1, mine, 32);
+        int errfd;
+        pid_t pid = fork_child((uint64_t)k + 1, mine, 32, &errfd);
         assert_true(pid > 0);
-        char why[160];
-        if (wait_child(pid, CHILD_TIMEOUT_MS, why, sizeof why) != 0) {
+        char why[900];
+        if (collect_child(pid, errfd, why, sizeof why) != 0) {
             print_error("fork #%d (from main, %ld worker ops so far): child %s\n", k,
                         (long)atomic_load(&worker_ops), why);
             failures++;
@@ -551,7 +649,12 @@ static void test_fork_from_main(void **state)
             break;
     }
     stop_and_drain();
+    size_t perr = parent_errors();
+    if (perr)
+        print_error("parent: ebb detected %zu errors (double frees?) in a correct program\n",
+                    perr);
     EXPECT(failures == 0, "%d children failed (forking stops after %d)", failures, MAX_FAILURES);
+    EXPECT(perr == 0, "parent: ebb detected %zu errors", perr);
 }
 
 /* Fork from two extra threads concurrently while the workers churn. */
@@ -572,11 +675,12 @@ static void *forker(void *arg)
             mine[i].seed = (uint32_t)i;
             blk_fill(&mine[i]);
         }
-        pid_t pid = fork_child(s + (uint64_t)k, mine, 8);
-        char why[160];
+        int errfd;
+        pid_t pid = fork_child(s + (uint64_t)k, mine, 8, &errfd);
+        char why[900];
         if (pid < 0) {
             atomic_fetch_add(&forker_failures, 1);
-        } else if (wait_child(pid, CHILD_TIMEOUT_MS, why, sizeof why) != 0) {
+        } else if (collect_child(pid, errfd, why, sizeof why) != 0) {
             report("fork #%d from thread %lu: child %s\n", k, (unsigned long)(uintptr_t)arg,
                    why);
             atomic_fetch_add(&forker_failures, 1);
@@ -600,6 +704,9 @@ static void test_fork_from_threads(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_join(f[i], NULL), 0);
     stop_and_drain();
+    size_t perr = parent_errors();
+    EXPECT(perr == 0, "parent: ebb detected %zu errors (double frees?) in a correct program",
+           perr);
     EXPECT(atomic_load(&forker_failures) == 0, "%d children forked from threads failed",
            atomic_load(&forker_failures));
 }
