@@ -266,6 +266,32 @@ static void test_class_edges(void **state)
     }
 }
 
+/* A large block's usable size is its size rounded up to a page, also when
+ * it reuses the mapping of a freed, slightly bigger block. */
+static void test_large_reuse_usable(void **state)
+{
+    (void)state;
+    static const size_t pairs[][2] = {
+        {3200000, 3187817}, {300000, 290000}, {MiB, MiB - 8192}, {200000, 140000},
+        {4 * MiB, 3 * MiB}, {MiB + PAGE, MiB},
+    };
+    for (size_t k = 0; k < ARRAY_LEN(pairs); k++) {
+        void *a = ebb_malloc(pairs[k][0]);
+        assert_non_null(a);
+        memset(a, 0x77, pairs[k][0]);
+        ebb_free(a);
+        void *b = ebb_malloc(pairs[k][1]);
+        assert_non_null(b);
+        size_t want = round_up(pairs[k][1], PAGE);
+        SOFT(ebb_usable_size(b) == want,
+             "malloc(%zu), free, malloc(%zu): usable %zu, expected %zu (%s address)",
+             pairs[k][0], pairs[k][1], ebb_usable_size(b), want,
+             addr(a) == addr(b) ? "same" : "new");
+        ebb_free(b);
+    }
+    END_SOFT();
+}
+
 /* Every size 0..8192, then a sweep to 300000: exact usable size. */
 static void test_class_sweep(void **state)
 {
@@ -862,21 +888,55 @@ static void test_aligned_many_live(void **state)
     }
 }
 
-/* realloc of an aligned block keeps the contents. */
+/* realloc of an aligned block: usable size covers the new size, contents kept. */
 static void test_realloc_aligned_block(void **state)
 {
     (void)state;
-    static const size_t al[] = {64, 4096, 65536, 1 << 21};
+    static const size_t al[] = {64, 4096, 65536, 1 << 20, 1 << 21};
+    static const size_t path[] = {5000, 56723, 131072, 300000, 10, 70000};
+    for (size_t k = 0; k < ARRAY_LEN(al); k++) {
+        size_t cur = 417;
+        unsigned char *p = ebb_memalign(al[k], cur);
+        check_aligned(p, al[k], cur, "memalign");
+        fill(p, cur, 3);
+        for (size_t i = 0; i < ARRAY_LEN(path); i++) {
+            size_t n = path[i];
+            unsigned char *q = ebb_realloc(p, n);
+            EXPECT(q != NULL, "realloc(memalign(%zu, ...) block of %zu, %zu) NULL", al[k], cur,
+                   n);
+            EXPECT(ebb_usable_size(q) >= n,
+                   "realloc(memalign(%zu, ...) block %p of %zu, %zu) = %p with usable %zu",
+                   al[k], (void *)p, cur, n, (void *)q, ebb_usable_size(q));
+            size_t keep = cur < n ? cur : n;
+            EXPECT(verify(q, keep, 3) == SIZE_MAX,
+                   "realloc(memalign(%zu) block, %zu -> %zu): contents lost", al[k], cur, n);
+            fill(q, n, 3);
+            p = q;
+            cur = n;
+        }
+        ebb_free(p);
+    }
+    /* the same from aligned_alloc and posix_memalign */
     for (size_t k = 0; k < ARRAY_LEN(al); k++) {
         void *p = ebb_aligned_alloc(al[k], 1000);
         check_aligned(p, al[k], 1000, "aligned_alloc");
-        fill(p, 1000, 3);
-        void *q = ebb_realloc(p, 300000);
+        fill(p, 1000, 4);
+        void *q = ebb_realloc(p, 100000);
         assert_non_null(q);
-        assert_true(verify(q, 1000, 3) == SIZE_MAX);
-        q = ebb_realloc(q, 10);
+        EXPECT(ebb_usable_size(q) >= 100000, "realloc(aligned_alloc(%zu, 1000), 100000): "
+               "usable %zu", al[k], ebb_usable_size(q));
+        assert_true(verify(q, 1000, 4) == SIZE_MAX);
+        fill(q, 100000, 4);
+        ebb_free(q);
+        p = NULL;
+        assert_int_equal(ebb_posix_memalign(&p, al[k], 100), 0);
+        fill(p, 100, 5);
+        q = ebb_realloc(p, 20000);
         assert_non_null(q);
-        assert_true(verify(q, 10, 3) == SIZE_MAX);
+        EXPECT(ebb_usable_size(q) >= 20000, "realloc(posix_memalign(%zu, 100), 20000): "
+               "usable %zu", al[k], ebb_usable_size(q));
+        assert_true(verify(q, 100, 5) == SIZE_MAX);
+        fill(q, 20000, 5);
         ebb_free(q);
     }
 }
@@ -1277,6 +1337,7 @@ int main(void)
         T(test_malloc_smallest),
         T(test_class_edges),
         T(test_class_sweep),
+        T(test_large_reuse_usable),
         T(test_no_overlap),
         T(test_malloc_huge_fails),
         T(test_calloc_overflow),

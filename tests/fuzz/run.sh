@@ -70,7 +70,7 @@ rc=$?
 set -e
 if [ $rc -ne 0 ]; then
     echo "fuzz: FAILED (exit $rc); crashing input(s):" >&2
-    ls -1 "$OUT"/crash-* "$OUT"/timeout-* "$OUT"/oom-* 2>/dev/null >&2 || true
+    ls -1 "$OUT"/crash-* "$OUT"/timeout-* "$OUT"/oom-* >&2 2>/dev/null || true
     exit 1
 fi
 echo "fuzz: OK"
