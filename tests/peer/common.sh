@@ -19,6 +19,10 @@ PEER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PEER_ROOT=$(cd "$PEER_DIR/../.." && pwd)
 PEER_NAME=$(basename "${BASH_SOURCE[1]:-peer}" .sh)
 
+# Say which command failed when set -e stops a suite (functions too).
+set -E
+trap 'peer_log "FAILED: \"$BASH_COMMAND\" exited with status $? (line $LINENO)" >&2' ERR
+
 peer_log() {
     printf '[%s] %s\n' "$PEER_NAME" "$*"
 }
@@ -76,7 +80,7 @@ peer_setup_lib() {
     local maps err
     err=$(mktemp)
     maps=$(LD_PRELOAD="$EBB_LIB" cat /proc/self/maps 2>"$err") || true
-    if [[ -s "$err" ]] || ! grep -qF -- "$EBB_LIB" <<<"$maps"; then
+    if ! grep -qF -- "$EBB_LIB" <<<"$maps"; then
         cat "$err" >&2
         rm -f "$err"
         peer_die "LD_PRELOAD=$EBB_LIB does not load into a process"

@@ -12,13 +12,16 @@
 # runs (because of this sandbox: no network, root user, ...) are listed
 # but do not fail the suite.
 #
-# Usage: tests/peer/cpython.sh [--full] [-j N] [--timeout SEC] [TEST...]
+# Usage: tests/peer/cpython.sh [--full] [-j N] [--timeout SEC] [--memlimit M]
+#                              [TEST...]
 #
 #   (default)      a memory-heavy subset, about 4-5 minutes per run on 2 cores
 #   --full         CPython's whole test suite (about 25-30 minutes per run
 #                  on 2 cores, so about an hour in all)
 #   -j N           regrtest worker processes (default 2)
 #   --timeout SEC  per test file (default 600; 1200 with --full)
+#   --memlimit M   regrtest -M: run big-memory tests up to M, e.g. 2G
+#                  (default 2G for the subset, none with --full; 0: none)
 #   TEST...        run these test files instead of the subset
 set -euo pipefail
 # shellcheck source=tests/peer/common.sh
@@ -28,7 +31,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # and weak references, threads, fork, mmap, serialisation, compression,
 # the compiler, ctypes and tracemalloc (which wrap or call the C
 # allocator directly), and subprocess (children inherit the preload).
+# With --memlimit (default 2G here) the big-memory tests run too
+# (test_bigmem and the @bigmemtest cases of the others): strings, bytes
+# and lists of gigabytes, grown by realloc. The slowest tests come first
+# so that the two workers finish together.
 SUBSET=(
+    test_bigmem test_multiprocessing_fork test_io test_subprocess test_threading
+    test_queue test_weakref test_pickle
     test_dict test_dictviews test_ordered_dict test_userdict
     test_list test_userlist test_tuple test_set test_deque test_collections
     test_heapq test_sort test_bisect test_itertools test_functools test_copy
@@ -36,22 +45,23 @@ SUBSET=(
     test_codecs test_unicodedata test_re
     test_long test_int test_float test_decimal test_fractions test_statistics
     test_array test_memoryview test_buffer test_struct test_mmap
-    test_gc test_weakref test_weakset test_finalization
-    test_threading test_threading_local test_thread test_queue
-    test_fork1 test_multiprocessing_fork test_os test_subprocess
-    test_json test_pickle test_pickletools test_marshal test_copyreg
+    test_gc test_weakset test_finalization
+    test_threading_local test_thread
+    test_fork1 test_os
+    test_json test_pickletools test_marshal test_copyreg
     test_csv test_plistlib test_xml_etree test_xml_etree_c test_email
     test_zlib test_bz2 test_lzma test_gzip test_zipfile test_tarfile
     test_dbm test_shelve test_hashlib
     test_ast test_compile test_grammar test_exceptions test_generators
     test_coroutines test_descr test_class test_traceback
-    test_ctypes test_tracemalloc test_sys test_io test_memoryio test_bufio
+    test_ctypes test_tracemalloc test_sys test_memoryio test_bufio
 )
 
 PY=/usr/bin/python3.11
 FULL=0
 JOBS=2
 TIMEOUT=
+MEMLIMIT=
 TESTS=()
 while (($#)); do
     case $1 in
@@ -65,8 +75,12 @@ while (($#)); do
             TIMEOUT=${2:-}
             shift
             ;;
+        --memlimit)
+            MEMLIMIT=${2:-}
+            shift
+            ;;
         -h | --help)
-            sed -n '2,24p' "$0"
+            sed -n '2,27p' "$0"
             exit 0
             ;;
         -*) peer_die "unknown option '$1' (see --help)" ;;
@@ -82,6 +96,12 @@ if [[ -z "$TIMEOUT" ]]; then
 fi
 if ! [[ "$TIMEOUT" =~ ^[0-9]+$ ]]; then
     peer_die "--timeout needs a number of seconds (got '$TIMEOUT')"
+fi
+if [[ -z "$MEMLIMIT" ]]; then
+    MEMLIMIT=$((FULL ? 0 : 2))G
+fi
+if ! [[ "$MEMLIMIT" =~ ^[0-9]+(\.[0-9]+)?[KMGT]?$ ]]; then
+    peer_die "--memlimit takes a size such as 2G (got '$MEMLIMIT')"
 fi
 if ((FULL)) && ((${#TESTS[@]})); then
     peer_die "--full runs every test: give no test names with it"
@@ -120,6 +140,10 @@ fi
 # Tests that cannot run here at all: AF_VSOCK sockets exist in this kind
 # of virtual machine, but accept() on them never returns.
 IGNORE=(--ignore '*VSOCK*')
+BIGMEM=()
+if [[ "$MEMLIMIT" != 0 && "$MEMLIMIT" != 0[KMGT] ]]; then
+    BIGMEM=(-M "$MEMLIMIT")
+fi
 RESULTS="$PEER_DIR/cpython_results.py"
 
 # run_tests MODE TAG TEST...: one regrtest run in $PEER_TMP/TAG; leaves
@@ -132,7 +156,7 @@ run_tests() {
     (
         cd "$dir"
         TMPDIR="$dir/tmp" peer_run "$mode" "$PY" -m test -j "$JOBS" --timeout "$TIMEOUT" \
-            --junit-xml "$dir/results.xml" "${IGNORE[@]}" "$@" >"$dir/log.txt" 2>&1
+            --junit-xml "$dir/results.xml" "${IGNORE[@]}" "${BIGMEM[@]}" "$@" >"$dir/log.txt" 2>&1
     ) || rc=$?
     "$PY" "$RESULTS" summarize "$dir/log.txt" "$dir/results.xml" "$dir/summary.txt"
     peer_log "$tag run: $(peer_elapsed "$start")s (regrtest exit status $rc," \
@@ -144,7 +168,7 @@ what="${#TESTS[@]} test files"
 if ((FULL)); then
     what="the whole test suite"
 fi
-peer_log "running $what with -j $JOBS, once stock and once with the preload"
+peer_log "running $what with -j $JOBS${BIGMEM[*]:+ ${BIGMEM[*]}}, once stock and once with the preload"
 
 run_tests stock stock "${TESTS[@]}"
 if ! grep -q '^file' "$PEER_TMP/stock/summary.txt"; then

@@ -83,7 +83,7 @@ build_and_inspect() {
     done
     at
     g checkout -q -b topic HEAD~10
-    g cherry-pick main~3 >/dev/null
+    g cherry-pick -X theirs main~3 >/dev/null
     g checkout -q main
     g branch -q -D topic
     g stash list >/dev/null
