@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Result handling for the CPython peer suite (tests/peer/cpython.sh).
+
+  cpython_results.py summarize LOG XML OUT
+      Normalise one regrtest run: the per-test-file outcome from the
+      progress lines of LOG ("[ 3/40] test_dict passed") and the
+      per-test-case outcome from the --junit-xml file XML. Writes sorted
+      lines to OUT:
+          file<TAB>test_dict<TAB>passed
+          case<TAB>test_dict<TAB>test.test_dict.DictTest.test_copy<TAB>pass
+
+  cpython_results.py report SUMMARY
+      Print what did not pass in one run (for the log).
+
+  cpython_results.py compare STOCK EBB
+      Print the differences between two summaries, and on the last line
+      "DIFFERING: test_a test_b ..." (the test files involved). Exit
+      status 1 if they differ.
+
+  cpython_results.py merge SUMMARY RERUN OUT
+      Replace, in SUMMARY, every test file that RERUN covers by the
+      rerun's lines.
+"""
+
+import os
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+PROGRESS = re.compile(
+    r"\[\s*\d+/\d+(?:/\d+)?\] (test_\w+|\w+) (passed|failed|skipped|crashed|"
+    r"interrupted|ran no tests|timed out|finished)\b(.*)$")
+
+
+def file_status(word, rest):
+    rest = rest.split(" -- ")[0].strip()
+    if word == "failed" and rest.startswith("(env changed)"):
+        return "env_changed"
+    if word == "failed" and rest.startswith("(uncaught exception)"):
+        return "uncaught_exception"
+    if word == "skipped" and rest.startswith("(resource denied)"):
+        return "resource_denied"
+    return word.replace(" ", "_")
+
+
+# Test files whose cases live outside the test package.
+OUTSIDE = {
+    "datetimetester": "test_datetime",
+    "unittest": "test_unittest",
+    "lib2to3": "test_lib2to3",
+    "idlelib": "test_idle",
+    "tkinter": "test_tkinter",
+}
+
+
+def case_file(name, files):
+    """Map a test case id to its test file, e.g.
+    test.test_json.test_decode.TestDecode.test_x -> test_json."""
+    parts = name.split(".")
+    mod = parts[1] if parts[0] == "test" and len(parts) > 1 else parts[0]
+    if mod in files:
+        return mod
+    if "test_" + mod in files:
+        return "test_" + mod
+    return OUTSIDE.get(mod, mod)
+
+
+def summarize(log, xml, out):
+    lines = set()
+    files = {}
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = PROGRESS.search(line.rstrip("\n"))
+            if m:
+                # A test re-run later (-w) reports again: the last one wins.
+                files[m.group(1)] = file_status(m.group(2), m.group(3))
+    for name, status in files.items():
+        lines.add("file\t%s\t%s" % (name, status))
+    if os.path.exists(xml) and os.path.getsize(xml) > 0:
+        root = ET.parse(xml).getroot()
+        for suite in root.iter("testsuite"):
+            cases = []
+            votes = {}
+            for tc in suite.iter("testcase"):
+                name = " ".join(tc.get("name", "?").split())
+                kids = {c.tag for c in tc}
+                if "error" in kids:
+                    status = "error"
+                elif "failure" in kids:
+                    status = "fail"
+                elif "skipped" in kids:
+                    status = "skip"
+                else:
+                    status = "pass"
+                owner = case_file(name, files)
+                if owner in files:
+                    votes[owner] = votes.get(owner, 0) + 1
+                cases.append((owner, name, status))
+            # Cases that do not name their test file (doctests of other
+            # modules) belong to the file that most of their suite names.
+            fallback = max(sorted(votes), key=votes.get) if votes else None
+            for owner, name, status in cases:
+                if owner not in files and fallback:
+                    owner = fallback
+                lines.add("case\t%s\t%s\t%s" % (owner, name, status))
+    with open(out, "w", encoding="utf-8") as f:
+        for line in sorted(lines):
+            f.write(line + "\n")
+
+
+def load(path):
+    files, cases = {}, {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if parts[0] == "file":
+                files[parts[1]] = parts[2]
+            elif parts[0] == "case":
+                cases[parts[2]] = (parts[1], parts[3])
+    return files, cases
+
+
+def report(path):
+    files, cases = load(path)
+    counts = {}
+    for status in files.values():
+        counts[status] = counts.get(status, 0) + 1
+    print("test files: %d (%s)" % (len(files), ", ".join(
+        "%d %s" % (n, s) for s, n in sorted(counts.items()))))
+    ccounts = {}
+    for _, status in cases.values():
+        ccounts[status] = ccounts.get(status, 0) + 1
+    print("test cases: %d (%s)" % (len(cases), ", ".join(
+        "%d %s" % (n, s) for s, n in sorted(ccounts.items()))))
+    for name in sorted(files):
+        if files[name] not in ("passed", "skipped", "resource_denied"):
+            bad = sorted(c for c, (fl, st) in cases.items()
+                         if fl == name and st in ("fail", "error"))
+            print("  not passed: %s %s" % (name, files[name]))
+            for c in bad[:10]:
+                print("      %s %s" % (c, cases[c][1]))
+            if len(bad) > 10:
+                print("      ... and %d more" % (len(bad) - 10))
+        elif files[name] != "passed":
+            print("  %s: %s" % (files[name].replace("_", " "), name))
+
+
+def compare(a, b):
+    fa, ca = load(a)
+    fb, cb = load(b)
+    differing = set()
+    for name in sorted(set(fa) | set(fb)):
+        sa, sb = fa.get(name, "missing"), fb.get(name, "missing")
+        if sa != sb:
+            print("test file %s: stock %s, ebb %s" % (name, sa, sb))
+            differing.add(name)
+    shown = 0
+    for name in sorted(set(ca) | set(cb)):
+        sa = ca.get(name, (None, "missing"))
+        sb = cb.get(name, (None, "missing"))
+        if sa[1] != sb[1]:
+            differing.add(sa[0] or sb[0])
+            if shown < 40:
+                print("test case %s: stock %s, ebb %s" % (name, sa[1], sb[1]))
+            shown += 1
+    if shown > 40:
+        print("... and %d more differing test cases" % (shown - 40))
+    print("DIFFERING: %s" % " ".join(sorted(differing)))
+    return 1 if differing else 0
+
+
+def merge(summary, rerun, out):
+    with open(rerun, encoding="utf-8") as f:
+        new = [line for line in f]
+    covered = {line.split("\t")[1] for line in new}
+    with open(summary, encoding="utf-8") as f:
+        old = [line for line in f if line.split("\t")[1] not in covered]
+    with open(out, "w", encoding="utf-8") as f:
+        f.writelines(sorted(old + new))
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) == 4 and args[0] == "summarize":
+        summarize(*args[1:])
+    elif len(args) == 2 and args[0] == "report":
+        report(args[1])
+    elif len(args) == 3 and args[0] == "compare":
+        sys.exit(compare(*args[1:]))
+    elif len(args) == 4 and args[0] == "merge":
+        merge(*args[1:])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
