@@ -316,27 +316,26 @@ static int resident_fit_exists(size_t need)
     return 0;
 }
 
-/* Grow live block e in place into a cached mapping that starts where it
- * ends: 1 if that covered `need`; otherwise the whole tail is absorbed (e
- * grows) and the caller remaps the rest. */
+/* Grow live block e in place to `need` bytes out of a cached mapping that
+ * starts where it ends; 1 if done.  All or nothing, so a realloc that fails
+ * later leaves the block exactly as it was. */
 static int absorb_cached_tail(ebb__large_entry_t *e, size_t need)
 {
+    size_t want = need - e->size;
     for (unsigned i = 0; i < L.ncache; i++) {
         ebb__large_entry_t *c = &L.cache[i];
-        if (c->addr != e->addr + e->size)
+        if (c->addr != e->addr + e->size || c->size < want)
             continue;
-        size_t want = need - e->size;
         if (c->size > want) {
             c->addr += want;
             c->size -= want;
             L.cache_bytes -= want;
         } else {
-            want = c->size;
             cache_remove(i);
         }
-        e->size += want;
+        e->size = need;
         L.live_bytes += want;
-        return e->size == need;
+        return 1;
     }
     return 0;
 }
@@ -374,7 +373,6 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours)
         ebb__unlock(&L.lock); /* grown in place into resident pages */
         return p;
     }
-    old = e->size;
     if (need > old && resident_fit_exists(need)) {
         /* Copying into resident memory is cheaper than faulting the growth
          * in (a fault costs about 6 us a page here, a copy about 0.4 us):
