@@ -180,10 +180,10 @@ void ebb__heap_free(void *const *blocks, unsigned n)
         }
         i += return_run(b, p, blocks + i, n - i);
         if (p->used == 0 && bin_has_other_room(b, p)) {
+            /* Unlinked and released under the bin lock (bin -> arena is the
+             * lock order), so a fork never sees the pool in neither place. */
             bin_unlink(b, p);
             b->pools--;
-            ebb__unlock(&b->lock);
-            locked = NULL;
             ebb__arena_release_pool(p);
         } else {
             bin_rebucket(b, p);
