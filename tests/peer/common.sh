@@ -19,15 +19,30 @@ PEER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PEER_ROOT=$(cd "$PEER_DIR/../.." && pwd)
 PEER_NAME=$(basename "${BASH_SOURCE[1]:-peer}" .sh)
 
-# Say which command failed when set -e stops a suite (functions too).
+# Say which command failed, and where, when set -e stops a suite.
+peer_on_err() {
+    local rc=$1 cmd=$2 i where=
+    if [[ -n "${PEER_ERR_SHOWN:-}" ]]; then
+        return 0
+    fi
+    PEER_ERR_SHOWN=1
+    # Frame i runs in ${BASH_SOURCE[i]}, at line ${BASH_LINENO[i-1]}.
+    for ((i = 1; i < ${#BASH_SOURCE[@]}; i++)); do
+        if [[ "${BASH_SOURCE[i]}" != */common.sh ]]; then
+            where+="${where:+ < }$(basename "${BASH_SOURCE[i]}"):${BASH_LINENO[i - 1]}"
+        fi
+    done
+    peer_log "FAILED: '$cmd' exited with status $rc (at ${where:-?})" >&2
+}
 set -E
-trap 'peer_log "FAILED: \"$BASH_COMMAND\" exited with status $? (line $LINENO)" >&2' ERR
+trap 'peer_on_err $? "$BASH_COMMAND"' ERR
 
 peer_log() {
     printf '[%s] %s\n' "$PEER_NAME" "$*"
 }
 
 peer_die() {
+    PEER_ERR_SHOWN=1
     printf '[%s] ERROR: %s\n' "$PEER_NAME" "$*" >&2
     exit 1
 }
@@ -121,6 +136,7 @@ peer_mktemp() {
 
 peer_cleanup() {
     local rc=$?
+    PEER_ERR_SHOWN=1
     if [[ -n "${PEER_TMP:-}" && -d "$PEER_TMP" ]]; then
         if [[ -n "${PEER_KEEP:-}" || $rc -ne 0 ]]; then
             printf '[%s] work directory kept: %s\n' "$PEER_NAME" "$PEER_TMP" >&2

@@ -153,11 +153,27 @@ run_tests() {
     shift 2
     mkdir -p "$dir/tmp"
     start=$(peer_now)
+    local envcmd=(env -u LD_PRELOAD)
+    if [[ "$mode" == ebb ]]; then
+        envcmd=(env LD_PRELOAD="$EBB_LIB")
+    fi
+    # regrtest runs as a job of its own (set -m: its own process group,
+    # and SIGINT not ignored), so that a SIGTERM to our process group
+    # (run-all's time limit) does not kill it outright and leave its
+    # workers behind: we pass the signal on as SIGINT, on which regrtest
+    # stops its workers and exits.
     (
+        set -m
         cd "$dir"
-        TMPDIR="$dir/tmp" peer_run "$mode" "$PY" -m test -j "$JOBS" --timeout "$TIMEOUT" \
-            --junit-xml "$dir/results.xml" "${IGNORE[@]}" "${BIGMEM[@]}" "$@" >"$dir/log.txt" 2>&1
+        TMPDIR="$dir/tmp" "${envcmd[@]}" "$PY" -m test -j "$JOBS" --timeout "$TIMEOUT" \
+            --junit-xml "$dir/results.xml" "${IGNORE[@]}" "${BIGMEM[@]}" "$@" >"$dir/log.txt" 2>&1 &
+        child=$!
+        trap 'kill -INT "$child" 2>/dev/null; wait "$child"; exit 143' TERM INT
+        wait "$child"
     ) || rc=$?
+    if ((rc == 143)); then
+        peer_die "interrupted during the $tag run"
+    fi
     "$PY" "$RESULTS" summarize "$dir/log.txt" "$dir/results.xml" "$dir/summary.txt"
     peer_log "$tag run: $(peer_elapsed "$start")s (regrtest exit status $rc," \
         "$(grep -c '^file' "$dir/summary.txt" || true) test files, log $dir/log.txt)"

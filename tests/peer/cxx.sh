@@ -69,6 +69,7 @@ fi
 peer_log "stock run: $(peer_elapsed "$start")s, $(grep '^checksum' "$PEER_TMP/stock.txt")"
 
 rc=0
+bad=()
 for i in $(seq 1 "$REPEAT"); do
     start=$(peer_now)
     run ebb "$PEER_TMP/ebb-$i.txt" "${SECTIONS[@]}"
@@ -77,6 +78,7 @@ for i in $(seq 1 "$REPEAT"); do
         :
     else
         rc=1
+        bad+=("whole-program-run-$i")
         sed 's/^/    stderr: /' "$PEER_TMP/ebb-$i.txt.err" | head -n 20 >&2
     fi
 done
@@ -86,12 +88,13 @@ for s in "${SECTIONS[@]}"; do
     run ebb "$PEER_TMP/ebb-$s.txt" "$s"
     if ! peer_compare "section $s alone" "$PEER_TMP/stock-$s.txt" "$PEER_TMP/ebb-$s.txt"; then
         rc=1
+        bad+=("$s")
         sed 's/^/    stderr: /' "$PEER_TMP/ebb-$s.txt.err" | head -n 20 >&2
     fi
 done
 
 if ((rc != 0)); then
-    peer_log "FAIL"
+    peer_log "FAIL: differs from the stock run in: ${bad[*]}"
     exit 1
 fi
 peer_log "PASS ($(grep '^checksum' "$PEER_TMP/stock.txt"))"
