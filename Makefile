@@ -15,7 +15,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
 
-.PHONY: all lib install uninstall clean help check check-debug check-unit check-api check-stress \
+.PHONY: all lib install uninstall clean help check check-debug check-install check-unit check-api check-stress \
         check-preload check-sanitizers check-asan check-ubsan check-clang fuzz peer bench demo
 
 all: lib
@@ -42,17 +42,18 @@ $(B)/libebb.a: $(B)/ebb.o
 	rm -f $@
 	ar rcs $@ $<
 
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	     -e 's|@VERSION@|$(VERSION)|'
 $(B)/ebb.pc: ebb.pc.in include/ebb.h
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+	$(PC_SED) $< > $@
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
 	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
 	install -m 755 $(B)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
 	install -m 644 $(B)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
-	install -m 644 $(B)/ebb.pc $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
+	$(PC_SED) ebb.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
@@ -108,7 +109,10 @@ $(B)/tests/preload_smoke: tests/preload/preload_smoke.c
 check-preload: $(B)/tests/preload_smoke $(B)/libebb.so
 	LD_PRELOAD=$(abspath $(B)/libebb.so) $(B)/tests/preload_smoke
 
-check: check-unit check-api check-stress check-preload
+check: check-unit check-api check-stress check-preload check-install
+
+check-install: lib
+	tests/install/check.sh
 
 # The API tests against a library that walks every structure (ebb_check) on
 # each slow path: slow, thorough.
