@@ -31,6 +31,7 @@ stage "unit tests"               make -s check-unit
 stage "API tests"                make -s check-api
 stage "stress (direct and LD_PRELOAD)" make -s check-stress
 stage "LD_PRELOAD smoke"         make -s check-preload
+stage "install + pkg-config"     make -s check-install
 stage "API tests under clang"    make -s B=build/clang CC=clang check-api
 stage "ASan"                     make -s check-asan
 stage "UBSan"                    make -s check-ubsan
