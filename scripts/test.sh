@@ -7,7 +7,7 @@
 #   scripts/test.sh            everything (about 20-30 minutes on 2 cores)
 #   scripts/test.sh --quick    no peer suites, short fuzz
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
