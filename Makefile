@@ -76,11 +76,11 @@ API_SRC  := $(wildcard tests/api/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 API_BIN  := $(patsubst tests/api/%.c,$(B)/tests/api/%,$(API_SRC))
 
-$(B)/tests/unit/%: tests/unit/%.c $(DBG)/libebb.a
+$(B)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(DBG)/libebb.a
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) -DEBB_DEBUG=1 $< $(DBG)/libebb.a -lcmocka -lpthread -o $@
 
-$(B)/tests/api/%: tests/api/%.c $(B)/libebb.a
+$(B)/tests/api/%: tests/api/%.c tests/api/api.h $(B)/libebb.a
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) $< $(B)/libebb.a -lcmocka -lpthread -o $@
 

@@ -33,23 +33,10 @@
 #include <cmocka.h>
 
 #include "ebb.h"
+#include "api.h"
 
-#define KiB ((size_t)1024)
-#define MiB (KiB * 1024)
-#define PAGE ((size_t)4096)
 #define SMALL_MAX ((size_t)131072)
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Fail with a message naming the input when cond is false. */
-#define EXPECT(cond, ...)                                                     \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            print_error("EXPECT(%s) failed: ", #cond);                        \
-            print_error(__VA_ARGS__);                                         \
-            print_error("\n");                                                \
-            fail();                                                           \
-        }                                                                     \
-    } while (0)
 
 /* Record a failure without leaving the test, so that a loop over many inputs
  * reports every failing one (and frees what it got before the next try);
@@ -812,34 +799,31 @@ static void check_aligned(void *p, size_t a, size_t n, const char *what)
            "%s(%zu, %zu): usable area not writable", what, a, n);
 }
 
-static void test_aligned_alloc_all(void **state)
+/* Every alignment up to 4 MiB, with the sizes around it, through fn. */
+static void each_alignment(void *(*fn)(size_t, size_t), const char *name)
 {
-    (void)state;
     for (int lg = 0; lg <= MAX_ALIGN_LOG; lg++) {
         size_t a = (size_t)1 << lg, sz[6];
         aligned_sizes(a, sz);
         for (int k = 0; k < 6; k++) {
             errno = 0;
-            void *p = ebb_aligned_alloc(a, sz[k]);
-            check_aligned(p, a, sz[k], "aligned_alloc");
+            void *p = fn(a, sz[k]);
+            check_aligned(p, a, sz[k], name);
             ebb_free(p);
         }
     }
 }
 
+static void test_aligned_alloc_all(void **state)
+{
+    (void)state;
+    each_alignment(ebb_aligned_alloc, "aligned_alloc");
+}
+
 static void test_memalign_all(void **state)
 {
     (void)state;
-    for (int lg = 0; lg <= MAX_ALIGN_LOG; lg++) {
-        size_t a = (size_t)1 << lg, sz[6];
-        aligned_sizes(a, sz);
-        for (int k = 0; k < 6; k++) {
-            errno = 0;
-            void *p = ebb_memalign(a, sz[k]);
-            check_aligned(p, a, sz[k], "memalign");
-            ebb_free(p);
-        }
-    }
+    each_alignment(ebb_memalign, "memalign");
 }
 
 static void test_posix_memalign_all(void **state)

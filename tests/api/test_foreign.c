@@ -32,21 +32,9 @@
 #include <cmocka.h>
 
 #include "ebb.h"
+#include "api.h"
 
-#define KiB ((size_t)1024)
-#define MiB (KiB * 1024)
-#define PAGE ((size_t)4096)
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-#define EXPECT(cond, ...)                                                     \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            print_error("EXPECT(%s) failed: ", #cond);                        \
-            print_error(__VA_ARGS__);                                         \
-            print_error("\n");                                                \
-            fail();                                                           \
-        }                                                                     \
-    } while (0)
 
 static _Alignas(64) unsigned char global_array[8192];
 static _Alignas(16) const char const_array[64] = "a constant array in .rodata";

@@ -38,8 +38,8 @@
 #include <cmocka.h>
 
 #include "ebb.h"
+#include "api.h"
 
-#define KiB ((size_t)1024)
 #define NWORKERS 4
 #define NFORKS 50
 #define QCAP 2048
@@ -48,15 +48,6 @@
 #define MAX_FAILURES 3 /* stop forking after this many failed children */
 #define PARENT_ALARM_S 300
 
-#define EXPECT(cond, ...)                                                     \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            print_error("EXPECT(%s) failed: ", #cond);                        \
-            print_error(__VA_ARGS__);                                         \
-            print_error("\n");                                                \
-            fail();                                                           \
-        }                                                                     \
-    } while (0)
 
 /* ------------------------------------------------------------------------ */
 /* Blocks carry a pattern derived from their address and a seed.            */
