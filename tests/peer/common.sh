@@ -41,6 +41,11 @@ peer_log() {
     printf '[%s] %s\n' "$PEER_NAME" "$*"
 }
 
+# peer_usage: print the comment block at the top of the running script.
+peer_usage() {
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+}
+
 peer_die() {
     PEER_ERR_SHOWN=1
     printf '[%s] ERROR: %s\n' "$PEER_NAME" "$*" >&2

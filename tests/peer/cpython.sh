@@ -15,9 +15,11 @@
 # Usage: tests/peer/cpython.sh [--full] [-j N] [--timeout SEC] [--memlimit M]
 #                              [TEST...]
 #
-#   (default)      a memory-heavy subset, about 4-5 minutes per run on 2 cores
-#   --full         CPython's whole test suite (about 25-30 minutes per run
-#                  on 2 cores, so about an hour in all)
+#   (default)      a memory-heavy subset, about 3-4 minutes per run on 2 cores
+#   --full         CPython's whole test suite (431 test files, about 15
+#                  minutes per run on 2 cores, so about 30 minutes in all);
+#                  test_ensurepip (disabled for Debian's system python) and
+#                  test_idle (no python3-tk) fail in both runs
 #   -j N           regrtest worker processes (default 2)
 #   --timeout SEC  per test file (default 600; 1200 with --full)
 #   --memlimit M   regrtest -M: run big-memory tests up to M, e.g. 2G
@@ -80,7 +82,7 @@ while (($#)); do
             shift
             ;;
         -h | --help)
-            sed -n '2,27p' "$0"
+            peer_usage
             exit 0
             ;;
         -*) peer_die "unknown option '$1' (see --help)" ;;

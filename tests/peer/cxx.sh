@@ -22,7 +22,7 @@ while (($#)); do
             shift 2 || peer_die "--repeat needs a number"
             ;;
         -h | --help)
-            sed -n '2,12p' "$0"
+            peer_usage
             exit 0
             ;;
         -*) peer_die "unknown option '$1'" ;;

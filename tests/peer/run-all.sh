@@ -5,7 +5,7 @@
 # Usage: tests/peer/run-all.sh [--no-cpython] [--cpython-full] [SUITE...]
 #
 #   SUITE...         run only these (cxx sqlite git gcc cpython)
-#   --no-cpython     skip the CPython suite (the quick run, ~5 minutes)
+#   --no-cpython     skip the CPython suite (the quick run, ~4 minutes)
 #   --cpython-full   run CPython's whole test suite instead of the subset
 #
 # Prints one line per suite (PASS/FAIL and time), then a final line
@@ -25,7 +25,7 @@ while (($#)); do
         --no-cpython) CPYTHON=0 ;;
         --cpython-full) CPYTHON_ARGS=(--full) ;;
         -h | --help)
-            sed -n '2,15p' "$0"
+            peer_usage
             exit 0
             ;;
         -*) peer_die "unknown option '$1' (see --help)" ;;
