@@ -4,7 +4,7 @@
 # LD_PRELOAD tests, the ASan and UBSan builds, a bounded fuzz run, and the peer
 # suites (CPython's own tests, sqlite3, git, gcc, a C++ program) under ebb.
 #
-#   scripts/test.sh            everything (about 20 minutes on 2 cores)
+#   scripts/test.sh            everything (about 15 minutes on 2 cores)
 #   scripts/test.sh --quick    no peer suites, short fuzz
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
