@@ -33,6 +33,7 @@ stage "stress (direct and LD_PRELOAD)" make -s check-stress
 stage "LD_PRELOAD smoke"         make -s check-preload
 stage "install + pkg-config"     make -s check-install
 stage "API tests under clang"    make -s B=build/clang CC=clang check-api
+stage "API tests, ebb_check on every slow path (EBB_DEBUG=2)" make -s check-debug
 stage "ASan"                     make -s check-asan
 stage "UBSan"                    make -s check-ubsan
 if ((quick)); then
