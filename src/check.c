@@ -150,6 +150,23 @@ static int check_tcaches(void)
     return faults;
 }
 
+/* Every change to the mapped counter happens under one of the locks held
+ * here, so with all of them held the categories must sum to it exactly. */
+static int check_mapped_adds_up(void)
+{
+    int faults = 0;
+    ebb_stats_t s = { 0 };
+    s.mapped_meta = ebb__g.tcache_bytes;
+    ebb__arena_stats_locked(&s);
+    ebb__large_stats_locked(&s);
+    size_t sum = s.mapped_meta + s.mapped_pools + s.mapped_free_slots + s.mapped_large +
+                 s.mapped_large_cached;
+    size_t mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
+    if (sum != mapped)
+        FAULT("mapped categories sum to %zu, mapped counter says %zu\n", sum, mapped);
+    return faults;
+}
+
 EBB_API int ebb_check(void)
 {
     int faults = 0;
@@ -176,14 +193,8 @@ EBB_API int ebb_check(void)
         FAULT("%zu pools in arenas but %zu in bins\n", pools, listed);
     faults += check_tcaches();
     faults += ebb__large_check();
+    faults += check_mapped_adds_up();
 
     ebb__unlock_everything();
-
-    ebb_stats_t s;
-    ebb_stats(&s);
-    size_t sum = s.mapped_meta + s.mapped_pools + s.mapped_free_slots + s.mapped_large +
-                 s.mapped_large_cached;
-    if (sum != s.mapped)
-        FAULT("mapped categories sum to %zu, mapped counter says %zu\n", sum, s.mapped);
     return faults;
 }

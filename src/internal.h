@@ -276,6 +276,7 @@ void ebb__unlock_everything(void) EBB_HIDDEN;
 /* stats.c: mapped bytes, with the high-water mark */
 void ebb__mapped_add(size_t n) EBB_HIDDEN;
 void ebb__mapped_sub(size_t n) EBB_HIDDEN;
+void ebb__arena_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 
 /* arena.c */
 ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls) EBB_HIDDEN;
@@ -318,6 +319,7 @@ size_t ebb__large_usable(const void *p) EBB_HIDDEN; /* 0 if p is not ours */
 void *ebb__large_realloc(void *p, size_t size, int *not_ours) EBB_HIDDEN;
 void ebb__large_collect(void) EBB_HIDDEN;
 void ebb__large_stats(ebb_stats_t *s) EBB_HIDDEN;
+void ebb__large_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 int ebb__large_check(void) EBB_HIDDEN;
 void ebb__large_lock_all(void) EBB_HIDDEN;
 void ebb__large_unlock_all(int child) EBB_HIDDEN;

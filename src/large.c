@@ -413,14 +413,20 @@ void ebb__large_collect(void)
         ebb__os_unmap((void *)victims[i].addr, victims[i].size);
 }
 
-void ebb__large_stats(ebb_stats_t *s)
+/* The large-block counters; the caller holds the large-block lock. */
+void ebb__large_stats_locked(ebb_stats_t *s)
 {
-    ebb__lock(&L.lock);
     s->mapped_large = L.live_bytes;
     s->large_used = L.live_bytes;
     s->mapped_large_cached = L.cache_bytes;
     s->large_blocks = L.count;
     s->mapped_meta += L.table_bytes;
+}
+
+void ebb__large_stats(ebb_stats_t *s)
+{
+    ebb__lock(&L.lock);
+    ebb__large_stats_locked(s);
     ebb__unlock(&L.lock);
 }
 

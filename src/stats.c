@@ -55,14 +55,20 @@ static void small_stats(ebb_stats_t *s, size_t per_class_used[EBB_CLASSES])
     ebb__unlock(&ebb__g.registry_lock);
 }
 
-static void arena_stats(ebb_stats_t *s)
+/* The arena counters; the caller holds the arena lock. */
+void ebb__arena_stats_locked(ebb_stats_t *s)
 {
-    ebb__lock(&ebb__g.arena_lock);
     s->arenas = ebb__g.arenas;
     s->pools = ebb__g.pools;
     s->mapped_meta += ebb__g.arenas * EBB_SLOT_SIZE;
     s->mapped_pools = ebb__g.pool_slots * EBB_SLOT_SIZE;
     s->mapped_free_slots = ebb__g.arenas * (EBB_SLOTS - 1) * EBB_SLOT_SIZE - s->mapped_pools;
+}
+
+static void arena_stats(ebb_stats_t *s)
+{
+    ebb__lock(&ebb__g.arena_lock);
+    ebb__arena_stats_locked(s);
     ebb__unlock(&ebb__g.arena_lock);
 }
 
