@@ -133,8 +133,15 @@ $(B)/%/libebb-san.a: $(SRC)
 	$(CC) $(BASE) -O1 -DEBB_DEBUG=1 -DEBB_NO_OVERRIDE $(SAN_$*) -c src/ebb.c -o $(@D)/ebb.o
 	rm -f $@ && ar rcs $@ $(@D)/ebb.o
 
+# test_fork is left out of the ASan run: forking a multi-threaded process
+# under ASan deadlocks or trips CHECKs inside ASan's own runtime (its locks
+# and thread records survive fork; google/sanitizers#774, #47), seen here as
+# a child stuck in ASan or "CHECK failed: asan_thread.cpp:371".  It runs in
+# every other build (release, clang, UBSan, EBB_DEBUG=2).
+SAN_SKIP_asan := tests/api/test_fork.c
 check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
-	@set -e; mkdir -p $(B)/$*/tests; for src in $(API_SRC) tests/stress/stress.c; do \
+	@set -e; mkdir -p $(B)/$*/tests; \
+	for src in $(filter-out $(SAN_SKIP_$*),$(API_SRC)) tests/stress/stress.c; do \
 	  t=$(B)/$*/tests/$$(basename $$src .c); \
 	  $(CC) $(TESTFLAGS) $(SAN_$*) $$src $(B)/$*/libebb-san.a -lcmocka -lpthread -o $$t; \
 	  echo "== $$t ($*)"; ASAN_OPTIONS=detect_leaks=0 EBB_STRESS_SCALE=1 $$t; done
