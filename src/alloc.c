@@ -182,9 +182,8 @@ static void foreign(const char *fn, const void *p)
 static inline int is_block_start(const ebb__arena_t *ar, unsigned s, unsigned cls, uintptr_t a)
 {
     uintptr_t start = (uintptr_t)ar + ((uintptr_t)ar->slot_head[s] << EBB_SLOT_SHIFT);
-    uintptr_t off = a - start;
-    uint32_t idx = (uint32_t)(((uint64_t)off * ebb__class_recip[cls]) >> 48);
-    return (uintptr_t)idx * ebb__class_size[cls] == off;
+    uint32_t idx;
+    return ebb__offset_to_index(a - start, cls, &idx);
 }
 
 EBB_NOINLINE void ebb__free_slow(void *p)

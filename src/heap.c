@@ -130,10 +130,14 @@ static unsigned return_run(ebb__bin_t *b, ebb__pool_t *p, void *const *blocks, u
         uintptr_t off = (uintptr_t)blocks[i] - start;
         if (off >= span)
             break; /* another pool: the caller looks it up */
-        uint32_t idx = (uint32_t)(((uint64_t)off * c->recip) >> 48);
+        uint32_t idx;
+        if (!ebb__offset_to_index(off, p->cls, &idx)) {
+            report_return_fault((uintptr_t)blocks[i], 1);
+            continue;
+        }
         uint64_t bit = (uint64_t)1 << (idx % 64);
-        if ((uintptr_t)idx * c->size != off || (bits[idx / 64] & bit)) {
-            report_return_fault((uintptr_t)blocks[i], (uintptr_t)idx * c->size != off ? 1 : 2);
+        if (bits[idx / 64] & bit) {
+            report_return_fault((uintptr_t)blocks[i], 2);
             continue;
         }
         bits[idx / 64] |= bit;

@@ -86,6 +86,15 @@ static inline unsigned ebb__class_of(size_t n)
     return ebb__class_of_big(n);
 }
 
+/* Index of the block at byte offset off of a class-cls pool; 1 if off is
+ * exactly a block start.  One multiply by the reciprocal, one to check. */
+static inline int ebb__offset_to_index(uintptr_t off, unsigned cls, uint32_t *idx)
+{
+    uint32_t i = (uint32_t)(((uint64_t)off * ebb__class_recip[cls]) >> 48);
+    *idx = i;
+    return (uintptr_t)i * ebb__class_size[cls] == off;
+}
+
 /* ------------------------------------------------------------------ pools */
 
 /* Where a pool sits in its bin. */

@@ -66,11 +66,7 @@ int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx)
     uintptr_t off = a - (uintptr_t)p->start;
     if (a < (uintptr_t)p->start || off >= (uintptr_t)c->blocks * c->size)
         return 0;
-    uint32_t i = (uint32_t)(((uint64_t)off * c->recip) >> 48);
-    if ((uintptr_t)i * c->size != off)
-        return 0;
-    *idx = i;
-    return 1;
+    return ebb__offset_to_index(off, p->cls, idx);
 }
 
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)

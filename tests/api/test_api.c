@@ -1313,17 +1313,6 @@ static void test_version(void **state)
 
 /* ------------------------------------------------------------------------ */
 
-static int teardown_check(void **state)
-{
-    (void)state;
-    int faults = ebb_check();
-    if (faults != 0)
-        print_error("ebb_check() = %d after the test\n", faults);
-    assert_int_equal(faults, 0);
-    return 0;
-}
-
-#define T(f) cmocka_unit_test_teardown(f, teardown_check)
 
 int main(void)
 {

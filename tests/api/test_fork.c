@@ -586,7 +586,7 @@ static int setup_alarm(void **state)
     return 0;
 }
 
-static int teardown_check(void **state)
+static int teardown_fork(void **state)
 {
     (void)state;
     alarm(0);
@@ -721,7 +721,8 @@ static void test_parent_heap_after(void **state)
     }
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup_alarm, teardown_check)
+#undef T /* api.h's plain teardown; the fork tests add the alarm and error checks */
+#define T(f) cmocka_unit_test_setup_teardown(f, setup_alarm, teardown_fork)
 
 int main(void)
 {
