@@ -76,7 +76,7 @@ class Failure(Exception):
 
 def probe_preload(lib):
     """Return None if `lib` can be preloaded, else a reason."""
-    if not os.path.isfile(lib):
+    if not os.path.isfile(split_lib(lib)[0]):
         return "not found"
     env = clean_env(lib)
     try:
@@ -95,7 +95,8 @@ def select_allocators(args):
         name, _, path = spec.partition("=")
         if not name or not path:
             sys.exit("--lib wants NAME=PATH, got %r" % spec)
-        path = os.path.abspath(path)
+        lib_path, _, query = path.partition("?")
+        path = os.path.abspath(lib_path) + ("?" + query if query else "")
         if name in (n for n, _ in peers):
             peers = [(n, path if n == name else l) for n, l in peers]
         else:
@@ -125,11 +126,29 @@ def select_allocators(args):
     return chosen
 
 
+def split_lib(lib):
+    """A library spec is PATH, optionally followed by ?VAR=VALUE settings
+    joined with '&' (e.g. build/libebb.so?EBB_PURGE_DELAY_MS=-1), so one
+    library can run under several settings side by side."""
+    if not lib:
+        return lib, {}
+    path, _, query = lib.partition("?")
+    extra = {}
+    for item in filter(None, query.split("&")):
+        var, eq, val = item.partition("=")
+        if not eq:
+            sys.exit("bad setting %r in library spec %r" % (item, lib))
+        extra[var] = val
+    return path, extra
+
+
 def clean_env(lib):
+    path, extra = split_lib(lib)
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
-    if lib:
-        env["LD_PRELOAD"] = lib
+    if path:
+        env["LD_PRELOAD"] = path
+    env.update(extra)
     return env
 
 
@@ -154,12 +173,15 @@ def run_measured(prog, lib, timeout, tmpdir):
         os.unlink(resfile)
     except FileNotFoundError:
         pass
-    cmd = [str(BUILD / "launch"), resfile, lib or ""] + prog
+    path, extra = split_lib(lib)
+    cmd = [str(BUILD / "launch"), resfile, path or ""] + prog
     timed_out = False
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         # The launcher leads a new process group, so a timeout can kill the
         # workload as well.
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=clean_env(None),
+        env = clean_env(None)
+        env.update(extra)
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env,
                              stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             p.wait(timeout)
@@ -551,7 +573,7 @@ def main():
     ap.add_argument("--ebb", default=str(ROOT / "build" / "libebb.so"),
                     help="ebb library to preload (default: build/libebb.so "
                     "at the repository root)")
-    ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH",
+    ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH[?VAR=VAL&...]",
                     help="add (or replace) an allocator to preload; repeatable")
     ap.add_argument("--stat", choices=["median", "min"], default="median",
                     help="how repetitions are reduced (default median; min "

@@ -61,9 +61,13 @@ EBB_API int ebb_owns(const void *ptr);
  * are not in the middle of allocating if you want an exact answer. */
 EBB_API int ebb_check(void);
 
-/* Give back what can be given back now: flush this thread's cache and release
- * empty pools, empty arenas and cached large blocks.  force=1 also releases the
- * spares kept against map/unmap thrash.  Callable from any thread. */
+/* Give back to the OS, now, everything free in the whole process, whatever
+ * the purge delay: this thread's cache is flushed; in every heap (those of
+ * idle and exited threads too) empty pools are released and the pages of
+ * free blocks purged; free arena slots are purged, empty arenas unmapped
+ * and cached large blocks unmapped.  force=1 also unmaps the spare empty
+ * arena kept against map/unmap thrash.  Other threads' caches (at most
+ * 32 KiB per size class each) are left alone.  Callable from any thread. */
 EBB_API void ebb_collect(int force);
 
 /* Counters.  Every byte of address space ebb has mapped is in exactly one of
@@ -86,6 +90,10 @@ typedef struct ebb_stats_s {
     size_t foreign_frees;   /* frees of pointers ebb did not make */
     size_t errors;          /* misuse detected (double free, bad pointer) */
     size_t peak_mapped;     /* high-water mark of `mapped` */
+    size_t committed;       /* mapped minus pages known not resident: ebb's RSS estimate */
+    size_t peak_committed;  /* high-water mark of `committed` */
+    size_t purged;          /* bytes given back with madvise since start (not unmaps) */
+    size_t purges;          /* madvise calls that gave them back */
 } ebb_stats_t;
 
 EBB_API void ebb_stats(ebb_stats_t *out);

@@ -357,17 +357,6 @@ EBB_API void *ebb_reallocarray(void *p, size_t count, size_t size)
 
 /* ------------------------------------------------------------- collect */
 
-EBB_API void ebb_collect(int force)
-{
-    ebb__ensure_init();
-    ebb__tcache_t *tc = ebb__tcache_get_slow();
-    if (tc)
-        ebb__tcache_flush_all(tc);
-    ebb__large_collect();
-    ebb__heap_collect();
-    ebb__arena_collect(force);
-}
-
 EBB_API const char *ebb_version(void)
 {
     return EBB_VERSION_STRING;

@@ -16,15 +16,45 @@
  * count-trailing-zeros; finding a run of `span` free slots in an arena is
  * `span` shifts and ands of its free mask.
  *
+ * Purging: a pool that goes back to its arena leaves its pages dirty (a new
+ * pool in the same slots reuses them without a page fault).  Once no pool
+ * has gone back to the arena for the purge delay, the pass purges its free
+ * slots' dirty pages (ebb__arena_purge).  Empty arenas beyond the spare are
+ * unmapped at once; the spare is purged like any free slot, so it costs
+ * address space, not memory.
+ *
  * Invariants (checked by ebb_check): nfree == popcount(free_mask); slot 0 is
- * never free; a free slot has class EBB_NO_CLASS; an arena is in list nfree;
- * at most EBB_SPARE_ARENAS arenas are entirely free at rest.
+ * never free; a free or lent slot has class EBB_NO_CLASS; an arena is in list
+ * nfree; at most EBB_SPARE_ARENAS arenas are entirely free at rest; no slot
+ * is lent outside a purge pass.
  */
 #include "internal.h"
 
 #include <string.h>
 
 #define ALL_POOL_SLOTS (~(uint64_t)1) /* every slot but the header */
+#define POOL_PAGES ((size_t)(EBB_SLOTS - 1) * EBB_SLOT_PAGES)
+
+/* Dirty pages of the slots in `mask`. */
+static size_t dirty_pages(const ebb__arena_t *a, uint64_t mask)
+{
+    size_t n = 0;
+    for (; mask; mask &= mask - 1)
+        n += (size_t)__builtin_popcount(a->dirty[__builtin_ctzll(mask)]);
+    return n;
+}
+
+/* The free slots of a that have dirty pages. */
+static uint64_t dirty_free_slots(const ebb__arena_t *a)
+{
+    uint64_t d = 0;
+    for (uint64_t m = a->free_mask; m; m &= m - 1) {
+        unsigned s = (unsigned)__builtin_ctzll(m);
+        if (a->dirty[s])
+            d |= (uint64_t)1 << s;
+    }
+    return d;
+}
 
 static void list_push(ebb__arena_t *a)
 {
@@ -75,6 +105,7 @@ static ebb__arena_t *arena_create(void)
     a->nfree = EBB_SLOTS - 1;
     memset(a->slot_class, EBB_NO_CLASS, sizeof a->slot_class);
     ebb__owner_set(a, 1);
+    ebb__pages_cleaned(POOL_PAGES); /* untouched: mapped, not resident */
     ebb__mapped_add(EBB_ARENA_SIZE);
     ebb__g.arenas++;
     ebb__g.spare_arenas++;
@@ -84,6 +115,10 @@ static ebb__arena_t *arena_create(void)
 
 static void arena_destroy(ebb__arena_t *a)
 {
+    ebb__assert(a->purging == 0);
+    /* Its pages leave the books: the clean ones from the clean count. */
+    atomic_fetch_sub_explicit(&ebb__g.clean_pages, POOL_PAGES - dirty_pages(a, ALL_POOL_SLOTS),
+                              memory_order_relaxed);
     list_remove(a);
     ebb__owner_set(a, 0);
     a->magic = 0;
@@ -145,32 +180,51 @@ ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls)
     return p;
 }
 
-void ebb__arena_release_pool(ebb__pool_t *p)
+/* Arena a has no pool left: keep it as a spare or give it back. */
+static void arena_now_empty(ebb__arena_t *a)
+{
+    if (ebb__g.spare_arenas >= EBB_SPARE_ARENAS)
+        arena_destroy(a);
+    else
+        ebb__g.spare_arenas++;
+}
+
+int ebb__arena_release_pool(ebb__pool_t *p)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
     unsigned first = p->head_slot, span = p->span;
+    uint64_t run = (((uint64_t)1 << span) - 1) << first;
+    long delay = ebb__g.opt.purge_delay;
+    int kick = 0;
     ebb__lock(&ebb__g.arena_lock);
+    if (dirty_pages(a, run) != 0) {
+        if (delay == 0) {
+            ebb__purge_range(p->start, (size_t)span * EBB_SLOT_SIZE);
+            ebb__pages_cleaned(dirty_pages(a, run));
+            for (unsigned s = first; s < first + span; s++)
+                a->dirty[s] = 0;
+        } else if (delay > 0) {
+            a->freed_stamp = ebb__os_now_ms();
+            kick = ebb__purge_announce();
+        }
+    }
     for (unsigned s = first; s < first + span; s++)
         __atomic_store_n(&a->slot_class[s], (uint8_t)EBB_NO_CLASS, __ATOMIC_RELAXED);
     __atomic_store_n(&p->heap, NULL, __ATOMIC_RELEASE);
     p->bucket = EBB_BUCKET_NONE;
     list_remove(a);
-    a->free_mask |= (((uint64_t)1 << span) - 1) << first;
+    a->free_mask |= run;
     a->nfree += span;
     ebb__g.pools--;
     ebb__g.pool_slots -= span;
     list_push(a);
-    if (a->nfree == EBB_SLOTS - 1) {
-        if (ebb__g.spare_arenas >= EBB_SPARE_ARENAS)
-            arena_destroy(a);
-        else
-            ebb__g.spare_arenas++;
-    }
+    if (a->nfree == EBB_SLOTS - 1)
+        arena_now_empty(a);
     ebb__unlock(&ebb__g.arena_lock);
+    return kick;
 }
 
-/* Give back empty arenas (all of them if force, else all but the spares)
- * and the pages of free slots in the others. */
+/* Give back empty arenas: all of them if force, else all but the spares. */
 void ebb__arena_collect(int force)
 {
     ebb__lock(&ebb__g.arena_lock);
@@ -182,19 +236,103 @@ void ebb__arena_collect(int force)
         arena_destroy(a);
         a = next;
     }
-    for (unsigned n = 1; n < EBB_SLOTS; n++) {
-        for (a = ebb__g.by_nfree[n]; a; a = a->next) {
-            uint64_t m = a->free_mask;
-            while (m) {
-                unsigned s = (unsigned)__builtin_ctzll(m);
-                unsigned e = s;
-                while (e < EBB_SLOTS && (m >> e) & 1)
-                    e++;
-                ebb__os_purge((uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE,
-                              (size_t)(e - s) * EBB_SLOT_SIZE);
-                m &= e >= EBB_SLOTS ? 0 : ~(uint64_t)0 << e;
+    ebb__unlock(&ebb__g.arena_lock);
+}
+
+/* ------------------------------------------------------------- purging */
+
+/* Free slots are purged outside the arena lock, so a pass never stalls
+ * threads that need a pool: the slots are first lent to the pass (out of
+ * the free mask, so nobody takes them), purged, then given back clean. */
+typedef struct {
+    ebb__arena_t *arena;
+    uint64_t slots;
+} lent_t;
+
+#define LEND_BATCH 64
+
+static void slots_lend(ebb__arena_t *a, uint64_t mask)
+{
+    if (a->nfree == EBB_SLOTS - 1)
+        ebb__g.spare_arenas--; /* not empty while lent */
+    list_remove(a);
+    a->free_mask &= ~mask;
+    a->nfree -= (unsigned)__builtin_popcountll(mask);
+    a->purging |= mask;
+    list_push(a);
+}
+
+static void slots_return(ebb__arena_t *a, uint64_t mask)
+{
+    ebb__pages_cleaned(dirty_pages(a, mask));
+    for (uint64_t m = mask; m; m &= m - 1)
+        a->dirty[__builtin_ctzll(m)] = 0;
+    list_remove(a);
+    a->purging &= ~mask;
+    a->free_mask |= mask;
+    a->nfree += (unsigned)__builtin_popcountll(mask);
+    list_push(a);
+    if (a->nfree == EBB_SLOTS - 1)
+        arena_now_empty(a);
+}
+
+static void purge_slots(ebb__arena_t *a, uint64_t mask)
+{
+    while (mask) {
+        unsigned s = (unsigned)__builtin_ctzll(mask);
+        unsigned e = s;
+        while (e < EBB_SLOTS && ((mask >> e) & 1))
+            e++;
+        ebb__purge_range((uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE,
+                         (size_t)(e - s) * EBB_SLOT_SIZE);
+        mask &= e >= EBB_SLOTS ? 0 : ~(uint64_t)0 << e;
+    }
+}
+
+/* Lend up to LEND_BATCH arenas' due dirty free slots; *next gets the ms until
+ * the earliest one not yet due.  Arena lock held. */
+static unsigned lend_due(lent_t *out, uint32_t now, long delay, uint32_t *next)
+{
+    unsigned n = 0;
+    for (unsigned k = 1; k < EBB_SLOTS && n < LEND_BATCH; k++) {
+        ebb__arena_t *a = ebb__g.by_nfree[k];
+        while (a && n < LEND_BATCH) {
+            ebb__arena_t *following = a->next; /* lending moves a to a list already passed */
+            uint64_t d = dirty_free_slots(a);
+            if (d && delay > 0 && !ebb__due(now, a->freed_stamp, delay)) {
+                uint32_t left = (uint32_t)delay - (uint32_t)(now - a->freed_stamp);
+                if (left < *next)
+                    *next = left;
+            } else if (d) {
+                slots_lend(a, d);
+                out[n].arena = a;
+                out[n].slots = d;
+                n++;
             }
+            a = following;
         }
     }
-    ebb__unlock(&ebb__g.arena_lock);
+    return n;
+}
+
+uint32_t ebb__arena_purge(uint32_t now, long delay)
+{
+    lent_t lent[LEND_BATCH];
+    uint32_t next = UINT32_MAX;
+    unsigned n;
+    /* One pass lends at a time, and fork waits for it to give all back. */
+    ebb__lock(&ebb__g.purge_lock);
+    do {
+        ebb__lock(&ebb__g.arena_lock);
+        n = lend_due(lent, now, delay, &next);
+        ebb__unlock(&ebb__g.arena_lock);
+        for (unsigned i = 0; i < n; i++)
+            purge_slots(lent[i].arena, lent[i].slots);
+        ebb__lock(&ebb__g.arena_lock);
+        for (unsigned i = 0; i < n; i++)
+            slots_return(lent[i].arena, lent[i].slots);
+        ebb__unlock(&ebb__g.arena_lock);
+    } while (n == LEND_BATCH);
+    ebb__unlock(&ebb__g.purge_lock);
+    return next;
 }

@@ -5,8 +5,10 @@
  * pool by pool, what the rest of the code assumes: free-slot counts, slot
  * classes, pool geometry, bitmap population against the used count, bucket
  * placement, bin membership and totals, thread-cache contents (each cached
- * block is allocated as far as its pool knows), large-block table, and that
- * the mapped categories add up to the mapped counter.  Each fault is one line
+ * block is allocated as far as its pool knows), large-block table, that
+ * the mapped categories add up to the mapped counter, that every page under
+ * a block that is out is marked dirty (never purged), the purge lists, and
+ * the count of clean pages behind the committed estimate.  Each fault is one line
  * on stderr; the return value is how many.  Cost is linear in the heap's
  * metadata, not in its bytes.  Debug builds (EBB_DEBUG >= 2) run it on slow
  * paths; tests call it after every scenario.
@@ -23,7 +25,28 @@ static int popcount_words(const uint64_t *w, unsigned n)
     return c;
 }
 
-static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins)
+/* Every page that overlaps a block that is out must be dirty: a clean page
+ * may be purged or zero, so a live block on it would lose its contents. */
+static int check_pool_pages(ebb__arena_t *a, ebb__pool_t *p)
+{
+    int faults = 0;
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    const uint64_t *bits = a->bitmap[p->head_slot];
+    for (uint32_t i = 0; i < c->blocks; i++) {
+        if ((bits[i / 64] >> (i % 64)) & 1)
+            continue;
+        size_t lo = (size_t)i * c->size, hi = lo + c->size - 1;
+        for (size_t pg = lo >> EBB_PAGE_SHIFT; pg <= hi >> EBB_PAGE_SHIFT; pg++) {
+            unsigned slot = p->head_slot + (unsigned)(pg / EBB_SLOT_PAGES);
+            if (!((a->dirty[slot] >> (pg % EBB_SLOT_PAGES)) & 1))
+                return FAULT("pool %p: block %u is out but its page %zu is clean\n",
+                             (void *)p->start, i, pg);
+        }
+    }
+    return faults;
+}
+
+static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins, size_t *pools_listed)
 {
     int faults = 0;
     ebb__pool_t *p = &a->pool[s];
@@ -58,11 +81,14 @@ static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins)
         FAULT("pool %p: fast bucket formula disagrees with division\n", (void *)p->start);
     if (p->bucket != want)
         FAULT("pool %p: in bucket %u, belongs in %u\n", (void *)p->start, (unsigned)p->bucket, want);
+    faults += check_pool_pages(a, p);
+    *pools_listed += p->listed;
     (*pools_in_bins)++;
     return faults;
 }
 
-static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *slots)
+static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *slots,
+                       size_t *listed, size_t *clean)
 {
     int faults = 0;
     if (a->magic != EBB_ARENA_MAGIC)
@@ -76,6 +102,12 @@ static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *sl
         FAULT("arena %p: missing from the ownership map\n", (void *)a);
     if (a->slot_class[0] != EBB_NO_CLASS)
         FAULT("arena %p: header slot has a class\n", (void *)a);
+    if (a->purging)
+        FAULT("arena %p: slots still lent to a purge pass\n", (void *)a);
+    if (a->dirty[0])
+        FAULT("arena %p: header slot has dirty pages\n", (void *)a);
+    for (unsigned s = 1; s < EBB_SLOTS; s++)
+        *clean += EBB_SLOT_PAGES - (size_t)__builtin_popcount(a->dirty[s]);
     for (unsigned s = 1; s < EBB_SLOTS;) {
         if ((a->free_mask >> s) & 1) {
             if (a->slot_class[s] != EBB_NO_CLASS)
@@ -88,14 +120,33 @@ static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *sl
             s++;
             continue;
         }
-        faults += check_pool(a, s, pools);
+        faults += check_pool(a, s, pools, listed);
         *slots += a->pool[s].span ? a->pool[s].span : 1;
         s += a->pool[s].span ? a->pool[s].span : 1;
     }
     return faults;
 }
 
-static int check_bins(size_t *pools_listed)
+/* The purge list: pools of this bin, flagged, linked both ways, in stamp
+ * order (wrap-safe: each stamp at most a day after the previous). */
+static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *listed)
+{
+    int faults = 0;
+    ebb__pool_t *prev = NULL;
+    for (ebb__pool_t *p = b->purge_head; p; prev = p, p = p->purge_next) {
+        if (p->purge_prev != prev || !p->listed || p->heap != &ebb__g.heaps[h] || p->cls != c)
+            return FAULT("heap %u class %u: purge list broken at pool %p\n", h, c, (void *)p->start);
+        if (prev && (uint32_t)(p->stamp - prev->stamp) > 86400000u)
+            FAULT("heap %u class %u: purge list out of stamp order at pool %p\n", h, c,
+                  (void *)p->start);
+        (*listed)++;
+    }
+    if (b->purge_tail != prev)
+        FAULT("heap %u class %u: purge list tail wrong\n", h, c);
+    return faults;
+}
+
+static int check_bins(size_t *pools_listed, size_t *purge_listed)
 {
     int faults = 0;
     for (unsigned h = 0; h < ebb__g.nheaps; h++) {
@@ -119,6 +170,7 @@ static int check_bins(size_t *pools_listed)
                 FAULT("heap %u class %u: lists hold %zu pools/%zu blocks, counters %zu/%zu\n",
                       h, c, n, used, b->pools, b->used);
             *pools_listed += n;
+            faults += check_purge_list(b, h, c, purge_listed);
         }
     }
     return faults;
@@ -174,11 +226,12 @@ EBB_API int ebb_check(void)
     ebb__lock_everything();
 
     size_t pools = 0, slots = 0, arenas = 0, listed = 0, empty = 0;
+    size_t flagged = 0, on_lists = 0, clean = 0;
     for (unsigned n = 0; n < EBB_SLOTS; n++) {
         if (((ebb__g.by_nfree_mask >> n) & 1) != (ebb__g.by_nfree[n] != NULL))
             FAULT("arena list %u: mask wrong\n", n);
         for (ebb__arena_t *a = ebb__g.by_nfree[n]; a; a = a->next) {
-            faults += check_arena(a, n, &pools, &slots);
+            faults += check_arena(a, n, &pools, &slots, &flagged, &clean);
             arenas++;
             empty += n == EBB_SLOTS - 1;
         }
@@ -188,9 +241,14 @@ EBB_API int ebb_check(void)
               arenas, pools, slots, ebb__g.arenas, ebb__g.pools, ebb__g.pool_slots);
     if (empty != ebb__g.spare_arenas || empty > EBB_SPARE_ARENAS)
         FAULT("%zu empty arenas, %zu counted as spare\n", empty, ebb__g.spare_arenas);
-    faults += check_bins(&listed);
+    faults += check_bins(&listed, &on_lists);
     if (listed != pools)
         FAULT("%zu pools in arenas but %zu in bins\n", pools, listed);
+    if (flagged != on_lists)
+        FAULT("%zu pools flagged for purging but %zu on purge lists\n", flagged, on_lists);
+    if (clean != atomic_load_explicit(&ebb__g.clean_pages, memory_order_relaxed))
+        FAULT("%zu clean arena pages, counter says %zu\n", clean,
+              atomic_load_explicit(&ebb__g.clean_pages, memory_order_relaxed));
     faults += check_tcaches();
     faults += ebb__large_check();
     faults += check_mapped_adds_up();

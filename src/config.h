@@ -77,6 +77,23 @@
  * Untouched, it costs no memory; the cap bounds it on 32-bit. */
 #define EBB_LARGE_REALLOC_HEADROOM ((size_t)16 << 20)
 
+/* Purging.  Free memory goes back to the OS (its pages are purged, or
+ * whole arenas and large mappings unmapped) once it has stayed unused for
+ * the purge delay (option EBB_PURGE_DELAY_MS; 0 = at once, -1 = never).
+ * The default is chosen by measurement (purge.c tells the numbers): long
+ * enough that memory a program keeps reusing is never purged and faulted
+ * back (a page fault costs 2 to 6 us here), short enough that RSS follows
+ * the program's live size within a fraction of a second. */
+#define EBB_PURGE_DELAY_MS 100
+/* The page inside a pool is the unit of purging. */
+#define EBB_PAGE_SHIFT 12
+/* The purger gathers what falls due within this window into one pass, so a
+ * steady trickle of frees costs a few wake-ups a second, not one each. */
+#define EBB_PURGE_SLACK_MS 20
+/* Pools a purge pass handles per hold of a bin lock: the lock is released
+ * between batches so allocating threads wait for at most this many purges. */
+#define EBB_PURGE_BATCH 8
+
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
 
@@ -92,6 +109,8 @@
 #define EBB_SLOTS (1u << (EBB_ARENA_SHIFT - EBB_SLOT_SHIFT))
 #define EBB_POOL_MAX_BLOCKS (EBB_SLOT_SIZE / EBB_SMALL_STEP)
 #define EBB_BITMAP_WORDS (EBB_POOL_MAX_BLOCKS / 64)
+#define EBB_PAGE ((uintptr_t)1 << EBB_PAGE_SHIFT)
+#define EBB_SLOT_PAGES (1u << (EBB_SLOT_SHIFT - EBB_PAGE_SHIFT))
 
 /* ------------------------------------------------------ invariants */
 
@@ -108,6 +127,10 @@ _Static_assert(EBB_TCACHE_MIN_COUNT * 2 <= EBB_TCACHE_MAX_COUNT, "cache range");
 _Static_assert(EBB_TCACHE_MAX_SIZE < EBB_LARGE_THRESHOLD, "cached classes are small");
 _Static_assert((EBB_SMALL_STEP & (EBB_SMALL_STEP - 1)) == 0 &&
                EBB_SMALL_STEP >= EBB_MIN_ALIGN, "step keeps the minimum alignment");
+_Static_assert(EBB_SLOT_PAGES == 16, "a slot's dirty pages are one 16-bit mask");
+_Static_assert(EBB_PURGE_DELAY_MS > 0 && EBB_PURGE_SLACK_MS < EBB_PURGE_DELAY_MS,
+               "the slack only gathers work, it never dominates the delay");
+_Static_assert(EBB_PURGE_BATCH >= 1, "a pass makes progress");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
 
 #endif /* EBB_CONFIG_H */

@@ -15,6 +15,7 @@
 #include "heap.c"
 #include "tcache.c"
 #include "large.c"
+#include "purge.c"
 #include "stats.c"
 #include "check.c"
 #include "init.c"

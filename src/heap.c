@@ -21,6 +21,16 @@
  *
  * Frees arrive here from any thread's cache; each block is checked against
  * its pool's bitmap (double free, interior pointer) before it is taken back.
+ *
+ * Purging: a pool that gets blocks back joins its bin's purge list, stamped
+ * with the time; taking blocks from it restamps it (it is in use: its free
+ * pages will be reused, purging them would only cost page faults).  A pass
+ * (purge.c) purges the pools whose stamp is older than the delay and
+ * releases the empty ones, so memory goes back after staying unused for the
+ * delay, whether or not the thread that freed it ever runs again.  A pool
+ * is stamped when it is listed, not on every free, so one that keeps
+ * receiving frees but is never allocated from is still purged once per
+ * delay.
  */
 #include "internal.h"
 
@@ -64,6 +74,56 @@ static void bin_rebucket(ebb__bin_t *b, ebb__pool_t *p)
     }
 }
 
+/* ------------------------------------------------------------ purge list */
+
+/* The head is read without the lock by the purge pass (to skip idle bins),
+ * so it is written atomically. */
+static void purge_list_add(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
+{
+    p->listed = 1;
+    p->stamp = now;
+    p->purge_next = NULL;
+    p->purge_prev = b->purge_tail;
+    if (b->purge_tail)
+        b->purge_tail->purge_next = p;
+    else
+        __atomic_store_n(&b->purge_head, p, __ATOMIC_RELAXED);
+    b->purge_tail = p;
+}
+
+static void purge_list_remove(ebb__bin_t *b, ebb__pool_t *p)
+{
+    if (p->purge_prev)
+        p->purge_prev->purge_next = p->purge_next;
+    else
+        __atomic_store_n(&b->purge_head, p->purge_next, __ATOMIC_RELAXED);
+    if (p->purge_next)
+        p->purge_next->purge_prev = p->purge_prev;
+    else
+        b->purge_tail = p->purge_prev;
+    p->purge_next = p->purge_prev = NULL;
+    p->listed = 0;
+}
+
+/* Blocks were just taken from a listed pool: it is in use, so its free
+ * pages are likely to be reused; the clock starts again. */
+static void purge_list_touch(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
+{
+    purge_list_remove(b, p);
+    purge_list_add(b, p, now);
+}
+
+/* Unlink an empty pool from its bin and give its slots back; returns 1 if
+ * the caller must kick the purger once unlocked. */
+static int bin_release(ebb__bin_t *b, ebb__pool_t *p)
+{
+    if (p->listed)
+        purge_list_remove(b, p);
+    bin_unlink(b, p);
+    b->pools--;
+    return ebb__arena_release_pool(p); /* bin -> arena: lock order kept */
+}
+
 /* The fullest pool with a free block, or a new one; NULL if out of memory. */
 static ebb__pool_t *bin_pool_with_room(ebb__heap_t *h, ebb__bin_t *b, unsigned cls)
 {
@@ -92,6 +152,8 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want
             break;
         got += ebb__pool_take(p, out + got, want - got);
         bin_rebucket(b, p);
+        if (p->listed)
+            purge_list_touch(b, p, ebb__os_now_ms());
     }
     b->used += got;
     ebb__unlock(&b->lock);
@@ -156,9 +218,27 @@ static unsigned return_run(ebb__bin_t *b, ebb__pool_t *p, void *const *blocks, u
  * runs of them share a pool: the bin lock is kept across runs of one bin,
  * and each run of one pool costs a lookup, a bucket update and, per block,
  * an index multiply and a bit test-and-set. */
+/* Blocks just came back to pool p (bin lock held): schedule or do the purge
+ * its delay asks for.  Returns 1 if the purger must be kicked. */
+static int after_return(ebb__bin_t *b, ebb__pool_t *p)
+{
+    long delay = ebb__g.opt.purge_delay;
+    if (p->used == 0 && (delay == 0 || bin_has_other_room(b, p)))
+        return bin_release(b, p);
+    bin_rebucket(b, p);
+    if (delay == 0) {
+        ebb__pool_purge(p);
+    } else if (delay > 0 && !p->listed) {
+        purge_list_add(b, p, ebb__os_now_ms());
+        return ebb__purge_announce();
+    }
+    return 0;
+}
+
 void ebb__heap_free(void *const *blocks, unsigned n)
 {
     ebb__bin_t *locked = NULL;
+    int kick = 0;
     for (unsigned i = 0; i < n;) {
         uintptr_t a = (uintptr_t)blocks[i];
         ebb__arena_t *ar = ebb__arena_of(a);
@@ -183,40 +263,90 @@ void ebb__heap_free(void *const *blocks, unsigned n)
             continue;
         }
         i += return_run(b, p, blocks + i, n - i);
-        if (p->used == 0 && bin_has_other_room(b, p)) {
-            /* Unlinked and released under the bin lock (bin -> arena is the
-             * lock order), so a fork never sees the pool in neither place. */
-            bin_unlink(b, p);
-            b->pools--;
-            ebb__arena_release_pool(p);
-        } else {
-            bin_rebucket(b, p);
-        }
+        /* An emptied pool is unlinked and released under the bin lock (bin
+         * -> arena is the lock order), so a fork never sees it in neither
+         * place. */
+        kick |= after_return(b, p);
     }
     if (locked)
         ebb__unlock(&locked->lock);
+    if (kick)
+        ebb__purge_kick();
 }
 
-/* Release the empty pools bins keep against thrash (ebb_collect). */
-void ebb__heap_collect(void)
+/* ----------------------------------------------------------- purge pass */
+
+/* Purge a pool that has been idle for the delay: an empty one gives its
+ * pages back and goes back to its arena, clean; a partly used one gives
+ * back the pages that hold no block that is out. */
+static void purge_pool(ebb__bin_t *b, ebb__pool_t *p)
 {
+    if (p->listed)
+        purge_list_remove(b, p);
+    ebb__pool_purge(p);
+    if (p->used == 0)
+        bin_release(b, p);
+}
+
+/* Every pool of bin b with free blocks, whatever its stamp (ebb_collect). */
+static void purge_bin_all(ebb__bin_t *b)
+{
+    for (unsigned k = 0; k < EBB_POOL_BUCKETS; k++) {
+        ebb__pool_t *p = b->bucket[k];
+        while (p) {
+            ebb__pool_t *next = p->next;
+            purge_pool(b, p);
+            p = next;
+        }
+    }
+    while (b->purge_head) /* listed but full again: nothing to purge */
+        purge_list_remove(b, b->purge_head);
+}
+
+/* The pools of bin b listed for at least `delay` ms, a batch per lock hold;
+ * returns the ms until its next pool falls due, or UINT32_MAX. */
+static uint32_t purge_bin_due(ebb__bin_t *b, uint32_t now, long delay)
+{
+    ebb__lock(&b->lock);
+    for (unsigned done = 0;; done++) {
+        ebb__pool_t *p = b->purge_head;
+        if (p == NULL || !ebb__due(now, p->stamp, delay))
+            break;
+        if (done == EBB_PURGE_BATCH) {
+            ebb__unlock(&b->lock); /* let allocating threads in */
+            ebb__lock(&b->lock);
+            done = 0;
+            continue;
+        }
+        purge_pool(b, p);
+    }
+    uint32_t next = UINT32_MAX;
+    if (b->purge_head)
+        next = (uint32_t)delay - (uint32_t)(now - b->purge_head->stamp);
+    ebb__unlock(&b->lock);
+    return next;
+}
+
+uint32_t ebb__heap_purge(uint32_t now, long delay)
+{
+    uint32_t next = UINT32_MAX;
     for (unsigned h = 0; h < ebb__g.nheaps; h++) {
         for (unsigned c = 0; c < EBB_CLASSES; c++) {
             ebb__bin_t *b = &ebb__g.heaps[h].bin[c];
-            ebb__lock(&b->lock);
-            ebb__pool_t *p = b->bucket[0];
-            while (p) {
-                ebb__pool_t *next = p->next;
-                if (p->used == 0) {
-                    bin_unlink(b, p);
-                    b->pools--;
-                    ebb__arena_release_pool(p); /* bin -> arena: lock order kept */
-                }
-                p = next;
+            if (delay == 0) {
+                ebb__lock(&b->lock);
+                purge_bin_all(b);
+                ebb__unlock(&b->lock);
+                continue;
             }
-            ebb__unlock(&b->lock);
+            if (__atomic_load_n(&b->purge_head, __ATOMIC_RELAXED) == NULL)
+                continue;
+            uint32_t left = purge_bin_due(b, now, delay);
+            if (left < next)
+                next = left;
         }
     }
+    return next;
 }
 
 ebb__heap_t *ebb__heap_pick(void)

@@ -12,6 +12,11 @@
  *   EBB_LARGE_CACHE=SIZE bytes of freed large blocks kept (default 64M; K/M/G)
  *   EBB_ON_ERROR=warn|abort|ignore   what a detected misuse does
  *   EBB_VERBOSE=0|1      print the statistics at exit
+ *   EBB_PURGE_DELAY_MS=N give free memory back after N ms unused (default
+ *                        100; 0 = at once, -1 = never: only ebb_collect)
+ *   EBB_PURGE_MODE=dontneed|free   how pages are given back: MADV_DONTNEED
+ *                        (default; RSS drops at once) or MADV_FREE (cheaper;
+ *                        the kernel takes the pages when it needs memory)
  *
  * Fork: the prepare handler takes every lock (registry, each bin, arenas,
  * large blocks), so the child inherits consistent structures; the child
@@ -100,6 +105,22 @@ void ebb__options_read(ebb__options_t *o)
             bad_option("EBB_ON_ERROR", v);
     }
     o->verbose = read_flag("EBB_VERBOSE", 0);
+    o->purge_delay = EBB_PURGE_DELAY_MS;
+    if (ebb__os_getenv("EBB_PURGE_DELAY_MS", v, sizeof v)) {
+        if (!strcmp(v, "-1"))
+            o->purge_delay = -1;
+        else if (parse_size(v, &n) && n <= 24u * 3600 * 1000) /* a day at most */
+            o->purge_delay = (long)n;
+        else
+            bad_option("EBB_PURGE_DELAY_MS", v);
+    }
+    o->purge_lazy = 0;
+    if (ebb__os_getenv("EBB_PURGE_MODE", v, sizeof v)) {
+        if (!strcmp(v, "free"))
+            o->purge_lazy = 1;
+        else if (strcmp(v, "dontneed"))
+            bad_option("EBB_PURGE_MODE", v);
+    }
 }
 
 void ebb__init_slow(void)
@@ -123,6 +144,7 @@ void ebb__init_slow(void)
 /* Every lock, in the documented order (fork, ebb_check). */
 void ebb__lock_everything(void)
 {
+    ebb__lock(&ebb__g.purge_lock);
     ebb__lock(&ebb__g.registry_lock);
     for (unsigned h = 0; h < ebb__g.nheaps; h++)
         for (unsigned c = 0; c < EBB_CLASSES; c++)
@@ -139,6 +161,7 @@ void ebb__unlock_everything(void)
         for (unsigned c = EBB_CLASSES; c-- > 0;)
             ebb__unlock(&ebb__g.heaps[h].bin[c].lock);
     ebb__unlock(&ebb__g.registry_lock);
+    ebb__unlock(&ebb__g.purge_lock);
 }
 
 static void fork_child(void)
@@ -152,6 +175,7 @@ static void fork_child(void)
     ebb__lock(&ebb__g.registry_lock);
     ebb__tcache_fork_child();
     ebb__unlock(&ebb__g.registry_lock);
+    ebb__purge_fork_child();
 }
 
 static void at_exit_report(void)
@@ -164,6 +188,7 @@ __attribute__((constructor)) static void ebb__constructor(void)
 {
     ebb__ensure_init();
     ebb__os_atfork(ebb__lock_everything, ebb__unlock_everything, fork_child);
+    atomic_store_explicit(&ebb__g.threads_allowed, 1, memory_order_release);
     if (ebb__g.opt.verbose) {
         extern int atexit(void (*)(void));
         atexit(at_exit_report);

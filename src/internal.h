@@ -17,7 +17,7 @@
  *   ownership (ownership.c): one byte per arena-sized piece of the address
  *   space says whether an arena lives there.
  *
- * Lock order: registry -> bin (one at a time) -> arena -> large.  The fast
+ * Lock order: purge -> registry -> bin (one at a time) -> arena -> large.  The fast
  * paths take none.
  */
 #ifndef EBB_INTERNAL_H
@@ -121,6 +121,9 @@ struct ebb__pool_s {
     uint8_t span;             /* slots */
     uint8_t bucket;           /* fullness bucket, FULL, or NONE */
     uint8_t head_slot;        /* index of the first slot */
+    uint8_t listed;           /* on its bin's purge list; bin lock */
+    uint32_t stamp;           /* ms: listed, or last taken from while listed */
+    ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, oldest first */
 };
 
 /* ----------------------------------------------------------------- arenas */
@@ -132,6 +135,12 @@ struct ebb__arena_s {
     uint32_t nfree;            /* free slots; arena lock */
     uint64_t free_mask;        /* bit i: slot i belongs to no pool; arena lock */
     ebb__arena_t *next, *prev; /* list of arenas with the same nfree */
+    uint64_t purging;          /* free slots lent to a purge pass; arena lock */
+    uint32_t freed_stamp;      /* ms: a pool last went back to the arena */
+    /* Bit p of dirty[s]: page p of slot s may be resident (touched since it
+     * was mapped or last purged).  Owned with the slot: by the bin lock of
+     * the pool covering it, else by the arena lock. */
+    uint16_t dirty[EBB_SLOTS];
     /* The fast free path reads only this: the class of the pool covering
      * each slot, EBB_NO_CLASS for the header and free slots. */
     uint8_t slot_class[EBB_SLOTS];
@@ -187,6 +196,10 @@ typedef struct {
     ebb__pool_t *bucket[EBB_POOL_BUCKETS + 1];  /* + the full list */
     size_t used;                                /* blocks out of pools */
     size_t pools;
+    /* Pools that received frees since they were last purged or taken from,
+     * in stamp order; the purge pass takes them once their stamp is
+     * older than the delay. */
+    ebb__pool_t *purge_head, *purge_tail;
 } ebb__bin_t;
 
 struct ebb__heap_s {
@@ -227,6 +240,8 @@ typedef struct {
     size_t large_cache;      /* EBB_LARGE_CACHE: bytes of freed large blocks kept */
     int on_error;            /* EBB_ON_ERROR */
     int verbose;             /* EBB_VERBOSE */
+    long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
+    int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
 } ebb__options_t;
 
 enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
@@ -260,6 +275,19 @@ typedef struct {
     size_t tcache_bytes; /* mapped for thread caches */
     size_t tcache_entries;
 
+    /* purging (purge.c) */
+    ebb__lock_t purge_lock;        /* one pass lends arena slots at a time */
+    _Atomic int purger;            /* EBB_PURGER_* */
+    _Atomic unsigned purge_work;   /* bumped whenever purgeable memory appears */
+    _Atomic uint32_t inline_due;   /* ms: next inline pass, without a purger */
+    _Atomic int threads_allowed;   /* the program is running: ebb's constructor ran */
+    /* Pages of arena slots 1..63 not marked dirty: mapped but known not to
+     * be resident (never touched, or purged).  committed = mapped - these. */
+    _Atomic size_t clean_pages;
+    _Atomic size_t purged;         /* bytes purged since start */
+    _Atomic size_t purges;         /* purge calls made to the OS */
+    _Atomic size_t peak_committed;
+
     /* counters outside any lock */
     _Atomic size_t mapped;
     _Atomic size_t peak_mapped;
@@ -282,15 +310,48 @@ void ebb__options_read(ebb__options_t *o) EBB_HIDDEN;
 void ebb__lock_everything(void) EBB_HIDDEN;
 void ebb__unlock_everything(void) EBB_HIDDEN;
 
+/* purge.c */
+/* The purger thread: not started yet, running a pass or waiting for the next
+ * one to fall due, sleeping until purgeable memory appears, or unavailable
+ * (thread could not start: passes run inline on slow paths instead). */
+enum { EBB_PURGER_NONE = 0, EBB_PURGER_RUNNING, EBB_PURGER_SLEEPING, EBB_PURGER_INLINE };
+void ebb__purge_kick(void) EBB_HIDDEN;
+void ebb__purge_fork_child(void) EBB_HIDDEN;
+void ebb__purge_range(void *p, size_t bytes) EBB_HIDDEN;
+/* Purgeable memory appeared (called under any lock): make sure a pass will
+ * come.  Returns 1 if the caller must call ebb__purge_kick() once it holds
+ * no lock (the purger is asleep or not started). */
+static inline int ebb__purge_announce(void)
+{
+    atomic_fetch_add_explicit(&ebb__g.purge_work, 1, memory_order_seq_cst);
+    return atomic_load_explicit(&ebb__g.purger, memory_order_seq_cst) != EBB_PURGER_RUNNING;
+}
+/* A stamp is at least `delay` ms old (wrap-safe). */
+static inline int ebb__due(uint32_t now, uint32_t stamp, long delay)
+{
+    return (uint32_t)(now - stamp) >= (uint32_t)delay;
+}
+/* A mask of pages first..last (inclusive) of a slot. */
+static inline uint16_t ebb__page_mask(unsigned first, unsigned last)
+{
+    return (uint16_t)((0xffffu >> (15 - (last - first))) << first);
+}
+
 /* stats.c: mapped bytes, with the high-water mark */
 void ebb__mapped_add(size_t n) EBB_HIDDEN;
 void ebb__mapped_sub(size_t n) EBB_HIDDEN;
+void ebb__pages_dirtied(size_t pages) EBB_HIDDEN;
+void ebb__pages_cleaned(size_t pages) EBB_HIDDEN;
 void ebb__arena_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 
 /* arena.c */
 ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls) EBB_HIDDEN;
-void ebb__arena_release_pool(ebb__pool_t *p) EBB_HIDDEN;
+/* Returns 1 if the caller must ebb__purge_kick() once it holds no lock. */
+int ebb__arena_release_pool(ebb__pool_t *p) EBB_HIDDEN;
 void ebb__arena_collect(int force) EBB_HIDDEN;
+/* Purge free slots idle for `delay` ms (all if delay is 0); returns the ms
+ * until the next one falls due, or UINT32_MAX if none waits. */
+uint32_t ebb__arena_purge(uint32_t now, long delay) EBB_HIDDEN;
 static inline ebb__arena_t *ebb__arena_of_pool(const ebb__pool_t *p)
 {
     return (ebb__arena_t *)((uintptr_t)p & ~(EBB_ARENA_SIZE - 1));
@@ -307,12 +368,15 @@ int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx) EBB_
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 void ebb__pool_put(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
+size_t ebb__pool_purge(ebb__pool_t *p) EBB_HIDDEN;
 
 /* heap.c */
 unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want) EBB_HIDDEN;
 void ebb__heap_free(void *const *blocks, unsigned n) EBB_HIDDEN;
 ebb__heap_t *ebb__heap_pick(void) EBB_HIDDEN;
-void ebb__heap_collect(void) EBB_HIDDEN;
+/* Purge the pools of bins listed for `delay` ms (every pool if delay is
+ * 0); returns ms until the next is due, or UINT32_MAX. */
+uint32_t ebb__heap_purge(uint32_t now, long delay) EBB_HIDDEN;
 
 /* tcache.c */
 void *ebb__tcache_refill_pop(ebb__tcache_t *tc, unsigned cls) EBB_HIDDEN;
@@ -327,6 +391,7 @@ int ebb__large_free(void *p) EBB_HIDDEN;          /* 0 if p is not ours */
 size_t ebb__large_usable(const void *p) EBB_HIDDEN; /* 0 if p is not ours */
 void *ebb__large_realloc(void *p, size_t size, int *not_ours) EBB_HIDDEN;
 void ebb__large_collect(void) EBB_HIDDEN;
+uint32_t ebb__large_purge(uint32_t now, long delay) EBB_HIDDEN;
 void ebb__large_stats(ebb_stats_t *s) EBB_HIDDEN;
 void ebb__large_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 int ebb__large_check(void) EBB_HIDDEN;

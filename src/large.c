@@ -21,6 +21,12 @@
  * realloc uses mremap, which moves page tables instead of copying bytes, and
  * leaves 25% headroom so that a buffer grown step by step is remapped
  * O(log n) times; a shrink happens only when it saves a quarter.
+ *
+ * Cached mappings are unmapped once they have stayed unused for the purge
+ * delay (ebb__large_purge), so the cache only ever holds memory a program
+ * is cycling through; with a delay of 0 nothing is cached.  The threshold
+ * between pool and large blocks is fixed: it never ratchets up the way
+ * glibc's mmap threshold does after a large free.
  */
 #include "internal.h"
 
@@ -30,6 +36,7 @@
 typedef struct {
     uintptr_t addr; /* 0 = empty */
     size_t size;    /* bytes mapped, a multiple of the page size */
+    uint32_t stamp; /* cache entries: ms when freed */
 } ebb__large_entry_t;
 
 #define INITIAL_CAPACITY 256
@@ -242,8 +249,9 @@ void *ebb__large_alloc(size_t size, size_t align, int zero)
 static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t *evicted,
                                     unsigned *nevicted)
 {
-    ebb__large_entry_t rest = { 0, 0 };
-    size_t limit = ebb__g.opt.large_cache;
+    ebb__large_entry_t rest = { 0, 0, 0 };
+    /* With a purge delay of 0 nothing is kept: freed means given back. */
+    size_t limit = ebb__g.opt.purge_delay == 0 ? 0 : ebb__g.opt.large_cache;
     for (unsigned i = 0; i < L.ncache;) {
         ebb__large_entry_t c = L.cache[i];
         /* Merged entries stay within the limit, or the next eviction would
@@ -268,6 +276,7 @@ static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t
     }
     L.cache[L.ncache].addr = a;
     L.cache[L.ncache].size = size;
+    L.cache[L.ncache].stamp = ebb__os_now_ms();
     L.ncache++;
     L.cache_bytes += size;
     return rest;
@@ -292,9 +301,12 @@ int ebb__large_free(void *p)
         evicted[nevicted++] = rest;
     for (unsigned i = 0; i < nevicted; i++)
         ebb__mapped_sub(evicted[i].size);
+    int kick = rest.addr == 0 && ebb__g.opt.purge_delay > 0 && ebb__purge_announce();
     ebb__unlock(&L.lock);
     for (unsigned i = 0; i < nevicted; i++)
         ebb__os_unmap((void *)evicted[i].addr, evicted[i].size);
+    if (kick)
+        ebb__purge_kick();
     return 1;
 }
 
@@ -396,6 +408,32 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours)
         ebb__mapped_sub(old - need);
     ebb__unlock(&L.lock);
     return q;
+}
+
+/* Unmap cached mappings freed at least `delay` ms ago; returns the ms until
+ * the next falls due, or UINT32_MAX. */
+uint32_t ebb__large_purge(uint32_t now, long delay)
+{
+    ebb__large_entry_t victims[EBB_LARGE_CACHE_SLOTS];
+    unsigned n = 0;
+    uint32_t next = UINT32_MAX;
+    ebb__lock(&L.lock);
+    for (unsigned i = 0; i < L.ncache;) {
+        if (ebb__due(now, L.cache[i].stamp, delay)) {
+            victims[n++] = L.cache[i];
+            ebb__mapped_sub(L.cache[i].size);
+            cache_remove(i);
+            continue;
+        }
+        uint32_t left = (uint32_t)delay - (uint32_t)(now - L.cache[i].stamp);
+        if (left < next)
+            next = left;
+        i++;
+    }
+    ebb__unlock(&L.lock);
+    for (unsigned i = 0; i < n; i++)
+        ebb__os_unmap((void *)victims[i].addr, victims[i].size);
+    return next;
 }
 
 void ebb__large_collect(void)

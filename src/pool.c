@@ -15,6 +15,13 @@
  *
  * Blocks are taken lowest address first, so a pool fills from the bottom and
  * its upper pages stay untouched (never resident) or become free together.
+ *
+ * Pages: every OS page of a pool is clean (known not resident: never touched
+ * or purged) or dirty (arena header, one bit per page).  Handing a block out
+ * marks its pages dirty; ebb__pool_purge gives back the dirty pages that hold
+ * no block that is out and marks them clean.  Invariant: every page that
+ * overlaps a block that is out is dirty.  Bookkeeping never reads a purged
+ * page, so a purged page coming back zeroed is always correct.
  */
 #include "internal.h"
 
@@ -38,6 +45,25 @@ void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls)
         bits[full_words] = ((uint64_t)1 << rest) - 1;
 }
 
+/* Pages first..last of pool p (counted from its start) may now be resident. */
+static void mark_dirty(ebb__pool_t *p, size_t first, size_t last)
+{
+    ebb__arena_t *a = ebb__arena_of_pool(p);
+    size_t dirtied = 0;
+    for (size_t pg = first; pg <= last;) {
+        unsigned slot = p->head_slot + (unsigned)(pg / EBB_SLOT_PAGES);
+        unsigned lo = (unsigned)(pg % EBB_SLOT_PAGES);
+        unsigned hi = last / EBB_SLOT_PAGES == pg / EBB_SLOT_PAGES ? (unsigned)(last % EBB_SLOT_PAGES)
+                                                                 : EBB_SLOT_PAGES - 1;
+        uint16_t m = ebb__page_mask(lo, hi);
+        dirtied += (size_t)__builtin_popcount((unsigned)(m & ~a->dirty[slot]));
+        a->dirty[slot] |= m;
+        pg += hi - lo + 1;
+    }
+    if (dirtied)
+        ebb__pages_dirtied(dirtied);
+}
+
 unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
@@ -57,7 +83,81 @@ unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want)
     p->scan = w;
     p->used += got;
     ebb__assert(p->used <= c->blocks);
+    /* Blocks are taken in address order and every block between the first
+     * and the last taken was already out, so the pages from the first to the
+     * end of the last are exactly the ones to mark. */
+    if (got) {
+        size_t lo = (size_t)((uint8_t *)out[0] - p->start);
+        size_t hi = (size_t)((uint8_t *)out[got - 1] - p->start) + c->size - 1;
+        mark_dirty(p, lo >> EBB_PAGE_SHIFT, hi >> EBB_PAGE_SHIFT);
+    }
     return got;
+}
+
+/* Bits first..last of the bitmap are all set (all those blocks free). */
+static int all_free(const uint64_t *bits, uint32_t first, uint32_t last)
+{
+    for (uint32_t i = first; i <= last;) {
+        uint32_t w = i / 64, lo = i % 64;
+        uint32_t hi = last / 64 == w ? last % 64 : 63;
+        uint64_t m = (~(uint64_t)0 >> (63 - (hi - lo))) << lo;
+        if ((bits[w] & m) != m)
+            return 0;
+        i += hi - lo + 1;
+    }
+    return 1;
+}
+
+/* Page pg of pool p holds no block that is out. */
+static int page_is_free(const ebb__pool_t *p, const uint64_t *bits, size_t pg)
+{
+    if (p->used == 0)
+        return 1;
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    size_t lo = pg << EBB_PAGE_SHIFT, hi = lo + EBB_PAGE - 1;
+    size_t first = lo / c->size, last = hi / c->size;
+    if (first >= c->blocks)
+        return 1; /* the pool's tail, past its last block */
+    if (last >= c->blocks)
+        last = c->blocks - 1;
+    return all_free(bits, (uint32_t)first, (uint32_t)last);
+}
+
+/* Purge pages [lo, hi) of pool p and mark them clean. */
+static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi)
+{
+    ebb__arena_t *a = ebb__arena_of_pool(p);
+    for (size_t pg = lo; pg < hi; pg++)
+        a->dirty[p->head_slot + pg / EBB_SLOT_PAGES] &= (uint16_t)~(1u << (pg % EBB_SLOT_PAGES));
+    ebb__purge_range(p->start + (lo << EBB_PAGE_SHIFT), (hi - lo) << EBB_PAGE_SHIFT);
+    ebb__pages_cleaned(hi - lo);
+}
+
+size_t ebb__pool_purge(ebb__pool_t *p)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    /* Too few free blocks to cover a page: nothing to find. */
+    if ((size_t)(c->blocks - p->used) * c->size < EBB_PAGE)
+        return 0;
+    ebb__arena_t *a = ebb__arena_of_pool(p);
+    const uint64_t *bits = ebb__pool_bitmap(p);
+    size_t npages = (size_t)p->span * EBB_SLOT_PAGES, run = SIZE_MAX, purged = 0;
+    for (size_t pg = 0; pg < npages; pg++) {
+        uint16_t dirty = a->dirty[p->head_slot + pg / EBB_SLOT_PAGES];
+        int purge = ((dirty >> (pg % EBB_SLOT_PAGES)) & 1) && page_is_free(p, bits, pg);
+        if (purge && run == SIZE_MAX)
+            run = pg;
+        if (!purge && run != SIZE_MAX) {
+            purge_pages(p, run, pg);
+            purged += pg - run;
+            run = SIZE_MAX;
+        }
+    }
+    if (run != SIZE_MAX) {
+        purge_pages(p, run, npages);
+        purged += npages - run;
+    }
+    return purged;
 }
 
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx)

@@ -12,12 +12,21 @@
  * verifies that the categories sum to it.  Against RSS: mapped is an upper
  * bound (untouched and purged pages are mapped but not resident).
  *
+ * `committed` is ebb's estimate of its resident memory: mapped minus the
+ * arena pages it knows are not resident (never touched since mapped, or
+ * purged since).  Pages of pools are marked dirty when a block on them is
+ * handed out, so committed follows RSS at page granularity; it over-counts
+ * only untouched parts of large blocks and of arena headers, and pages
+ * purged with MADV_FREE, which stay resident until the kernel wants them.
+ *
  * Counting happens on slow paths only (bins count blocks under their lock),
  * so the fast paths pay nothing; small_cached is read from other threads'
  * caches without their cooperation and may be off by a few blocks while
  * they run.
  */
 #include "internal.h"
+
+static void raise_peak_committed(void);
 
 void ebb__mapped_add(size_t n)
 {
@@ -27,11 +36,40 @@ void ebb__mapped_add(size_t n)
                              &ebb__g.peak_mapped, &peak, now, memory_order_relaxed,
                              memory_order_relaxed)) {
     }
+    raise_peak_committed();
 }
 
 void ebb__mapped_sub(size_t n)
 {
     atomic_fetch_sub_explicit(&ebb__g.mapped, n, memory_order_relaxed);
+}
+
+static size_t committed_now(void)
+{
+    size_t mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
+    size_t clean = atomic_load_explicit(&ebb__g.clean_pages, memory_order_relaxed) * EBB_PAGE;
+    return mapped > clean ? mapped - clean : 0;
+}
+
+static void raise_peak_committed(void)
+{
+    size_t now = committed_now();
+    size_t peak = atomic_load_explicit(&ebb__g.peak_committed, memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(
+                             &ebb__g.peak_committed, &peak, now, memory_order_relaxed,
+                             memory_order_relaxed)) {
+    }
+}
+
+void ebb__pages_dirtied(size_t pages)
+{
+    atomic_fetch_sub_explicit(&ebb__g.clean_pages, pages, memory_order_relaxed);
+    raise_peak_committed();
+}
+
+void ebb__pages_cleaned(size_t pages)
+{
+    atomic_fetch_add_explicit(&ebb__g.clean_pages, pages, memory_order_relaxed);
 }
 
 static void small_stats(ebb_stats_t *s, size_t per_class_used[EBB_CLASSES])
@@ -81,6 +119,10 @@ static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES])
     ebb__large_stats(&s);
     s.mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
     s.peak_mapped = atomic_load_explicit(&ebb__g.peak_mapped, memory_order_relaxed);
+    s.committed = committed_now();
+    s.peak_committed = atomic_load_explicit(&ebb__g.peak_committed, memory_order_relaxed);
+    s.purged = atomic_load_explicit(&ebb__g.purged, memory_order_relaxed);
+    s.purges = atomic_load_explicit(&ebb__g.purges, memory_order_relaxed);
     s.heaps = ebb__g.nheaps;
     s.foreign_frees = atomic_load_explicit(&ebb__g.foreign_frees, memory_order_relaxed);
     s.errors = atomic_load_explicit(&ebb__g.errors, memory_order_relaxed);
@@ -112,5 +154,7 @@ EBB_API void ebb_stats_print(void)
               s.small_used, s.small_cached, s.large_used, s.large_blocks);
     ebb__diag("  arenas %zu, pools %zu, heaps %zu, threads %zu, peak mapped %zu\n", s.arenas,
               s.pools, s.heaps, s.threads, s.peak_mapped);
+    ebb__diag("  committed %zu (peak %zu), purged %zu bytes in %zu calls\n", s.committed,
+              s.peak_committed, s.purged, s.purges);
     ebb__diag("  foreign frees %zu, misuse errors %zu\n", s.foreign_frees, s.errors);
 }

@@ -111,6 +111,18 @@ void ebb__os_purge(void *p, size_t size)
     errno = saved;
 }
 
+void ebb__os_purge_lazy(void *p, size_t size)
+{
+#ifdef MADV_FREE
+    int saved = errno;
+    int rc = madvise(p, size, MADV_FREE);
+    errno = saved;
+    if (rc == 0)
+        return;
+#endif
+    ebb__os_purge(p, size); /* kernel before 4.5: no MADV_FREE */
+}
+
 void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move)
 {
     if (new_size > old_size && injected_failure())
@@ -210,6 +222,84 @@ uint64_t ebb__os_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t ebb__os_now_ms(void)
+{
+    struct timespec ts;
+    /* The coarse clock is read from the vDSO without a system call and is
+     * precise to a scheduler tick (4 ms here), enough for purge delays. */
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+void ebb__os_wait(_Atomic int *word, int expected, long timeout_ms)
+{
+    int saved = errno;
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, tsp, NULL, 0);
+    errno = saved;
+}
+
+void ebb__os_wake(_Atomic int *word)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
+}
+
+typedef struct {
+    void (*fn)(void *);
+    void *arg;
+} thread_start_t;
+
+static void *thread_trampoline(void *raw)
+{
+    thread_start_t start = *(thread_start_t *)raw;
+    munmap(raw, sizeof start > 4096 ? sizeof start : 4096);
+    start.fn(start.arg);
+    return NULL;
+}
+
+int ebb__os_thread_start(void (*fn)(void *), void *arg, const char *name)
+{
+    int saved = errno;
+    /* The start record comes from the OS, not from malloc: the caller may be
+     * the allocator itself. */
+    thread_start_t *start = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (start == MAP_FAILED) {
+        errno = saved;
+        return -1;
+    }
+    start->fn = fn;
+    start->arg = arg;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, (size_t)128 << 10);
+    /* Every signal blocked in the new thread, so none meant for the program
+     * is ever delivered to it. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, thread_trampoline, start);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        munmap(start, 4096);
+        errno = saved;
+        return -1;
+    }
+    pthread_setname_np(t, name);
+    errno = saved;
+    return 0;
 }
 
 /* Drepper's three-state futex mutex: 0 free, 1 held, 2 held with waiters. */

@@ -35,6 +35,10 @@ void *ebb__os_map_aligned(size_t size, size_t align);
 void ebb__os_unmap(void *p, size_t size);
 /* Drop the pages' contents; they stay mapped and read back as zeros. */
 void ebb__os_purge(void *p, size_t size);
+/* Let the OS take the pages when it needs memory (MADV_FREE): cheaper than a
+ * purge, but RSS drops only under memory pressure, and a page written before
+ * then keeps its new contents; untouched, it reads as zeros or as before. */
+void ebb__os_purge_lazy(void *p, size_t size);
 /* Resize a mapping, moving it if `may_move`; NULL if the OS cannot. */
 void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move);
 
@@ -48,6 +52,17 @@ int ebb__os_getenv(const char *name, char *buf, size_t len);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t ebb__os_now_ns(void);
+/* Coarse monotonic clock in milliseconds, wrapping every 49 days (compare
+ * with unsigned differences); cheap enough for slow paths. */
+uint32_t ebb__os_now_ms(void);
+
+/* Sleep while *word == expected, at most timeout_ms (-1: no limit); may
+ * return early.  ebb__os_wake wakes one sleeper on word. */
+void ebb__os_wait(_Atomic int *word, int expected, long timeout_ms);
+void ebb__os_wake(_Atomic int *word);
+/* Start a detached thread running fn(arg) with every signal blocked; 0 on
+ * success.  May allocate (through ebb): call it holding no ebb lock. */
+int ebb__os_thread_start(void (*fn)(void *), void *arg, const char *name);
 
 /* A small mutex that never allocates: a futex on Linux.  Zero is unlocked,
  * so a zeroed or statically initialised lock is ready to use. */

@@ -1,0 +1,155 @@
+/*
+ * purge.c -- giving memory back to the OS on a clock.
+ *
+ * Owns: the purger thread, the purge pass, the one place that calls the OS
+ * to purge (and counts what it purged), and ebb_collect().
+ *
+ * Policy.  Memory a program frees is given back once it has stayed unused
+ * for the purge delay (EBB_PURGE_DELAY_MS), at the finest grain the OS
+ * allows: empty pools go back to their arenas and their pages are purged;
+ * inside partly used pools, every 4 KiB page that holds no live block is
+ * purged; free arena slots are purged, empty arenas unmapped (one spare
+ * kept, purged); cached large mappings unmapped.  The layers keep their own
+ * timestamps (heap.c: a purge list per bin, restamped while a pool is
+ * allocated from; arena.c: when a pool last came back; large.c: when a
+ * mapping was freed), and a pass asks each to give back what is due.
+ *
+ * Who runs the pass.  A background thread, so memory goes back even when the
+ * thread that freed it is blocked, idle or gone, and when the whole process
+ * is idle: mimalloc and jemalloc (without its optional background thread)
+ * purge only when the owning thread next calls the allocator, which is why
+ * an idle program keeps its peak there.  The thread:
+ *   - starts on the first free that leaves something to purge, never from a
+ *     constructor or before ebb's own constructor ran, so it cannot start
+ *     before the program's first thread could;
+ *   - sleeps until the earliest item falls due (plus EBB_PURGE_SLACK_MS, so
+ *     nearby deadlines share one wake-up), and without a timeout once
+ *     nothing waits: an idle process sees no wake-ups at all;
+ *   - is woken by a free only when it sleeps without a timeout: the free
+ *     bumps a counter and, seeing the thread asleep, makes one futex call
+ *     after dropping its locks.  No system call is ever made on the malloc
+ *     or free fast paths, which never reach this file;
+ *   - has every signal blocked, and is not inherited by a fork child (the
+ *     child starts its own when it first needs one).  Fork waits for a pass
+ *     to give back the arena slots it has lent (purge_lock).
+ * If the thread cannot be started, passes run inline on the slow paths of
+ * free, at most once per delay: memory still goes back, on activity.
+ *
+ * Delay 0 purges at once on the slow path that frees (and caches no large
+ * mapping); -1 never purges on its own (only ebb_collect does).
+ *
+ * The default delay, 100 ms, was chosen by measurement (bench/rss and the
+ * speed benchmarks, 2-core VM): see config.h and the README's table.  The
+ * cost to beat is the page fault of memory purged and then reused, 2 to
+ * 6 us a page here; a pool that is allocated from is never purged, so a
+ * program pays it only for memory it left alone for the whole delay.
+ */
+#include "internal.h"
+
+void ebb__purge_range(void *p, size_t bytes)
+{
+    if (ebb__g.opt.purge_lazy)
+        ebb__os_purge_lazy(p, bytes);
+    else
+        ebb__os_purge(p, bytes);
+    atomic_fetch_add_explicit(&ebb__g.purged, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ebb__g.purges, 1, memory_order_relaxed);
+}
+
+static uint32_t min_u32(uint32_t a, uint32_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Give back everything due at `now`; returns ms until the next item falls
+ * due, or UINT32_MAX if nothing waits. */
+static uint32_t purge_pass(uint32_t now, long delay)
+{
+    uint32_t next = ebb__heap_purge(now, delay);
+    /* After the heaps: pools released just now bring their slots. */
+    next = min_u32(next, ebb__arena_purge(now, delay));
+    return min_u32(next, ebb__large_purge(now, delay));
+}
+
+static void purger_main(void *arg)
+{
+    (void)arg;
+    long delay = ebb__g.opt.purge_delay;
+    for (;;) {
+        unsigned seen = atomic_load_explicit(&ebb__g.purge_work, memory_order_seq_cst);
+        uint32_t next = purge_pass(ebb__os_now_ms(), delay);
+        if (next != UINT32_MAX) {
+            /* Nobody wakes a running purger: this is a plain timed sleep. */
+            ebb__os_wait(&ebb__g.purger, EBB_PURGER_RUNNING, (long)next + EBB_PURGE_SLACK_MS);
+            continue;
+        }
+        /* Nothing waits.  Announce sleep, then look once more: a free that
+         * bumped the counter before seeing SLEEPING is caught here, one that
+         * sees SLEEPING wakes us (both sides are sequentially consistent). */
+        atomic_store_explicit(&ebb__g.purger, EBB_PURGER_SLEEPING, memory_order_seq_cst);
+        if (atomic_load_explicit(&ebb__g.purge_work, memory_order_seq_cst) == seen)
+            ebb__os_wait(&ebb__g.purger, EBB_PURGER_SLEEPING, -1);
+        int sleeping = EBB_PURGER_SLEEPING;
+        atomic_compare_exchange_strong_explicit(&ebb__g.purger, &sleeping, EBB_PURGER_RUNNING,
+                                                memory_order_seq_cst, memory_order_relaxed);
+    }
+}
+
+/* Without a purger thread: a pass on this slow path, at most once per delay. */
+static void purge_inline(void)
+{
+    uint32_t now = ebb__os_now_ms();
+    uint32_t due = atomic_load_explicit(&ebb__g.inline_due, memory_order_relaxed);
+    if ((int32_t)(now - due) < 0)
+        return;
+    long delay = ebb__g.opt.purge_delay;
+    if (!atomic_compare_exchange_strong_explicit(&ebb__g.inline_due, &due, now + (uint32_t)delay,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return; /* another thread runs this one */
+    uint32_t next = purge_pass(now, delay);
+    if (next != UINT32_MAX)
+        atomic_store_explicit(&ebb__g.inline_due, now + next, memory_order_relaxed);
+}
+
+void ebb__purge_kick(void)
+{
+    if (ebb__g.opt.purge_delay <= 0)
+        return;
+    int state = atomic_load_explicit(&ebb__g.purger, memory_order_seq_cst);
+    if (state == EBB_PURGER_SLEEPING) {
+        if (atomic_compare_exchange_strong_explicit(&ebb__g.purger, &state, EBB_PURGER_RUNNING,
+                                                    memory_order_seq_cst, memory_order_relaxed))
+            ebb__os_wake(&ebb__g.purger);
+    } else if (state == EBB_PURGER_NONE) {
+        if (!atomic_load_explicit(&ebb__g.threads_allowed, memory_order_acquire))
+            return; /* too early: a later free starts it */
+        /* RUNNING before the thread exists: a free meanwhile needs no wake,
+         * the thread's first pass will see its work. */
+        if (!atomic_compare_exchange_strong_explicit(&ebb__g.purger, &state, EBB_PURGER_RUNNING,
+                                                     memory_order_seq_cst, memory_order_relaxed))
+            return;
+        if (ebb__os_thread_start(purger_main, NULL, "ebb-purge") != 0)
+            atomic_store_explicit(&ebb__g.purger, EBB_PURGER_INLINE, memory_order_seq_cst);
+    } else if (state == EBB_PURGER_INLINE) {
+        purge_inline();
+    }
+}
+
+/* The child of a fork has no purger thread; it starts one when it needs it. */
+void ebb__purge_fork_child(void)
+{
+    ebb__lock_reset(&ebb__g.purge_lock);
+    if (atomic_load_explicit(&ebb__g.purger, memory_order_relaxed) != EBB_PURGER_INLINE)
+        atomic_store_explicit(&ebb__g.purger, EBB_PURGER_NONE, memory_order_relaxed);
+}
+
+EBB_API void ebb_collect(int force)
+{
+    ebb__ensure_init();
+    ebb__tcache_t *tc = ebb__tcache_get_slow();
+    if (tc)
+        ebb__tcache_flush_all(tc);
+    purge_pass(ebb__os_now_ms(), 0);
+    ebb__arena_collect(force);
+    ebb__large_collect();
+}
