@@ -85,6 +85,11 @@
  * back (a page fault costs 2 to 6 us here), short enough that RSS follows
  * the program's live size within a fraction of a second. */
 #define EBB_PURGE_DELAY_MS 100
+/* A pool that keeps receiving frees is purged once they pause for the
+ * delay (a teardown in progress is purged once, at its end, not at every
+ * delay), but at the latest this many delays after its first free, so a
+ * pool that frees trickle into forever is still purged. */
+#define EBB_PURGE_MAX_DELAYS 4
 /* The page inside a pool is the unit of purging. */
 #define EBB_PAGE_SHIFT 12
 /* The purger gathers what falls due within this window into one pass, so a
@@ -131,6 +136,7 @@ _Static_assert(EBB_SLOT_PAGES == 16, "a slot's dirty pages are one 16-bit mask")
 _Static_assert(EBB_PURGE_DELAY_MS > 0 && EBB_PURGE_SLACK_MS < EBB_PURGE_DELAY_MS,
                "the slack only gathers work, it never dominates the delay");
 _Static_assert(EBB_PURGE_BATCH >= 1, "a pass makes progress");
+_Static_assert(EBB_PURGE_MAX_DELAYS >= 1, "the cap is at least the delay");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
 
 #endif /* EBB_CONFIG_H */

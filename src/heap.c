@@ -22,15 +22,17 @@
  * Frees arrive here from any thread's cache; each block is checked against
  * its pool's bitmap (double free, interior pointer) before it is taken back.
  *
- * Purging: a pool that gets blocks back joins its bin's purge list, stamped
- * with the time; taking blocks from it restamps it (it is in use: its free
- * pages will be reused, purging them would only cost page faults).  A pass
- * (purge.c) purges the pools whose stamp is older than the delay and
- * releases the empty ones, so memory goes back after staying unused for the
- * delay, whether or not the thread that freed it ever runs again.  A pool
- * is stamped when it is listed, not on every free, so one that keeps
- * receiving frees but is never allocated from is still purged once per
- * delay.
+ * Purging: a pool that gets blocks back joins the tail of its bin's purge
+ * list.  A pass (purge.c) purges a listed pool, and releases it if empty,
+ * once it has been quiet (no block returned or taken) for the delay, or at
+ * the latest EBB_PURGE_MAX_DELAYS delays after it joined, so memory goes
+ * back after staying unused for the delay whether or not the thread that
+ * freed it ever runs again, a teardown still in progress is purged once at
+ * its end rather than piece by piece (each purge is a system call and an
+ * interrupt of every CPU running the program), and frees trickling into a
+ * pool forever cannot postpone it forever.  Taking blocks from a listed
+ * pool sends it back to the tail with a fresh start: it is in use, and its
+ * free pages will be reused; purging them would only cost page faults.
  */
 #include "internal.h"
 
@@ -81,6 +83,7 @@ static void bin_rebucket(ebb__bin_t *b, ebb__pool_t *p)
 static void purge_list_add(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
 {
     p->listed = 1;
+    p->listed_at = now;
     p->stamp = now;
     p->purge_next = NULL;
     p->purge_prev = b->purge_tail;
@@ -228,8 +231,13 @@ static int after_return(ebb__bin_t *b, ebb__pool_t *p)
     bin_rebucket(b, p);
     if (delay == 0) {
         ebb__pool_purge(p);
-    } else if (delay > 0 && !p->listed) {
-        purge_list_add(b, p, ebb__os_now_ms());
+    } else if (delay > 0) {
+        uint32_t now = ebb__os_now_ms();
+        if (p->listed) {
+            p->stamp = now; /* not quiet yet */
+            return 0;
+        }
+        purge_list_add(b, p, now);
         return ebb__purge_announce();
     }
     return 0;
@@ -303,26 +311,53 @@ static void purge_bin_all(ebb__bin_t *b)
         purge_list_remove(b, b->purge_head);
 }
 
-/* The pools of bin b listed for at least `delay` ms, a batch per lock hold;
- * returns the ms until its next pool falls due, or UINT32_MAX. */
+/* ms until `stamp` is `wait` ms old; 0 if it is. */
+static uint32_t ms_until(uint32_t now, uint32_t stamp, uint32_t wait)
+{
+    uint32_t age = now - stamp;
+    return age >= wait ? 0 : wait - age;
+}
+
+/* ms until listed pool p is due: quiet for the delay, or listed for the
+ * longest wait; 0 if it is due now. */
+static uint32_t pool_due_in(const ebb__pool_t *p, uint32_t now, uint32_t delay)
+{
+    uint32_t quiet = ms_until(now, p->stamp, delay);
+    uint32_t cap = ms_until(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS);
+    return quiet < cap ? quiet : cap;
+}
+
+/* Purge at most EBB_PURGE_BATCH due pools of bin b in one hold of its lock
+ * (if more are due, the pass reports 0 ms left and the purger comes back
+ * at once, after letting allocating threads in).  The list is in joining
+ * order, so the walk stops at the first pool listed for less than the
+ * delay: none after it can be due.  Returns the ms until the next pool
+ * falls due, or UINT32_MAX. */
 static uint32_t purge_bin_due(ebb__bin_t *b, uint32_t now, long delay)
 {
+    uint32_t d = (uint32_t)delay, next = UINT32_MAX;
+    unsigned done = 0;
     ebb__lock(&b->lock);
-    for (unsigned done = 0;; done++) {
-        ebb__pool_t *p = b->purge_head;
-        if (p == NULL || !ebb__due(now, p->stamp, delay))
+    ebb__pool_t *p = b->purge_head;
+    while (p) {
+        uint32_t left = pool_due_in(p, now, d);
+        if (left == 0 && done == EBB_PURGE_BATCH) {
+            next = 0;
             break;
-        if (done == EBB_PURGE_BATCH) {
-            ebb__unlock(&b->lock); /* let allocating threads in */
-            ebb__lock(&b->lock);
-            done = 0;
+        }
+        if (left == 0) {
+            ebb__pool_t *following = p->purge_next;
+            purge_pool(b, p);
+            done++;
+            p = following;
             continue;
         }
-        purge_pool(b, p);
+        if (left < next)
+            next = left;
+        if (!ebb__due(now, p->listed_at, delay))
+            break;
+        p = p->purge_next;
     }
-    uint32_t next = UINT32_MAX;
-    if (b->purge_head)
-        next = (uint32_t)delay - (uint32_t)(now - b->purge_head->stamp);
     ebb__unlock(&b->lock);
     return next;
 }

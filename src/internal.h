@@ -122,7 +122,8 @@ struct ebb__pool_s {
     uint8_t bucket;           /* fullness bucket, FULL, or NONE */
     uint8_t head_slot;        /* index of the first slot */
     uint8_t listed;           /* on its bin's purge list; bin lock */
-    uint32_t stamp;           /* ms: listed, or last taken from while listed */
+    uint32_t listed_at;       /* ms: joined the purge list (list order) */
+    uint32_t stamp;           /* ms: last block returned or taken while listed */
     ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, oldest first */
 };
 
@@ -197,8 +198,7 @@ typedef struct {
     size_t used;                                /* blocks out of pools */
     size_t pools;
     /* Pools that received frees since they were last purged or taken from,
-     * in stamp order; the purge pass takes them once their stamp is
-     * older than the delay. */
+     * in the order they joined (heap.c says when they are purged). */
     ebb__pool_t *purge_head, *purge_tail;
 } ebb__bin_t;
 

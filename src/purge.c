@@ -74,10 +74,11 @@ static uint32_t purge_pass(uint32_t now, long delay)
 static void purger_main(void *arg)
 {
     (void)arg;
-    long delay = ebb__g.opt.purge_delay;
     for (;;) {
         unsigned seen = atomic_load_explicit(&ebb__g.purge_work, memory_order_seq_cst);
-        uint32_t next = purge_pass(ebb__os_now_ms(), delay);
+        uint32_t next = purge_pass(ebb__os_now_ms(), ebb__g.opt.purge_delay);
+        if (next == 0)
+            continue; /* more was due than one pass takes per lock hold */
         if (next != UINT32_MAX) {
             /* Nobody wakes a running purger: this is a plain timed sleep. */
             ebb__os_wait(&ebb__g.purger, EBB_PURGER_RUNNING, (long)next + EBB_PURGE_SLACK_MS);

@@ -1,0 +1,360 @@
+/* Purging, white box: which pages are marked dirty, which are purged, the
+ * purge lists' clock, free arena slots, the large-block cache's expiry, and
+ * the inline fallback.  Time is passed in explicitly, so nothing sleeps
+ * long and nothing depends on the machine's speed. */
+#include "unit.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define DELAY 1000000L /* ms: the purger thread never finds anything due */
+#define CLS64 3        /* 64-byte blocks: 64 to a page, 1024 to a pool */
+
+static int setup(void **state)
+{
+    (void)state;
+    ebb__ensure_init();
+    ebb__g.opt.purge_delay = DELAY;
+    ebb_collect(1); /* every free slot and pool page starts clean */
+    return 0;
+}
+
+static ebb__pool_t *clean_pool(unsigned cls)
+{
+    ebb_collect(1);
+    ebb__pool_t *p = ebb__arena_take_pool(ebb__classes[cls].span, cls);
+    assert_non_null(p);
+    ebb__pool_format(p, &ebb__g.heaps[0], cls);
+    for (unsigned s = 0; s < p->span; s++)
+        assert_int_equal(ebb__arena_of_pool(p)->dirty[p->head_slot + s], 0);
+    return p;
+}
+
+static uint16_t dirty_of(ebb__pool_t *p)
+{
+    return ebb__arena_of_pool(p)->dirty[p->head_slot];
+}
+
+static int resident(const void *page)
+{
+    unsigned char v = 0;
+    assert_int_equal(mincore((void *)((uintptr_t)page & ~(uintptr_t)4095), 4096, &v), 0);
+    return v & 1;
+}
+
+static size_t clean_now(void)
+{
+    return atomic_load(&ebb__g.clean_pages);
+}
+
+static void put_range(ebb__pool_t *p, uint32_t first, uint32_t last)
+{
+    for (uint32_t i = first; i <= last; i++)
+        ebb__pool_put(p, i);
+}
+
+static void test_take_marks_exactly_the_pages_touched(void **state)
+{
+    (void)state;
+    ebb__pool_t *p = clean_pool(CLS64);
+    size_t clean = clean_now();
+    void *b[1024];
+    /* 64 blocks fill page 0; the 65th lies on page 1. */
+    assert_int_equal(ebb__pool_take(p, b, 65), 65);
+    assert_int_equal(dirty_of(p), 0x3);
+    assert_int_equal(clean_now(), clean - 2);
+    assert_int_equal(ebb__pool_take(p, b + 65, 1024 - 65), 1024 - 65);
+    assert_int_equal(dirty_of(p), 0xffff);
+    assert_int_equal(clean_now(), clean - 16);
+    put_range(p, 0, 1023);
+    assert_int_equal(ebb__pool_purge(p), 16);
+    ebb__arena_release_pool(p);
+}
+
+static void test_purge_takes_only_pages_with_no_live_block(void **state)
+{
+    (void)state;
+    ebb__pool_t *p = clean_pool(CLS64);
+    void *b[1024];
+    assert_int_equal(ebb__pool_take(p, b, 1024), 1024);
+    for (int i = 0; i < 1024; i++)
+        memset(b[i], (i & 0x7f) + 1, 64);
+    size_t clean = clean_now(), purged = atomic_load(&ebb__g.purged);
+    put_range(p, 128, 255); /* pages 2 and 3 whole */
+    put_range(p, 320, 351); /* half of page 5 */
+    put_range(p, 511, 512); /* one block either side of the page 7/8 border */
+    assert_int_equal(ebb__pool_purge(p), 2);
+    assert_int_equal(dirty_of(p), 0xffff & ~0x000c);
+    assert_int_equal(clean_now(), clean + 2);
+    assert_int_equal(atomic_load(&ebb__g.purged), purged + 2 * 4096);
+    assert_false(resident(b[128]));
+    assert_false(resident(b[255]));
+    assert_true(resident(b[352]));
+    for (int i = 0; i < 1024; i++) {
+        if ((i >= 128 && i <= 255) || (i >= 320 && i <= 351) || i == 511 || i == 512)
+            continue;
+        for (int k = 0; k < 64; k++)
+            assert_int_equal(((unsigned char *)b[i])[k], (i & 0x7f) + 1);
+    }
+    /* Nothing more to find: a second purge is a no-op. */
+    assert_int_equal(ebb__pool_purge(p), 0);
+    /* A purged page handed out again reads as zeros and is dirty again. */
+    void *again[200];
+    assert_int_equal(ebb__pool_take(p, again, 128), 128);
+    assert_ptr_equal(again[0], b[128]);
+    for (int k = 0; k < 64; k++)
+        assert_int_equal(((unsigned char *)again[0])[k], 0);
+    assert_int_equal(dirty_of(p), 0xffff);
+    for (uint32_t i = 0; i < 1024; i++)
+        if (!ebb__pool_is_free(p, i))
+            ebb__pool_put(p, i);
+    assert_int_equal(ebb__pool_purge(p), 16);
+    assert_int_equal(dirty_of(p), 0);
+    ebb__arena_release_pool(p);
+}
+
+static void test_blocks_larger_than_a_page(void **state)
+{
+    (void)state;
+    unsigned cls = ebb__class_of(20000); /* blocks spanning several pages */
+    ebb__pool_t *p = clean_pool(cls);
+    const ebb__class_t *c = &ebb__classes[cls];
+    void *b[64];
+    unsigned n = ebb__pool_take(p, b, c->blocks);
+    assert_int_equal(n, c->blocks);
+    for (unsigned i = 0; i < n; i++)
+        memset(b[i], 0x5a, c->size);
+    ebb__pool_put(p, 1); /* the second block: its pages except any it shares */
+    size_t lo = c->size, hi = 2 * (size_t)c->size; /* its byte range [lo, hi) */
+    size_t whole = (hi >> 12) - ((lo + 4095) >> 12); /* pages it covers alone */
+    assert_int_equal(ebb__pool_purge(p), whole);
+    assert_true(resident((uint8_t *)b[0] + c->size - 1));
+    assert_true(resident(b[2]));
+    assert_int_equal(((unsigned char *)b[0])[c->size - 1], 0x5a);
+    assert_int_equal(((unsigned char *)b[2])[0], 0x5a);
+    for (uint32_t i = 0; i < c->blocks; i++)
+        if (i != 1)
+            ebb__pool_put(p, i);
+    ebb__pool_purge(p);
+    ebb__arena_release_pool(p);
+}
+
+/* ---------------------------------------------------------- purge lists */
+
+/* A heap this thread's cache does not use, so no allocation made by the
+ * test framework shares its pools; NULL when there is only one heap. */
+static ebb__heap_t *quiet_heap(void)
+{
+    ebb__heap_t *mine = ebb__tc->heap;
+    for (unsigned h = 0; h < ebb__g.nheaps; h++)
+        if (&ebb__g.heaps[h] != mine)
+            return &ebb__g.heaps[h];
+    return NULL;
+}
+
+#define QUIET_HEAP(h)                                                          \
+    ebb__heap_t *h = quiet_heap();                                             \
+    if (h == NULL)                                                             \
+        skip() /* one heap: the framework's blocks would share the pools */
+
+static ebb__bin_t *bin_of(ebb__heap_t *h, unsigned cls)
+{
+    return &h->bin[cls];
+}
+
+static void test_freed_pool_is_listed_and_purged_when_due(void **state)
+{
+    (void)state;
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb_collect(1);
+    ebb__bin_t *b = bin_of(h, cls);
+    assert_null(b->purge_head);
+    void *blk[1024];
+    assert_int_equal(ebb__heap_alloc(h, cls, blk, 1024), 1024);
+    for (int i = 0; i < 1024; i++)
+        memset(blk[i], 7, 64);
+    ebb__heap_free(blk, 512); /* the first 8 pages come back */
+    ebb__pool_t *p = b->purge_head;
+    assert_non_null(p);
+    assert_true(p->listed);
+    uint32_t now = ebb__os_now_ms();
+    size_t purged = atomic_load(&ebb__g.purged);
+    /* Not due yet: nothing purged, and the pass says when it will be. */
+    uint32_t left = ebb__heap_purge(now, DELAY);
+    assert_true(left <= DELAY && left >= DELAY - 1000);
+    assert_int_equal(atomic_load(&ebb__g.purged), purged);
+    /* Due: the free pages go, the pool leaves the list, live blocks stay. */
+    assert_int_equal(ebb__heap_purge(now + DELAY, DELAY), UINT32_MAX);
+    assert_int_equal(atomic_load(&ebb__g.purged), purged + 8 * 4096);
+    assert_null(b->purge_head);
+    assert_false(p->listed);
+    for (int i = 512; i < 1024; i++)
+        assert_int_equal(((unsigned char *)blk[i])[63], 7);
+    ebb__heap_free(blk + 512, 512);
+    ebb_collect(1);
+}
+
+static void test_allocating_from_a_listed_pool_restarts_its_clock(void **state)
+{
+    (void)state;
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb_collect(1);
+    ebb__bin_t *b = bin_of(h, cls);
+    static void *blk[3072];
+    /* Three full pools: A, B, C in address order of taking. */
+    assert_int_equal(ebb__heap_alloc(h, cls, blk, 3072), 3072);
+    ebb__heap_free(blk, 100);        /* pool A listed */
+    ebb__heap_free(blk + 1024, 100); /* pool B listed after it */
+    ebb__pool_t *a = b->purge_head, *bb = a->purge_next;
+    assert_non_null(bb);
+    assert_null(bb->purge_next);
+    /* Allocation takes from the fullest pool with room; both have 924 used.
+     * Whichever it takes from moves to the tail of the list. */
+    void *one;
+    assert_int_equal(ebb__heap_alloc(h, cls, &one, 1), 1);
+    ebb__pool_t *taken = ebb__pool_of(ebb__arena_of((uintptr_t)one), (uintptr_t)one);
+    assert_ptr_equal(b->purge_tail, taken);
+    assert_ptr_equal(b->purge_head, taken == a ? bb : a);
+    ebb__heap_free(&one, 1);
+    ebb__heap_free(blk + 100, 924);
+    ebb__heap_free(blk + 1124, 924);
+    ebb__heap_free(blk + 2048, 1024);
+    ebb_collect(1);
+    assert_null(b->purge_head);
+}
+
+static void test_idle_empty_pool_is_released_clean(void **state)
+{
+    (void)state;
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb_collect(1);
+    ebb__bin_t *b = bin_of(h, cls);
+    void *blk[1024];
+    assert_int_equal(ebb__heap_alloc(h, cls, blk, 1024), 1024);
+    size_t pools = b->pools;
+    ebb__heap_free(blk, 1024); /* the only pool: kept, empty, listed */
+    assert_int_equal(b->pools, pools);
+    assert_non_null(b->purge_head);
+    size_t clean = clean_now();
+    ebb__heap_purge(ebb__os_now_ms() + DELAY, DELAY);
+    assert_int_equal(b->pools, pools - 1); /* released */
+    assert_int_equal(clean_now(), clean + 16); /* and clean */
+}
+
+/* ----------------------------------------------------- arenas and large */
+
+static void test_free_slots_purged_when_due(void **state)
+{
+    (void)state;
+    ebb__pool_t *p = clean_pool(CLS64);
+    void *b[1024];
+    ebb__pool_take(p, b, 1024);
+    memset(b[0], 1, 64 * 1024);
+    put_range(p, 0, 1023);
+    ebb__arena_t *a = ebb__arena_of_pool(p);
+    unsigned slot = p->head_slot;
+    size_t clean = clean_now();
+    ebb__arena_release_pool(p); /* dirty pages go back with the slot */
+    assert_ptr_equal(ebb__arena_of((uintptr_t)b[0]), a); /* kept: the spare at worst */
+    assert_int_equal(a->dirty[slot], 0xffff);
+    uint32_t now = ebb__os_now_ms();
+    uint32_t left = ebb__arena_purge(now, DELAY);
+    assert_true(left <= DELAY && left >= DELAY - 1000);
+    assert_int_equal(a->dirty[slot], 0xffff);
+    assert_int_equal(ebb__arena_purge(now + DELAY, DELAY), UINT32_MAX);
+    assert_false(resident(b[0]));
+    assert_int_equal(a->dirty[slot], 0);
+    assert_int_equal(clean_now(), clean + 16);
+}
+
+static void test_large_cache_expires(void **state)
+{
+    (void)state;
+    ebb_collect(1);
+    void *p = ebb_malloc(1 << 20);
+    assert_non_null(p);
+    memset(p, 1, 1 << 20);
+    ebb_free(p);
+    ebb_stats_t s;
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 1 << 20);
+    uint32_t now = ebb__os_now_ms();
+    assert_true(ebb__large_purge(now, DELAY) <= DELAY);
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 1 << 20);
+    assert_int_equal(ebb__large_purge(now + DELAY, DELAY), UINT32_MAX);
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 0);
+}
+
+/* Without a purger thread, frees run the pass themselves once it is due. */
+static void test_inline_fallback_purges_on_activity(void **state)
+{
+    (void)state;
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb_collect(1);
+    int saved_state = atomic_load(&ebb__g.purger);
+    atomic_store(&ebb__g.purger, EBB_PURGER_INLINE);
+    ebb__g.opt.purge_delay = 20;
+    static void *blk[2048];
+    assert_int_equal(ebb__heap_alloc(h, cls, blk, 2048), 2048);
+    for (int i = 0; i < 2048; i++)
+        memset(blk[i], 3, 64);
+    size_t purged = atomic_load(&ebb__g.purged);
+    ebb__heap_free(blk, 256); /* pool A listed; its kick finds nothing due */
+    assert_int_equal(atomic_load(&ebb__g.purged), purged);
+    struct timespec ts = { 0, 60 * 1000000L };
+    nanosleep(&ts, NULL);
+    ebb__heap_free(blk + 1024, 256); /* pool B listed; its kick purges A */
+    assert_int_equal(atomic_load(&ebb__g.purged), purged + 4 * 4096);
+    ebb__g.opt.purge_delay = DELAY;
+    atomic_store(&ebb__g.purger, saved_state);
+    ebb__heap_free(blk + 256, 768);
+    ebb__heap_free(blk + 1280, 768);
+    ebb_collect(1);
+}
+
+static void test_committed_follows_dirty_pages(void **state)
+{
+    (void)state;
+    ebb_collect(1);
+    ebb_stats_t s0, s1, s2;
+    ebb_stats(&s0);
+    static void *blk[16384];
+    for (int i = 0; i < 16384; i++) {
+        blk[i] = ebb_malloc(256);
+        memset(blk[i], 1, 256);
+    }
+    ebb_stats(&s1);
+    assert_true(s1.committed >= s0.committed + 4u * 1024 * 1024 - 65536);
+    assert_true(s1.committed <= s1.mapped);
+    assert_true(s1.peak_committed >= s1.committed);
+    for (int i = 0; i < 16384; i++)
+        ebb_free(blk[i]);
+    ebb_collect(1);
+    ebb_stats(&s2);
+    assert_true(s2.committed <= s0.committed + 65536);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_take_marks_exactly_the_pages_touched, unit_teardown_check),
+        cmocka_unit_test_teardown(test_purge_takes_only_pages_with_no_live_block, unit_teardown_check),
+        cmocka_unit_test_teardown(test_blocks_larger_than_a_page, unit_teardown_check),
+        cmocka_unit_test_teardown(test_freed_pool_is_listed_and_purged_when_due, unit_teardown_check),
+        cmocka_unit_test_teardown(test_allocating_from_a_listed_pool_restarts_its_clock, unit_teardown_check),
+        cmocka_unit_test_teardown(test_idle_empty_pool_is_released_clean, unit_teardown_check),
+        cmocka_unit_test_teardown(test_free_slots_purged_when_due, unit_teardown_check),
+        cmocka_unit_test_teardown(test_large_cache_expires, unit_teardown_check),
+        cmocka_unit_test_teardown(test_inline_fallback_purges_on_activity, unit_teardown_check),
+        cmocka_unit_test_teardown(test_committed_follows_dirty_pages, unit_teardown_check),
+    };
+    return cmocka_run_group_tests_name("purge", tests, setup, NULL);
+}
