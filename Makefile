@@ -30,7 +30,7 @@ help:
 	@echo "make install PREFIX=/usr/local"
 	@echo "make check         unit, API, stress and LD_PRELOAD tests (what scripts/test.sh runs first)"
 	@echo "make check-sanitizers   API tests under ASan and UBSan"
-	@echo "make check-m32     unit, API and LD_PRELOAD tests as a 32-bit (gcc -m32) program, in $(B)/m32"
+	@echo "make check-m32     unit, API, stress and LD_PRELOAD tests as a 32-bit (gcc -m32) program, in $(B)/m32"
 	@echo "                   (needs gcc-multilib and libcmocka-dev:i386: scripts/deps.sh m32)"
 	@echo "make B=build/m32 ARCHFLAGS=-m32 build/m32/libebb.so"
 	@echo "                   a 32-bit libebb.so, to run a -m32 program on ebb with"
@@ -157,10 +157,13 @@ check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
 
 check-sanitizers: check-asan check-ubsan
 
-# The unit, API and LD_PRELOAD tests built and run as 32-bit programs, in
-# their own build directory (Debian: gcc-multilib, libcmocka-dev:i386).
+# The unit, API, stress and LD_PRELOAD tests built and run as 32-bit
+# programs, in their own build directory (Debian: gcc-multilib,
+# libcmocka-dev:i386).
 check-m32:
-	$(MAKE) --no-print-directory B=$(B)/m32 ARCHFLAGS=-m32 check-unit check-api check-preload
+	@echo 'int main(void) { return 0; }' | $(CC) -m32 -x c - -lcmocka -o /dev/null 2>/dev/null || \
+	  { echo "check-m32 needs gcc-multilib and libcmocka-dev:i386 (scripts/deps.sh m32)" >&2; exit 1; }
+	$(MAKE) --no-print-directory B=$(B)/m32 ARCHFLAGS=-m32 check-unit check-api check-stress check-preload
 
 FUZZ_SECONDS ?= 60
 fuzz:

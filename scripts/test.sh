@@ -35,7 +35,7 @@ stage "LD_PRELOAD smoke"         make -s check-preload
 stage "install + pkg-config"     make -s check-install
 stage "API tests under clang"    make -s B=build/clang CC=clang check-api
 stage "API tests, ebb_check on every slow path (EBB_DEBUG=2)" make -s check-debug
-stage "unit, API and LD_PRELOAD tests as 32-bit (gcc -m32)" make -s check-m32
+stage "unit, API, stress and LD_PRELOAD tests as 32-bit (gcc -m32)" make -s check-m32
 stage "ASan"                     make -s check-asan
 stage "UBSan"                    make -s check-ubsan
 if ((quick)); then
