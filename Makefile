@@ -9,14 +9,18 @@ B        ?= build
 WARN     := -Wall -Wextra -Werror
 BASE     := -std=c11 $(WARN) -fPIC -fvisibility=hidden -fno-semantic-interposition -g
 OPT      ?= -O2
+# ARCHFLAGS go to every compile and link, the library's and the tests' (e.g.
+# -m32, as check-m32 does); empty for the native build.
+ARCHFLAGS ?=
+BASE     += $(ARCHFLAGS)
 LIBFLAGS := $(BASE) $(OPT) $(EXTRA_CFLAGS)
-TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc $(EXTRA_CFLAGS)
+TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc $(ARCHFLAGS) $(EXTRA_CFLAGS)
 VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' include/ebb.h)
 
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
 
 .PHONY: all lib install uninstall clean help check check-debug check-install check-unit check-api check-stress \
-        check-preload check-sanitizers check-asan check-ubsan check-clang fuzz peer bench demo
+        check-preload check-sanitizers check-asan check-ubsan check-clang check-m32 fuzz peer bench demo
 
 all: lib
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
@@ -26,6 +30,11 @@ help:
 	@echo "make install PREFIX=/usr/local"
 	@echo "make check         unit, API, stress and LD_PRELOAD tests (what scripts/test.sh runs first)"
 	@echo "make check-sanitizers   API tests under ASan and UBSan"
+	@echo "make check-m32     unit, API, stress and LD_PRELOAD tests as a 32-bit (gcc -m32) program, in $(B)/m32"
+	@echo "                   (needs gcc-multilib and libcmocka-dev:i386: scripts/deps.sh m32)"
+	@echo "make B=build/m32 ARCHFLAGS=-m32 build/m32/libebb.so"
+	@echo "                   a 32-bit libebb.so, to run a -m32 program on ebb with"
+	@echo "                   LD_PRELOAD=\$$PWD/build/m32/libebb.so prog"
 	@echo "make fuzz          libFuzzer run (FUZZ_SECONDS=60)"
 	@echo "make peer          CPython, sqlite3, git, gcc, C++ under LD_PRELOAD"
 	@echo "make bench         benchmark table against glibc, mimalloc, jemalloc, tcmalloc"
@@ -36,7 +45,7 @@ $(B)/ebb.o: $(SRC)
 	$(CC) $(LIBFLAGS) -c src/ebb.c -o $@
 
 $(B)/libebb.so: $(B)/ebb.o
-	$(CC) -shared -Wl,-soname,libebb.so -Wl,-z,now -o $@ $< $(LDFLAGS)
+	$(CC) $(ARCHFLAGS) -shared -Wl,-soname,libebb.so -Wl,-z,now -o $@ $< $(LDFLAGS)
 
 $(B)/libebb.a: $(B)/ebb.o
 	rm -f $@
@@ -147,6 +156,14 @@ check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
 	  echo "== $$t ($*)"; ASAN_OPTIONS=detect_leaks=0 EBB_STRESS_SCALE=1 $$t; done
 
 check-sanitizers: check-asan check-ubsan
+
+# The unit, API, stress and LD_PRELOAD tests built and run as 32-bit
+# programs, in their own build directory (Debian: gcc-multilib,
+# libcmocka-dev:i386).
+check-m32:
+	@echo 'int main(void) { return 0; }' | $(CC) -m32 -x c - -lcmocka -o /dev/null 2>/dev/null || \
+	  { echo "check-m32 needs gcc-multilib and libcmocka-dev:i386 (scripts/deps.sh m32)" >&2; exit 1; }
+	$(MAKE) --no-print-directory B=$(B)/m32 ARCHFLAGS=-m32 check-unit check-api check-stress check-preload
 
 FUZZ_SECONDS ?= 60
 fuzz:

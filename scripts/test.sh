@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what it needs,
 # builds with gcc and clang (-Werror), then runs unit, API, stress, fork and
-# LD_PRELOAD tests, the ASan and UBSan builds, a bounded fuzz run, and the peer
-# suites (CPython's own tests, sqlite3, git, gcc, a C++ program) under ebb.
+# LD_PRELOAD tests, the same as a 32-bit program (gcc -m32), the ASan and UBSan
+# builds, a bounded fuzz run, and the peer suites (CPython's own tests,
+# sqlite3, git, gcc, a C++ program) under ebb.
 #
 #   scripts/test.sh            everything (about 15 minutes on 2 cores)
 #   scripts/test.sh --quick    no peer suites, short fuzz
@@ -34,6 +35,7 @@ stage "LD_PRELOAD smoke"         make -s check-preload
 stage "install + pkg-config"     make -s check-install
 stage "API tests under clang"    make -s B=build/clang CC=clang check-api
 stage "API tests, ebb_check on every slow path (EBB_DEBUG=2)" make -s check-debug
+stage "unit, API, stress and LD_PRELOAD tests as 32-bit (gcc -m32)" make -s check-m32
 stage "ASan"                     make -s check-asan
 stage "UBSan"                    make -s check-ubsan
 if ((quick)); then

@@ -179,13 +179,29 @@ static void check_block(void *p, size_t n, const char *what)
     EXPECT(verify(p, u, (unsigned)n) == SIZE_MAX, "%s(%zu): pattern lost", what, n);
 }
 
+/* Half the bits of a size: HALF * HALF is the first product that overflows. */
+#define HALF ((size_t)1 << (sizeof(size_t) * CHAR_BIT / 2))
+
 /* Sizes that can never be satisfied. */
 static const size_t huge_sizes[] = {
     (size_t)PTRDIFF_MAX + 1, SIZE_MAX,        SIZE_MAX - 1,
     SIZE_MAX - 15,           SIZE_MAX - 16,   SIZE_MAX - PAGE + 1,
     SIZE_MAX - PAGE,         SIZE_MAX / 2,    SIZE_MAX / 2 + 1,
-    (size_t)PTRDIFF_MAX,     (size_t)PTRDIFF_MAX - PAGE + 1,
+    (size_t)PTRDIFF_MAX,
+#if SIZE_MAX > 0xffffffffu
+    /* below PTRDIFF_MAX even page-rounded, but beyond RAM + swap (64 TiB,
+     * which the kernel's overcommit check refuses) or the whole 47-bit user
+     * address space */
+    (size_t)PTRDIFF_MAX - PAGE + 1,
     (size_t)1 << 46,         (size_t)1 << 47, ((size_t)1 << 46) + 1,
+#else
+    /* 32-bit: a process under a 64-bit kernel has 4 GiB of address space and
+     * may well find the 2 GiB - 4 KiB of PTRDIFF_MAX - PAGE + 1, so it is not
+     * here; the smallest size that page rounding takes past PTRDIFF_MAX is,
+     * and sizes spanning most of the address space. */
+    (size_t)PTRDIFF_MAX - PAGE + 2,
+    (size_t)3 << 30,         (size_t)0xf0000000, ((size_t)3 << 30) + 1,
+#endif
     SIZE_MAX - 4 * MiB,      SIZE_MAX - 128 * KiB,
 };
 
@@ -381,10 +397,14 @@ static void test_calloc_overflow(void **state)
         {SIZE_MAX, 2},
         {2, SIZE_MAX},
         {SIZE_MAX / 2 + 1, 2},
-        {(size_t)1 << 32, (size_t)1 << 32},
+        {HALF, HALF},
         {SIZE_MAX, SIZE_MAX},
         {(size_t)PTRDIFF_MAX / 2 + 1, 2}, /* = PTRDIFF_MAX + 1, no overflow */
+#if SIZE_MAX > 0xffffffffu
         {(size_t)1 << 23, (size_t)1 << 23}, /* 64 TiB, mmap refuses */
+#else
+        {(size_t)3 << 14, (size_t)1 << 16}, /* 3 GiB, no overflow */
+#endif
         {3, SIZE_MAX / 3 + 1},
         {SIZE_MAX, 1},
         {1, SIZE_MAX},
@@ -733,10 +753,14 @@ static void test_reallocarray(void **state)
     /* overflow: NULL, ENOMEM, old block intact */
     static const size_t pairs[][2] = {
         {SIZE_MAX, 2},
-        {(size_t)1 << 33, (size_t)1 << 33},
+        {HALF * 2, HALF * 2},
         {SIZE_MAX / 16 + 1, 16},
         {(size_t)PTRDIFF_MAX / 2 + 1, 2},
-        {(size_t)1 << 23, (size_t)1 << 23},
+#if SIZE_MAX > 0xffffffffu
+        {(size_t)1 << 23, (size_t)1 << 23}, /* 64 TiB, mmap refuses */
+#else
+        {(size_t)3 << 14, (size_t)1 << 16}, /* 3 GiB, no overflow */
+#endif
     };
     for (size_t k = 0; k < ARRAY_LEN(pairs); k++) {
         errno = 0;
@@ -942,7 +966,9 @@ static const size_t bad_aligns[] = {0, 3, 5, 6, 12, 24, 48, 100, 1000, 4097, 614
 static void test_posix_memalign_einval(void **state)
 {
     (void)state;
-    static const size_t extra[] = {1, 2, 4, sizeof(void *) * 3};
+    /* not multiples of sizeof(void *), or not powers of two (4 and 24 on
+     * 64-bit, 2 and 12 on 32-bit, where 4 is a valid alignment) */
+    static const size_t extra[] = {1, 2, sizeof(void *) / 2, sizeof(void *) * 3};
     void *sentinel = (void *)(uintptr_t)0x1234560;
     for (size_t k = 0; k < ARRAY_LEN(bad_aligns) + ARRAY_LEN(extra); k++) {
         size_t a = k < ARRAY_LEN(bad_aligns) ? bad_aligns[k] : extra[k - ARRAY_LEN(bad_aligns)];

@@ -242,6 +242,7 @@ static void test_wild_addresses(void **state)
         4096,
         0x10000,
         0x100000,
+#if UINTPTR_MAX > 0xffffffffu
         (uintptr_t)1 << 32,
         (uintptr_t)1 << 40,
         ((uintptr_t)1 << 46) + 4096,
@@ -253,6 +254,11 @@ static void test_wild_addresses(void **state)
         (uintptr_t)1 << 56,
         0xffff800000000000, /* kernel half */
         0xffffffffff600000, /* vsyscall page */
+#else
+        0xc0000000, /* the kernel's quarter under a 32-bit kernel */
+        0xffffe000, /* past a 32-bit process's space under a 64-bit kernel */
+        0xfffff000,
+#endif
         UINTPTR_MAX & ~(uintptr_t)15,
         UINTPTR_MAX & ~(uintptr_t)4095,
     };

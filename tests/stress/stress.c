@@ -34,6 +34,7 @@
 #endif
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -434,7 +435,7 @@ int main(int argc, char **argv)
     if (argc > 2)
         cfg.scale = parse_long(argv[2], "scale", 1, 100000);
     if (argc > 3)
-        cfg.seed = (uint64_t)parse_long(argv[3], "seed", 0, 0x7fffffffffffffffL);
+        cfg.seed = (uint64_t)parse_long(argv[3], "seed", 0, LONG_MAX);
     nshared = (size_t)cfg.threads * SLOTS_PER_THREAD;
 
 #ifdef STRESS_USE_LIBC
