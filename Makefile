@@ -110,6 +110,9 @@ $(B)/tests/stress-libc: tests/stress/stress.c
 check-stress: $(B)/tests/stress $(B)/tests/stress-libc $(B)/libebb.so
 	EBB_STRESS_SCALE=$(STRESS_SCALE) $(B)/tests/stress
 	EBB_STRESS_SCALE=$(STRESS_SCALE) LD_PRELOAD=$(abspath $(B)/libebb.so) $(B)/tests/stress-libc
+	@echo "stress: again with the purger running every millisecond, then purging at once"
+	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB_PURGE_DELAY_MS=1 $(B)/tests/stress
+	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB_PURGE_DELAY_MS=0 LD_PRELOAD=$(abspath $(B)/libebb.so) $(B)/tests/stress-libc
 
 $(B)/tests/preload_smoke: tests/preload/preload_smoke.c
 	@mkdir -p $(@D)

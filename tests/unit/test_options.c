@@ -41,6 +41,15 @@ static void test_parse_each_option(void **state)
     assert_int_equal(parsed("EBB_ON_ERROR", "explode").on_error, EBB_ON_ERROR_WARN);
     assert_int_equal(parsed("EBB_VERBOSE", "1").verbose, 1);
     assert_int_equal(parsed("EBB_VERBOSE", "0").verbose, 0);
+    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "0").purge_delay, 0);
+    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "-1").purge_delay, -1);
+    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "250").purge_delay, 250);
+    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "-2").purge_delay, EBB_PURGE_DELAY_MS);
+    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "soon").purge_delay, EBB_PURGE_DELAY_MS);
+    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "99999999999").purge_delay, EBB_PURGE_DELAY_MS);
+    assert_int_equal(parsed("EBB_PURGE_MODE", "free").purge_lazy, 1);
+    assert_int_equal(parsed("EBB_PURGE_MODE", "dontneed").purge_lazy, 0);
+    assert_int_equal(parsed("EBB_PURGE_MODE", "later").purge_lazy, 0);
 }
 
 /* ---- child side: `test_options child WHAT` prints what it observes ---- */
