@@ -134,7 +134,7 @@ check-debug: $(SRC)
 	rm -f $(B)/debug2/libebb.a && ar rcs $(B)/debug2/libebb.a $(B)/debug2/ebb.o
 	@set -e; for src in $(API_SRC); do t=$(B)/debug2/tests/$$(basename $$src .c); \
 	  $(CC) $(TESTFLAGS) $$src $(B)/debug2/libebb.a -lcmocka -lpthread -o $$t; \
-	  echo "== $$t (EBB_DEBUG=2)"; $$t; done
+	  echo "== $$t (EBB_DEBUG=2)"; EBB_TEST_MB=16 $$t; done
 
 # Sanitizer builds: the sanitizer runtime owns malloc, so the library is
 # built without its malloc exports and the tests use the ebb_* API.

@@ -80,7 +80,10 @@ static long wait_rss_below(size_t bound, long limit)
     return -1;
 }
 
-#define BUILD_BYTES ((size_t)128 << 20)
+/* 128 MiB, or EBB_TEST_MB (the EBB_DEBUG=2 build, which walks the whole
+ * heap on every slow path, runs these with a smaller heap). */
+static size_t build_bytes = (size_t)128 << 20;
+#define BUILD_BYTES build_bytes
 #define MAX_OBJECTS (BUILD_BYTES / 32)
 
 /* The objects of a build, in a large block (its own mapping). */
@@ -497,6 +500,9 @@ static const struct {
 static int child(const char *name)
 {
     alarm(60); /* a hang is a failure, not a stuck test run */
+    const char *mb = getenv("EBB_TEST_MB");
+    if (mb && atoi(mb) > 0)
+        build_bytes = (size_t)atoi(mb) << 20;
     for (size_t i = 0; i < ARRAY_LEN(scenarios); i++) {
         if (!strcmp(scenarios[i].name, name)) {
             scenarios[i].run();
@@ -524,7 +530,10 @@ static void run(const char *name, const char *env1, const char *env2)
         dup2(fds[1], 2);
         close(fds[0]);
         char *argv[] = { "test_purge", "child", (char *)name, NULL };
-        char *envp[] = { (char *)env1, (char *)env2, NULL };
+        static char scale[64];
+        const char *mb = getenv("EBB_TEST_MB");
+        snprintf(scale, sizeof scale, "EBB_TEST_MB=%s", mb ? mb : "");
+        char *envp[] = { scale, (char *)env1, (char *)env2, NULL };
         execve("/proc/self/exe", argv, envp);
         _exit(126);
     }
