@@ -127,8 +127,8 @@ static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *sl
     return faults;
 }
 
-/* The purge list: pools of this bin, flagged, linked both ways, in stamp
- * order (wrap-safe: each at most a day after the previous). */
+/* The purge list: pools of this bin, flagged, linked both ways, each last
+ * active no earlier than it joined (wrap-safe: within a day). */
 static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *listed)
 {
     int faults = 0;
@@ -136,9 +136,6 @@ static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *liste
     for (ebb__pool_t *p = b->purge_head; p; prev = p, p = p->purge_next) {
         if (p->purge_prev != prev || !p->listed || p->heap != &ebb__g.heaps[h] || p->cls != c)
             return FAULT("heap %u class %u: purge list broken at pool %p\n", h, c, (void *)p->start);
-        if (prev && (uint32_t)(p->listed_at - prev->listed_at) > 86400000u)
-            FAULT("heap %u class %u: purge list out of joining order at pool %p\n", h, c,
-                  (void *)p->start);
         if ((uint32_t)(p->stamp - p->listed_at) > 86400000u)
             FAULT("heap %u class %u: pool %p active before it joined the purge list\n", h, c,
                   (void *)p->start);

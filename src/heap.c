@@ -23,9 +23,11 @@
  * its pool's bitmap (double free, interior pointer) before it is taken back.
  *
  * Purging: a pool that gets blocks back joins the tail of its bin's purge
- * list.  A pass (purge.c) purges a listed pool, and releases it if empty,
- * once it has been quiet (no block returned or taken) for the delay, or at
- * the latest EBB_PURGE_MAX_DELAYS delays after it joined, so memory goes
+ * list, and goes back to the tail whenever more come back, so the list is
+ * in order of due time and a pass walks only what is due.  A pass (purge.c)
+ * purges a listed pool, and releases it if empty, once it has been quiet
+ * (no block returned or taken) for the delay, or at the latest about
+ * EBB_PURGE_MAX_DELAYS delays after it joined, so memory goes
  * back after staying unused for the delay whether or not the thread that
  * freed it ever runs again, a teardown still in progress is purged once at
  * its end rather than piece by piece (each purge is a system call and an
@@ -78,6 +80,15 @@ static void bin_rebucket(ebb__bin_t *b, ebb__pool_t *p)
 
 /* ------------------------------------------------------------ purge list */
 
+/* The clock, read at most once per call of heap_alloc or heap_free (0 means
+ * not read yet; a clock that reads 0 is read again, which is harmless). */
+static uint32_t clock_read(uint32_t *now)
+{
+    if (*now == 0)
+        *now = ebb__os_now_ms();
+    return *now;
+}
+
 /* The head is read without the lock by the purge pass (to skip idle bins),
  * so it is written atomically. */
 static void purge_list_add(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
@@ -116,6 +127,20 @@ static void purge_list_touch(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
     purge_list_add(b, p, now);
 }
 
+/* Blocks came back to a listed pool: it is not quiet yet.  It moves to the
+ * tail, which keeps the list in order of due time (quiet for the delay),
+ * unless it is already past its longest wait: then it stays, and is purged
+ * when the walk reaches it, at most one delay later. */
+static void purge_list_freed_into(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint32_t delay)
+{
+    if (ebb__due(now, p->listed_at, (long)delay * EBB_PURGE_MAX_DELAYS))
+        return;
+    uint32_t listed_at = p->listed_at;
+    purge_list_remove(b, p);
+    purge_list_add(b, p, now);
+    p->listed_at = listed_at;
+}
+
 /* Unlink an empty pool from its bin and give its slots back; returns 1 if
  * the caller must kick the purger once unlocked. */
 static int bin_release(ebb__bin_t *b, ebb__pool_t *p)
@@ -148,6 +173,7 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want
 {
     ebb__bin_t *b = &h->bin[cls];
     unsigned got = 0;
+    uint32_t now = 0;
     ebb__lock(&b->lock);
     while (got < want) {
         ebb__pool_t *p = bin_pool_with_room(h, b, cls);
@@ -156,7 +182,7 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want
         got += ebb__pool_take(p, out + got, want - got);
         bin_rebucket(b, p);
         if (p->listed)
-            purge_list_touch(b, p, ebb__os_now_ms());
+            purge_list_touch(b, p, clock_read(&now));
     }
     b->used += got;
     ebb__unlock(&b->lock);
@@ -223,7 +249,7 @@ static unsigned return_run(ebb__bin_t *b, ebb__pool_t *p, void *const *blocks, u
  * an index multiply and a bit test-and-set. */
 /* Blocks just came back to pool p (bin lock held): schedule or do the purge
  * its delay asks for.  Returns 1 if the purger must be kicked. */
-static int after_return(ebb__bin_t *b, ebb__pool_t *p)
+static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now)
 {
     long delay = ebb__g.opt.purge_delay;
     if (p->used == 0 && (delay == 0 || bin_has_other_room(b, p)))
@@ -232,12 +258,11 @@ static int after_return(ebb__bin_t *b, ebb__pool_t *p)
     if (delay == 0) {
         ebb__pool_purge(p);
     } else if (delay > 0) {
-        uint32_t now = ebb__os_now_ms();
         if (p->listed) {
-            p->stamp = now; /* not quiet yet */
+            purge_list_freed_into(b, p, clock_read(now), (uint32_t)delay);
             return 0;
         }
-        purge_list_add(b, p, now);
+        purge_list_add(b, p, clock_read(now));
         return ebb__purge_announce();
     }
     return 0;
@@ -247,6 +272,7 @@ void ebb__heap_free(void *const *blocks, unsigned n)
 {
     ebb__bin_t *locked = NULL;
     int kick = 0;
+    uint32_t now = 0;
     for (unsigned i = 0; i < n;) {
         uintptr_t a = (uintptr_t)blocks[i];
         ebb__arena_t *ar = ebb__arena_of(a);
@@ -274,7 +300,7 @@ void ebb__heap_free(void *const *blocks, unsigned n)
         /* An emptied pool is unlinked and released under the bin lock (bin
          * -> arena is the lock order), so a fork never sees it in neither
          * place. */
-        kick |= after_return(b, p);
+        kick |= after_return(b, p, &now);
     }
     if (locked)
         ebb__unlock(&locked->lock);
@@ -329,34 +355,23 @@ static uint32_t pool_due_in(const ebb__pool_t *p, uint32_t now, uint32_t delay)
 
 /* Purge at most EBB_PURGE_BATCH due pools of bin b in one hold of its lock
  * (if more are due, the pass reports 0 ms left and the purger comes back
- * at once, after letting allocating threads in).  The list is in joining
- * order, so the walk stops at the first pool listed for less than the
- * delay: none after it can be due.  Returns the ms until the next pool
- * falls due, or UINT32_MAX. */
+ * at once, after letting allocating threads in).  The list is kept in
+ * order of due time, so the walk stops at the first pool not due.
+ * Returns the ms until the next pool falls due, or UINT32_MAX. */
 static uint32_t purge_bin_due(ebb__bin_t *b, uint32_t now, long delay)
 {
-    uint32_t d = (uint32_t)delay, next = UINT32_MAX;
+    uint32_t next = UINT32_MAX;
     unsigned done = 0;
     ebb__lock(&b->lock);
-    ebb__pool_t *p = b->purge_head;
-    while (p) {
-        uint32_t left = pool_due_in(p, now, d);
-        if (left == 0 && done == EBB_PURGE_BATCH) {
-            next = 0;
-            break;
-        }
-        if (left == 0) {
-            ebb__pool_t *following = p->purge_next;
+    for (ebb__pool_t *p = b->purge_head; p; p = b->purge_head) {
+        uint32_t left = pool_due_in(p, now, (uint32_t)delay);
+        if (left == 0 && done < EBB_PURGE_BATCH) {
             purge_pool(b, p);
             done++;
-            p = following;
             continue;
         }
-        if (left < next)
-            next = left;
-        if (!ebb__due(now, p->listed_at, delay))
-            break;
-        p = p->purge_next;
+        next = left; /* 0: due, but this hold's batch is done */
+        break;
     }
     ebb__unlock(&b->lock);
     return next;
