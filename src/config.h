@@ -89,7 +89,11 @@
  * delay (a teardown in progress is purged once, at its end, not at every
  * delay), but at the latest this many delays after its first free, so a
  * pool that frees trickle into forever is still purged. */
-#define EBB_PURGE_MAX_DELAYS 4
+#define EBB_PURGE_MAX_DELAYS 10
+/* A partly used pool is purged before its longest wait only if at least
+ * this fraction (1/N) of its pages can go: one or two free pages are not
+ * worth a system call and a later page fault each (heap.c has the count). */
+#define EBB_PURGE_WORTH_FRACTION 4
 /* The page inside a pool is the unit of purging. */
 #define EBB_PAGE_SHIFT 12
 /* The purger gathers what falls due within this window into one pass, so a
@@ -137,6 +141,8 @@ _Static_assert(EBB_PURGE_DELAY_MS > 0 && EBB_PURGE_SLACK_MS < EBB_PURGE_DELAY_MS
                "the slack only gathers work, it never dominates the delay");
 _Static_assert(EBB_PURGE_BATCH >= 1, "a pass makes progress");
 _Static_assert(EBB_PURGE_MAX_DELAYS >= 1, "the cap is at least the delay");
+_Static_assert(EBB_PURGE_WORTH_FRACTION >= 1 && EBB_PURGE_WORTH_FRACTION <= EBB_SLOT_PAGES,
+               "a one-slot pool can meet the rule");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
 
 #endif /* EBB_CONFIG_H */

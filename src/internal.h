@@ -368,7 +368,9 @@ int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx) EBB_
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 void ebb__pool_put(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
-size_t ebb__pool_purge(ebb__pool_t *p) EBB_HIDDEN;
+/* Purge the dirty pages of p that hold no block that is out, if there are
+ * at least min_pages of them; returns how many were purged. */
+size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages) EBB_HIDDEN;
 
 /* heap.c */
 unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want) EBB_HIDDEN;

@@ -123,41 +123,60 @@ static int page_is_free(const ebb__pool_t *p, const uint64_t *bits, size_t pg)
     return all_free(bits, (uint32_t)first, (uint32_t)last);
 }
 
-/* Purge pages [lo, hi) of pool p and mark them clean. */
+/* Purge pages [lo, hi) of pool p, all free, and mark them clean. */
 static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
-    for (size_t pg = lo; pg < hi; pg++)
-        a->dirty[p->head_slot + pg / EBB_SLOT_PAGES] &= (uint16_t)~(1u << (pg % EBB_SLOT_PAGES));
+    size_t cleaned = 0;
+    for (size_t pg = lo; pg < hi; pg++) {
+        uint16_t *d = &a->dirty[p->head_slot + pg / EBB_SLOT_PAGES];
+        uint16_t bit = (uint16_t)(1u << (pg % EBB_SLOT_PAGES));
+        cleaned += (*d & bit) != 0;
+        *d &= (uint16_t)~bit;
+    }
     ebb__purge_range(p->start + (lo << EBB_PAGE_SHIFT), (hi - lo) << EBB_PAGE_SHIFT);
-    ebb__pages_cleaned(hi - lo);
+    ebb__pages_cleaned(cleaned);
 }
 
-size_t ebb__pool_purge(ebb__pool_t *p)
+/* Dirty pages of pool p holding no block that is out, counted; with
+ * `purge`, also purged.  A run of free pages is purged with one call from
+ * its first dirty page to its last, clean ones in between included (they
+ * hold only free blocks, and purging them again costs next to nothing),
+ * so a pool purged piecemeal before goes back in one call, not a dozen. */
+static size_t free_dirty_pages(ebb__pool_t *p, int purge)
 {
-    const ebb__class_t *c = &ebb__classes[p->cls];
-    /* Too few free blocks to cover a page: nothing to find. */
-    if ((size_t)(c->blocks - p->used) * c->size < EBB_PAGE)
-        return 0;
     ebb__arena_t *a = ebb__arena_of_pool(p);
     const uint64_t *bits = ebb__pool_bitmap(p);
-    size_t npages = (size_t)p->span * EBB_SLOT_PAGES, run = SIZE_MAX, purged = 0;
-    for (size_t pg = 0; pg < npages; pg++) {
-        uint16_t dirty = a->dirty[p->head_slot + pg / EBB_SLOT_PAGES];
-        int purge = ((dirty >> (pg % EBB_SLOT_PAGES)) & 1) && page_is_free(p, bits, pg);
-        if (purge && run == SIZE_MAX)
-            run = pg;
-        if (!purge && run != SIZE_MAX) {
-            purge_pages(p, run, pg);
-            purged += pg - run;
-            run = SIZE_MAX;
+    size_t npages = (size_t)p->span * EBB_SLOT_PAGES, found = 0;
+    size_t first = SIZE_MAX, last = 0; /* dirty ends of the current run */
+    for (size_t pg = 0; pg <= npages; pg++) {
+        int free_page = pg < npages && page_is_free(p, bits, pg);
+        if (free_page) {
+            uint16_t dirty = a->dirty[p->head_slot + pg / EBB_SLOT_PAGES];
+            if ((dirty >> (pg % EBB_SLOT_PAGES)) & 1) {
+                found++;
+                if (first == SIZE_MAX)
+                    first = pg;
+                last = pg;
+            }
+            continue;
         }
+        if (first != SIZE_MAX && purge)
+            purge_pages(p, first, last + 1);
+        first = SIZE_MAX;
     }
-    if (run != SIZE_MAX) {
-        purge_pages(p, run, npages);
-        purged += npages - run;
-    }
-    return purged;
+    return found;
+}
+
+size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    /* Too few free blocks to cover enough pages: nothing worth finding. */
+    if ((size_t)(c->blocks - p->used) * c->size < (min_pages ? min_pages : 1) * EBB_PAGE)
+        return 0;
+    if (min_pages > 1 && free_dirty_pages(p, 0) < min_pages)
+        return 0;
+    return free_dirty_pages(p, 1);
 }
 
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx)

@@ -69,7 +69,7 @@ static void test_take_marks_exactly_the_pages_touched(void **state)
     assert_int_equal(dirty_of(p), 0xffff);
     assert_int_equal(clean_now(), clean - 16);
     put_range(p, 0, 1023);
-    assert_int_equal(ebb__pool_purge(p), 16);
+    assert_int_equal(ebb__pool_purge(p, 1), 16);
     ebb__arena_release_pool(p);
 }
 
@@ -85,7 +85,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
     put_range(p, 128, 255); /* pages 2 and 3 whole */
     put_range(p, 320, 351); /* half of page 5 */
     put_range(p, 511, 512); /* one block either side of the page 7/8 border */
-    assert_int_equal(ebb__pool_purge(p), 2);
+    assert_int_equal(ebb__pool_purge(p, 1), 2);
     assert_int_equal(dirty_of(p), 0xffff & ~0x000c);
     assert_int_equal(clean_now(), clean + 2);
     assert_int_equal(atomic_load(&ebb__g.purged), purged + 2 * 4096);
@@ -99,7 +99,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
             assert_int_equal(((unsigned char *)b[i])[k], (i & 0x7f) + 1);
     }
     /* Nothing more to find: a second purge is a no-op. */
-    assert_int_equal(ebb__pool_purge(p), 0);
+    assert_int_equal(ebb__pool_purge(p, 1), 0);
     /* A purged page handed out again reads as zeros and is dirty again. */
     void *again[200];
     assert_int_equal(ebb__pool_take(p, again, 128), 128);
@@ -110,7 +110,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
     for (uint32_t i = 0; i < 1024; i++)
         if (!ebb__pool_is_free(p, i))
             ebb__pool_put(p, i);
-    assert_int_equal(ebb__pool_purge(p), 16);
+    assert_int_equal(ebb__pool_purge(p, 1), 16);
     assert_int_equal(dirty_of(p), 0);
     ebb__arena_release_pool(p);
 }
@@ -129,7 +129,7 @@ static void test_blocks_larger_than_a_page(void **state)
     ebb__pool_put(p, 1); /* the second block: its pages except any it shares */
     size_t lo = c->size, hi = 2 * (size_t)c->size; /* its byte range [lo, hi) */
     size_t whole = (hi >> 12) - ((lo + 4095) >> 12); /* pages it covers alone */
-    assert_int_equal(ebb__pool_purge(p), whole);
+    assert_int_equal(ebb__pool_purge(p, 1), whole);
     assert_true(resident((uint8_t *)b[0] + c->size - 1));
     assert_true(resident(b[2]));
     assert_int_equal(((unsigned char *)b[0])[c->size - 1], 0x5a);
@@ -137,7 +137,7 @@ static void test_blocks_larger_than_a_page(void **state)
     for (uint32_t i = 0; i < c->blocks; i++)
         if (i != 1)
             ebb__pool_put(p, i);
-    ebb__pool_purge(p);
+    ebb__pool_purge(p, 1);
     ebb__arena_release_pool(p);
 }
 
@@ -194,6 +194,38 @@ static void test_freed_pool_is_listed_and_purged_when_due(void **state)
     for (int i = 512; i < 1024; i++)
         assert_int_equal(((unsigned char *)blk[i])[63], 7);
     ebb__heap_free(blk + 512, 512);
+    ebb_collect(1);
+}
+
+/* A pool with only a few free pages waits: purging two pages is not worth
+ * a system call while the pool may still fill or empty; at its longest
+ * wait it is purged anyway. */
+static void test_few_free_pages_wait_for_the_longest_wait(void **state)
+{
+    (void)state;
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb_collect(1);
+    ebb__bin_t *b = bin_of(h, cls);
+    void *blk[1024];
+    assert_int_equal(ebb__heap_alloc(h, cls, blk, 1024), 1024);
+    for (int i = 0; i < 1024; i++)
+        memset(blk[i], 9, 64);
+    ebb__heap_free(blk, 128); /* pages 0 and 1: 2 of 16, under a quarter */
+    ebb__pool_t *p = b->purge_head;
+    assert_non_null(p);
+    uint32_t t0 = p->listed_at;
+    size_t purged = atomic_load(&ebb__g.purged);
+    ebb__heap_purge(t0 + DELAY, DELAY); /* quiet for the delay: not worth it */
+    assert_int_equal(atomic_load(&ebb__g.purged), purged);
+    assert_true(p->listed);
+    assert_int_equal(p->listed_at, t0);
+    ebb__heap_purge(t0 + DELAY * EBB_PURGE_MAX_DELAYS, DELAY); /* longest wait */
+    assert_int_equal(atomic_load(&ebb__g.purged), purged + 2 * 4096);
+    assert_false(p->listed);
+    for (int i = 128; i < 1024; i++)
+        assert_int_equal(((unsigned char *)blk[i])[0], 9);
+    ebb__heap_free(blk + 128, 896);
     ebb_collect(1);
 }
 
@@ -349,6 +381,7 @@ int main(void)
         cmocka_unit_test_teardown(test_purge_takes_only_pages_with_no_live_block, unit_teardown_check),
         cmocka_unit_test_teardown(test_blocks_larger_than_a_page, unit_teardown_check),
         cmocka_unit_test_teardown(test_freed_pool_is_listed_and_purged_when_due, unit_teardown_check),
+        cmocka_unit_test_teardown(test_few_free_pages_wait_for_the_longest_wait, unit_teardown_check),
         cmocka_unit_test_teardown(test_allocating_from_a_listed_pool_restarts_its_clock, unit_teardown_check),
         cmocka_unit_test_teardown(test_idle_empty_pool_is_released_clean, unit_teardown_check),
         cmocka_unit_test_teardown(test_free_slots_purged_when_due, unit_teardown_check),
