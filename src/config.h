@@ -99,6 +99,10 @@
 /* The purger gathers what falls due within this window into one pass, so a
  * steady trickle of frees costs a few wake-ups a second, not one each. */
 #define EBB_PURGE_SLACK_MS 20
+/* Longest sleep of the purger while something waits: it notices within
+ * this time that the program's threads are all gone and ends, so it never
+ * holds up the end of a process for longer. */
+#define EBB_PURGE_MAX_SLEEP_MS 100
 /* Pools a purge pass handles per hold of a bin lock: the lock is released
  * between batches so allocating threads wait for at most this many purges. */
 #define EBB_PURGE_BATCH 8

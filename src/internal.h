@@ -311,10 +311,10 @@ void ebb__lock_everything(void) EBB_HIDDEN;
 void ebb__unlock_everything(void) EBB_HIDDEN;
 
 /* purge.c */
-/* The purger thread: not started yet, running a pass or waiting for the next
- * one to fall due, sleeping until purgeable memory appears, or unavailable
- * (thread could not start: passes run inline on slow paths instead). */
-enum { EBB_PURGER_NONE = 0, EBB_PURGER_RUNNING, EBB_PURGER_SLEEPING, EBB_PURGER_INLINE };
+/* The purger thread: none (not started, or ended when idle), running a
+ * pass or waiting for the next to fall due, or unavailable (the thread
+ * could not start: passes run inline on slow paths instead). */
+enum { EBB_PURGER_NONE = 0, EBB_PURGER_RUNNING, EBB_PURGER_INLINE };
 void ebb__purge_kick(void) EBB_HIDDEN;
 void ebb__purge_fork_child(void) EBB_HIDDEN;
 void ebb__purge_range(void *p, size_t bytes) EBB_HIDDEN;

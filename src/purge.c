@@ -23,12 +23,17 @@
  *     constructor or before ebb's own constructor ran, so it cannot start
  *     before the program's first thread could;
  *   - sleeps until the earliest item falls due (plus EBB_PURGE_SLACK_MS, so
- *     nearby deadlines share one wake-up), and without a timeout once
- *     nothing waits: an idle process sees no wake-ups at all;
- *   - is woken by a free only when it sleeps without a timeout: the free
- *     bumps a counter and, seeing the thread asleep, makes one futex call
- *     after dropping its locks.  No system call is ever made on the malloc
- *     or free fast paths, which never reach this file;
+ *     nearby deadlines share one wake-up), and ends once nothing waits: an
+ *     idle process has no purger and sees no wake-ups at all;
+ *   - is started again by the next free that leaves something to purge
+ *     after it ended: the free bumps a counter and, seeing no purger, starts
+ *     one after dropping its locks (creating a thread costs tens of
+ *     microseconds, once per idle-to-busy change).  No system call is ever
+ *     made on the malloc or free fast paths, which never reach this file;
+ *   - never keeps a process alive: a program whose last thread calls
+ *     pthread_exit ends when its threads are gone.  The purger ends when
+ *     idle, and when it finds itself the only thread left (checked before
+ *     every sleep, and it sleeps at most EBB_PURGE_MAX_SLEEP_MS);
  *   - has every signal blocked, and is not inherited by a fork child (the
  *     child starts its own when it first needs one).  Fork waits for a pass
  *     to give back the arena slots it has lent (purge_lock).
@@ -80,19 +85,32 @@ static void purger_main(void *arg)
         if (next == 0)
             continue; /* more was due than one pass takes per lock hold */
         if (next != UINT32_MAX) {
-            /* Nobody wakes a running purger: this is a plain timed sleep. */
-            ebb__os_wait(&ebb__g.purger, EBB_PURGER_RUNNING, (long)next + EBB_PURGE_SLACK_MS);
+            /* The program's threads are all gone (the last one called
+             * pthread_exit): the process ends as soon as this thread does,
+             * as it would have without ebb; pending purges do not matter. */
+            if (ebb__os_thread_count() == 1)
+                return;
+            /* Nobody wakes a running purger: this is a plain timed sleep,
+             * short enough to notice the above soon. */
+            long sleep = (long)next + EBB_PURGE_SLACK_MS;
+            ebb__os_wait(&ebb__g.purger, EBB_PURGER_RUNNING,
+                         sleep < EBB_PURGE_MAX_SLEEP_MS ? sleep : EBB_PURGE_MAX_SLEEP_MS);
             continue;
         }
-        /* Nothing waits.  Announce sleep, then look once more: a free that
-         * bumped the counter before seeing SLEEPING is caught here, one that
-         * sees SLEEPING wakes us (both sides are sequentially consistent). */
-        atomic_store_explicit(&ebb__g.purger, EBB_PURGER_SLEEPING, memory_order_seq_cst);
+        /* Nothing waits: the thread ends (a thread of ebb's must never keep
+         * a process alive that the program is done with), and the next free
+         * that leaves something to purge starts another.  Announce the end,
+         * then look once more: a free that bumped the counter before seeing
+         * NONE is caught here and this thread carries on, unless that free
+         * already started a new one (both sides are sequentially
+         * consistent, so one of them sees the other). */
+        atomic_store_explicit(&ebb__g.purger, EBB_PURGER_NONE, memory_order_seq_cst);
         if (atomic_load_explicit(&ebb__g.purge_work, memory_order_seq_cst) == seen)
-            ebb__os_wait(&ebb__g.purger, EBB_PURGER_SLEEPING, -1);
-        int sleeping = EBB_PURGER_SLEEPING;
-        atomic_compare_exchange_strong_explicit(&ebb__g.purger, &sleeping, EBB_PURGER_RUNNING,
-                                                memory_order_seq_cst, memory_order_relaxed);
+            return;
+        int none = EBB_PURGER_NONE;
+        if (!atomic_compare_exchange_strong_explicit(&ebb__g.purger, &none, EBB_PURGER_RUNNING,
+                                                     memory_order_seq_cst, memory_order_relaxed))
+            return; /* a new purger is on its way */
     }
 }
 
@@ -117,11 +135,7 @@ void ebb__purge_kick(void)
     if (ebb__g.opt.purge_delay <= 0)
         return;
     int state = atomic_load_explicit(&ebb__g.purger, memory_order_seq_cst);
-    if (state == EBB_PURGER_SLEEPING) {
-        if (atomic_compare_exchange_strong_explicit(&ebb__g.purger, &state, EBB_PURGER_RUNNING,
-                                                    memory_order_seq_cst, memory_order_relaxed))
-            ebb__os_wake(&ebb__g.purger);
-    } else if (state == EBB_PURGER_NONE) {
+    if (state == EBB_PURGER_NONE) {
         if (!atomic_load_explicit(&ebb__g.threads_allowed, memory_order_acquire))
             return; /* too early: a later free starts it */
         /* RUNNING before the thread exists: a free meanwhile needs no wake,

@@ -253,6 +253,31 @@ void ebb__os_wake(_Atomic int *word)
     errno = saved;
 }
 
+unsigned ebb__os_thread_count(void)
+{
+    int saved = errno;
+    char buf[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* Field 20, num_threads; the command name (field 2) ends at the last ')'.
+     * Field 3 is the state of the first thread, which stays in the count as
+     * a zombie when it exits before the others: it is not live. */
+    const char *p = strrchr(buf, ')');
+    int leader_gone = p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+    for (int field = 2; p && field < 20; field++)
+        p = strchr(p + 1, ' ');
+    unsigned count = 0;
+    for (p = p ? p + 1 : NULL; p && *p >= '0' && *p <= '9'; p++)
+        count = count * 10 + (unsigned)(*p - '0');
+    return count > 1 && leader_gone ? count - 1 : count;
+}
+
 typedef struct {
     void (*fn)(void *);
     void *arg;

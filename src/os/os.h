@@ -60,6 +60,8 @@ uint32_t ebb__os_now_ms(void);
  * return early.  ebb__os_wake wakes one sleeper on word. */
 void ebb__os_wait(_Atomic int *word, int expected, long timeout_ms);
 void ebb__os_wake(_Atomic int *word);
+/* Live threads in this process (0 if unknown).  Never allocates. */
+unsigned ebb__os_thread_count(void);
 /* Start a detached thread running fn(arg) with every signal blocked; 0 on
  * success.  May allocate (through ebb): call it holding no ebb lock. */
 int ebb__os_thread_start(void (*fn)(void *), void *arg, const char *name);

@@ -480,10 +480,31 @@ static void scenario_large_expiry(void)
           s.mapped_large_cached);
 }
 
+/* main leaves with pthread_exit while purgeable memory waits: the process
+ * must end when its last thread does, not when the purger is done. */
+static void *short_worker(void *arg)
+{
+    (void)arg;
+    build_t b = build(BUILD_BYTES / 8, 40);
+    free_all_but(&b, KEEP);
+    return NULL;
+}
+
+static void scenario_main_pthread_exit(void)
+{
+    build_t b = build(BUILD_BYTES / 8, 41);
+    free_all_but(&b, KEEP);
+    pthread_t t;
+    pthread_create(&t, NULL, short_worker, NULL);
+    fflush(stdout);
+    pthread_exit(NULL);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
 } scenarios[] = {
+    { "main_pthread_exit", scenario_main_pthread_exit },
     { "free_all", scenario_free_all },
     { "survivors", scenario_survivors },
     { "idle_thread", scenario_idle_thread },
@@ -566,6 +587,17 @@ static void test_reuse_lazy(void **s) { (void)s; run("reuse", "EBB_PURGE_MODE=fr
 static void test_fork_after_purge(void **s) { (void)s; run("fork_after_purge", NULL, NULL); }
 static void test_race(void **s) { (void)s; run("race", "EBB_PURGE_DELAY_MS=1", NULL); }
 static void test_race_at_once(void **s) { (void)s; run("race", "EBB_PURGE_DELAY_MS=0", NULL); }
+static void test_purger_never_keeps_a_process_alive(void **s)
+{
+    (void)s;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run("main_pthread_exit", "EBB_PURGE_DELAY_MS=5000", NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    EXPECT(secs < 2.0, "the process lived %.2f s after its threads were gone", secs);
+}
+
 static void test_large_expiry(void **s) { (void)s; run("large_expiry", "EBB_PURGE_DELAY_MS=100", NULL); }
 
 int main(int argc, char **argv)
@@ -577,7 +609,7 @@ int main(int argc, char **argv)
         T(test_survivors_at_once), T(test_idle_thread), T(test_exited_threads),
         T(test_never_then_collect), T(test_dontneed_mode), T(test_lazy_mode), T(test_reuse),
         T(test_reuse_lazy), T(test_fork_after_purge), T(test_race), T(test_race_at_once),
-        T(test_large_expiry),
+        T(test_large_expiry), T(test_purger_never_keeps_a_process_alive),
     };
     return cmocka_run_group_tests_name("purge", tests, NULL, NULL);
 }
