@@ -2,7 +2,7 @@
  * mixed -- scenarios 5 and 8 of bench/rss: large buffers and small objects
  * interleaved, with a constant live set of small survivors.
  *
- *   mixed [-s scale] [-p survive] [-r rounds] [-e every] [-S settle_ms] [-P]
+ *   mixed [-s scale] [-p survive] [-r rounds] [-e every] [-n keep] [-S settle_ms] [-P]
  *
  * Each round (48 by default) allocates 1-3 large buffers of 1-64 MiB
  * (log-uniform; the sizes do not scale), a third of them grown by realloc
@@ -13,23 +13,28 @@
  * which join a ring of survivors; when the ring is full (8 rounds' worth)
  * each new survivor frees the oldest one, so the live set of small objects
  * stays constant.  Last, the previous round's large buffers are freed (each
- * round's buffers live through the next round's batch).  Every buffer is
- * written on every page and checked before it is freed.
+ * round's buffers live through the next round's batch); with -n K, instead,
+ * random older buffers are freed until K of them are left, so about K large
+ * buffers stay live (a fuller address space, for the 32-bit run).  Every
+ * buffer is written on every page and checked before it is freed.
  *
  * Every `every` rounds (8) is a phase point "roundN": RSS at once and after
  * settle_ms of light work, with the floor of the survivors and the live
  * large buffers.
  *
- * With -P (scenario 8, meant for the -m32 build) the program frees the
- * large buffers after the last round, keeps the survivors, and reports the
+ * With -P (scenario 8, meant for the -m32 build) the program reports, after
+ * the last round, with its survivors and large buffers still live, the
  * largest block malloc can still return (binary search on the size, 1 MiB
- * steps, each probe freed at once): RESULT largest_kib=N.  With -r 0 that is
- * the largest block of a fresh process.
+ * steps, each probe freed at once; at most 2047 MiB in a 32-bit process,
+ * where no object may exceed PTRDIFF_MAX) and the largest gap between
+ * mappings in /proc/self/maps: RESULT largest_kib=N largest_gap_kib=M.  With
+ * -r 0 that is the largest block of a fresh process.
  */
 #include "rss.h"
 
 #define CHAINS 256u
-#define MAX_BIGS 3
+#define MAX_BIGS 3   /* new large buffers a round */
+#define POOL_MAX 256 /* large buffers live at once, at most (-n) */
 
 static struct {
     struct obj **v; /* bookkeeping, touched before base */
@@ -37,8 +42,10 @@ static struct {
     uint64_t bytes;
 } ring;
 
-static struct big bigs[2][MAX_BIGS];
-static int nbigs[2];
+/* Live large buffers: those of the current round at the end, after
+ * `keep` (-n) older ones or, with -n 0, none. */
+static struct big pool[POOL_MAX + MAX_BIGS];
+static int npool, keep;
 static struct obj *chain[CHAINS];
 static uint64_t n_survived, n_realloc_moves, n_grown;
 
@@ -103,23 +110,21 @@ static int plan_steps(const struct plan *pl)
     return s;
 }
 
-static void free_bigs(int which)
+/* Free pool[i], keeping the order of the others (this round's are last). */
+static void free_big(int i)
 {
-    for (int i = 0; i < nbigs[which]; i++) {
-        big_check(&bigs[which][i], "mixed large buffer");
-        free(bigs[which][i].p);
-        bigs[which][i].p = NULL;
-    }
-    nbigs[which] = 0;
+    big_check(&pool[i], "mixed large buffer");
+    free(pool[i].p);
+    memmove(&pool[i], &pool[i + 1], (size_t)(npool - i - 1) * sizeof pool[0]);
+    npool--;
 }
 
-static void round_run(rng_t *r, long round, uint64_t batch, double survive)
+static void round_run(rng_t *r, uint64_t batch, double survive)
 {
-    int cur = (int)(round & 1);
     struct plan plans[MAX_BIGS];
     int k = (int)rng_range(r, 1, MAX_BIGS), steps = 0;
     for (int i = 0; i < k; i++) {
-        struct big *b = &bigs[cur][i];
+        struct big *b = &pool[npool++];
         b->p = NULL;
         b->n = 0;
         b->tag = (uint32_t)rng_next(r);
@@ -130,7 +135,6 @@ static void round_run(rng_t *r, long round, uint64_t batch, double survive)
         n_grown += (uint64_t)plans[i].grow;
         steps += plan_steps(&plans[i]);
     }
-    nbigs[cur] = k;
 
     /* the small batch, with a large-buffer step every `gap` bytes */
     uint64_t gap = batch / (uint64_t)(steps + 1), next_step = gap, bytes = 0;
@@ -165,7 +169,9 @@ static void round_run(rng_t *r, long round, uint64_t batch, double survive)
         }
         chain[c] = NULL;
     }
-    free_bigs(cur ^ 1);
+    /* the older buffers: all go (-n 0), or random ones down to `keep` */
+    while (npool - k > keep)
+        free_big(keep == 0 ? 0 : (int)rng_below(r, (uint32_t)(npool - k)));
 }
 
 static void phase_point(long round)
@@ -182,20 +188,21 @@ static void phase_point(long round)
         const struct obj *o = ring.v[(ring.head + i) % ring.cap];
         pageset_add(&ps, o, o->size);
     }
-    for (int w = 0; w < 2; w++)
-        for (int i = 0; i < nbigs[w]; i++) {
-            pageset_add(&ps, bigs[w][i].p, bigs[w][i].n);
-            live += bigs[w][i].n;
-        }
+    for (int i = 0; i < npool; i++) {
+        pageset_add(&ps, pool[i].p, pool[i].n);
+        live += pool[i].n;
+    }
     uint64_t pages = pageset_close(&ps);
     snprintf(name, sizeof name, "round%ld", round);
     rss_report(name, pts, rss_opt.settle_ms > 0 ? 2 : 1, pages, live);
 }
 
-/* Largest n (in MiB) for which malloc(n MiB) succeeds. */
+/* Largest n (in MiB) for which malloc(n MiB) succeeds.  A single object
+ * cannot exceed PTRDIFF_MAX, so 2047 MiB is the most a 32-bit process can
+ * get. */
 static size_t largest_mib(void)
 {
-    size_t lo = 0, hi = sizeof(size_t) == 4 ? 4095 : (size_t)1 << 20;
+    size_t lo = 0, hi = sizeof(size_t) == 4 ? (size_t)(PTRDIFF_MAX / MIB) : (size_t)1 << 20;
     while (lo < hi) {
         size_t mid = lo + (hi - lo + 1) / 2;
         void *p = malloc(mid * MIB);
@@ -209,15 +216,47 @@ static size_t largest_mib(void)
     return lo;
 }
 
+/* The largest gap between two mappings of /proc/self/maps, in KiB: the
+ * largest block of address space a new mapping could get (above 64 KiB). */
+static uint64_t largest_gap_kib(void)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof rss_maps_buf - 1 &&
+           (n = read(fd, rss_maps_buf + len, sizeof rss_maps_buf - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    rss_maps_buf[len] = '\0';
+    uint64_t prev_end = 64 * KIB, best = 0;
+    for (char *line = rss_maps_buf; *line;) {
+        char *end;
+        uint64_t lo = strtoull(line, &end, 16), hi = strtoull(end + 1, NULL, 16);
+        if (lo > prev_end && lo - prev_end > best)
+            best = lo - prev_end;
+        if (hi > prev_end)
+            prev_end = hi;
+        line = strchr(line, '\n');
+        if (!line)
+            break;
+        line++;
+    }
+    return best / KIB;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = opts_parse(argc, argv,
         "scenarios 5 and 8: rounds of 1-64 MiB buffers between batches of small objects,\n"
-        "2% of which survive (-p); -P reports the largest allocatable block at the end");
+        "2% of which survive (-p); -n K keeps K older buffers live; -P reports the largest\n"
+        "allocatable block at the end");
     rss_init(&o);
     double survive = o.survive >= 0 ? o.survive : 0.02;
     long rounds = o.count >= 0 ? o.count : 48;
     int every = o.every > 0 ? o.every : 8;
+    keep = o.threads > POOL_MAX ? POOL_MAX : o.threads;
     uint64_t batch = (uint64_t)(o.scale * 16.0 * (double)MIB);
     /* 8 rounds' worth of survivors, counting ~80 bytes an object */
     ring.cap = (size_t)((double)batch / 80.0 * survive * 8.0) + 16;
@@ -226,7 +265,7 @@ int main(int argc, char **argv)
 
     rng_t r = rng_make(5);
     for (long i = 0; i < rounds; i++) {
-        round_run(&r, i, batch, survive);
+        round_run(&r, batch, survive);
         if ((i + 1) % every == 0 || i + 1 == rounds)
             phase_point(i + 1);
     }
@@ -235,12 +274,16 @@ int main(int argc, char **argv)
            rounds, batch / 1024, survive, ring.cap, n_survived, n_grown, n_realloc_moves,
            sizeof(void *) * 8);
 
-    free_bigs(0);
-    free_bigs(1);
     if (o.probe) {
+        uint64_t live = ring.bytes;
+        for (int i = 0; i < npool; i++)
+            live += pool[i].n;
         size_t mib = largest_mib();
-        printf("RESULT largest_kib=%zu live_kib=%" PRIu64 "\n", mib * 1024, ring.bytes / 1024);
+        printf("RESULT largest_kib=%zu largest_gap_kib=%" PRIu64 " live_kib=%" PRIu64
+               " live_buffers=%d\n", mib * 1024, largest_gap_kib(), live / 1024, npool);
     }
+    while (npool > 0)
+        free_big(npool - 1);
     for (size_t i = 0; i < ring.n; i++)
         obj_free(ring.v[(ring.head + i) % ring.cap], "mixed survivor");
     rss_done();

@@ -130,7 +130,9 @@ int main(int argc, char **argv)
     struct opts o = opts_parse(argc, argv,
         "scenario 7: producer/consumer thread pairs (-n, default 3), all joined at the end");
     rss_init(&o);
-    int pairs = o.threads;
+    int pairs = o.threads > 0 ? o.threads : 3;
+    if (pairs > 64)
+        DIE("at most 64 pairs");
     per_pair_bytes = (uint64_t)(o.scale * 256.0 * (double)MIB);
     struct pair *pp = book_alloc((size_t)pairs * sizeof *pp);
     for (int i = 0; i < pairs; i++) {

@@ -424,7 +424,7 @@ struct opts {
     int settle_ms;    /* -S: sampling window at scenario 5/6 phase points */
     long count;       /* -r: rounds / epochs (-1: the program's default) */
     int every;        /* -e: phase point every N rounds / epochs (0: default) */
-    int threads;      /* -n: thread pairs (prodcons) */
+    int threads;      /* -n: thread pairs (prodcons), buffers kept (mixed); 0: default */
     int idle_thread;  /* -t: build in a thread that then stays idle */
     int probe;        /* -P: report the largest allocatable block at the end */
 };
@@ -450,7 +450,7 @@ static inline double opt_num(const char *prog, const char *what, const char *s, 
 
 static inline struct opts opts_parse(int argc, char **argv, const char *what)
 {
-    struct opts o = { 1.0, -1.0, 2000, 10, 200, -1, 0, 3, 0, 0 };
+    struct opts o = { 1.0, -1.0, 2000, 10, 200, -1, 0, 0, 0, 0 };
     int c;
     while ((c = getopt(argc, argv, "s:p:w:k:S:r:e:n:tPh")) != -1) {
         switch (c) {
@@ -461,7 +461,7 @@ static inline struct opts opts_parse(int argc, char **argv, const char *what)
         case 'S': o.settle_ms = (int)opt_num(argv[0], what, optarg, 0, 600000); break;
         case 'r': o.count = (long)opt_num(argv[0], what, optarg, 0, 1e9); break;
         case 'e': o.every = (int)opt_num(argv[0], what, optarg, 1, 1e9); break;
-        case 'n': o.threads = (int)opt_num(argv[0], what, optarg, 1, 64); break;
+        case 'n': o.threads = (int)opt_num(argv[0], what, optarg, 0, 1000); break;
         case 't': o.idle_thread = 1; break;
         case 'P': o.probe = 1; break;
         default: opts_usage(argv[0], what);
