@@ -37,7 +37,10 @@ heap that new objects reuse.  floor_kib=-1 means
 the floor was not computed (at a build's peak: too slow in Python).
 
 The cyclic garbage collector is disabled (nothing here makes cycles), so
-that its passes do not dominate the timing.  Corrupted data exits with
+that its passes do not dominate the timing; each sampling window starts
+with one gc.collect(), which in CPython 3.11 also empties the interpreter's
+free lists (without it, the tuples it keeps for reuse, up to 2000 of each
+small size, pin pages all over the heap).  Corrupted data exits with
 status 3.
 """
 
@@ -289,6 +292,11 @@ class Run:
 
     def observe(self, window_ms):
         t0 = now_ms()
+        # A full collection, as a CPython program with the collector on
+        # runs sooner or later: in 3.11 it also empties the free lists of
+        # tuples, floats, lists and dicts, which otherwise keep up to 2000
+        # objects of each small tuple size, scattered over the heap.
+        gc.collect()
         trim()
         tick = self.a.tick
         self.samples = []
