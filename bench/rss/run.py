@@ -642,6 +642,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "runs": [
                 {"scenario": j["scen"]["id"], "lang": j["lang"], "config": j["cfg"]["name"],
+                 "fresh": "fresh_of" in j,
                  "lib": j["cfg"].get("lib"), "env": j["cfg"].get("env"), "cmd": j["cmd"],
                  "wall_s": j["wall_s"], "error": j["error"], "output": j["res"],
                  "judged": j.get("judged")} for j in jobs]}, f, indent=1, default=str)
