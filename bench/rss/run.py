@@ -521,7 +521,7 @@ def main():
     ap.add_argument("--lang", choices=["c", "py", "both"], default="both")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiplies the programs' sizes (1: ~1 GiB builds; default 1)")
-    ap.add_argument("--delay-ms", type=int, default=100,
+    ap.add_argument("--delay-ms", type=int, default=None,
                     help="purge delay the goals allow for: RSS must reach the goal within "
                     "delay + 100 ms (default 100; ebb itself runs with its own default "
                     "unless --lib sets EBB_PURGE_DELAY_MS)")
@@ -547,16 +547,58 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="tables as Markdown")
     ap.add_argument("--json", metavar="FILE", help="also write every run's parsed output")
     ap.add_argument("--no-build", action="store_true", help="do not run make first")
+    ap.add_argument("--from-json", metavar="FILE", help="run nothing: print the tables of a "
+                    "--json file again (e.g. with --markdown, or another --delay-ms)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no per-run progress")
     args = ap.parse_args()
     if not args.scale > 0:
         sys.exit("--scale must be positive")
-    if args.settle_ms is None:
-        args.settle_ms = args.delay_ms + 100
-    if args.jobs is None:
-        args.jobs = 1 if args.scale >= 0.5 else 3
     args.ebb = os.path.abspath(args.ebb)
+    if args.from_json:
+        with open(args.from_json) as f:
+            doc = json.load(f)
+        for k in ("scale", "window_ms", "settle_ms", "ebb", "python"):
+            setattr(args, k, doc["args"][k])
+        if args.delay_ms is None:
+            args.delay_ms = doc["args"]["delay_ms"]
+        scens, langs, jobs = restore_jobs(doc)
+        header = doc.get("header") or ["ebb bench/rss: scale %g, window %d ms, settle %d ms" % (
+            args.scale, args.window_ms, args.settle_ms), "ebb: %s" % args.ebb]
+    else:
+        if args.delay_ms is None:
+            args.delay_ms = 100
+        if args.settle_ms is None:
+            args.settle_ms = args.delay_ms + 100
+        if args.jobs is None:
+            args.jobs = 1 if args.scale >= 0.5 else 3
+        header = ["ebb bench/rss: scale %g, window %d ms, settle %d ms" % (
+                      args.scale, args.window_ms, args.settle_ms),
+                  "%s, %d CPUs, Linux %s, %s, git %s, python %s %s" % (
+                      cpu_model(), os.cpu_count(), platform.release(),
+                      time.strftime("%Y-%m-%d %H:%M"), git_describe(), args.python,
+                      python_version(args.python)),
+                  "ebb: %s" % args.ebb]
+        scens, langs, jobs = run_all(args)
+    failures = report(args, header, scens, langs, jobs)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "header": header,
+                       "scenarios": [s["id"] for s in scens], "langs": langs, "runs": [
+                {"scenario": j["scen"]["id"], "lang": j["lang"], "config": j["cfg"]["name"],
+                 "fresh": "fresh_of" in j,
+                 "lib": j["cfg"].get("lib"), "env": j["cfg"].get("env"), "cmd": j["cmd"],
+                 "wall_s": j["wall_s"], "error": j["error"], "output": j["res"],
+                 "judged": j.get("judged")} for j in jobs]}, f, indent=1, default=str)
+            f.write("\n")
+        log("wrote " + args.json)
+    if failures:
+        print("\nFAILED RUNS:", file=sys.stderr)
+        for f in failures:
+            print("  " + f, file=sys.stderr)
+        sys.exit(1)
 
+
+def run_all(args):
     scens = select_scenarios(args.scenario)
     langs = ["c", "py"] if args.lang == "both" else [args.lang]
     cfgs = select_configs(args)
@@ -612,14 +654,35 @@ def main():
     for j in jobs:
         if "fresh_of" in j:
             jobs[j["fresh_of"]]["fresh"] = j["res"]["result"] if not j["error"] else {}
+    return scens, langs, jobs
 
-    # report
-    hdr = ["ebb bench/rss: scale %g, purge delay allowed %d ms, window %d ms, settle %d ms"
-           % (args.scale, args.delay_ms, args.window_ms, args.settle_ms),
-           "%s, %d CPUs, Linux %s, %s, git %s, python %s" % (
-               cpu_model(), os.cpu_count(), platform.release(), time.strftime("%Y-%m-%d %H:%M"),
-               git_describe(), python_version(args.python)),
-           "ebb: %s" % args.ebb]
+
+def restore_jobs(doc):
+    """The jobs of a --json file, for --from-json."""
+    by_id = {s["id"]: s for s in SCENARIOS}
+    ids = doc.get("scenarios") or list(dict.fromkeys(r["scenario"] for r in doc["runs"]))
+    scens = [by_id[i] for i in ids]
+    langs = doc.get("langs") or [x for x in ("c", "py") if any(r["lang"] == x
+                                                              for r in doc["runs"])]
+    jobs = []
+    for r in doc["runs"]:
+        j = {"scen": by_id[r["scenario"]], "lang": r["lang"], "cmd": r["cmd"],
+             "cfg": {"name": r["config"], "lib": r["lib"], "env": r["env"]},
+             "wall_s": r["wall_s"], "error": r["error"], "res": r["output"]}
+        j["res"]["series"] = {k: [tuple(p) for p in v] for k, v in j["res"]["series"].items()}
+        if r["fresh"]:
+            main_job = next(m for m in reversed(jobs) if "fresh_of" not in m and
+                            m["scen"] is j["scen"] and m["cfg"]["name"] == j["cfg"]["name"])
+            j["fresh_of"] = jobs.index(main_job)
+            main_job["fresh"] = j["res"]["result"] if not j["error"] else {}
+        jobs.append(j)
+    return scens, langs, jobs
+
+
+def report(args, header, scens, langs, jobs):
+    """Print the tables; returns the failed runs."""
+    hdr = header[:1] + ["goals: purge delay %d ms allowed (RSS must get there within %d ms of "
+                        "the free)" % (args.delay_ms, args.delay_ms + 100)] + header[1:]
     print("\n".join(("_%s_  " % h) if args.markdown else h for h in hdr))
     failures = []
     for s in scens:
@@ -638,21 +701,7 @@ def main():
                 print("#### %s\n\n%s; %s\n\n%s" % (title, goal, note, text))
             else:
                 print("%s\n%s\n%s\n\n%s" % (title, goal, note, text))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "runs": [
-                {"scenario": j["scen"]["id"], "lang": j["lang"], "config": j["cfg"]["name"],
-                 "fresh": "fresh_of" in j,
-                 "lib": j["cfg"].get("lib"), "env": j["cfg"].get("env"), "cmd": j["cmd"],
-                 "wall_s": j["wall_s"], "error": j["error"], "output": j["res"],
-                 "judged": j.get("judged")} for j in jobs]}, f, indent=1, default=str)
-            f.write("\n")
-        log("wrote " + args.json)
-    if failures:
-        print("\nFAILED RUNS:", file=sys.stderr)
-        for f in failures:
-            print("  " + f, file=sys.stderr)
-        sys.exit(1)
+    return failures
 
 
 def cpu_model():
