@@ -308,12 +308,19 @@ def mib(kib):
     return "-" if kib is None or kib < 0 else "%.1f" % (kib / 1024)
 
 
-def cell(rss, floor):
+def cell(rss, floor, late=False):
+    """RSS MiB (RSS/floor); late: '*', the sample was taken well after its
+    point (the program was busy, e.g. in malloc_trim)."""
     if rss is None:
         return "-"
+    mark = "*" if late else ""
     if floor and floor > 0:
-        return "%s (%.2f)" % (mib(rss), rss / floor)
-    return mib(rss)
+        return "%s%s (%.2f)" % (mib(rss), mark, rss / floor)
+    return mib(rss) + mark
+
+
+def late(p):
+    return p.get("at_ms", 0) - p.get("t_ms", 0) > 25
 
 
 def time_to_goal(series, limit):
@@ -435,10 +442,12 @@ def table(args, scen, lang, jobs):
             v = judge(args, scen, j["res"])
             byt = {int(p["t_ms"]): p for p in v.get("points", [])}
             rows.append([j["cfg"]["name"], mib(v["base"]), mib(v["hwm"]), mib(v.get("floor"))] +
-                        [cell(byt[t]["rss_kib"], byt[t]["floor_kib"]) if t in byt else "-"
-                         for t in tpts] + [mib(v.get("limit")), v["verdict"]])
+                        [cell(byt[t]["rss_kib"], byt[t]["floor_kib"], late(byt[t]))
+                         if t in byt else "-" for t in tpts] + [mib(v.get("limit")), v["verdict"]])
             j["judged"] = v
-        note = "cells: RSS MiB (RSS/floor); peak = VmHWM; limit = what the goal allows"
+        note = ("cells: RSS MiB (RSS/floor) at each time after the free, * = first sample came "
+                "later (the program was still in malloc_trim or gc.collect); peak = VmHWM; "
+                "limit = what the goal allows; goal: when RSS got below the limit for good")
         return render(headers, rows, args.markdown, "lrrr" + "r" * len(tpts) + "rl"), note
     if k == "peak":
         headers = ["config", "base", "peak phase 1", "after free 1", "phase 2 floor",
