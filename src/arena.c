@@ -189,6 +189,28 @@ static void arena_now_empty(ebb__arena_t *a)
         ebb__g.spare_arenas++;
 }
 
+/* The slots in `mask` were purged: their pages are clean. */
+static void slots_mark_clean(ebb__arena_t *a, uint64_t mask)
+{
+    ebb__pages_cleaned(dirty_pages(a, mask));
+    for (uint64_t m = mask; m; m &= m - 1)
+        a->dirty[__builtin_ctzll(m)] = 0;
+}
+
+/* Purge the slots in `mask`, a call per run of adjacent ones. */
+static void purge_slots(ebb__arena_t *a, uint64_t mask)
+{
+    while (mask) {
+        unsigned s = (unsigned)__builtin_ctzll(mask);
+        unsigned e = s;
+        while (e < EBB_SLOTS && ((mask >> e) & 1))
+            e++;
+        ebb__purge_range((uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE,
+                         (size_t)(e - s) * EBB_SLOT_SIZE);
+        mask &= e >= EBB_SLOTS ? 0 : ~(uint64_t)0 << e;
+    }
+}
+
 int ebb__arena_release_pool(ebb__pool_t *p)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
@@ -199,10 +221,8 @@ int ebb__arena_release_pool(ebb__pool_t *p)
     ebb__lock(&ebb__g.arena_lock);
     if (dirty_pages(a, run) != 0) {
         if (delay == 0) {
-            ebb__purge_range(p->start, (size_t)span * EBB_SLOT_SIZE);
-            ebb__pages_cleaned(dirty_pages(a, run));
-            for (unsigned s = first; s < first + span; s++)
-                a->dirty[s] = 0;
+            purge_slots(a, run);
+            slots_mark_clean(a, run);
         } else if (delay > 0) {
             a->freed_stamp = ebb__os_now_ms();
             kick = ebb__purge_announce();
@@ -264,9 +284,7 @@ static void slots_lend(ebb__arena_t *a, uint64_t mask)
 
 static void slots_return(ebb__arena_t *a, uint64_t mask)
 {
-    ebb__pages_cleaned(dirty_pages(a, mask));
-    for (uint64_t m = mask; m; m &= m - 1)
-        a->dirty[__builtin_ctzll(m)] = 0;
+    slots_mark_clean(a, mask);
     list_remove(a);
     a->purging &= ~mask;
     a->free_mask |= mask;
@@ -274,19 +292,6 @@ static void slots_return(ebb__arena_t *a, uint64_t mask)
     list_push(a);
     if (a->nfree == EBB_SLOTS - 1)
         arena_now_empty(a);
-}
-
-static void purge_slots(ebb__arena_t *a, uint64_t mask)
-{
-    while (mask) {
-        unsigned s = (unsigned)__builtin_ctzll(mask);
-        unsigned e = s;
-        while (e < EBB_SLOTS && ((mask >> e) & 1))
-            e++;
-        ebb__purge_range((uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE,
-                         (size_t)(e - s) * EBB_SLOT_SIZE);
-        mask &= e >= EBB_SLOTS ? 0 : ~(uint64_t)0 << e;
-    }
 }
 
 /* Lend up to LEND_BATCH arenas' due dirty free slots; *next gets the ms until
@@ -300,7 +305,7 @@ static unsigned lend_due(lent_t *out, uint32_t now, long delay, uint32_t *next)
             ebb__arena_t *following = a->next; /* lending moves a to a list already passed */
             uint64_t d = dirty_free_slots(a);
             if (d && delay > 0 && !ebb__due(now, a->freed_stamp, delay)) {
-                uint32_t left = (uint32_t)delay - (uint32_t)(now - a->freed_stamp);
+                uint32_t left = ebb__ms_until(now, a->freed_stamp, (uint32_t)delay);
                 if (left < *next)
                     *next = left;
             } else if (d) {

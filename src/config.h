@@ -80,7 +80,7 @@
 /* Purging.  Free memory goes back to the OS (its pages are purged, or
  * whole arenas and large mappings unmapped) once it has stayed unused for
  * the purge delay (option EBB_PURGE_DELAY_MS; 0 = at once, -1 = never).
- * The default is chosen by measurement (purge.c tells the numbers): long
+ * The default is provisional until measured (purge.c says how): long
  * enough that memory a program keeps reusing is never purged and faulted
  * back (a page fault costs 2 to 6 us here), short enough that RSS follows
  * the program's live size within a fraction of a second. */

@@ -243,10 +243,6 @@ static unsigned return_run(ebb__bin_t *b, ebb__pool_t *p, void *const *blocks, u
     return i ? i : 1;
 }
 
-/* Blocks come home from a thread cache, in the order they were cached, so
- * runs of them share a pool: the bin lock is kept across runs of one bin,
- * and each run of one pool costs a lookup, a bucket update and, per block,
- * an index multiply and a bit test-and-set. */
 /* Blocks just came back to pool p (bin lock held): schedule or do the purge
  * its delay asks for.  Returns 1 if the purger must be kicked. */
 static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now)
@@ -268,6 +264,10 @@ static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now)
     return 0;
 }
 
+/* Blocks come home from a thread cache, in the order they were cached, so
+ * runs of them share a pool: the bin lock is kept across runs of one bin,
+ * and each run of one pool costs a lookup, a bucket update and, per block,
+ * an index multiply and a bit test-and-set. */
 void ebb__heap_free(void *const *blocks, unsigned n)
 {
     ebb__bin_t *locked = NULL;
@@ -329,18 +329,15 @@ static void purge_pool(ebb__bin_t *b, ebb__pool_t *p)
  * two pages, in pools about to empty anyway). */
 static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long delay)
 {
-    size_t worth = 1;
-    if (p->used != 0 && !ebb__due(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS))
-        worth = (size_t)p->span * EBB_SLOT_PAGES / EBB_PURGE_WORTH_FRACTION;
-    if (worth > 1 && ebb__pool_purge(p, worth) == 0) {
-        purge_list_freed_into(b, p, now, (uint32_t)delay); /* back to the tail */
+    if (p->used == 0 || ebb__due(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS)) {
+        purge_pool(b, p);
         return;
     }
-    if (worth > 1) {
+    size_t worth = (size_t)p->span * EBB_SLOT_PAGES / EBB_PURGE_WORTH_FRACTION;
+    if (ebb__pool_purge(p, worth) != 0)
         purge_list_remove(b, p);
-        return;
-    }
-    purge_pool(b, p);
+    else
+        purge_list_freed_into(b, p, now, (uint32_t)delay); /* back to the tail */
 }
 
 /* Every pool of bin b with free blocks, whatever its stamp (ebb_collect). */
@@ -358,19 +355,12 @@ static void purge_bin_all(ebb__bin_t *b)
         purge_list_remove(b, b->purge_head);
 }
 
-/* ms until `stamp` is `wait` ms old; 0 if it is. */
-static uint32_t ms_until(uint32_t now, uint32_t stamp, uint32_t wait)
-{
-    uint32_t age = now - stamp;
-    return age >= wait ? 0 : wait - age;
-}
-
 /* ms until listed pool p is due: quiet for the delay, or listed for the
  * longest wait; 0 if it is due now. */
 static uint32_t pool_due_in(const ebb__pool_t *p, uint32_t now, uint32_t delay)
 {
-    uint32_t quiet = ms_until(now, p->stamp, delay);
-    uint32_t cap = ms_until(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS);
+    uint32_t quiet = ebb__ms_until(now, p->stamp, delay);
+    uint32_t cap = ebb__ms_until(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS);
     return quiet < cap ? quiet : cap;
 }
 

@@ -124,7 +124,7 @@ struct ebb__pool_s {
     uint8_t listed;           /* on its bin's purge list; bin lock */
     uint32_t listed_at;       /* ms: joined the purge list (list order) */
     uint32_t stamp;           /* ms: last block returned or taken while listed */
-    ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, oldest first */
+    ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, in due order */
 };
 
 /* ----------------------------------------------------------------- arenas */
@@ -197,8 +197,8 @@ typedef struct {
     ebb__pool_t *bucket[EBB_POOL_BUCKETS + 1];  /* + the full list */
     size_t used;                                /* blocks out of pools */
     size_t pools;
-    /* Pools that received frees since they were last purged or taken from,
-     * in the order they joined (heap.c says when they are purged). */
+    /* Pools that received frees since they were last purged, in order of
+     * due time (heap.c says when they are purged). */
     ebb__pool_t *purge_head, *purge_tail;
 } ebb__bin_t;
 
@@ -320,7 +320,7 @@ void ebb__purge_fork_child(void) EBB_HIDDEN;
 void ebb__purge_range(void *p, size_t bytes) EBB_HIDDEN;
 /* Purgeable memory appeared (called under any lock): make sure a pass will
  * come.  Returns 1 if the caller must call ebb__purge_kick() once it holds
- * no lock (the purger is asleep or not started). */
+ * no lock (no purger thread is running). */
 static inline int ebb__purge_announce(void)
 {
     atomic_fetch_add_explicit(&ebb__g.purge_work, 1, memory_order_seq_cst);
@@ -331,10 +331,11 @@ static inline int ebb__due(uint32_t now, uint32_t stamp, long delay)
 {
     return (uint32_t)(now - stamp) >= (uint32_t)delay;
 }
-/* A mask of pages first..last (inclusive) of a slot. */
-static inline uint16_t ebb__page_mask(unsigned first, unsigned last)
+/* ms until a stamp is `wait` ms old; 0 if it is (wrap-safe). */
+static inline uint32_t ebb__ms_until(uint32_t now, uint32_t stamp, uint32_t wait)
 {
-    return (uint16_t)((0xffffu >> (15 - (last - first))) << first);
+    uint32_t age = now - stamp;
+    return age >= wait ? 0 : wait - age;
 }
 
 /* stats.c: mapped bytes, with the high-water mark */
@@ -392,7 +393,6 @@ void *ebb__large_alloc(size_t size, size_t align, int zero) EBB_HIDDEN;
 int ebb__large_free(void *p) EBB_HIDDEN;          /* 0 if p is not ours */
 size_t ebb__large_usable(const void *p) EBB_HIDDEN; /* 0 if p is not ours */
 void *ebb__large_realloc(void *p, size_t size, int *not_ours) EBB_HIDDEN;
-void ebb__large_collect(void) EBB_HIDDEN;
 uint32_t ebb__large_purge(uint32_t now, long delay) EBB_HIDDEN;
 void ebb__large_stats(ebb_stats_t *s) EBB_HIDDEN;
 void ebb__large_stats_locked(ebb_stats_t *s) EBB_HIDDEN;

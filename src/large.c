@@ -425,7 +425,7 @@ uint32_t ebb__large_purge(uint32_t now, long delay)
             cache_remove(i);
             continue;
         }
-        uint32_t left = (uint32_t)delay - (uint32_t)(now - L.cache[i].stamp);
+        uint32_t left = ebb__ms_until(now, L.cache[i].stamp, (uint32_t)delay);
         if (left < next)
             next = left;
         i++;
@@ -434,21 +434,6 @@ uint32_t ebb__large_purge(uint32_t now, long delay)
     for (unsigned i = 0; i < n; i++)
         ebb__os_unmap((void *)victims[i].addr, victims[i].size);
     return next;
-}
-
-void ebb__large_collect(void)
-{
-    ebb__large_entry_t victims[EBB_LARGE_CACHE_SLOTS];
-    ebb__lock(&L.lock);
-    unsigned n = L.ncache;
-    memcpy(victims, L.cache, n * sizeof victims[0]);
-    L.ncache = 0;
-    L.cache_bytes = 0;
-    for (unsigned i = 0; i < n; i++)
-        ebb__mapped_sub(victims[i].size);
-    ebb__unlock(&L.lock);
-    for (unsigned i = 0; i < n; i++)
-        ebb__os_unmap((void *)victims[i].addr, victims[i].size);
 }
 
 /* The large-block counters; the caller holds the large-block lock. */

@@ -45,6 +45,12 @@ void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls)
         bits[full_words] = ((uint64_t)1 << rest) - 1;
 }
 
+/* A mask of pages first..last (inclusive) of a slot. */
+static uint16_t page_mask(unsigned first, unsigned last)
+{
+    return (uint16_t)((0xffffu >> (15 - (last - first))) << first);
+}
+
 /* Pages first..last of pool p (counted from its start) may now be resident. */
 static void mark_dirty(ebb__pool_t *p, size_t first, size_t last)
 {
@@ -55,7 +61,7 @@ static void mark_dirty(ebb__pool_t *p, size_t first, size_t last)
         unsigned lo = (unsigned)(pg % EBB_SLOT_PAGES);
         unsigned hi = last / EBB_SLOT_PAGES == pg / EBB_SLOT_PAGES ? (unsigned)(last % EBB_SLOT_PAGES)
                                                                  : EBB_SLOT_PAGES - 1;
-        uint16_t m = ebb__page_mask(lo, hi);
+        uint16_t m = page_mask(lo, hi);
         dirtied += (size_t)__builtin_popcount((unsigned)(m & ~a->dirty[slot]));
         a->dirty[slot] |= m;
         pg += hi - lo + 1;

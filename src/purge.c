@@ -43,9 +43,9 @@
  * Delay 0 purges at once on the slow path that frees (and caches no large
  * mapping); -1 never purges on its own (only ebb_collect does).
  *
- * The default delay, 100 ms, was chosen by measurement (bench/rss and the
- * speed benchmarks, 2-core VM): see config.h and the README's table.  The
- * cost to beat is the page fault of memory purged and then reused, 2 to
+ * The default delay, 100 ms, is provisional: the interleaved measurement
+ * that is to choose it (bench/rss and the speed benchmarks, purging on
+ * against off) has not been made on a quiet machine yet.  The cost to beat is the page fault of memory purged and then reused, 2 to
  * 6 us a page here; a pool that is allocated from is never purged, so a
  * program pays it only for memory it left alone for the whole delay.
  */
@@ -164,7 +164,6 @@ EBB_API void ebb_collect(int force)
     ebb__tcache_t *tc = ebb__tcache_get_slow();
     if (tc)
         ebb__tcache_flush_all(tc);
-    purge_pass(ebb__os_now_ms(), 0);
+    purge_pass(ebb__os_now_ms(), 0); /* a delay of 0: everything is due */
     ebb__arena_collect(force);
-    ebb__large_collect();
 }

@@ -246,13 +246,6 @@ void ebb__os_wait(_Atomic int *word, int expected, long timeout_ms)
     errno = saved;
 }
 
-void ebb__os_wake(_Atomic int *word)
-{
-    int saved = errno;
-    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-    errno = saved;
-}
-
 unsigned ebb__os_thread_count(void)
 {
     int saved = errno;

@@ -57,9 +57,8 @@ uint64_t ebb__os_now_ns(void);
 uint32_t ebb__os_now_ms(void);
 
 /* Sleep while *word == expected, at most timeout_ms (-1: no limit); may
- * return early.  ebb__os_wake wakes one sleeper on word. */
+ * return early. */
 void ebb__os_wait(_Atomic int *word, int expected, long timeout_ms);
-void ebb__os_wake(_Atomic int *word);
 /* Live threads in this process (0 if unknown).  Never allocates. */
 unsigned ebb__os_thread_count(void);
 /* Start a detached thread running fn(arg) with every signal blocked; 0 on
