@@ -85,11 +85,11 @@ API_SRC  := $(wildcard tests/api/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 API_BIN  := $(patsubst tests/api/%.c,$(B)/tests/api/%,$(API_SRC))
 
-$(B)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(DBG)/libebb.a
+$(B)/tests/unit/%: tests/unit/%.c tests/unit/unit.h tests/child.h $(DBG)/libebb.a
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) -DEBB_DEBUG=1 $< $(DBG)/libebb.a -lcmocka -lpthread -o $@
 
-$(B)/tests/api/%: tests/api/%.c tests/api/api.h $(B)/libebb.a
+$(B)/tests/api/%: tests/api/%.c tests/api/api.h tests/child.h $(B)/libebb.a
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) $< $(B)/libebb.a -lcmocka -lpthread -o $@
 

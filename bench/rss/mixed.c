@@ -220,16 +220,8 @@ static size_t largest_mib(void)
  * largest block of address space a new mapping could get (above 64 KiB). */
 static uint64_t largest_gap_kib(void)
 {
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (!read_maps())
         return 0;
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof rss_maps_buf - 1 &&
-           (n = read(fd, rss_maps_buf + len, sizeof rss_maps_buf - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    rss_maps_buf[len] = '\0';
     uint64_t prev_end = 64 * KIB, best = 0;
     for (char *line = rss_maps_buf; *line;) {
         char *end;

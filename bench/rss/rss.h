@@ -369,13 +369,13 @@ static inline uint64_t pageset_close(struct pageset *ps)
  */
 static char rss_maps_buf[1 << 20];
 
-static inline uint64_t base_snapshot(void)
+/* /proc/self/maps into rss_maps_buf, NUL-terminated; 0 if unreadable.  No
+ * allocation: the buffer is static. */
+static inline int read_maps(void)
 {
-    static unsigned char vec[16384];
-    pageset_open(&rss_basemap);
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        DIE("cannot open /proc/self/maps: %s", strerror(errno));
+        return 0;
     size_t len = 0;
     ssize_t n;
     while (len < sizeof rss_maps_buf - 1 &&
@@ -383,6 +383,15 @@ static inline uint64_t base_snapshot(void)
         len += (size_t)n;
     close(fd);
     rss_maps_buf[len] = '\0';
+    return 1;
+}
+
+static inline uint64_t base_snapshot(void)
+{
+    static unsigned char vec[16384];
+    pageset_open(&rss_basemap);
+    if (!read_maps())
+        DIE("cannot open /proc/self/maps: %s", strerror(errno));
     uint64_t resident = 0;
     uintptr_t self = (uintptr_t)rss_basemap.bits;
     for (char *line = rss_maps_buf; *line;) {

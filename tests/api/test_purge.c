@@ -29,6 +29,7 @@
 
 #include "ebb.h"
 #include "api.h"
+#include "../child.h"
 
 /* ----------------------------------------------------------------- child */
 
@@ -542,32 +543,11 @@ static int child(const char *name)
  * list of VAR=VALUE); fail the test with its output unless it passed. */
 static void run(const char *name, const char *env1, const char *env2)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        char *argv[] = { "test_purge", "child", (char *)name, NULL };
-        static char scale[64];
-        const char *mb = getenv("EBB_TEST_MB");
-        snprintf(scale, sizeof scale, "EBB_TEST_MB=%s", mb ? mb : "");
-        char *envp[] = { scale, (char *)env1, (char *)env2, NULL };
-        execve("/proc/self/exe", argv, envp);
-        _exit(126);
-    }
-    close(fds[1]);
-    static char out[16384];
-    size_t got = 0;
-    ssize_t n;
-    while (got + 1 < sizeof out && (n = read(fds[0], out + got, sizeof out - got - 1)) > 0)
-        got += (size_t)n;
-    out[got] = '\0';
-    close(fds[0]);
-    int st;
-    waitpid(pid, &st, 0);
+    static char scale[64], out[16384];
+    const char *mb = getenv("EBB_TEST_MB");
+    snprintf(scale, sizeof scale, "EBB_TEST_MB=%s", mb ? mb : "");
+    char *envp[] = { scale, (char *)env1, (char *)env2, NULL };
+    int st = child_run(name, envp, out, sizeof out);
     print_message("%s [%s %s]: %s", name, env1 ? env1 : "", env2 ? env2 : "", out);
     EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "scenario %s failed (status %d):\n%s", name,
            st, out);

@@ -1,6 +1,7 @@
 /* Every EBB_* option and value: parsed (white box), and observed in a child
  * process started with it (options are read once, at start-up). */
 #include "unit.h"
+#include "../child.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -93,29 +94,8 @@ static int child(const char *what)
 /* Run this binary as a child with one variable set; capture both streams. */
 static int run_child(const char *what, const char *env, char *out, size_t outlen)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        char *argv[] = { "test_options", "child", (char *)what, NULL };
-        char *envp[] = { (char *)env, NULL };
-        execve("/proc/self/exe", argv, envp);
-        _exit(126);
-    }
-    close(fds[1]);
-    size_t got = 0;
-    ssize_t n;
-    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - got - 1)) > 0)
-        got += (size_t)n;
-    out[got] = '\0';
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return status;
+    char *envp[] = { (char *)env, NULL };
+    return child_run(what, envp, out, outlen);
 }
 
 static void test_child_heaps(void **state)

@@ -154,14 +154,24 @@ static ebb__heap_t *quiet_heap(void)
     return NULL;
 }
 
+/* A quiet heap, and every page of the process purged to start from. */
 #define QUIET_HEAP(h)                                                          \
     ebb__heap_t *h = quiet_heap();                                             \
     if (h == NULL)                                                             \
-        skip() /* one heap: the framework's blocks would share the pools */
+        skip(); /* one heap: the framework's blocks would share the pools */   \
+    ebb_collect(1)
 
 static ebb__bin_t *bin_of(ebb__heap_t *h, unsigned cls)
 {
     return &h->bin[cls];
+}
+
+/* n 64-byte blocks from heap h, each filled with `byte`. */
+static void take_filled(ebb__heap_t *h, void **blk, unsigned n, int byte)
+{
+    assert_int_equal(ebb__heap_alloc(h, CLS64, blk, n), n);
+    for (unsigned i = 0; i < n; i++)
+        memset(blk[i], byte, 64);
 }
 
 static void test_freed_pool_is_listed_and_purged_when_due(void **state)
@@ -169,13 +179,10 @@ static void test_freed_pool_is_listed_and_purged_when_due(void **state)
     (void)state;
     unsigned cls = CLS64;
     QUIET_HEAP(h);
-    ebb_collect(1);
     ebb__bin_t *b = bin_of(h, cls);
     assert_null(b->purge_head);
     void *blk[1024];
-    assert_int_equal(ebb__heap_alloc(h, cls, blk, 1024), 1024);
-    for (int i = 0; i < 1024; i++)
-        memset(blk[i], 7, 64);
+    take_filled(h, blk, 1024, 7);
     ebb__heap_free(blk, 512); /* the first 8 pages come back */
     ebb__pool_t *p = b->purge_head;
     assert_non_null(p);
@@ -205,12 +212,9 @@ static void test_few_free_pages_wait_for_the_longest_wait(void **state)
     (void)state;
     unsigned cls = CLS64;
     QUIET_HEAP(h);
-    ebb_collect(1);
     ebb__bin_t *b = bin_of(h, cls);
     void *blk[1024];
-    assert_int_equal(ebb__heap_alloc(h, cls, blk, 1024), 1024);
-    for (int i = 0; i < 1024; i++)
-        memset(blk[i], 9, 64);
+    take_filled(h, blk, 1024, 9);
     ebb__heap_free(blk, 128); /* pages 0 and 1: 2 of 16, under a quarter */
     ebb__pool_t *p = b->purge_head;
     assert_non_null(p);
@@ -234,7 +238,6 @@ static void test_allocating_from_a_listed_pool_restarts_its_clock(void **state)
     (void)state;
     unsigned cls = CLS64;
     QUIET_HEAP(h);
-    ebb_collect(1);
     ebb__bin_t *b = bin_of(h, cls);
     static void *blk[3072];
     /* Three full pools: A, B, C in address order of taking. */
@@ -264,7 +267,6 @@ static void test_idle_empty_pool_is_released_clean(void **state)
     (void)state;
     unsigned cls = CLS64;
     QUIET_HEAP(h);
-    ebb_collect(1);
     ebb__bin_t *b = bin_of(h, cls);
     void *blk[1024];
     assert_int_equal(ebb__heap_alloc(h, cls, blk, 1024), 1024);
@@ -328,16 +330,12 @@ static void test_large_cache_expires(void **state)
 static void test_inline_fallback_purges_on_activity(void **state)
 {
     (void)state;
-    unsigned cls = CLS64;
     QUIET_HEAP(h);
-    ebb_collect(1);
     int saved_state = atomic_load(&ebb__g.purger);
     atomic_store(&ebb__g.purger, EBB_PURGER_INLINE);
     ebb__g.opt.purge_delay = 20;
     static void *blk[2048];
-    assert_int_equal(ebb__heap_alloc(h, cls, blk, 2048), 2048);
-    for (int i = 0; i < 2048; i++)
-        memset(blk[i], 3, 64);
+    take_filled(h, blk, 2048, 3);
     size_t purged = atomic_load(&ebb__g.purged);
     ebb__heap_free(blk, 256); /* pool A listed; its kick finds nothing due */
     assert_int_equal(atomic_load(&ebb__g.purged), purged);
