@@ -64,7 +64,7 @@ EBB_NOINLINE void *ebb__malloc_slow(size_t n)
 EBB_API void *ebb_malloc(size_t n)
 {
     if (EBB_LIKELY(n <= EBB_TCACHE_MAX_SIZE)) {
-        ebb__tbin_t *b = &ebb__tc->bin[ebb__class_of(n)];
+        ebb__tbin_t *b = &ebb__tc_get()->bin[ebb__class_of(n)];
         void **top = b->top;
         if (EBB_LIKELY(top != b->low)) {
             b->top = top - 1;
@@ -222,7 +222,7 @@ EBB_API void ebb_free(void *p)
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
         if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a))) {
-            ebb__tbin_t *b = &ebb__tc->bin[cls];
+            ebb__tbin_t *b = &ebb__tc_get()->bin[cls];
             void **top = b->top;
             if (EBB_LIKELY(top != b->high)) {
                 *top = p;

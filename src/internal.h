@@ -215,22 +215,32 @@ typedef struct {
     void **high; /* end of this class's entries */
 } ebb__tbin_t;
 
-enum { EBB_TC_ACTIVE = 1, EBB_TC_FREE = 2 };
+enum { EBB_TC_ACTIVE = 1, EBB_TC_EXITING, EBB_TC_FREE };
 
 struct ebb__tcache_s {
     ebb__tbin_t bin[EBB_CLASSES];
     ebb__heap_t *heap;
     ebb__tcache_t *next, *prev; /* registry list; registry lock */
+    /* The owner's ebb__tc, which the purger may point at the `poked`
+     * placeholder (registry lock held, state ACTIVE). */
+    _Atomic(ebb__tcache_t *) *tls_slot;
     size_t map_size;
     int state;
     void *entries[];
 };
 
-extern EBB_HIDDEN __thread ebb__tcache_t *ebb__tc __attribute__((tls_model("initial-exec")));
+/* The calling thread's cache.  Written by its owner, and by the purger to
+ * poke it (tcache.c); read with relaxed loads, a plain move on x86-64. */
+extern EBB_HIDDEN __thread _Atomic(ebb__tcache_t *) ebb__tc __attribute__((tls_model("initial-exec")));
+static inline ebb__tcache_t *ebb__tc_get(void)
+{
+    return atomic_load_explicit(&ebb__tc, memory_order_relaxed);
+}
 /* Placeholders with no capacity, so the fast paths need no NULL test:
  * `unset` before a thread's first allocation, `bypass` after its cache was
- * torn down at exit or could not be made. */
-extern EBB_HIDDEN ebb__tcache_t ebb__tcache_unset, ebb__tcache_bypass;
+ * torn down at exit or could not be made, `poked` when the purger asked the
+ * thread to give its cached blocks back. */
+extern EBB_HIDDEN ebb__tcache_t ebb__tcache_unset, ebb__tcache_bypass, ebb__tcache_poked;
 
 /* ------------------------------------------------------------- options */
 
@@ -280,6 +290,7 @@ typedef struct {
     _Atomic int purger;            /* EBB_PURGER_* */
     _Atomic unsigned purge_work;   /* bumped whenever purgeable memory appears */
     _Atomic uint32_t inline_due;   /* ms: next inline pass, without a purger */
+    _Atomic uint32_t poked_at;     /* ms: threads last asked to flush their caches */
     _Atomic int threads_allowed;   /* the program is running: ebb's constructor ran */
     /* Pages of arena slots 1..63 not marked dirty: mapped but known not to
      * be resident (never touched, or purged).  committed = mapped - these. */
@@ -386,6 +397,7 @@ void *ebb__tcache_refill_pop(ebb__tcache_t *tc, unsigned cls) EBB_HIDDEN;
 void ebb__tcache_flush_push(ebb__tcache_t *tc, unsigned cls, void *blk) EBB_HIDDEN;
 ebb__tcache_t *ebb__tcache_get_slow(void) EBB_HIDDEN;
 void ebb__tcache_flush_all(ebb__tcache_t *tc) EBB_HIDDEN;
+unsigned ebb__tcache_poke_all(void) EBB_HIDDEN;
 void ebb__tcache_fork_child(void) EBB_HIDDEN;
 
 /* large.c */

@@ -66,10 +66,24 @@ static uint32_t min_u32(uint32_t a, uint32_t b)
     return a < b ? a : b;
 }
 
+/* Ask every thread to give back the blocks in its cache (tcache.c says
+ * why and how), at most once a delay: a busy thread pays a refill per class
+ * per poke. */
+static void poke_threads(uint32_t now, long delay)
+{
+    uint32_t last = atomic_load_explicit(&ebb__g.poked_at, memory_order_relaxed);
+    if (delay > 0 && !ebb__due(now, last, delay))
+        return;
+    if (atomic_compare_exchange_strong_explicit(&ebb__g.poked_at, &last, now,
+                                                memory_order_relaxed, memory_order_relaxed))
+        ebb__tcache_poke_all();
+}
+
 /* Give back everything due at `now`; returns ms until the next item falls
  * due, or UINT32_MAX if nothing waits. */
 static uint32_t purge_pass(uint32_t now, long delay)
 {
+    poke_threads(now, delay);
     uint32_t next = ebb__heap_purge(now, delay);
     /* After the heaps: pools released just now bring their slots. */
     next = min_u32(next, ebb__arena_purge(now, delay));
@@ -164,6 +178,9 @@ EBB_API void ebb_collect(int force)
     ebb__tcache_t *tc = ebb__tcache_get_slow();
     if (tc)
         ebb__tcache_flush_all(tc);
-    purge_pass(ebb__os_now_ms(), 0); /* a delay of 0: everything is due */
+    /* A delay of 0: everything is due, and every other thread is poked; its
+     * cached blocks go home at its next call, and a pass a delay later
+     * purges them. */
+    purge_pass(ebb__os_now_ms(), 0);
     ebb__arena_collect(force);
 }

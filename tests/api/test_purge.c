@@ -192,6 +192,39 @@ static void scenario_survivors(void)
 
 /* The thread that built and freed blocks on a pipe, the others sleep: the
  * whole process is idle and never calls the allocator, yet RSS falls. */
+/* Cached blocks: the teardown frees in a scattered order, so the blocks
+ * left in this thread's cache when it ends (up to 128 of each class) sit in
+ * as many pools and pin a page each, about 10 MiB for this build.  The
+ * thread then only computes lightly, on its cache's fast paths; the purger
+ * must get those blocks back (it pokes the thread) and purge their pages. */
+static void scenario_cache_pins(void)
+{
+    size_t base = rss();
+    build_t b = build(BUILD_BYTES, 7);
+    for (size_t i = 0, j = 0; i < b.n; i++, j = (j + 7919) % b.n) {
+        ebb_free(b.v[j]); /* 7919 is prime and does not divide n: a permutation */
+        b.v[j] = NULL;
+    }
+    CHECK(b.n % 7919 != 0, "the stride must not divide %zu", b.n);
+    ebb_free(b.v);
+    unsigned seed = 3;
+    long t = -1;
+    for (long ms = 0; ms <= 2000; ms += 5) {
+        if (rss() <= base + ((size_t)4 << 20)) {
+            t = ms;
+            break;
+        }
+        void *light[16];
+        for (int k = 0; k < 16; k++)
+            light[k] = ebb_malloc(16 + (next_rand(&seed) % 32) * 16);
+        for (int k = 0; k < 16; k++)
+            ebb_free(light[k]);
+        sleep_ms(5);
+    }
+    CHECK(t >= 0, "RSS %zu MiB after 2 s of light work, base %zu MiB", rss() >> 20, base >> 20);
+    printf("cache_pins: back to base + 4 MiB in %ld ms\n", t);
+}
+
 static int to_main[2], to_builder[2];
 
 static void *build_then_block(void *arg)
@@ -508,6 +541,7 @@ static const struct {
     { "main_pthread_exit", scenario_main_pthread_exit },
     { "free_all", scenario_free_all },
     { "survivors", scenario_survivors },
+    { "cache_pins", scenario_cache_pins },
     { "idle_thread", scenario_idle_thread },
     { "exited_threads", scenario_exited_threads },
     { "never_then_collect", scenario_never_then_collect },
@@ -556,6 +590,7 @@ static void run(const char *name, const char *env1, const char *env2)
 static void test_free_all_default_delay(void **s) { (void)s; run("free_all", NULL, NULL); }
 static void test_free_all_short_delay(void **s) { (void)s; run("free_all", "EBB_PURGE_DELAY_MS=10", NULL); }
 static void test_survivors(void **s) { (void)s; run("survivors", NULL, NULL); }
+static void test_cache_pins(void **s) { (void)s; run("cache_pins", NULL, NULL); }
 static void test_survivors_at_once(void **s) { (void)s; run("at_once", "EBB_PURGE_DELAY_MS=0", NULL); }
 static void test_idle_thread(void **s) { (void)s; run("idle_thread", NULL, NULL); }
 static void test_exited_threads(void **s) { (void)s; run("exited_threads", NULL, NULL); }
@@ -587,7 +622,7 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "child"))
         return child(argv[2]);
     const struct CMUnitTest tests[] = {
-        T(test_free_all_default_delay), T(test_free_all_short_delay), T(test_survivors),
+        T(test_free_all_default_delay), T(test_free_all_short_delay), T(test_survivors), T(test_cache_pins),
         T(test_survivors_at_once), T(test_idle_thread), T(test_exited_threads),
         T(test_never_then_collect), T(test_dontneed_mode), T(test_lazy_mode), T(test_reuse),
         T(test_reuse_lazy), T(test_fork_after_purge), T(test_race), T(test_race_at_once),
