@@ -5,7 +5,8 @@
  * entries, and the decision to map or unmap an arena.
  *
  * Layout: slot 0 is the header (ebb__arena_t: slot classes, pool descriptors,
- * free bitmaps), slots 1..63 hold pools.  Metadata never shares a page with
+ * free bitmaps packed low, so that 3 to 4 of its 10 pages are resident in
+ * a typical arena), slots 1..63 hold pools.  Metadata never shares a page with
  * user blocks, so an overflow out of a block cannot reach it without first
  * crossing into another slot, and purging user pages never loses bookkeeping.
  *
@@ -174,6 +175,7 @@ ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls)
     p->head_slot = (uint8_t)first;
     p->span = (uint8_t)span;
     p->start = (uint8_t *)a + (uintptr_t)first * EBB_SLOT_SIZE;
+    ebb__pool_bits_reserve(p, cls);
     ebb__g.pools++;
     ebb__g.pool_slots += span;
     ebb__unlock(&ebb__g.arena_lock);
@@ -230,6 +232,7 @@ int ebb__arena_release_pool(ebb__pool_t *p)
     }
     for (unsigned s = first; s < first + span; s++)
         __atomic_store_n(&a->slot_class[s], (uint8_t)EBB_NO_CLASS, __ATOMIC_RELAXED);
+    ebb__pool_bits_release(p);
     __atomic_store_n(&p->heap, NULL, __ATOMIC_RELEASE);
     p->bucket = EBB_BUCKET_NONE;
     list_remove(a);

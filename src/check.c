@@ -15,6 +15,8 @@
  */
 #include "internal.h"
 
+#include <string.h>
+
 #define FAULT(...) (ebb__diag("ebb_check: " __VA_ARGS__), faults++)
 
 static int popcount_words(const uint64_t *w, unsigned n)
@@ -31,7 +33,7 @@ static int check_pool_pages(ebb__arena_t *a, ebb__pool_t *p)
 {
     int faults = 0;
     const ebb__class_t *c = &ebb__classes[p->cls];
-    const uint64_t *bits = a->bitmap[p->head_slot];
+    const uint64_t *bits = ebb__pool_bitmap(p);
     for (uint32_t i = 0; i < c->blocks; i++) {
         if ((bits[i / 64] >> (i % 64)) & 1)
             continue;
@@ -60,12 +62,15 @@ static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins, size_t
         if (a->slot_head[k] != s || a->slot_class[k] != cls || ((a->free_mask >> k) & 1))
             FAULT("pool %p: slot %u not marked as its own\n", (void *)p->start, k);
     }
-    uint64_t *bits = a->bitmap[s];
-    int nfree = popcount_words(bits, EBB_BITMAP_WORDS);
+    unsigned words = ebb__bitmap_words(cls);
+    if (p->bits_at % 64 + words > 64 || p->bits_at + words > EBB_SLOTS * EBB_BITMAP_WORDS)
+        return FAULT("pool %p: bitmap at word %u straddles a chunk\n", (void *)p->start,
+                     (unsigned)p->bits_at);
+    uint64_t *bits = ebb__pool_bitmap(p);
+    int nfree = popcount_words(bits, words);
     if ((uint32_t)nfree + p->used != c->blocks)
         FAULT("pool %p: %d free + %u used != %u blocks\n", (void *)p->start, nfree, p->used, c->blocks);
-    unsigned words = (c->blocks + 63) / 64;
-    for (unsigned w = 0; w < EBB_BITMAP_WORDS; w++) {
+    for (unsigned w = 0; w < words; w++) {
         uint64_t valid = w + 1 < words ? ~(uint64_t)0 : w + 1 == words ?
             (c->blocks % 64 ? ((uint64_t)1 << (c->blocks % 64)) - 1 : ~(uint64_t)0) : 0;
         if (bits[w] & ~valid)
@@ -87,10 +92,21 @@ static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins, size_t
     return faults;
 }
 
+/* Mark the bitmap words of pool p in `claimed`, a pool at a time. */
+static void claim_bitmap_words(const ebb__arena_t *a, const ebb__pool_t *p, uint64_t *claimed)
+{
+    unsigned cls = a->slot_class[p->head_slot];
+    if (cls >= EBB_CLASSES || p->bits_at >= EBB_SLOTS * EBB_BITMAP_WORDS)
+        return; /* reported by check_pool */
+    for (unsigned w = p->bits_at; w < p->bits_at + ebb__bitmap_words(cls); w++)
+        claimed[w / 64] |= (uint64_t)1 << (w % 64);
+}
+
 static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *slots,
                        size_t *listed, size_t *clean)
 {
     int faults = 0;
+    uint64_t claimed[EBB_SLOTS] = { 0 };
     if (a->magic != EBB_ARENA_MAGIC)
         return FAULT("arena %p: bad magic\n", (void *)a);
     if (a->nfree != list || (unsigned)__builtin_popcountll(a->free_mask) != a->nfree)
@@ -121,9 +137,12 @@ static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *sl
             continue;
         }
         faults += check_pool(a, s, pools, listed);
+        claim_bitmap_words(a, &a->pool[s], claimed);
         *slots += a->pool[s].span ? a->pool[s].span : 1;
         s += a->pool[s].span ? a->pool[s].span : 1;
     }
+    if (memcmp(claimed, a->bits_used, sizeof claimed) != 0)
+        FAULT("arena %p: bitmap words in use do not match its pools'\n", (void *)a);
     return faults;
 }
 

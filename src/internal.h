@@ -122,6 +122,7 @@ struct ebb__pool_s {
     uint8_t bucket;           /* fullness bucket, FULL, or NONE */
     uint8_t head_slot;        /* index of the first slot */
     uint8_t listed;           /* on its bin's purge list; bin lock */
+    uint16_t bits_at;         /* its bitmap: arena->bits[bits_at...] */
     uint32_t listed_at;       /* ms: joined the purge list (list order) */
     uint32_t stamp;           /* ms: last block returned or taken while listed */
     ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, in due order */
@@ -146,10 +147,14 @@ struct ebb__arena_s {
      * each slot, EBB_NO_CLASS for the header and free slots. */
     uint8_t slot_class[EBB_SLOTS];
     uint8_t slot_head[EBB_SLOTS];   /* first slot of the covering pool */
+    /* Which words of `bits` belong to a pool: bit w of bits_used[c] is word
+     * c * 64 + w (pool.c; arena lock). */
+    uint64_t bits_used[EBB_SLOTS];
     ebb__pool_t pool[EBB_SLOTS];    /* descriptor, valid at a pool's first slot */
     /* Free-block bitmaps, out of band so purging a pool's pages loses
-     * nothing: bit set = block free.  Indexed by the pool's first slot. */
-    uint64_t bitmap[EBB_SLOTS][EBB_BITMAP_WORDS];
+     * nothing: bit set = block free.  Each pool owns as many words as its
+     * class needs, packed low (pool.c says why). */
+    uint64_t bits[EBB_SLOTS * EBB_BITMAP_WORDS];
 };
 
 _Static_assert(sizeof(ebb__arena_t) <= EBB_SLOT_SIZE, "arena header fits slot 0");
@@ -370,11 +375,18 @@ static inline ebb__arena_t *ebb__arena_of_pool(const ebb__pool_t *p)
 }
 static inline uint64_t *ebb__pool_bitmap(ebb__pool_t *p)
 {
-    return ebb__arena_of_pool(p)->bitmap[p->head_slot];
+    return &ebb__arena_of_pool(p)->bits[p->bits_at];
+}
+static inline unsigned ebb__bitmap_words(unsigned cls)
+{
+    return (ebb__classes[cls].blocks + 63) / 64;
 }
 
 /* pool.c */
 void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls) EBB_HIDDEN;
+/* Arena lock held: find p's bitmap words in its arena header, give them back. */
+void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls) EBB_HIDDEN;
+void ebb__pool_bits_release(ebb__pool_t *p) EBB_HIDDEN;
 unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want) EBB_HIDDEN;
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx) EBB_HIDDEN;
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;

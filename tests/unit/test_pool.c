@@ -100,10 +100,71 @@ static void test_bookkeeping_survives_purge(void **state)
     ebb__arena_release_pool(p);
 }
 
+/* Bitmaps take the words their class needs, packed low in the header: an
+ * arena full of 64-byte pools (16 words each) keeps all its bitmaps in the
+ * first 1008 words (two pages), not spread over rows of 64 words per slot
+ * (eight pages).  And the packing never runs out: 63 pools of the 16-byte
+ * class, 64 words each, fit, also after a mixed churn. */
+#define TAKE 200
+static void assert_no_shared_words(ebb__pool_t **pools, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            if (ebb__arena_of_pool(pools[i]) != ebb__arena_of_pool(pools[j]))
+                continue;
+            unsigned a0 = pools[i]->bits_at, a1 = a0 + ebb__bitmap_words(pools[i]->cls);
+            unsigned b0 = pools[j]->bits_at, b1 = b0 + ebb__bitmap_words(pools[j]->cls);
+            assert_true(a1 <= b0 || b1 <= a0);
+        }
+}
+static void test_bitmaps_pack_low(void **state)
+{
+    (void)state;
+    static ebb__pool_t *pools[TAKE];
+    for (int i = 0; i < TAKE; i++)
+        pools[i] = new_pool(3);
+    assert_int_equal(ebb__bitmap_words(3), 16);
+    int full_arenas = 0;
+    for (int i = 0; i < TAKE; i++) {
+        ebb__arena_t *a = ebb__arena_of_pool(pools[i]);
+        int mine = 0;
+        unsigned end = 0;
+        for (int j = 0; j < TAKE; j++)
+            if (ebb__arena_of_pool(pools[j]) == a) {
+                mine++;
+                if (pools[j]->bits_at + 16u > end)
+                    end = pools[j]->bits_at + 16u;
+            }
+        if (mine == EBB_SLOTS - 1) {
+            full_arenas++;
+            assert_true(end <= (EBB_SLOTS - 1) * 16);
+        }
+    }
+    assert_true(full_arenas >= 1);
+    /* Swap every other pool for a 16-byte one, then the rest too. */
+    for (int i = 0; i < TAKE; i += 2) {
+        ebb__arena_release_pool(pools[i]);
+        pools[i] = new_pool(0);
+    }
+    assert_no_shared_words(pools, TAKE);
+    for (int i = 1; i < TAKE; i += 2) {
+        ebb__arena_release_pool(pools[i]);
+        pools[i] = new_pool(0);
+    }
+    assert_no_shared_words(pools, TAKE);
+    for (int i = 0; i < TAKE; i++) {
+        uint64_t *bits = ebb__pool_bitmap(pools[i]);
+        for (unsigned w = 0; w < 64; w++)
+            assert_true(bits[w] == ~(uint64_t)0); /* all 4096 blocks free, words intact */
+        ebb__arena_release_pool(pools[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_takes_lowest_address_first, unit_teardown_check),
+        cmocka_unit_test_teardown(test_bitmaps_pack_low, unit_teardown_check),
         cmocka_unit_test_teardown(test_block_index_rejects_non_blocks, unit_teardown_check),
         cmocka_unit_test_teardown(test_fills_to_capacity_exactly, unit_teardown_check),
         cmocka_unit_test_teardown(test_bookkeeping_survives_purge, unit_teardown_check),
