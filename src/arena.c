@@ -106,7 +106,8 @@ static ebb__arena_t *arena_create(void)
     a->nfree = EBB_SLOTS - 1;
     memset(a->slot_class, EBB_NO_CLASS, sizeof a->slot_class);
     ebb__owner_set(a, 1);
-    ebb__pages_cleaned(POOL_PAGES); /* untouched: mapped, not resident */
+    ebb__pages_cleaned(POOL_PAGES + EBB_SLOT_PAGES); /* untouched: mapped, not resident */
+    ebb__pool_header_init(a); /* ...but for the header fields written here */
     ebb__mapped_add(EBB_ARENA_SIZE);
     ebb__g.arenas++;
     ebb__g.spare_arenas++;
@@ -118,7 +119,8 @@ static void arena_destroy(ebb__arena_t *a)
 {
     ebb__assert(a->purging == 0);
     /* Its pages leave the books: the clean ones from the clean count. */
-    atomic_fetch_sub_explicit(&ebb__g.clean_pages, POOL_PAGES - dirty_pages(a, ALL_POOL_SLOTS),
+    atomic_fetch_sub_explicit(&ebb__g.clean_pages,
+                              POOL_PAGES + EBB_SLOT_PAGES - dirty_pages(a, ~(uint64_t)0),
                               memory_order_relaxed);
     list_remove(a);
     ebb__owner_set(a, 0);

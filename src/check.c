@@ -120,9 +120,9 @@ static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *sl
         FAULT("arena %p: header slot has a class\n", (void *)a);
     if (a->purging)
         FAULT("arena %p: slots still lent to a purge pass\n", (void *)a);
-    if (a->dirty[0])
-        FAULT("arena %p: header slot has dirty pages\n", (void *)a);
-    for (unsigned s = 1; s < EBB_SLOTS; s++)
+    if (!(a->dirty[0] & 1))
+        FAULT("arena %p: header's first page not counted resident\n", (void *)a);
+    for (unsigned s = 0; s < EBB_SLOTS; s++)
         *clean += EBB_SLOT_PAGES - (size_t)__builtin_popcount(a->dirty[s]);
     for (unsigned s = 1; s < EBB_SLOTS;) {
         if ((a->free_mask >> s) & 1) {
@@ -143,6 +143,12 @@ static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *sl
     }
     if (memcmp(claimed, a->bits_used, sizeof claimed) != 0)
         FAULT("arena %p: bitmap words in use do not match its pools'\n", (void *)a);
+    for (unsigned w = 0; w < EBB_SLOTS * EBB_BITMAP_WORDS; w++) {
+        size_t pg = ((size_t)((uint8_t *)&a->bits[w] - (uint8_t *)a)) >> EBB_PAGE_SHIFT;
+        if (((claimed[w / 64] >> (w % 64)) & 1) && !((a->dirty[0] >> pg) & 1))
+            return FAULT("arena %p: bitmap word %u in use on a header page not counted\n",
+                         (void *)a, w);
+    }
     return faults;
 }
 

@@ -141,7 +141,9 @@ struct ebb__arena_s {
     uint32_t freed_stamp;      /* ms: a pool last went back to the arena */
     /* Bit p of dirty[s]: page p of slot s may be resident (touched since it
      * was mapped or last purged).  Owned with the slot: by the bin lock of
-     * the pool covering it, else by the arena lock. */
+     * the pool covering it, else by the arena lock.  dirty[0] is the
+     * header's: the fields before `bits`, and every page of `bits` a pool's
+     * words ever reached (the header is never purged). */
     uint16_t dirty[EBB_SLOTS];
     /* The fast free path reads only this: the class of the pool covering
      * each slot, EBB_NO_CLASS for the header and free slots. */
@@ -387,6 +389,8 @@ void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls) EBB_HIDDEN;
 /* Arena lock held: find p's bitmap words in its arena header, give them back. */
 void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls) EBB_HIDDEN;
 void ebb__pool_bits_release(ebb__pool_t *p) EBB_HIDDEN;
+/* A new arena's header fields (all but the bitmaps) count as resident. */
+void ebb__pool_header_init(ebb__arena_t *a) EBB_HIDDEN;
 unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want) EBB_HIDDEN;
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx) EBB_HIDDEN;
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;

@@ -44,6 +44,12 @@ void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls)
         bits[full_words] = ((uint64_t)1 << rest) - 1;
 }
 
+/* A mask of pages first..last (inclusive) of a slot. */
+static uint16_t page_mask(unsigned first, unsigned last)
+{
+    return (uint16_t)((0xffffu >> (15 - (last - first))) << first);
+}
+
 /*
  * Bitmap words.  A pool's bitmap needs a bit per block: 64 words for the
  * 16-byte class, 3 for 336-byte blocks.  Rows of the largest size for every
@@ -62,6 +68,24 @@ static uint64_t word_mask(unsigned n, unsigned at)
     return (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << at;
 }
 
+/* Bytes [at, at + len) of a's header are about to be written: their pages
+ * become resident (committed counts them). */
+static void header_touch(ebb__arena_t *a, const void *at, size_t len)
+{
+    size_t lo = (size_t)((const uint8_t *)at - (const uint8_t *)a) >> EBB_PAGE_SHIFT;
+    size_t hi = ((size_t)((const uint8_t *)at - (const uint8_t *)a) + len - 1) >> EBB_PAGE_SHIFT;
+    uint16_t m = page_mask((unsigned)lo, (unsigned)hi);
+    size_t fresh = (size_t)__builtin_popcount((unsigned)(m & ~a->dirty[0]));
+    a->dirty[0] |= m;
+    if (fresh)
+        ebb__pages_dirtied(fresh);
+}
+
+void ebb__pool_header_init(ebb__arena_t *a)
+{
+    header_touch(a, a, offsetof(ebb__arena_t, bits));
+}
+
 void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
@@ -75,6 +99,7 @@ void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls)
             unsigned at = (unsigned)__builtin_ctzll(room);
             a->bits_used[c] |= word_mask(n, at);
             p->bits_at = (uint16_t)(c * 64 + at);
+            header_touch(a, &a->bits[p->bits_at], n * sizeof(uint64_t));
             return;
         }
     }
@@ -86,12 +111,6 @@ void ebb__pool_bits_release(ebb__pool_t *p)
     ebb__arena_t *a = ebb__arena_of_pool(p);
     unsigned n = ebb__bitmap_words(p->cls);
     a->bits_used[p->bits_at / 64] &= ~word_mask(n, p->bits_at % 64);
-}
-
-/* A mask of pages first..last (inclusive) of a slot. */
-static uint16_t page_mask(unsigned first, unsigned last)
-{
-    return (uint16_t)((0xffffu >> (15 - (last - first))) << first);
 }
 
 /* Pages first..last of pool p (counted from its start) may now be resident. */
