@@ -292,6 +292,7 @@ def timing_mode(args, allocs, workloads, tmpdir):
                        "cpu_s": res["user_s"] + res["sys_s"],
                        "user_s": res["user_s"], "sys_s": res["sys_s"],
                        "maxrss_kib": int(res["maxrss_kib"]),
+                       "minflt": int(res.get("minflt", 0)),
                        "metrics": metrics, "stdout": out.strip()}
                 runs.append(run)
                 if not args.quiet:
@@ -391,6 +392,7 @@ def summarize_timing(runs, allocs, workloads, stat):
                 "spread_pct": 100 * (max(walls) - min(walls)) / m if m else 0,
                 "cpu_s": stat([r["cpu_s"] for r in rs]),
                 "rss_mib": stat([r["maxrss_kib"] for r in rs]) / 1024,
+                "faults_k": stat([r["minflt"] for r in rs]) / 1000,
                 "metrics": {k: stat([r["metrics"][k] for r in rs
                                      if k in r["metrics"]])
                             for k in keys},
@@ -471,18 +473,18 @@ RATIOS = ["wall_vs_mimalloc", "wall_vs_glibc", "cpu_vs_mimalloc", "cpu_vs_glibc"
 
 def report_timing(rows, allocs, markdown):
     headers = ["workload", "allocator", "wall s", "spread", "cpu s",
-               "peak RSS MiB", "wall/mimalloc", "wall/glibc", "cpu/mimalloc",
+               "peak RSS MiB", "faults K", "wall/mimalloc", "wall/glibc", "cpu/mimalloc",
                "cpu/glibc"]
     body = []
     for r in rows:
         body.append([r["workload"], r["alloc"], "%.3f" % r["wall_s"],
                      "%.0f%%" % r["spread_pct"], "%.3f" % r["cpu_s"],
-                     "%.1f" % r["rss_mib"]] +
+                     "%.1f" % r["rss_mib"], "%.1f" % r.get("faults_k", 0)] +
                     [fmt_ratio(r[k]) for k in RATIOS])
     for g in geomean_rows(rows, allocs, RATIOS):
-        body.append(["geomean", g["alloc"], "", "", "", ""] +
+        body.append(["geomean", g["alloc"], "", "", "", "", ""] +
                     [fmt_ratio(g[k]) for k in RATIOS])
-    parts = [render(headers, body, markdown, "llrrrrrrrr", group=True)]
+    parts = [render(headers, body, markdown, "llrrrrrrrrr", group=True)]
 
     # Extra numbers some workloads print (METRIC lines), one table each.
     for w in dict.fromkeys(r["workload"] for r in rows):

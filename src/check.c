@@ -164,6 +164,9 @@ static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *liste
         if ((uint32_t)(p->stamp - p->listed_at) > 86400000u)
             FAULT("heap %u class %u: pool %p active before it joined the purge list\n", h, c,
                   (void *)p->start);
+        if (prev && (int32_t)(p->queued_at - prev->queued_at) < 0)
+            FAULT("heap %u class %u: purge list out of order at pool %p\n", h, c,
+                  (void *)p->start);
         (*listed)++;
     }
     if (b->purge_tail != prev)

@@ -125,6 +125,7 @@ struct ebb__pool_s {
     uint16_t bits_at;         /* its bitmap: arena->bits[bits_at...] */
     uint32_t listed_at;       /* ms: joined the purge list (list order) */
     uint32_t stamp;           /* ms: last block returned or taken while listed */
+    uint32_t queued_at;       /* ms: its place in the purge list (heap.c) */
     ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, in due order */
 };
 

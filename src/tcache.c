@@ -15,6 +15,9 @@
  * them, so an idle thread pins a bounded amount (about 1.2 MiB if every
  * cached class is full, usually far less).
  *
+ * Cached blocks are out of their pools and pin their pages, so the purger
+ * pokes threads to give them back (see "Poking" below).
+ *
  * The thread-local pointer starts at a placeholder cache of zero capacity, so
  * the fast paths never test for NULL: the first push or pop fails over to the
  * slow path, which makes the real cache.  Thread exit is detected through the
