@@ -90,9 +90,43 @@ static uint64_t runs_of(uint64_t free_mask, unsigned span)
     return m;
 }
 
+/* Index in the ownership map of the lowest place for an arena: the program
+ * break plus its room, rounded up to an arena; 0 if the break is unknown
+ * (then the kernel places every arena).  Arena lock. */
+static uintptr_t place_base;
+static int place_known;
+
+static uintptr_t arena_place_base(void)
+{
+    if (!place_known) {
+        uintptr_t brk = ebb__os_program_break();
+        uintptr_t lim = (EBB_MAP_ENTRIES - 1) << EBB_ARENA_SHIFT;
+        place_base = brk == 0 || brk > lim - EBB_ARENA_BRK_GAP ? 0
+                     : (brk + EBB_ARENA_BRK_GAP + EBB_ARENA_SIZE - 1) >> EBB_ARENA_SHIFT;
+        place_known = 1;
+    }
+    return place_base;
+}
+
+/* A fresh arena at the lowest free place above the break, else wherever the
+ * kernel puts it (address space is full there, or the break is unknown). */
+static ebb__arena_t *arena_map(void)
+{
+    uintptr_t i = arena_place_base();
+    for (unsigned tries = 0; i != 0 && i < EBB_MAP_ENTRIES && tries < EBB_ARENA_PLACE_TRIES; i++) {
+        if (__atomic_load_n(&ebb__owner_map[i], __ATOMIC_RELAXED))
+            continue; /* one of ours */
+        tries++;
+        ebb__arena_t *a = ebb__os_map_at((void *)(i << EBB_ARENA_SHIFT), EBB_ARENA_SIZE);
+        if (a != NULL)
+            return a;
+    }
+    return ebb__os_map_aligned(EBB_ARENA_SIZE, EBB_ARENA_SIZE);
+}
+
 static ebb__arena_t *arena_create(void)
 {
-    ebb__arena_t *a = ebb__os_map_aligned(EBB_ARENA_SIZE, EBB_ARENA_SIZE);
+    ebb__arena_t *a = arena_map();
     if (a == NULL)
         return NULL;
     if (((uintptr_t)a >> EBB_ARENA_SHIFT) >= EBB_MAP_ENTRIES) {

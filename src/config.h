@@ -64,6 +64,24 @@
  * EBB_HEAPS), so thousands of threads do not multiply the footprint. */
 #define EBB_MAX_HEAPS 64
 
+/* Arena placement (arena.c): arenas are mapped at the lowest free arena-
+ * aligned addresses from this far above the program break, so they cluster
+ * at the bottom of the big gap that the kernel's top-down mmap fills with
+ * large blocks from above, and small survivors never split that gap.  The
+ * distance leaves the brk heap room to grow for code that still uses it (ebb
+ * itself never does): plenty on 64-bit, where address space is free; on
+ * 32-bit it is taken straight off the largest block a program can get, so it
+ * stays small (bench/rss scenario 8 measures that block). */
+#if UINTPTR_MAX > 0xffffffffu
+#define EBB_ARENA_BRK_GAP ((uintptr_t)1 << 30)
+#else
+#define EBB_ARENA_BRK_GAP ((uintptr_t)8 << 20)
+#endif
+/* Free candidate addresses an arena tries (each a failed mmap when taken by
+ * another mapping) before the kernel chooses: enough to step over a few
+ * foreign mappings, few enough that a full address space costs little. */
+#define EBB_ARENA_PLACE_TRIES 8
+
 /* Empty arenas kept mapped against map/unmap thrash in alloc/free loops. */
 #define EBB_SPARE_ARENAS 1
 
@@ -147,6 +165,10 @@ _Static_assert(EBB_PURGE_BATCH >= 1, "a pass makes progress");
 _Static_assert(EBB_PURGE_MAX_DELAYS >= 1, "the cap is at least the delay");
 _Static_assert(EBB_PURGE_WORTH_FRACTION >= 1 && EBB_PURGE_WORTH_FRACTION <= EBB_SLOT_PAGES,
                "a one-slot pool can meet the rule");
+_Static_assert(EBB_ARENA_BRK_GAP % EBB_ARENA_SIZE == 0 &&
+               EBB_ARENA_BRK_GAP <= UINTPTR_MAX / 64,
+               "the brk room is whole arenas and a small part of the address space");
+_Static_assert(EBB_ARENA_PLACE_TRIES >= 1, "placement tries at least one address");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
 
 #endif /* EBB_CONFIG_H */
