@@ -88,12 +88,28 @@
 /* Large-block cache: freed mappings kept for reuse, at most this many and at
  * most EBB_LARGE_CACHE_BYTES (option EBB_LARGE_CACHE) in total. */
 #define EBB_LARGE_CACHE_SLOTS 16
+#if UINTPTR_MAX > 0xffffffffu
 #define EBB_LARGE_CACHE_BYTES ((size_t)64 << 20)
+#else
+/* On 32-bit, address space is scarcer than page faults: cached mappings
+ * keep holes occupied while new blocks go lower, and long-lived blocks stay
+ * there.  bench/rss scenario 8 (largest block after the rounds): 1432 MiB
+ * with 64 MiB, 1533 with 32, 1646 with 16, 1704 with 4, 1740 with none
+ * (glibc: 1806 to 1835), so none by default; EBB_LARGE_CACHE sets one. */
+#define EBB_LARGE_CACHE_BYTES ((size_t)0)
+#endif
 
 /* Most address space a growing large block gets beyond its request (25% of
  * its old size up to this), so that step-by-step growth remaps rarely.
  * Untouched, it costs no memory; the cap bounds it on 32-bit. */
+#if UINTPTR_MAX > 0xffffffffu
 #define EBB_LARGE_REALLOC_HEADROOM ((size_t)16 << 20)
+#else
+/* 32-bit: scenario 8's grown buffers held 38 MiB of headroom (1/3 of 480
+ * MiB of buffers grown, ending up to 25% past their size); a 1 MiB cap gave
+ * 1764 MiB as the largest block instead of 1740. */
+#define EBB_LARGE_REALLOC_HEADROOM ((size_t)1 << 20)
+#endif
 
 /* Purging.  Free memory goes back to the OS (its pages are purged, or
  * whole arenas and large mappings unmapped) once it has stayed unused for
