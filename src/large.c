@@ -22,6 +22,13 @@
  * leaves 25% headroom so that a buffer grown step by step is remapped
  * O(log n) times; a shrink happens only when it saves a quarter.
  *
+ * On 32-bit the cache is off by default (config.h has the numbers): while a
+ * freed mapping waits in the cache, new blocks go into lower holes, and the
+ * long-lived ones among them push the large-block region down into the gap
+ * a big request needs.  Whatever the setting, a request the OS refuses is
+ * retried once after the cache is unmapped, so ebb fails only when what it
+ * keeps for reuse could not have served the request either.
+ *
  * Cached mappings are unmapped once they have stayed unused for the purge
  * delay (ebb__large_purge), so the cache only ever holds memory a program
  * is cycling through; with a delay of 0 nothing is cached.  The threshold
