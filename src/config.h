@@ -64,18 +64,52 @@
  * EBB_HEAPS), so thousands of threads do not multiply the footprint. */
 #define EBB_MAX_HEAPS 64
 
+/* Arena placement (arena.c): arenas are mapped at the lowest free arena-
+ * aligned addresses from this far above the program break, so they cluster
+ * at the bottom of the big gap that the kernel's top-down mmap fills with
+ * large blocks from above, and small survivors never split that gap.  The
+ * distance leaves the brk heap room to grow for code that still uses it (ebb
+ * itself never does): plenty on 64-bit, where address space is free; on
+ * 32-bit it is taken straight off the largest block a program can get, so it
+ * stays small (bench/rss scenario 8 measures that block). */
+#if UINTPTR_MAX > 0xffffffffu
+#define EBB_ARENA_BRK_GAP ((uintptr_t)1 << 30)
+#else
+#define EBB_ARENA_BRK_GAP ((uintptr_t)8 << 20)
+#endif
+/* Free candidate addresses an arena tries (each a failed mmap when taken by
+ * another mapping) before the kernel chooses: enough to step over a few
+ * foreign mappings, few enough that a full address space costs little. */
+#define EBB_ARENA_PLACE_TRIES 8
+
 /* Empty arenas kept mapped against map/unmap thrash in alloc/free loops. */
 #define EBB_SPARE_ARENAS 1
 
 /* Large-block cache: freed mappings kept for reuse, at most this many and at
  * most EBB_LARGE_CACHE_BYTES (option EBB_LARGE_CACHE) in total. */
 #define EBB_LARGE_CACHE_SLOTS 16
+#if UINTPTR_MAX > 0xffffffffu
 #define EBB_LARGE_CACHE_BYTES ((size_t)64 << 20)
+#else
+/* On 32-bit, address space is scarcer than page faults: cached mappings
+ * keep holes occupied while new blocks go lower, and long-lived blocks stay
+ * there.  bench/rss scenario 8 (largest block after the rounds): 1432 MiB
+ * with 64 MiB, 1533 with 32, 1646 with 16, 1704 with 4, 1740 with none
+ * (glibc: 1806 to 1835), so none by default; EBB_LARGE_CACHE sets one. */
+#define EBB_LARGE_CACHE_BYTES ((size_t)0)
+#endif
 
 /* Most address space a growing large block gets beyond its request (25% of
  * its old size up to this), so that step-by-step growth remaps rarely.
  * Untouched, it costs no memory; the cap bounds it on 32-bit. */
+#if UINTPTR_MAX > 0xffffffffu
 #define EBB_LARGE_REALLOC_HEADROOM ((size_t)16 << 20)
+#else
+/* 32-bit: scenario 8's grown buffers held 38 MiB of headroom (1/3 of 480
+ * MiB of buffers grown, ending up to 25% past their size); a 1 MiB cap gave
+ * 1764 MiB as the largest block instead of 1740. */
+#define EBB_LARGE_REALLOC_HEADROOM ((size_t)1 << 20)
+#endif
 
 /* Purging.  Free memory goes back to the OS (its pages are purged, or
  * whole arenas and large mappings unmapped) once it has stayed unused for
@@ -148,6 +182,10 @@ _Static_assert(EBB_PURGE_BATCH >= 1, "a pass makes progress");
 _Static_assert(EBB_PURGE_MAX_DELAYS >= 1, "the cap is at least the delay");
 _Static_assert(EBB_PURGE_WORTH_FRACTION >= 1 && EBB_PURGE_WORTH_FRACTION <= EBB_SLOT_PAGES,
                "a one-slot pool can meet the rule");
+_Static_assert(EBB_ARENA_BRK_GAP % EBB_ARENA_SIZE == 0 &&
+               EBB_ARENA_BRK_GAP <= UINTPTR_MAX / 64,
+               "the brk room is whole arenas and a small part of the address space");
+_Static_assert(EBB_ARENA_PLACE_TRIES >= 1, "placement tries at least one address");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
 
 #endif /* EBB_CONFIG_H */

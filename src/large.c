@@ -22,6 +22,13 @@
  * leaves 25% headroom so that a buffer grown step by step is remapped
  * O(log n) times; a shrink happens only when it saves a quarter.
  *
+ * On 32-bit the cache is off by default (config.h has the numbers): while a
+ * freed mapping waits in the cache, new blocks go into lower holes, and the
+ * long-lived ones among them push the large-block region down into the gap
+ * a big request needs.  Whatever the setting, a request the OS refuses is
+ * retried once after the cache is unmapped, so ebb fails only when what it
+ * keeps for reuse could not have served the request either.
+ *
  * Cached mappings are unmapped once they have stayed unused for the purge
  * delay (ebb__large_purge), so the cache only ever holds memory a program
  * is cycling through; with a delay of 0 nothing is cached.  The threshold
@@ -201,6 +208,21 @@ static int cache_take(size_t need, ebb__large_entry_t *out)
     return 0;
 }
 
+/* Out of address space or memory: unmap every cached mapping, so that a
+ * request fails only when what ebb holds for reuse could not serve it either
+ * (on 32-bit, a cached mapping may sit just where a big block would fit).
+ * 1 if anything was given back.  Large-block lock not held. */
+static int cache_give_back(void)
+{
+    ebb__lock(&L.lock);
+    unsigned n = L.ncache;
+    ebb__unlock(&L.lock);
+    if (n == 0)
+        return 0;
+    ebb__large_purge(ebb__os_now_ms(), 0);
+    return 1;
+}
+
 void *ebb__large_alloc(size_t size, size_t align, int zero)
 {
     size_t need = page_round(size ? size : 1);
@@ -225,6 +247,8 @@ void *ebb__large_alloc(size_t size, size_t align, int zero)
     ebb__unlock(&L.lock);
 
     void *p = ebb__os_map_aligned(need, align);
+    if (p == NULL && cache_give_back())
+        p = ebb__os_map_aligned(need, align);
     if (p == NULL) {
         errno = ENOMEM;
         return NULL;
@@ -393,6 +417,17 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours)
         return NULL;
     }
     void *q = ebb__os_remap(p, old, need, need > old);
+    if (q == NULL && L.ncache > 0) {
+        /* As in ebb__large_alloc: the cache goes before the request fails.
+         * Its entries are unmapped under the lock (a rare path), so e stays
+         * valid. */
+        while (L.ncache > 0) {
+            ebb__mapped_sub(L.cache[0].size);
+            ebb__os_unmap((void *)L.cache[0].addr, L.cache[0].size);
+            cache_remove(0);
+        }
+        q = ebb__os_remap(p, old, need, need > old);
+    }
     if (q == NULL) {
         ebb__unlock(&L.lock);
         errno = ENOMEM;

@@ -1,7 +1,7 @@
 /*
  * linux.c -- the OS layer for Linux (glibc or musl), 64- and 32-bit.
  *
- * Only this file calls mmap, munmap, madvise, mremap, futex and write.  It
+ * Only this file calls mmap, munmap, madvise, mremap, brk, futex and write.  It
  * keeps errno as the caller left it, because free() must preserve errno and
  * the layers above should not have to think about it.
  */
@@ -95,6 +95,39 @@ void *ebb__os_map_aligned(size_t size, size_t align)
     if (tail)
         ebb__os_unmap((void *)(start + size), tail);
     return (void *)start;
+}
+
+/* Since Linux 4.17; an older kernel ignores the flag and treats the address
+ * as a hint, which ebb__os_map_at handles by checking where it landed. */
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+void *ebb__os_map_at(void *addr, size_t size)
+{
+    if (injected_failure())
+        return NULL;
+    int saved = errno;
+    /* Never MAP_FIXED: it would silently replace whatever lives there. */
+    void *p = mmap(addr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p != MAP_FAILED && p != addr) {
+        munmap(p, size); /* an old kernel put it elsewhere */
+        p = MAP_FAILED;
+    }
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+uintptr_t ebb__os_program_break(void)
+{
+    int saved = errno;
+    /* The raw call: brk(0) changes nothing and answers the current break,
+     * without the C library's sbrk state (which may not be set up yet). */
+    long brk = syscall(SYS_brk, 0);
+    errno = saved;
+    /* Through unsigned long: a 32-bit break above 2 GiB is a negative long. */
+    return brk == -1 ? 0 : (uintptr_t)(unsigned long)brk;
 }
 
 void ebb__os_unmap(void *p, size_t size)

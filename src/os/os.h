@@ -32,6 +32,13 @@ extern _Atomic long ebb__os_fail_after;
 void *ebb__os_map(size_t size);
 /* Like ebb__os_map but aligned to `align` (a power of two >= page size). */
 void *ebb__os_map_aligned(size_t size, size_t align);
+/* Fresh zeroed read-write memory at exactly `addr` (page aligned), only if
+ * nothing is mapped anywhere in [addr, addr + size); NULL otherwise, never
+ * memory elsewhere and never a replaced mapping. */
+void *ebb__os_map_at(void *addr, size_t size);
+/* The program break (the end of the brk heap), 0 if unknown: the low end of
+ * the large gap the kernel's top-down mmap fills from above. */
+uintptr_t ebb__os_program_break(void);
 void ebb__os_unmap(void *p, size_t size);
 /* Drop the pages' contents; they stay mapped and read back as zeros. */
 void ebb__os_purge(void *p, size_t size);

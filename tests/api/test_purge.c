@@ -615,7 +615,7 @@ static void test_purger_never_keeps_a_process_alive(void **s)
     EXPECT(secs < 2.0, "the process lived %.2f s after its threads were gone", secs);
 }
 
-static void test_large_expiry(void **s) { (void)s; run("large_expiry", "EBB_PURGE_DELAY_MS=100", NULL); }
+static void test_large_expiry(void **s) { (void)s; run("large_expiry", "EBB_PURGE_DELAY_MS=100", "EBB_LARGE_CACHE=64M"); }
 
 int main(int argc, char **argv)
 {

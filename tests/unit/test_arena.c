@@ -115,6 +115,50 @@ static void test_map_rejects_foreign_addresses(void **state)
     assert_null(ebb__arena_of(UINTPTR_MAX - 5));
 }
 
+/* Placement: arenas made one by one between large blocks still cluster
+ * above the program break, and no large block lies among them, so small
+ * survivors never split the gap large blocks are mapped into.  Before
+ * placement, each arena went wherever the kernel's top-down mmap put it,
+ * right between the large blocks of the moment. */
+#define PLACE_ROUNDS 6
+static void test_arenas_cluster_apart_from_large(void **state)
+{
+    (void)state;
+    ebb__ensure_init();
+    static ebb__pool_t *pools[PLACE_ROUNDS][EBB_SLOTS - 1];
+    void *big[PLACE_ROUNDS];
+    const size_t big_size = (size_t)8 << 20;
+    for (int r = 0; r < PLACE_ROUNDS; r++) {
+        big[r] = ebb_malloc(big_size);
+        assert_non_null(big[r]);
+        for (unsigned i = 0; i < EBB_SLOTS - 1; i++) {
+            pools[r][i] = ebb__arena_take_pool(1, 5);
+            assert_non_null(pools[r][i]);
+        }
+    }
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    size_t arenas = 0;
+    for (unsigned n = 0; n < EBB_SLOTS; n++)
+        for (ebb__arena_t *a = ebb__g.by_nfree[n]; a; a = a->next, arenas++) {
+            lo = (uintptr_t)a < lo ? (uintptr_t)a : lo;
+            hi = (uintptr_t)a > hi ? (uintptr_t)a : hi;
+        }
+    assert_true(arenas >= PLACE_ROUNDS);
+    uintptr_t brk = ebb__os_program_break();
+    assert_true(brk != 0 && lo > brk);
+    /* dense: holes left by earlier tests' arenas are filled lowest first */
+    assert_true((hi - lo) / EBB_ARENA_SIZE + 1 <= arenas + 2);
+    for (int r = 0; r < PLACE_ROUNDS; r++) {
+        uintptr_t b = (uintptr_t)big[r];
+        assert_true(b + big_size <= lo || b >= hi + EBB_ARENA_SIZE);
+        ebb_free(big[r]);
+    }
+    for (int r = 0; r < PLACE_ROUNDS; r++)
+        for (unsigned i = 0; i < EBB_SLOTS - 1; i++)
+            ebb__arena_release_pool(pools[r][i]);
+    ebb__arena_collect(1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -123,6 +167,7 @@ int main(void)
         cmocka_unit_test_teardown(test_fullest_arena_first, unit_teardown_check),
         cmocka_unit_test_teardown(test_empty_arenas_unmapped_beyond_spare, unit_teardown_check),
         cmocka_unit_test_teardown(test_map_rejects_foreign_addresses, unit_teardown_check),
+        cmocka_unit_test_teardown(test_arenas_cluster_apart_from_large, unit_teardown_check),
     };
     return cmocka_run_group_tests_name("arena", tests, NULL, NULL);
 }

@@ -310,10 +310,13 @@ static void test_large_cache_expires(void **state)
 {
     (void)state;
     ebb_collect(1);
+    size_t saved = ebb__g.opt.large_cache; /* none by default on 32-bit */
+    ebb__g.opt.large_cache = (size_t)4 << 20;
     void *p = ebb_malloc(1 << 20);
     assert_non_null(p);
     memset(p, 1, 1 << 20);
     ebb_free(p);
+    ebb__g.opt.large_cache = saved;
     ebb_stats_t s;
     ebb_stats(&s);
     assert_int_equal(s.mapped_large_cached, 1 << 20);
