@@ -20,7 +20,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
 
 .PHONY: all lib install uninstall clean help check check-debug check-install check-unit check-api check-stress \
-        check-preload check-sanitizers check-asan check-ubsan check-clang check-m32 fuzz peer bench demo
+        check-preload check-sanitizers check-asan check-ubsan check-m32 fuzz peer bench demo
 
 all: lib
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc

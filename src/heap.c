@@ -136,6 +136,15 @@ static void purge_list_remove(ebb__bin_t *b, ebb__pool_t *p)
     p->listed = 0;
 }
 
+/* A call reads the clock once and may use it after waiting for a lock, so
+ * another thread may have stamped the pool later meanwhile: stamps only
+ * move forward (wrap-safe). */
+static void advance(uint32_t *stamp, uint32_t now)
+{
+    if ((int32_t)(now - *stamp) > 0)
+        *stamp = now;
+}
+
 /* Blocks were just taken from a listed pool: it is in use, so its free
  * pages are likely to be reused; its clocks start again.  It stays where it
  * is: the pass moves it when it gets there (purge_bin_due), so a refill or a
@@ -143,8 +152,8 @@ static void purge_list_remove(ebb__bin_t *b, ebb__pool_t *p)
  * every flush was 4% of the instructions of bench churn). */
 static void purge_list_touch(ebb__pool_t *p, uint32_t now)
 {
-    p->stamp = now;
-    p->listed_at = now;
+    advance(&p->stamp, now);
+    advance(&p->listed_at, now);
 }
 
 /* Blocks came back to a listed pool: it is not quiet yet.  Its longest wait
@@ -152,7 +161,7 @@ static void purge_list_touch(ebb__pool_t *p, uint32_t now)
  * postpone its purge forever. */
 static void purge_list_freed_into(ebb__pool_t *p, uint32_t now)
 {
-    p->stamp = now;
+    advance(&p->stamp, now);
 }
 
 /* Unlink an empty pool from its bin and give its slots back; returns 1 if
@@ -360,7 +369,7 @@ static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long del
     purge_list_remove(b, p);
     if (ebb__pool_purge(p, worth) == 0) { /* another delay at the tail */
         p->listed = 1;
-        p->stamp = now;
+        advance(&p->stamp, now);
         purge_list_insert(b, p, now + pool_due_in(p, now, (uint32_t)delay) - (uint32_t)delay);
     }
 }
