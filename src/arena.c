@@ -35,6 +35,21 @@
  * what is still missing against glibc is mostly the large blocks' own
  * holes, not arenas.
  *
+ * On 32-bit, arenas first fill the stretch between the program's image and
+ * its break (EBB_ARENA_BELOW_BRK): the kernel starts the break a random 0
+ * to 32 MiB above the image, room that the brk heap never uses and that
+ * glibc loses below its heap; and there is no brk gap.  Scenario 8 after
+ * that: 1788, 1792, 1788 MiB (glibc 1818, 1835, 1813), still short of
+ * glibc.  Tried and dropped: large.c choosing each large block's address
+ * itself, best fit among the holes between its live blocks (with
+ * MAP_FIXED_NOREPLACE, growth moved by mremap onto a claimed hole).  Without
+ * address randomisation, over 5 run lengths (80 to 120 rounds), the largest
+ * block averaged 1782 MiB with best fit against 1836 with the kernel's
+ * top-down choice (glibc 1858); placing at the bottom of holes was worse.
+ * What is left is the order in which long-lived buffers come and go: the
+ * deepest live buffer decides, and which policy puts it higher varies from
+ * run length to run length by +-60 MiB.
+ *
  * Why not reserve address space (PROT_NONE) for arenas and commit inside
  * it?  A reservation is address space no large block can have; on 32-bit
  * that is the scarce resource, and an unused 64 MiB reservation costs a
