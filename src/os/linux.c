@@ -17,6 +17,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <link.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -128,6 +130,29 @@ uintptr_t ebb__os_program_break(void)
     errno = saved;
     /* Through unsigned long: a 32-bit break above 2 GiB is a negative long. */
     return brk == -1 ? 0 : (uintptr_t)(unsigned long)brk;
+}
+
+uintptr_t ebb__os_image_end(void)
+{
+    /* The program headers the kernel mapped, found through the auxiliary
+     * vector: no system call, no allocation, ready before the C library. */
+    const ElfW(Phdr) *ph = (const ElfW(Phdr) *)getauxval(AT_PHDR);
+    unsigned long n = getauxval(AT_PHNUM);
+    if (ph == NULL || n == 0)
+        return 0;
+    uintptr_t bias = 0, end = 0;
+    int have_bias = 0;
+    for (unsigned long i = 0; i < n; i++)
+        if (ph[i].p_type == PT_PHDR) {
+            bias = (uintptr_t)ph - (uintptr_t)ph[i].p_vaddr; /* where a PIE was loaded */
+            have_bias = 1;
+        }
+    if (!have_bias)
+        return 0; /* no PT_PHDR: the load address cannot be told apart */
+    for (unsigned long i = 0; i < n; i++)
+        if (ph[i].p_type == PT_LOAD && bias + ph[i].p_vaddr + ph[i].p_memsz > end)
+            end = bias + (uintptr_t)(ph[i].p_vaddr + ph[i].p_memsz);
+    return end;
 }
 
 void ebb__os_unmap(void *p, size_t size)

@@ -39,6 +39,11 @@ void *ebb__os_map_at(void *addr, size_t size);
 /* The program break (the end of the brk heap), 0 if unknown: the low end of
  * the large gap the kernel's top-down mmap fills from above. */
 uintptr_t ebb__os_program_break(void);
+/* The end of the program's own image (its highest loaded segment, bss
+ * included), 0 if unknown.  The kernel starts the break a random distance
+ * above it (up to 32 MiB on 32-bit x86), and that stretch is address space
+ * the brk heap never uses. */
+uintptr_t ebb__os_image_end(void);
 void ebb__os_unmap(void *p, size_t size);
 /* Drop the pages' contents; they stay mapped and read back as zeros. */
 void ebb__os_purge(void *p, size_t size);
