@@ -266,14 +266,47 @@ static unsigned return_run(ebb__bin_t *b, ebb__pool_t *p, void *const *blocks, u
     return i ? i : 1;
 }
 
+/* Idle blocks came back to pool p, which was not listed: it joins the head
+ * of the list, due now (its key is the oldest in the list, so the order
+ * holds and the insert costs nothing). */
+static void purge_list_add_due(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint32_t delay)
+{
+    uint32_t key = now - delay;
+    ebb__pool_t *head = b->purge_head;
+    if (head && (int32_t)(head->queued_at - key) < 0)
+        key = head->queued_at;
+    p->listed = 1;
+    p->listed_at = p->stamp = key;
+    p->queued_at = key;
+    p->purge_prev = NULL;
+    p->purge_next = head;
+    if (head)
+        head->purge_prev = p;
+    else
+        b->purge_tail = p;
+    __atomic_store_n(&b->purge_head, p, __ATOMIC_RELAXED);
+}
+
 /* Blocks just came back to pool p (bin lock held): schedule or do the purge
- * its delay asks for.  Returns 1 if the purger must be kicked. */
-static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now)
+ * its delay asks for; `idle` blocks (see ebb__heap_free_idle) make it due
+ * now, and an emptied pool is purged before it goes back to its arena.
+ * Returns 1 if the purger must be kicked. */
+static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
 {
     long delay = ebb__g.opt.purge_delay;
-    if (p->used == 0 && (delay == 0 || bin_has_other_room(b, p)))
+    if (p->used == 0 && (delay == 0 || bin_has_other_room(b, p))) {
+        if (idle && delay > 0)
+            ebb__pool_purge(p, 1);
         return bin_release(b, p);
+    }
     bin_rebucket(b, p);
+    if (idle && delay > 0) {
+        if (!p->listed) {
+            purge_list_add_due(b, p, clock_read(now), (uint32_t)delay);
+            return ebb__purge_announce();
+        }
+        return 0; /* listed: the frees that listed it set its due time */
+    }
     if (delay == 0) {
         ebb__pool_purge(p, 1);
     } else if (delay > 0) {
@@ -291,7 +324,7 @@ static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now)
  * runs of them share a pool: the bin lock is kept across runs of one bin,
  * and each run of one pool costs a lookup, a bucket update and, per block,
  * an index multiply and a bit test-and-set. */
-void ebb__heap_free(void *const *blocks, unsigned n)
+static void heap_free(void *const *blocks, unsigned n, int idle)
 {
     ebb__bin_t *locked = NULL;
     int kick = 0;
@@ -323,12 +356,22 @@ void ebb__heap_free(void *const *blocks, unsigned n)
         /* An emptied pool is unlinked and released under the bin lock (bin
          * -> arena is the lock order), so a fork never sees it in neither
          * place. */
-        kick |= after_return(b, p, &now);
+        kick |= after_return(b, p, &now, idle);
     }
     if (locked)
         ebb__unlock(&locked->lock);
     if (kick)
         ebb__purge_kick();
+}
+
+void ebb__heap_free(void *const *blocks, unsigned n)
+{
+    heap_free(blocks, n, 0);
+}
+
+void ebb__heap_free_idle(void *const *blocks, unsigned n)
+{
+    heap_free(blocks, n, 1);
 }
 
 /* ----------------------------------------------------------- purge pass */

@@ -221,6 +221,7 @@ typedef struct {
     void **top;  /* next free entry; cached blocks are [low, top) */
     void **low;
     void **high; /* end of this class's entries */
+    int busy;    /* refilled or overflowed since the thread last answered a poke */
 } ebb__tbin_t;
 
 enum { EBB_TC_ACTIVE = 1, EBB_TC_EXITING, EBB_TC_FREE };
@@ -404,6 +405,9 @@ size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages) EBB_HIDDEN;
 /* heap.c */
 unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want) EBB_HIDDEN;
 void ebb__heap_free(void *const *blocks, unsigned n) EBB_HIDDEN;
+/* The same for blocks known idle for a delay already (a thread cache's
+ * answer to a poke): their pools are due for purging at once. */
+void ebb__heap_free_idle(void *const *blocks, unsigned n) EBB_HIDDEN;
 ebb__heap_t *ebb__heap_pick(void) EBB_HIDDEN;
 /* Purge the pools of bins listed for `delay` ms (every pool if delay is
  * 0); returns ms until the next is due, or UINT32_MAX. */

@@ -74,22 +74,25 @@ static uint32_t min_u32(uint32_t a, uint32_t b)
 /* Ask every thread to give back the blocks in its cache (tcache.c says
  * why and how), at most once a delay: a busy thread pays a refill per class
  * per poke. */
-static void poke_threads(uint32_t now, long delay)
+static unsigned poke_threads(uint32_t now, long delay)
 {
     uint32_t last = atomic_load_explicit(&ebb__g.poked_at, memory_order_relaxed);
     if (delay > 0 && !ebb__due(now, last, delay))
-        return;
+        return 0;
     if (atomic_compare_exchange_strong_explicit(&ebb__g.poked_at, &last, now,
                                                 memory_order_relaxed, memory_order_relaxed))
-        ebb__tcache_poke_all();
+        return ebb__tcache_poke_all();
+    return 0;
 }
 
 /* Give back everything due at `now`; returns ms until the next item falls
  * due, or UINT32_MAX if nothing waits. */
 static uint32_t purge_pass(uint32_t now, long delay)
 {
-    poke_threads(now, delay);
-    uint32_t next = ebb__heap_purge(now, delay);
+    /* Poked threads answer within moments if they are running, with blocks
+     * that are due at once: come back for them soon. */
+    uint32_t next = poke_threads(now, delay) ? EBB_PURGE_SLACK_MS : UINT32_MAX;
+    next = min_u32(next, ebb__heap_purge(now, delay));
     /* After the heaps: pools released just now bring their slots. */
     next = min_u32(next, ebb__arena_purge(now, delay));
     return min_u32(next, ebb__large_purge(now, delay));

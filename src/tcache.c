@@ -63,6 +63,7 @@ static void tcache_layout(ebb__tcache_t *tc)
         b->low = b->top = e;
         e += ebb__classes[c].tcache_cap;
         b->high = e;
+        b->busy = 0;
     }
 }
 
@@ -188,6 +189,29 @@ unsigned ebb__tcache_poke_all(void)
     return n;
 }
 
+/* Every cached block goes home.  A stack that neither refilled nor
+ * overflowed since the last poke (at least a delay ago) has held its blocks
+ * idle: they go home as idle, so their pools are purged at the next pass
+ * instead of a delay later (bench/rss scenario 2: the tail of pages pinned
+ * by a teardown's cache went back at about 250 ms instead of 350). */
+static void flush_for_poke(ebb__tcache_t *tc)
+{
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        ebb__tbin_t *b = &tc->bin[c];
+        unsigned n = (unsigned)(b->top - b->low);
+        int idle = !b->busy;
+        b->busy = 0;
+        if (n) {
+            b->top = b->low;
+            leave_cache_then_go_home();
+            if (idle)
+                ebb__heap_free_idle(b->low, n);
+            else
+                ebb__heap_free(b->low, n);
+        }
+    }
+}
+
 static ebb__tcache_t *answer_poke(void)
 {
     ebb__tcache_t *tc = tc_own;
@@ -196,7 +220,7 @@ static ebb__tcache_t *answer_poke(void)
         return NULL;
     }
     tc_set(tc);
-    ebb__tcache_flush_all(tc);
+    flush_for_poke(tc);
     return tc;
 }
 
@@ -238,6 +262,7 @@ void *ebb__tcache_refill_pop(ebb__tcache_t *tc, unsigned cls)
     ebb__assert(b->top == b->low);
     unsigned cap = (unsigned)(b->high - b->low);
     unsigned want = cap / 2 ? cap / 2 : 1;
+    b->busy = 1;
     unsigned got = ebb__heap_alloc(tc->heap, cls, b->low, want);
     if (got == 0)
         return NULL;
@@ -257,6 +282,7 @@ void ebb__tcache_flush_push(ebb__tcache_t *tc, unsigned cls, void *blk)
     unsigned n = (unsigned)(b->top - b->low);
     unsigned drop = n - n / 2; /* the older (bottom) half, at least one */
     void *home[EBB_TCACHE_MAX_COUNT];
+    b->busy = 1;
     if (n) {
         memcpy(home, b->low, drop * sizeof(void *));
         memmove(b->low, b->low + drop, (n - drop) * sizeof(void *));

@@ -204,6 +204,37 @@ static void test_freed_pool_is_listed_and_purged_when_due(void **state)
     ebb_collect(1);
 }
 
+/* Blocks a thread cache held idle through a poke come home due at once:
+ * the next pass purges their pages without waiting another delay, and a
+ * pool they empty goes back to its arena purged. */
+static void test_idle_blocks_are_due_at_once(void **state)
+{
+    (void)state;
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, cls);
+    void *blk[2048];
+    take_filled(h, blk, 2048, 5); /* two pools */
+    ebb__heap_free(blk + 1024, 16); /* the second pool listed, not due */
+    ebb__heap_free_idle(blk, 512); /* half of the first: due now */
+    ebb__pool_t *p = b->purge_head;
+    assert_non_null(p);
+    assert_ptr_equal(p->start, (uint8_t *)blk[0]);
+    size_t purged = atomic_load(&ebb__g.purged);
+    uint32_t now = ebb__os_now_ms();
+    uint32_t left = ebb__heap_purge(now, DELAY);
+    assert_int_equal(atomic_load(&ebb__g.purged), purged + 8 * 4096);
+    assert_false(p->listed);
+    assert_true(left > 0 && left <= DELAY); /* the other pool still waits */
+    for (int i = 512; i < 1024; i++)
+        assert_int_equal(((unsigned char *)blk[i])[0], 5);
+    purged = atomic_load(&ebb__g.purged);
+    ebb__heap_free_idle(blk + 512, 512); /* the pool empties: purged, released */
+    assert_true(atomic_load(&ebb__g.purged) > purged);
+    ebb__heap_free(blk + 1040, 1008);
+    ebb_collect(1);
+}
+
 /* A pool with only a few free pages waits: purging two pages is not worth
  * a system call while the pool may still fill or empty; at its longest
  * wait it is purged anyway. */
@@ -380,6 +411,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_take_marks_exactly_the_pages_touched, unit_teardown_check),
         cmocka_unit_test_teardown(test_purge_takes_only_pages_with_no_live_block, unit_teardown_check),
+        cmocka_unit_test_teardown(test_idle_blocks_are_due_at_once, unit_teardown_check),
         cmocka_unit_test_teardown(test_blocks_larger_than_a_page, unit_teardown_check),
         cmocka_unit_test_teardown(test_freed_pool_is_listed_and_purged_when_due, unit_teardown_check),
         cmocka_unit_test_teardown(test_few_free_pages_wait_for_the_longest_wait, unit_teardown_check),
