@@ -96,11 +96,10 @@ static uint32_t clock_read(uint32_t *now)
  * `now`, and a pool joining or going back gets `now`, so this is almost
  * always the tail.  The head is read without the lock by the purge pass
  * (to skip idle bins), so it is written atomically. */
-static void purge_list_insert(ebb__bin_t *b, ebb__pool_t *p, uint32_t key)
+static void purge_list_link_after(ebb__bin_t *b, ebb__pool_t *p, ebb__pool_t *after,
+                                  uint32_t key)
 {
-    ebb__pool_t *after = b->purge_tail;
-    while (after && (int32_t)(after->queued_at - key) > 0)
-        after = after->purge_prev;
+    p->listed = 1;
     p->queued_at = key;
     p->purge_prev = after;
     p->purge_next = after ? after->purge_next : b->purge_head;
@@ -114,9 +113,16 @@ static void purge_list_insert(ebb__bin_t *b, ebb__pool_t *p, uint32_t key)
         __atomic_store_n(&b->purge_head, p, __ATOMIC_RELAXED);
 }
 
+static void purge_list_insert(ebb__bin_t *b, ebb__pool_t *p, uint32_t key)
+{
+    ebb__pool_t *after = b->purge_tail;
+    while (after && (int32_t)(after->queued_at - key) > 0)
+        after = after->purge_prev;
+    purge_list_link_after(b, p, after, key);
+}
+
 static void purge_list_add(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
 {
-    p->listed = 1;
     p->listed_at = now;
     p->stamp = now;
     purge_list_insert(b, p, now);
@@ -275,16 +281,8 @@ static void purge_list_add_due(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
     ebb__pool_t *head = b->purge_head;
     if (head && (int32_t)(head->queued_at - key) < 0)
         key = head->queued_at;
-    p->listed = 1;
     p->listed_at = p->stamp = key;
-    p->queued_at = key;
-    p->purge_prev = NULL;
-    p->purge_next = head;
-    if (head)
-        head->purge_prev = p;
-    else
-        b->purge_tail = p;
-    __atomic_store_n(&b->purge_head, p, __ATOMIC_RELAXED);
+    purge_list_link_after(b, p, NULL, key);
 }
 
 /* Blocks just came back to pool p (bin lock held): schedule or do the purge
@@ -397,6 +395,15 @@ static uint32_t pool_due_in(const ebb__pool_t *p, uint32_t now, uint32_t delay)
     return quiet < cap ? quiet : cap;
 }
 
+/* Move listed pool p, due `left` ms from now, to its place: its key is when
+ * it falls due, less the delay. */
+static void purge_list_requeue(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint32_t left,
+                               uint32_t delay)
+{
+    purge_list_remove(b, p);
+    purge_list_insert(b, p, now + left - delay);
+}
+
 /* A listed pool fell due.  A partly used one is purged only when that is
  * worth a system call now: a quarter of its pages can go, or it has waited
  * its longest.  Otherwise it waits another delay at the tail (measured:
@@ -409,11 +416,11 @@ static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long del
         return;
     }
     size_t worth = (size_t)p->span * EBB_SLOT_PAGES / EBB_PURGE_WORTH_FRACTION;
-    purge_list_remove(b, p);
-    if (ebb__pool_purge(p, worth) == 0) { /* another delay at the tail */
-        p->listed = 1;
+    if (ebb__pool_purge(p, worth) != 0) {
+        purge_list_remove(b, p);
+    } else { /* another delay at the tail */
         advance(&p->stamp, now);
-        purge_list_insert(b, p, now + pool_due_in(p, now, (uint32_t)delay) - (uint32_t)delay);
+        purge_list_requeue(b, p, now, pool_due_in(p, now, (uint32_t)delay), (uint32_t)delay);
     }
 }
 
@@ -457,9 +464,7 @@ static uint32_t purge_bin_due(ebb__bin_t *b, uint32_t now, long delay)
         }
         uint32_t left = pool_due_in(p, now, (uint32_t)delay);
         if (left) {
-            purge_list_remove(b, p);
-            p->listed = 1;
-            purge_list_insert(b, p, now + left - (uint32_t)delay);
+            purge_list_requeue(b, p, now, left, (uint32_t)delay);
             moved++;
             continue;
         }

@@ -130,17 +130,24 @@ static void leave_cache_then_go_home(void)
     atomic_thread_fence(memory_order_seq_cst);
 }
 
+/* Every block of stack b goes home; `idle`: as blocks idle for a delay. */
+static void empty_stack(ebb__tbin_t *b, int idle)
+{
+    unsigned n = (unsigned)(b->top - b->low);
+    if (n == 0)
+        return;
+    b->top = b->low; /* entries stay readable: only this thread pushes */
+    leave_cache_then_go_home();
+    if (idle)
+        ebb__heap_free_idle(b->low, n);
+    else
+        ebb__heap_free(b->low, n);
+}
+
 void ebb__tcache_flush_all(ebb__tcache_t *tc)
 {
-    for (unsigned c = 0; c < EBB_CLASSES; c++) {
-        ebb__tbin_t *b = &tc->bin[c];
-        unsigned n = (unsigned)(b->top - b->low);
-        if (n) {
-            b->top = b->low; /* entries stay readable: only this thread pushes */
-            leave_cache_then_go_home();
-            ebb__heap_free(b->low, n);
-        }
-    }
+    for (unsigned c = 0; c < EBB_CLASSES; c++)
+        empty_stack(&tc->bin[c], 0);
 }
 
 static void tcache_thread_exit(void *arg)
@@ -198,17 +205,8 @@ static void flush_for_poke(ebb__tcache_t *tc)
 {
     for (unsigned c = 0; c < EBB_CLASSES; c++) {
         ebb__tbin_t *b = &tc->bin[c];
-        unsigned n = (unsigned)(b->top - b->low);
-        int idle = !b->busy;
+        empty_stack(b, !b->busy);
         b->busy = 0;
-        if (n) {
-            b->top = b->low;
-            leave_cache_then_go_home();
-            if (idle)
-                ebb__heap_free_idle(b->low, n);
-            else
-                ebb__heap_free(b->low, n);
-        }
     }
 }
 
