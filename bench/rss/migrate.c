@@ -89,30 +89,39 @@ static uint64_t floor_pages(void)
     return pageset_close(&ps);
 }
 
+static const int zero[] = { 0 };
+
+/* One phase's build of `size`-byte objects, reported as "built<size>":
+ * the bytes built; *peak is VmHWM and *floor the floor pages right after. */
+static uint64_t build_phase(uint64_t target, size_t size, uint64_t seed, long *peak,
+                            uint64_t *floor)
+{
+    uint64_t bytes = build(target, size, seed);
+    rss_instant();
+    *peak = status_kib("VmHWM");
+    *floor = floor_pages();
+    char name[32];
+    snprintf(name, sizeof name, "built%zu", size);
+    rss_report(name, zero, 1, *floor, bytes);
+    teardown();
+    return bytes;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = opts_parse(argc, argv,
         "scenario 4: scale GiB of 32-byte objects freed, then scale GiB of 256-byte ones");
-    static const int zero[] = { 0 };
     rss_init(&o);
     uint64_t target = (uint64_t)(o.scale * (double)GIB);
     long base = rss_set_base();
+    long peak1, peak;
+    uint64_t f1, f2;
 
-    uint64_t b1 = build(target, 32, 41);
-    rss_instant();
-    long peak1 = status_kib("VmHWM");
-    uint64_t f1 = floor_pages();
-    rss_report("built32", zero, 1, f1, b1);
-    teardown();
+    uint64_t b1 = build_phase(target, 32, 41, &peak1, &f1);
     rss_instant();
     rss_report("freed32", zero, 1, 0, 0);
 
-    uint64_t b2 = build(target, 256, 42);
-    rss_instant();
-    long peak = status_kib("VmHWM");
-    uint64_t f2 = floor_pages();
-    rss_report("built256", zero, 1, f2, b2);
-    teardown();
+    uint64_t b2 = build_phase(target, 256, 42, &peak, &f2);
     int pts[16];
     int n = free_points(pts);
     observe(o.window_ms);

@@ -176,10 +176,6 @@ static void round_run(rng_t *r, uint64_t batch, double survive)
 
 static void phase_point(long round)
 {
-    static int pts[2];
-    char name[32];
-    pts[0] = 0;
-    pts[1] = rss_opt.settle_ms;
     observe(rss_opt.settle_ms);
     struct pageset ps;
     uint64_t live = ring.bytes;
@@ -192,9 +188,7 @@ static void phase_point(long round)
         pageset_add(&ps, pool[i].p, pool[i].n);
         live += pool[i].n;
     }
-    uint64_t pages = pageset_close(&ps);
-    snprintf(name, sizeof name, "round%ld", round);
-    rss_report(name, pts, rss_opt.settle_ms > 0 ? 2 : 1, pages, live);
+    rss_report_settled("round", round, pageset_close(&ps), live);
 }
 
 /* Largest n (in MiB) for which malloc(n MiB) succeeds.  A single object

@@ -601,6 +601,18 @@ static inline void rss_report(const char *phase, const int *points, int npoints,
     fflush(stdout);
 }
 
+/* A phase point of scenarios 5 and 6, named prefix + k: RSS at once and
+ * after settle_ms (sampled by the caller's observe(settle_ms) before it
+ * computed the floor). */
+static inline void rss_report_settled(const char *prefix, long k, uint64_t floor_pages,
+                                      uint64_t live_bytes)
+{
+    int pts[2] = { 0, rss_opt.settle_ms };
+    char name[32];
+    snprintf(name, sizeof name, "%s%ld", prefix, k);
+    rss_report(name, pts, rss_opt.settle_ms > 0 ? 2 : 1, floor_pages, live_bytes);
+}
+
 /* The standard points after a free phase: 0, 50, ... 2000 ms, cut to the
  * window (which is always the last point). */
 static inline int free_points(int *pts)

@@ -426,6 +426,11 @@ def goal_text(args, scen):
     return ""
 
 
+def failed_row(job, width):
+    """A table row for a run that failed: its name, the error, blanks."""
+    return [job["cfg"]["name"], "FAILED: " + job["error"][:150]] + [""] * (width - 2)
+
+
 def table(args, scen, lang, jobs):
     k = scen["kind"]
     rows = []
@@ -436,8 +441,7 @@ def table(args, scen, lang, jobs):
                   ["limit", "goal"]
         for j in jobs:
             if j["error"]:
-                rows.append([j["cfg"]["name"], "FAILED: " + j["error"][:150]] +
-                            [""] * (len(headers) - 2))
+                rows.append(failed_row(j, len(headers)))
                 continue
             v = judge(args, scen, j["res"])
             byt = {int(p["t_ms"]): p for p in v.get("points", [])}
@@ -454,7 +458,7 @@ def table(args, scen, lang, jobs):
                    "total peak", "peak/one phase", "end (+%d ms)" % args.window_ms, "goal"]
         for j in jobs:
             if j["error"]:
-                rows.append([j["cfg"]["name"], "FAILED: " + j["error"][:150]] + [""] * 7)
+                rows.append(failed_row(j, len(headers)))
                 continue
             v = judge(args, scen, j["res"])
             rows.append([j["cfg"]["name"], mib(v["base"]), mib(v["peak1"]), mib(v["freed32"]),
@@ -471,8 +475,7 @@ def table(args, scen, lang, jobs):
         headers = ["config", "base"] + names + ["worst", "goal"]
         for j in jobs:
             if j["error"]:
-                rows.append([j["cfg"]["name"], "FAILED: " + j["error"][:150]] +
-                            [""] * (len(headers) - 2))
+                rows.append(failed_row(j, len(headers)))
                 continue
             v = judge(args, scen, j["res"])
             by = {c[0]: c for c in v["cells"]}
@@ -497,7 +500,7 @@ def table(args, scen, lang, jobs):
                 glibc_after = j["res"]["result"].get("largest_kib")
         for j in jobs:
             if j["error"]:
-                rows.append([j["cfg"]["name"], "FAILED: " + j["error"][:150], "", "", "", "", ""])
+                rows.append(failed_row(j, len(headers)))
                 continue
             r = j["res"]["result"]
             fresh = j.get("fresh", {}).get("largest_kib")

@@ -511,20 +511,21 @@ def cmd_migrate(a):
     s32 = [32] * (_CYCLE + GROUP_MAX)
     s256 = [256] * (_CYCLE + GROUP_MAX)
     run.set_base()
-    ch, b1, _ = build_heap(target, 0, None, 41, sizes=s32)
-    run.instant()
-    peak1 = status_kib("VmHWM")
-    run.report("built32", [0], -1, b1)
-    check_heap(ch)
-    del ch
+
+    def build_phase(name, seed, sizes):
+        """One phase's build, reported as `name`, then dropped: the bytes
+        built and VmHWM right after the build."""
+        ch, built, _ = build_heap(target, 0, None, seed, sizes=sizes)
+        run.instant()
+        hwm = status_kib("VmHWM")
+        run.report(name, [0], -1, built)
+        check_heap(ch)
+        return built, hwm
+
+    b1, peak1 = build_phase("built32", 41, s32)
     run.instant()
     run.report("freed32", [0], 0, 0)
-    ch, b2, _ = build_heap(target, 0, None, 42, sizes=s256)
-    run.instant()
-    peak = status_kib("VmHWM")
-    run.report("built256", [0], -1, b2)
-    check_heap(ch)
-    del ch
+    b2, peak = build_phase("built256", 42, s256)
     run.observe(a.window)
     run.report("freed256", run.free_points(), 0, 0)
     print("INFO target_kib=%d bytes1=%d bytes2=%d" % (target // 1024, b1, b2))

@@ -48,18 +48,12 @@ static void refill(rng_t *r, uint64_t target, double drift)
 
 static void phase_point(long epoch)
 {
-    static int pts[2];
-    char name[32];
-    pts[0] = 0;
-    pts[1] = rss_opt.settle_ms;
     observe(rss_opt.settle_ms);
     struct pageset ps;
     pageset_open(&ps);
     for (size_t i = 0; i < live.n; i++)
         pageset_add(&ps, live.v[i], live.v[i]->size);
-    uint64_t pages = pageset_close(&ps);
-    snprintf(name, sizeof name, "epoch%ld", epoch);
-    rss_report(name, pts, rss_opt.settle_ms > 0 ? 2 : 1, pages, live.bytes);
+    rss_report_settled("epoch", epoch, pageset_close(&ps), live.bytes);
 }
 
 int main(int argc, char **argv)
