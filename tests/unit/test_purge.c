@@ -9,14 +9,13 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#define DELAY 1000000L /* ms: the purger thread never finds anything due */
+#define DELAY UNIT_QUIET_DELAY /* the purger thread never finds anything due */
 #define CLS64 3        /* 64-byte blocks: 64 to a page, 1024 to a pool */
 
 static int setup(void **state)
 {
     (void)state;
-    ebb__ensure_init();
-    ebb__g.opt.purge_delay = DELAY;
+    unit_quiet_purger();
     ebb_collect(1); /* every free slot and pool page starts clean */
     return 0;
 }

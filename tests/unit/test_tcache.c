@@ -117,6 +117,13 @@ static void test_threads_spread_over_bounded_heaps(void **state)
     assert_true(ebb__g.nheaps <= ebb__os_cpu_count());
 }
 
+static int quiet_setup(void **state)
+{
+    (void)state;
+    unit_quiet_purger();
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,5 +133,5 @@ int main(void)
         cmocka_unit_test_teardown(test_thread_churn_recycles_caches, unit_teardown_check),
         cmocka_unit_test_teardown(test_threads_spread_over_bounded_heaps, unit_teardown_check),
     };
-    return cmocka_run_group_tests_name("tcache", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("tcache", tests, quiet_setup, NULL);
 }
