@@ -55,6 +55,13 @@ EBB_API size_t ebb_usable_size(const void *ptr);
  * cache. */
 EBB_API int ebb_owns(const void *ptr);
 
+/* 1 if ptr points into memory ebb manages (an arena of small blocks or a
+ * large block's mapping), else 0; one table load for small blocks, never
+ * dereferences ptr.  Cheaper than ebb_owns and meant for a wrapper that
+ * must route a free to the allocator that made the block (CPython's
+ * domains after ebb replaced their allocator at run time). */
+EBB_API int ebb_manages(const void *ptr);
+
 /* Walk every internal structure and verify its invariants.  Returns 0 when
  * all hold; otherwise prints a one-line diagnosis per fault on stderr and
  * returns the number of faults.  Takes every lock: call it when other threads
@@ -97,6 +104,55 @@ typedef struct ebb_stats_s {
 } ebb_stats_t;
 
 EBB_API void ebb_stats(ebb_stats_t *out);
+
+/* One size class: its block size, blocks handed out (thread caches
+ * included) and the pools that hold them. */
+typedef struct ebb_class_stats_s {
+    size_t size;            /* block size in bytes */
+    size_t used;            /* blocks handed out, including thread caches */
+    size_t pools;           /* pools of this class */
+    size_t pool_bytes;      /* bytes those pools span */
+} ebb_class_stats_t;
+
+/* Fill out[0..n) with the first n size classes (smallest first); returns
+ * the number of classes ebb has, so a NULL out with n = 0 asks for it. */
+EBB_API size_t ebb_class_stats(ebb_class_stats_t *out, size_t n);
+
+/* ---------------------------------------------------------------- limit
+ * A ceiling on `committed`, ebb's estimate of its resident memory.  Growth
+ * past 90% of it starts a pressure episode: the registered callbacks run
+ * (level EBB_PRESSURE_SOFT) once per episode, and everything free is
+ * purged.  Growth past the limit is refused: the callbacks run again
+ * (EBB_PRESSURE_HARD), everything is purged, the request is tried once
+ * more, and then fails with NULL and errno = ENOMEM.  Callbacks run on the
+ * allocating thread with no ebb lock held, never recursively on one
+ * thread, possibly at the same time on several: they may allocate and
+ * free, and should release what they can (a runtime schedules a garbage
+ * collection, a cache drops entries). */
+enum { EBB_PRESSURE_SOFT = 1, EBB_PRESSURE_HARD = 2 };
+typedef void (*ebb_pressure_fn)(void *arg, int level, size_t request, size_t committed,
+                                size_t limit);
+
+/* Set the limit in bytes (0: none, the default).  A limit below what is
+ * committed now refuses all growth until enough is freed.  Returns 0. */
+EBB_API int ebb_set_limit(size_t bytes);
+EBB_API size_t ebb_get_limit(void);
+/* Register a callback (at most 8); 0, or -1 with errno ENOSPC or EINVAL. */
+EBB_API int ebb_on_pressure(ebb_pressure_fn fn, void *arg);
+/* Unregister the pair registered with ebb_on_pressure; 0, or -1 if unknown. */
+EBB_API int ebb_on_pressure_remove(ebb_pressure_fn fn, void *arg);
+
+/* Why this thread's last failed allocation failed. */
+enum { EBB_FAIL_NONE = 0, EBB_FAIL_LIMIT = 1, EBB_FAIL_NO_MEMORY = 2 };
+typedef struct ebb_failure_s {
+    int reason;             /* EBB_FAIL_*: the limit, or the OS / size */
+    size_t request;         /* bytes asked for */
+    size_t committed;       /* ebb's committed bytes when it failed */
+    size_t limit;           /* the limit then, 0 if none */
+} ebb_failure_t;
+/* Copy the calling thread's last failure to *out (if not NULL), forget it
+ * if `clear`, and return its reason (EBB_FAIL_NONE if none is recorded). */
+EBB_API int ebb_last_failure(ebb_failure_t *out, int clear);
 
 /* Print the statistics, one size class per line, to stderr. */
 EBB_API void ebb_stats_print(void);

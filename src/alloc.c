@@ -35,19 +35,48 @@ static void *enomem(void)
 
 /* ------------------------------------------------------------ allocation */
 
-static void *small_alloc_slow(unsigned cls)
+static void *small_alloc_once(unsigned cls)
 {
     ebb__tcache_t *tc = ebb__tcache_get_slow();
     if (tc && ebb__classes[cls].tcache_cap) {
         ebb__tbin_t *b = &tc->bin[cls];
         if (b->top != b->low)
             return *--b->top;
-        void *p = ebb__tcache_refill_pop(tc, cls);
-        return p ? p : enomem();
+        return ebb__tcache_refill_pop(tc, cls);
     }
     void *p;
     ebb__heap_t *h = tc ? tc->heap : &ebb__g.heaps[0];
-    return ebb__heap_alloc(h, cls, &p, 1) ? p : enomem();
+    return ebb__heap_alloc(h, cls, &p, 1) ? p : NULL;
+}
+
+/* Every slow-path allocation ends here, holding no lock: a failure is
+ * recorded for ebb_last_failure (limit.c), a success polls for pressure. */
+static void *settle(void *p, size_t n)
+{
+    if (EBB_UNLIKELY(p == NULL)) {
+        ebb__limit_record_failure(n);
+        return enomem();
+    }
+    ebb__limit_poll();
+    return p;
+}
+
+/* A request refused at the limit is tried once more, after the pressure
+ * callbacks ran and everything free was purged. */
+static void *small_alloc_slow(unsigned cls, size_t n)
+{
+    void *p = small_alloc_once(cls);
+    if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())
+        p = small_alloc_once(cls);
+    return settle(p, n);
+}
+
+static void *large_alloc(size_t n, size_t align, int zero)
+{
+    void *p = ebb__large_alloc(n, align, zero);
+    if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())
+        p = ebb__large_alloc(n, align, zero);
+    return settle(p, n);
 }
 
 EBB_NOINLINE void *ebb__malloc_slow(size_t n)
@@ -55,10 +84,10 @@ EBB_NOINLINE void *ebb__malloc_slow(size_t n)
     ebb__ensure_init();
     ebb__expensive_check();
     if (n <= EBB_LARGE_THRESHOLD)
-        return small_alloc_slow(ebb__class_of(n));
+        return small_alloc_slow(ebb__class_of(n), n);
     if (n > (size_t)PTRDIFF_MAX)
-        return enomem();
-    return ebb__large_alloc(n, 0, 0);
+        return settle(NULL, n);
+    return large_alloc(n, 0, 0);
 }
 
 EBB_API void *ebb_malloc(size_t n)
@@ -98,8 +127,8 @@ static void *alloc_aligned(size_t align, size_t n)
     ebb__ensure_init();
     unsigned cls;
     if (aligned_class(n, align, &cls))
-        return small_alloc_slow(cls);
-    return ebb__large_alloc(n, align < page_size() ? page_size() : align, 0);
+        return small_alloc_slow(cls, n);
+    return large_alloc(n, align < page_size() ? page_size() : align, 0);
 }
 
 EBB_API void *ebb_calloc(size_t count, size_t size)
@@ -109,7 +138,7 @@ EBB_API void *ebb_calloc(size_t count, size_t size)
         return enomem();
     if (n > EBB_LARGE_THRESHOLD) {
         ebb__ensure_init();
-        return ebb__large_alloc(n, 0, 1);
+        return large_alloc(n, 0, 1);
     }
     void *p = ebb_malloc(n);
     if (p)
@@ -284,6 +313,13 @@ EBB_API int ebb_owns(const void *p)
     return pool != NULL && ebb__pool_block_index(pool, a, &idx) && !ebb__pool_is_free(pool, idx);
 }
 
+EBB_API int ebb_manages(const void *p)
+{
+    if (p == NULL || !atomic_load_explicit(&ebb__g.ready, memory_order_acquire))
+        return 0;
+    return ebb__arena_of((uintptr_t)p) != NULL || ebb__large_usable(p) != 0;
+}
+
 /* --------------------------------------------------------------- realloc */
 
 static void *move_block(void *p, size_t old_usable, size_t n)
@@ -312,7 +348,7 @@ EBB_API void *ebb_realloc(void *p, size_t n)
         return NULL;
     }
     if (n > (size_t)PTRDIFF_MAX)
-        return enomem();
+        return settle(NULL, n);
     uintptr_t a = (uintptr_t)p;
     ebb__arena_t *ar = ebb__arena_of(a);
     if (ar) {

@@ -155,6 +155,15 @@
  * between batches so allocating threads wait for at most this many purges. */
 #define EBB_PURGE_BATCH 8
 
+/* Memory limit (limit.c).  Growth past this percentage of the limit starts
+ * a pressure episode (callbacks, then a purge of everything), early enough
+ * that a garbage collector the callbacks ask for has room to run before the
+ * hard limit refuses anything: 10% of a limit is more than a CPython
+ * collection allocates. */
+#define EBB_LIMIT_SOFT_PERCENT 90
+/* Pressure callbacks the process may register (a runtime, its extensions). */
+#define EBB_PRESSURE_CALLBACKS 8
+
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
 
@@ -200,6 +209,9 @@ _Static_assert(EBB_ARENA_BRK_GAP % EBB_ARENA_SIZE == 0 &&
                "the brk room is whole arenas and a small part of the address space");
 _Static_assert(EBB_ARENA_BELOW_BRK == 0 || EBB_ARENA_BELOW_BRK == 1, "below the break: on or off");
 _Static_assert(EBB_ARENA_PLACE_TRIES >= 1, "placement tries at least one address");
+_Static_assert(EBB_LIMIT_SOFT_PERCENT > 0 && EBB_LIMIT_SOFT_PERCENT < 100,
+               "the soft level lies below the limit");
+_Static_assert(EBB_PRESSURE_CALLBACKS >= 2, "room for a runtime and one more");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
 
 #endif /* EBB_CONFIG_H */

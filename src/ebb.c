@@ -16,6 +16,7 @@
 #include "tcache.c"
 #include "large.c"
 #include "purge.c"
+#include "limit.c"
 #include "stats.c"
 #include "check.c"
 #include "init.c"

@@ -189,6 +189,9 @@ static ebb__pool_t *bin_pool_with_room(ebb__heap_t *h, ebb__bin_t *b, unsigned c
         unsigned k = 31u - (unsigned)__builtin_clz(partial);
         return b->bucket[k];
     }
+    /* A new pool may commit all its pages: admitted whole (limit.c). */
+    if (!ebb__limit_admits((size_t)ebb__classes[cls].span * EBB_SLOT_SIZE))
+        return NULL;
     ebb__pool_t *p = ebb__arena_take_pool(ebb__classes[cls].span, cls);
     if (p == NULL)
         return NULL;

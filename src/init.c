@@ -151,10 +151,12 @@ void ebb__lock_everything(void)
             ebb__lock(&ebb__g.heaps[h].bin[c].lock);
     ebb__lock(&ebb__g.arena_lock);
     ebb__large_lock_all();
+    ebb__limit_lock_all();
 }
 
 void ebb__unlock_everything(void)
 {
+    ebb__limit_unlock_all(0);
     ebb__large_unlock_all(0);
     ebb__unlock(&ebb__g.arena_lock);
     for (unsigned h = ebb__g.nheaps; h-- > 0;)
@@ -166,6 +168,7 @@ void ebb__unlock_everything(void)
 
 static void fork_child(void)
 {
+    ebb__limit_unlock_all(1);
     ebb__large_unlock_all(1);
     ebb__lock_reset(&ebb__g.arena_lock);
     for (unsigned h = 0; h < ebb__g.nheaps; h++)

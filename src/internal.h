@@ -17,8 +17,8 @@
  *   ownership (ownership.c): one byte per arena-sized piece of the address
  *   space says whether an arena lives there.
  *
- * Lock order: purge -> registry -> bin (one at a time) -> arena -> large.  The fast
- * paths take none.
+ * Lock order: purge -> registry -> bin (one at a time) -> arena -> large ->
+ * limit (the callback table).  The fast paths take none.
  */
 #ifndef EBB_INTERNAL_H
 #define EBB_INTERNAL_H
@@ -308,6 +308,9 @@ typedef struct {
     _Atomic size_t purges;         /* purge calls made to the OS */
     _Atomic size_t peak_committed;
 
+    /* a memory limit is set (limit.c): slow paths poll for pressure */
+    _Atomic int limit_set;
+
     /* counters outside any lock */
     _Atomic size_t mapped;
     _Atomic size_t peak_mapped;
@@ -358,7 +361,29 @@ static inline uint32_t ebb__ms_until(uint32_t now, uint32_t stamp, uint32_t wait
     return age >= wait ? 0 : wait - age;
 }
 
+/* limit.c */
+/* 1 if committed may grow by `bytes`; 0 records a refusal for this thread
+ * (the caller fails its request).  Never blocks: callable under any lock. */
+int ebb__limit_admits(size_t bytes) EBB_HIDDEN;
+/* After a failed request, no lock held: if it was refused at the limit,
+ * run the pressure callbacks and purge, and return 1 (try once more). */
+int ebb__limit_relieve(void) EBB_HIDDEN;
+/* A request finally failed: remember why, for ebb_last_failure. */
+void ebb__limit_record_failure(size_t request) EBB_HIDDEN;
+void ebb__limit_poll_slow(void) EBB_HIDDEN;
+/* After a slow path got memory, no lock held: run an episode's callbacks
+ * if growth crossed the soft level.  One load without a limit. */
+static inline void ebb__limit_poll(void)
+{
+    if (EBB_UNLIKELY(atomic_load_explicit(&ebb__g.limit_set, memory_order_relaxed)))
+        ebb__limit_poll_slow();
+}
+size_t ebb__limit_refusals(void) EBB_HIDDEN;
+void ebb__limit_lock_all(void) EBB_HIDDEN;
+void ebb__limit_unlock_all(int child) EBB_HIDDEN;
+
 /* stats.c: mapped bytes, with the high-water mark */
+size_t ebb__committed_now(void) EBB_HIDDEN;
 void ebb__mapped_add(size_t n) EBB_HIDDEN;
 void ebb__mapped_sub(size_t n) EBB_HIDDEN;
 void ebb__pages_dirtied(size_t pages) EBB_HIDDEN;

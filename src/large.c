@@ -246,6 +246,10 @@ void *ebb__large_alloc(size_t size, size_t align, int zero)
     }
     ebb__unlock(&L.lock);
 
+    if (!ebb__limit_admits(need)) {
+        errno = ENOMEM;
+        return NULL;
+    }
     void *p = ebb__os_map_aligned(need, align);
     if (p == NULL && cache_give_back())
         p = ebb__os_map_aligned(need, align);
@@ -414,6 +418,11 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours)
          * in (a fault costs about 6 us a page here, a copy about 0.4 us):
          * the caller moves the block by allocate, copy, free. */
         ebb__unlock(&L.lock);
+        return NULL;
+    }
+    if (need > old && !ebb__limit_admits(need - old)) {
+        ebb__unlock(&L.lock);
+        errno = ENOMEM;
         return NULL;
     }
     void *q = ebb__os_remap(p, old, need, need > old);

@@ -44,7 +44,7 @@ void ebb__mapped_sub(size_t n)
     atomic_fetch_sub_explicit(&ebb__g.mapped, n, memory_order_relaxed);
 }
 
-static size_t committed_now(void)
+size_t ebb__committed_now(void)
 {
     size_t mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
     size_t clean = atomic_load_explicit(&ebb__g.clean_pages, memory_order_relaxed) * EBB_PAGE;
@@ -53,7 +53,7 @@ static size_t committed_now(void)
 
 static void raise_peak_committed(void)
 {
-    size_t now = committed_now();
+    size_t now = ebb__committed_now();
     size_t peak = atomic_load_explicit(&ebb__g.peak_committed, memory_order_relaxed);
     while (now > peak && !atomic_compare_exchange_weak_explicit(
                              &ebb__g.peak_committed, &peak, now, memory_order_relaxed,
@@ -72,15 +72,18 @@ void ebb__pages_cleaned(size_t pages)
     atomic_fetch_add_explicit(&ebb__g.clean_pages, pages, memory_order_relaxed);
 }
 
-static void small_stats(ebb_stats_t *s, size_t per_class_used[EBB_CLASSES])
+static void small_stats(ebb_stats_t *s, size_t per_class_used[EBB_CLASSES],
+                        size_t per_class_pools[EBB_CLASSES])
 {
     for (unsigned h = 0; h < ebb__g.nheaps; h++) {
         for (unsigned c = 0; c < EBB_CLASSES; c++) {
             ebb__bin_t *b = &ebb__g.heaps[h].bin[c];
             ebb__lock(&b->lock);
             size_t used = b->used;
+            size_t pools = b->pools;
             ebb__unlock(&b->lock);
             per_class_used[c] += used;
+            per_class_pools[c] += pools;
             s->small_used += used * ebb__classes[c].size;
         }
     }
@@ -110,16 +113,17 @@ static void arena_stats(ebb_stats_t *s)
     ebb__unlock(&ebb__g.arena_lock);
 }
 
-static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES])
+static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES],
+                    size_t per_class_pools[EBB_CLASSES])
 {
     ebb_stats_t s = { 0 };
     ebb__ensure_init();
-    small_stats(&s, per_class_used);
+    small_stats(&s, per_class_used, per_class_pools);
     arena_stats(&s);
     ebb__large_stats(&s);
     s.mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
     s.peak_mapped = atomic_load_explicit(&ebb__g.peak_mapped, memory_order_relaxed);
-    s.committed = committed_now();
+    s.committed = ebb__committed_now();
     s.peak_committed = atomic_load_explicit(&ebb__g.peak_committed, memory_order_relaxed);
     s.purged = atomic_load_explicit(&ebb__g.purged, memory_order_relaxed);
     s.purges = atomic_load_explicit(&ebb__g.purges, memory_order_relaxed);
@@ -131,16 +135,30 @@ static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES])
 
 EBB_API void ebb_stats(ebb_stats_t *out)
 {
-    size_t per_class[EBB_CLASSES] = { 0 };
+    size_t per_class[EBB_CLASSES] = { 0 }, pools[EBB_CLASSES] = { 0 };
     if (out)
-        collect(out, per_class);
+        collect(out, per_class, pools);
+}
+
+EBB_API size_t ebb_class_stats(ebb_class_stats_t *out, size_t n)
+{
+    size_t per_class[EBB_CLASSES] = { 0 }, pools[EBB_CLASSES] = { 0 };
+    ebb_stats_t s;
+    collect(&s, per_class, pools);
+    for (size_t c = 0; c < n && c < EBB_CLASSES && out; c++) {
+        out[c].size = ebb__classes[c].size;
+        out[c].used = per_class[c];
+        out[c].pools = pools[c];
+        out[c].pool_bytes = pools[c] * ebb__classes[c].span * EBB_SLOT_SIZE;
+    }
+    return EBB_CLASSES;
 }
 
 EBB_API void ebb_stats_print(void)
 {
-    size_t per_class[EBB_CLASSES] = { 0 };
+    size_t per_class[EBB_CLASSES] = { 0 }, pools[EBB_CLASSES] = { 0 };
     ebb_stats_t s;
-    collect(&s, per_class);
+    collect(&s, per_class, pools);
     ebb__diag("ebb %s statistics\n", EBB_VERSION_STRING);
     ebb__diag("  class     size   blocks used        bytes used\n");
     for (unsigned c = 0; c < EBB_CLASSES; c++)
