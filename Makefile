@@ -19,11 +19,12 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
 
-.PHONY: all lib install uninstall clean help check check-debug check-install check-unit check-api check-stress \
+.PHONY: all lib tool install uninstall clean help check check-debug check-install check-unit check-api check-stress \
         check-preload check-sanitizers check-asan check-ubsan check-m32 fuzz peer bench demo
 
-all: lib
+all: lib tool
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
+tool: $(B)/ebb
 
 help:
 	@echo "make               build $(B)/libebb.so, $(B)/libebb.a, $(B)/ebb.pc"
@@ -50,6 +51,12 @@ $(B)/libebb.so: $(B)/ebb.o
 $(B)/libebb.a: $(B)/ebb.o
 	rm -f $@
 	ar rcs $@ $<
+
+# The command-line tool: an ordinary program on the C library's malloc.
+CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h
+$(B)/ebb: $(CLI_SRC)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@
 
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	     -e 's|@VERSION@|$(VERSION)|'

@@ -159,6 +159,11 @@ EBB_API void ebb_stats_print(void);
 
 EBB_API const char *ebb_version(void);
 
+/* 1 if ebb's constructor made ebb the allocator of all three CPython
+ * domains before the interpreter started (`ebb run`, which sets
+ * EBB_PYTHON=1), else 0. */
+EBB_API int ebb_python_domains(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,7 @@
 #include "limit.c"
 #include "stats.c"
 #include "check.c"
+#include "cpython.c"
 #include "init.c"
 #include "alloc.c"
 #include "override.c"

@@ -17,6 +17,8 @@
  *   EBB_PURGE_MODE=dontneed|free   how pages are given back: MADV_DONTNEED
  *                        (default; RSS drops at once) or MADV_FREE (cheaper;
  *                        the kernel takes the pages when it needs memory)
+ *   EBB_LIMIT=SIZE       most bytes ebb commits (limit.c; default none)
+ *   EBB_PYTHON=1, EBB_NO_CHILDREN=1   set by `ebb run` (cpython.c)
  *
  * Fork: the prepare handler takes every lock (registry, each bin, arenas,
  * large blocks), so the child inherits consistent structures; the child
@@ -114,6 +116,13 @@ void ebb__options_read(ebb__options_t *o)
         else
             bad_option("EBB_PURGE_DELAY_MS", v);
     }
+    o->limit = 0;
+    if (ebb__os_getenv("EBB_LIMIT", v, sizeof v)) {
+        if (parse_size(v, &n))
+            o->limit = n;
+        else
+            bad_option("EBB_LIMIT", v);
+    }
     o->purge_lazy = 0;
     if (ebb__os_getenv("EBB_PURGE_MODE", v, sizeof v)) {
         if (!strcmp(v, "free"))
@@ -134,6 +143,7 @@ void ebb__init_slow(void)
         ebb__g.nheaps = heaps > EBB_MAX_HEAPS ? EBB_MAX_HEAPS : heaps;
         for (unsigned i = 0; i < EBB_MAX_HEAPS; i++)
             ebb__g.heaps[i].index = i;
+        ebb__limit_set(ebb__g.opt.limit);
         atomic_store_explicit(&ebb__g.ready, 1, memory_order_release);
     }
     ebb__unlock(&ebb__g.init_lock);
@@ -192,6 +202,7 @@ __attribute__((constructor)) static void ebb__constructor(void)
     ebb__ensure_init();
     ebb__os_atfork(ebb__lock_everything, ebb__unlock_everything, fork_child);
     atomic_store_explicit(&ebb__g.threads_allowed, 1, memory_order_release);
+    ebb__launched_setup();
     if (ebb__g.opt.verbose) {
         extern int atexit(void (*)(void));
         atexit(at_exit_report);

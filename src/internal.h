@@ -261,6 +261,7 @@ typedef struct {
     int verbose;             /* EBB_VERBOSE */
     long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
     int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
+    size_t limit;            /* EBB_LIMIT: bytes, 0 none */
 } ebb__options_t;
 
 enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
@@ -371,6 +372,7 @@ int ebb__limit_relieve(void) EBB_HIDDEN;
 /* A request finally failed: remember why, for ebb_last_failure. */
 void ebb__limit_record_failure(size_t request) EBB_HIDDEN;
 void ebb__limit_poll_slow(void) EBB_HIDDEN;
+void ebb__limit_set(size_t bytes) EBB_HIDDEN;
 /* After a slow path got memory, no lock held: run an episode's callbacks
  * if growth crossed the soft level.  One load without a limit. */
 static inline void ebb__limit_poll(void)
@@ -463,6 +465,9 @@ void ebb__report_misuse(const char *fn, const void *p, const char *fault) EBB_HI
 void ebb__diag(const char *fmt, ...) EBB_HIDDEN;
 _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line) EBB_HIDDEN;
 void ebb__check_or_die(void) EBB_HIDDEN;
+
+/* cpython.c: from the constructor, what `ebb run` asked for */
+void ebb__launched_setup(void) EBB_HIDDEN;
 
 /* alloc.c, slow paths */
 void *ebb__malloc_slow(size_t n) EBB_HIDDEN;

@@ -196,6 +196,8 @@ static int cache_take(size_t need, ebb__large_entry_t *out)
     }
     if (small < L.ncache) {
         ebb__large_entry_t e = L.cache[small];
+        if (!ebb__limit_admits(need - e.size))
+            return 0; /* the caller's own admission refuses it too */
         void *q = ebb__os_remap((void *)e.addr, e.size, need, 1);
         if (q == NULL)
             return 0;

@@ -158,13 +158,18 @@ size_t ebb__limit_refusals(void)
 
 /* ------------------------------------------------------------- public API */
 
-EBB_API int ebb_set_limit(size_t bytes)
+void ebb__limit_set(size_t bytes)
 {
-    ebb__ensure_init();
     atomic_store_explicit(&Lim.limit, bytes, memory_order_relaxed);
     atomic_store_explicit(&ebb__g.limit_set, bytes != 0, memory_order_relaxed);
     atomic_store_explicit(&Lim.episode, 0, memory_order_relaxed);
     atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
+}
+
+EBB_API int ebb_set_limit(size_t bytes)
+{
+    ebb__ensure_init();
+    ebb__limit_set(bytes);
     return 0;
 }
 

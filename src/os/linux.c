@@ -11,6 +11,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -273,6 +274,65 @@ int ebb__os_getenv(const char *name, char *buf, size_t len)
     }
     errno = saved;
     return found;
+}
+
+static int env_is(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+void ebb__os_env_remove(const char *name)
+{
+    if (environ == NULL)
+        return;
+    char **out = environ;
+    for (char **e = environ; *e != NULL; e++)
+        if (!env_is(*e, name))
+            *out++ = *e;
+    *out = NULL;
+}
+
+/* The entry [s, end) names `lib`: equal to it, or a path ending in /lib. */
+static int names_lib(const char *s, const char *end, const char *lib)
+{
+    size_t n = strlen(lib), len = (size_t)(end - s);
+    return len >= n && memcmp(end - n, lib, n) == 0 && (len == n || end[-n - 1] == '/');
+}
+
+void ebb__os_env_unpreload(const char *lib)
+{
+    if (environ == NULL)
+        return;
+    for (char **e = environ; *e != NULL; e++) {
+        if (!env_is(*e, "LD_PRELOAD"))
+            continue;
+        /* Entries are separated by colons or spaces (ld.so(8)). */
+        char *out = *e + sizeof "LD_PRELOAD";
+        const char *in = out;
+        int first = 1;
+        while (*in) {
+            while (*in == ':' || *in == ' ')
+                in++;
+            const char *end = in;
+            while (*end && *end != ':' && *end != ' ')
+                end++;
+            if (end > in && !names_lib(in, end, lib)) {
+                if (!first)
+                    *out++ = ':';
+                memmove(out, in, (size_t)(end - in));
+                out += end - in;
+                first = 0;
+            }
+            in = end;
+        }
+        *out = '\0';
+    }
+}
+
+void *ebb__os_symbol(const char *name)
+{
+    return dlsym(RTLD_DEFAULT, name);
 }
 
 uint64_t ebb__os_now_ns(void)

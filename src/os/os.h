@@ -62,6 +62,14 @@ _Noreturn void ebb__os_abort(void);
  * 1 if found.  Never allocates, safe before the C library is initialised. */
 int ebb__os_getenv(const char *name, char *buf, size_t len);
 
+/* Remove variable `name` from the environment children inherit, in place
+ * (never allocates). */
+void ebb__os_env_remove(const char *name);
+/* Remove from LD_PRELOAD, in place, every entry whose file name is `lib`. */
+void ebb__os_env_unpreload(const char *lib);
+/* Address of a symbol already loaded in the process, or NULL. */
+void *ebb__os_symbol(const char *name);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t ebb__os_now_ns(void);
 /* Coarse monotonic clock in milliseconds, wrapping every 49 days (compare

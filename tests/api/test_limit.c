@@ -103,6 +103,11 @@ static void test_small_refused_at_limit_then_recovers(void **state)
 static void test_large_and_realloc_refused(void **state)
 {
     (void)state;
+    /* A freed large block stays cached; growing it into a bigger request
+     * is growth too (this once slipped past the limit). */
+    void *cached = ebb_malloc(512 * KiB);
+    assert_non_null(cached);
+    ebb_free(cached);
     ebb_set_limit(committed() + 16 * MiB);
     void *big = ebb_malloc(32 * MiB);
     EXPECT(big == NULL && errno == ENOMEM, "32 MiB under a 16 MiB margin: %p", big);

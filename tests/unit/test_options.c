@@ -51,6 +51,9 @@ static void test_parse_each_option(void **state)
     assert_int_equal(parsed("EBB_PURGE_MODE", "free").purge_lazy, 1);
     assert_int_equal(parsed("EBB_PURGE_MODE", "dontneed").purge_lazy, 0);
     assert_int_equal(parsed("EBB_PURGE_MODE", "later").purge_lazy, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "512M").limit, (size_t)512 << 20);
+    assert_int_equal(parsed("EBB_LIMIT", "1G").limit, (size_t)1 << 30);
+    assert_int_equal(parsed("EBB_LIMIT", "lots").limit, 0);
 }
 
 /* ---- child side: `test_options child WHAT` prints what it observes ---- */

@@ -1,0 +1,23 @@
+/* cli.h -- what the subcommands of the `ebb` tool share. */
+#ifndef EBB_CLI_H
+#define EBB_CLI_H
+
+#include <stddef.h>
+
+#define EBB_CLI_USAGE_ERROR 2 /* bad arguments, as most tools */
+
+/* Print "ebb: <message>\n" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The libebb.so this tool belongs to: $EBB_LIB if set, else beside the
+ * executable (a build tree), else in ../lib (an installed prefix).  Writes
+ * an absolute path into out; 0 if none exists. */
+int cli_find_library(char *out, size_t len);
+
+/* Parse a size such as 512M, 2G, 1048576 (K/M/G suffixes, optional iB/B);
+ * 1 on success. */
+int cli_parse_size(const char *s, size_t *out);
+
+int cmd_run(int argc, char **argv);
+
+#endif

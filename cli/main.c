@@ -1,0 +1,139 @@
+/*
+ * main.c -- the `ebb` command-line tool: dispatch and the shared helpers.
+ *
+ *   ebb run [options] [--] command [args...]   run a command with ebb as its
+ *                                              memory manager (run.c)
+ *   ebb version | --version                    print the version
+ *   ebb help | --help                          print this overview
+ *
+ * The tool itself is an ordinary program on the C library's malloc: it
+ * prepares an environment and starts the command; ebb lives in the child.
+ */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../include/ebb.h"
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ebb: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int usable_file(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+int cli_find_library(char *out, size_t len)
+{
+    const char *env = getenv("EBB_LIB");
+    if (env && *env) {
+        if (!usable_file(env)) {
+            cli_error("EBB_LIB=%s: %s", env, strerror(errno));
+            return 0;
+        }
+        char *abs = realpath(env, NULL);
+        int ok = abs && strlen(abs) < len;
+        if (ok)
+            strcpy(out, abs);
+        free(abs);
+        return ok;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    static const char *const where[] = { "%s/libebb.so", "%s/../lib/libebb.so" };
+    for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+        char candidate[PATH_MAX + 32];
+        snprintf(candidate, sizeof candidate, where[i], exe);
+        if (!usable_file(candidate))
+            continue;
+        char *abs = realpath(candidate, NULL);
+        int ok = abs && strlen(abs) < len;
+        if (ok)
+            strcpy(out, abs);
+        free(abs);
+        if (ok)
+            return 1;
+    }
+    return 0;
+}
+
+int cli_parse_size(const char *s, size_t *out)
+{
+    if (*s < '0' || *s > '9')
+        return 0;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return 0;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (shift && *end == 'i')
+        end++;
+    if (*end == 'b' || *end == 'B')
+        end++;
+    if (*end != '\0' || (shift && v > (SIZE_MAX >> shift)))
+        return 0;
+    *out = (size_t)v << shift;
+    return 1;
+}
+
+static void usage(FILE *to)
+{
+    fputs("usage: ebb <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  run [options] [--] program [args...]\n"
+          "                 run a program with ebb as its memory manager: its malloc,\n"
+          "                 and for Python all of CPython's allocations\n"
+          "  version        print ebb's version\n"
+          "  help           print this help (ebb run --help: the options of run)\n",
+          to);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EBB_CLI_USAGE_ERROR;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("ebb %s\n", EBB_VERSION_STRING);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    cli_error("unknown command '%s' (ebb --help lists the commands)", cmd);
+    return EBB_CLI_USAGE_ERROR;
+}

@@ -1,0 +1,202 @@
+/*
+ * run.c -- `ebb run`: start a program with ebb as its memory manager.
+ *
+ * The program gets libebb.so preloaded (so its malloc, and every library's
+ * and C extension's, is ebb's: one heap for the whole process) and
+ * EBB_PYTHON=1, which makes ebb, if the program is a CPython interpreter,
+ * the allocator of all three of CPython's domains before the interpreter
+ * starts (src/cpython.c).  Children inherit both unless --no-children, in
+ * which case ebb removes them from the environment as it starts.
+ *
+ * The tool waits for the program and exits as it did: with its exit status,
+ * or, if a signal killed it, says so in words and exits with 128 + the
+ * signal's number, as a shell reports it.  Terminal signals (^C, ^\) reach
+ * the program from the terminal directly, so the tool ignores them while it
+ * waits; SIGTERM, SIGHUP and SIGUSR1/2 sent to the tool are passed on.
+ */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void run_usage(FILE *to)
+{
+    fputs("usage: ebb run [options] [--] program [args...]\n"
+          "\n"
+          "Run program with ebb as its memory manager: libebb.so is preloaded, so\n"
+          "the program's malloc is ebb's, and a Python program's objects are\n"
+          "allocated by ebb too (all three CPython allocator domains).\n"
+          "\n"
+          "options:\n"
+          "  --no-children      programs it starts run without ebb\n"
+          "  --no-python        leave CPython's own object allocator (pymalloc) in place\n"
+          "  --purge-delay MS   give free memory back after MS ms unused (EBB_PURGE_DELAY_MS;\n"
+          "                     0 at once, -1 never)\n"
+          "  --limit SIZE       refuse to commit more than SIZE (e.g. 512M, 2G): allocations\n"
+          "                     past it fail cleanly (EBB_LIMIT)\n"
+          "  --stats            print ebb's statistics when the program exits (EBB_VERBOSE)\n"
+          "  -h, --help         print this help\n"
+          "\n"
+          "The exit status is the program's; if a signal killed it, ebb says which and\n"
+          "exits with 128 + its number.  libebb.so is found through EBB_LIB, beside this\n"
+          "executable, or in ../lib.\n",
+          to);
+}
+
+/* Prepend lib to LD_PRELOAD, unless it is there already. */
+static int preload(const char *lib)
+{
+    const char *old = getenv("LD_PRELOAD");
+    if (old == NULL || *old == '\0')
+        return setenv("LD_PRELOAD", lib, 1);
+    if (strstr(old, lib) != NULL)
+        return 0;
+    size_t n = strlen(lib) + strlen(old) + 2;
+    char *v = malloc(n);
+    if (v == NULL)
+        return -1;
+    snprintf(v, n, "%s:%s", lib, old);
+    int rc = setenv("LD_PRELOAD", v, 1);
+    free(v);
+    return rc;
+}
+
+static pid_t child;
+
+static void pass_on(int sig)
+{
+    if (child > 0)
+        kill(child, sig);
+}
+
+static void signals_while_waiting(void)
+{
+    struct sigaction ignore = { .sa_handler = SIG_IGN }, forward = { .sa_handler = pass_on };
+    sigemptyset(&ignore.sa_mask);
+    sigemptyset(&forward.sa_mask);
+    sigaction(SIGINT, &ignore, NULL);
+    sigaction(SIGQUIT, &ignore, NULL);
+    static const int forwarded[] = { SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 };
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        sigaction(forwarded[i], &forward, NULL);
+}
+
+/* The program's fate as the tool's exit status, in words if a signal. */
+static int report_status(const char *prog, int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        const char *abbrev = sigabbrev_np(sig);
+        cli_error("%s was killed by signal %d (%s%s: %s)%s", prog, sig, abbrev ? "SIG" : "",
+                  abbrev ? abbrev : "?", strsignal(sig), WCOREDUMP(status) ? ", core dumped" : "");
+        if (sig == SIGKILL)
+            fprintf(stderr, "ebb: SIGKILL is what the kernel's out-of-memory killer sends\n");
+        return 128 + sig;
+    }
+    return 1;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    enum { OPT_NO_CHILDREN = 256, OPT_NO_PYTHON, OPT_PURGE_DELAY, OPT_LIMIT, OPT_STATS };
+    static const struct option opts[] = {
+        { "no-children", no_argument, NULL, OPT_NO_CHILDREN },
+        { "no-python", no_argument, NULL, OPT_NO_PYTHON },
+        { "purge-delay", required_argument, NULL, OPT_PURGE_DELAY },
+        { "limit", required_argument, NULL, OPT_LIMIT },
+        { "stats", no_argument, NULL, OPT_STATS },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int no_children = 0, python = 1, c;
+    const char *purge_delay = NULL, *limit = NULL;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_NO_CHILDREN: no_children = 1; break;
+        case OPT_NO_PYTHON: python = 0; break;
+        case OPT_PURGE_DELAY: {
+            char *end;
+            errno = 0;
+            long ms = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || ms < -1 || ms > INT_MAX) {
+                cli_error("--purge-delay %s: expected milliseconds (0 at once, -1 never)", optarg);
+                return EBB_CLI_USAGE_ERROR;
+            }
+            purge_delay = optarg;
+            break;
+        }
+        case OPT_LIMIT: {
+            size_t bytes;
+            if (!cli_parse_size(optarg, &bytes) || bytes == 0) {
+                cli_error("--limit %s: expected a size such as 512M or 2G", optarg);
+                return EBB_CLI_USAGE_ERROR;
+            }
+            limit = optarg;
+            break;
+        }
+        case OPT_STATS: setenv("EBB_VERBOSE", "1", 1); break;
+        case 'h': run_usage(stdout); return 0;
+        default:
+            cli_error("run: unknown option '%s' (ebb run --help lists them)", argv[optind - 1]);
+            return EBB_CLI_USAGE_ERROR;
+        }
+    }
+    if (optind >= argc) {
+        cli_error("run: no program given (usage: ebb run [options] [--] program [args...])");
+        return EBB_CLI_USAGE_ERROR;
+    }
+    char lib[PATH_MAX];
+    if (!cli_find_library(lib, sizeof lib)) {
+        cli_error("cannot find libebb.so (beside this executable, in ../lib, or through EBB_LIB)");
+        return EBB_CLI_USAGE_ERROR;
+    }
+    if (preload(lib) != 0) {
+        cli_error("cannot set LD_PRELOAD: %s", strerror(errno));
+        return 1;
+    }
+    if (python)
+        setenv("EBB_PYTHON", "1", 1);
+    else
+        unsetenv("EBB_PYTHON");
+    if (no_children)
+        setenv("EBB_NO_CHILDREN", "1", 1);
+    if (purge_delay)
+        setenv("EBB_PURGE_DELAY_MS", purge_delay, 1);
+    if (limit)
+        setenv("EBB_LIMIT", limit, 1);
+
+    char **prog = argv + optind;
+    fflush(NULL);
+    child = fork();
+    if (child < 0) {
+        cli_error("cannot start %s: %s", prog[0], strerror(errno));
+        return 1;
+    }
+    if (child == 0) {
+        execvp(prog[0], prog);
+        int err = errno;
+        cli_error("cannot run '%s': %s", prog[0], strerror(err));
+        _exit(err == ENOENT ? 127 : 126); /* the shell's codes */
+    }
+    signals_while_waiting();
+    int status;
+    while (waitpid(child, &status, 0) < 0) {
+        if (errno != EINTR) {
+            cli_error("waiting for %s: %s", prog[0], strerror(errno));
+            return 1;
+        }
+    }
+    return report_status(prog[0], status);
+}
