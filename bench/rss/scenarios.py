@@ -27,7 +27,9 @@ Live bytes are sys.getsizeof() of the objects held (which for a GC-tracked
 object includes its 16-byte GC header, and for a list or bytearray its
 separately allocated storage); the pages they span are found from id(), the
 GC header that precedes a tracked object, and for lists and bytearrays the
-storage pointer read with ctypes.  That is exact for these types on CPython
+storage pointer read with ctypes (a bytearray's pages only as far as its
+content and NUL: the spare capacity of one grown by appending is never
+written, so need not be resident).  That is exact for these types on CPython
 3.11 (each is one malloc of getsizeof bytes, or two for list/bytearray),
 except that a bytes or tuple object may be shared with the interpreter.
 The containers that hold the survivors count as live.  As in C, pages
@@ -162,13 +164,18 @@ def pre_header(o):
 
 
 def storage(o):
-    """(address, bytes) of a list's item array or a bytearray's buffer."""
+    """(address, bytes allocated, bytes written) of a list's item array or
+    a bytearray's buffer.  A bytearray grown by appending may have spare
+    capacity past its content and NUL (up to 1/8) that nothing writes and
+    no allocator need make resident, so only the written part has pages in
+    the floor.  A list's storage is counted whole: [None] * n fills it."""
     if type(o) is list:
         n = ctypes.c_ssize_t.from_address(id(o) + 32).value
-        return ctypes.c_void_p.from_address(id(o) + 24).value or 0, 8 * n
+        return ctypes.c_void_p.from_address(id(o) + 24).value or 0, 8 * n, 8 * n
     if type(o) is bytearray:
-        return ctypes.c_void_p.from_address(id(o) + 32).value or 0, o.__alloc__()
-    return 0, 0
+        a = ctypes.c_void_p.from_address(id(o) + 32).value or 0
+        return a, o.__alloc__(), len(o) + 1 if a else 0
+    return 0, 0, 0
 
 
 def _bitmap():
@@ -247,10 +254,10 @@ class PageSet:
         items are not followed)."""
         size = sys.getsizeof(o)
         self.bytes += size
-        a, n = storage(o)
+        a, n, written = storage(o)
         head = size - n
         self.add(id(o) - pre_header(o), head)
-        self.add(a, n)
+        self.add(a, written)
 
     def add_all(self, objs):
         add = self.add_obj
@@ -555,6 +562,16 @@ def big_check(ba, tag):
         die("bytearray of %d bytes corrupted at its end" % len(ba))
 
 
+def check_bigs(pairs):
+    """big_check() of each (bytearray, tag) pair.  A function, so that its
+    loop variable dies with it: a `for ba, tag in ...` in cmd_mixed would
+    keep the last buffer alive after the caller drops the list (and a
+    `for w in bigs` the whole list), pinning up to 64 MiB at the next phase
+    point that the floor rightly leaves out."""
+    for ba, tag in pairs:
+        big_check(ba, tag)
+
+
 _CHUNK = bytes(MIB)
 
 
@@ -666,25 +683,20 @@ def cmd_mixed(a):
         cur = r & 1
         bigs[cur], g = mixed_round(rnd, batch, survive, ring)
         grown += g
-        for ba, tag in bigs[cur ^ 1]:
-            big_check(ba, tag)
-        bigs[cur ^ 1] = []
+        check_bigs(bigs[cur ^ 1])
+        bigs[cur ^ 1] = []  # the last reference: frees them
         if (r + 1) % every == 0 or r + 1 == rounds:
             run.observe(a.settle)
             ps = PageSet()
             ps.add_obj(ring.v)
             ps.add_all(ring.items())
-            for w in bigs:
-                for ba, _ in w:
-                    ps.add_obj(ba)
+            ps.add_all(ba for w in bigs for ba, _ in w)  # no loop variable outlives it
             pages = ps.close()
             pts = [0, a.settle] if a.settle > 0 else [0]
             run.report("round%d" % (r + 1), pts, pages, ps.bytes)
     print("INFO rounds=%d batch_kib=%d survive=%g ring_cap=%d survived=%d grown=%d"
           % (rounds, batch // 1024, survive, ring.cap, ring.pushed, grown))
-    for w in bigs:
-        for ba, tag in w:
-            big_check(ba, tag)
+    check_bigs(bigs[0] + bigs[1])
     del bigs
     for o in ring.items():
         check(o)
