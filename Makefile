@@ -19,7 +19,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
 
-.PHONY: all lib tool install uninstall clean help check check-debug check-install check-unit check-api check-stress \
+.PHONY: all lib tool python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
         check-preload check-sanitizers check-asan check-ubsan check-m32 fuzz peer bench demo
 
 all: lib tool
@@ -57,6 +57,26 @@ CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@
+
+# The Python package (setup.py): built for $(PYTHON) into $(B)/python, the
+# directory to put on PYTHONPATH.  Debian's interpreter by default, the one
+# CI runs; PYTHON=python3.X builds for another (needs its setuptools).
+PYTHON   ?= /usr/bin/python3
+PY_SRC   := setup.py $(wildcard python/*.c python/ebb/*) $(SRC)
+$(B)/python/.built-$(notdir $(PYTHON)): $(PY_SRC)
+	@mkdir -p $(@D)
+	cd $(CURDIR) && $(PYTHON) setup.py -q \
+	  build_py --build-lib $(abspath $(B)/python) build_ext --build-lib $(abspath $(B)/python) \
+	  --build-temp $(abspath $(B)/python/tmp-$(notdir $(PYTHON)))
+	@touch $@
+python: $(B)/python/.built-$(notdir $(PYTHON))
+
+# The Python tests with Debian's interpreter and pytest (module, launcher,
+# pip install .), then with every other CPython 3.8-3.13 found (unittest).
+check-python: lib tool python
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/python
+check-python-versions: lib tool
+	tests/python/versions.sh
 
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
 	     -e 's|@VERSION@|$(VERSION)|'

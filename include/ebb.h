@@ -26,7 +26,11 @@ extern "C" {
 #define EBB_VERSION_PATCH 0
 #define EBB_VERSION_STRING "0.1.0"
 
-#if defined(__GNUC__)
+/* A program that builds ebb into itself as a private copy (the Python
+ * module does) defines EBB_API as hidden, so the copy exports nothing. */
+#if defined(EBB_API)
+#define EBB_MALLOC_LIKE __attribute__((malloc, warn_unused_result))
+#elif defined(__GNUC__)
 #define EBB_API __attribute__((visibility("default")))
 #define EBB_MALLOC_LIKE __attribute__((malloc, warn_unused_result))
 #else

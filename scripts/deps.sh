@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages ebb's build, tests, demo and benchmarks need.
-# Idempotent: installs only what is missing.  Usage: scripts/deps.sh [build|m32|test|demo|bench]
+# Idempotent: installs only what is missing.  Usage: scripts/deps.sh [build|m32|test|demo|bench|python]
 # (m32: what 32-bit builds need, `make check-m32` and a -m32 libebb.so; test includes it.)
 set -euo pipefail
 
@@ -13,10 +13,12 @@ case "$what" in
   build) ;;
   m32)   pkgs+=("${m32[@]}") ;;
   demo)  pkgs+=(python3) ;;
+  python) pkgs+=(python3 python3-dev python3-setuptools python3-pytest python3-venv) ;;
   bench) pkgs+=(python3 libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 valgrind) ;;
   test)  pkgs+=(clang libclang-rt-14-dev libcmocka-dev python3 python3.11 libpython3.11-testsuite
+               python3-dev python3-setuptools python3-pytest python3-venv
                sqlite3 git g++ "${m32[@]}") ;;
-  *) echo "usage: $0 [build|m32|test|demo|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|m32|test|demo|bench|python]" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,0 +1,38 @@
+"""Build and install the `ebb` Python module: pip install . (no network needed:
+pip install --no-build-isolation . uses the machine's setuptools).
+
+The module carries its own copy of ebb (src/ebb.c, hidden, without the malloc
+override) and uses the process's ebb instead when there is one (ebb run,
+LD_PRELOAD=libebb.so); python/_ebb.c says why.
+"""
+import re
+
+from setuptools import Extension, setup
+
+with open("include/ebb.h") as f:
+    VERSION = re.search(r'#define EBB_VERSION_STRING "([^"]+)"', f.read()).group(1)
+
+FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-semantic-interposition",
+         "-fvisibility=hidden",
+         "-O2"]
+
+ebb = Extension(
+    "ebb._ebb",
+    sources=["python/_ebb.c", "src/ebb.c"],
+    include_dirs=["include", "src"],
+    define_macros=[("EBB_NO_OVERRIDE", "1"),
+                   ("EBB_API", '__attribute__((visibility("hidden")))')],
+    extra_compile_args=FLAGS,
+    extra_link_args=["-pthread"],
+)
+
+setup(
+    name="ebb",
+    version=VERSION,
+    description="A memory manager for Python that gives memory back to the OS",
+    packages=["ebb"],
+    package_dir={"": "python"},
+    package_data={"ebb": ["__init__.pyi", "py.typed"]},
+    ext_modules=[ebb],
+    python_requires=">=3.8",
+)

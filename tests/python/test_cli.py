@@ -1,0 +1,111 @@
+"""`ebb run`, the launcher: options, errors, exit status, children."""
+import os
+import signal
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helpers import LIB, TOOL, child_env  # noqa: E402
+
+
+def ebb(*args, **kw):
+    return subprocess.run([TOOL, *args], env=child_env(kw.pop("env", None)), capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+class CliTest(unittest.TestCase):
+    def test_help_and_version(self):
+        p = ebb("--help")
+        assert p.returncode == 0 and "run [options]" in p.stdout
+        p = ebb("run", "--help")
+        assert p.returncode == 0 and "--no-children" in p.stdout and "--limit" in p.stdout
+        p = ebb("--version")
+        assert p.returncode == 0 and p.stdout.startswith("ebb ")
+
+    def test_usage_errors_are_clear(self):
+        cases = [
+            (["run"], "no program given"),
+            (["run", "--bogus", "true"], "unknown option '--bogus'"),
+            (["run", "--purge-delay", "soon", "true"], "--purge-delay soon"),
+            (["run", "--limit", "lots", "true"], "--limit lots"),
+            (["frobnicate"], "unknown command 'frobnicate'"),
+            ([], "usage: ebb"),
+        ]
+        for args, words in cases:
+            p = ebb(*args)
+            assert p.returncode == 2, (args, p.returncode)
+            assert words in p.stderr, (args, p.stderr)
+
+    def test_missing_program_and_library(self):
+        p = ebb("run", "/no/such/program")
+        assert p.returncode == 127 and "cannot run '/no/such/program'" in p.stderr
+        p = ebb("run", "true", env={"EBB_LIB": "/no/such/libebb.so"})
+        assert p.returncode == 2 and "EBB_LIB" in p.stderr
+
+    def test_exit_status_passes_through(self):
+        for code in (0, 1, 7, 255):
+            assert ebb("run", "sh", "-c", "exit %d" % code).returncode == code
+
+    def test_death_by_signal_in_words(self):
+        p = ebb("run", "sh", "-c", "kill -TERM $$")
+        assert p.returncode == 128 + signal.SIGTERM
+        assert "killed by signal 15 (SIGTERM" in p.stderr
+        p = ebb("run", "sh", "-c", "kill -KILL $$")
+        assert p.returncode == 128 + signal.SIGKILL
+        assert "killed by signal 9 (SIGKILL" in p.stderr and "out-of-memory" in p.stderr
+
+    def test_program_runs_on_ebb_with_python_domains(self):
+        code = ("import ctypes, sys; lib = ctypes.CDLL(None); "
+                "print(lib.ebb_python_domains(), sys.getallocatedblocks())")
+        p = ebb("run", sys.executable, "-c", code)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split() == ["1", "0"]  # every domain is ebb's: pymalloc holds nothing
+        p = ebb("run", "--no-python", sys.executable, "-c", code)
+        domains, blocks = p.stdout.split()
+        assert domains == "0" and int(blocks) > 1000  # pymalloc serves objects
+
+    def test_children_inherit_unless_no_children(self):
+        show = "echo \"[$LD_PRELOAD][$EBB_PYTHON]\""
+        p = ebb("run", "sh", "-c", show)
+        assert p.stdout.strip() == "[%s][1]" % os.path.realpath(LIB)
+        p = ebb("run", "--no-children", "sh", "-c", show)
+        assert p.stdout.strip() == "[][]"
+        # Another preloaded library stays.
+        p = ebb("run", "--no-children", "sh", "-c", show, env={"LD_PRELOAD": "libc.so.6"})
+        assert p.stdout.strip() == "[libc.so.6][]", p.stdout
+        # A Python grandchild is on ebb, or not.
+        code = ("import subprocess, sys; print(subprocess.run([sys.executable, '-c', "
+                "'import ctypes; print(hasattr(ctypes.CDLL(None), \"ebb_malloc\"))'], "
+                "capture_output=True, text=True).stdout.strip())")
+        assert ebb("run", sys.executable, "-c", code).stdout.strip() == "True"
+        assert ebb("run", "--no-children", sys.executable, "-c", code).stdout.strip() == "False"
+
+    def test_options_reach_the_library(self):
+        code = ("import ctypes; lib = ctypes.CDLL(None); lib.ebb_get_limit.restype = ctypes.c_size_t; "
+                "print(lib.ebb_get_limit())")
+        p = ebb("run", "--limit", "512M", sys.executable, "-c", code)
+        assert p.stdout.strip() == str(512 << 20)
+        p = ebb("run", "--limit", "64M", sys.executable, "-c", "bytearray(100 << 20)")
+        assert p.returncode == 1 and "MemoryError" in p.stderr
+        p = ebb("run", "--stats", "true")
+        assert "ebb 0." in p.stderr and "committed" in p.stderr
+        p = ebb("run", "--purge-delay", "-1", "sh", "-c", "echo $EBB_PURGE_DELAY_MS")
+        assert p.stdout.strip() == "-1"
+
+    def test_signals_sent_to_the_tool_reach_the_program(self):
+        p = subprocess.Popen([TOOL, "run", sys.executable, "-c",
+                              "import signal, sys, time\n"
+                              "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
+                              "print('ready', flush=True)\n"
+                              "time.sleep(30)\n"],
+                             env=child_env(), stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 42
+        p.stdout.close()
+
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,270 @@
+"""The ebb module's API, both ways in: ebb.install() in a running
+interpreter (InstallTest) and `ebb run` (RunTest)."""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helpers import PYPATH, run_python  # noqa: E402
+
+sys.path.insert(0, PYPATH)
+import ebb  # noqa: E402  (the module in this process: plain, not installed)
+
+class PlainTest(unittest.TestCase):
+    """The module in a plain interpreter that did not install it."""
+
+    def test_version_and_heap_of_a_plain_interpreter(self):
+        assert ebb.__version__.count(".") == 2
+        assert ebb.heap == "module"  # no libebb.so in this process
+        assert ebb.installed() is False
+
+    def test_api_argument_errors(self):
+        with self.assertRaises(TypeError):
+            ebb.on_pressure(42)
+        with self.assertRaises(ValueError):
+            ebb.set_limit(-1)
+        with self.assertRaises(TypeError):
+            ebb.set_limit("1G")
+        with self.assertRaises(TypeError):
+            ebb.collect(1, 2)
+        assert ebb.get_limit() == 0
+        assert ebb.check() == 0
+
+    def test_docstrings_and_stub(self):
+        for name in ebb.__all__:
+            obj = getattr(ebb, name)
+            if callable(obj):
+                assert obj.__doc__ and len(obj.__doc__) > 20, name
+        stub = os.path.join(os.path.dirname(ebb.__file__), "__init__.pyi")
+        with open(stub) as f:
+            text = f.read()
+        for name in ebb.__all__:
+            assert name in text, name
+
+    def test_blocks_made_before_install_are_freed_by_their_allocator(self):
+        run_python("""
+            import gc, ebb
+            before = [bytes(i % 700) for i in range(20000)]     # pymalloc and malloc blocks
+            grow = list(range(100))                             # resized after install
+            dicts = [{j: j for j in range(i % 20)} for i in range(5000)]
+            assert not ebb._manages(before[1000]) and not ebb._manages(grow)
+            assert ebb.install() is True
+            after = [bytes(i % 700) for i in range(20000)]
+            assert ebb._manages(after[1000])
+            grow.extend(range(100000))                          # realloc of an old block
+            for d in dicts:
+                d.update({k: k for k in range(50)})             # old tables resized
+            del before, dicts
+            gc.collect()
+            assert sum(grow) == sum(range(100)) + sum(range(100000))
+            assert ebb.check() == 0
+            assert ebb.stats()["foreign_frees"] == 0
+        """, "plain")
+
+
+class BothWays:
+    """Each test runs in a child interpreter that reached ebb `way`."""
+    way = None
+
+    def test_install_is_harmless_twice_and_installed_tells(self):
+        out = run_python("""
+            import ebb
+            assert ebb.installed() is True
+            assert ebb.install() is False      # already: harmless
+            assert ebb.installed() is True
+            print(ebb.heap)
+        """, self.way).stdout.split()
+        assert out == (["module"] if self.way == "install" else ["process"])
+
+    def test_objects_come_from_ebb(self):
+        run_python("""
+            import ebb
+            xs = [str(i) * 3 for i in range(1000)]
+            assert all(ebb._manages(x) for x in xs)
+            # Dicts and lists come from CPython's free lists first (up to 80
+            # each, made before install): most of a thousand are new.
+            ds = [{i: [i]} for i in range(1000)]
+            assert sum(ebb._manages(d) for d in ds) > 900
+            assert sum(ebb._manages(d[i]) for i, d in enumerate(ds)) > 900
+            assert ebb.check() == 0
+        """, self.way)
+
+    def test_stats_add_up_and_track_live_memory(self):
+        run_python("""
+            import ebb
+            s0 = ebb.stats()
+            for k in ("live", "committed", "resident", "peak_committed", "purged", "mapped",
+                      "limit", "classes"):
+                assert k in s0, k
+            parts = ("mapped_meta", "mapped_pools", "mapped_free_slots", "mapped_large",
+                     "mapped_large_cached")
+            assert sum(s0[p] for p in parts) == s0["mapped"]
+            assert len(s0["classes"]) == 64 and s0["classes"][0]["size"] == 16
+            keep = [bytes(200) for _ in range(200000)]          # ~45 MiB of small objects
+            s1 = ebb.stats()
+            assert s1["live"] - s0["live"] > 40 << 20, (s0["live"], s1["live"])
+            assert s1["committed"] >= s1["live"]
+            cls = [c for c in s1["classes"] if c["size"] == 240][0]
+            assert cls["used"] >= 200000 and cls["used_bytes"] == cls["used"] * 240
+            assert s1["resident"] > s1["committed"] // 2
+            del keep
+        """, self.way)
+
+    def test_full_gc_purges_at_once(self):
+        # The purge delay is set long: only the gc.callbacks hook can give the
+        # memory back right after gc.collect().
+        run_python("""
+            import gc, ebb
+            gc.disable()
+            class Node:
+                def __init__(self): self.me = self; self.pad = [0] * 30
+            junk = [Node() for _ in range(100000)]           # cycles: only gc frees them
+            before = ebb.stats()["committed"]
+            del junk
+            gc.collect()
+            after = ebb.stats()
+            assert after["committed"] < before - (20 << 20), (before, after["committed"])
+        """, self.way, extra_env={"EBB_PURGE_DELAY_MS": "600000"})
+
+    def test_collect_gives_memory_back(self):
+        run_python("""
+            import ebb
+            keep = [bytes(1000) for _ in range(50000)]
+            before = ebb.stats()["committed"]
+            del keep
+            ebb.collect()
+            assert ebb.stats()["committed"] < before - (30 << 20)
+            ebb.collect(force=True)
+        """, self.way, extra_env={"EBB_PURGE_DELAY_MS": "-1"})
+
+    def test_limit_memory_error_names_the_limit_and_recovers(self):
+        run_python("""
+            import ebb
+            ebb.set_limit(ebb.stats()["committed"] + (64 << 20))
+            limit = ebb.get_limit()
+            try:
+                bytearray(200 << 20)
+            except MemoryError as e:
+                msg = str(e)
+            else:
+                raise AssertionError("no MemoryError at the limit")
+            assert "limit of %.1f MiB" % (limit / 2**20) in msg, msg
+            keep = []
+            try:
+                while True:
+                    keep.append(bytes(1 << 20))
+            except MemoryError as e:
+                assert "ebb memory limit" in str(e)
+            assert 40 <= len(keep) <= 72, len(keep)   # pressure purges what was free at the start
+            del keep[:]
+            again = bytearray(32 << 20)                   # room again after the frees
+            ebb.set_limit(None)
+            assert ebb.get_limit() == 0
+            big = bytearray(300 << 20)
+            try:
+                raise MemoryError("mine")
+            except MemoryError as e:
+                assert str(e) == "mine"
+        """, self.way)
+
+    def test_pressure_collects_cycles_before_failing(self):
+        # 600 MiB of cyclic garbage through a 64 MiB limit with the collector
+        # off: it fits only because pressure runs a collection in time.
+        run_python("""
+            import gc, ebb
+            gc.disable()
+            seen = []
+            @ebb.on_pressure
+            def note(level, committed, limit):
+                seen.append((level, committed, limit))
+            ebb.set_limit(ebb.stats()["committed"] + (64 << 20))
+            for i in range(600):
+                a = [bytes(1 << 20)]
+                a.append(a)                          # a cycle holding 1 MiB
+                del a
+            assert seen, "no pressure callback"
+            assert all(level in ("soft", "hard") for level, _, _ in seen)
+            assert seen[0][2] == ebb.get_limit()
+            print(len(seen))
+        """, self.way)
+
+    def test_pressure_callback_errors_are_reported_not_raised(self):
+        p = run_python("""
+            import gc, ebb
+            gc.disable()
+            @ebb.on_pressure
+            def broken(level, committed, limit):
+                raise RuntimeError("callback failed on purpose")
+            ebb.set_limit(ebb.stats()["committed"] + (32 << 20))
+            for i in range(100):
+                a = [bytes(1 << 20)]; a.append(a); del a
+            print("survived")
+        """, self.way)
+        assert "survived" in p.stdout
+        assert "callback failed on purpose" in p.stderr
+
+    def test_raw_domain_from_threads_without_the_gil(self):
+        run_python("""
+            import ebb, threading
+            assert ebb._raw_stress(4, 50000) == 0
+            def work():
+                for _ in range(20):
+                    xs = [str(i) for i in range(5000)]
+                    del xs
+            ts = [threading.Thread(target=work) for _ in range(4)]
+            for t in ts: t.start()
+            for t in ts: t.join()
+            assert ebb.check() == 0
+        """, self.way)
+
+    def test_fork_after_install(self):
+        run_python("""
+            import ebb, os
+            keep = [bytes(300) for _ in range(10000)]
+            pid = os.fork()
+            if pid == 0:
+                more = [bytes(300) for _ in range(10000)]
+                del keep[:5000], more
+                ok = ebb.check() == 0 and ebb.installed()
+                os._exit(0 if ok else 1)
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+            assert ebb.check() == 0
+        """, self.way)
+
+    def test_subinterpreter(self):
+        try:
+            import _testcapi  # noqa: F401
+        except ImportError:
+            self.skipTest("_testcapi is not available for this interpreter")
+        run_python('''
+            import ebb, _testcapi
+            code = """if 1:
+                import ebb
+                xs = [str(i) for i in range(10000)]
+                assert ebb.installed()
+                assert ebb._manages(xs[10])
+                s = ebb.stats(); ebb.collect()
+                try:
+                    ebb.on_pressure(print)
+                except RuntimeError:
+                    pass
+                else:
+                    raise AssertionError("on_pressure in a subinterpreter")
+            """
+            assert _testcapi.run_in_subinterp(code) == 0
+            assert ebb.check() == 0
+        ''', self.way)
+
+
+
+class InstallTest(BothWays, unittest.TestCase):
+    way = "install"
+
+
+class RunTest(BothWays, unittest.TestCase):
+    way = "run"
+
+
+if __name__ == "__main__":
+    unittest.main()

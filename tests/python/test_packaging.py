@@ -1,0 +1,48 @@
+"""pip install . works offline (the machine's setuptools), and the package
+it installs is complete: the extension, the stub and py.typed."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, child_env  # noqa: E402
+
+
+class PackagingTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+
+    def test_pip_install_offline(self):
+        tmp_path = Path(self.tmp.name)
+        venv = tmp_path / "venv"
+        made = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                              capture_output=True, text=True)
+        if made.returncode != 0:
+            self.skipTest("no venv module with pip for %s: %s" % (sys.executable, made.stderr[-300:]))
+        # Build from a copy, so the checkout gets no build/ or egg-info of pip's.
+        src = tmp_path / "src"
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns("build", ".git", "*.egg-info"))
+        py = str(venv / "bin" / "python")
+        env = child_env({"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+        env.pop("PYTHONPATH")
+        p = subprocess.run([py, "-m", "pip", "install", "--no-build-isolation", "-q", str(src)],
+                           capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 0, p.stdout + p.stderr
+        code = ("import ebb, os; assert ebb.install(); x = [str(i) for i in range(9999)]; "
+                "assert ebb._manages(x[5]); d = os.path.dirname(ebb.__file__); "
+                "print(sorted(f for f in os.listdir(d) if not f.startswith('__pycache__')))")
+        p = subprocess.run([py, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path))
+        assert p.returncode == 0, p.stderr
+        files = p.stdout
+        for name in ("__init__.py", "__init__.pyi", "py.typed", "_ebb."):
+            assert name in files, files
+
+
+
+if __name__ == "__main__":
+    unittest.main()
