@@ -199,11 +199,11 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
-peer: lib
+peer: lib tool python
 	EBB_LIB=$(abspath $(B)/libebb.so) tests/peer/run-all.sh
 
 bench: lib
 	python3 bench/run.py --ebb $(abspath $(B)/libebb.so)
 
-demo: lib
-	python3 scripts/demo.py --ebb $(abspath $(B)/libebb.so)
+demo: lib tool
+	python3 scripts/demo.py --tool $(abspath $(B)/ebb)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build ebb and show it on a real program: Python building and freeing a large
-# structure of small objects, under glibc and under ebb, time and RSS side by side.
+# Build ebb and show BRIEF story 1 on a real program: Python building and
+# freeing a large structure of small objects, under the stock interpreter,
+# glibc's malloc and `ebb run`: time and RSS side by side, with the floor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh demo
-make -s lib
-exec python3 scripts/demo.py --ebb "$PWD/build/libebb.so" "$@"
+make -s lib tool
+exec python3 scripts/demo.py --tool "$PWD/build/ebb" "$@"

@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# Peer suite: CPython's own regression tests with the allocator under test.
+# Peer suite: CPython's own regression tests with ebb as Python's memory
+# manager.
 #
-# Runs tests from Debian's libpython3.11-testsuite with /usr/bin/python3.11
-# and PYTHONMALLOC=malloc (so that every Python object goes through malloc
-# rather than pymalloc), once stock and once with LD_PRELOAD=$EBB_LIB
-# (inherited by regrtest's worker processes and by every subprocess the
-# tests start). The outcome of every test file and of every test case
-# (from --junit-xml) must be the same in both runs. Test files whose
-# outcome differs are run again both ways once, to rule out flaky tests;
-# a difference that persists fails the suite. Tests that fail in both
-# runs (because of this sandbox: no network, root user, ...) are listed
-# but do not fail the suite.
+# Runs tests from Debian's libpython3.11-testsuite with /usr/bin/python3.11,
+# once stock (CPython's own allocators: pymalloc) and once for each way ebb
+# is reached (--ways, default "run install"):
+#   run       `ebb run python3.11 -m test ...`: libebb.so preloaded, and ebb
+#             the allocator of all three domains from before the interpreter
+#             starts (inherited by regrtest's workers and by every Python
+#             the tests start);
+#   install   `import ebb; ebb.install()` at start-up (a sitecustomize.py,
+#             tests/peer/site, with EBB_PEER_INSTALL=1, inherited likewise):
+#             ebb wraps the domains of a running interpreter;
+#   preload   LD_PRELOAD=$EBB_LIB with PYTHONMALLOC=malloc, compared with a
+#             stock run that also has PYTHONMALLOC=malloc: any malloc
+#             replacement can stand in for ebb here (EBB_LIB=...mimalloc).
+# Every run has the same PYTHONPATH (tests/peer/site and the ebb package),
+# so the runs differ only in how ebb is reached.  The outcome of every test
+# file and of every test case (from --junit-xml) must be the stock run's,
+# but for the few cases cpython_expected.txt lists with their reasons
+# (under `ebb run`, two that assert pymalloc is the object allocator).
+# Test files whose outcome differs are run again both ways once, to rule
+# out flaky tests; a difference that persists fails the suite. Tests that
+# fail in every run (because of this sandbox: no network, root user, ...)
+# are listed but do not fail the suite.
 #
-# Usage: tests/peer/cpython.sh [--full] [-j N] [--timeout SEC] [--memlimit M]
-#                              [TEST...]
+# Usage: tests/peer/cpython.sh [--full] [--ways "W..."] [-j N] [--timeout SEC]
+#                              [--memlimit M] [TEST...]
 #
 #   (default)      a memory-heavy subset, about 3-4 minutes per run on 2 cores
+#   --ways W...    which of run, install, preload (default "run install")
 #   --full         CPython's whole test suite (431 test files, about 15
 #                  minutes per run on 2 cores, so about 30 minutes in all);
 #                  test_ensurepip (disabled for Debian's system python) and
@@ -60,6 +74,7 @@ SUBSET=(
 )
 
 PY=/usr/bin/python3.11
+WAYS="run install"
 FULL=0
 JOBS=2
 TIMEOUT=
@@ -68,6 +83,10 @@ TESTS=()
 while (($#)); do
     case $1 in
         --full) FULL=1 ;;
+        --ways)
+            WAYS=${2:-}
+            shift
+            ;;
         -j)
             JOBS=${2:-}
             shift
@@ -112,32 +131,67 @@ if ((!FULL)) && ((${#TESTS[@]} == 0)); then
     TESTS=("${SUBSET[@]}")
 fi
 
+for w in $WAYS; do
+    [[ " run install preload " == *" $w "* ]] || peer_die "unknown way '$w' (run, install, preload)"
+done
+[[ -n "$WAYS" ]] || peer_die "--ways needs at least one of run, install, preload"
+
 peer_need_pkgs python3.11 libpython3.11-testsuite
 peer_setup_lib
 peer_mktemp
+TOOL=${EBB_TOOL:-$(dirname "$EBB_LIB")/ebb}
+PYPKG=${EBB_PYTHONPATH:-$(dirname "$EBB_LIB")/python}
+if [[ " $WAYS " == *" run "* && ! -x "$TOOL" ]]; then
+    peer_die "the ebb tool is not at $TOOL (make tool, or set EBB_TOOL)"
+fi
+if [[ " $WAYS " == *" install "* && ! -e "$PYPKG/ebb/__init__.py" ]]; then
+    peer_die "the ebb Python package is not in $PYPKG (make python, or set EBB_PYTHONPATH)"
+fi
 
-# The same environment for both runs: none of the caller's PYTHON*
-# variables (PYTHONUNBUFFERED, for one, makes test_cmd_line fail), and
-# the malloc allocator instead of pymalloc.
+# The same environment for every run: none of the caller's PYTHON* or
+# EBB_* variables (PYTHONUNBUFFERED, for one, makes test_cmd_line fail),
+# and one PYTHONPATH.
 while read -r var; do
-    if [[ "$var" == PYTHON* ]]; then
+    if [[ "$var" == PYTHON* || ( "$var" == EBB_* && "$var" != EBB_LIB ) ]]; then
         unset "$var"
     fi
 done < <(compgen -e)
-export PYTHONMALLOC=malloc LC_ALL=C.UTF-8 LANG=C.UTF-8
+export LC_ALL=C.UTF-8 LANG=C.UTF-8 PYTHONPATH="$PEER_DIR/site:$PYPKG"
 
-# Check that the interpreter really runs on malloc (PYMEM_ALLOCATOR_MALLOC
-# is 3) and that the preload reaches it.
-probe='import _testinternalcapi, sys
-alloc = _testinternalcapi.get_configs()["pre_config"]["allocator"]
+# command_for WAY: the command prefix a run of that way starts python with.
+command_for() {
+    case $1 in
+        stock) echo env -u LD_PRELOAD -u PYTHONMALLOC ;;
+        preload-stock) echo env -u LD_PRELOAD PYTHONMALLOC=malloc ;;
+        preload) echo env LD_PRELOAD="$EBB_LIB" PYTHONMALLOC=malloc ;;
+        run) echo "$TOOL" run -- ;;
+        install) echo env -u LD_PRELOAD EBB_PEER_INSTALL=1 ;;
+    esac
+}
+
+# Check that each way reaches ebb as intended: (pymalloc's blocks, whether
+# libebb.so is loaded, whether ebb serves the object domain).
+probe='import sys
 maps = open("/proc/self/maps").read()
-print(alloc, int(sys.argv[1] in maps))'
-if [[ "$(peer_stock "$PY" -c "$probe" "$EBB_LIB")" != "3 0" ]]; then
-    peer_die "stock python3.11 does not run with PYTHONMALLOC=malloc as expected"
-fi
-if [[ "$(peer_ebb "$PY" -c "$probe" "$EBB_LIB")" != "3 1" ]]; then
-    peer_die "python3.11 does not load $EBB_LIB under LD_PRELOAD"
-fi
+try:
+    import ebb
+    inst = int(ebb.installed())
+except ImportError:
+    inst = -1
+print(int(sys.getallocatedblocks() > 0), int(sys.argv[1] in maps), inst)'
+expect_probe() {
+    local way=$1 want=$2 got
+    # shellcheck disable=SC2046
+    got=$($(command_for "$way") "$PY" -c "$probe" "$EBB_LIB")
+    [[ "$got" == "$want" ]] || peer_die "python3.11 the '$way' way: probe says '$got', expected '$want'"
+}
+for w in $WAYS; do
+    case $w in
+        run) expect_probe stock "1 0 0"; expect_probe run "0 1 1" ;;
+        install) expect_probe install "1 0 1" ;; # pymalloc keeps what it made before
+        preload) expect_probe preload-stock "0 0 0"; expect_probe preload "0 1 1" ;;
+    esac
+done
 
 # Tests that cannot run here at all: AF_VSOCK sockets exist in this kind
 # of virtual machine, but accept() on them never returns.
@@ -147,6 +201,7 @@ if [[ "$MEMLIMIT" != 0 && "$MEMLIMIT" != 0[KMGT] ]]; then
     BIGMEM=(-M "$MEMLIMIT")
 fi
 RESULTS="$PEER_DIR/cpython_results.py"
+EXPECTED="$PEER_DIR/cpython_expected.txt"
 
 # run_tests MODE TAG TEST...: one regrtest run in $PEER_TMP/TAG; leaves
 # log.txt, results.xml and summary.txt there.
@@ -155,10 +210,8 @@ run_tests() {
     shift 2
     mkdir -p "$dir/tmp"
     start=$(peer_now)
-    local envcmd=(env -u LD_PRELOAD)
-    if [[ "$mode" == ebb ]]; then
-        envcmd=(env LD_PRELOAD="$EBB_LIB")
-    fi
+    local envcmd
+    read -r -a envcmd < <(command_for "$mode")
     # regrtest runs as a job of its own (set -m: its own process group,
     # and SIGINT not ignored), so that a SIGTERM to our process group
     # (run-all's time limit) does not kill it outright and leave its
@@ -186,39 +239,63 @@ what="${#TESTS[@]} test files"
 if ((FULL)); then
     what="the whole test suite"
 fi
-peer_log "running $what with -j $JOBS${BIGMEM[*]:+ ${BIGMEM[*]}}, once stock and once with the preload"
+peer_log "running $what with -j $JOBS${BIGMEM[*]:+ ${BIGMEM[*]}}: stock, then each way ($WAYS)"
 
-run_tests stock stock "${TESTS[@]}"
-if ! grep -q '^file' "$PEER_TMP/stock/summary.txt"; then
-    tail -n 30 "$PEER_TMP/stock/log.txt" >&2
-    peer_die "the stock run reported no test results"
-fi
-peer_log "stock results:"
-"$PY" "$RESULTS" report "$PEER_TMP/stock/summary.txt" | sed 's/^/    /'
+# stock_run STOCK: the stock run a way is compared with, made once.
+stock_run() {
+    local tag=$1
+    [[ -e "$PEER_TMP/$tag/summary.txt" ]] && return 0
+    run_tests "$tag" "$tag" "${TESTS[@]}"
+    if ! grep -q '^file' "$PEER_TMP/$tag/summary.txt"; then
+        tail -n 30 "$PEER_TMP/$tag/log.txt" >&2
+        peer_die "the $tag run reported no test results"
+    fi
+    peer_log "$tag results:"
+    "$PY" "$RESULTS" report "$PEER_TMP/$tag/summary.txt" | sed 's/^/    /'
+}
 
-run_tests ebb ebb "${TESTS[@]}"
-peer_log "results with the preload:"
-"$PY" "$RESULTS" report "$PEER_TMP/ebb/summary.txt" | sed 's/^/    /'
+# compare_way WAY STOCK: 0 if WAY's results are STOCK's, after rerunning
+# the test files that differ both ways once.
+compare_way() {
+    local way=$1 stock=$2 compare_out="$PEER_TMP/compare-$1.txt"
+    run_tests "$way" "$way" "${TESTS[@]}"
+    peer_log "results the '$way' way:"
+    "$PY" "$RESULTS" report "$PEER_TMP/$way/summary.txt" | sed 's/^/    /'
+    if "$PY" "$RESULTS" compare "$PEER_TMP/$stock/summary.txt" "$PEER_TMP/$way/summary.txt" \
+        "$EXPECTED" "$way" >"$compare_out"; then
+        grep '^expected' "$compare_out" | sed 's/^/    /' || true
+        peer_log "PASS ($way): the stock results for every test file and test case (but the expected ones listed)"
+        return 0
+    fi
+    sed '$d' "$compare_out" | sed 's/^/    /'
+    local differing
+    read -r -a differing < <(tail -n 1 "$compare_out" | sed 's/^DIFFERING: *//')
+    peer_log "($way) results differ in ${#differing[@]} test file(s): ${differing[*]}; running them again both ways"
+    run_tests "$stock" "$stock-rerun-$way" "${differing[@]}"
+    run_tests "$way" "$way-rerun" "${differing[@]}"
+    "$PY" "$RESULTS" merge "$PEER_TMP/$stock/summary.txt" "$PEER_TMP/$stock-rerun-$way/summary.txt" \
+        "$PEER_TMP/$stock/merged-$way.txt"
+    "$PY" "$RESULTS" merge "$PEER_TMP/$way/summary.txt" "$PEER_TMP/$way-rerun/summary.txt" \
+        "$PEER_TMP/$way/merged.txt"
+    if "$PY" "$RESULTS" compare "$PEER_TMP/$stock/merged-$way.txt" "$PEER_TMP/$way/merged.txt" \
+        "$EXPECTED" "$way" >"$compare_out"; then
+        peer_log "PASS ($way): the differences were flaky: the reruns agree (${differing[*]})"
+        return 0
+    fi
+    sed '$d' "$compare_out" | sed 's/^/    /'
+    peer_log "FAIL ($way): results differ from the stock run, also when run again"
+    return 1
+}
 
-compare_out="$PEER_TMP/compare.txt"
-if "$PY" "$RESULTS" compare "$PEER_TMP/stock/summary.txt" "$PEER_TMP/ebb/summary.txt" >"$compare_out"; then
-    peer_log "PASS: identical results for every test file and test case"
-    exit 0
-fi
-
-sed '$d' "$compare_out" | sed 's/^/    /'
-read -r -a differing < <(tail -n 1 "$compare_out" | sed 's/^DIFFERING: *//')
-peer_log "results differ in ${#differing[@]} test file(s): ${differing[*]}; running them again both ways"
-run_tests stock stock-rerun "${differing[@]}"
-run_tests ebb ebb-rerun "${differing[@]}"
-for t in stock ebb; do
-    "$PY" "$RESULTS" merge "$PEER_TMP/$t/summary.txt" "$PEER_TMP/$t-rerun/summary.txt" \
-        "$PEER_TMP/$t/merged.txt"
+failed=()
+for w in $WAYS; do
+    stock=stock
+    [[ "$w" == preload ]] && stock=preload-stock
+    stock_run "$stock"
+    compare_way "$w" "$stock" || failed+=("$w")
 done
-if "$PY" "$RESULTS" compare "$PEER_TMP/stock/merged.txt" "$PEER_TMP/ebb/merged.txt" >"$compare_out"; then
-    peer_log "PASS: the differences were flaky: the reruns agree (${differing[*]})"
-    exit 0
+if ((${#failed[@]})); then
+    peer_log "FAIL: results differ the way(s): ${failed[*]}"
+    exit 1
 fi
-sed '$d' "$compare_out" | sed 's/^/    /'
-peer_log "FAIL: results differ from the stock run, also when run again"
-exit 1
+peer_log "PASS: every way ($WAYS) gives the stock results"

@@ -257,6 +257,37 @@ class BothWays:
         ''', self.way)
 
 
+    def test_capi_memory_tests(self):
+        # CPython's own C-level checks of its memory API (Debian ships no
+        # test_capi, but _testcapi has them): allocations of 0 bytes, and
+        # hooks set on top of ebb's allocators and taken off again.  Then
+        # an allocator that fails on purpose, over ebb's: MemoryError, and
+        # a clean recovery once it is removed.
+        try:
+            import _testcapi  # noqa: F401
+        except ImportError:
+            self.skipTest("_testcapi is not available for this interpreter")
+        run_python("""
+            import _testcapi, ebb
+            for name in ("test_pymem_alloc0", "test_pymem_setrawallocators",
+                         "test_pymem_setallocators", "test_pyobject_setallocators"):
+                getattr(_testcapi, name)()
+            class Thing:
+                pass
+            _testcapi.set_nomemory(0)
+            try:
+                for _ in range(1000):
+                    Thing()
+            except MemoryError:
+                failed = True
+            else:
+                failed = False
+            _testcapi.remove_mem_hooks()
+            assert failed, "no MemoryError with every allocation failing"
+            things = [Thing() for _ in range(10000)]
+            assert ebb.installed() and ebb.check() == 0
+        """, self.way)
+
 
 class InstallTest(BothWays, unittest.TestCase):
     way = "install"
