@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../include/ebb.h"
+#include "../src/size.h"
 
 void cli_error(const char *fmt, ...)
 {
@@ -80,28 +81,7 @@ int cli_find_library(char *out, size_t len)
 
 int cli_parse_size(const char *s, size_t *out)
 {
-    if (*s < '0' || *s > '9')
-        return 0;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
-        return 0;
-    unsigned shift = 0;
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    default: break;
-    }
-    if (shift && *end == 'i')
-        end++;
-    if (*end == 'b' || *end == 'B')
-        end++;
-    if (*end != '\0' || (shift && v > (SIZE_MAX >> shift)))
-        return 0;
-    *out = (size_t)v << shift;
-    return 1;
+    return ebb__parse_size(s, out);
 }
 
 static void usage(FILE *to)

@@ -29,34 +29,9 @@
 
 #include <string.h>
 
-EBB_HIDDEN ebb__state_t ebb__g = { .init_lock = EBB_LOCK_INIT };
+#include "size.h"
 
-static int parse_size(const char *s, size_t *out)
-{
-    size_t v = 0;
-    if (*s < '0' || *s > '9')
-        return 0;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        if (v > (SIZE_MAX - 9) / 10)
-            return 0;
-        v = v * 10 + (size_t)(*s - '0');
-    }
-    unsigned shift = 0;
-    switch (*s) {
-    case 'k': case 'K': shift = 10; s++; break;
-    case 'm': case 'M': shift = 20; s++; break;
-    case 'g': case 'G': shift = 30; s++; break;
-    default: break;
-    }
-    if (shift && *s == 'i') /* KiB, MiB, GiB */
-        s++;
-    if (*s == 'b' || *s == 'B')
-        s++;
-    if (*s != '\0' || (shift && v > (SIZE_MAX >> shift)))
-        return 0;
-    *out = v << shift;
-    return 1;
-}
+EBB_HIDDEN ebb__state_t ebb__g = { .init_lock = EBB_LOCK_INIT };
 
 static void bad_option(const char *name, const char *value)
 {
@@ -82,7 +57,7 @@ void ebb__options_read(ebb__options_t *o)
     size_t n;
     o->heaps = 0;
     if (ebb__os_getenv("EBB_HEAPS", v, sizeof v)) {
-        if (parse_size(v, &n) && n >= 1 && n <= EBB_MAX_HEAPS)
+        if (ebb__parse_size(v, &n) && n >= 1 && n <= EBB_MAX_HEAPS)
             o->heaps = (unsigned)n;
         else
             bad_option("EBB_HEAPS", v);
@@ -90,7 +65,7 @@ void ebb__options_read(ebb__options_t *o)
     o->tcache = read_flag("EBB_TCACHE", 1);
     o->large_cache = EBB_LARGE_CACHE_BYTES;
     if (ebb__os_getenv("EBB_LARGE_CACHE", v, sizeof v)) {
-        if (parse_size(v, &n))
+        if (ebb__parse_size(v, &n))
             o->large_cache = n;
         else
             bad_option("EBB_LARGE_CACHE", v);
@@ -111,14 +86,14 @@ void ebb__options_read(ebb__options_t *o)
     if (ebb__os_getenv("EBB_PURGE_DELAY_MS", v, sizeof v)) {
         if (!strcmp(v, "-1"))
             o->purge_delay = -1;
-        else if (parse_size(v, &n) && n <= 24u * 3600 * 1000) /* a day at most */
+        else if (ebb__parse_size(v, &n) && n <= 24u * 3600 * 1000) /* a day at most */
             o->purge_delay = (long)n;
         else
             bad_option("EBB_PURGE_DELAY_MS", v);
     }
     o->limit = 0;
     if (ebb__os_getenv("EBB_LIMIT", v, sizeof v)) {
-        if (parse_size(v, &n))
+        if (ebb__parse_size(v, &n))
             o->limit = n;
         else
             bad_option("EBB_LIMIT", v);
