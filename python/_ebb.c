@@ -196,11 +196,56 @@ static int domains_are_ebb(void)
     return 1;
 }
 
+/* tracemalloc wraps the domains too, and when it stops it puts back the
+ * allocators it found when it started: started before install(), it would
+ * take ebb away again and hand ebb's blocks to pymalloc's free (seen as
+ * munmap_chunk() aborts at exit with PYTHONTRACEMALLOC=1).  So a running
+ * tracemalloc is stopped, ebb installed under it, and tracemalloc started
+ * again with the same depth: it then finds ebb and puts ebb back.  The
+ * traces it had are lost.  Returns the depth to restart with, 0 if it was
+ * not tracing, -1 on error. */
+static int tracemalloc_pause(void)
+{
+    PyObject *tm = PyImport_ImportModule("_tracemalloc");
+    if (tm == NULL) {
+        PyErr_Clear(); /* a build without tracemalloc */
+        return 0;
+    }
+    int depth = 0;
+    PyObject *tracing = PyObject_CallMethod(tm, "is_tracing", NULL);
+    if (tracing == NULL) {
+        depth = -1;
+    } else if (PyObject_IsTrue(tracing)) {
+        PyObject *limit = PyObject_CallMethod(tm, "get_traceback_limit", NULL);
+        PyObject *stopped = limit ? PyObject_CallMethod(tm, "stop", NULL) : NULL;
+        depth = stopped ? (int)PyLong_AsLong(limit) : -1;
+        Py_XDECREF(stopped);
+        Py_XDECREF(limit);
+    }
+    Py_XDECREF(tracing);
+    Py_DECREF(tm);
+    return depth;
+}
+
+static int tracemalloc_resume(int depth)
+{
+    if (depth <= 0)
+        return 0;
+    PyObject *tm = PyImport_ImportModule("_tracemalloc");
+    PyObject *r = tm ? PyObject_CallMethod(tm, "start", "i", depth) : NULL;
+    Py_XDECREF(tm);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
 static PyObject *ebb_install(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
     if (domains_are_ebb())
         Py_RETURN_FALSE;
+    int depth = tracemalloc_pause();
+    if (depth < 0)
+        return NULL;
     static const PyMemAllocatorDomain d[3] = { PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM,
                                                PYMEM_DOMAIN_OBJ };
     for (int i = 0; i < 3; i++)
@@ -210,6 +255,8 @@ static PyObject *ebb_install(PyObject *self, PyObject *unused)
         PyMem_SetAllocator(d[i], &a);
     }
     wrapped = 1;
+    if (tracemalloc_resume(depth) < 0)
+        return NULL;
     Py_RETURN_TRUE;
 }
 
@@ -593,7 +640,8 @@ PyDoc_STRVAR(install_doc, "install() -> bool\n\n"
 "on.  Blocks the previous allocators made are freed and resized by them.\n"
 "Returns True if it installed ebb, False if ebb already was the allocator\n"
 "(under `ebb run`, or after an earlier install()).  Call it early, before\n"
-"threads that allocate without the GIL start.");
+"threads that allocate without the GIL start.  A running tracemalloc is\n"
+"restarted on top of ebb (its traces so far are lost).");
 PyDoc_STRVAR(installed_doc, "installed() -> bool\n\n"
 "True if ebb allocates for all three of CPython's domains.");
 PyDoc_STRVAR(stats_doc, "stats() -> dict\n\n"

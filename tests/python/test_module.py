@@ -61,6 +61,24 @@ class PlainTest(unittest.TestCase):
             assert ebb.stats()["foreign_frees"] == 0
         """, "plain")
 
+    def test_install_under_a_running_tracemalloc(self):
+        # tracemalloc started first would put pymalloc back when it stops
+        # (at exit) and hand ebb's blocks to pymalloc: install() restarts it
+        # on top of ebb.  Once aborted in munmap_chunk() at exit.
+        run_python("""
+            import tracemalloc, ebb
+            assert tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == 3
+            assert ebb.install() is True
+            assert tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == 3
+            xs = [str(i) * 4 for i in range(10000)]
+            assert ebb._manages(xs[100])
+            assert tracemalloc.get_traced_memory()[0] > 0
+            tracemalloc.stop()
+            assert ebb.installed() and ebb._manages(str(12345) * 4)
+            del xs
+            tracemalloc.start()
+        """, "plain", extra_env={"PYTHONTRACEMALLOC": "3"})
+
 
 class BothWays:
     """Each test runs in a child interpreter that reached ebb `way`."""
