@@ -84,15 +84,17 @@ $(B)/ebb.pc: ebb.pc.in include/ebb.h
 	@mkdir -p $(@D)
 	$(PC_SED) $< > $@
 
-install: lib
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
+BINDIR   ?= $(PREFIX)/bin
+install: lib tool
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR)
+	install -m 755 $(B)/ebb $(DESTDIR)$(BINDIR)/ebb
 	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
 	install -m 755 $(B)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
 	install -m 644 $(B)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
 	$(PC_SED) ebb.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
 
 uninstall:
-	rm -f $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
+	rm -f $(DESTDIR)$(BINDIR)/ebb $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
 
 clean:

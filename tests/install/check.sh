@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make install` into a scratch prefix, then build a program the way a user
 # would (pkg-config --cflags --libs ebb) and check that it runs on ebb, both
-# against the shared library and statically against libebb.a.
+# against the shared library and statically against libebb.a; and that the
+# installed `ebb` tool finds the installed libebb.so (in ../lib).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 prefix=$(mktemp -d)
@@ -31,4 +32,5 @@ LD_LIBRARY_PATH="$prefix/lib" "$prefix/app"
 # shellcheck disable=SC2046
 cc -o "$prefix/app-static" "$prefix/app.c" $(pkg-config --cflags ebb) "$prefix/lib/libebb.a" -lpthread
 "$prefix/app-static"
+test "$(env -u EBB_LIB "$prefix/bin/ebb" run sh -c 'echo "$LD_PRELOAD"')" = "$(realpath "$prefix/lib/libebb.so")"
 echo "install: OK"
