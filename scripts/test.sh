@@ -26,8 +26,8 @@ stage() {
   fi
 }
 
-stage "build with clang -Werror" make -s B=build/clang CC=clang lib
-stage "build with gcc -Werror"   make -s lib
+stage "build with clang -Werror" make -s B=build/clang CC=clang lib tool
+stage "build with gcc -Werror"   make -s lib tool python
 stage "unit tests"               make -s check-unit
 stage "API tests"                make -s check-api
 stage "stress (direct and LD_PRELOAD)" make -s check-stress
