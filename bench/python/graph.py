@@ -51,7 +51,7 @@ def main():
     acc = len(paths) * 1000 + len(result)
     del paths, frontier, path, p, start
     common.phase("free")
-    acc += common.linger([float(v) for v in result], int(1_500_000 * args.scale / len(result)))
+    acc += common.linger([float(v) for v in result], int(12_500_000 * args.scale / len(result)))
     common.phase("end")
     common.done(acc)
 

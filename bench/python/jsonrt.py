@@ -50,7 +50,7 @@ def main():
     acc += sum(len(c) for c in cache)
     del cache, records, back, text, again
     common.phase("free")
-    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(40000 * args.scale))
+    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(1_250_000 * args.scale))
     common.phase("end")
     common.done(acc)
 

@@ -43,6 +43,7 @@ PHASES = ["free", "end"]  # the RSS a workload reports, besides its peak
 STRIP = re.compile(r"^(LD_PRELOAD|PYTHONMALLOC|PYTHONPATH|PYTHONHASHSEED|EBB_|MALLOC_|"
                    r"GLIBC_TUNABLES|MIMALLOC_|TCMALLOC_|_RJEM_MALLOC_CONF|JE_MALLOC_CONF)")
 METRIC_RE = re.compile(r"^METRIC rss_([a-z]+)_kib=(\d+)\s*$", re.M)
+TIME_RE = re.compile(r"^METRIC t_([a-z]+)_ms=([0-9.]+)\s*$", re.M)
 RESULT_RE = re.compile(r"(\w+)=(-?[0-9.]+)")
 
 
@@ -94,9 +95,12 @@ def run_one(config, workload, args, tmp):
         tail = " | ".join(stderr.strip().splitlines()[-5:])
         raise RuntimeError("%s under %s: exit %d: %s" % (workload, config, res["status"], tail))
     rss = {k: int(v) for k, v in METRIC_RE.findall(stderr)}
+    t = {k: float(v) / 1000 for k, v in TIME_RE.findall(stderr)}
     return {"workload": workload, "config": config, "wall_s": res["wall_s"],
             "cpu_s": res["user_s"] + res["sys_s"], "maxrss_kib": int(res["maxrss_kib"]),
-            "minflt": int(res["minflt"]), "rss_kib": rss, "stdout": stdout.strip()}
+            "minflt": int(res["minflt"]), "rss_kib": rss,
+            # the work alone: from the workload's start to the end of its free
+            "work_s": t.get("free"), "stdout": stdout.strip()}
 
 
 def measure(args, configs, workloads):
@@ -150,6 +154,7 @@ def summarize(runs, configs, workloads):
             by[c] = {"workload": w, "config": c, "n": len(rs), "wall_s": med(walls),
                      "spread": (max(walls) - min(walls)) / med(walls),
                      "cpu_s": med([r["cpu_s"] for r in rs]),
+                     "work_s": med([r["work_s"] for r in rs]) if rs[0]["work_s"] else None,
                      "peak_mib": med([r["maxrss_kib"] for r in rs]) / 1024,
                      "faults_k": med([r["minflt"] for r in rs]) / 1000}
             for ph in PHASES:
@@ -159,6 +164,8 @@ def summarize(runs, configs, workloads):
         for row in by.values():
             row["wall_vs_stock"] = row["wall_s"] / stock["wall_s"] if stock else None
             row["cpu_vs_stock"] = row["cpu_s"] / stock["cpu_s"] if stock else None
+            row["work_vs_stock"] = (row["work_s"] / stock["work_s"]
+                                    if stock and row["work_s"] and stock["work_s"] else None)
         rows += by.values()
     overall = []
     for c in configs:
@@ -169,6 +176,7 @@ def summarize(runs, configs, workloads):
         overall.append({"config": c, "median_wall_vs_stock": med(wall),
                         "worst_wall_vs_stock": max(wall),
                         "median_cpu_vs_stock": med([r["cpu_vs_stock"] for r in mine]),
+                        "median_work_vs_stock": med([r["work_vs_stock"] or 0 for r in mine]),
                         "lowest_free": lowest_count(rows, c, "free_mib"),
                         "lowest_end": lowest_count(rows, c, "end_mib")})
     return rows, overall
@@ -198,18 +206,19 @@ def render(headers, body, markdown):
 
 def report(rows, overall, markdown):
     f = lambda x, spec: "-" if x is None else spec % x
-    headers = ["workload", "config", "wall s", "spread", "wall/stock", "cpu/stock",
+    headers = ["workload", "config", "wall s", "spread", "wall/stock", "cpu/stock", "work/stock",
                "peak MiB", "after free MiB", "end MiB", "faults K"]
     body = [[r["workload"], r["config"], f(r["wall_s"], "%.3f"), f(100 * r["spread"], "%.0f%%"),
              f(r["wall_vs_stock"], "%.2f"), f(r["cpu_vs_stock"], "%.2f"),
+             f(r["work_vs_stock"], "%.2f"),
              f(r["peak_mib"], "%.1f"), f(r["free_mib"], "%.1f"), f(r["end_mib"], "%.1f"),
              f(r["faults_k"], "%.1f")] for r in rows]
     n = len({r["workload"] for r in rows})
     sums = [[o["config"], f(o["median_wall_vs_stock"], "%.2f"), f(o["worst_wall_vs_stock"], "%.2f"),
-             f(o["median_cpu_vs_stock"], "%.2f"), "%d/%d" % (o["lowest_free"], n),
+             f(o["median_cpu_vs_stock"], "%.2f"), f(o["median_work_vs_stock"], "%.2f"), "%d/%d" % (o["lowest_free"], n),
              "%d/%d" % (o["lowest_end"], n)] for o in overall]
     return render(headers, body, markdown) + "\n\n" + render(
-        ["config", "median wall/stock", "worst wall/stock", "median cpu/stock",
+        ["config", "median wall/stock", "worst wall/stock", "median cpu/stock", "median work/stock",
          "lowest after free", "lowest at end"], sums, markdown)
 
 

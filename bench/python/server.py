@@ -87,7 +87,7 @@ def main():
     sessions.clear()
     del sessions, s, req, old
     common.phase("free")
-    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(40000 * args.scale))
+    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(1_250_000 * args.scale))
     common.phase("end")
     common.done(acc)
 

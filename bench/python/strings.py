@@ -47,7 +47,7 @@ def main():
     acc += sum(len(t) + len(s) for t, s, _ in kept)
     del kept, text, parts, summary, data
     common.phase("free")
-    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(40000 * args.scale))
+    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(1_250_000 * args.scale))
     common.phase("end")
     common.done(acc)
 

@@ -60,7 +60,7 @@ def main():
     acc = sums[0] + len(kept)
     del kept
     common.phase("free")
-    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(40000 * args.scale))
+    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(1_250_000 * args.scale))
     common.phase("end")
     common.done(acc)
 
