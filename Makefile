@@ -20,7 +20,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
 
 .PHONY: all lib tool python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
-        check-preload check-sanitizers check-asan check-ubsan check-m32 fuzz peer bench demo
+        check-preload check-sanitizers check-asan check-ubsan check-m32 fuzz peer bench bench-python demo
 
 all: lib tool
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
@@ -39,6 +39,7 @@ help:
 	@echo "make fuzz          libFuzzer run (FUZZ_SECONDS=60)"
 	@echo "make peer          CPython, sqlite3, git, gcc, C++ under LD_PRELOAD"
 	@echo "make bench         benchmark table against glibc, mimalloc, jemalloc, tcmalloc"
+	@echo "make bench-python  Python workloads: ebb run, ebb.install() against pymalloc and the peers"
 
 # ------------------------------------------------------------------ library
 $(B)/ebb.o: $(SRC)
@@ -206,6 +207,12 @@ peer: lib tool python
 
 bench: lib
 	python3 bench/run.py --ebb $(abspath $(B)/libebb.so)
+
+# The Python workloads need all three ways in: the library, the `ebb run`
+# tool and the package for ebb.install().  BENCH_ARGS passes options on
+# (e.g. BENCH_ARGS='--reps 2 --scale 0.3 --markdown').
+bench-python: lib tool python
+	python3 bench/python/run.py --build $(abspath $(B)) --python $(PYTHON) $(BENCH_ARGS)
 
 demo: lib tool
 	python3 scripts/demo.py --tool $(abspath $(B)/ebb)
