@@ -19,7 +19,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
 
-.PHONY: all lib tool python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
+.PHONY: all lib tool python bench-python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
         check-preload check-sanitizers check-asan check-ubsan check-m32 fuzz peer bench bench-python demo
 
 all: lib tool
