@@ -56,10 +56,7 @@ def main():
     common.phase("peak")
     acc += sum(value(o) for o in slots if o is not None)
     del slots, old
-    common.phase("free")
-    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(1_250_000 * args.scale))
-    common.phase("end")
-    common.done(acc)
+    common.finish(acc, args.scale)
 
 
 if __name__ == "__main__":

@@ -67,3 +67,13 @@ def linger(values, rounds):
         for v in values:
             acc = (acc * 0.5 + v * 1.000001 + r) % 1e9
     return int(acc)
+
+
+def finish(acc, scale, values=(1.5, 2.5, 3.5, 4.5), work=5_000_000):
+    """The end every workload shares: RSS right after its big free, about
+    0.2 s (`work` value-rounds, scaled) of light computation on a small
+    result, RSS at the end, and the checksum."""
+    phase("free")
+    acc += linger(list(values), max(1, int(work * scale / len(values))))
+    phase("end")
+    done(acc)

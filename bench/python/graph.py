@@ -50,10 +50,7 @@ def main():
         p = p[1]
     acc = len(paths) * 1000 + len(result)
     del paths, frontier, path, p, start
-    common.phase("free")
-    acc += common.linger([float(v) for v in result], int(12_500_000 * args.scale / len(result)))
-    common.phase("end")
-    common.done(acc)
+    common.finish(acc, args.scale, [float(v) for v in result], work=12_500_000)
 
 
 if __name__ == "__main__":

@@ -49,10 +49,7 @@ def main():
     common.phase("peak")
     acc += sum(len(c) for c in cache)
     del cache, records, back, text, again
-    common.phase("free")
-    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(1_250_000 * args.scale))
-    common.phase("end")
-    common.done(acc)
+    common.finish(acc, args.scale)
 
 
 if __name__ == "__main__":

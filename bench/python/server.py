@@ -86,10 +86,7 @@ def main():
     acc += peak_live * 7 + len(sessions)
     sessions.clear()
     del sessions, s, req, old
-    common.phase("free")
-    acc += common.linger([1.5, 2.5, 3.5, 4.5], int(1_250_000 * args.scale))
-    common.phase("end")
-    common.done(acc)
+    common.finish(acc, args.scale)
 
 
 if __name__ == "__main__":
