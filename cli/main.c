@@ -38,6 +38,17 @@ static int usable_file(const char *path)
     return access(path, R_OK) == 0;
 }
 
+/* path made absolute into out; 0 if it cannot be, or does not fit. */
+static int absolute_into(const char *path, char *out, size_t len)
+{
+    char *abs = realpath(path, NULL);
+    int ok = abs && strlen(abs) < len;
+    if (ok)
+        strcpy(out, abs);
+    free(abs);
+    return ok;
+}
+
 int cli_find_library(char *out, size_t len)
 {
     const char *env = getenv("EBB_LIB");
@@ -46,12 +57,7 @@ int cli_find_library(char *out, size_t len)
             cli_error("EBB_LIB=%s: %s", env, strerror(errno));
             return 0;
         }
-        char *abs = realpath(env, NULL);
-        int ok = abs && strlen(abs) < len;
-        if (ok)
-            strcpy(out, abs);
-        free(abs);
-        return ok;
+        return absolute_into(env, out, len);
     }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -66,14 +72,7 @@ int cli_find_library(char *out, size_t len)
     for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
         char candidate[PATH_MAX + 32];
         snprintf(candidate, sizeof candidate, where[i], exe);
-        if (!usable_file(candidate))
-            continue;
-        char *abs = realpath(candidate, NULL);
-        int ok = abs && strlen(abs) < len;
-        if (ok)
-            strcpy(out, abs);
-        free(abs);
-        if (ok)
+        if (usable_file(candidate) && absolute_into(candidate, out, len))
             return 1;
     }
     return 0;

@@ -440,7 +440,9 @@ static int run_pressure(void *unused)
 {
     (void)unused;
     atomic_store(&pressure_pending, 0);
-    const char *level = atomic_load(&pressure_level) == EBB_PRESSURE_HARD ? "hard" : "soft";
+    /* The highest level reported since this run was scheduled, and no
+     * more: the next run starts from nothing. */
+    const char *level = atomic_exchange(&pressure_level, 0) == EBB_PRESSURE_HARD ? "hard" : "soft";
     PyObject *r = PyObject_CallMethod(gc_module, "collect", NULL);
     if (r == NULL)
         PyErr_WriteUnraisable(gc_module);
@@ -468,12 +470,11 @@ static int run_pressure(void *unused)
 static void on_ebb_pressure(void *arg, int level, size_t request, size_t committed, size_t limit)
 {
     (void)arg, (void)request, (void)committed, (void)limit;
-    if (level == EBB_PRESSURE_HARD)
-        atomic_store(&pressure_level, EBB_PRESSURE_HARD);
+    int seen = atomic_load(&pressure_level);
+    while (seen < level && !atomic_compare_exchange_weak(&pressure_level, &seen, level)) {
+    }
     if (atomic_exchange(&pressure_pending, 1))
         return;
-    if (level != EBB_PRESSURE_HARD)
-        atomic_store(&pressure_level, level);
     if (Py_AddPendingCall(run_pressure, NULL) != 0)
         atomic_store(&pressure_pending, 0); /* the queue is full: next time */
 }
@@ -626,7 +627,7 @@ static PyObject *ebb_raw_stress(PyObject *self, PyObject *args)
     return PyLong_FromLong(failures);
 }
 
-static PyObject *ebb_owns_py(PyObject *self, PyObject *arg)
+static PyObject *ebb_manages_py(PyObject *self, PyObject *arg)
 {
     (void)self;
     /* The block holding an object's memory: its address. */
@@ -682,7 +683,7 @@ static PyMethodDef methods[] = {
     { "get_limit", ebb_get_limit_py, METH_NOARGS, get_limit_doc },
     { "on_pressure", ebb_on_pressure_py, METH_O, on_pressure_doc },
     { "check", ebb_check_py, METH_NOARGS, check_doc },
-    { "_manages", ebb_owns_py, METH_O, manages_doc },
+    { "_manages", ebb_manages_py, METH_O, manages_doc },
     { "_raw_stress", ebb_raw_stress, METH_VARARGS, raw_stress_doc },
     { NULL, NULL, 0, NULL },
 };

@@ -309,8 +309,9 @@ typedef struct {
     _Atomic size_t purges;         /* purge calls made to the OS */
     _Atomic size_t peak_committed;
 
-    /* a memory limit is set (limit.c): slow paths poll for pressure */
-    _Atomic int limit_set;
+    /* the memory limit in bytes, 0 none (limit.c); the slow paths read it
+     * to know whether to poll for pressure */
+    _Atomic size_t limit;
 
     /* counters outside any lock */
     _Atomic size_t mapped;
@@ -377,10 +378,9 @@ void ebb__limit_set(size_t bytes) EBB_HIDDEN;
  * if growth crossed the soft level.  One load without a limit. */
 static inline void ebb__limit_poll(void)
 {
-    if (EBB_UNLIKELY(atomic_load_explicit(&ebb__g.limit_set, memory_order_relaxed)))
+    if (EBB_UNLIKELY(atomic_load_explicit(&ebb__g.limit, memory_order_relaxed) != 0))
         ebb__limit_poll_slow();
 }
-size_t ebb__limit_refusals(void) EBB_HIDDEN;
 void ebb__limit_lock_all(void) EBB_HIDDEN;
 void ebb__limit_unlock_all(int child) EBB_HIDDEN;
 

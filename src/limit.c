@@ -43,10 +43,8 @@ typedef struct {
 } callback_t;
 
 static struct {
-    _Atomic size_t limit;        /* bytes; 0 = none */
     _Atomic int episode;         /* soft callbacks ran, committed still above soft */
     _Atomic int soft_due;        /* growth crossed the soft level: callbacks owed */
-    _Atomic size_t refusals;     /* requests refused at the limit since start */
     _Atomic int reported;        /* a failure at the limit was reported this episode */
     ebb__lock_t lock;            /* guards the callback table */
     callback_t cb[EBB_PRESSURE_CALLBACKS];
@@ -66,14 +64,13 @@ static size_t soft_level(size_t limit)
 
 int ebb__limit_admits(size_t bytes)
 {
-    size_t limit = atomic_load_explicit(&Lim.limit, memory_order_relaxed);
+    size_t limit = atomic_load_explicit(&ebb__g.limit, memory_order_relaxed);
     if (EBB_LIKELY(limit == 0))
         return 1;
     size_t committed = ebb__committed_now();
     size_t after = committed + bytes < committed ? SIZE_MAX : committed + bytes;
     if (after > limit) {
         refused_bytes = bytes;
-        atomic_fetch_add_explicit(&Lim.refusals, 1, memory_order_relaxed);
         return 0;
     }
     if (after > soft_level(limit)) {
@@ -94,7 +91,7 @@ static void run_callbacks(int level, size_t request)
     for (unsigned i = 0; i < n; i++)
         cb[i] = Lim.cb[i];
     ebb__unlock(&Lim.lock);
-    size_t limit = atomic_load_explicit(&Lim.limit, memory_order_relaxed);
+    size_t limit = atomic_load_explicit(&ebb__g.limit, memory_order_relaxed);
     in_callback = 1;
     for (unsigned i = 0; i < n; i++)
         cb[i].fn(cb[i].arg, level, request, ebb__committed_now(), limit);
@@ -136,7 +133,7 @@ int ebb__limit_relieve(void)
 
 void ebb__limit_record_failure(size_t request)
 {
-    size_t limit = atomic_load_explicit(&Lim.limit, memory_order_relaxed);
+    size_t limit = atomic_load_explicit(&ebb__g.limit, memory_order_relaxed);
     size_t committed = ebb__committed_now();
     int at_limit = refused_bytes != 0;
     refused_bytes = 0;
@@ -151,17 +148,11 @@ void ebb__limit_record_failure(size_t request)
                   request, limit, committed);
 }
 
-size_t ebb__limit_refusals(void)
-{
-    return atomic_load_explicit(&Lim.refusals, memory_order_relaxed);
-}
-
 /* ------------------------------------------------------------- public API */
 
 void ebb__limit_set(size_t bytes)
 {
-    atomic_store_explicit(&Lim.limit, bytes, memory_order_relaxed);
-    atomic_store_explicit(&ebb__g.limit_set, bytes != 0, memory_order_relaxed);
+    atomic_store_explicit(&ebb__g.limit, bytes, memory_order_relaxed);
     atomic_store_explicit(&Lim.episode, 0, memory_order_relaxed);
     atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
 }
@@ -175,7 +166,7 @@ EBB_API int ebb_set_limit(size_t bytes)
 
 EBB_API size_t ebb_get_limit(void)
 {
-    return atomic_load_explicit(&Lim.limit, memory_order_relaxed);
+    return atomic_load_explicit(&ebb__g.limit, memory_order_relaxed);
 }
 
 EBB_API int ebb_on_pressure(ebb_pressure_fn fn, void *arg)

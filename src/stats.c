@@ -142,10 +142,12 @@ EBB_API void ebb_stats(ebb_stats_t *out)
 
 EBB_API size_t ebb_class_stats(ebb_class_stats_t *out, size_t n)
 {
+    if (out == NULL || n == 0)
+        return EBB_CLASSES; /* only the count: no walk over the heaps */
     size_t per_class[EBB_CLASSES] = { 0 }, pools[EBB_CLASSES] = { 0 };
     ebb_stats_t s;
     collect(&s, per_class, pools);
-    for (size_t c = 0; c < n && c < EBB_CLASSES && out; c++) {
+    for (size_t c = 0; c < n && c < EBB_CLASSES; c++) {
         out[c].size = ebb__classes[c].size;
         out[c].used = per_class[c];
         out[c].pools = pools[c];

@@ -215,12 +215,18 @@ _Noreturn void ebb__os_abort(void)
     _exit(127);
 }
 
+/* The environment entry "NAME=value" is the variable `name`. */
+static int env_is(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
 static int copy_value(const char *entry, const char *name, char *buf, size_t len)
 {
-    size_t nlen = strlen(name);
-    if (strncmp(entry, name, nlen) != 0 || entry[nlen] != '=')
+    if (!env_is(entry, name))
         return 0;
-    const char *v = entry + nlen + 1;
+    const char *v = entry + strlen(name) + 1;
     size_t vlen = strlen(v);
     if (vlen >= len)
         vlen = len - 1;
@@ -274,12 +280,6 @@ int ebb__os_getenv(const char *name, char *buf, size_t len)
     }
     errno = saved;
     return found;
-}
-
-static int env_is(const char *entry, const char *name)
-{
-    size_t n = strlen(name);
-    return strncmp(entry, name, n) == 0 && entry[n] == '=';
 }
 
 void ebb__os_env_remove(const char *name)
