@@ -62,12 +62,14 @@ $(B)/ebb: $(CLI_SRC)
 # The Python package (setup.py): built for $(PYTHON) into $(B)/python, the
 # directory to put on PYTHONPATH.  Debian's interpreter by default, the one
 # CI runs; PYTHON=python3.X builds for another (needs its setuptools).
+# build_ext --force: setuptools looks only at python/_ebb.c's own date, not
+# at the ebb sources it includes.
 PYTHON   ?= /usr/bin/python3
 PY_SRC   := setup.py $(wildcard python/*.c python/ebb/*) $(SRC)
 $(B)/python/.built-$(notdir $(PYTHON)): $(PY_SRC)
 	@mkdir -p $(@D)
 	cd $(CURDIR) && $(PYTHON) setup.py -q \
-	  build_py --build-lib $(abspath $(B)/python) build_ext --build-lib $(abspath $(B)/python) \
+	  build_py --build-lib $(abspath $(B)/python) build_ext --force --build-lib $(abspath $(B)/python) \
 	  --build-temp $(abspath $(B)/python/tmp-$(notdir $(PYTHON)))
 	@touch $@
 python: $(B)/python/.built-$(notdir $(PYTHON))

@@ -66,6 +66,12 @@ EBB_API int ebb_owns(const void *ptr);
  * domains after ebb replaced their allocator at run time). */
 EBB_API int ebb_manages(const void *ptr);
 
+/* ebb_free(ptr) if ptr is memory ebb manages, returning 1; else 0, and ptr
+ * is left alone (no diagnosis: it is the caller's to pass on).  NULL gives 1.
+ * The same answer as ebb_manages followed by ebb_free, with one lookup
+ * instead of two: for a wrapper's free, where every call pays it. */
+EBB_API int ebb_free_if_managed(void *ptr);
+
 /* Walk every internal structure and verify its invariants.  Returns 0 when
  * all hold; otherwise prints a one-line diagnosis per fault on stderr and
  * returns the number of faults.  Takes every lock: call it when other threads

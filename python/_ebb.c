@@ -13,7 +13,8 @@
  * install().  After initialisation CPython allows only wrapping: ebb takes
  * each domain (RAW, MEM, OBJ), and a block the previous allocator made is
  * freed and resized by it.  Which allocator made a block is decided by
- * ebb_manages(), one table load that never touches the block.  A block
+ * ebb_manages(), one table load that never touches the block (on free,
+ * ebb_free_if_managed(): the same check and the free in one lookup).  A block
  * made before install() and resized after it stays with its allocator; new
  * blocks are ebb's.  When ebb already serves all three domains (under `ebb
  * run`, or PYTHONMALLOC=malloc with ebb as the process's malloc), install()
@@ -64,6 +65,7 @@ typedef struct {
     void *(*calloc)(size_t, size_t);
     void *(*realloc)(void *, size_t);
     void (*free)(void *);
+    int (*free_if_managed)(void *);
     int (*manages)(const void *);
     void (*collect)(int);
     void (*stats)(ebb_stats_t *);
@@ -78,7 +80,7 @@ typedef struct {
 } api_t;
 
 static const api_t module_copy = {
-    ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,           ebb_manages,
+    ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,  ebb_free_if_managed, ebb_manages,
     ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
     ebb_on_pressure, ebb_last_failure, ebb_version, ebb_python_domains, ebb_check,
 };
@@ -108,6 +110,7 @@ static void choose_ebb(void)
     FIND(calloc, "ebb_calloc");
     FIND(realloc, "ebb_realloc");
     FIND(free, "ebb_free");
+    FIND(free_if_managed, "ebb_free_if_managed");
     FIND(manages, "ebb_manages");
     FIND(collect, "ebb_collect");
     FIND(stats, "ebb_stats");
@@ -159,12 +162,8 @@ static void *w_realloc(void *ctx, void *p, size_t n)
 
 static void w_free(void *ctx, void *p)
 {
-    if (p == NULL)
+    if (api.free_if_managed(p))
         return;
-    if (api.manages(p)) {
-        api.free(p);
-        return;
-    }
     const PyMemAllocatorEx *old = ctx;
     old->free(old->ctx, p);
 }

@@ -243,7 +243,9 @@ EBB_NOINLINE void ebb__free_slow(void *p)
     errno = saved;
 }
 
-EBB_API void ebb_free(void *p)
+/* The fast path of every free: a small block of ours goes on the thread
+ * cache's stack for its class.  0 if p needs the slow path. */
+static inline int free_to_cache(void *p)
 {
     uintptr_t a = (uintptr_t)p;
     if (ebb__is_arena_address(a)) {
@@ -256,11 +258,41 @@ EBB_API void ebb_free(void *p)
             if (EBB_LIKELY(top != b->high)) {
                 *top = p;
                 b->top = top + 1;
-                return;
+                return 1;
             }
         }
     }
+    return 0;
+}
+
+EBB_API void ebb_free(void *p)
+{
+    if (EBB_LIKELY(free_to_cache(p)))
+        return;
     ebb__free_slow(p);
+}
+
+/* A pointer outside the arenas is looked up once among the large blocks
+ * and, if it is not there either, left to the caller without a diagnosis. */
+static EBB_NOINLINE int free_if_managed_slow(void *p)
+{
+    if (ebb__is_arena_address((uintptr_t)p) || p == NULL) {
+        ebb__free_slow(p);
+        return 1;
+    }
+    if (!atomic_load_explicit(&ebb__g.ready, memory_order_acquire))
+        return 0;
+    int saved = errno;
+    int freed = ebb__large_free(p);
+    errno = saved;
+    return freed;
+}
+
+EBB_API int ebb_free_if_managed(void *p)
+{
+    if (EBB_LIKELY(free_to_cache(p)))
+        return 1;
+    return free_if_managed_slow(p);
 }
 
 EBB_API void ebb_free_sized(void *p, size_t size)

@@ -251,6 +251,36 @@ static void test_manages(void **state)
     ebb_free(large);
 }
 
+static void test_free_if_managed(void **state)
+{
+    (void)state;
+    ebb_stats_t before, after;
+    void *small = ebb_malloc(40), *large = ebb_malloc(2 * MiB);
+    int local;
+    void *foreign = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(foreign != MAP_FAILED);
+    ebb_stats(&before);
+    errno = 1234;
+    assert_int_equal(ebb_free_if_managed(foreign), 0); /* left alone, not diagnosed */
+    assert_int_equal(ebb_free_if_managed(&local), 0);
+    assert_int_equal(ebb_free_if_managed(NULL), 1);
+    ebb_stats(&after);
+    assert_int_equal(after.foreign_frees, before.foreign_frees);
+    assert_int_equal(after.errors, before.errors);
+    assert_int_equal(ebb_free_if_managed(large), 1);
+    ebb_stats(&after);
+    assert_int_equal(after.large_blocks, before.large_blocks - 1);
+    assert_int_equal(ebb_owns(small), 1);
+    assert_int_equal(ebb_free_if_managed(small), 1);
+    assert_int_equal(errno, 1234);
+    /* The freed small block is ebb's again: the next request of its class
+     * takes it from the thread cache. */
+    assert_ptr_equal(ebb_malloc(40), small);
+    ebb_free(small);
+    *(volatile char *)foreign = 1; /* still mapped and ours to use */
+    munmap(foreign, PAGE);
+}
+
 static void test_class_stats(void **state)
 {
     (void)state;
@@ -287,6 +317,7 @@ int main(void)
         TL(test_callback_table_bounds),
         TL(test_no_limit_no_failure_record),
         TL(test_manages),
+        TL(test_free_if_managed),
         TL(test_class_stats),
     };
     return cmocka_run_group_tests_name("limit", tests, NULL, NULL);
