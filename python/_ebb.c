@@ -77,12 +77,14 @@ typedef struct {
     const char *(*version)(void);
     int (*python_domains)(void);
     int (*check)(void);
+    int (*report)(int, int);
 } api_t;
 
 static const api_t module_copy = {
     ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,  ebb_free_if_managed, ebb_manages,
     ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
     ebb_on_pressure, ebb_last_failure, ebb_version, ebb_python_domains, ebb_check,
+    ebb_report,
 };
 
 static api_t api;
@@ -122,6 +124,7 @@ static void choose_ebb(void)
     FIND(version, "ebb_version");
     FIND(python_domains, "ebb_python_domains");
     FIND(check, "ebb_check");
+    FIND(report, "ebb_report");
     if (complete) {
         api = found;
         heap_kind = "process";
@@ -385,6 +388,42 @@ static PyObject *ebb_check_py(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
     return PyLong_FromLong(api.check());
+}
+
+/* -------------------------------------------------------------- report */
+
+/* ebb writes its report to a file descriptor without allocating; here it
+ * goes to an unnamed temporary file, read back as a str. */
+static PyObject *ebb_report_py(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    int json = PyObject_IsTrue(arg);
+    if (json < 0)
+        return NULL;
+    FILE *f = tmpfile();
+    if (f == NULL)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = api.report(fileno(f), json ? EBB_REPORT_JSON : EBB_REPORT_TEXT);
+    Py_END_ALLOW_THREADS
+    long size = rc == 0 && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        fclose(f);
+        return NULL;
+    }
+    PyObject *text = PyBytes_FromStringAndSize(NULL, size);
+    if (text && fread(PyBytes_AS_STRING(text), 1, (size_t)size, f) != (size_t)size) {
+        Py_CLEAR(text);
+        PyErr_SetString(PyExc_OSError, "report: short read of the report");
+    }
+    fclose(f);
+    if (text == NULL)
+        return NULL;
+    PyObject *str = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(text), size, "replace");
+    Py_DECREF(text);
+    return str;
 }
 
 /* --------------------------------------------------------------- limit */
@@ -666,6 +705,8 @@ PyDoc_STRVAR(on_pressure_doc, "on_pressure(callback) -> callback\n\n"
 PyDoc_STRVAR(check_doc, "check() -> int\n\n"
 "Walk every structure of ebb and verify it; 0 when consistent, else the\n"
 "number of faults (each described on stderr).");
+PyDoc_STRVAR(report_doc, "_report(json) -> str\n\n"
+"ebb's report as text, or as JSON text if json is true (ebb.report parses it).");
 PyDoc_STRVAR(manages_doc, "_manages(obj) -> bool\n\n"
 "True if the memory of obj was allocated by ebb (for tests).");
 PyDoc_STRVAR(raw_stress_doc, "_raw_stress(threads, rounds) -> int\n\n"
@@ -682,6 +723,7 @@ static PyMethodDef methods[] = {
     { "get_limit", ebb_get_limit_py, METH_NOARGS, get_limit_doc },
     { "on_pressure", ebb_on_pressure_py, METH_O, on_pressure_doc },
     { "check", ebb_check_py, METH_NOARGS, check_doc },
+    { "_report", ebb_report_py, METH_O, report_doc },
     { "_manages", ebb_manages_py, METH_O, manages_doc },
     { "_raw_stress", ebb_raw_stress, METH_VARARGS, raw_stress_doc },
     { NULL, NULL, 0, NULL },

@@ -55,6 +55,7 @@ static void *settle(void *p, size_t n)
 {
     if (EBB_UNLIKELY(p == NULL)) {
         ebb__limit_record_failure(n);
+        ebb__report_failure();
         return enomem();
     }
     ebb__limit_poll();
@@ -83,6 +84,7 @@ EBB_NOINLINE void *ebb__malloc_slow(size_t n)
 {
     ebb__ensure_init();
     ebb__expensive_check();
+    ebb__report_arm();
     if (n <= EBB_LARGE_THRESHOLD)
         return small_alloc_slow(ebb__class_of(n), n);
     if (n > (size_t)PTRDIFF_MAX)

@@ -164,6 +164,11 @@
 /* Pressure callbacks the process may register (a runtime, its extensions). */
 #define EBB_PRESSURE_CALLBACKS 8
 
+/* Size classes a text report lists, the biggest first (report.c); the rest
+ * are summed in one line, so the report stays about one screen long.  The
+ * JSON report lists every class in use. */
+#define EBB_REPORT_CLASSES 12
+
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
 
@@ -212,6 +217,8 @@ _Static_assert(EBB_ARENA_PLACE_TRIES >= 1, "placement tries at least one address
 _Static_assert(EBB_LIMIT_SOFT_PERCENT > 0 && EBB_LIMIT_SOFT_PERCENT < 100,
                "the soft level lies below the limit");
 _Static_assert(EBB_PRESSURE_CALLBACKS >= 2, "room for a runtime and one more");
+_Static_assert(EBB_REPORT_CLASSES >= 1 && EBB_REPORT_CLASSES <= EBB_CLASSES,
+               "a report lists some classes, at most all");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
 
 #endif /* EBB_CONFIG_H */

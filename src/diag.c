@@ -3,7 +3,7 @@
  *
  * A report from inside the allocator cannot use stdio (it allocates, and may
  * be what called us), so this file formats into a stack buffer: %s %p %zu %u
- * %d %x only.  Misuse (a foreign pointer, a double free) is reported by
+ * %d %x only (report.c writes its reports with the same formatter).  Misuse (a foreign pointer, a double free) is reported by
  * naming the function, the pointer and the fault, then handled per
  * EBB_ON_ERROR: warn (default), abort, or ignore.
  */
@@ -35,7 +35,7 @@ static size_t put_num(char *buf, size_t at, size_t cap, unsigned long long v, un
     return at;
 }
 
-static void vformat(char *buf, size_t cap, const char *fmt, va_list ap)
+size_t ebb__vformat(char *buf, size_t cap, const char *fmt, va_list ap)
 {
     size_t at = 0;
     for (const char *f = fmt; *f && at + 1 < cap; f++) {
@@ -75,6 +75,7 @@ static void vformat(char *buf, size_t cap, const char *fmt, va_list ap)
         }
     }
     buf[at] = '\0';
+    return at;
 }
 
 void ebb__diag(const char *fmt, ...)
@@ -82,9 +83,9 @@ void ebb__diag(const char *fmt, ...)
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vformat(buf, sizeof buf, fmt, ap);
+    size_t n = ebb__vformat(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    ebb__os_write_diag(buf, strlen(buf));
+    ebb__os_write_diag(buf, n);
 }
 
 void ebb__report_misuse(const char *fn, const void *p, const char *fault)

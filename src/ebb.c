@@ -17,6 +17,7 @@
 #include "large.c"
 #include "purge.c"
 #include "limit.c"
+#include "report.c"
 #include "stats.c"
 #include "check.c"
 #include "cpython.c"

@@ -18,6 +18,9 @@
  *                        (default; RSS drops at once) or MADV_FREE (cheaper;
  *                        the kernel takes the pages when it needs memory)
  *   EBB_LIMIT=SIZE       most bytes ebb commits (limit.c; default none)
+ *   EBB_REPORT=PATH|stderr|off   where automatic reports go (report.c;
+ *                        default stderr); EBB_REPORT_FORMAT=text|json;
+ *                        EBB_REPORT_SIGNAL=USR1|USR2|N: a report on demand
  *   EBB_PYTHON=1, EBB_NO_CHILDREN=1   set by `ebb run` (cpython.c)
  *
  * Fork: the prepare handler takes every lock (registry, each bin, arenas,
@@ -51,8 +54,41 @@ static int read_flag(const char *name, int dflt)
     return dflt;
 }
 
+/* EBB_REPORT=PATH|stderr|off, EBB_REPORT_FORMAT=text|json,
+ * EBB_REPORT_SIGNAL=NAME|N (report.c). */
+static void read_report_options(ebb__options_t *o)
+{
+    char v[sizeof o->report_path];
+    o->report_off = 0;
+    o->report_path[0] = '\0';
+    o->report_json = 0;
+    if (ebb__os_getenv("EBB_REPORT", v, sizeof v)) {
+        size_t len = strlen(v);
+        if (!strcmp(v, "off") || !strcmp(v, "0"))
+            o->report_off = 1;
+        else if (len > 0 && strcmp(v, "stderr") && len < sizeof o->report_path)
+            memcpy(o->report_path, v, len + 1);
+        o->report_json = len > 5 && !strcmp(v + len - 5, ".json");
+    }
+    if (ebb__os_getenv("EBB_REPORT_FORMAT", v, sizeof v)) {
+        if (!strcmp(v, "json"))
+            o->report_json = 1;
+        else if (!strcmp(v, "text"))
+            o->report_json = 0;
+        else
+            bad_option("EBB_REPORT_FORMAT", v);
+    }
+    o->report_signal = 0;
+    if (ebb__os_getenv("EBB_REPORT_SIGNAL", v, sizeof v)) {
+        o->report_signal = ebb__os_signal_number(v);
+        if (o->report_signal == 0)
+            bad_option("EBB_REPORT_SIGNAL", v);
+    }
+}
+
 void ebb__options_read(ebb__options_t *o)
 {
+    read_report_options(o);
     char v[64];
     size_t n;
     o->heaps = 0;
@@ -164,6 +200,7 @@ static void fork_child(void)
     ebb__tcache_fork_child();
     ebb__unlock(&ebb__g.registry_lock);
     ebb__purge_fork_child();
+    ebb__report_fork_child();
 }
 
 static void at_exit_report(void)

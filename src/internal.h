@@ -26,6 +26,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -262,6 +263,11 @@ typedef struct {
     long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
     int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
     size_t limit;            /* EBB_LIMIT: bytes, 0 none */
+    /* Automatic reports (report.c) */
+    int report_off;          /* EBB_REPORT=off */
+    int report_json;         /* EBB_REPORT_FORMAT=json, or a path ending .json */
+    int report_signal;       /* EBB_REPORT_SIGNAL: signal number, 0 none */
+    char report_path[256];   /* EBB_REPORT=PATH, "" = stderr */
 } ebb__options_t;
 
 enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
@@ -372,6 +378,8 @@ int ebb__limit_admits(size_t bytes) EBB_HIDDEN;
 int ebb__limit_relieve(void) EBB_HIDDEN;
 /* A request finally failed: remember why, for ebb_last_failure. */
 void ebb__limit_record_failure(size_t request) EBB_HIDDEN;
+size_t ebb__limit_soft_level(size_t limit) EBB_HIDDEN;
+const char *ebb__limit_source(void) EBB_HIDDEN;
 void ebb__limit_poll_slow(void) EBB_HIDDEN;
 void ebb__limit_set(size_t bytes) EBB_HIDDEN;
 /* After a slow path got memory, no lock held: run an episode's callbacks
@@ -465,6 +473,21 @@ void ebb__report_misuse(const char *fn, const void *p, const char *fault) EBB_HI
 void ebb__diag(const char *fmt, ...) EBB_HIDDEN;
 _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line) EBB_HIDDEN;
 void ebb__check_or_die(void) EBB_HIDDEN;
+
+/* diag.c's formatter (%s %p %zu %u %d %x), for report.c; returns the length. */
+size_t ebb__vformat(char *buf, size_t cap, const char *fmt, va_list ap) EBB_HIDDEN;
+
+/* report.c */
+void ebb__report_failure(void) EBB_HIDDEN;
+void ebb__report_arm_slow(void) EBB_HIDDEN;
+void ebb__report_fork_child(void) EBB_HIDDEN;
+/* The reporter thread is started, once, from a slow path after start-up. */
+static inline void ebb__report_arm(void)
+{
+    if (EBB_UNLIKELY(ebb__g.opt.report_signal != 0) &&
+        atomic_load_explicit(&ebb__g.threads_allowed, memory_order_acquire))
+        ebb__report_arm_slow();
+}
 
 /* cpython.c: from the constructor, what `ebb run` asked for */
 void ebb__launched_setup(void) EBB_HIDDEN;

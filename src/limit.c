@@ -148,6 +148,17 @@ void ebb__limit_record_failure(size_t request)
                   request, limit, committed);
 }
 
+/* For the report (report.c). */
+size_t ebb__limit_soft_level(size_t limit)
+{
+    return soft_level(limit);
+}
+
+const char *ebb__limit_source(void)
+{
+    return ebb__g.opt.limit && ebb__g.opt.limit == ebb_get_limit() ? "EBB_LIMIT" : "ebb_set_limit";
+}
+
 /* ------------------------------------------------------------- public API */
 
 void ebb__limit_set(size_t bytes)

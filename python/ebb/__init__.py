@@ -18,6 +18,21 @@ from ._ebb import (  # noqa: F401
     stats,
 )
 from ._ebb import _manages, _raw_stress  # noqa: F401  (for tests)
+from ._ebb import _report
 
 __all__ = ["install", "installed", "stats", "collect", "set_limit", "get_limit",
-           "on_pressure", "check", "heap", "__version__"]
+           "on_pressure", "check", "report", "heap", "__version__"]
+
+
+def report(format="text"):
+    """ebb's report: the limit and its source, committed, live and purged
+    bytes, what every mapped byte is held for, the size classes, and the
+    largest free range of the address space.  format="text" returns it as a
+    str for people; format="json" returns the parsed JSON object (a dict
+    whose "schema" is "ebb.report/1")."""
+    if format == "text":
+        return _report(False)
+    if format == "json":
+        import json
+        return json.loads(_report(True))
+    raise ValueError("report: format must be 'text' or 'json', not %r" % (format,))

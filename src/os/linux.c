@@ -486,3 +486,223 @@ void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(v
 {
     pthread_atfork(prepare, parent, child);
 }
+
+/* ------------------------------------------------------------ reports */
+
+int ebb__os_open_write(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+int ebb__os_write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+void ebb__os_close(int fd)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+
+static uintptr_t parse_hex(const char **s)
+{
+    uintptr_t v = 0;
+    for (;; (*s)++) {
+        char c = **s;
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+                   : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16u;
+        if (d == 16)
+            return v;
+        v = v * 16 + d;
+    }
+}
+
+/* User space as the kernel hands it out: from the lowest address mmap may
+ * use (vm.mmap_min_addr, 64 KiB by default) to the top of the lower half
+ * (47 bits on x86-64 without 5-level paging; the whole 32-bit space less
+ * the kernel's part is not knowable here, so 3 GiB, the usual split). */
+#define GAP_LOW ((uintptr_t)0x10000)
+#if UINTPTR_MAX > 0xffffffffu
+#define GAP_HIGH ((uintptr_t)1 << 47)
+#else
+#define GAP_HIGH ((uintptr_t)0xc0000000u)
+#endif
+
+typedef struct {
+    uintptr_t prev_end, best_start;
+    size_t best;
+} gap_scan_t;
+
+static void gap_see(gap_scan_t *g, uintptr_t start, uintptr_t end)
+{
+    if (start >= GAP_HIGH)
+        return; /* [vsyscall] and the like: not user space */
+    if (start > g->prev_end && start - g->prev_end > g->best) {
+        g->best = start - g->prev_end;
+        g->best_start = g->prev_end;
+    }
+    if (end > g->prev_end)
+        g->prev_end = end;
+}
+
+size_t ebb__os_largest_gap(uintptr_t *start)
+{
+    int saved = errno;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = saved;
+        return 0;
+    }
+    gap_scan_t g = { GAP_LOW, 0, 0 };
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while ((nl = memchr(line, '\n', have - (size_t)(line - buf))) != NULL) {
+            const char *s = line;
+            uintptr_t lo = parse_hex(&s);
+            if (*s == '-') {
+                s++;
+                gap_see(&g, lo, parse_hex(&s));
+            }
+            line = nl + 1;
+        }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+        if (have == sizeof buf - 1)
+            have = 0; /* no line is this long; drop it */
+    }
+    close(fd);
+    errno = saved;
+    gap_see(&g, GAP_HIGH - 1, GAP_HIGH - 1);
+    *start = g.best_start;
+    return g.best;
+}
+
+size_t ebb__os_resident_bytes(void)
+{
+    int saved = errno;
+    char buf[128];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strchr(buf, ' '); /* field 2: resident pages */
+    size_t pages = 0;
+    for (p = p ? p + 1 : NULL; p && *p >= '0' && *p <= '9'; p++)
+        pages = pages * 10 + (size_t)(*p - '0');
+    return pages * ebb__os_page_size();
+}
+
+long ebb__os_pid(void)
+{
+    return (long)getpid();
+}
+
+long long ebb__os_wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec;
+}
+
+static char *put2(char *p, int v)
+{
+    *p++ = (char)('0' + v / 10 % 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+}
+
+void ebb__os_format_utc(long long seconds, char *buf)
+{
+    time_t t = (time_t)seconds;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL) {
+        memcpy(buf, "0000-00-00T00:00:00Z", 21);
+        return;
+    }
+    int year = tm.tm_year + 1900;
+    char *p = put2(buf, year / 100);
+    p = put2(p, year % 100);
+    *p++ = '-';
+    p = put2(p, tm.tm_mon + 1);
+    *p++ = '-';
+    p = put2(p, tm.tm_mday);
+    *p++ = 'T';
+    p = put2(p, tm.tm_hour);
+    *p++ = ':';
+    p = put2(p, tm.tm_min);
+    *p++ = ':';
+    p = put2(p, tm.tm_sec);
+    *p++ = 'Z';
+    *p = '\0';
+}
+
+int ebb__os_signal_number(const char *name)
+{
+    static const struct { const char *name; int sig; } known[] = {
+        { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "HUP", SIGHUP },
+        { "QUIT", SIGQUIT }, { "PWR", SIGPWR },   { "WINCH", SIGWINCH },
+    };
+    if (strncmp(name, "SIG", 3) == 0)
+        name += 3;
+    if (name[0] >= '0' && name[0] <= '9') {
+        int v = 0;
+        for (; *name >= '0' && *name <= '9' && v < 1000; name++)
+            v = v * 10 + (*name - '0');
+        return *name == '\0' && v > 0 && v < NSIG && v != SIGKILL && v != SIGSTOP ? v : 0;
+    }
+    if (strncmp(name, "RTMIN+", 6) == 0) {
+        int v = name[6] >= '0' && name[6] <= '9' ? name[6] - '0' : -1;
+        if (v >= 0 && name[7] == '\0' && SIGRTMIN + v <= SIGRTMAX)
+            return SIGRTMIN + v;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(name, known[i].name) == 0)
+            return known[i].sig;
+    return 0;
+}
+
+int ebb__os_on_signal(int sig, void (*fn)(int))
+{
+    int saved = errno;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    int rc = sigaction(sig, &sa, NULL);
+    errno = saved;
+    return rc;
+}
+
+void ebb__os_wake_all(_Atomic int *word)
+{
+    int saved = errno;
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+    errno = saved;
+}

@@ -124,4 +124,34 @@ int ebb__os_on_thread_exit(void (*fn)(void *), void *arg);
 /* Register the fork handlers once. */
 void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 
+
+/* ------------------------------------------------------------ reports
+ * What report.c needs to write a report and to be asked for one.  None of
+ * these allocates. */
+
+/* Open path for writing (created 0644, truncated); a file descriptor, or -1
+ * with errno set. */
+int ebb__os_open_write(const char *path);
+/* Write all n bytes of buf to fd (retrying short writes and EINTR); 0, or
+ * -1 with errno set. */
+int ebb__os_write_all(int fd, const void *buf, size_t n);
+void ebb__os_close(int fd);
+/* The largest range of user address space no mapping covers (from
+ * /proc/self/maps); 0 if it cannot be read. */
+size_t ebb__os_largest_gap(uintptr_t *start);
+/* The process's resident set in bytes (/proc/self/statm), 0 if unknown. */
+size_t ebb__os_resident_bytes(void);
+/* The process id; seconds since the epoch. */
+long ebb__os_pid(void);
+long long ebb__os_wall_seconds(void);
+/* Format a wall time as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes). */
+void ebb__os_format_utc(long long seconds, char *buf);
+/* The signal a name ("USR1", "SIGUSR2", "12") stands for, or 0. */
+int ebb__os_signal_number(const char *name);
+/* Call fn(sig) on signal sig (restarting interrupted system calls); 0 on
+ * success.  fn must be async-signal-safe. */
+int ebb__os_on_signal(int sig, void (*fn)(int));
+/* Wake every thread sleeping in ebb__os_wait on word; async-signal-safe. */
+void ebb__os_wake_all(_Atomic int *word);
+
 #endif /* EBB_OS_H */

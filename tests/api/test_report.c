@@ -1,0 +1,277 @@
+/*
+ * ebb_report and the automatic reports: what a report says (text and JSON),
+ * that its held categories add up to what is mapped, bad arguments, and the
+ * reports ebb writes by itself: once, on the first allocation refused for
+ * want of memory, and on EBB_REPORT_SIGNAL, where EBB_REPORT says.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ebb.h"
+#include "api.h"
+#include "../child.h"
+
+static char report_buf[256 * 1024];
+
+/* The report ebb writes to a fresh temporary file, as a string. */
+static const char *report_of(int format)
+{
+    char path[] = "/tmp/ebb-report-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    assert_int_equal(ebb_report(fd, format), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    ssize_t n = read(fd, report_buf, sizeof report_buf - 1);
+    close(fd);
+    assert_true(n > 0);
+    report_buf[n] = '\0';
+    return report_buf;
+}
+
+/* The number after "key": in a JSON text (keys here are unique). */
+static size_t json_number(const char *json, const char *key)
+{
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *at = strstr(json, pattern);
+    EXPECT(at != NULL, "no %s in %.200s", pattern, json);
+    return (size_t)strtoull(at + strlen(pattern), NULL, 10);
+}
+
+static void test_text_report(void **state)
+{
+    (void)state;
+    void *p[200];
+    for (int i = 0; i < 200; i++)
+        p[i] = ebb_malloc(4000); /* the 4096-byte class */
+    void *big = ebb_malloc(3 * MiB);
+    const char *r = report_of(EBB_REPORT_TEXT);
+    EXPECT(strncmp(r, "== ebb report: pid ", 19) == 0, "%.80s", r);
+    const char *lines[] = {
+        "reason      asked for (ebb_report)\n", "limit       none\n", "\ncommitted   ",
+        "\nlive        ", "\nmapped      ", "  metadata  ", "  free in pools  ",
+        "  large blocks          3.0 MiB\n", "size classes by pool bytes", "  4096 B: ",
+        "address space: largest free range ", "== end of ebb report\n",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(lines); i++)
+        EXPECT(strstr(r, lines[i]) != NULL, "no \"%s\" in:\n%s", lines[i], r);
+    EXPECT(strstr(r, "failed ") == NULL, "no failure yet:\n%s", r);
+    for (int i = 0; i < 200; i++)
+        ebb_free(p[i]);
+    ebb_free(big);
+}
+
+static void test_json_report_adds_up(void **state)
+{
+    (void)state;
+    void *p[300];
+    for (int i = 0; i < 300; i++)
+        p[i] = ebb_malloc((size_t)(16 + i * 8));
+    void *big = ebb_malloc(2 * MiB);
+    const char *j = report_of(EBB_REPORT_JSON);
+    EXPECT(strncmp(j, "{\"schema\":\"ebb.report/1\",", 25) == 0, "%.80s", j);
+    EXPECT(strstr(j, "\"limit\":null") && strstr(j, "\"failure\":null"), "%.300s", j);
+    /* Every mapped byte is in exactly one of the held categories. */
+    const char *held[] = { "metadata", "small_in_use", "thread_caches", "free_in_pools",
+                           "free_arena_slots", "large", "large_cached" };
+    size_t sum = 0;
+    for (size_t i = 0; i < ARRAY_LEN(held); i++)
+        sum += json_number(strstr(j, "\"held\":"), held[i]);
+    size_t mapped = json_number(j, "mapped");
+    EXPECT(sum == mapped, "held categories sum to %zu, mapped %zu", sum, mapped);
+    EXPECT(json_number(j, "live_large") >= 2 * MiB, "%.400s", j);
+    /* Structurally sound: balanced, no empty members, one line. */
+    int depth = 0, in_str = 0;
+    for (const char *c = j; *c; c++) {
+        if (in_str) {
+            if (*c == '\\')
+                c++;
+            else if (*c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (*c == '"')
+            in_str = 1;
+        else if (*c == '{' || *c == '[')
+            depth++;
+        else if (*c == '}' || *c == ']')
+            depth--;
+        assert_true(depth >= 0);
+    }
+    assert_int_equal(depth, 0);
+    EXPECT(!strstr(j, ",}") && !strstr(j, ",]") && !strstr(j, "{,") && !strstr(j, "[,"), "%s", j);
+    EXPECT(strchr(j, '\n') == j + strlen(j) - 1, "one line");
+    for (int i = 0; i < 300; i++)
+        ebb_free(p[i]);
+    ebb_free(big);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_int_equal(ebb_report(-1, EBB_REPORT_TEXT), -1);
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_int_equal(ebb_report(1, 7), -1);
+    assert_int_equal(errno, EINVAL);
+    int ro = open("/dev/null", O_RDONLY);
+    assert_true(ro >= 0);
+    errno = 0;
+    assert_int_equal(ebb_report(ro, EBB_REPORT_TEXT), -1);
+    assert_int_equal(errno, EBADF);
+    close(ro);
+}
+
+/* ------------------------------------------------ automatic, in a child */
+
+static char report_path[64];
+
+static void read_file(const char *path, char *out, size_t len)
+{
+    out[0] = '\0';
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, len - 1);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *at = hay; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Run child WHAT with EBB_REPORT=report_path and the extra settings. */
+static int run_child(const char *what, const char *extra1, const char *extra2, char *out,
+                     size_t outlen)
+{
+    static char report_env[96];
+    snprintf(report_path, sizeof report_path, "/tmp/ebb-report-test-%d", (int)getpid());
+    snprintf(report_env, sizeof report_env, "EBB_REPORT=%s", report_path);
+    unlink(report_path);
+    char *envp[] = { report_env, (char *)extra1, (char *)extra2, NULL };
+    return child_run(what, envp, out, outlen);
+}
+
+static void test_first_failure_report_once(void **state)
+{
+    (void)state;
+    char out[4096], rep[64 * 1024];
+    int st = run_child("fail_twice", "EBB_LIMIT=32M", NULL, out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    read_file(report_path, rep, sizeof rep);
+    unlink(report_path);
+    EXPECT(count(rep, "== ebb report: pid") == 1, "one report:\n%s", rep);
+    EXPECT(strstr(rep, "reason      first allocation refused at the limit\n") != NULL, "%s", rep);
+    EXPECT(strstr(rep, "limit       32.0 MiB (EBB_LIMIT)") != NULL, "%s", rep);
+    EXPECT(strstr(rep, "failed      64.0 MiB refused at the limit of 32.0 MiB") != NULL, "%s", rep);
+    EXPECT(strstr(out, "== ebb report") == NULL, "nothing on stderr but the one line: %s", out);
+}
+
+static void test_failure_report_json(void **state)
+{
+    (void)state;
+    char out[4096], rep[64 * 1024];
+    int st = run_child("fail_twice", "EBB_LIMIT=32M", "EBB_REPORT_FORMAT=json", out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    read_file(report_path, rep, sizeof rep);
+    unlink(report_path);
+    EXPECT(strncmp(rep, "{\"schema\":\"ebb.report/1\"", 24) == 0, "%.200s", rep);
+    EXPECT(strstr(rep, "\"failure\":{\"kind\":\"limit\",\"request\":67108864,") != NULL, "%s", rep);
+    EXPECT(strstr(rep, "\"source\":\"EBB_LIMIT\"") != NULL, "%s", rep);
+}
+
+static void test_no_report_for_impossible_size_or_when_off(void **state)
+{
+    (void)state;
+    char out[4096], rep[4096];
+    int st = run_child("impossible", NULL, NULL, out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    read_file(report_path, rep, sizeof rep);
+    EXPECT(rep[0] == '\0', "no report for a request no object can have:\n%s", rep);
+    static char off[] = "EBB_REPORT=off";
+    char *envp[] = { off, "EBB_LIMIT=32M", NULL };
+    st = child_run("fail_twice", envp, out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    EXPECT(strstr(out, "== ebb report") == NULL, "EBB_REPORT=off: %s", out);
+    unlink(report_path);
+}
+
+static void test_report_on_signal(void **state)
+{
+    (void)state;
+    char out[4096], rep[64 * 1024];
+    int st = run_child("signal", "EBB_REPORT_SIGNAL=USR2", NULL, out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    read_file(report_path, rep, sizeof rep);
+    unlink(report_path);
+    EXPECT(count(rep, "== ebb report: pid") == 1, "%s", rep);
+    EXPECT(strstr(rep, "reason      signal EBB_REPORT_SIGNAL\n") != NULL, "%s", rep);
+    EXPECT(strstr(rep, "== end of ebb report\n") != NULL, "%s", rep);
+}
+
+/* Children: each exits 0 when what it saw is right. */
+static int child_main(const char *what)
+{
+    if (!strcmp(what, "fail_twice")) {
+        /* Two refusals: the report is written for the first only. */
+        void *a = ebb_malloc(64 * MiB), *b = ebb_malloc(64 * MiB);
+        void *c = ebb_malloc(100); /* and the process goes on */
+        int ok = a == NULL && b == NULL && c != NULL;
+        ebb_free(c);
+        return ok ? 0 : 1;
+    }
+    if (!strcmp(what, "impossible"))
+        return ebb_malloc((size_t)PTRDIFF_MAX + 1) == NULL ? 0 : 1;
+    if (!strcmp(what, "signal")) {
+        void *p = ebb_malloc(100); /* a slow path arms the signal */
+        raise(SIGUSR2);
+        /* The reporter thread writes it; wait up to 10 s for the end. */
+        char rep[64 * 1024];
+        for (int i = 0; i < 1000; i++) {
+            read_file(getenv("EBB_REPORT"), rep, sizeof rep);
+            if (strstr(rep, "== end of ebb report\n"))
+                break;
+            struct timespec ts = { 0, 10 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+        ebb_free(p);
+        return 0;
+    }
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "child"))
+        return child_main(argv[2]);
+    const struct CMUnitTest tests[] = {
+        T(test_text_report),
+        T(test_json_report_adds_up),
+        T(test_bad_arguments),
+        T(test_first_failure_report_once),
+        T(test_failure_report_json),
+        T(test_no_report_for_impossible_size_or_when_off),
+        T(test_report_on_signal),
+    };
+    return cmocka_run_group_tests_name("report", tests, NULL, NULL);
+}
