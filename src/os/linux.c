@@ -636,27 +636,49 @@ static char *put2(char *p, int v)
     return p;
 }
 
+/* The calendar date of a day count from 1970-01-01, by the proleptic
+ * Gregorian rules (400-year eras of 146097 days, years starting in March so
+ * the leap day comes last).  Not gmtime_r: glibc's loads the time zone
+ * file on first use, through malloc, and this runs when memory is out. */
+static void civil_date(long long days, long long *year, int *month, int *day)
+{
+    long long z = days + 719468; /* days since 0000-03-01 */
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;                                   /* [0, 146096] */
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);            /* [0, 365] */
+    long long mp = (5 * doy + 2) / 153;                                 /* March = 0 */
+    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *year = yoe + era * 400 + (*month <= 2);
+}
+
 void ebb__os_format_utc(long long seconds, char *buf)
 {
-    time_t t = (time_t)seconds;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL) {
+    long long days = seconds / 86400, rest = seconds % 86400;
+    if (rest < 0) {
+        rest += 86400;
+        days--;
+    }
+    long long year;
+    int month, day;
+    civil_date(days, &year, &month, &day);
+    if (year < 0 || year > 9999) {
         memcpy(buf, "0000-00-00T00:00:00Z", 21);
         return;
     }
-    int year = tm.tm_year + 1900;
-    char *p = put2(buf, year / 100);
-    p = put2(p, year % 100);
+    char *p = put2(buf, (int)(year / 100));
+    p = put2(p, (int)(year % 100));
     *p++ = '-';
-    p = put2(p, tm.tm_mon + 1);
+    p = put2(p, month);
     *p++ = '-';
-    p = put2(p, tm.tm_mday);
+    p = put2(p, day);
     *p++ = 'T';
-    p = put2(p, tm.tm_hour);
+    p = put2(p, (int)(rest / 3600));
     *p++ = ':';
-    p = put2(p, tm.tm_min);
+    p = put2(p, (int)(rest / 60 % 60));
     *p++ = ':';
-    p = put2(p, tm.tm_sec);
+    p = put2(p, (int)(rest % 60));
     *p++ = 'Z';
     *p = '\0';
 }

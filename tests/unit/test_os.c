@@ -2,6 +2,7 @@
 #include "unit.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +118,56 @@ static void test_clock_advances(void **state)
     assert_true(b >= a);
 }
 
+static void test_utc_dates(void **state)
+{
+    (void)state;
+    static const struct { long long t; const char *s; } cases[] = {
+        { 0, "1970-01-01T00:00:00Z" },          { 86399, "1970-01-01T23:59:59Z" },
+        { 951782400, "2000-02-29T00:00:00Z" },  { 978307199, "2000-12-31T23:59:59Z" },
+        { 1709251199, "2024-02-29T23:59:59Z" }, { 4107542399LL, "2100-02-28T23:59:59Z" },
+        { 4107542400LL, "2100-03-01T00:00:00Z" }, { -1, "1969-12-31T23:59:59Z" },
+    };
+    char buf[24];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ebb__os_format_utc(cases[i].t, buf);
+        assert_string_equal(buf, cases[i].s);
+    }
+    ebb__os_format_utc(ebb__os_wall_seconds(), buf);
+    assert_true(strncmp(buf, "20", 2) == 0 && strlen(buf) == 20);
+}
+
+static void test_largest_gap(void **state)
+{
+    (void)state;
+    uintptr_t at = 0;
+    size_t gap = ebb__os_largest_gap(&at);
+    assert_true(gap >= ((size_t)1 << 30)); /* any 64-bit or 32-bit process has 1 GiB free */
+    assert_int_equal(at % ebb__os_page_size(), 0);
+    /* A reservation in the middle of the largest hole shrinks it. */
+    void *want = (void *)(at + gap / 2);
+    void *p = ebb__os_map_at(want, 1 << 20);
+    if (p == want) {
+        uintptr_t at2;
+        size_t gap2 = ebb__os_largest_gap(&at2);
+        assert_true(gap2 < gap && gap2 >= gap / 2 - (1 << 20));
+    }
+    if (p)
+        ebb__os_unmap(p, 1 << 20);
+}
+
+static void test_signal_names(void **state)
+{
+    (void)state;
+    assert_int_equal(ebb__os_signal_number("USR1"), SIGUSR1);
+    assert_int_equal(ebb__os_signal_number("SIGUSR2"), SIGUSR2);
+    assert_int_equal(ebb__os_signal_number("12"), 12);
+    assert_int_equal(ebb__os_signal_number("RTMIN+2"), SIGRTMIN + 2);
+    assert_int_equal(ebb__os_signal_number("KILL"), 0);
+    assert_int_equal(ebb__os_signal_number("9"), 0);
+    assert_int_equal(ebb__os_signal_number("12x"), 0);
+    assert_int_equal(ebb__os_signal_number(""), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -128,6 +179,9 @@ int main(void)
         cmocka_unit_test(test_getenv_without_allocating),
         cmocka_unit_test(test_lock_excludes),
         cmocka_unit_test(test_clock_advances),
+        cmocka_unit_test(test_utc_dates),
+        cmocka_unit_test(test_largest_gap),
+        cmocka_unit_test(test_signal_names),
     };
     return cmocka_run_group_tests_name("os", tests, NULL, NULL);
 }
