@@ -54,7 +54,7 @@ $(B)/libebb.a: $(B)/ebb.o
 	ar rcs $@ $<
 
 # The command-line tool: an ordinary program on the C library's malloc.
-CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/size.h
+CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/size.h src/blackbox.h
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@

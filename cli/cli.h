@@ -19,5 +19,8 @@ int cli_find_library(char *out, size_t len);
 int cli_parse_size(const char *s, size_t *out);
 
 int cmd_run(int argc, char **argv);
+int cmd_blackbox(int argc, char **argv);
+/* After `ebb run`'s program died of SIGKILL: what its black box says. */
+void box_summary(const char *path, const char *prog);
 
 #endif

@@ -13,10 +13,18 @@
  * signal's number, as a shell reports it.  Terminal signals (^C, ^\) reach
  * the program from the terminal directly, so the tool ignores them while it
  * waits; SIGTERM, SIGHUP and SIGUSR1/2 sent to the tool are passed on.
+ *
+ * The black box.  The program (and each process it starts) keeps its last
+ * state in a file of a directory the tool makes for the run
+ * (EBB_BLACKBOX=DIR/box.%p, src/blackbox.c).  If the program dies of
+ * SIGKILL, which is what the kernel's out-of-memory killer sends and which
+ * no process can catch, the tool prints what the box says ebb held at that
+ * moment.  The directory goes when the tool ends.  --no-blackbox: none.
  */
 #define _GNU_SOURCE
 #include "cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -43,6 +51,8 @@ static void run_usage(FILE *to)
           "  --limit SIZE       refuse to commit more than SIZE (e.g. 512M, 2G): allocations\n"
           "                     past it fail cleanly (EBB_LIMIT)\n"
           "  --stats            print ebb's statistics when the program exits (EBB_VERBOSE)\n"
+          "  --no-blackbox      keep no black box (the last state, printed if the program\n"
+          "                     is killed by SIGKILL, e.g. by the out-of-memory killer)\n"
           "  -h, --help         print this help\n"
           "\n"
           "The exit status is the program's; if a signal killed it, ebb says which and\n"
@@ -89,6 +99,57 @@ static void signals_while_waiting(void)
         sigaction(forwarded[i], &forward, NULL);
 }
 
+/* ------------------------------------------------------------ black box */
+
+static char run_dir[PATH_MAX];
+
+/* A private directory for the run's black boxes; 0 if none can be made
+ * (the run goes on without). */
+static int make_run_dir(void)
+{
+    const char *base = getenv("XDG_RUNTIME_DIR");
+    if (base == NULL || *base == '\0' || access(base, W_OK) != 0)
+        base = getenv("TMPDIR");
+    if (base == NULL || *base == '\0' || access(base, W_OK) != 0)
+        base = "/tmp";
+    if ((size_t)snprintf(run_dir, sizeof run_dir, "%s/ebb-run.XXXXXX", base) >= sizeof run_dir ||
+        mkdtemp(run_dir) == NULL) {
+        run_dir[0] = '\0';
+        return 0;
+    }
+    char box[PATH_MAX + 16];
+    snprintf(box, sizeof box, "%s/box.%%p", run_dir);
+    return setenv("EBB_BLACKBOX", box, 1) == 0;
+}
+
+static void remove_run_dir(void)
+{
+    if (run_dir[0] == '\0')
+        return;
+    DIR *d = opendir(run_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "box.", 4) == 0) {
+            char path[PATH_MAX + 256];
+            snprintf(path, sizeof path, "%s/%s", run_dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d)
+        closedir(d);
+    rmdir(run_dir);
+    run_dir[0] = '\0';
+}
+
+static void summarize_box(const char *prog)
+{
+    if (run_dir[0] == '\0')
+        return;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/box.%ld", run_dir, (long)child);
+    box_summary(path, prog);
+}
+
 /* The program's fate as the tool's exit status, in words if a signal. */
 static int report_status(const char *prog, int status)
 {
@@ -99,8 +160,10 @@ static int report_status(const char *prog, int status)
         const char *abbrev = sigabbrev_np(sig);
         cli_error("%s was killed by signal %d (%s%s: %s)%s", prog, sig, abbrev ? "SIG" : "",
                   abbrev ? abbrev : "?", strsignal(sig), WCOREDUMP(status) ? ", core dumped" : "");
-        if (sig == SIGKILL)
+        if (sig == SIGKILL) {
             fprintf(stderr, "ebb: SIGKILL is what the kernel's out-of-memory killer sends\n");
+            summarize_box(prog);
+        }
         return 128 + sig;
     }
     return 1;
@@ -108,17 +171,19 @@ static int report_status(const char *prog, int status)
 
 int cmd_run(int argc, char **argv)
 {
-    enum { OPT_NO_CHILDREN = 256, OPT_NO_PYTHON, OPT_PURGE_DELAY, OPT_LIMIT, OPT_STATS };
+    enum { OPT_NO_CHILDREN = 256, OPT_NO_PYTHON, OPT_PURGE_DELAY, OPT_LIMIT, OPT_STATS,
+           OPT_NO_BLACKBOX };
     static const struct option opts[] = {
         { "no-children", no_argument, NULL, OPT_NO_CHILDREN },
         { "no-python", no_argument, NULL, OPT_NO_PYTHON },
         { "purge-delay", required_argument, NULL, OPT_PURGE_DELAY },
         { "limit", required_argument, NULL, OPT_LIMIT },
         { "stats", no_argument, NULL, OPT_STATS },
+        { "no-blackbox", no_argument, NULL, OPT_NO_BLACKBOX },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    int no_children = 0, python = 1, c;
+    int no_children = 0, python = 1, blackbox = 1, c;
     const char *purge_delay = NULL, *limit = NULL;
     optind = 1;
     opterr = 0;
@@ -147,6 +212,7 @@ int cmd_run(int argc, char **argv)
             break;
         }
         case OPT_STATS: setenv("EBB_VERBOSE", "1", 1); break;
+        case OPT_NO_BLACKBOX: blackbox = 0; break;
         case 'h': run_usage(stdout); return 0;
         default:
             cli_error("run: unknown option '%s' (ebb run --help lists them)", argv[optind - 1]);
@@ -177,11 +243,18 @@ int cmd_run(int argc, char **argv)
     if (limit)
         setenv("EBB_LIMIT", limit, 1);
 
+    if (!blackbox)
+        unsetenv("EBB_BLACKBOX");
+    else if (!make_run_dir())
+        cli_error("cannot make a directory for the black box (%s); running without",
+                  strerror(errno));
+
     char **prog = argv + optind;
     fflush(NULL);
     child = fork();
     if (child < 0) {
         cli_error("cannot start %s: %s", prog[0], strerror(errno));
+        remove_run_dir();
         return 1;
     }
     if (child == 0) {
@@ -195,8 +268,11 @@ int cmd_run(int argc, char **argv)
     while (waitpid(child, &status, 0) < 0) {
         if (errno != EINTR) {
             cli_error("waiting for %s: %s", prog[0], strerror(errno));
+            remove_run_dir();
             return 1;
         }
     }
-    return report_status(prog[0], status);
+    int rc = report_status(prog[0], status);
+    remove_run_dir();
+    return rc;
 }

@@ -56,9 +56,11 @@ static void *settle(void *p, size_t n)
     if (EBB_UNLIKELY(p == NULL)) {
         ebb__limit_record_failure(n);
         ebb__report_failure();
+        ebb__blackbox_failed();
         return enomem();
     }
     ebb__limit_poll();
+    ebb__blackbox_tick();
     return p;
 }
 

@@ -18,6 +18,7 @@
 #include "purge.c"
 #include "limit.c"
 #include "report.c"
+#include "blackbox.c"
 #include "stats.c"
 #include "check.c"
 #include "cpython.c"

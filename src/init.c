@@ -21,6 +21,8 @@
  *   EBB_REPORT=PATH|stderr|off   where automatic reports go (report.c;
  *                        default stderr); EBB_REPORT_FORMAT=text|json;
  *                        EBB_REPORT_SIGNAL=USR1|USR2|N: a report on demand
+ *   EBB_BLACKBOX=PATH    keep the last state in PATH ("%p": the pid), for
+ *                        after a SIGKILL (blackbox.c; `ebb run` sets it)
  *   EBB_PYTHON=1, EBB_NO_CHILDREN=1   set by `ebb run` (cpython.c)
  *
  * Fork: the prepare handler takes every lock (registry, each bin, arenas,
@@ -55,7 +57,7 @@ static int read_flag(const char *name, int dflt)
 }
 
 /* EBB_REPORT=PATH|stderr|off, EBB_REPORT_FORMAT=text|json,
- * EBB_REPORT_SIGNAL=NAME|N (report.c). */
+ * EBB_REPORT_SIGNAL=NAME|N (report.c), EBB_BLACKBOX=PATH (blackbox.c). */
 static void read_report_options(ebb__options_t *o)
 {
     char v[sizeof o->report_path];
@@ -78,6 +80,9 @@ static void read_report_options(ebb__options_t *o)
         else
             bad_option("EBB_REPORT_FORMAT", v);
     }
+    o->blackbox_path[0] = '\0';
+    if (ebb__os_getenv("EBB_BLACKBOX", v, sizeof v) && strcmp(v, "off") && strcmp(v, "0"))
+        memcpy(o->blackbox_path, v, strlen(v) + 1);
     o->report_signal = 0;
     if (ebb__os_getenv("EBB_REPORT_SIGNAL", v, sizeof v)) {
         o->report_signal = ebb__os_signal_number(v);
@@ -155,6 +160,7 @@ void ebb__init_slow(void)
         for (unsigned i = 0; i < EBB_MAX_HEAPS; i++)
             ebb__g.heaps[i].index = i;
         ebb__limit_set(ebb__g.opt.limit);
+        ebb__blackbox_setup();
         atomic_store_explicit(&ebb__g.ready, 1, memory_order_release);
     }
     ebb__unlock(&ebb__g.init_lock);
@@ -201,6 +207,7 @@ static void fork_child(void)
     ebb__unlock(&ebb__g.registry_lock);
     ebb__purge_fork_child();
     ebb__report_fork_child();
+    ebb__blackbox_fork_child();
 }
 
 static void at_exit_report(void)

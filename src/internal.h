@@ -268,6 +268,7 @@ typedef struct {
     int report_json;         /* EBB_REPORT_FORMAT=json, or a path ending .json */
     int report_signal;       /* EBB_REPORT_SIGNAL: signal number, 0 none */
     char report_path[256];   /* EBB_REPORT=PATH, "" = stderr */
+    char blackbox_path[256]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
 } ebb__options_t;
 
 enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
@@ -487,6 +488,22 @@ static inline void ebb__report_arm(void)
     if (EBB_UNLIKELY(ebb__g.opt.report_signal != 0) &&
         atomic_load_explicit(&ebb__g.threads_allowed, memory_order_acquire))
         ebb__report_arm_slow();
+}
+
+size_t ebb__report_brief(char *buf, size_t cap, const char *reason) EBB_HIDDEN;
+
+/* blackbox.c */
+extern EBB_HIDDEN _Atomic int ebb__blackbox_active;
+void ebb__blackbox_setup(void) EBB_HIDDEN;
+void ebb__blackbox_tick_slow(void) EBB_HIDDEN;
+void ebb__blackbox_failed(void) EBB_HIDDEN;
+void ebb__blackbox_fork_child(void) EBB_HIDDEN;
+/* From slow paths holding no lock: bring the black box up to date if it is
+ * kept and its interval has passed. */
+static inline void ebb__blackbox_tick(void)
+{
+    if (EBB_UNLIKELY(atomic_load_explicit(&ebb__blackbox_active, memory_order_relaxed)))
+        ebb__blackbox_tick_slow();
 }
 
 /* cpython.c: from the constructor, what `ebb run` asked for */

@@ -104,6 +104,7 @@ static void purger_main(void *arg)
     for (;;) {
         unsigned seen = atomic_load_explicit(&ebb__g.purge_work, memory_order_seq_cst);
         uint32_t next = purge_pass(ebb__os_now_ms(), ebb__g.opt.purge_delay);
+        ebb__blackbox_tick();
         if (next == 0)
             continue; /* more was due than one pass takes per lock hold */
         if (next != UINT32_MAX) {

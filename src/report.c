@@ -35,17 +35,27 @@
 
 /* -------------------------------------------------------------- writing */
 
+/* Output goes to a file descriptor, or (fd < 0) into memory: the black
+ * box keeps its copy of the report in a mapped file. */
 typedef struct {
     int fd;
     int failed;  /* a write failed: errno says why */
     int err;
+    char *mem;   /* fd < 0: the report goes here, cut at mem_cap - 1 */
+    size_t mem_cap, mem_len;
     size_t at;
     char buf[2048];
 } out_t;
 
 static void out_flush(out_t *o)
 {
-    if (o->at && !o->failed && ebb__os_write_all(o->fd, o->buf, o->at) != 0) {
+    if (o->fd < 0) {
+        size_t room = o->mem_cap - 1 - o->mem_len;
+        size_t k = o->at < room ? o->at : room;
+        memcpy(o->mem + o->mem_len, o->buf, k);
+        o->mem_len += k;
+        o->mem[o->mem_len] = '\0';
+    } else if (o->at && !o->failed && ebb__os_write_all(o->fd, o->buf, o->at) != 0) {
         o->failed = 1;
         o->err = errno;
     }
@@ -124,6 +134,7 @@ typedef struct {
     uintptr_t gap_at;
     size_t gap;
     size_t rss;               /* the process's resident set, 0 if unknown */
+    int brief;                /* the black box's: no address-space scan */
     size_t nclasses;
     ebb_class_stats_t cls[EBB_CLASSES];
 } snapshot_t;
@@ -140,7 +151,9 @@ static const char *failure_name(int reason)
     }
 }
 
-static void take_snapshot(snapshot_t *s, const char *reason)
+/* brief: the black box's snapshot, taken often, skips reading the
+ * address-space map (a system call and a file read per refresh). */
+static void take_snapshot(snapshot_t *s, const char *reason, int brief)
 {
     s->reason = reason;
     s->pid = ebb__os_pid();
@@ -150,7 +163,9 @@ static void take_snapshot(snapshot_t *s, const char *reason)
     s->soft = ebb__limit_soft_level(s->limit);
     s->limit_source = ebb__limit_source();
     ebb_last_failure(&s->failure, 0);
-    s->gap = ebb__os_largest_gap(&s->gap_at);
+    s->brief = brief;
+    s->gap_at = 0;
+    s->gap = brief ? 0 : ebb__os_largest_gap(&s->gap_at);
     s->rss = ebb__os_resident_bytes();
     s->nclasses = ebb_class_stats(s->cls, EBB_CLASSES);
     if (s->nclasses > EBB_CLASSES)
@@ -302,6 +317,8 @@ static void text_classes(out_t *o, const snapshot_t *s)
 
 static void text_address_space(out_t *o, const snapshot_t *s)
 {
+    if (s->brief)
+        return;
     outf(o, "address space: largest free range ");
     if (s->gap == 0) {
         outf(o, "unknown (/proc/self/maps unreadable)\n");
@@ -459,7 +476,7 @@ static int write_report(int fd, int format, const char *reason)
     o.fd = fd;
     o.failed = 0;
     o.at = 0;
-    take_snapshot(&s, reason);
+    take_snapshot(&s, reason, 0);
     if (format == EBB_REPORT_JSON)
         write_json(&o, &s);
     else
@@ -470,6 +487,30 @@ static int write_report(int fd, int format, const char *reason)
         return -1;
     }
     return 0;
+}
+
+/* The black box's text (blackbox.c): a first line of key=value counters
+ * for `ebb run` to read, then the text report without the address space.
+ * Returns the length written into buf (NUL-terminated). */
+size_t ebb__report_brief(char *buf, size_t cap, const char *reason)
+{
+    snapshot_t s;
+    out_t o;
+    o.fd = -1;
+    o.failed = 0;
+    o.at = 0;
+    o.mem = buf;
+    o.mem_cap = cap;
+    o.mem_len = 0;
+    buf[0] = '\0';
+    take_snapshot(&s, reason, 1);
+    outf(&o, "committed=%zu peak_committed=%zu live=%zu mapped=%zu limit=%zu purged=%zu "
+             "rss=%zu failure=%d request=%zu\n",
+         s.st.committed, s.st.peak_committed, live_small(&s) + s.st.large_used, s.st.mapped,
+         s.limit, s.st.purged, s.rss, s.failure.reason, s.failure.request);
+    write_text(&o, &s);
+    out_flush(&o);
+    return o.mem_len;
 }
 
 EBB_API int ebb_report(int fd, int format)

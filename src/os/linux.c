@@ -516,6 +516,19 @@ void ebb__os_close(int fd)
     errno = saved;
 }
 
+void *ebb__os_map_file(const char *path, size_t size)
+{
+    int saved = errno;
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    void *p = MAP_FAILED;
+    if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
 static uintptr_t parse_hex(const char **s)
 {
     uintptr_t v = 0;

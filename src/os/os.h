@@ -136,6 +136,10 @@ int ebb__os_open_write(const char *path);
  * -1 with errno set. */
 int ebb__os_write_all(int fd, const void *buf, size_t n);
 void ebb__os_close(int fd);
+/* Create (or truncate) path, size it to `size` bytes of zeros and map it
+ * shared and writable: stores reach the file without a system call and
+ * survive the process.  NULL on failure. */
+void *ebb__os_map_file(const char *path, size_t size);
 /* The largest range of user address space no mapping covers (from
  * /proc/self/maps); 0 if it cannot be read. */
 size_t ebb__os_largest_gap(uintptr_t *start);

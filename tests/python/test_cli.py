@@ -1,8 +1,10 @@
 """`ebb run`, the launcher: options, errors, exit status, children."""
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -105,6 +107,41 @@ class CliTest(unittest.TestCase):
         assert p.wait(timeout=20) == 42
         p.stdout.close()
 
+
+    # A program that holds about 100 MiB, then dies as the OOM killer kills.
+    HOG = ("import os\n"
+           "x = [bytearray(1000) for i in range(100000)]\n"
+           "os.kill(os.getpid(), 9)\n")
+
+    def test_sigkill_prints_the_black_box(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            p = ebb("run", sys.executable, "-c", self.HOG,
+                    env={"TMPDIR": tmp, "XDG_RUNTIME_DIR": ""})
+            assert p.returncode == 128 + signal.SIGKILL, p.stderr
+            m = re.search(r"ebb held ([0-9.]+) MiB committed .*, ([0-9.]+) MiB of it live", p.stderr)
+            assert m, p.stderr
+            assert 95 <= float(m.group(2)) <= float(m.group(1)) < 200, m.groups()
+            assert "its last record:" in p.stderr and "\n  1024 B: " in p.stderr, p.stderr
+            assert os.listdir(tmp) == [], "the run directory is removed"
+        p = ebb("run", "--no-blackbox", sys.executable, "-c", self.HOG)
+        assert p.returncode == 128 + signal.SIGKILL and "ebb held" not in p.stderr, p.stderr
+
+    def test_blackbox_command(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            box = os.path.join(tmp, "box")
+            p = subprocess.run([sys.executable, "-c", "x = [bytearray(4000) for i in range(5000)]"],
+                               env=child_env({"LD_PRELOAD": LIB, "EBB_BLACKBOX": box}), timeout=60)
+            assert p.returncode == 0
+            p = ebb("blackbox", box)
+            assert p.returncode == 0, p.stderr
+            assert p.stdout.startswith("black box of pid ") and "\ncommitted   " in p.stdout, p.stdout
+            junk = os.path.join(tmp, "junk")
+            with open(junk, "w") as f:
+                f.write("not a box\n")
+            p = ebb("blackbox", junk)
+            assert p.returncode == 1 and "not an ebb black box" in p.stderr, p.stderr
+            p = ebb("blackbox")
+            assert p.returncode == 2 and "usage: ebb blackbox FILE" in p.stderr
 
 
 if __name__ == "__main__":

@@ -1,0 +1,170 @@
+/*
+ * blackbox.c -- the last known state, on disk, for when the kernel kills us.
+ *
+ * Owns: the black box file (EBB_BLACKBOX=PATH, "%p" in it becomes the pid),
+ * how often it is brought up to date, and its layout (blackbox.h, shared
+ * with the `ebb` tool, which reads it after a child died).
+ *
+ * The OOM killer's SIGKILL cannot be caught, so whatever explains the death
+ * must already be written when it comes.  The file is mapped shared: a store
+ * into it is in the page cache at once, and the page cache outlives the
+ * process.  No system call is needed to update it, and none to flush it.
+ *
+ * What is written: the brief report of report.c (counters on a first line
+ * for programs, then the text report without the address-space scan).
+ * When: from the allocation slow paths that hold no lock (a refill, a large
+ * block, a failure) and after each purge pass: at most once every
+ * EBB_BLACKBOX_INTERVAL_MS, unless committed grew by a sixteenth since the
+ * last refresh, and always right after a failed allocation.  A process
+ * that grows towards its death takes slow paths all the time, so the box
+ * trails the truth by at most the interval or a sixteenth of its size.
+ *
+ * Torn writes.  The box holds two slots; a refresh writes the one not
+ * current, then publishes it by storing its index and a sequence number in
+ * the header (release order).  A kill at any instant leaves the current
+ * slot whole.  One refresh at a time (a trylock: a thread that finds
+ * another refreshing skips its turn).
+ *
+ * Fork.  The child must not write its parent's box: it drops the mapping
+ * and, if the path has "%p", opens its own on its next refresh; without
+ * "%p" the child has no box.  exec keeps the pid, so the new image's box
+ * is the same file, continued.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#include "blackbox.h"
+
+static struct {
+    ebb__lock_t lock;            /* one refresh at a time (trylock) */
+    _Atomic int state;           /* BOX_* */
+    _Atomic uint32_t last_ms;    /* when the last refresh started */
+    _Atomic size_t last_committed; /* committed then */
+    ebb__blackbox_t *box;        /* the mapping, NULL until opened */
+} Box = { .lock = EBB_LOCK_INIT };
+
+enum { BOX_OFF = 0, BOX_WANTED, BOX_OPEN, BOX_FAILED };
+
+_Atomic int ebb__blackbox_active;
+
+/* The configured path with "%p" replaced by the pid; 0 if it does not fit. */
+static int box_path(char *out, size_t cap)
+{
+    const char *pattern = ebb__g.opt.blackbox_path;
+    size_t at = 0;
+    for (const char *c = pattern; *c; c++) {
+        if (c[0] == '%' && c[1] == 'p') {
+            char digits[24];
+            int n = 0;
+            for (long pid = ebb__os_pid(); pid > 0 || n == 0; pid /= 10)
+                digits[n++] = (char)('0' + pid % 10);
+            while (n > 0 && at + 1 < cap)
+                out[at++] = digits[--n];
+            c++;
+        } else if (at + 1 < cap) {
+            out[at++] = *c;
+        } else {
+            return 0;
+        }
+    }
+    out[at] = '\0';
+    return at + 1 < cap;
+}
+
+static void box_open(void)
+{
+    char path[sizeof ebb__g.opt.blackbox_path + 24];
+    void *map = NULL;
+    if (box_path(path, sizeof path))
+        map = ebb__os_map_file(path, EBB_BLACKBOX_FILE_SIZE);
+    if (map == NULL) {
+        ebb__diag("ebb: cannot keep the black box %s; going on without it\n",
+                  ebb__g.opt.blackbox_path);
+        atomic_store_explicit(&Box.state, BOX_FAILED, memory_order_relaxed);
+        atomic_store_explicit(&ebb__blackbox_active, 0, memory_order_relaxed);
+        return;
+    }
+    ebb__blackbox_t *b = map;
+    memcpy(b->magic, EBB_BLACKBOX_MAGIC, sizeof b->magic);
+    b->version = EBB_BLACKBOX_VERSION;
+    b->slot_size = EBB_BLACKBOX_SLOT;
+    b->pid = ebb__os_pid();
+    b->started = ebb__os_wall_seconds();
+    Box.box = b;
+    atomic_store_explicit(&Box.state, BOX_OPEN, memory_order_relaxed);
+}
+
+static void refresh(const char *why)
+{
+    if (!ebb__trylock(&Box.lock))
+        return;
+    if (atomic_load_explicit(&Box.state, memory_order_relaxed) == BOX_WANTED)
+        box_open();
+    ebb__blackbox_t *b = Box.box;
+    if (b != NULL) {
+        uint32_t next = 1 - __atomic_load_n(&b->current, __ATOMIC_RELAXED);
+        char *slot = (char *)b + EBB_BLACKBOX_HEADER + next * EBB_BLACKBOX_SLOT;
+        ebb__report_brief(slot, EBB_BLACKBOX_SLOT, why);
+        b->updated = ebb__os_wall_seconds();
+        b->seq++;
+        __atomic_store_n(&b->current, next, __ATOMIC_RELEASE);
+    }
+    ebb__unlock(&Box.lock);
+}
+
+/* Growth since the last refresh that is worth one at once: a sixteenth of
+ * what was committed then (at least 1 MiB), so a fast climb towards the
+ * OOM killer is recorded step by step, not only once per interval. */
+static int grew_a_lot(size_t committed)
+{
+    size_t then = atomic_load_explicit(&Box.last_committed, memory_order_relaxed);
+    size_t step = then / 16 > ((size_t)1 << 20) ? then / 16 : ((size_t)1 << 20);
+    return committed > then && committed - then >= step;
+}
+
+void ebb__blackbox_tick_slow(void)
+{
+    uint32_t now = ebb__os_now_ms();
+    uint32_t last = atomic_load_explicit(&Box.last_ms, memory_order_relaxed);
+    size_t committed = ebb__committed_now();
+    if (now - last < EBB_BLACKBOX_INTERVAL_MS && !grew_a_lot(committed) &&
+        atomic_load_explicit(&Box.state, memory_order_relaxed) == BOX_OPEN)
+        return;
+    if (!atomic_compare_exchange_strong_explicit(&Box.last_ms, &last, now, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return; /* another thread took this turn */
+    atomic_store_explicit(&Box.last_committed, committed, memory_order_relaxed);
+    refresh("the black box's last refresh");
+}
+
+void ebb__blackbox_failed(void)
+{
+    if (atomic_load_explicit(&ebb__blackbox_active, memory_order_relaxed))
+        refresh("an allocation failed");
+}
+
+void ebb__blackbox_setup(void)
+{
+    if (ebb__g.opt.blackbox_path[0] == '\0')
+        return;
+    atomic_store_explicit(&Box.state, BOX_WANTED, memory_order_relaxed);
+    atomic_store_explicit(&ebb__blackbox_active, 1, memory_order_relaxed);
+}
+
+void ebb__blackbox_fork_child(void)
+{
+    ebb__lock_reset(&Box.lock);
+    if (Box.box != NULL) {
+        ebb__os_unmap(Box.box, EBB_BLACKBOX_FILE_SIZE); /* the parent's */
+        Box.box = NULL;
+    }
+    int own = strstr(ebb__g.opt.blackbox_path, "%p") != NULL;
+    int state = atomic_load_explicit(&Box.state, memory_order_relaxed);
+    if (state == BOX_OPEN || state == BOX_WANTED) {
+        atomic_store_explicit(&Box.state, own ? BOX_WANTED : BOX_OFF, memory_order_relaxed);
+        atomic_store_explicit(&ebb__blackbox_active, own, memory_order_relaxed);
+    }
+    atomic_store_explicit(&Box.last_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&Box.last_committed, 0, memory_order_relaxed);
+}
