@@ -1,0 +1,160 @@
+/*
+ * The black box (EBB_BLACKBOX): a process killed by SIGKILL leaves its last
+ * state on disk; the box follows growth; fork children never write their
+ * parent's box.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ebb.h"
+#include "api.h"
+#include "../child.h"
+#include "../../src/blackbox.h"
+
+static char file[EBB_BLACKBOX_FILE_SIZE];
+
+/* The box at path: header into *h, current slot's text returned; NULL if
+ * the file is missing or not a box. */
+static const char *read_box(const char *path, ebb__blackbox_t *h)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    ssize_t n = read(fd, file, sizeof file);
+    close(fd);
+    if (n != (ssize_t)sizeof file)
+        return NULL;
+    memcpy(h, file, sizeof *h);
+    if (memcmp(h->magic, EBB_BLACKBOX_MAGIC, 8) != 0 || h->current > 1)
+        return NULL;
+    file[EBB_BLACKBOX_HEADER + (h->current + 1) * EBB_BLACKBOX_SLOT - 1] = '\0';
+    return file + EBB_BLACKBOX_HEADER + h->current * EBB_BLACKBOX_SLOT;
+}
+
+static size_t counter(const char *text, const char *key)
+{
+    char pattern[48];
+    snprintf(pattern, sizeof pattern, "%s=", key);
+    const char *at = strstr(text, pattern);
+    return at ? (size_t)strtoull(at + strlen(pattern), NULL, 10) : 0;
+}
+
+static char pattern_env[96], box_dir[64];
+
+static int run(const char *what, const char *pattern, char *out, size_t len)
+{
+    snprintf(box_dir, sizeof box_dir, "/tmp/ebb-box-test-%d", (int)getpid());
+    snprintf(pattern_env, sizeof pattern_env, "EBB_BLACKBOX=%s.%s", box_dir, pattern);
+    char *envp[] = { pattern_env, NULL };
+    return child_run(what, envp, out, len);
+}
+
+static void test_sigkill_leaves_the_last_state(void **state)
+{
+    (void)state;
+    char out[256], path[128];
+    int st = run("grow_and_die", "%p", out, sizeof out);
+    EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %d: %s", st, out);
+    long pid = atol(out);
+    snprintf(path, sizeof path, "%s.%ld", box_dir, pid);
+    ebb__blackbox_t h;
+    const char *text = read_box(path, &h);
+    unlink(path);
+    EXPECT(text != NULL, "no box at %s (child said %s)", path, out);
+    assert_int_equal(h.version, EBB_BLACKBOX_VERSION);
+    assert_int_equal(h.pid, pid);
+    EXPECT(h.seq >= 2, "refreshed while growing: %llu", (unsigned long long)h.seq);
+    size_t committed = counter(text, "committed"), live = counter(text, "live");
+    /* 40 MiB were live when it died; the box trails growth by a sixteenth. */
+    EXPECT(live >= 36 * MiB && committed >= live, "live %zu committed %zu\n%s", live, committed,
+           text);
+    EXPECT(strstr(text, "\n== ebb report: pid ") != NULL, "%s", text);
+}
+
+static void test_fork_child_keeps_its_own_box(void **state)
+{
+    (void)state;
+    char out[256], path[128];
+    int st = run("fork", "%p", out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    long parent = 0, kid = 0;
+    assert_int_equal(sscanf(out, "%ld %ld", &parent, &kid), 2);
+    ebb__blackbox_t h;
+    snprintf(path, sizeof path, "%s.%ld", box_dir, parent);
+    const char *text = read_box(path, &h);
+    EXPECT(text && h.pid == parent, "parent's box %s", path);
+    size_t parent_live = counter(text, "live");
+    unlink(path);
+    snprintf(path, sizeof path, "%s.%ld", box_dir, kid);
+    text = read_box(path, &h);
+    EXPECT(text && h.pid == kid, "child's box %s", path);
+    EXPECT(counter(text, "live") >= 20 * MiB && parent_live < 20 * MiB,
+           "the child's 20 MiB are in its box only: child %zu, parent %zu",
+           counter(text, "live"), parent_live);
+    unlink(path);
+    /* Without %p in the path the child keeps no box: the parent's is left
+     * as the parent wrote it. */
+    st = run("fork", "fixed", out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    assert_int_equal(sscanf(out, "%ld %ld", &parent, &kid), 2);
+    snprintf(path, sizeof path, "%s.fixed", box_dir);
+    text = read_box(path, &h);
+    EXPECT(text && h.pid == parent && counter(text, "live") < 20 * MiB, "%s",
+           text ? text : "no box");
+    unlink(path);
+}
+
+static void grow(size_t bytes)
+{
+    for (size_t done = 0; done < bytes; done += 64 * KiB) {
+        char *p = ebb_malloc(64 * KiB - 64);
+        if (p == NULL)
+            exit(3);
+        memset(p, 1, 64 * KiB - 64);
+    }
+}
+
+static int child_main(const char *what)
+{
+    if (!strcmp(what, "grow_and_die")) {
+        printf("%ld\n", (long)getpid());
+        fflush(stdout);
+        grow(40 * MiB);
+        raise(SIGKILL);
+        return 1;
+    }
+    if (!strcmp(what, "fork")) {
+        grow(2 * MiB);
+        pid_t kid = fork();
+        if (kid == 0) {
+            grow(20 * MiB);
+            _exit(0);
+        }
+        int st;
+        waitpid(kid, &st, 0);
+        printf("%ld %ld\n", (long)getpid(), (long)kid);
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+    }
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "child"))
+        return child_main(argv[2]);
+    const struct CMUnitTest tests[] = {
+        T(test_sigkill_leaves_the_last_state),
+        T(test_fork_child_keeps_its_own_box),
+    };
+    return cmocka_run_group_tests_name("blackbox", tests, NULL, NULL);
+}
