@@ -128,6 +128,52 @@ class BothWays:
             del keep
         """, self.way)
 
+    def test_report_text_and_json(self):
+        run_python('''
+            import ebb
+            keep = [bytes(900) for _ in range(20000)]           # 20 MiB in the 1024-byte class
+            text = ebb.report()
+            assert text.startswith("== ebb report: pid ") and text.endswith("== end of ebb report\\n")
+            for words in ("reason      asked for (ebb_report)", "limit       none", "\\nlive        ",
+                          "size classes by pool bytes", "\\n  1024 B: ", "largest free range"):
+                assert words in text, (words, text)
+            j = ebb.report("json")
+            assert j["schema"] == "ebb.report/1" and j["limit"] is None and j["failure"] is None
+            assert sum(j["held"].values()) == j["memory"]["mapped"], j["held"]
+            big = [c for c in j["classes"] if c["size"] == 1024][0]
+            assert big["blocks"] >= 20000 and big["bytes"] == big["blocks"] * 1024
+            assert j["memory"]["live"] >= 20 << 20
+            ebb.set_limit(ebb.stats()["committed"] + (16 << 20))
+            try:
+                bytearray(64 << 20)
+            except MemoryError:
+                pass
+            j = ebb.report("json")
+            assert j["limit"]["source"] == "ebb_set_limit", j["limit"]
+            try:
+                ebb.report("xml")
+            except ValueError as e:
+                assert "'text' or 'json'" in str(e)
+            else:
+                raise AssertionError("report('xml') accepted")
+        ''', self.way)
+
+    def test_first_failure_writes_the_report(self):
+        p = run_python('''
+            import ebb
+            ebb.set_limit(ebb.stats()["committed"] + (16 << 20))
+            for _ in range(3):
+                try:
+                    bytearray(64 << 20)
+                except MemoryError:
+                    pass
+            print("went on")
+        ''', self.way)
+        assert p.stdout.strip() == "went on"
+        assert p.stderr.count("== ebb report: pid") == 1, p.stderr
+        assert "reason      first allocation refused at the limit" in p.stderr, p.stderr
+        assert "failed      64.0 MiB refused at the limit of " in p.stderr, p.stderr
+
     def test_full_gc_purges_at_once(self):
         # The purge delay is set long: only the gc.callbacks hook can give the
         # memory back right after gc.collect().
