@@ -4,6 +4,7 @@ CC       ?= cc
 PREFIX   ?= /usr/local
 LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
+DATADIR  ?= $(PREFIX)/share
 B        ?= build
 
 WARN     := -Wall -Wextra -Werror
@@ -89,8 +90,9 @@ $(B)/ebb.pc: ebb.pc.in include/ebb.h
 
 BINDIR   ?= $(PREFIX)/bin
 install: lib tool
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/ebb
 	install -m 755 $(B)/ebb $(DESTDIR)$(BINDIR)/ebb
+	install -m 644 schema/ebb.report-1.json $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json
 	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
 	install -m 755 $(B)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
 	install -m 644 $(B)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
@@ -98,7 +100,8 @@ install: lib tool
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ebb $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
-	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json
+	-rmdir $(DESTDIR)$(DATADIR)/ebb
 
 clean:
 	rm -rf build bench/build

@@ -5,7 +5,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from helpers import PYPATH, run_python  # noqa: E402
+from helpers import PYPATH, ROOT, run_python  # noqa: E402
 
 sys.path.insert(0, PYPATH)
 import ebb  # noqa: E402  (the module in this process: plain, not installed)
@@ -157,6 +157,56 @@ class BothWays:
             else:
                 raise AssertionError("report('xml') accepted")
         ''', self.way)
+
+    def test_report_json_follows_its_schema(self):
+        try:
+            import jsonschema  # noqa: F401  (Debian's python3-jsonschema)
+        except ImportError:
+            self.skipTest("python3-jsonschema is not installed (scripts/deps.sh installs it)")
+        run_python('''
+            import copy, json, os, ebb, jsonschema
+            schema = json.load(open(os.environ["SCHEMA"]))
+            check = jsonschema.Draft202012Validator(schema)
+            check.check_schema(schema)
+            keep = [bytes(100) for _ in range(10000)]
+            check.validate(ebb.report("json"))
+            ebb.set_limit(ebb.stats()["committed"] + (8 << 20))
+            try:
+                bytearray(64 << 20)
+            except MemoryError:
+                pass
+            report = ebb.report("json")
+            check.validate(report)
+            assert report["limit"]["source"] == "ebb_set_limit", report["limit"]
+            # The schema is not vacuous: a missing category, a negative size or
+            # another version fails.
+            for damage in (lambda r: r["held"].pop("metadata"),
+                           lambda r: r["limit"].update(bytes=-1),
+                           lambda r: r.update(schema="ebb.report/2")):
+                bad = copy.deepcopy(report)
+                damage(bad)
+                assert not check.is_valid(bad)
+        ''', self.way, extra_env={"SCHEMA": os.path.join(ROOT, "schema", "ebb.report-1.json")})
+        # The report written at the first refusal, with its failure, too.
+        import json
+        import tempfile
+        import jsonschema
+        with open(os.path.join(ROOT, "schema", "ebb.report-1.json")) as f:
+            schema = json.load(f)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "report.json")
+            run_python('''
+                import ebb
+                ebb.set_limit(ebb.stats()["committed"] + (8 << 20))
+                try:
+                    bytearray(64 << 20)
+                except MemoryError:
+                    pass
+            ''', self.way, extra_env={"EBB_REPORT": path})
+            with open(path) as f:
+                report = json.load(f)
+        jsonschema.validate(report, schema, cls=jsonschema.Draft202012Validator)
+        assert report["failure"]["kind"] == "limit" and report["failure"]["request"] >= 64 << 20
 
     def test_first_failure_writes_the_report(self):
         p = run_python('''
