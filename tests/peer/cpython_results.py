@@ -169,13 +169,18 @@ def compare(a, b, expected_path=None, way=None):
     excused = {}  # test file -> its expected differing cases
     shown = 0
     for name in sorted(set(ca) | set(cb)):
+        if name == "?":
+            continue  # regrtest writes a failing subTest as a bare <testcase/>
         sa = ca.get(name, (None, "missing"))
         sb = cb.get(name, (None, "missing"))
         if sa[1] == sb[1]:
             continue
-        if name in expected and sa[1] == "pass" and sb[1] == "fail":
+        # A case that fails in a subTest is written by regrtest's JUnit
+        # output as a nameless <testcase/> (without its failure): it shows
+        # as missing here, and its file as failed.
+        if name in expected and sa[1] == "pass" and sb[1] in ("fail", "missing"):
             excused.setdefault(sa[0] or sb[0], []).append(name)
-            print("expected: test case %s: stock pass, ebb fail (%s)" % (name, expected[name]))
+            print("expected: test case %s: stock pass, ebb %s (%s)" % (name, sb[1], expected[name]))
             continue
         differing.add(sa[0] or sb[0])
         if shown < 40:
