@@ -205,11 +205,6 @@ static uint64_t plus(uint64_t a, uint64_t b)
     return a + b < a ? UINT64_MAX : a + b;
 }
 
-static size_t to_size(uint64_t v)
-{
-    return v > SIZE_MAX ? SIZE_MAX : (size_t)v;
-}
-
 /* One bound: the room it leaves ebb is the bound less what the process uses
  * of it that is not ebb's (`foreign`) and the margin, but at least
  * 1/EBB_LIMIT_AUTO_MIN_SHARE of it.  Kept in *out if it leaves the least
@@ -219,6 +214,8 @@ static void consider(ebb_limit_info_t *out, uint64_t *least, uint64_t bound, uin
 {
     if (bound == UINT64_MAX || bound == 0)
         return;
+    if (bound > SIZE_MAX)
+        bound = SIZE_MAX; /* 32-bit: no more can be mapped, let alone committed */
     uint64_t headroom = plus(plus(foreign, EBB_LIMIT_AUTO_MARGIN),
                              bound >> EBB_LIMIT_AUTO_MARGIN_SHIFT);
     uint64_t keep = bound / EBB_LIMIT_AUTO_MIN_SHARE;
@@ -227,8 +224,8 @@ static void consider(ebb_limit_info_t *out, uint64_t *least, uint64_t bound, uin
         return;
     *least = room;
     out->from = from;
-    out->effective = to_size(bound);
-    out->headroom = to_size(bound - room);
+    out->effective = (size_t)bound;
+    out->headroom = (size_t)(bound - room);
     copy_source(out, source);
 }
 
@@ -255,7 +252,7 @@ int ebb__limit_derive(const char *root, const ebb__limit_inputs_t *in, unsigned 
     if (least == UINT64_MAX)
         return -1;
     uint64_t limit = percent_of(least, percent);
-    out->limit = to_size(limit ? limit : 1); /* 0 would mean none */
+    out->limit = limit ? (size_t)limit : 1; /* 0 would mean none; room <= SIZE_MAX */
     out->percent = percent;
     return 0;
 }
