@@ -75,7 +75,7 @@ static struct {
     _Atomic int episode;         /* soft callbacks ran, committed still above soft */
     _Atomic int soft_due;        /* growth crossed the soft level: callbacks owed */
     _Atomic int reported;        /* a failure at the limit was reported this episode */
-    ebb__lock_t lock;            /* guards the callback table */
+    ebb__lock_t lock;            /* guards the callback table, info, soft_percent */
     _Atomic size_t soft;         /* the soft level in bytes, beside ebb__g.limit */
     callback_t cb[EBB_PRESSURE_CALLBACKS];
     unsigned ncb;
@@ -432,8 +432,9 @@ EBB_API int ebb_last_failure(ebb_failure_t *out, int clear)
     return reason;
 }
 
-/* Fork and ebb_check take every lock; the callback table's comes last (no
- * other lock is ever taken while it is held).  The child keeps the limit
+/* Fork and ebb_check take every lock; the callback table's (which also
+ * guards the limit's description) comes last: no other lock is ever taken
+ * while it is held.  The child keeps the limit
  * and the callbacks. */
 void ebb__limit_lock_all(void)
 {

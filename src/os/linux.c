@@ -396,8 +396,9 @@ unsigned ebb__os_thread_count(void)
  * The files that say what bounds this process's memory (os.h), for
  * EBB_LIMIT=auto.  They are read with open and read into stack buffers:
  * this runs at start-up, perhaps inside the process's first malloc, so
- * nothing here may allocate.  Every path is read below `root` ("" for the
- * real system), so that tests can point it at a fixture tree.
+ * nothing here may allocate (the deepest call takes about 10 KiB of stack).
+ * Every path is read below `root` ("" for the real system), so that tests
+ * can point it at a fixture tree.
  *
  * cgroups.  /proc/self/cgroup names the process's cgroup in each hierarchy:
  * "0::/path" in the v2 (unified) one, "N:ctl,ctl:/path" in a v1 one; the v1
