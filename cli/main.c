@@ -84,6 +84,13 @@ int cli_parse_size(const char *s, size_t *out)
     return ebb__parse_size(s, out);
 }
 
+int cli_parse_limit(const char *s)
+{
+    size_t bytes;
+    unsigned percent;
+    return ebb__parse_limit(s, &bytes, &percent) && (bytes != 0 || percent != 0);
+}
+
 static void usage(FILE *to)
 {
     fputs("usage: ebb <command> [options]\n"

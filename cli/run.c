@@ -49,7 +49,9 @@ static void run_usage(FILE *to)
           "  --purge-delay MS   give free memory back after MS ms unused (EBB_PURGE_DELAY_MS;\n"
           "                     0 at once, -1 never)\n"
           "  --limit SIZE       refuse to commit more than SIZE (e.g. 512M, 2G): allocations\n"
-          "                     past it fail cleanly (EBB_LIMIT)\n"
+          "                     past it fail cleanly (EBB_LIMIT); N% or auto: that share\n"
+          "                     of the effective limit (cgroup, rlimit, memory + swap,\n"
+          "                     less what ebb does not manage)\n"
           "  --stats            print ebb's statistics when the program exits (EBB_VERBOSE)\n"
           "  --no-blackbox      keep no black box (the last state, printed if the program\n"
           "                     is killed by SIGKILL, e.g. by the out-of-memory killer)\n"
@@ -203,9 +205,9 @@ int cmd_run(int argc, char **argv)
             break;
         }
         case OPT_LIMIT: {
-            size_t bytes;
-            if (!cli_parse_size(optarg, &bytes) || bytes == 0) {
-                cli_error("--limit %s: expected a size such as 512M or 2G", optarg);
+            if (!cli_parse_limit(optarg)) {
+                cli_error("--limit %s: expected a size such as 512M or 2G, N%% of the "
+                          "effective limit, or auto", optarg);
                 return EBB_CLI_USAGE_ERROR;
             }
             limit = optarg;

@@ -130,7 +130,8 @@ EBB_API size_t ebb_class_stats(ebb_class_stats_t *out, size_t n);
 
 /* ---------------------------------------------------------------- limit
  * A ceiling on `committed`, ebb's estimate of its resident memory.  Growth
- * past 90% of it starts a pressure episode: the registered callbacks run
+ * past the soft level (90% of it unless EBB_LIMIT_SOFT says otherwise)
+ * starts a pressure episode: the registered callbacks run
  * (level EBB_PRESSURE_SOFT) once per episode, and everything free is
  * purged.  Growth past the limit is refused: the callbacks run again
  * (EBB_PRESSURE_HARD), everything is purged, the request is tried once
@@ -151,6 +152,53 @@ EBB_API size_t ebb_get_limit(void);
 EBB_API int ebb_on_pressure(ebb_pressure_fn fn, void *arg);
 /* Unregister the pair registered with ebb_on_pressure; 0, or -1 if unknown. */
 EBB_API int ebb_on_pressure_remove(ebb_pressure_fn fn, void *arg);
+
+/* Where the limit comes from, and what EBB_LIMIT=auto found.  The effective
+ * limit is the smallest bound the system puts on the process: the cgroup v2
+ * memory.max or cgroup v1 memory limit of its cgroup and every ancestor,
+ * RLIMIT_AS, RLIMIT_DATA, or physical memory plus swap.  An auto limit is
+ * that bound minus `headroom`, the memory ebb does not manage (measured: the
+ * process's resident memory, or for an rlimit its address space, that is
+ * not ebb's, plus a margin for what is loaded later), times percent / 100. */
+enum {
+    EBB_LIMIT_FROM_NONE = 0,     /* no limit */
+    EBB_LIMIT_FROM_ENV = 1,      /* EBB_LIMIT=SIZE (or ebb run --limit SIZE) */
+    EBB_LIMIT_FROM_API = 2,      /* ebb_set_limit() */
+    EBB_LIMIT_FROM_CGROUP2 = 3,  /* auto: a cgroup v2 memory.max */
+    EBB_LIMIT_FROM_CGROUP1 = 4,  /* auto: a cgroup v1 memory limit */
+    EBB_LIMIT_FROM_RLIMIT_AS = 5,
+    EBB_LIMIT_FROM_RLIMIT_DATA = 6,
+    EBB_LIMIT_FROM_MEMORY = 7    /* auto: physical memory plus swap */
+};
+typedef struct ebb_limit_info_s {
+    size_t limit;           /* bytes ebb may commit; 0: no limit */
+    size_t soft;            /* growth past this starts a pressure episode */
+    unsigned soft_percent;  /* soft as a percentage of limit (EBB_LIMIT_SOFT) */
+    unsigned percent;       /* auto: the share of the effective limit taken
+                             * (EBB_LIMIT=N%; 100 for auto); else 0 */
+    int from;               /* EBB_LIMIT_FROM_* */
+    size_t effective;       /* auto: the bound found, before the headroom */
+    size_t headroom;        /* auto: taken off it for memory ebb does not manage */
+    /* In words, for people: "EBB_LIMIT", "ebb_set_limit", "none", "RLIMIT_AS",
+     * "RLIMIT_DATA", "physical memory + swap", or the file that set the
+     * limit: "cgroup v2 /sys/fs/cgroup/app/memory.max", "cgroup v1
+     * /sys/fs/cgroup/memory/app/memory.limit_in_bytes" (or ".../memory.stat
+     * hierarchical_memory_limit", when the binding one is above what the
+     * process can see). */
+    char source[512];
+} ebb_limit_info_t;
+/* The limit in force and where it comes from.  Returns 0. */
+EBB_API int ebb_limit_info(ebb_limit_info_t *out);
+/* The auto limit as it would be derived now (EBB_LIMIT=auto), without
+ * setting it: reads /proc and the cgroup files, so call it off hot paths.
+ * 0, or -1 with errno ENOENT if the system states no bound. */
+EBB_API int ebb_limit_auto(ebb_limit_info_t *out);
+/* Derive it now and set percent% of it (1 to 100) as the limit; 0, or -1
+ * with errno EINVAL (percent) or ENOENT (no bound; the limit is unchanged). */
+EBB_API int ebb_set_limit_auto(unsigned percent);
+/* Set the soft level to percent% of the limit (1 to 100; 100: no soft
+ * level, the callbacks run only on refusal).  0, or -1 with errno EINVAL. */
+EBB_API int ebb_set_limit_soft(unsigned percent);
 
 /* Why this thread's last failed allocation failed. */
 enum { EBB_FAIL_NONE = 0, EBB_FAIL_LIMIT = 1, EBB_FAIL_NO_MEMORY = 2 };

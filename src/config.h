@@ -159,8 +159,29 @@
  * a pressure episode (callbacks, then a purge of everything), early enough
  * that a garbage collector the callbacks ask for has room to run before the
  * hard limit refuses anything: 10% of a limit is more than a CPython
- * collection allocates. */
+ * collection allocates.  The default of option EBB_LIMIT_SOFT. */
 #define EBB_LIMIT_SOFT_PERCENT 90
+/* EBB_LIMIT=auto takes off the effective limit (the smallest of the cgroup
+ * limits, the rlimits, memory plus swap) what ebb does not manage: measured,
+ * the process's resident memory that is not ebb's when the limit is derived,
+ * and on top of it this margin for what comes after.  The limit is derived
+ * at ebb's first allocation, before a runtime has touched most of its code:
+ * a C program is at 1.7 MiB of RSS then, but CPython 3.11 under `ebb run`
+ * holds 8.3 MiB that is not ebb's once the interpreter is up and 14 MiB
+ * after importing json, decimal, ssl, sqlite3, asyncio, email, http.client,
+ * xml, unittest and multiprocessing (RSS minus committed, measured here);
+ * 16 threads added nothing measurable.  So 16 MiB fixed, for code and
+ * libraries touched later. */
+#define EBB_LIMIT_AUTO_MARGIN ((size_t)16 << 20)
+/* And a share of the bound (1/2^N) for what grows with ebb's own memory but
+ * is not counted in committed: the page tables (8 bytes per 4 KiB page,
+ * 1/512) and the kernel memory a cgroup charges to the process (slab, socket
+ * buffers); 1/64 is 8 times the page tables. */
+#define EBB_LIMIT_AUTO_MARGIN_SHIFT 6
+/* However much is measured, an auto limit keeps at least 1/N of the bound
+ * for ebb: in a container smaller than the margin, a limit that leaves room
+ * for the pressure callbacks beats none at all. */
+#define EBB_LIMIT_AUTO_MIN_SHARE 2
 /* Pressure callbacks the process may register (a runtime, its extensions). */
 #define EBB_PRESSURE_CALLBACKS 8
 
@@ -223,6 +244,10 @@ _Static_assert(EBB_ARENA_BELOW_BRK == 0 || EBB_ARENA_BELOW_BRK == 1, "below the 
 _Static_assert(EBB_ARENA_PLACE_TRIES >= 1, "placement tries at least one address");
 _Static_assert(EBB_LIMIT_SOFT_PERCENT > 0 && EBB_LIMIT_SOFT_PERCENT < 100,
                "the soft level lies below the limit");
+_Static_assert(EBB_LIMIT_AUTO_MARGIN_SHIFT >= 2 && EBB_LIMIT_AUTO_MARGIN_SHIFT <= 16,
+               "the proportional margin is a small part of the bound, and not nothing");
+_Static_assert(EBB_LIMIT_AUTO_MIN_SHARE >= 2,
+               "an auto limit keeps room for what ebb does not manage");
 _Static_assert(EBB_PRESSURE_CALLBACKS >= 2, "room for a runtime and one more");
 _Static_assert(EBB_BLACKBOX_INTERVAL_MS >= 1 && EBB_BLACKBOX_INTERVAL_MS < EBB_PURGE_DELAY_MS,
                "the box is refreshed often, at least once per purge delay");

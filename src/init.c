@@ -17,7 +17,14 @@
  *   EBB_PURGE_MODE=dontneed|free   how pages are given back: MADV_DONTNEED
  *                        (default; RSS drops at once) or MADV_FREE (cheaper;
  *                        the kernel takes the pages when it needs memory)
- *   EBB_LIMIT=SIZE       most bytes ebb commits (limit.c; default none)
+ *   EBB_LIMIT=SIZE|N%|auto   most bytes ebb commits (limit.c; default none):
+ *                        a size, or N% of the effective limit (auto = 100%),
+ *                        derived here, once, from the cgroup limits, the
+ *                        rlimits and memory plus swap, less the memory ebb
+ *                        does not manage (so ebb's first allocation reads a
+ *                        few /proc and cgroup files, without allocating)
+ *   EBB_LIMIT_SOFT=N%    the soft level: pressure callbacks past N% of the
+ *                        limit (default 90; 100: only at the limit)
  *   EBB_REPORT=PATH|stderr|off   where automatic reports go (report.c;
  *                        default stderr); EBB_REPORT_FORMAT=text|json;
  *                        EBB_REPORT_SIGNAL=USR1|USR2|N: a report on demand
@@ -133,12 +140,13 @@ void ebb__options_read(ebb__options_t *o)
             bad_option("EBB_PURGE_DELAY_MS", v);
     }
     o->limit = 0;
-    if (ebb__os_getenv("EBB_LIMIT", v, sizeof v)) {
-        if (ebb__parse_size(v, &n))
-            o->limit = n;
-        else
-            bad_option("EBB_LIMIT", v);
-    }
+    o->limit_percent = 0;
+    if (ebb__os_getenv("EBB_LIMIT", v, sizeof v) &&
+        !ebb__parse_limit(v, &o->limit, &o->limit_percent))
+        bad_option("EBB_LIMIT", v);
+    o->limit_soft = EBB_LIMIT_SOFT_PERCENT;
+    if (ebb__os_getenv("EBB_LIMIT_SOFT", v, sizeof v) && !ebb__parse_percent(v, &o->limit_soft))
+        bad_option("EBB_LIMIT_SOFT", v);
     o->purge_lazy = 0;
     if (ebb__os_getenv("EBB_PURGE_MODE", v, sizeof v)) {
         if (!strcmp(v, "free"))
@@ -159,7 +167,7 @@ void ebb__init_slow(void)
         ebb__g.nheaps = heaps > EBB_MAX_HEAPS ? EBB_MAX_HEAPS : heaps;
         for (unsigned i = 0; i < EBB_MAX_HEAPS; i++)
             ebb__g.heaps[i].index = i;
-        ebb__limit_set(ebb__g.opt.limit);
+        ebb__limit_start(&ebb__g.opt);
         ebb__blackbox_setup();
         atomic_store_explicit(&ebb__g.ready, 1, memory_order_release);
     }

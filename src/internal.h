@@ -263,6 +263,9 @@ typedef struct {
     long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
     int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
     size_t limit;            /* EBB_LIMIT: bytes, 0 none */
+    unsigned limit_percent;  /* EBB_LIMIT=N% or auto (100): share of the
+                              * effective limit; 0 when given in bytes */
+    unsigned limit_soft;     /* EBB_LIMIT_SOFT: soft level, percent of the limit */
     /* Automatic reports (report.c) */
     int report_off;          /* EBB_REPORT=off */
     int report_json;         /* EBB_REPORT_FORMAT=json, or a path ending .json */
@@ -379,10 +382,20 @@ int ebb__limit_admits(size_t bytes) EBB_HIDDEN;
 int ebb__limit_relieve(void) EBB_HIDDEN;
 /* A request finally failed: remember why, for ebb_last_failure. */
 void ebb__limit_record_failure(size_t request) EBB_HIDDEN;
-size_t ebb__limit_soft_level(size_t limit) EBB_HIDDEN;
-const char *ebb__limit_source(void) EBB_HIDDEN;
 void ebb__limit_poll_slow(void) EBB_HIDDEN;
-void ebb__limit_set(size_t bytes) EBB_HIDDEN;
+/* Set the limit the options ask for (init.c, at start-up). */
+void ebb__limit_start(const ebb__options_t *o) EBB_HIDDEN;
+/* What an auto limit is derived from besides the files below `root`: ebb's
+ * own counters and the rlimits (UINT64_MAX: none).  Arguments, so that
+ * tests can fix them. */
+typedef struct {
+    size_t committed, mapped;
+    uint64_t rlimit_as, rlimit_data;
+} ebb__limit_inputs_t;
+/* The auto limit (percent% of it) for the system below root ("" the real
+ * one); 0, or -1 if no bound is found (*out then says none). */
+int ebb__limit_derive(const char *root, const ebb__limit_inputs_t *in, unsigned percent,
+                      ebb_limit_info_t *out) EBB_HIDDEN;
 /* After a slow path got memory, no lock held: run an episode's callbacks
  * if growth crossed the soft level.  One load without a limit. */
 static inline void ebb__limit_poll(void)

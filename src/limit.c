@@ -15,7 +15,8 @@
  * has are not admitted one by one: they are bounded by what the pools span,
  * which was admitted when they were taken.
  *
- * Two levels (EBB_LIMIT_SOFT_PERCENT):
+ * Two levels (the soft one at EBB_LIMIT_SOFT percent of the limit, 90 by
+ * default: EBB_LIMIT_SOFT_PERCENT):
  *   soft   growth past it starts an episode: the growing thread, once it
  *          holds no lock, runs the callbacks (level EBB_PRESSURE_SOFT) and
  *          purges everything, once per episode.  The episode ends when an
@@ -32,10 +33,38 @@
  * handler unless the program allocates from one.
  *
  * Without a limit (the default) admission is one relaxed load and a branch.
+ *
+ * Where the limit comes from.  EBB_LIMIT=SIZE, ebb_set_limit(), or an auto
+ * limit (EBB_LIMIT=auto or N%, ebb_set_limit_auto): the effective limit is
+ * the smallest bound the system puts on the process (os.h reads them), less
+ * the headroom for memory ebb does not manage:
+ *   cgroup v2 memory.max, v1 memory limit, of the cgroup and its ancestors:
+ *          what the kernel's OOM killer enforces in a container.  Headroom:
+ *          the process's RSS that is not ebb's committed memory.
+ *   physical memory plus swap: past it the whole machine is out.  Headroom
+ *          as for a cgroup.
+ *   RLIMIT_AS, RLIMIT_DATA: these bound address space (all mappings, or the
+ *          private writable ones), not resident memory, and ebb maps more
+ *          than it commits (untouched and purged pages, arena slack, its
+ *          32 MiB ownership map).  Past them mmap fails, which ebb already
+ *          turns into a clean NULL, so they are taken for what they can
+ *          still give: headroom is the address space the process has that is
+ *          not ebb's mapped memory, and the limit on committed so derived is
+ *          an upper bound that at least starts the pressure callbacks as the
+ *          rlimit nears; the kernel may still refuse a mapping first (that
+ *          failure is EBB_FAIL_NO_MEMORY, not EBB_FAIL_LIMIT).
+ * The candidate that leaves ebb the least room wins; N% takes N percent of
+ * that room.  On top of what is measured comes a margin (config.h) for what
+ * grows later, and at least half the bound is always left to ebb.  The
+ * measure is taken once, when the limit is derived (at start-up for
+ * EBB_LIMIT): memory another process in the same cgroup takes, or code
+ * loaded beyond the margin, is not seen later.  What was found, and its
+ * source in words, is kept for ebb_limit_info().
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <string.h>
 
 typedef struct {
     ebb_pressure_fn fn;
@@ -46,10 +75,16 @@ static struct {
     _Atomic int episode;         /* soft callbacks ran, committed still above soft */
     _Atomic int soft_due;        /* growth crossed the soft level: callbacks owed */
     _Atomic int reported;        /* a failure at the limit was reported this episode */
-    ebb__lock_t lock;            /* guards the callback table */
+    ebb__lock_t lock;            /* guards the callback table, info, soft_percent */
+    _Atomic size_t soft;         /* the soft level in bytes, beside ebb__g.limit */
     callback_t cb[EBB_PRESSURE_CALLBACKS];
     unsigned ncb;
-} Lim = { .lock = EBB_LOCK_INIT };
+    /* Also guarded by the lock: what ebb_limit_info reports about the limit
+     * in force, and the soft level's percentage. */
+    ebb_limit_info_t info;
+    unsigned soft_percent;
+} Lim = { .lock = EBB_LOCK_INIT, .soft_percent = EBB_LIMIT_SOFT_PERCENT,
+          .info = { .soft_percent = EBB_LIMIT_SOFT_PERCENT, .source = "none" } };
 
 /* Per thread: set by a refusal (possibly under a lock), read by the front;
  * and whether this thread is inside a callback. */
@@ -57,9 +92,10 @@ static __thread size_t refused_bytes __attribute__((tls_model("initial-exec")));
 static __thread int in_callback __attribute__((tls_model("initial-exec")));
 static __thread ebb_failure_t last_failure __attribute__((tls_model("initial-exec")));
 
-static size_t soft_level(size_t limit)
+/* percent% of n, rounded down, without overflow. */
+static uint64_t percent_of(uint64_t n, unsigned percent)
 {
-    return limit / 100 * EBB_LIMIT_SOFT_PERCENT;
+    return n / 100 * percent + n % 100 * percent / 100;
 }
 
 int ebb__limit_admits(size_t bytes)
@@ -73,7 +109,7 @@ int ebb__limit_admits(size_t bytes)
         refused_bytes = bytes;
         return 0;
     }
-    if (after > soft_level(limit)) {
+    if (after > atomic_load_explicit(&Lim.soft, memory_order_relaxed)) {
         if (!atomic_load_explicit(&Lim.episode, memory_order_relaxed))
             atomic_store_explicit(&Lim.soft_due, 1, memory_order_relaxed);
     } else if (atomic_load_explicit(&Lim.episode, memory_order_relaxed)) {
@@ -148,31 +184,204 @@ void ebb__limit_record_failure(size_t request)
                   request, limit, committed);
 }
 
-/* For the report (report.c). */
-size_t ebb__limit_soft_level(size_t limit)
+/* ------------------------------------------------------- the auto limit */
+
+static void copy_source(ebb_limit_info_t *info, const char *s)
 {
-    return soft_level(limit);
+    size_t n = strlen(s);
+    if (n >= sizeof info->source)
+        n = sizeof info->source - 1;
+    memcpy(info->source, s, n);
+    info->source[n] = '\0';
 }
 
-const char *ebb__limit_source(void)
+static uint64_t minus(uint64_t a, uint64_t b)
 {
-    return ebb__g.opt.limit && ebb__g.opt.limit == ebb_get_limit() ? "EBB_LIMIT" : "ebb_set_limit";
+    return a > b ? a - b : 0;
+}
+
+static uint64_t plus(uint64_t a, uint64_t b)
+{
+    return a + b < a ? UINT64_MAX : a + b;
+}
+
+/* One bound: the room it leaves ebb is the bound less what the process uses
+ * of it that is not ebb's (`foreign`) and the margin, but at least
+ * 1/EBB_LIMIT_AUTO_MIN_SHARE of it.  Kept in *out if it leaves the least
+ * room so far (of equal ones, the first). */
+static void consider(ebb_limit_info_t *out, uint64_t *least, uint64_t bound, uint64_t foreign,
+                     int from, const char *source)
+{
+    if (bound == UINT64_MAX || bound == 0)
+        return;
+    if (bound > SIZE_MAX)
+        bound = SIZE_MAX; /* 32-bit: no more can be mapped, let alone committed */
+    uint64_t headroom = plus(plus(foreign, EBB_LIMIT_AUTO_MARGIN),
+                             bound >> EBB_LIMIT_AUTO_MARGIN_SHIFT);
+    uint64_t keep = bound / EBB_LIMIT_AUTO_MIN_SHARE;
+    uint64_t room = headroom < bound - keep ? bound - headroom : keep;
+    if (room >= *least)
+        return;
+    *least = room;
+    out->from = from;
+    out->effective = (size_t)bound;
+    out->headroom = (size_t)(bound - room);
+    copy_source(out, source);
+}
+
+int ebb__limit_derive(const char *root, const ebb__limit_inputs_t *in, unsigned percent,
+                      ebb_limit_info_t *out)
+{
+    ebb__os_usage_t use = { 0, 0, 0 };
+    ebb__os_bound_t b;
+    uint64_t least = UINT64_MAX;
+    *out = (ebb_limit_info_t){ .from = EBB_LIMIT_FROM_NONE };
+    copy_source(out, "none");
+    /* Without statm nothing is measured: the margin stands alone. */
+    ebb__os_usage(root, &use);
+    uint64_t resident = minus(use.resident, in->committed);
+    if (ebb__os_cgroup_limit(root, &b))
+        consider(out, &least, b.bytes, resident,
+                 b.cgroup == 2 ? EBB_LIMIT_FROM_CGROUP2 : EBB_LIMIT_FROM_CGROUP1, b.source);
+    consider(out, &least, in->rlimit_as, minus(use.size, in->mapped), EBB_LIMIT_FROM_RLIMIT_AS,
+             "RLIMIT_AS");
+    consider(out, &least, in->rlimit_data, minus(use.data, in->mapped),
+             EBB_LIMIT_FROM_RLIMIT_DATA, "RLIMIT_DATA");
+    if (ebb__os_physical_memory(root, &b))
+        consider(out, &least, b.bytes, resident, EBB_LIMIT_FROM_MEMORY, b.source);
+    if (least == UINT64_MAX)
+        return -1;
+    uint64_t limit = percent_of(least, percent);
+    out->limit = limit ? (size_t)limit : 1; /* 0 would mean none; room <= SIZE_MAX */
+    out->percent = percent;
+    return 0;
 }
 
 /* ------------------------------------------------------------- public API */
 
-void ebb__limit_set(size_t bytes)
+/* Put `info` in force (its limit, and a soft level at the current
+ * percentage) and start afresh: no episode open. */
+static void limit_install(const ebb_limit_info_t *info)
 {
-    atomic_store_explicit(&ebb__g.limit, bytes, memory_order_relaxed);
+    ebb__lock(&Lim.lock);
+    Lim.info = *info;
+    Lim.info.soft_percent = Lim.soft_percent;
+    Lim.info.soft = (size_t)percent_of(info->limit, Lim.soft_percent);
+    atomic_store_explicit(&Lim.soft, Lim.info.soft, memory_order_relaxed);
+    atomic_store_explicit(&ebb__g.limit, info->limit, memory_order_relaxed);
     atomic_store_explicit(&Lim.episode, 0, memory_order_relaxed);
     atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
+    ebb__unlock(&Lim.lock);
+}
+
+static void limit_given(ebb_limit_info_t *info, size_t bytes, int from, const char *source)
+{
+    *info = (ebb_limit_info_t){ .limit = bytes, .from = bytes ? from : EBB_LIMIT_FROM_NONE };
+    copy_source(info, bytes ? source : "none");
 }
 
 EBB_API int ebb_set_limit(size_t bytes)
 {
     ebb__ensure_init();
-    ebb__limit_set(bytes);
+    ebb_limit_info_t info;
+    limit_given(&info, bytes, EBB_LIMIT_FROM_API, "ebb_set_limit");
+    limit_install(&info);
     return 0;
+}
+
+/* The root of the files an auto limit reads: the real system, or in a
+ * debug build (the unit tests') a fixture tree named by EBB__TEST_ROOT. */
+static const char *system_root(char *buf, size_t len)
+{
+#if EBB_DEBUG >= 1
+    if (ebb__os_getenv("EBB__TEST_ROOT", buf, len))
+        return buf;
+#else
+    (void)buf;
+    (void)len;
+#endif
+    return "";
+}
+
+static int derive_now(unsigned percent, ebb_limit_info_t *out)
+{
+    ebb__limit_inputs_t in = {
+        .committed = ebb__committed_now(),
+        .mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed),
+    };
+    ebb__os_rlimits(&in.rlimit_as, &in.rlimit_data);
+    char buf[256];
+    return ebb__limit_derive(system_root(buf, sizeof buf), &in, percent, out);
+}
+
+EBB_API int ebb_limit_auto(ebb_limit_info_t *out)
+{
+    ebb__ensure_init();
+    int rc = derive_now(100, out);
+    ebb__lock(&Lim.lock);
+    out->soft_percent = Lim.soft_percent;
+    ebb__unlock(&Lim.lock);
+    out->soft = (size_t)percent_of(out->limit, out->soft_percent);
+    if (rc == 0)
+        return 0;
+    errno = ENOENT;
+    return -1;
+}
+
+EBB_API int ebb_set_limit_auto(unsigned percent)
+{
+    ebb__ensure_init();
+    ebb_limit_info_t info;
+    if (percent == 0 || percent > 100) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (derive_now(percent, &info) != 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    limit_install(&info);
+    return 0;
+}
+
+EBB_API int ebb_set_limit_soft(unsigned percent)
+{
+    if (percent == 0 || percent > 100) {
+        errno = EINVAL;
+        return -1;
+    }
+    ebb__ensure_init();
+    ebb__lock(&Lim.lock);
+    Lim.soft_percent = percent;
+    Lim.info.soft_percent = percent;
+    Lim.info.soft = (size_t)percent_of(Lim.info.limit, percent);
+    atomic_store_explicit(&Lim.soft, Lim.info.soft, memory_order_relaxed);
+    ebb__unlock(&Lim.lock);
+    return 0;
+}
+
+EBB_API int ebb_limit_info(ebb_limit_info_t *out)
+{
+    ebb__ensure_init();
+    ebb__lock(&Lim.lock);
+    *out = Lim.info;
+    ebb__unlock(&Lim.lock);
+    return 0;
+}
+
+void ebb__limit_start(const ebb__options_t *o)
+{
+    ebb_limit_info_t info;
+    ebb__lock(&Lim.lock);
+    Lim.soft_percent = o->limit_soft;
+    ebb__unlock(&Lim.lock);
+    if (o->limit_percent == 0) {
+        limit_given(&info, o->limit, EBB_LIMIT_FROM_ENV, "EBB_LIMIT");
+    } else if (derive_now(o->limit_percent, &info) != 0) {
+        ebb__diag("ebb: EBB_LIMIT: no memory bound found (cgroup, rlimit, physical memory): "
+                  "no limit set\n");
+    }
+    limit_install(&info);
 }
 
 EBB_API size_t ebb_get_limit(void)
@@ -223,8 +432,9 @@ EBB_API int ebb_last_failure(ebb_failure_t *out, int clear)
     return reason;
 }
 
-/* Fork and ebb_check take every lock; the callback table's comes last (no
- * other lock is ever taken while it is held).  The child keeps the limit
+/* Fork and ebb_check take every lock; the callback table's (which also
+ * guards the limit's description) comes last: no other lock is ever taken
+ * while it is held.  The child keeps the limit
  * and the callbacks. */
 void ebb__limit_lock_all(void)
 {

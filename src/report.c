@@ -129,7 +129,7 @@ typedef struct {
     char when[24];
     ebb_stats_t st;
     size_t limit, soft;
-    const char *limit_source;
+    char limit_source[sizeof ((ebb_limit_info_t *)0)->source];
     ebb_failure_t failure;    /* the calling thread's last failure */
     uintptr_t gap_at;
     size_t gap;
@@ -159,9 +159,11 @@ static void take_snapshot(snapshot_t *s, const char *reason, int brief)
     s->pid = ebb__os_pid();
     ebb__os_format_utc(ebb__os_wall_seconds(), s->when);
     ebb_stats(&s->st);
-    s->limit = ebb_get_limit();
-    s->soft = ebb__limit_soft_level(s->limit);
-    s->limit_source = ebb__limit_source();
+    ebb_limit_info_t li;
+    ebb_limit_info(&li);
+    s->limit = li.limit;
+    s->soft = li.soft;
+    memcpy(s->limit_source, li.source, sizeof li.source);
     ebb_last_failure(&s->failure, 0);
     s->brief = brief;
     s->gap_at = 0;

@@ -3,7 +3,7 @@
  *
  * Shared by the options ebb reads at start-up (init.c) and the command-line
  * tool (cli/), so that `ebb run --limit X` accepts exactly what EBB_LIMIT=X
- * does.  Never allocates: init.c runs before the C library may be used.
+ * does (a size, N% or auto).  Never allocates: init.c runs before the C library may be used.
  */
 #ifndef EBB_SIZE_H
 #define EBB_SIZE_H
@@ -37,6 +37,55 @@ static inline int ebb__parse_size(const char *s, size_t *out)
     if (*s != '\0' || (shift && v > (SIZE_MAX >> shift)))
         return 0;
     *out = v << shift;
+    return 1;
+}
+
+/* A percentage from 1 to 100: digits with an optional "%" ("90%", "90"). */
+static inline int ebb__parse_percent(const char *s, unsigned *out)
+{
+    unsigned v = 0;
+    if (*s < '0' || *s > '9')
+        return 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        v = v * 10 + (unsigned)(*s - '0');
+        if (v > 100)
+            return 0;
+    }
+    if (*s == '%')
+        s++;
+    if (*s != '\0' || v == 0)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* A value of EBB_LIMIT (and `ebb run --limit`): a size (*bytes set,
+ * *percent 0), "N%" of the effective limit (*percent = N, 1..100), or
+ * "auto", which is 100% of it.  1 if valid.  A bare number is a size:
+ * "50" is 50 bytes, never 50%. */
+static inline int ebb__parse_limit(const char *s, size_t *bytes, unsigned *percent)
+{
+    size_t n;
+    unsigned pct;
+    const char *p = s;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p[0] == '%' && p[1] == '\0') {
+        if (!ebb__parse_percent(s, &pct))
+            return 0;
+        *bytes = 0;
+        *percent = pct;
+        return 1;
+    }
+    if (s[0] == 'a' && s[1] == 'u' && s[2] == 't' && s[3] == 'o' && s[4] == '\0') {
+        *bytes = 0;
+        *percent = 100;
+        return 1;
+    }
+    if (!ebb__parse_size(s, &n))
+        return 0;
+    *bytes = n;
+    *percent = 0;
     return 1;
 }
 

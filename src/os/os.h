@@ -70,6 +70,39 @@ void ebb__os_env_unpreload(const char *lib);
 /* Address of a symbol already loaded in the process, or NULL. */
 void *ebb__os_symbol(const char *name);
 
+/* ------------------------------------------------------ memory bounds
+ * What the system lets this process use, for EBB_LIMIT=auto (limit.c).
+ * Paths are read below `root`: "" for the real system, a fixture tree in
+ * tests.  None of these allocate (they run inside the first malloc). */
+
+/* Longest `source` text (NUL included); longer ones are cut. */
+#define EBB__OS_SOURCE_LEN 512
+
+/* One bound on the process's memory and the file it was read from. */
+typedef struct {
+    uint64_t bytes;                   /* the bound; UINT64_MAX: none found */
+    int cgroup;                       /* 1 or 2: cgroup version; 0 otherwise */
+    char source[EBB__OS_SOURCE_LEN];  /* e.g. "cgroup v2 /sys/fs/cgroup/a/memory.max" */
+} ebb__os_bound_t;
+
+/* The smallest cgroup memory limit over the process's cgroup and every
+ * ancestor that can be seen: v2 memory.max, v1 memory.limit_in_bytes and
+ * hierarchical_memory_limit.  1 if one was found. */
+int ebb__os_cgroup_limit(const char *root, ebb__os_bound_t *out);
+/* Physical memory plus swap; 1 if known. */
+int ebb__os_physical_memory(const char *root, ebb__os_bound_t *out);
+/* The soft RLIMIT_AS and RLIMIT_DATA, UINT64_MAX when unlimited. */
+void ebb__os_rlimits(uint64_t *as, uint64_t *data);
+
+/* What the process uses now, in bytes (/proc/self/statm). */
+typedef struct {
+    uint64_t size;      /* address space mapped (what RLIMIT_AS counts) */
+    uint64_t resident;  /* RSS (what a cgroup and physical memory hold) */
+    uint64_t data;      /* private writable mappings and stack (RLIMIT_DATA) */
+} ebb__os_usage_t;
+/* 1 if read. */
+int ebb__os_usage(const char *root, ebb__os_usage_t *out);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t ebb__os_now_ns(void);
 /* Coarse monotonic clock in milliseconds, wrapping every 49 days (compare

@@ -2,7 +2,9 @@
  * test_limit.c -- the memory limit through the public API: refusal at the
  * limit (small and large requests, realloc growth), recovery after frees,
  * the pressure callbacks (soft once per episode, hard on refusal, never
- * recursive, able to rescue the request), ebb_last_failure, and the two
+ * recursive, able to rescue the request), the soft level's percentage,
+ * where the limit comes from (ebb_limit_info, ebb_set_limit_auto),
+ * ebb_last_failure, and the two
  * helpers runtimes use beside it: ebb_manages and ebb_class_stats.
  *
  * The limit is set relative to what is committed when a test starts, so
@@ -206,6 +208,84 @@ static void noop(void *arg, int level, size_t request, size_t now, size_t limit)
     (void)arg, (void)level, (void)request, (void)now, (void)limit;
 }
 
+/* The soft level follows ebb_set_limit_soft: at 50% of a 16 MiB margin the
+ * episode opens within the first 9 MiB, at 100% only at the limit. */
+static void test_soft_percent(void **state)
+{
+    (void)state;
+    soft_calls = hard_calls = max_depth = 0;
+    assert_int_equal(ebb_on_pressure(on_pressure, &soft_calls), 0);
+    assert_int_equal(ebb_set_limit_soft(0), -1);
+    assert_int_equal(ebb_set_limit_soft(101), -1);
+    assert_int_equal(ebb_set_limit_soft(50), 0);
+    size_t base = committed();
+    ebb_set_limit(2 * (base + 8 * MiB)); /* soft level: base + 8 MiB */
+    ebb_limit_info_t info;
+    ebb_limit_info(&info);
+    EXPECT(info.soft_percent == 50 && info.soft == base + 8 * MiB, "soft %zu (%u%%)", info.soft,
+           info.soft_percent);
+    void *b[10];
+    size_t n = 0;
+    while (n < 10 && soft_calls == 0 && (b[n] = ebb_malloc(MiB)) != NULL)
+        n++;
+    EXPECT(soft_calls == 1 && n <= 10, "soft callbacks %d after %zu MiB", soft_calls, n);
+    for (size_t i = 0; i < n; i++)
+        ebb_free(b[i]);
+    ebb_collect(0);
+    soft_calls = 0;
+    assert_int_equal(ebb_set_limit_soft(100), 0);
+    ebb_set_limit(committed() + 16 * MiB);
+    void *c[24];
+    n = 0;
+    while (n < 24 && (c[n] = ebb_malloc(MiB)) != NULL)
+        n++;
+    EXPECT(n < 24 && soft_calls == 0 && hard_calls >= 1,
+           "at 100%%: %zu MiB, soft %d, hard %d", n, soft_calls, hard_calls);
+    for (size_t i = 0; i < n; i++)
+        ebb_free(c[i]);
+    assert_int_equal(ebb_set_limit_soft(90), 0);
+    assert_int_equal(ebb_on_pressure_remove(on_pressure, &soft_calls), 0);
+}
+
+/* Where the limit comes from: ebb_set_limit, none, and an auto limit
+ * derived from this machine (physical memory at least is always known). */
+static void test_limit_info_sources(void **state)
+{
+    (void)state;
+    ebb_limit_info_t info;
+    ebb_set_limit(512 * MiB);
+    assert_int_equal(ebb_limit_info(&info), 0);
+    EXPECT(info.limit == 512 * MiB && info.from == EBB_LIMIT_FROM_API &&
+           !strcmp(info.source, "ebb_set_limit") && info.percent == 0 && info.effective == 0,
+           "after ebb_set_limit: %zu from %d \"%s\"", info.limit, info.from, info.source);
+    EXPECT(info.soft == (size_t)((uint64_t)512 * MiB * 90 / 100), "soft %zu", info.soft);
+    ebb_set_limit(0);
+    ebb_limit_info(&info);
+    EXPECT(info.limit == 0 && info.from == EBB_LIMIT_FROM_NONE && !strcmp(info.source, "none"),
+           "after ebb_set_limit(0): %zu from %d \"%s\"", info.limit, info.from, info.source);
+
+    errno = 0;
+    assert_int_equal(ebb_set_limit_auto(0), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(ebb_set_limit_auto(101), -1);
+    ebb_limit_info_t found;
+    assert_int_equal(ebb_limit_auto(&found), 0);
+    EXPECT(found.from >= EBB_LIMIT_FROM_CGROUP2 && found.effective > found.headroom &&
+           found.limit == found.effective - found.headroom && found.percent == 100 &&
+           found.headroom >= 16 * MiB && found.source[0] != '\0',
+           "ebb_limit_auto: %zu = %zu - %zu from %d \"%s\"", found.limit, found.effective,
+           found.headroom, found.from, found.source);
+    ebb_limit_info(&info);
+    EXPECT(info.limit == 0, "ebb_limit_auto set a limit: %zu", info.limit);
+    assert_int_equal(ebb_set_limit_auto(50), 0);
+    ebb_limit_info(&info);
+    EXPECT(info.percent == 50 && info.from == found.from && !strcmp(info.source, found.source) &&
+           info.limit >= found.limit / 2 - 64 * MiB && info.limit <= found.limit / 2 + 64 * MiB,
+           "ebb_set_limit_auto(50): %zu from %d \"%s\" (auto: %zu)", info.limit, info.from,
+           info.source, found.limit);
+    EXPECT(ebb_get_limit() == info.limit, "ebb_get_limit %zu", ebb_get_limit());
+}
+
 static void test_callback_table_bounds(void **state)
 {
     (void)state;
@@ -314,6 +394,8 @@ int main(void)
         TL(test_small_refused_at_limit_then_recovers),
         TL(test_large_and_realloc_refused),
         TL(test_callbacks_soft_once_hard_rescues),
+        TL(test_soft_percent),
+        TL(test_limit_info_sources),
         TL(test_callback_table_bounds),
         TL(test_no_limit_no_failure_record),
         TL(test_manages),

@@ -54,6 +54,25 @@ static void test_parse_each_option(void **state)
     assert_int_equal(parsed("EBB_LIMIT", "512M").limit, (size_t)512 << 20);
     assert_int_equal(parsed("EBB_LIMIT", "1G").limit, (size_t)1 << 30);
     assert_int_equal(parsed("EBB_LIMIT", "lots").limit, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "lots").limit_percent, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "1G").limit_percent, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "auto").limit_percent, 100);
+    assert_int_equal(parsed("EBB_LIMIT", "auto").limit, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "50%").limit_percent, 50);
+    assert_int_equal(parsed("EBB_LIMIT", "100%").limit_percent, 100);
+    assert_int_equal(parsed("EBB_LIMIT", "50").limit, 50);          /* bytes, not percent */
+    assert_int_equal(parsed("EBB_LIMIT", "50").limit_percent, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "0%").limit_percent, 0);    /* invalid: none */
+    assert_int_equal(parsed("EBB_LIMIT", "101%").limit_percent, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "5%%").limit_percent, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "%").limit_percent, 0);
+    assert_int_equal(parsed("EBB_LIMIT", "autox").limit_percent, 0);
+    assert_int_equal(parsed("EBB_LIMIT_SOFT", "80%").limit_soft, 80);
+    assert_int_equal(parsed("EBB_LIMIT_SOFT", "80").limit_soft, 80);
+    assert_int_equal(parsed("EBB_LIMIT_SOFT", "100%").limit_soft, 100);
+    assert_int_equal(parsed("EBB_LIMIT_SOFT", "0%").limit_soft, EBB_LIMIT_SOFT_PERCENT);
+    assert_int_equal(parsed("EBB_LIMIT_SOFT", "120%").limit_soft, EBB_LIMIT_SOFT_PERCENT);
+    assert_int_equal(parsed("EBB_LIMIT_SOFT", "high").limit_soft, EBB_LIMIT_SOFT_PERCENT);
 }
 
 /* ---- child side: `test_options child WHAT` prints what it observes ---- */
