@@ -173,6 +173,9 @@ enum {
 typedef struct ebb_limit_info_s {
     size_t limit;           /* bytes ebb may commit; 0: no limit */
     size_t soft;            /* growth past this starts a pressure episode */
+    size_t reserve;         /* the emergency reserve: requests are refused at
+                             * limit - reserve, and after a refusal the reserve
+                             * serves what handles it, up to the limit */
     unsigned soft_percent;  /* soft as a percentage of limit (EBB_LIMIT_SOFT) */
     unsigned percent;       /* auto: the share of the effective limit taken
                              * (EBB_LIMIT=N%; 100 for auto); else 0 */

@@ -182,6 +182,15 @@
  * for ebb: in a container smaller than the margin, a limit that leaves room
  * for the pressure callbacks beats none at all. */
 #define EBB_LIMIT_AUTO_MIN_SHARE 2
+/* The emergency reserve (limit.c): the top of the limit held back until a
+ * request is refused, for what handles the refusal.  4 MiB is eight of the
+ * largest pools a new small request can need (512 KiB each, charged whole),
+ * and well above what CPython needs to raise and print a MemoryError with
+ * its traceback.  A small limit gives at most 1/32 of itself, so requests
+ * are refused above 96.9% of it, well past the default soft level (90%),
+ * and the soft callbacks get their turn first. */
+#define EBB_LIMIT_RESERVE ((size_t)4 << 20)
+#define EBB_LIMIT_RESERVE_SHARE 32
 /* Pressure callbacks the process may register (a runtime, its extensions). */
 #define EBB_PRESSURE_CALLBACKS 8
 
@@ -249,6 +258,9 @@ _Static_assert(EBB_LIMIT_AUTO_MARGIN_SHIFT >= 2 && EBB_LIMIT_AUTO_MARGIN_SHIFT <
 _Static_assert(EBB_LIMIT_AUTO_MIN_SHARE >= 2,
                "an auto limit keeps room for what ebb does not manage");
 _Static_assert(EBB_PRESSURE_CALLBACKS >= 2, "room for a runtime and one more");
+_Static_assert(EBB_LIMIT_RESERVE >= 2 * EBB_MAX_POOL_SPAN * EBB_SLOT_SIZE &&
+               100 / EBB_LIMIT_RESERVE_SHARE < 100 - EBB_LIMIT_SOFT_PERCENT,
+               "the reserve holds a few of the largest pools, and refusals start above the soft level");
 _Static_assert(EBB_BLACKBOX_INTERVAL_MS >= 1 && EBB_BLACKBOX_INTERVAL_MS < EBB_PURGE_DELAY_MS,
                "the box is refreshed often, at least once per purge delay");
 _Static_assert(EBB_REPORT_CLASSES >= 1 && EBB_REPORT_CLASSES <= EBB_CLASSES,

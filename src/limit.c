@@ -21,10 +21,16 @@
  *          holds no lock, runs the callbacks (level EBB_PRESSURE_SOFT) and
  *          purges everything, once per episode.  The episode ends when an
  *          admission finds committed back below the soft level.
- *   hard   growth past the limit is refused.  The front (alloc.c), holding
- *          no lock, runs the callbacks (EBB_PRESSURE_HARD), purges, and tries
- *          once more; if that is refused too the request fails: NULL with
- *          errno = ENOMEM, and ebb_last_failure() says why.
+ *   hard   growth past the limit less its emergency reserve is refused.
+ *          The front (alloc.c), holding no lock, runs the callbacks
+ *          (EBB_PRESSURE_HARD), purges, and tries once more; if that is
+ *          refused too the request fails: NULL with errno = ENOMEM, and
+ *          ebb_last_failure() says why.  The failure opens the reserve (the
+ *          top EBB_LIMIT_RESERVE bytes, at most 1/32 of the limit):
+ *          what the program does about the failure (a traceback, a message,
+ *          dropping a cache) gets memory up to the limit itself, which is
+ *          never passed.  The reserve closes once committed is back below
+ *          the limit less twice the reserve.
  * Admission reads two counters and never blocks, so it may run under any
  * lock; callbacks and purges run only from the front's slow paths with no
  * lock held.  A thread inside a callback is never called back again (its
@@ -83,6 +89,13 @@ static struct {
      * in force, and the soft level's percentage. */
     ebb_limit_info_t info;
     unsigned soft_percent;
+    /* The emergency reserve: the top `reserve` bytes below the limit are
+     * held back until a request is refused, so that handling the failure
+     * (a traceback, an error message, the report's caller) still gets
+     * memory; the reserve closes again once committed is back below
+     * limit - 2 * reserve. */
+    _Atomic size_t reserve;
+    _Atomic int reserve_open;
 } Lim = { .lock = EBB_LOCK_INIT, .soft_percent = EBB_LIMIT_SOFT_PERCENT,
           .info = { .soft_percent = EBB_LIMIT_SOFT_PERCENT, .source = "none" } };
 
@@ -105,10 +118,14 @@ int ebb__limit_admits(size_t bytes)
         return 1;
     size_t committed = ebb__committed_now();
     size_t after = committed + bytes < committed ? SIZE_MAX : committed + bytes;
-    if (after > limit) {
+    size_t reserve = atomic_load_explicit(&Lim.reserve, memory_order_relaxed);
+    int open = atomic_load_explicit(&Lim.reserve_open, memory_order_relaxed);
+    if (after > (open ? limit : limit - reserve)) {
         refused_bytes = bytes;
         return 0;
     }
+    if (open && after <= limit - 2 * reserve)
+        atomic_store_explicit(&Lim.reserve_open, 0, memory_order_relaxed);
     if (after > atomic_load_explicit(&Lim.soft, memory_order_relaxed)) {
         if (!atomic_load_explicit(&Lim.episode, memory_order_relaxed))
             atomic_store_explicit(&Lim.soft_due, 1, memory_order_relaxed);
@@ -177,6 +194,8 @@ void ebb__limit_record_failure(size_t request)
     last_failure.request = request;
     last_failure.committed = committed;
     last_failure.limit = limit;
+    if (at_limit)
+        atomic_store_explicit(&Lim.reserve_open, 1, memory_order_relaxed);
     /* One line per episode: a program that probes for the biggest block it
      * can get should not fill its stderr. */
     if (at_limit && !atomic_exchange_explicit(&Lim.reported, 1, memory_order_relaxed))
@@ -259,14 +278,25 @@ int ebb__limit_derive(const char *root, const ebb__limit_inputs_t *in, unsigned 
 
 /* ------------------------------------------------------------- public API */
 
-/* Put `info` in force (its limit, and a soft level at the current
- * percentage) and start afresh: no episode open. */
+/* The emergency reserve of a limit: EBB_LIMIT_RESERVE, but at most
+ * 1/EBB_LIMIT_RESERVE_SHARE of the limit. */
+static size_t reserve_of(size_t limit)
+{
+    size_t share = limit / EBB_LIMIT_RESERVE_SHARE;
+    return share < EBB_LIMIT_RESERVE ? share : EBB_LIMIT_RESERVE;
+}
+
+/* Put `info` in force (its limit, its reserve, and a soft level at the
+ * current percentage) and start afresh: no episode open, reserve closed. */
 static void limit_install(const ebb_limit_info_t *info)
 {
     ebb__lock(&Lim.lock);
     Lim.info = *info;
     Lim.info.soft_percent = Lim.soft_percent;
     Lim.info.soft = (size_t)percent_of(info->limit, Lim.soft_percent);
+    Lim.info.reserve = reserve_of(info->limit);
+    atomic_store_explicit(&Lim.reserve, Lim.info.reserve, memory_order_relaxed);
+    atomic_store_explicit(&Lim.reserve_open, 0, memory_order_relaxed);
     atomic_store_explicit(&Lim.soft, Lim.info.soft, memory_order_relaxed);
     atomic_store_explicit(&ebb__g.limit, info->limit, memory_order_relaxed);
     atomic_store_explicit(&Lim.episode, 0, memory_order_relaxed);

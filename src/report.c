@@ -128,7 +128,7 @@ typedef struct {
     long pid;
     char when[24];
     ebb_stats_t st;
-    size_t limit, soft;
+    size_t limit, soft, reserve;
     char limit_source[sizeof ((ebb_limit_info_t *)0)->source];
     ebb_failure_t failure;    /* the calling thread's last failure */
     uintptr_t gap_at;
@@ -163,6 +163,7 @@ static void take_snapshot(snapshot_t *s, const char *reason, int brief)
     ebb_limit_info(&li);
     s->limit = li.limit;
     s->soft = li.soft;
+    s->reserve = li.reserve;
     memcpy(s->limit_source, li.source, sizeof li.source);
     ebb_last_failure(&s->failure, 0);
     s->brief = brief;
@@ -201,6 +202,8 @@ static void text_limit(out_t *o, const snapshot_t *s)
     out_size(o, s->limit);
     outf(o, " (%s); soft level ", s->limit_source);
     out_size(o, s->soft);
+    outf(o, "; emergency reserve ");
+    out_size(o, s->reserve);
     outf(o, "\n");
 }
 
@@ -368,6 +371,7 @@ static void json_limit(out_t *o, const snapshot_t *s)
     out_raw(o, "{", 1);
     json_num(o, "bytes", s->limit, 1);
     json_num(o, "soft_bytes", s->soft, 0);
+    json_num(o, "reserve_bytes", s->reserve, 0);
     json_key(o, "source", 0);
     out_json_str(o, s->limit_source);
     out_raw(o, "}", 1);

@@ -102,6 +102,52 @@ static void test_small_refused_at_limit_then_recovers(void **state)
     assert_int_equal(ebb_last_failure(NULL, 0), EBB_FAIL_NONE);
 }
 
+static void test_emergency_reserve(void **state)
+{
+    (void)state;
+    size_t limit = committed() + 64 * MiB;
+    ebb_set_limit(limit);
+    ebb_limit_info_t info;
+    ebb_limit_info(&info);
+    EXPECT(info.reserve == limit / 32 || info.reserve == 4 * MiB, "reserve %zu of %zu",
+           info.reserve, limit);
+    /* Refused at the limit less the reserve. */
+    size_t n = fill(16 * KiB);
+    EXPECT(n > 0 && n < MAXB, "%zu blocks", n);
+    size_t at_refusal = committed();
+    EXPECT(at_refusal <= limit - info.reserve, "committed %zu, limit %zu, reserve %zu",
+           at_refusal, limit, info.reserve);
+    EXPECT(at_refusal + info.reserve + MiB > limit, "refused early: %zu of %zu", at_refusal, limit);
+    /* After the refusal the reserve serves what handles it... */
+    void *handling[64];
+    for (int i = 0; i < 64; i++) {
+        handling[i] = ebb_malloc(4 * KiB);
+        EXPECT(handling[i] != NULL, "block %d of the failure's handling refused", i);
+        memset(handling[i], 1, 4 * KiB);
+    }
+    /* ...up to the limit itself, never past it. */
+    size_t m = 0;
+    void *more[1024];
+    while (m < 1024 && (more[m] = ebb_malloc(16 * KiB)) != NULL)
+        memset(more[m++], 2, 16 * KiB);
+    EXPECT(m < 1024 && committed() <= limit && committed() > limit - info.reserve,
+           "%zu more blocks, committed %zu, limit %zu", m, committed(), limit);
+    for (size_t i = 0; i < m; i++)
+        ebb_free(more[i]);
+    for (int i = 0; i < 64; i++)
+        ebb_free(handling[i]);
+    /* Back well below the limit, the reserve closes: refusals start below
+     * it again. */
+    free_all(n);
+    ebb_collect(0);
+    void *probe = ebb_malloc(16 * KiB); /* an admission that sees the drop */
+    ebb_free(probe);
+    n = fill(16 * KiB);
+    EXPECT(committed() <= limit - info.reserve, "reserve still open: committed %zu", committed());
+    free_all(n);
+    ebb_last_failure(NULL, 1);
+}
+
 static void test_large_and_realloc_refused(void **state)
 {
     (void)state;
@@ -392,6 +438,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TL(test_small_refused_at_limit_then_recovers),
+        TL(test_emergency_reserve),
         TL(test_large_and_realloc_refused),
         TL(test_callbacks_soft_once_hard_rescues),
         TL(test_soft_percent),
