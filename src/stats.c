@@ -121,6 +121,9 @@ static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES],
     small_stats(&s, per_class_used, per_class_pools);
     arena_stats(&s);
     ebb__large_stats(&s);
+    ebb__sample_lock_all();
+    ebb__sample_stats_locked(&s);
+    ebb__sample_unlock_all(0);
     s.mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
     s.peak_mapped = atomic_load_explicit(&ebb__g.peak_mapped, memory_order_relaxed);
     s.committed = ebb__committed_now();
