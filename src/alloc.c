@@ -120,17 +120,27 @@ EBB_ENTRY EBB_NOINLINE void *ebb__malloc_slow(size_t n)
     return large_alloc(n, 0, 0);
 }
 
-/* The sample counter is read even through a placeholder cache (never
- * written there: its stacks are empty, so the pop fails first). */
+/* The fast path's sample counter ran out: this request was counted
+ * already. */
+static EBB_ENTRY EBB_NOINLINE void *malloc_counted(size_t n)
+{
+    if (EBB_UNLIKELY(ebb__sample_fired(n)))
+        return sampled_alloc(n, 0, 0, ebb__class_of(n));
+    return small_alloc_slow(ebb__class_of(n), n);
+}
+
+/* The sample counter is charged only once the pop is sure to succeed, so
+ * the placeholder caches (empty stacks) are never written: a subtract from
+ * memory and a branch on its sign. */
 EBB_API EBB_ENTRY void *ebb_malloc(size_t n)
 {
     if (EBB_LIKELY(n <= EBB_TCACHE_MAX_SIZE)) {
         ebb__tcache_t *tc = ebb__tc_get();
         ebb__tbin_t *b = &tc->bin[ebb__class_of(n)];
         void **top = b->top;
-        ptrdiff_t left = tc->sample.left - (ptrdiff_t)n;
-        if (EBB_LIKELY(top != b->low && left >= 0)) {
-            tc->sample.left = left;
+        if (EBB_LIKELY(top != b->low)) {
+            if (EBB_UNLIKELY((tc->sample.left -= (ptrdiff_t)n) < 0))
+                return malloc_counted(n);
             b->top = top - 1;
             return top[-1];
         }

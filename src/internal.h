@@ -496,6 +496,9 @@ void ebb__sample_prime(void) EBB_HIDDEN;
 /* 1 if an allocation of n bytes is to be sampled (counts n against the
  * thread's gap). */
 int ebb__sample_tick(size_t n) EBB_HIDDEN;
+/* The same for a request malloc's fast path counted already, making the
+ * thread's counter negative. */
+int ebb__sample_fired(size_t n) EBB_HIDDEN;
 /* Record a sample of n bytes at the caller's site; its record's tag, 0 if
  * it could not be recorded (table full).  Holds no lock while it unwinds. */
 uint32_t ebb__sample_begin(size_t n) EBB_HIDDEN;

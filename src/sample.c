@@ -221,10 +221,25 @@ static void restart(ebb__sample_tls_t *t, unsigned epoch)
     t->left = next_gap(t, atomic_load_explicit(&S.rate, memory_order_relaxed));
 }
 
-int ebb__sample_tick(size_t n)
+/* t->left went negative: a sample point falls inside this block.  The
+ * process is memoryless, so the next gap starts where the block ends. */
+static int fire(ebb__sample_tls_t *t)
+{
+    size_t rate = atomic_load_explicit(&S.rate, memory_order_relaxed);
+    t->left = next_gap(t, rate);
+    return rate != 0 && !in_sampler &&
+           atomic_load_explicit(&ebb__g.threads_allowed, memory_order_relaxed);
+}
+
+static ebb__sample_tls_t *thread_state(void)
 {
     ebb__tcache_t *tc = ebb__tcache_get_slow();
-    ebb__sample_tls_t *t = tc ? &tc->sample : &no_cache_state;
+    return tc ? &tc->sample : &no_cache_state;
+}
+
+int ebb__sample_tick(size_t n)
+{
+    ebb__sample_tls_t *t = thread_state();
     unsigned epoch = atomic_load_explicit(&S.epoch, memory_order_relaxed);
     if (EBB_UNLIKELY(t->epoch != epoch))
         restart(t, epoch);
@@ -233,12 +248,20 @@ int ebb__sample_tick(size_t n)
         t->left = left;
         return 0;
     }
-    /* A point falls inside this block.  The process is memoryless, so the
-     * next gap starts where the block ends. */
-    size_t rate = atomic_load_explicit(&S.rate, memory_order_relaxed);
-    t->left = next_gap(t, rate);
-    return rate != 0 && !in_sampler &&
-           atomic_load_explicit(&ebb__g.threads_allowed, memory_order_relaxed);
+    return fire(t);
+}
+
+int ebb__sample_fired(size_t n)
+{
+    ebb__sample_tls_t *t = thread_state();
+    unsigned epoch = atomic_load_explicit(&S.epoch, memory_order_relaxed);
+    if (EBB_UNLIKELY(t->epoch != epoch)) {
+        /* Drawn under another rate (or never: a new cache): count n
+         * against a gap drawn under this one instead. */
+        restart(t, epoch);
+        return ebb__sample_tick(n);
+    }
+    return fire(t);
 }
 
 /* --------------------------------------------------------------- sites */
