@@ -381,6 +381,29 @@ static void test_fork(void **state)
         ebb_free(hogged[i]);
 }
 
+/* The OS layer's helper for the report: a code address in words, without
+ * allocating ("0x... (object)" here: the test's functions are not in its
+ * dynamic symbol table). */
+size_t ebb__os_symbolise(const void *pc, char *buf, size_t len);
+
+static void test_symbolise(void **state)
+{
+    (void)state;
+    hog();
+    const ebb_site_t *s = SITE_OF(hog, NULL);
+    assert_non_null(s);
+    char buf[256];
+    size_t n = ebb__os_symbolise(s->pcs[0], buf, sizeof buf);
+    EXPECT(n == strlen(buf) && strstr(buf, "0x") && strstr(buf, "test_sample"), "%s", buf);
+    /* A return address one byte into an exported function of a library. */
+    const char *pc = (const char *)(uintptr_t)_cmocka_run_group_tests + 1;
+    EXPECT(ebb__os_symbolise(pc, buf, sizeof buf) > 0 &&
+           strstr(buf, "_cmocka_run_group_tests+0x1 (") && strstr(buf, "libcmocka"), "%s", buf);
+    EXPECT(ebb__os_symbolise(s->pcs[0], buf, 8) == 7 && strlen(buf) == 7, "truncated: %s", buf);
+    for (size_t i = 0; i < HOG_N; i++)
+        ebb_free(hogged[i]);
+}
+
 /* ------------------------------------------------- a full site table */
 
 static unsigned long unique;
@@ -424,6 +447,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown_check),
         cmocka_unit_test_setup_teardown(test_stack_hook, setup, teardown_check),
         cmocka_unit_test_setup_teardown(test_fork, setup, teardown_check),
+        cmocka_unit_test_setup_teardown(test_symbolise, setup, teardown_check),
         cmocka_unit_test_setup_teardown(test_full_table, setup, teardown_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
