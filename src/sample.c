@@ -27,7 +27,8 @@
  * `sample.left` once its pop is sure, and leaves for the slow path when the
  * counter turns negative: a subtract from memory and a branch (the first
  * version loaded, subtracted, tested and stored: 5 instructions, +1.8% of
- * churn's instructions; this one is within 0.1%).  Sampling off is a gap
+ * churn's instructions; this one +0.1 to +0.9%, within the purger's noise).
+ * Sampling off is a gap
  * of PTRDIFF_MAX (redrawn when it runs out, every 2 GiB on 32-bit).  A rate
  * change bumps an epoch that each thread checks on its slow paths, which
  * come at least every half a cache of allocations.  The slow path of a sample unwinds the
