@@ -28,11 +28,10 @@
  * counter turns negative: a subtract from memory and a branch (the first
  * version loaded, subtracted, tested and stored: 5 instructions, +1.8% of
  * churn's instructions; this one +0.1 to +0.9%, within the purger's noise).
- * Sampling off is a gap
- * of PTRDIFF_MAX (redrawn when it runs out, every 2 GiB on 32-bit).  A rate
- * change bumps an epoch that each thread checks on its slow paths, which
- * come at least every half a cache of allocations.  The slow path of a sample unwinds the
- * stack (glibc's backtrace(), libgcc's DWARF unwinder: frame pointers are
+ * Sampling off is a gap of PTRDIFF_MAX (redrawn when it runs out, every
+ * 2 GiB on 32-bit).  A rate change bumps an epoch that each thread checks
+ * on its slow paths, which come at least every half a cache of
+ * allocations.  The slow path of a sample unwinds the stack (glibc's backtrace(), libgcc's DWARF unwinder: frame pointers are
  * not there in most distribution code), calls the stack hook and takes the
  * site lock; ebb's own frames are dropped by address (every function that
  * can be on the stack between the program's call and the unwind lives in
