@@ -31,8 +31,9 @@
  * Sampling off is a gap of PTRDIFF_MAX (redrawn when it runs out, every
  * 2 GiB on 32-bit).  A rate change bumps an epoch that each thread checks
  * on its slow paths, which come at least every half a cache of
- * allocations.  The slow path of a sample unwinds the stack (glibc's backtrace(), libgcc's DWARF unwinder: frame pointers are
- * not there in most distribution code), calls the stack hook and takes the
+ * allocations.  The slow path of a sample unwinds the stack (glibc's
+ * backtrace(), libgcc's DWARF unwinder: frame pointers are not there in
+ * most distribution code), calls the stack hook and takes the
  * site lock; ebb's own frames are dropped by address (every function that
  * can be on the stack between the program's call and the unwind lives in
  * the `ebb_entry` section).  The unwind is the price: about 17,000
