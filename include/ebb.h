@@ -116,10 +116,11 @@ typedef struct ebb_stats_s {
 EBB_API void ebb_stats(ebb_stats_t *out);
 
 /* One size class: its block size, blocks handed out (thread caches
- * included) and the pools that hold them. */
+ * included, and sampled blocks of the class, which the profiler serves
+ * from a page of their own) and the pools that hold them. */
 typedef struct ebb_class_stats_s {
     size_t size;            /* block size in bytes */
-    size_t used;            /* blocks handed out, including thread caches */
+    size_t used;            /* blocks handed out, including thread caches and sampled ones */
     size_t pools;           /* pools of this class */
     size_t pool_bytes;      /* bytes those pools span */
 } ebb_class_stats_t;
@@ -228,6 +229,57 @@ EBB_API int ebb_last_failure(ebb_failure_t *out, int clear);
  * (default stderr) in EBB_REPORT_FORMAT. */
 enum { EBB_REPORT_TEXT = 0, EBB_REPORT_JSON = 1 };
 EBB_API int ebb_report(int fd, int format);
+/* ------------------------------------------------------------- sampling
+ * A sampling heap profiler: about one allocation per `rate` bytes allocated
+ * (EBB_SAMPLE_RATE, 512 KiB by default; 0 turns it off) is sampled, with the
+ * native backtrace of the allocating call and, if a runtime registered one,
+ * its own stack as text.  Sampled allocations are grouped by site (the
+ * backtrace and the text) into estimates of the bytes and blocks each site
+ * has live now and has allocated in all: each sampled block of s bytes
+ * stands for s / (1 - exp(-s / rate)) bytes, which makes the estimates
+ * unbiased; their relative error is about 1 / sqrt(samples). */
+#define EBB_SITE_DEPTH 32   /* native frames kept per site */
+#define EBB_SITE_TEXT 512   /* bytes of stack-hook text kept per site, NUL included */
+
+typedef struct ebb_site_s {
+    uint64_t live_bytes;    /* estimated bytes allocated here and not yet freed */
+    uint64_t live_count;    /* estimated blocks allocated here and not yet freed */
+    uint64_t total_bytes;   /* estimated bytes allocated here since sampling began */
+    uint64_t total_count;   /* estimated blocks allocated here since sampling began */
+    uint64_t samples;       /* sampled blocks of this site still live */
+    int depth;              /* entries used in pcs */
+    void *pcs[EBB_SITE_DEPTH]; /* return addresses, the allocating call first */
+    char stack[EBB_SITE_TEXT]; /* the stack hook's text, NUL-terminated; "" if none */
+} ebb_site_t;
+
+/* Mean bytes between samples (0: sampling off). */
+EBB_API size_t ebb_sample_rate(void);
+/* Change it (0 turns sampling off; sites already recorded stay).  The
+ * calling thread uses it at once, others from their next allocation that
+ * misses their cache (within a few dozen).  Returns 0. */
+EBB_API int ebb_set_sample_rate(size_t bytes);
+/* Copy the n sites with the most estimated live bytes, most first, to
+ * out[0..n); returns the number of sites recorded (may exceed n; NULL out
+ * with n = 0 asks for it).  Never allocates. */
+EBB_API size_t ebb_sample_sites(ebb_site_t *out, size_t n);
+
+typedef struct ebb_sample_stats_s {
+    size_t rate;            /* mean bytes between samples, 0 off */
+    size_t sites;           /* sites recorded */
+    uint64_t samples;       /* allocations sampled since start */
+    uint64_t live;          /* sampled blocks still live */
+    uint64_t dropped;       /* samples not recorded: the site table was full */
+} ebb_sample_stats_t;
+EBB_API void ebb_sample_stats(ebb_sample_stats_t *out);
+
+/* A runtime's stack for a sample: write a short text (e.g. one
+ * "file.py:12 function" line per frame, innermost first) of at most `size`
+ * bytes to buf and return its length.  Called on the allocating thread for
+ * each sample, holding no ebb lock; allocations it makes are not sampled. */
+typedef size_t (*ebb_stack_hook_fn)(char *buf, size_t size, void *arg);
+/* Register the hook (NULL removes it).  A hook being replaced may still be
+ * running on another thread when this returns.  Returns 0. */
+EBB_API int ebb_set_stack_hook(ebb_stack_hook_fn fn, void *arg);
 
 /* Print the statistics, one size class per line, to stderr. */
 EBB_API void ebb_stats_print(void);

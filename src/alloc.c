@@ -16,6 +16,13 @@
  * realloc keeps a block in place when the new size fits its usable size and
  * does not shrink it by at least a quarter (glibc-like); large blocks grow
  * and shrink with mremap.  realloc(p, 0) frees p and returns NULL, as glibc.
+ *
+ * Sampling (sample.c): malloc's fast path also counts the request against
+ * the thread's distance to its next sample; every other allocation path
+ * counts it on its slow path.  A sampled allocation is served by the large-
+ * block allocator, tagged with its sample record, so free needs no test.
+ * Every function that can be on the stack when a sample unwinds is marked
+ * EBB_ENTRY.
  */
 #include "internal.h"
 
@@ -74,32 +81,70 @@ static void *small_alloc_slow(unsigned cls, size_t n)
     return settle(p, n);
 }
 
+static void *large_alloc_tagged(size_t n, size_t align, int zero, uint32_t tag, uint32_t usable)
+{
+    void *p = ebb__large_alloc_tagged(n, align, zero, tag, usable);
+    if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())
+        p = ebb__large_alloc_tagged(n, align, zero, tag, usable);
+    return p;
+}
+
 static void *large_alloc(size_t n, size_t align, int zero)
 {
-    void *p = ebb__large_alloc(n, align, zero);
-    if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())
-        p = ebb__large_alloc(n, align, zero);
+    return settle(large_alloc_tagged(n, align, zero, 0, 0), n);
+}
+
+/* A sampled allocation: recorded at its site, then served by the large-
+ * block allocator with the record's tag (unsampled if the table is full).
+ * cls: the class a pool would have served it from (EBB_NO_CLASS for a
+ * large request); the block is at least that big and says it is that big,
+ * so usable sizes and realloc's choices stay what they are unsampled. */
+static EBB_ENTRY EBB_NOINLINE void *sampled_alloc(size_t n, size_t align, int zero, unsigned cls)
+{
+    uint32_t usable = cls < EBB_CLASSES ? ebb__classes[cls].size : 0;
+    uint32_t tag = ebb__sample_begin(n);
+    void *p = large_alloc_tagged(usable > n ? usable : n, align, zero, tag, usable);
+    if (p == NULL && tag)
+        ebb__sample_forget(tag);
     return settle(p, n);
 }
 
-EBB_NOINLINE void *ebb__malloc_slow(size_t n)
+EBB_ENTRY EBB_NOINLINE void *ebb__malloc_slow(size_t n)
 {
     ebb__ensure_init();
     ebb__expensive_check();
     ebb__report_arm();
-    if (n <= EBB_LARGE_THRESHOLD)
-        return small_alloc_slow(ebb__class_of(n), n);
     if (n > (size_t)PTRDIFF_MAX)
         return settle(NULL, n);
+    unsigned cls = n <= EBB_LARGE_THRESHOLD ? ebb__class_of(n) : EBB_NO_CLASS;
+    if (EBB_UNLIKELY(ebb__sample_tick(n)))
+        return sampled_alloc(n, 0, 0, cls);
+    if (cls != EBB_NO_CLASS)
+        return small_alloc_slow(cls, n);
     return large_alloc(n, 0, 0);
 }
 
-EBB_API void *ebb_malloc(size_t n)
+/* The fast path's sample counter ran out: this request was counted
+ * already. */
+static EBB_ENTRY EBB_NOINLINE void *malloc_counted(size_t n)
+{
+    if (EBB_UNLIKELY(ebb__sample_fired(n)))
+        return sampled_alloc(n, 0, 0, ebb__class_of(n));
+    return small_alloc_slow(ebb__class_of(n), n);
+}
+
+/* The sample counter is charged only once the pop is sure to succeed, so
+ * the placeholder caches (empty stacks) are never written: a subtract from
+ * memory and a branch on its sign. */
+EBB_API EBB_ENTRY void *ebb_malloc(size_t n)
 {
     if (EBB_LIKELY(n <= EBB_TCACHE_MAX_SIZE)) {
-        ebb__tbin_t *b = &ebb__tc_get()->bin[ebb__class_of(n)];
+        ebb__tcache_t *tc = ebb__tc_get();
+        ebb__tbin_t *b = &tc->bin[ebb__class_of(n)];
         void **top = b->top;
         if (EBB_LIKELY(top != b->low)) {
+            if (EBB_UNLIKELY((tc->sample.left -= (ptrdiff_t)n) < 0))
+                return malloc_counted(n);
             b->top = top - 1;
             return top[-1];
         }
@@ -122,7 +167,7 @@ static int aligned_class(size_t n, size_t align, unsigned *out)
     return 0;
 }
 
-static void *alloc_aligned(size_t align, size_t n)
+static EBB_ENTRY void *alloc_aligned(size_t align, size_t n)
 {
     if (align <= EBB_MIN_ALIGN)
         return ebb_malloc(n);
@@ -130,18 +175,24 @@ static void *alloc_aligned(size_t align, size_t n)
         return enomem();
     ebb__ensure_init();
     unsigned cls;
-    if (aligned_class(n, align, &cls))
+    int small = aligned_class(n, align, &cls);
+    if (EBB_UNLIKELY(ebb__sample_tick(n)))
+        return sampled_alloc(n, align < page_size() ? page_size() : align, 0,
+                             small ? cls : EBB_NO_CLASS);
+    if (small)
         return small_alloc_slow(cls, n);
     return large_alloc(n, align < page_size() ? page_size() : align, 0);
 }
 
-EBB_API void *ebb_calloc(size_t count, size_t size)
+EBB_API EBB_ENTRY void *ebb_calloc(size_t count, size_t size)
 {
     size_t n;
     if (__builtin_mul_overflow(count, size, &n) || n > (size_t)PTRDIFF_MAX)
         return enomem();
     if (n > EBB_LARGE_THRESHOLD) {
         ebb__ensure_init();
+        if (EBB_UNLIKELY(ebb__sample_tick(n)))
+            return sampled_alloc(n, 0, 1, EBB_NO_CLASS);
         return large_alloc(n, 0, 1);
     }
     void *p = ebb_malloc(n);
@@ -150,7 +201,7 @@ EBB_API void *ebb_calloc(size_t count, size_t size)
     return p;
 }
 
-EBB_API void *ebb_aligned_alloc(size_t align, size_t n)
+EBB_API EBB_ENTRY void *ebb_aligned_alloc(size_t align, size_t n)
 {
     if (align == 0 || (align & (align - 1))) {
         errno = EINVAL;
@@ -159,7 +210,7 @@ EBB_API void *ebb_aligned_alloc(size_t align, size_t n)
     return alloc_aligned(align, n);
 }
 
-EBB_API void *ebb_memalign(size_t align, size_t n)
+EBB_API EBB_ENTRY void *ebb_memalign(size_t align, size_t n)
 {
     if (align > (size_t)PTRDIFF_MAX / 2 + 1) {
         errno = EINVAL;
@@ -174,7 +225,7 @@ EBB_API void *ebb_memalign(size_t align, size_t n)
     return alloc_aligned(align, n);
 }
 
-EBB_API int ebb_posix_memalign(void **out, size_t align, size_t n)
+EBB_API EBB_ENTRY int ebb_posix_memalign(void **out, size_t align, size_t n)
 {
     if (align < sizeof(void *) || (align & (align - 1)) || align % sizeof(void *))
         return EINVAL;
@@ -187,12 +238,12 @@ EBB_API int ebb_posix_memalign(void **out, size_t align, size_t n)
     return 0;
 }
 
-EBB_API void *ebb_valloc(size_t n)
+EBB_API EBB_ENTRY void *ebb_valloc(size_t n)
 {
     return alloc_aligned(page_size(), n);
 }
 
-EBB_API void *ebb_pvalloc(size_t n)
+EBB_API EBB_ENTRY void *ebb_pvalloc(size_t n)
 {
     size_t page = page_size();
     if (n > SIZE_MAX - page)
@@ -358,13 +409,28 @@ EBB_API int ebb_manages(const void *p)
 
 /* --------------------------------------------------------------- realloc */
 
-static void *move_block(void *p, size_t old_usable, size_t n)
+static EBB_ENTRY void *move_block(void *p, size_t old_usable, size_t n)
 {
     void *q = ebb_malloc(n);
     if (q == NULL)
         return NULL;
     memcpy(q, p, old_usable < n ? old_usable : n);
     ebb_free(p);
+    return q;
+}
+
+/* A large block resized in place or by mremap counts as freed and allocated
+ * anew: its old sample (tag) goes, and its new size is ticked like any
+ * allocation, so it is sampled with the probability its size calls for. */
+static EBB_ENTRY EBB_NOINLINE void *resampled(void *q, size_t n, uint32_t tag)
+{
+    if (tag)
+        ebb__sample_forget(tag);
+    if (EBB_UNLIKELY(ebb__sample_tick(n))) {
+        uint32_t fresh = ebb__sample_begin(n);
+        if (fresh && !ebb__large_set_tag(q, fresh))
+            ebb__sample_forget(fresh);
+    }
     return q;
 }
 
@@ -375,7 +441,7 @@ static int shrink_saves_a_quarter(size_t n, size_t usable)
     return target <= usable - usable / 4;
 }
 
-EBB_API void *ebb_realloc(void *p, size_t n)
+EBB_API EBB_ENTRY void *ebb_realloc(void *p, size_t n)
 {
     if (p == NULL)
         return ebb_malloc(n);
@@ -411,15 +477,18 @@ EBB_API void *ebb_realloc(void *p, size_t n)
             return move_block(p, usable, n);
         return p;
     }
-    int not_ours;
-    void *q = ebb__large_realloc(p, n, &not_ours);
+    int not_ours, resized;
+    uint32_t tag;
+    void *q = ebb__large_realloc(p, n, &not_ours, &resized, &tag);
+    if (q && resized)
+        return resampled(q, n, tag);
     /* Moved by copying when a resident cached mapping can take it, or when
      * mremap cannot (a block that grew into a neighbour spans two kernel
      * mappings). */
     return q ? q : move_block(p, usable < n ? usable : n, n);
 }
 
-EBB_API void *ebb_reallocarray(void *p, size_t count, size_t size)
+EBB_API EBB_ENTRY void *ebb_reallocarray(void *p, size_t count, size_t size)
 {
     size_t n;
     if (__builtin_mul_overflow(count, size, &n))

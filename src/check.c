@@ -239,6 +239,7 @@ static int check_mapped_adds_up(void)
     s.mapped_meta = ebb__g.tcache_bytes;
     ebb__arena_stats_locked(&s);
     ebb__large_stats_locked(&s);
+    ebb__sample_stats_locked(&s);
     size_t sum = s.mapped_meta + s.mapped_pools + s.mapped_free_slots + s.mapped_large +
                  s.mapped_large_cached;
     size_t mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
@@ -279,6 +280,7 @@ EBB_API int ebb_check(void)
               atomic_load_explicit(&ebb__g.clean_pages, memory_order_relaxed));
     faults += check_tcaches();
     faults += ebb__large_check();
+    faults += ebb__sample_check();
     faults += check_mapped_adds_up();
 
     ebb__unlock_everything();

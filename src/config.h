@@ -205,6 +205,26 @@
  * about 0.1%; and a process killed while growing fast leaves a state at
  * most this old. */
 #define EBB_BLACKBOX_INTERVAL_MS 10
+/* Sampling heap profiler (sample.c).  On average one sample per this many
+ * bytes allocated (option EBB_SAMPLE_RATE; 0 off), the issue's figure and
+ * close to tcmalloc's heap profiler (512 KiB).  Each sample costs a native
+ * backtrace and a page from the large-block allocator for as long as the
+ * block lives, so the rate bounds both: about 1 sample per 512 KiB live,
+ * 0.8% of a heap of small blocks (sample.c has the measured time). */
+#define EBB_SAMPLE_RATE_DEFAULT ((size_t)512 << 10)
+/* Allocation sites told apart.  A site is a backtrace plus the stack hook's
+ * text; a program's allocation sites with anything live number in the
+ * hundreds, a big interpreter's in the low thousands.  Sites (824 bytes
+ * each) are mapped 64 at a time (52 KiB) as they are first seen, so what
+ * the profiler costs follows what it holds (ebb's committed bytes count
+ * it, and a limit sees it).  Past this, samples are dropped and counted. */
+#define EBB_SAMPLE_SITES 4096
+#define EBB_SAMPLE_CHUNK_SITES 64
+/* One record per live sampled block (its site and weight, 24 bytes),
+ * mapped a chunk at a time: 1024 records (24 KiB) a chunk, up to 1024
+ * chunks, which covers a live heap of about 512 GiB at the default rate. */
+#define EBB_SAMPLE_CHUNK_RECORDS 1024
+#define EBB_SAMPLE_CHUNKS 1024
 
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
@@ -266,5 +286,12 @@ _Static_assert(EBB_BLACKBOX_INTERVAL_MS >= 1 && EBB_BLACKBOX_INTERVAL_MS < EBB_P
 _Static_assert(EBB_REPORT_CLASSES >= 1 && EBB_REPORT_CLASSES <= EBB_CLASSES,
                "a report lists some classes, at most all");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
+
+_Static_assert(EBB_SAMPLE_SITES >= 64 && (EBB_SAMPLE_SITES & (EBB_SAMPLE_SITES - 1)) == 0,
+               "the site index is a power of two, twice the sites");
+_Static_assert(EBB_SAMPLE_SITES % EBB_SAMPLE_CHUNK_SITES == 0, "sites come in whole chunks");
+_Static_assert((uint64_t)EBB_SAMPLE_CHUNK_RECORDS * EBB_SAMPLE_CHUNKS < UINT32_MAX,
+               "a sample record's number fits a large-block entry's 32-bit tag");
+_Static_assert(EBB_SAMPLE_RATE_DEFAULT >= 4096, "a sample is rare next to a page of cost");
 
 #endif /* EBB_CONFIG_H */

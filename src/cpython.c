@@ -41,19 +41,19 @@ typedef struct {
 
 enum { EBB_PY_DOMAIN_RAW = 0, EBB_PY_DOMAIN_MEM = 1, EBB_PY_DOMAIN_OBJ = 2 };
 
-static void *py_malloc(void *ctx, size_t n)
+EBB_ENTRY static void *py_malloc(void *ctx, size_t n)
 {
     (void)ctx;
     return ebb_malloc(n);
 }
 
-static void *py_calloc(void *ctx, size_t count, size_t size)
+EBB_ENTRY static void *py_calloc(void *ctx, size_t count, size_t size)
 {
     (void)ctx;
     return ebb_calloc(count, size);
 }
 
-static void *py_realloc(void *ctx, void *p, size_t n)
+EBB_ENTRY static void *py_realloc(void *ctx, void *p, size_t n)
 {
     (void)ctx;
     return ebb_realloc(p, n ? n : 1);

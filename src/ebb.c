@@ -15,6 +15,7 @@
 #include "heap.c"
 #include "tcache.c"
 #include "large.c"
+#include "sample.c"
 #include "purge.c"
 #include "limit.c"
 #include "report.c"

@@ -30,6 +30,8 @@
  *                        EBB_REPORT_SIGNAL=USR1|USR2|N: a report on demand
  *   EBB_BLACKBOX=PATH    keep the last state in PATH ("%p": the pid), for
  *                        after a SIGKILL (blackbox.c; `ebb run` sets it)
+ *   EBB_SAMPLE_RATE=SIZE mean bytes between heap-profile samples (sample.c
+ *                        reads it; default 512K, 0 off)
  *   EBB_PYTHON=1, EBB_NO_CHILDREN=1   set by `ebb run` (cpython.c)
  *
  * Fork: the prepare handler takes every lock (registry, each bin, arenas,
@@ -169,6 +171,7 @@ void ebb__init_slow(void)
             ebb__g.heaps[i].index = i;
         ebb__limit_start(&ebb__g.opt);
         ebb__blackbox_setup();
+        ebb__sample_init();
         atomic_store_explicit(&ebb__g.ready, 1, memory_order_release);
     }
     ebb__unlock(&ebb__g.init_lock);
@@ -187,10 +190,12 @@ void ebb__lock_everything(void)
     ebb__lock(&ebb__g.arena_lock);
     ebb__large_lock_all();
     ebb__limit_lock_all();
+    ebb__sample_lock_all();
 }
 
 void ebb__unlock_everything(void)
 {
+    ebb__sample_unlock_all(0);
     ebb__limit_unlock_all(0);
     ebb__large_unlock_all(0);
     ebb__unlock(&ebb__g.arena_lock);
@@ -203,6 +208,7 @@ void ebb__unlock_everything(void)
 
 static void fork_child(void)
 {
+    ebb__sample_unlock_all(1);
     ebb__limit_unlock_all(1);
     ebb__large_unlock_all(1);
     ebb__lock_reset(&ebb__g.arena_lock);
@@ -228,6 +234,7 @@ __attribute__((constructor)) static void ebb__constructor(void)
 {
     ebb__ensure_init();
     ebb__os_atfork(ebb__lock_everything, ebb__unlock_everything, fork_child);
+    ebb__sample_prime();
     atomic_store_explicit(&ebb__g.threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
     if (ebb__g.opt.verbose) {

@@ -18,7 +18,8 @@
  *   space says whether an arena lives there.
  *
  * Lock order: purge -> registry -> bin (one at a time) -> arena -> large ->
- * limit (the callback table).  The fast paths take none.
+ * limit (the callback table) -> sample (the profiler's sites).  The fast
+ * paths take none.
  */
 #ifndef EBB_INTERNAL_H
 #define EBB_INTERNAL_H
@@ -227,8 +228,17 @@ typedef struct {
 
 enum { EBB_TC_ACTIVE = 1, EBB_TC_EXITING, EBB_TC_FREE };
 
+/* A thread's sampling state (sample.c). */
+typedef struct {
+    ptrdiff_t left;  /* bytes to allocate before the next sample; malloc's fast
+                        path subtracts each request and leaves on a negative */
+    unsigned epoch;  /* the rate's epoch `left` was drawn in */
+    uint64_t rng;    /* xorshift state for the gaps */
+} ebb__sample_tls_t;
+
 struct ebb__tcache_s {
     ebb__tbin_t bin[EBB_CLASSES];
+    ebb__sample_tls_t sample; /* owner only */
     ebb__heap_t *heap;
     ebb__tcache_t *next, *prev; /* registry list; registry lock */
     /* The owner's ebb__tc, which the purger may point at the `poked`
@@ -472,14 +482,21 @@ void ebb__tcache_fork_child(void) EBB_HIDDEN;
 
 /* large.c */
 void *ebb__large_alloc(size_t size, size_t align, int zero) EBB_HIDDEN;
+void *ebb__large_alloc_tagged(size_t size, size_t align, int zero, uint32_t tag,
+                              uint32_t usable) EBB_HIDDEN;
 int ebb__large_free(void *p) EBB_HIDDEN;          /* 0 if p is not ours */
+int ebb__large_set_tag(void *p, uint32_t tag) EBB_HIDDEN;
 size_t ebb__large_usable(const void *p) EBB_HIDDEN; /* 0 if p is not ours */
-void *ebb__large_realloc(void *p, size_t size, int *not_ours) EBB_HIDDEN;
+/* *resized: the block's mapping changed (in place or moved); then *tag is
+ * the sample record it had (0 none), which the caller settles. */
+void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized,
+                         uint32_t *tag) EBB_HIDDEN;
 uint32_t ebb__large_purge(uint32_t now, long delay) EBB_HIDDEN;
 void ebb__large_stats(ebb_stats_t *s) EBB_HIDDEN;
 void ebb__large_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 int ebb__large_check(void) EBB_HIDDEN;
 void ebb__large_lock_all(void) EBB_HIDDEN;
+void ebb__large_sampled_classes(size_t used[EBB_CLASSES]) EBB_HIDDEN;
 void ebb__large_unlock_all(int child) EBB_HIDDEN;
 
 /* diag.c */
@@ -521,6 +538,33 @@ static inline void ebb__blackbox_tick(void)
 
 /* cpython.c: from the constructor, what `ebb run` asked for */
 void ebb__launched_setup(void) EBB_HIDDEN;
+
+/* sample.c */
+/* Functions that may be on the stack between a program's allocation call
+ * and the sampler's backtrace live in one section, so the sampler can drop
+ * ebb's own frames by address, whatever the compiler inlined. */
+#define EBB_ENTRY __attribute__((section("ebb_entry")))
+void ebb__sample_init(void) EBB_HIDDEN;
+/* Load the unwinder now (it allocates on first use), if sampling is on. */
+void ebb__sample_prime(void) EBB_HIDDEN;
+/* 1 if an allocation of n bytes is to be sampled (counts n against the
+ * thread's gap). */
+int ebb__sample_tick(size_t n) EBB_HIDDEN;
+/* The same for a request malloc's fast path counted already, making the
+ * thread's counter negative. */
+int ebb__sample_fired(size_t n) EBB_HIDDEN;
+/* Record a sample of n bytes at the caller's site; its record's tag, 0 if
+ * it could not be recorded (table full).  Holds no lock while it unwinds. */
+uint32_t ebb__sample_begin(size_t n) EBB_HIDDEN;
+/* The sampled block with record `tag` is gone. */
+void ebb__sample_forget(uint32_t tag) EBB_HIDDEN;
+void ebb__sample_lock_all(void) EBB_HIDDEN;
+void ebb__sample_unlock_all(int child) EBB_HIDDEN;
+void ebb__sample_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
+int ebb__sample_check(void) EBB_HIDDEN;
+/* The report writer's view: the sites, most live bytes first. */
+typedef ebb_site_t ebb__site_t;
+size_t ebb__sample_top(ebb__site_t *out, size_t n) EBB_HIDDEN;
 
 /* alloc.c, slow paths */
 void *ebb__malloc_slow(size_t n) EBB_HIDDEN;

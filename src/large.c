@@ -43,7 +43,11 @@
 typedef struct {
     uintptr_t addr; /* 0 = empty */
     size_t size;    /* bytes mapped, a multiple of the page size */
-    uint32_t stamp; /* cache entries: ms when freed */
+    union {
+        uint32_t stamp;  /* cache entries: ms when freed */
+        uint32_t usable; /* live entries: usable bytes if not all of `size` */
+    };
+    uint32_t tag;   /* live entries: the block's sample record (sample.c), 0 if not sampled */
 } ebb__large_entry_t;
 
 #define INITIAL_CAPACITY 256
@@ -58,7 +62,16 @@ static struct {
     ebb__large_entry_t cache[EBB_LARGE_CACHE_SLOTS]; /* oldest first */
     unsigned ncache;
     size_t cache_bytes;
+    /* Live sampled blocks standing in for a small block, by the class they
+     * stand for (their `usable`), so class statistics count them. */
+    size_t sampled_small[EBB_CLASSES];
 } L = { .lock = EBB_LOCK_INIT };
+
+static void count_sampled_small(uint32_t usable, int delta)
+{
+    if (usable != 0)
+        L.sampled_small[ebb__class_of(usable)] += (size_t)delta;
+}
 
 static size_t slot_of_addr(uintptr_t a, size_t cap)
 {
@@ -74,13 +87,12 @@ static void table_ready(void)
     }
 }
 
-static void table_put(ebb__large_entry_t *t, size_t cap, uintptr_t a, size_t size)
+static void table_put(ebb__large_entry_t *t, size_t cap, ebb__large_entry_t e)
 {
-    size_t i = slot_of_addr(a, cap);
+    size_t i = slot_of_addr(e.addr, cap);
     while (t[i].addr != 0)
         i = (i + 1) & (cap - 1);
-    t[i].addr = a;
-    t[i].size = size;
+    t[i] = e;
 }
 
 /* Room for one more entry; 0 if the table could not grow. */
@@ -96,7 +108,7 @@ static int table_reserve(void)
     ebb__mapped_add(bytes);
     for (size_t i = 0; i < L.cap; i++)
         if (L.table[i].addr)
-            table_put(t, ncap, L.table[i].addr, L.table[i].size);
+            table_put(t, ncap, L.table[i]);
     if (L.table != L.initial) {
         ebb__os_unmap(L.table, L.table_bytes);
         ebb__mapped_sub(L.table_bytes);
@@ -123,6 +135,7 @@ static ebb__large_entry_t *table_find(uintptr_t a)
 /* Remove by shifting later members of the probe run back into the hole. */
 static void table_remove(ebb__large_entry_t *e)
 {
+    count_sampled_small(e->usable, -1);
     size_t hole = (size_t)(e - L.table), i = hole;
     for (;;) {
         i = (i + 1) & (L.cap - 1);
@@ -136,14 +149,14 @@ static void table_remove(ebb__large_entry_t *e)
             hole = i;
         }
     }
-    L.table[hole].addr = 0;
-    L.table[hole].size = 0;
+    L.table[hole] = (ebb__large_entry_t){ 0, 0, { 0 }, 0 };
     L.count--;
 }
 
-static void record_live(uintptr_t a, size_t size)
+static void record_live(uintptr_t a, size_t size, uint32_t tag, uint32_t usable)
 {
-    table_put(L.table, L.cap, a, size);
+    table_put(L.table, L.cap, (ebb__large_entry_t){ a, size, { .usable = usable }, tag });
+    count_sampled_small(usable, 1);
     L.count++;
     L.live_bytes += size;
 }
@@ -228,7 +241,10 @@ static int cache_give_back(void)
     return 1;
 }
 
-void *ebb__large_alloc(size_t size, size_t align, int zero)
+/* tag: the block's sample record (sample.c), 0 for an unsampled block;
+ * usable: what ebb_usable_size answers if not the whole mapping (a sampled
+ * small block answers as the pool block it stands in for would). */
+void *ebb__large_alloc_tagged(size_t size, size_t align, int zero, uint32_t tag, uint32_t usable)
 {
     size_t need = page_round(size ? size : 1);
     if (need == 0 || need > (size_t)PTRDIFF_MAX) {
@@ -243,7 +259,7 @@ void *ebb__large_alloc(size_t size, size_t align, int zero)
         return NULL;
     }
     if (align <= ebb__os_page_size() && cache_take(need, &e)) {
-        record_live(e.addr, e.size);
+        record_live(e.addr, e.size, tag, usable);
         ebb__unlock(&L.lock);
         if (zero)
             memset((void *)e.addr, 0, e.size);
@@ -272,9 +288,14 @@ void *ebb__large_alloc(size_t size, size_t align, int zero)
     /* Counted when recorded, under the lock, so a fork never sees one
      * without the other. */
     ebb__mapped_add(need);
-    record_live((uintptr_t)p, need);
+    record_live((uintptr_t)p, need, tag, usable);
     ebb__unlock(&L.lock);
     return p; /* fresh mappings are zero */
+}
+
+void *ebb__large_alloc(size_t size, size_t align, int zero)
+{
+    return ebb__large_alloc_tagged(size, align, zero, 0, 0);
 }
 
 /* Keep a freed mapping if the cache allows, merged with cached neighbours
@@ -282,7 +303,7 @@ void *ebb__large_alloc(size_t size, size_t align, int zero)
 static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t *evicted,
                                     unsigned *nevicted)
 {
-    ebb__large_entry_t rest = { 0, 0, 0 };
+    ebb__large_entry_t rest = { 0, 0, { 0 }, 0 };
     /* With a purge delay of 0 nothing is kept: freed means given back. */
     size_t limit = ebb__g.opt.purge_delay == 0 ? 0 : ebb__g.opt.large_cache;
     for (unsigned i = 0; i < L.ncache;) {
@@ -315,7 +336,20 @@ static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t
     return rest;
 }
 
+static int large_free_tagged(void *p, uint32_t *tag);
+
 int ebb__large_free(void *p)
+{
+    uint32_t tag = 0;
+    int ours = large_free_tagged(p, &tag);
+    if (tag)
+        ebb__sample_forget(tag);
+    return ours;
+}
+
+/* Free large block p; *tag gets its sample record (0 if none), which the
+ * caller gives back once it holds no lock.  0 if p is not ours. */
+static int large_free_tagged(void *p, uint32_t *tag)
 {
     ebb__large_entry_t evicted[EBB_LARGE_CACHE_SLOTS + 1];
     unsigned nevicted = 0;
@@ -327,6 +361,7 @@ int ebb__large_free(void *p)
     }
     uintptr_t a = e->addr;
     size_t size = e->size;
+    *tag = e->tag;
     L.live_bytes -= size;
     table_remove(e);
     ebb__large_entry_t rest = cache_put(a, size, evicted, &nevicted);
@@ -343,11 +378,22 @@ int ebb__large_free(void *p)
     return 1;
 }
 
+/* Give live large block p the sample record `tag`; 0 if p is not ours. */
+int ebb__large_set_tag(void *p, uint32_t tag)
+{
+    ebb__lock(&L.lock);
+    ebb__large_entry_t *e = table_find((uintptr_t)p);
+    if (e)
+        e->tag = tag;
+    ebb__unlock(&L.lock);
+    return e != NULL;
+}
+
 size_t ebb__large_usable(const void *p)
 {
     ebb__lock(&L.lock);
     ebb__large_entry_t *e = table_find((uintptr_t)p);
-    size_t size = e ? e->size : 0;
+    size_t size = e ? (e->usable ? e->usable : e->size) : 0;
     ebb__unlock(&L.lock);
     return size;
 }
@@ -379,16 +425,20 @@ static int absorb_cached_tail(ebb__large_entry_t *e, size_t need)
             cache_remove(i);
         }
         e->size = need;
+        count_sampled_small(e->usable, -1);
+        e->usable = 0;
         L.live_bytes += want;
         return 1;
     }
     return 0;
 }
 
-void *ebb__large_realloc(void *p, size_t size, int *not_ours)
+void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint32_t *tag)
 {
     size_t need = page_round(size);
     *not_ours = 0;
+    *resized = 0;
+    *tag = 0;
     if (need == 0 || need > (size_t)PTRDIFF_MAX) {
         errno = ENOMEM;
         return NULL;
@@ -410,6 +460,9 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours)
      * never used (3.8 MiB behind a 13 MiB buffer in bench/rss scenario 5),
      * and the next step can absorb again without a system call. */
     if (need > old && absorb_cached_tail(e, need)) {
+        *resized = 1; /* its sample, if any, is the caller's to settle */
+        *tag = e->tag;
+        e->tag = 0;
         ebb__unlock(&L.lock); /* grown in place into resident pages */
         return p;
     }
@@ -451,9 +504,12 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours)
         errno = ENOMEM;
         return NULL;
     }
-    /* The entry count does not change, so the table needs no room. */
+    /* The entry count does not change, so the table needs no room.  The
+     * resized block's sample, if any, is the caller's to settle. */
+    *resized = 1;
+    *tag = e->tag;
     table_remove(e);
-    record_live((uintptr_t)q, need);
+    record_live((uintptr_t)q, need, 0, 0);
     L.live_bytes -= old;
     if (need > old)
         ebb__mapped_add(need - old);
@@ -552,4 +608,14 @@ void ebb__large_unlock_all(int child)
         ebb__lock_reset(&L.lock);
     else
         ebb__unlock(&L.lock);
+}
+
+/* Add the live sampled blocks that stand in for small blocks to used[],
+ * by class (stats.c). */
+void ebb__large_sampled_classes(size_t used[EBB_CLASSES])
+{
+    ebb__lock(&L.lock);
+    for (unsigned c = 0; c < EBB_CLASSES; c++)
+        used[c] += L.sampled_small[c];
+    ebb__unlock(&L.lock);
 }

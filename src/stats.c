@@ -121,6 +121,9 @@ static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES],
     small_stats(&s, per_class_used, per_class_pools);
     arena_stats(&s);
     ebb__large_stats(&s);
+    ebb__sample_lock_all();
+    ebb__sample_stats_locked(&s);
+    ebb__sample_unlock_all(0);
     s.mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
     s.peak_mapped = atomic_load_explicit(&ebb__g.peak_mapped, memory_order_relaxed);
     s.committed = ebb__committed_now();
@@ -147,6 +150,7 @@ EBB_API size_t ebb_class_stats(ebb_class_stats_t *out, size_t n)
     size_t per_class[EBB_CLASSES] = { 0 }, pools[EBB_CLASSES] = { 0 };
     ebb_stats_t s;
     collect(&s, per_class, pools);
+    ebb__large_sampled_classes(per_class);
     for (size_t c = 0; c < n && c < EBB_CLASSES; c++) {
         out[c].size = ebb__classes[c].size;
         out[c].used = per_class[c];

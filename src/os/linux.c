@@ -1144,3 +1144,77 @@ void ebb__os_wake_all(_Atomic int *word)
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
     errno = saved;
 }
+
+/* --------------------------------------------------------- stacks */
+
+#ifdef __GLIBC__
+#include <execinfo.h>
+#endif
+
+/* glibc's backtrace() (libgcc's DWARF unwinder, loaded on first use) gives
+ * the return address in this function first: dropped, so pcs[0] is in our
+ * caller (the sampler, which drops the rest of ebb's frames by address). */
+__attribute__((noinline)) int ebb__os_backtrace(void **pcs, int max)
+{
+#ifdef __GLIBC__
+    void *raw[128];
+    int saved = errno;
+    int n = backtrace(raw, max + 1 < 128 ? max + 1 : 128);
+    errno = saved;
+    if (n <= 1)
+        return 0;
+    memcpy(pcs, raw + 1, (size_t)(n - 1) * sizeof(void *));
+    return n - 1;
+#else
+    (void)pcs;
+    (void)max;
+    return 0;
+#endif
+}
+
+static size_t sym_put_str(char *buf, size_t len, size_t at, const char *s)
+{
+    while (*s && at + 1 < len)
+        buf[at++] = *s++;
+    return at;
+}
+
+static size_t sym_put_hex(char *buf, size_t len, size_t at, uintptr_t v)
+{
+    char digits[2 + 2 * sizeof v + 1];
+    int i = (int)sizeof digits - 1;
+    digits[i] = 0;
+    do {
+        digits[--i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    digits[--i] = 'x';
+    digits[--i] = '0';
+    return sym_put_str(buf, len, at, digits + i);
+}
+
+size_t ebb__os_symbolise(const void *pc, char *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    Dl_info info;
+    size_t at = 0;
+    int saved = errno;
+    /* A return address may be one past its function's last byte. */
+    int found = dladdr((const char *)pc - 1, &info) != 0;
+    errno = saved;
+    if (found && info.dli_sname && info.dli_saddr) {
+        at = sym_put_str(buf, len, at, info.dli_sname);
+        at = sym_put_str(buf, len, at, "+");
+        at = sym_put_hex(buf, len, at, (uintptr_t)pc - (uintptr_t)info.dli_saddr);
+    } else {
+        at = sym_put_hex(buf, len, at, (uintptr_t)pc);
+    }
+    if (found && info.dli_fname && info.dli_fname[0]) {
+        at = sym_put_str(buf, len, at, " (");
+        at = sym_put_str(buf, len, at, info.dli_fname);
+        at = sym_put_str(buf, len, at, ")");
+    }
+    buf[at] = 0;
+    return at;
+}

@@ -190,5 +190,18 @@ int ebb__os_signal_number(const char *name);
 int ebb__os_on_signal(int sig, void (*fn)(int));
 /* Wake every thread sleeping in ebb__os_wait on word; async-signal-safe. */
 void ebb__os_wake_all(_Atomic int *word);
+/* ----------------------------------------------------- stacks (sample.c)
+ * The return addresses on the calling thread's stack, innermost first
+ * (pcs[0] is in the function that called ebb__os_backtrace), at most max;
+ * the number written, 0 if the system cannot unwind.  Unwinds by the DWARF
+ * tables, so it works without frame pointers.  May take the loader's lock
+ * and, on its first call, load the unwinder, which allocates: call it with
+ * no ebb lock held and with the calling thread's allocations kept out of
+ * sampling. */
+int ebb__os_backtrace(void **pcs, int max);
+/* Describe code address pc as "symbol+0xoff (object)" (or "0x... (object)"
+ * without a symbol) in buf, NUL-terminated; returns the length.  Never
+ * allocates; takes the loader's lock, so not for a signal handler. */
+size_t ebb__os_symbolise(const void *pc, char *buf, size_t len);
 
 #endif /* EBB_OS_H */

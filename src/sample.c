@@ -1,0 +1,648 @@
+/*
+ * sample.c -- the sampling heap profiler: which code holds the live bytes.
+ *
+ * Owns: each thread's distance to its next sample, the table of allocation
+ * sites (a native backtrace plus, if a runtime registered a stack hook, its
+ * stack as text) with their estimated live and total bytes, and one record
+ * per live sampled block (its site and its weight).
+ *
+ * Sampling.  Allocated bytes are a line; sample points fall on it as a
+ * Poisson process of mean gap R (EBB_SAMPLE_RATE, 512 KiB): each thread
+ * draws exponentially distributed gaps from its own xorshift generator, and
+ * an allocation that contains a point is sampled.  A block of s bytes is so
+ * sampled with probability p(s) = 1 - exp(-s/R), independently of every
+ * other block, and a sampled one stands for
+ *
+ *     s / p(s) bytes and 1 / p(s) blocks,
+ *
+ * so a site's sum of weights over its sampled blocks is an unbiased estimate
+ * of its bytes (and blocks): E = sum over blocks of p(s) * s / p(s).  For
+ * small blocks the weight is about R, for blocks far above R it is s (they
+ * are nearly always sampled).  Weights are fixed when a block is sampled
+ * and subtracted exactly when it is freed, so a site whose blocks are all
+ * freed goes back to 0, whatever the rate did in between.  The relative
+ * error of an estimate is about 1/sqrt(samples).
+ *
+ * Cost.  malloc's fast path subtracts the request from the thread cache's
+ * `sample.left` once its pop is sure, and leaves for the slow path when the
+ * counter turns negative: a subtract from memory and a branch (the first
+ * version loaded, subtracted, tested and stored: 5 instructions, +1.8% of
+ * churn's instructions; this one +0.1 to +0.9%, within the purger's noise).
+ * Sampling off is a gap of PTRDIFF_MAX (redrawn when it runs out, every
+ * 2 GiB on 32-bit).  A rate change bumps an epoch that each thread checks
+ * on its slow paths, which come at least every half a cache of
+ * allocations.  The slow path of a sample unwinds the stack (glibc's
+ * backtrace(), libgcc's DWARF unwinder: frame pointers are not there in
+ * most distribution code), calls the stack hook and takes the
+ * site lock; ebb's own frames are dropped by address (every function that
+ * can be on the stack between the program's call and the unwind lives in
+ * the `ebb_entry` section).  The unwind is the price: about 17,000
+ * instructions for a 5-frame stack (callgrind, bench larson: 129 samples,
+ * 2.2M instructions, 4% of the run), against 90,000 once for loading
+ * libgcc_s (done in the constructor, so the first sample does not pay it).
+ *
+ * Recognising a sampled block at free time.  A sampled block is served by
+ * the large-block allocator (large.c), whatever its size, and its entry
+ * there carries the number of its record (`tag`).  The free fast path never
+ * handles a large block, so it costs nothing; ebb__large_free finds the
+ * tag under the lock it takes anyway.  usable_size, owns and manages answer
+ * as for any large block (a sampled 16-byte block has 4 KiB usable).  The
+ * price is a page per live sampled block: about live/R of them, 0.8% of a
+ * heap of small blocks at 512 KiB; the large-block cache keeps freed ones
+ * for the next samples, so a steady state rarely maps.  realloc of a
+ * sampled block is a free and a new allocation when it moves, or when a
+ * large block is resized (mremap, absorbing a cached neighbour): the old
+ * weight goes, the new size is ticked like any allocation.  A realloc that
+ * keeps the block as it is changes nothing.
+ *
+ * Reentrancy.  The first backtrace() loads libgcc_s, which allocates, and
+ * the stack hook may allocate: while a thread is in the sampler its own
+ * allocations are never sampled (a per-thread flag), and no ebb lock is
+ * held.  Samples are taken only once ebb's constructor ran, never from
+ * allocations the dynamic loader makes before the program starts.
+ *
+ * Memory.  The site table (EBB_SAMPLE_SITES sites, about 850 bytes each,
+ * plus an index of twice as many 32-bit slots) is mapped at the first
+ * sample; pages get resident as sites are used.  Records are mapped a chunk
+ * at a time.  A full table, or a record that cannot be mapped, drops the
+ * sample (counted): the block is still served, unsampled.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#include "size.h"
+
+#define COUNT_ONE 65536.0 /* count weights are fixed point, 16 fraction bits */
+#define INDEX_SLOTS (2 * EBB_SAMPLE_SITES)
+
+_Static_assert(EBB_SITE_DEPTH >= 4 && EBB_SITE_TEXT >= 64, "sites keep a useful stack");
+
+typedef struct {
+    uint64_t hash;
+    uint64_t live_bytes, live_count;   /* weights of live sampled blocks */
+    uint64_t total_bytes, total_count; /* weights of every sampled block */
+    uint64_t live_samples;
+    uint32_t depth, text_len;
+    void *pcs[EBB_SITE_DEPTH];
+    char text[EBB_SITE_TEXT];
+} site_t;
+
+typedef struct {
+    uint32_t site;  /* index + 1 of its site, 0 while the record is free */
+    uint32_t next;  /* free records: number of the next free one, 0 none */
+    uint64_t bytes; /* weight of the block: bytes it stands for */
+    uint64_t count; /* blocks it stands for, fixed point */
+} record_t;
+
+static struct {
+    ebb__lock_t lock;        /* everything below but rate and epoch */
+    _Atomic size_t rate;     /* mean bytes between samples, 0 off */
+    _Atomic unsigned epoch;  /* bumped by every rate change */
+    site_t *sites[EBB_SAMPLE_SITES / EBB_SAMPLE_CHUNK_SITES]; /* mapped as needed */
+    uint32_t *index;         /* by hash: site index + 1, 0 empty; mapped at the first sample */
+    size_t nsites;
+    size_t table_bytes;      /* mapped for the index and the sites */
+    record_t *chunk[EBB_SAMPLE_CHUNKS];
+    unsigned nchunks;
+    uint32_t free_records;   /* number of the first free record, 0 none */
+    uint64_t taken, live, dropped;
+    ebb_stack_hook_fn hook;
+    void *hook_arg;
+    _Atomic uint64_t seeds;  /* distinct seeds for threads */
+} S = { .lock = EBB_LOCK_INIT, .rate = EBB_SAMPLE_RATE_DEFAULT, .epoch = 1 };
+
+/* The thread is inside the sampler: its allocations are not sampled. */
+static __thread int in_sampler __attribute__((tls_model("initial-exec")));
+/* Sampling state of a thread without a cache (bypass, EBB_TCACHE=0). */
+static __thread ebb__sample_tls_t no_cache_state __attribute__((tls_model("initial-exec")));
+
+void ebb__sample_init(void)
+{
+    char v[64];
+    size_t n;
+    if (!ebb__os_getenv("EBB_SAMPLE_RATE", v, sizeof v))
+        return;
+    if (ebb__parse_size(v, &n))
+        atomic_store_explicit(&S.rate, n, memory_order_relaxed);
+    else
+        ebb__diag("ebb: ignoring EBB_SAMPLE_RATE=%s (not a valid value)\n", v);
+}
+
+static uint32_t capture(void **pcs);
+
+void ebb__sample_prime(void)
+{
+    void *pcs[EBB_SITE_DEPTH];
+    if (atomic_load_explicit(&S.rate, memory_order_relaxed) == 0)
+        return;
+    in_sampler = 1;
+    (void)capture(pcs);
+    in_sampler = 0;
+}
+
+/* ------------------------------------------------------------ the gaps */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t next_random(ebb__sample_tls_t *t)
+{
+    uint64_t x = t->rng; /* xorshift64*: plenty for spacing samples */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Natural logarithm of x in (0, 1], without libm: x = m * 2^-k with m in
+ * [0.5, 1], and ln m = 2 atanh(z), z = (m - 1) / (m + 1) in [-1/3, 0]; eight
+ * terms of the series leave an error below 1e-9, far below what spacing
+ * samples needs. */
+static double ln_unit(double x)
+{
+    int k = 0;
+    while (x < 0.5) {
+        x *= 2;
+        k++;
+    }
+    double z = (x - 1) / (x + 1), z2 = z * z, term = z, sum = 0;
+    for (int i = 1; i <= 15; i += 2) {
+        sum += term / i;
+        term *= z2;
+    }
+    return 2 * sum - k * 0.69314718055994530942;
+}
+
+/* 1 - exp(-x) for x >= 0: the probability that a block of x mean gaps holds
+ * a sample point.  A series for small x (no cancellation), else exp(-x) by
+ * halving: exp(-x) = exp(-x / 2^j)^(2^j) with x / 2^j below 1/2. */
+static double hit_probability(double x)
+{
+    if (x < 0.5) {
+        double term = x, sum = 0;
+        for (int i = 1; i <= 14; i++) {
+            sum += term;
+            term *= -x / (i + 1);
+        }
+        return sum;
+    }
+    if (x > 60)
+        return 1;
+    int j = 0;
+    while (x >= 0.5) {
+        x /= 2;
+        j++;
+    }
+    double e = 1 - hit_probability(x);
+    while (j-- > 0)
+        e *= e;
+    return 1 - e;
+}
+
+/* Bytes to the next sample point: exponential with mean `rate`. */
+static ptrdiff_t next_gap(ebb__sample_tls_t *t, size_t rate)
+{
+    if (rate == 0)
+        return PTRDIFF_MAX;
+    double u = (double)((next_random(t) >> 11) + 1) * (1.0 / 9007199254740992.0); /* (0, 1] */
+    double gap = -ln_unit(u) * (double)rate;
+    return gap >= (double)PTRDIFF_MAX ? PTRDIFF_MAX : (ptrdiff_t)gap;
+}
+
+static void restart(ebb__sample_tls_t *t, unsigned epoch)
+{
+    if (t->rng == 0) {
+        uint64_t seed = atomic_fetch_add_explicit(&S.seeds, 1, memory_order_relaxed);
+        t->rng = mix64(ebb__os_now_ns() ^ (uintptr_t)t ^ (seed << 40)) | 1;
+    }
+    t->epoch = epoch;
+    t->left = next_gap(t, atomic_load_explicit(&S.rate, memory_order_relaxed));
+}
+
+/* t->left went negative: a sample point falls inside this block.  The
+ * process is memoryless, so the next gap starts where the block ends. */
+static int fire(ebb__sample_tls_t *t)
+{
+    size_t rate = atomic_load_explicit(&S.rate, memory_order_relaxed);
+    t->left = next_gap(t, rate);
+    return rate != 0 && !in_sampler &&
+           atomic_load_explicit(&ebb__g.threads_allowed, memory_order_relaxed);
+}
+
+static ebb__sample_tls_t *thread_state(void)
+{
+    ebb__tcache_t *tc = ebb__tcache_get_slow();
+    return tc ? &tc->sample : &no_cache_state;
+}
+
+int ebb__sample_tick(size_t n)
+{
+    ebb__sample_tls_t *t = thread_state();
+    unsigned epoch = atomic_load_explicit(&S.epoch, memory_order_relaxed);
+    if (EBB_UNLIKELY(t->epoch != epoch))
+        restart(t, epoch);
+    ptrdiff_t left = t->left - (ptrdiff_t)n; /* n <= PTRDIFF_MAX: no overflow */
+    if (EBB_LIKELY(left >= 0)) {
+        t->left = left;
+        return 0;
+    }
+    return fire(t);
+}
+
+int ebb__sample_fired(size_t n)
+{
+    ebb__sample_tls_t *t = thread_state();
+    unsigned epoch = atomic_load_explicit(&S.epoch, memory_order_relaxed);
+    if (EBB_UNLIKELY(t->epoch != epoch)) {
+        /* Drawn under another rate (or never: a new cache): count n
+         * against a gap drawn under this one instead. */
+        restart(t, epoch);
+        return ebb__sample_tick(n);
+    }
+    return fire(t);
+}
+
+/* --------------------------------------------------------------- sites */
+
+extern const char __start_ebb_entry[] EBB_HIDDEN;
+extern const char __stop_ebb_entry[] EBB_HIDDEN;
+
+static int in_ebb(const void *pc)
+{
+    return (const char *)pc > __start_ebb_entry && (const char *)pc <= __stop_ebb_entry;
+}
+
+/* The stack of the allocating call, ebb's frames dropped. */
+static EBB_ENTRY EBB_NOINLINE uint32_t capture(void **pcs)
+{
+    void *raw[EBB_SITE_DEPTH + 16];
+    int n = ebb__os_backtrace(raw, (int)(sizeof raw / sizeof raw[0]));
+    /* Everything up to the outermost frame of ebb's: frames above it that
+     * are not ebb's own belong to an unwinder's wrapper (ASan intercepts
+     * backtrace()), or to a pressure callback that allocated, whose blocks
+     * are charged to the allocation that ran it. */
+    int skip = 0;
+    for (int i = 0; i < n; i++)
+        if (in_ebb(raw[i]))
+            skip = i + 1;
+    int depth = n - skip < EBB_SITE_DEPTH ? n - skip : EBB_SITE_DEPTH;
+    memcpy(pcs, raw + skip, (size_t)depth * sizeof(void *));
+    return (uint32_t)depth;
+}
+
+/* The registered hook's text, NUL-terminated; its length. */
+static uint32_t hook_text(char *text)
+{
+    ebb__lock(&S.lock);
+    ebb_stack_hook_fn fn = S.hook;
+    void *arg = S.hook_arg;
+    ebb__unlock(&S.lock);
+    size_t len = fn ? fn(text, EBB_SITE_TEXT - 1, arg) : 0;
+    if (len > EBB_SITE_TEXT - 1)
+        len = EBB_SITE_TEXT - 1;
+    text[len] = 0;
+    return (uint32_t)len;
+}
+
+static uint64_t site_hash(void *const *pcs, uint32_t depth, const char *text, uint32_t len)
+{
+    uint64_t h = mix64(depth + ((uint64_t)len << 32));
+    for (uint32_t i = 0; i < depth; i++)
+        h = mix64(h ^ (uintptr_t)pcs[i]);
+    for (uint32_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
+    return mix64(h);
+}
+
+static site_t *site_at(size_t i)
+{
+    return &S.sites[i / EBB_SAMPLE_CHUNK_SITES][i % EBB_SAMPLE_CHUNK_SITES];
+}
+
+/* Sample lock held: mapped memory for the profiler's tables, counted as
+ * ebb's metadata; NULL if the OS refuses (the sample is dropped). */
+static void *table_map(size_t bytes)
+{
+    void *m = ebb__os_map(bytes);
+    if (m) {
+        ebb__mapped_add(bytes);
+        S.table_bytes += bytes;
+    }
+    return m;
+}
+
+/* Sample lock held: room for the index and one more site; 0 if none. */
+static int sites_ready(void)
+{
+    if (S.index == NULL && (S.index = table_map(INDEX_SLOTS * sizeof(uint32_t))) == NULL)
+        return 0;
+    size_t c = S.nsites / EBB_SAMPLE_CHUNK_SITES;
+    if (S.nsites == EBB_SAMPLE_SITES || S.sites[c])
+        return 1;
+    return (S.sites[c] = table_map(EBB_SAMPLE_CHUNK_SITES * sizeof(site_t))) != NULL;
+}
+
+/* Sample lock held: the number (index + 1) of the site for this stack,
+ * made if new; 0 if the table is full. */
+static uint32_t site_find_or_add(void *const *pcs, uint32_t depth, const char *text, uint32_t len)
+{
+    if (!sites_ready())
+        return 0;
+    uint64_t h = site_hash(pcs, depth, text, len);
+    size_t i = (size_t)h & (INDEX_SLOTS - 1);
+    for (; S.index[i]; i = (i + 1) & (INDEX_SLOTS - 1)) {
+        site_t *s = site_at(S.index[i] - 1);
+        if (s->hash == h && s->depth == depth && s->text_len == len &&
+            !memcmp(s->pcs, pcs, depth * sizeof(void *)) && !memcmp(s->text, text, len))
+            return S.index[i];
+    }
+    if (S.nsites == EBB_SAMPLE_SITES)
+        return 0;
+    site_t *s = site_at(S.nsites++);
+    S.index[i] = (uint32_t)S.nsites;
+    s->hash = h;
+    s->depth = depth;
+    s->text_len = len;
+    memcpy(s->pcs, pcs, depth * sizeof(void *));
+    memcpy(s->text, text, len);
+    s->text[len] = 0;
+    return S.index[i];
+}
+
+/* ------------------------------------------------------------- records */
+
+static record_t *record_at(uint32_t tag)
+{
+    uint32_t i = tag - 1;
+    return &S.chunk[i / EBB_SAMPLE_CHUNK_RECORDS][i % EBB_SAMPLE_CHUNK_RECORDS];
+}
+
+/* Sample lock held: a free record's number, mapping a chunk if need be;
+ * 0 if none can be had. */
+static uint32_t record_take(void)
+{
+    if (S.free_records == 0) {
+        if (S.nchunks == EBB_SAMPLE_CHUNKS)
+            return 0;
+        record_t *c = table_map(EBB_SAMPLE_CHUNK_RECORDS * sizeof(record_t));
+        if (c == NULL)
+            return 0;
+        uint32_t base = S.nchunks * EBB_SAMPLE_CHUNK_RECORDS;
+        S.chunk[S.nchunks++] = c;
+        for (uint32_t i = EBB_SAMPLE_CHUNK_RECORDS; i-- > 0;) {
+            c[i].next = S.free_records;
+            S.free_records = base + i + 1;
+        }
+    }
+    uint32_t tag = S.free_records;
+    S.free_records = record_at(tag)->next;
+    return tag;
+}
+
+/* The weights of a sampled block of s bytes: s / p(s) and 1 / p(s). */
+static void weigh(size_t s, size_t rate, uint64_t *bytes, uint64_t *count)
+{
+    double p = hit_probability((double)s / (double)rate);
+    *bytes = (uint64_t)((double)s / p + 0.5);
+    *count = (uint64_t)(COUNT_ONE / p + 0.5);
+}
+
+/* Sample lock held. */
+static uint32_t record_sample(site_t *s, uint32_t site, size_t n, size_t rate)
+{
+    uint32_t tag = record_take();
+    if (tag == 0)
+        return 0;
+    record_t *r = record_at(tag);
+    weigh(n, rate, &r->bytes, &r->count);
+    r->site = site;
+    s->live_bytes += r->bytes;
+    s->live_count += r->count;
+    s->total_bytes += r->bytes;
+    s->total_count += r->count;
+    s->live_samples++;
+    S.live++;
+    return tag;
+}
+
+EBB_ENTRY EBB_NOINLINE uint32_t ebb__sample_begin(size_t n)
+{
+    void *pcs[EBB_SITE_DEPTH];
+    char text[EBB_SITE_TEXT];
+    in_sampler = 1;
+    uint32_t depth = capture(pcs);
+    uint32_t len = hook_text(text);
+    in_sampler = 0;
+    size_t rate = atomic_load_explicit(&S.rate, memory_order_relaxed);
+    if (rate == 0)
+        return 0; /* turned off meanwhile */
+    uint32_t tag = 0;
+    ebb__lock(&S.lock);
+    uint32_t site = site_find_or_add(pcs, depth, text, len);
+    if (site)
+        tag = record_sample(site_at(site - 1), site, n, rate);
+    S.taken++;
+    if (tag == 0)
+        S.dropped++;
+    ebb__unlock(&S.lock);
+    return tag;
+}
+
+void ebb__sample_forget(uint32_t tag)
+{
+    ebb__lock(&S.lock);
+    record_t *r = record_at(tag);
+    site_t *s = site_at(r->site - 1);
+    s->live_bytes -= r->bytes;
+    s->live_count -= r->count;
+    s->live_samples--;
+    S.live--;
+    r->site = 0;
+    r->next = S.free_records;
+    S.free_records = tag;
+    ebb__unlock(&S.lock);
+}
+
+/* ----------------------------------------------------------- reading */
+
+static uint64_t count_of(uint64_t fixed)
+{
+    return (fixed + (uint64_t)COUNT_ONE / 2) >> 16;
+}
+
+/* Site a goes before site b in a report: more live bytes, then more bytes
+ * allocated in all, then older. */
+static int before(uint32_t a, uint32_t b)
+{
+    const site_t *x = site_at(a), *y = site_at(b);
+    if (x->live_bytes != y->live_bytes)
+        return x->live_bytes > y->live_bytes;
+    if (x->total_bytes != y->total_bytes)
+        return x->total_bytes > y->total_bytes;
+    return a < b;
+}
+
+/* A heap of site indices kept in out[].depth while the top ones are chosen
+ * (no memory of our own to sort in): the root is the one that goes last. */
+static void sift_down(ebb__site_t *out, size_t k, size_t i)
+{
+    for (;;) {
+        size_t worst = i, l = 2 * i + 1, r = l + 1;
+        if (l < k && before((uint32_t)out[worst].depth, (uint32_t)out[l].depth))
+            worst = l;
+        if (r < k && before((uint32_t)out[worst].depth, (uint32_t)out[r].depth))
+            worst = r;
+        if (worst == i)
+            return;
+        int t = out[i].depth;
+        out[i].depth = out[worst].depth;
+        out[worst].depth = t;
+        i = worst;
+    }
+}
+
+static void sift_up(ebb__site_t *out, size_t i)
+{
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!before((uint32_t)out[up].depth, (uint32_t)out[i].depth))
+            return;
+        int t = out[i].depth;
+        out[i].depth = out[up].depth;
+        out[up].depth = t;
+        i = up;
+    }
+}
+
+static void fill(ebb__site_t *o, const site_t *s)
+{
+    o->live_bytes = s->live_bytes;
+    o->live_count = count_of(s->live_count);
+    o->total_bytes = s->total_bytes;
+    o->total_count = count_of(s->total_count);
+    o->samples = s->live_samples;
+    o->depth = (int)s->depth;
+    memset(o->pcs, 0, sizeof o->pcs);
+    memcpy(o->pcs, s->pcs, s->depth * sizeof(void *));
+    memcpy(o->stack, s->text, s->text_len + 1);
+}
+
+size_t ebb__sample_top(ebb__site_t *out, size_t n)
+{
+    ebb__lock(&S.lock);
+    size_t total = S.nsites, k = 0;
+    for (size_t i = 0; out && i < total; i++) {
+        if (k < n) {
+            out[k].depth = (int)i;
+            sift_up(out, k++);
+        } else if (k > 0 && before((uint32_t)i, (uint32_t)out[0].depth)) {
+            out[0].depth = (int)i;
+            sift_down(out, k, 0);
+        }
+    }
+    /* Heap sort: the last to go moves to the end, one at a time. */
+    for (size_t m = k; m > 1; m--) {
+        int t = out[0].depth;
+        out[0].depth = out[m - 1].depth;
+        out[m - 1].depth = t;
+        sift_down(out, m - 1, 0);
+    }
+    for (size_t i = 0; i < k; i++)
+        fill(&out[i], site_at((size_t)out[i].depth));
+    ebb__unlock(&S.lock);
+    return total;
+}
+
+EBB_API size_t ebb_sample_sites(ebb_site_t *out, size_t n)
+{
+    return ebb__sample_top(out, n);
+}
+
+EBB_API size_t ebb_sample_rate(void)
+{
+    ebb__ensure_init();
+    return atomic_load_explicit(&S.rate, memory_order_relaxed);
+}
+
+EBB_API int ebb_set_sample_rate(size_t bytes)
+{
+    ebb__ensure_init();
+    atomic_store_explicit(&S.rate, bytes, memory_order_relaxed);
+    unsigned epoch = atomic_fetch_add_explicit(&S.epoch, 1, memory_order_relaxed) + 1;
+    /* The calling thread at once; the others at their next slow path. */
+    ebb__tcache_t *tc = ebb__tcache_get_slow();
+    restart(tc ? &tc->sample : &no_cache_state, epoch);
+    ebb__sample_prime();
+    return 0;
+}
+
+EBB_API void ebb_sample_stats(ebb_sample_stats_t *out)
+{
+    if (out == NULL)
+        return;
+    ebb__ensure_init();
+    ebb__lock(&S.lock);
+    out->rate = atomic_load_explicit(&S.rate, memory_order_relaxed);
+    out->sites = S.nsites;
+    out->samples = S.taken;
+    out->live = S.live;
+    out->dropped = S.dropped;
+    ebb__unlock(&S.lock);
+}
+
+EBB_API int ebb_set_stack_hook(ebb_stack_hook_fn fn, void *arg)
+{
+    ebb__lock(&S.lock);
+    S.hook = fn;
+    S.hook_arg = fn ? arg : NULL;
+    ebb__unlock(&S.lock);
+    return 0;
+}
+
+/* ----------------------------------------------- stats, check, fork */
+
+/* Sample lock held (by the caller: stats, ebb_check). */
+void ebb__sample_stats_locked(ebb_stats_t *s)
+{
+    s->mapped_meta += S.table_bytes;
+}
+
+int ebb__sample_check(void)
+{
+    uint64_t live = 0, weights = 0;
+    int faults = 0;
+    for (size_t i = 0; i < S.nsites; i++)
+        live += site_at(i)->live_samples;
+    for (uint32_t c = 0; c < S.nchunks; c++)
+        for (uint32_t i = 0; i < EBB_SAMPLE_CHUNK_RECORDS; i++)
+            if (S.chunk[c][i].site)
+                weights++;
+    if (live != S.live || weights != S.live) {
+        ebb__diag("ebb_check: %llu live samples counted, %llu in sites, %llu records in use\n",
+                  (unsigned long long)S.live, (unsigned long long)live,
+                  (unsigned long long)weights);
+        faults++;
+    }
+    return faults;
+}
+
+void ebb__sample_lock_all(void)
+{
+    ebb__lock(&S.lock);
+}
+
+void ebb__sample_unlock_all(int child)
+{
+    if (child)
+        ebb__lock_reset(&S.lock);
+    else
+        ebb__unlock(&S.lock);
+}
