@@ -124,9 +124,11 @@ $(B)/tests/unit/%: tests/unit/%.c tests/unit/unit.h tests/child.h $(DBG)/libebb.
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) -DEBB_DEBUG=1 $< $(DBG)/libebb.a -lcmocka -lpthread -o $@
 
+# -rdynamic: the tests' own functions are in the dynamic symbol table, so a
+# report names them (test_report, test_sample).
 $(B)/tests/api/%: tests/api/%.c tests/api/api.h tests/child.h $(B)/libebb.a
 	@mkdir -p $(@D)
-	$(CC) $(TESTFLAGS) $< $(B)/libebb.a -lcmocka -lpthread -o $@
+	$(CC) $(TESTFLAGS) -rdynamic $< $(B)/libebb.a -lcmocka -lpthread -o $@
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

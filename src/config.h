@@ -226,6 +226,13 @@
 #define EBB_SAMPLE_CHUNK_RECORDS 1024
 #define EBB_SAMPLE_CHUNKS 1024
 
+/* Allocation sites a report lists (report.c), and the black box's brief
+ * one; native frames shown per site (half as many when the runtime's own
+ * stack is there too).  A site is ~820 bytes of the report's stack. */
+#define EBB_REPORT_SITES 10
+#define EBB_REPORT_SITES_BRIEF 3
+#define EBB_REPORT_FRAMES 8
+
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
 
@@ -283,6 +290,9 @@ _Static_assert(EBB_LIMIT_RESERVE >= 2 * EBB_MAX_POOL_SPAN * EBB_SLOT_SIZE &&
                "the reserve holds a few of the largest pools, and refusals start above the soft level");
 _Static_assert(EBB_BLACKBOX_INTERVAL_MS >= 1 && EBB_BLACKBOX_INTERVAL_MS < EBB_PURGE_DELAY_MS,
                "the box is refreshed often, at least once per purge delay");
+_Static_assert(EBB_REPORT_SITES_BRIEF >= 1 && EBB_REPORT_SITES_BRIEF <= EBB_REPORT_SITES &&
+               EBB_REPORT_FRAMES >= 2 && EBB_REPORT_FRAMES <= EBB_SITE_DEPTH,
+               "reports list a few sites, with some of their frames");
 _Static_assert(EBB_REPORT_CLASSES >= 1 && EBB_REPORT_CLASSES <= EBB_CLASSES,
                "a report lists some classes, at most all");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");

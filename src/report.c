@@ -10,7 +10,9 @@
  * stats.c (the held categories add up to `mapped`, so the report's do
  * too), the limit and where it came from, why the last allocation failed,
  * every size class in use, the largest hole in the address space (what a
- * big allocation could still get), and the sampled allocation sites.  It
+ * big allocation could still get), and the sampled allocation sites that
+ * hold the most (sample.c: estimates, and the report says so), each with
+ * its native frames (symbolised with dladdr) and its runtime stack.  It
  * is written through a stack buffer with diag.c's formatter, never through
  * stdio or malloc: the moment a report matters most is the moment
  * allocation fails, and ebb may be the process's malloc.
@@ -137,6 +139,9 @@ typedef struct {
     int brief;                /* the black box's: no address-space scan */
     size_t nclasses;
     ebb_class_stats_t cls[EBB_CLASSES];
+    ebb_sample_stats_t samples;
+    size_t nsites;            /* entries of site[] filled */
+    ebb__site_t site[EBB_REPORT_SITES];
 } snapshot_t;
 
 static const char *failure_name(int reason)
@@ -173,6 +178,13 @@ static void take_snapshot(snapshot_t *s, const char *reason, int brief)
     s->nclasses = ebb_class_stats(s->cls, EBB_CLASSES);
     if (s->nclasses > EBB_CLASSES)
         s->nclasses = EBB_CLASSES;
+    ebb_sample_stats(&s->samples);
+    size_t want = brief ? EBB_REPORT_SITES_BRIEF : EBB_REPORT_SITES;
+    size_t total = ebb__sample_top(s->site, want);
+    s->nsites = total < want ? total : want;
+    /* Sites with nothing live left are history, not what holds memory. */
+    while (s->nsites > 0 && s->site[s->nsites - 1].live_bytes == 0)
+        s->nsites--;
 }
 
 /* Bytes the program holds: small blocks handed out and not back in a thread
@@ -333,6 +345,65 @@ static void text_address_space(out_t *o, const snapshot_t *s)
     outf(o, " at %p\n", (void *)s->gap_at);
 }
 
+/* Native frames shown per site: the allocating call and its callers, fewer
+ * when the runtime's stack says the rest. */
+static int frames_shown(const ebb__site_t *site, int brief)
+{
+    int most = site->stack[0] ? EBB_REPORT_FRAMES / 2 : EBB_REPORT_FRAMES;
+    if (brief)
+        most = most > 4 ? 4 : most;
+    return site->depth < most ? site->depth : most;
+}
+
+/* Each line of the site's stack text, prefixed. */
+static void text_stack_lines(out_t *o, const char *text, const char *first, const char *rest)
+{
+    const char *prefix = first;
+    while (*text) {
+        const char *nl = strchr(text, '\n');
+        size_t n = nl ? (size_t)(nl - text) : strlen(text);
+        if (n > 0) {
+            outf(o, "%s", prefix);
+            out_raw(o, text, n);
+            out_raw(o, "\n", 1);
+            prefix = rest;
+        }
+        text += n + (nl != NULL);
+    }
+}
+
+static void text_sites(out_t *o, const snapshot_t *s)
+{
+    const ebb_sample_stats_t *st = &s->samples;
+    if (st->rate == 0 && st->sites == 0) {
+        outf(o, "allocation sites: not sampled (EBB_SAMPLE_RATE=0)\n");
+        return;
+    }
+    outf(o, "top allocation sites by live bytes, estimated from samples (1 per ");
+    out_size(o, st->rate);
+    outf(o, " allocated; %zu samples, %zu live, %zu sites", (size_t)st->samples, (size_t)st->live,
+         st->sites);
+    if (st->dropped)
+        outf(o, ", %zu dropped: the site table was full", (size_t)st->dropped);
+    outf(o, "):\n");
+    if (s->nsites == 0)
+        outf(o, "  none with live samples\n");
+    for (size_t i = 0; i < s->nsites; i++) {
+        const ebb__site_t *site = &s->site[i];
+        outf(o, "  %zu. ~", i + 1);
+        out_size(o, site->live_bytes);
+        outf(o, " live in ~%zu blocks (~", (size_t)site->live_count);
+        out_size(o, site->total_bytes);
+        outf(o, " allocated in all)\n");
+        text_stack_lines(o, site->stack, "       at ", "          ");
+        for (int f = 0; f < frames_shown(site, s->brief); f++) {
+            char sym[256];
+            ebb__os_symbolise(site->pcs[f], sym, sizeof sym);
+            outf(o, "       %s %s\n", f == 0 ? "in" : "<-", sym);
+        }
+    }
+}
+
 static void write_text(out_t *o, const snapshot_t *s)
 {
     outf(o, "== ebb report: pid %d, %s, ebb %s\n", (int)s->pid, s->when, ebb_version());
@@ -341,6 +412,7 @@ static void write_text(out_t *o, const snapshot_t *s)
     text_failure(o, s);
     text_memory(o, s);
     text_classes(o, s);
+    text_sites(o, s);
     text_address_space(o, s);
     outf(o, "== end of ebb report\n");
 }
@@ -447,6 +519,67 @@ static void json_classes(out_t *o, const snapshot_t *s)
     out_raw(o, "]", 1);
 }
 
+static void json_site(out_t *o, const ebb__site_t *site)
+{
+    out_raw(o, "{", 1);
+    json_num(o, "live_bytes", (size_t)site->live_bytes, 1);
+    json_num(o, "live_blocks", (size_t)site->live_count, 0);
+    json_num(o, "total_bytes", (size_t)site->total_bytes, 0);
+    json_num(o, "total_blocks", (size_t)site->total_count, 0);
+    json_num(o, "samples", (size_t)site->samples, 0);
+    json_key(o, "frames", 0);
+    out_raw(o, "[", 1);
+    for (int f = 0; f < site->depth; f++) {
+        char sym[256];
+        ebb__os_symbolise(site->pcs[f], sym, sizeof sym);
+        if (f)
+            out_raw(o, ",", 1);
+        out_json_str(o, sym);
+    }
+    out_raw(o, "]", 1);
+    /* The runtime's stack, one string per line (innermost first). */
+    json_key(o, "stack", 0);
+    out_raw(o, "[", 1);
+    int first = 1;
+    for (const char *t = site->stack; *t;) {
+        const char *nl = strchr(t, '\n');
+        size_t n = nl ? (size_t)(nl - t) : strlen(t);
+        char line[EBB_SITE_TEXT];
+        memcpy(line, t, n);
+        line[n] = '\0';
+        if (n > 0) {
+            if (!first)
+                out_raw(o, ",", 1);
+            out_json_str(o, line);
+            first = 0;
+        }
+        t += n + (nl != NULL);
+    }
+    out_raw(o, "]}", 2);
+}
+
+static void json_sites(out_t *o, const snapshot_t *s)
+{
+    const ebb_sample_stats_t *st = &s->samples;
+    json_key(o, "sites", 0);
+    out_raw(o, "{", 1);
+    json_key(o, "estimated", 1);
+    outf(o, "true");
+    json_num(o, "rate", st->rate, 0);
+    json_num(o, "samples", (size_t)st->samples, 0);
+    json_num(o, "live_samples", (size_t)st->live, 0);
+    json_num(o, "sites", st->sites, 0);
+    json_num(o, "dropped", (size_t)st->dropped, 0);
+    json_key(o, "top", 0);
+    out_raw(o, "[", 1);
+    for (size_t i = 0; i < s->nsites; i++) {
+        if (i)
+            out_raw(o, ",", 1);
+        json_site(o, &s->site[i]);
+    }
+    out_raw(o, "]}", 2);
+}
+
 static void write_json(out_t *o, const snapshot_t *s)
 {
     out_raw(o, "{", 1);
@@ -463,6 +596,7 @@ static void write_json(out_t *o, const snapshot_t *s)
     json_failure(o, s);
     json_memory(o, s);
     json_classes(o, s);
+    json_sites(o, s);
     json_key(o, "address_space", 0);
     out_raw(o, "{", 1);
     json_num(o, "largest_free", s->gap, 1);
@@ -476,7 +610,7 @@ static void write_json(out_t *o, const snapshot_t *s)
 
 static int write_report(int fd, int format, const char *reason)
 {
-    /* ~3 KiB of snapshot and 2 KiB of buffer: the stack, never the heap. */
+    /* ~12 KiB of snapshot and 2 KiB of buffer: the stack, never the heap. */
     snapshot_t s;
     out_t o;
     o.fd = fd;

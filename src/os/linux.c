@@ -1207,12 +1207,20 @@ size_t ebb__os_symbolise(const void *pc, char *buf, size_t len)
         at = sym_put_str(buf, len, at, info.dli_sname);
         at = sym_put_str(buf, len, at, "+");
         at = sym_put_hex(buf, len, at, (uintptr_t)pc - (uintptr_t)info.dli_saddr);
-    } else {
+    } else if (!found) {
         at = sym_put_hex(buf, len, at, (uintptr_t)pc);
     }
     if (found && info.dli_fname && info.dli_fname[0]) {
-        at = sym_put_str(buf, len, at, " (");
+        /* Without a dynamic symbol (a function of the executable, which
+         * exports none unless linked -rdynamic) the offset in the object is
+         * what addr2line -e OBJECT takes. */
+        int named = info.dli_sname && info.dli_saddr;
+        at = sym_put_str(buf, len, at, named ? " (" : "(");
         at = sym_put_str(buf, len, at, info.dli_fname);
+        if (!named) {
+            at = sym_put_str(buf, len, at, "+");
+            at = sym_put_hex(buf, len, at, (uintptr_t)pc - (uintptr_t)info.dli_fbase);
+        }
         at = sym_put_str(buf, len, at, ")");
     }
     buf[at] = 0;

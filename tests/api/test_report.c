@@ -120,6 +120,50 @@ static void test_json_report_adds_up(void **state)
     ebb_free(big);
 }
 
+/* Most of the bytes a test allocates come from here. */
+__attribute__((noinline)) void *report_test_hog(size_t n)
+{
+    void *p = ebb_malloc(n);
+    if (p)
+        memset(p, 3, n);
+    return p;
+}
+
+static void test_top_site_is_the_hog(void **state)
+{
+    (void)state;
+    size_t rate = ebb_sample_rate();
+    ebb_set_sample_rate(16 * KiB);
+    enum { N = 20000 };
+    static void *hogged[N];
+    for (int i = 0; i < N; i++)
+        hogged[i] = report_test_hog(1000); /* 20 MB */
+    void *other[100];
+    for (int i = 0; i < 100; i++)
+        other[i] = ebb_malloc(1000);
+    const char *r = report_of(EBB_REPORT_TEXT);
+    const char *top = strstr(r, "\n  1. ~");
+    EXPECT(top != NULL, "no sites in:\n%s", r);
+    const char *second = strstr(top, "\n  2. ~");
+    const char *at = strstr(top, "in report_test_hog+0x");
+    EXPECT(at != NULL && (second == NULL || at < second), "the top site is not the hog:\n%s", top);
+    EXPECT(strstr(r, "estimated from samples (1 per 16.0 KiB allocated;") != NULL, "%s", r);
+    const char *j = report_of(EBB_REPORT_JSON);
+    const char *sites = strstr(j, "\"sites\":{\"estimated\":true,\"rate\":16384,");
+    EXPECT(sites != NULL, "%.2000s", strstr(j, "\"sites\"") ? strstr(j, "\"sites\"") : j);
+    EXPECT(strstr(sites, "\"frames\":[\"report_test_hog+0x") != NULL, "%.600s", sites);
+    /* The estimate is near the truth: 20000 blocks of 1000 bytes. */
+    size_t live = json_number(sites, "live_bytes");
+    EXPECT(live > 16 * MiB && live < 24 * MiB, "hog's estimated live bytes %zu", live);
+    for (int i = 0; i < N; i++)
+        ebb_free(hogged[i]);
+    for (int i = 0; i < 100; i++)
+        ebb_free(other[i]);
+    r = report_of(EBB_REPORT_TEXT);
+    EXPECT(strstr(r, "report_test_hog") == NULL, "freed, yet the hog is listed:\n%s", r);
+    ebb_set_sample_rate(rate);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -267,6 +311,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         T(test_text_report),
         T(test_json_report_adds_up),
+        T(test_top_site_is_the_hog),
         T(test_bad_arguments),
         T(test_first_failure_report_once),
         T(test_failure_report_json),
