@@ -44,6 +44,8 @@
 #include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "ebb.h"
@@ -78,13 +80,14 @@ typedef struct {
     int (*python_domains)(void);
     int (*check)(void);
     int (*report)(int, int);
+    int (*python_stacks)(int);
 } api_t;
 
 static const api_t module_copy = {
     ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,  ebb_free_if_managed, ebb_manages,
     ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
     ebb_on_pressure, ebb_last_failure, ebb_version, ebb_python_domains, ebb_check,
-    ebb_report,
+    ebb_report, ebb_python_stacks,
 };
 
 static api_t api;
@@ -125,6 +128,7 @@ static void choose_ebb(void)
     FIND(python_domains, "ebb_python_domains");
     FIND(check, "ebb_check");
     FIND(report, "ebb_report");
+    FIND(python_stacks, "ebb_python_stacks");
     if (complete) {
         api = found;
         heap_kind = "process";
@@ -240,11 +244,25 @@ static int tracemalloc_resume(int depth)
     return r ? 0 : -1;
 }
 
+/* Samples of the heap profiler carry the Python stack that allocated
+ * (EBB_PYTHON_STACKS=0: not). */
+static void python_stacks(void)
+{
+    const char *v = getenv("EBB_PYTHON_STACKS");
+    if (v == NULL || strcmp(v, "0") != 0)
+        api.python_stacks(1);
+}
+
 static PyObject *ebb_install(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
-    if (domains_are_ebb())
+    if (domains_are_ebb()) {
+        /* Under `ebb run` the constructor set the hook; else set it now
+         * (it stands aside while tracemalloc wraps the domains). */
+        if (!api.python_domains())
+            python_stacks();
         Py_RETURN_FALSE;
+    }
     int depth = tracemalloc_pause();
     if (depth < 0)
         return NULL;
@@ -257,6 +275,7 @@ static PyObject *ebb_install(PyObject *self, PyObject *unused)
         PyMem_SetAllocator(d[i], &a);
     }
     wrapped = 1;
+    python_stacks(); /* before tracemalloc wraps ebb again */
     if (tracemalloc_resume(depth) < 0)
         return NULL;
     Py_RETURN_TRUE;

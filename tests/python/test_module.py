@@ -208,6 +208,36 @@ class BothWays:
         jsonschema.validate(report, schema, cls=jsonschema.Draft202012Validator)
         assert report["failure"]["kind"] == "limit" and report["failure"]["request"] >= 64 << 20
 
+    def test_report_names_the_python_line_that_allocated_most(self):
+        p = run_python('''
+            import ebb
+            def build_paths(n):
+                return [("node", i, float(i)) for i in range(n)]
+            line = build_paths.__code__.co_firstlineno + 1
+            def small():
+                return [str(i) for i in range(2000)]
+            keep = build_paths(300000)
+            other = small()
+            text = ebb.report()
+            top = text[text.index("\\n  1. ~"):]
+            top = top[:top.index("\\n  2. ~")] if "\\n  2. ~" in top else top
+            print(line)
+            print(top)
+            j = ebb.report("json")
+            first = j["sites"]["top"][0]
+            assert first["stack"] and first["stack"][0] == "<string>:%d <listcomp>" % line, first
+            assert any(s.endswith(" build_paths") for s in first["stack"]), first
+            assert j["sites"]["estimated"] is True and first["live_bytes"] > 8 << 20, first
+        ''', self.way, extra_env={"EBB_SAMPLE_RATE": "64K"})
+        line = int(p.stdout.split()[0])
+        assert "       at <string>:%d <listcomp>\n" % line in p.stdout, p.stdout
+        # Without the hook the sites have no Python stack.
+        p = run_python('''
+            import ebb
+            keep = [("node", i, float(i)) for i in range(300000)]
+            assert all(not s["stack"] for s in ebb.report("json")["sites"]["top"])
+        ''', self.way, extra_env={"EBB_SAMPLE_RATE": "64K", "EBB_PYTHON_STACKS": "0"})
+
     def test_first_failure_writes_the_report(self):
         p = run_python('''
             import ebb
