@@ -40,6 +40,22 @@
  * instructions for a 5-frame stack (callgrind, bench larson: 129 samples,
  * 2.2M instructions, 4% of the run), against 90,000 once for loading
  * libgcc_s (done in the constructor, so the first sample does not pay it).
+ * At --cg-scale 0.1 a sample costs 15,500 (prodcons) to 20,100 (realloc)
+ * instructions, nearly all unwinding: about 1,700 a frame, and half the
+ * frames unwound are ebb's own (backtrace, ebb__os_backtrace, capture,
+ * ebb__sample_begin, sampled_alloc).  libunwind 1.6 (Debian's
+ * libunwind8), whose unw_backtrace keeps a per-thread cache of frame
+ * rules, was tried: 1,250 to 1,420 instructions an unwind once a thread's
+ * cache is warm (churn +0.3% against sampling off instead of +1.7%), but
+ * a thread's first unwind costs about 100,000 and a 256 KiB mapping
+ * (larson, whose threads come and go: 9,700 an unwind, +3.1%), and it is
+ * not fit to run inside every process's malloc: it keeps a pipe open
+ * (the lowest free descriptors, 3 and 4 in a fresh process) and checks
+ * addresses by writing them to it, so a program that closes what it
+ * inherited and opens files there has a byte read from its fd 3 and one
+ * written to its fd 4 (shown with a test program); linked in, its
+ * exported backtrace and _Unwind_* would stand in for glibc's and
+ * libgcc's in the program's own lookups.  So glibc's backtrace stays.
  *
  * Recognising a sampled block at free time.  A sampled block is served by
  * the large-block allocator (large.c), whatever its size, and its entry
