@@ -174,7 +174,8 @@ static void take_snapshot(snapshot_t *s, const char *reason, int brief)
     s->brief = brief;
     s->gap_at = 0;
     s->gap = brief ? 0 : ebb__os_largest_gap(&s->gap_at);
-    s->rss = ebb__os_resident_bytes();
+    ebb__os_usage_t use;
+    s->rss = ebb__os_usage("", &use) ? (size_t)use.resident : 0;
     s->nclasses = ebb_class_stats(s->cls, EBB_CLASSES);
     if (s->nclasses > EBB_CLASSES)
         s->nclasses = EBB_CLASSES;

@@ -973,6 +973,16 @@ static void gap_see(gap_scan_t *g, uintptr_t start, uintptr_t end)
         g->prev_end = end;
 }
 
+/* One line of /proc/self/maps: "start-end perms ..." (hex addresses). */
+static void gap_line(gap_scan_t *g, const char *line)
+{
+    uintptr_t lo = parse_hex(&line);
+    if (*line == '-') {
+        line++;
+        gap_see(g, lo, parse_hex(&line));
+    }
+}
+
 size_t ebb__os_largest_gap(uintptr_t *start)
 {
     int saved = errno;
@@ -984,6 +994,7 @@ size_t ebb__os_largest_gap(uintptr_t *start)
     gap_scan_t g = { GAP_LOW, 0, 0 };
     char buf[4096];
     size_t have = 0;
+    int skipping = 0; /* in the tail of a line longer than buf */
     for (;;) {
         ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
         if (n < 0 && errno == EINTR)
@@ -994,43 +1005,27 @@ size_t ebb__os_largest_gap(uintptr_t *start)
         buf[have] = '\0';
         char *line = buf, *nl;
         while ((nl = memchr(line, '\n', have - (size_t)(line - buf))) != NULL) {
-            const char *s = line;
-            uintptr_t lo = parse_hex(&s);
-            if (*s == '-') {
-                s++;
-                gap_see(&g, lo, parse_hex(&s));
-            }
+            if (!skipping)
+                gap_line(&g, line);
+            skipping = 0;
             line = nl + 1;
         }
         have -= (size_t)(line - buf);
         memmove(buf, line, have);
-        if (have == sizeof buf - 1)
-            have = 0; /* no line is this long; drop it */
+        if (have == sizeof buf - 1) {
+            /* A line this long (a long file name): its addresses are at
+             * its start; the rest is skipped up to its newline. */
+            if (!skipping)
+                gap_line(&g, buf);
+            skipping = 1;
+            have = 0;
+        }
     }
     close(fd);
     errno = saved;
     gap_see(&g, GAP_HIGH - 1, GAP_HIGH - 1);
     *start = g.best_start;
     return g.best;
-}
-
-size_t ebb__os_resident_bytes(void)
-{
-    int saved = errno;
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    errno = saved;
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *p = strchr(buf, ' '); /* field 2: resident pages */
-    size_t pages = 0;
-    for (p = p ? p + 1 : NULL; p && *p >= '0' && *p <= '9'; p++)
-        pages = pages * 10 + (size_t)(*p - '0');
-    return pages * ebb__os_page_size();
 }
 
 long ebb__os_pid(void)

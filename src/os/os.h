@@ -176,8 +176,6 @@ void *ebb__os_map_file(const char *path, size_t size);
 /* The largest range of user address space no mapping covers (from
  * /proc/self/maps); 0 if it cannot be read. */
 size_t ebb__os_largest_gap(uintptr_t *start);
-/* The process's resident set in bytes (/proc/self/statm), 0 if unknown. */
-size_t ebb__os_resident_bytes(void);
 /* The process id; seconds since the epoch. */
 long ebb__os_pid(void);
 long long ebb__os_wall_seconds(void);
