@@ -16,6 +16,9 @@ ARCHFLAGS ?=
 BASE     += $(ARCHFLAGS)
 LIBFLAGS := $(BASE) $(OPT) $(EXTRA_CFLAGS)
 TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc $(ARCHFLAGS) $(EXTRA_CFLAGS)
+# API tests export their own functions (-rdynamic), so that a report's
+# frames name them (test_report, test_sample).
+API_LINK := -rdynamic
 VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' include/ebb.h)
 
 SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
@@ -124,11 +127,9 @@ $(B)/tests/unit/%: tests/unit/%.c tests/unit/unit.h tests/child.h $(DBG)/libebb.
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) -DEBB_DEBUG=1 $< $(DBG)/libebb.a -lcmocka -lpthread -o $@
 
-# -rdynamic: the tests' own functions are in the dynamic symbol table, so a
-# report names them (test_report, test_sample).
 $(B)/tests/api/%: tests/api/%.c tests/api/api.h tests/child.h $(B)/libebb.a
 	@mkdir -p $(@D)
-	$(CC) $(TESTFLAGS) -rdynamic $< $(B)/libebb.a -lcmocka -lpthread -o $@
+	$(CC) $(TESTFLAGS) $(API_LINK) $< $(B)/libebb.a -lcmocka -lpthread -o $@
 
 check-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -170,7 +171,7 @@ check-debug: $(SRC)
 	$(CC) $(BASE) -O1 -DEBB_DEBUG=2 -c src/ebb.c -o $(B)/debug2/ebb.o
 	rm -f $(B)/debug2/libebb.a && ar rcs $(B)/debug2/libebb.a $(B)/debug2/ebb.o
 	@set -e; for src in $(API_SRC); do t=$(B)/debug2/tests/$$(basename $$src .c); \
-	  $(CC) $(TESTFLAGS) $$src $(B)/debug2/libebb.a -lcmocka -lpthread -o $$t; \
+	  $(CC) $(TESTFLAGS) $(API_LINK) $$src $(B)/debug2/libebb.a -lcmocka -lpthread -o $$t; \
 	  echo "== $$t (EBB_DEBUG=2)"; EBB_TEST_MB=16 $$t; done
 
 # Sanitizer builds: the sanitizer runtime owns malloc, so the library is
@@ -192,7 +193,7 @@ check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
 	@set -e; mkdir -p $(B)/$*/tests; \
 	for src in $(filter-out $(SAN_SKIP_$*),$(API_SRC)) tests/stress/stress.c; do \
 	  t=$(B)/$*/tests/$$(basename $$src .c); \
-	  $(CC) $(TESTFLAGS) $(SAN_$*) $$src $(B)/$*/libebb-san.a -lcmocka -lpthread -o $$t; \
+	  $(CC) $(TESTFLAGS) $(API_LINK) $(SAN_$*) $$src $(B)/$*/libebb-san.a -lcmocka -lpthread -o $$t; \
 	  echo "== $$t ($*)"; ASAN_OPTIONS=detect_leaks=0 EBB_STRESS_SCALE=1 $$t; done
 
 check-sanitizers: check-asan check-ubsan

@@ -28,9 +28,9 @@
  *          ebb_last_failure() says why.  The failure opens the reserve (the
  *          top EBB_LIMIT_RESERVE bytes, at most 1/32 of the limit):
  *          what the program does about the failure (a traceback, a message,
- *          dropping a cache) gets memory up to the limit itself, which is
- *          never passed.  The reserve closes once committed is back below
- *          the limit less twice the reserve.
+ *          dropping a cache) gets memory up to the limit itself (passed by a
+ *          few re-dirtied pool pages at most, as above).  The reserve closes
+ *          once committed is back below the limit less twice the reserve.
  * Admission reads two counters and never blocks, so it may run under any
  * lock; callbacks and purges run only from the front's slow paths with no
  * lock held.  A thread inside a callback is never called back again (its

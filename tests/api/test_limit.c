@@ -111,11 +111,14 @@ static void test_emergency_reserve(void **state)
     ebb_limit_info(&info);
     EXPECT(info.reserve == limit / 32 || info.reserve == 4 * MiB, "reserve %zu of %zu",
            info.reserve, limit);
-    /* Refused at the limit less the reserve. */
+    /* Refused at the limit less the reserve.  Pool pages purged under
+     * pressure and touched again are not admitted one by one (limit.c), so
+     * committed may pass an admission level by a few pages. */
+    const size_t pages = 64 * KiB;
     size_t n = fill(16 * KiB);
     EXPECT(n > 0 && n < MAXB, "%zu blocks", n);
     size_t at_refusal = committed();
-    EXPECT(at_refusal <= limit - info.reserve, "committed %zu, limit %zu, reserve %zu",
+    EXPECT(at_refusal <= limit - info.reserve + pages, "committed %zu, limit %zu, reserve %zu",
            at_refusal, limit, info.reserve);
     EXPECT(at_refusal + info.reserve + MiB > limit, "refused early: %zu of %zu", at_refusal, limit);
     /* After the refusal the reserve serves what handles it... */
@@ -130,7 +133,7 @@ static void test_emergency_reserve(void **state)
     void *more[1024];
     while (m < 1024 && (more[m] = ebb_malloc(16 * KiB)) != NULL)
         memset(more[m++], 2, 16 * KiB);
-    EXPECT(m < 1024 && committed() <= limit && committed() > limit - info.reserve,
+    EXPECT(m < 1024 && committed() <= limit + pages && committed() > limit - info.reserve,
            "%zu more blocks, committed %zu, limit %zu", m, committed(), limit);
     for (size_t i = 0; i < m; i++)
         ebb_free(more[i]);
@@ -143,7 +146,8 @@ static void test_emergency_reserve(void **state)
     void *probe = ebb_malloc(16 * KiB); /* an admission that sees the drop */
     ebb_free(probe);
     n = fill(16 * KiB);
-    EXPECT(committed() <= limit - info.reserve, "reserve still open: committed %zu", committed());
+    EXPECT(committed() <= limit - info.reserve + pages, "reserve still open: committed %zu",
+           committed());
     free_all(n);
     ebb_last_failure(NULL, 1);
 }
