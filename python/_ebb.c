@@ -81,13 +81,15 @@ typedef struct {
     int (*check)(void);
     int (*report)(int, int);
     int (*python_stacks)(int);
+    int (*set_limit_auto)(unsigned);
+    int (*limit_info)(ebb_limit_info_t *);
 } api_t;
 
 static const api_t module_copy = {
     ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,  ebb_free_if_managed, ebb_manages,
     ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
     ebb_on_pressure, ebb_last_failure, ebb_version, ebb_python_domains, ebb_check,
-    ebb_report, ebb_python_stacks,
+    ebb_report, ebb_python_stacks, ebb_set_limit_auto, ebb_limit_info,
 };
 
 static api_t api;
@@ -129,6 +131,8 @@ static void choose_ebb(void)
     FIND(check, "ebb_check");
     FIND(report, "ebb_report");
     FIND(python_stacks, "ebb_python_stacks");
+    FIND(set_limit_auto, "ebb_set_limit_auto");
+    FIND(limit_info, "ebb_limit_info");
     if (complete) {
         api = found;
         heap_kind = "process";
@@ -447,10 +451,42 @@ static PyObject *ebb_report_py(PyObject *self, PyObject *arg)
 
 /* --------------------------------------------------------------- limit */
 
+/* "auto" or "N%": that share of the effective limit (the cgroup's, ...). */
+static PyObject *set_limit_auto(PyObject *arg)
+{
+    const char *s = PyUnicode_AsUTF8(arg);
+    if (s == NULL)
+        return NULL;
+    unsigned percent = 0;
+    int ok = 0;
+    if (strcmp(s, "auto") == 0) {
+        percent = 100;
+        ok = 1;
+    } else {
+        char *end;
+        long v = strtol(s, &end, 10);
+        ok = end != s && end[0] == '%' && end[1] == '\0' && v >= 1 && v <= 100;
+        percent = (unsigned)v;
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "set_limit: expected bytes, 'auto' or 'N%%' (1 to 100), "
+                                       "not %R", arg);
+        return NULL;
+    }
+    if (api.set_limit_auto(percent) != 0) {
+        PyErr_SetString(PyExc_OSError, "set_limit: the system states no memory bound to take "
+                                       "a share of");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *ebb_set_limit_py(PyObject *self, PyObject *arg)
 {
     (void)self;
     size_t bytes = 0;
+    if (PyUnicode_Check(arg))
+        return set_limit_auto(arg);
     if (arg != Py_None) {
         bytes = PyLong_AsSize_t(arg);
         if (bytes == (size_t)-1 && PyErr_Occurred()) {
@@ -461,6 +497,25 @@ static PyObject *ebb_set_limit_py(PyObject *self, PyObject *arg)
     }
     api.set_limit(bytes);
     Py_RETURN_NONE;
+}
+
+static const char *limit_from_name(int from)
+{
+    static const char *const names[] = { "none", "env", "api", "cgroup2", "cgroup1",
+                                         "rlimit_as", "rlimit_data", "memory" };
+    return from >= 0 && from < (int)(sizeof names / sizeof names[0]) ? names[from] : "?";
+}
+
+static PyObject *ebb_limit_info_py(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    ebb_limit_info_t li;
+    api.limit_info(&li);
+    return Py_BuildValue("{s:n,s:n,s:n,s:I,s:I,s:s,s:n,s:n,s:s}", "limit", (Py_ssize_t)li.limit,
+                         "soft", (Py_ssize_t)li.soft, "reserve", (Py_ssize_t)li.reserve,
+                         "soft_percent", li.soft_percent, "percent", li.percent, "from",
+                         limit_from_name(li.from), "effective", (Py_ssize_t)li.effective,
+                         "headroom", (Py_ssize_t)li.headroom, "source", li.source);
 }
 
 static PyObject *ebb_get_limit_py(PyObject *self, PyObject *unused)
@@ -711,9 +766,17 @@ PyDoc_STRVAR(stats_doc, "stats() -> dict\n\n"
 PyDoc_STRVAR(collect_doc, "collect(force=False) -> None\n\n"
 "Give back to the OS everything free in the whole process now.  force=True\n"
 "also unmaps the spare empty arena kept against map/unmap thrash.");
+PyDoc_STRVAR(limit_info_doc, "limit_info() -> dict\n\n"
+"The limit in force and where it comes from: limit, soft and reserve (bytes),\n"
+"soft_percent, percent (of the effective limit, for 'auto' and 'N%'), from\n"
+"('none', 'env', 'api', 'cgroup2', 'cgroup1', 'rlimit_as', 'rlimit_data',\n"
+"'memory'), effective and headroom (bytes, for an auto limit) and source (in\n"
+"words, e.g. the cgroup file).");
 PyDoc_STRVAR(set_limit_doc, "set_limit(nbytes) -> None\n\n"
-"Limit what ebb commits to nbytes (None or 0: no limit).  Past 90% of it, a\n"
-"garbage collection and the on_pressure callbacks run at the next safe point\n"
+"Limit what ebb commits to nbytes (None or 0: no limit), or to 'auto' or 'N%'\n"
+"of the effective limit (the smallest of the cgroup's limit, the rlimits and\n"
+"memory plus swap, less what ebb does not manage).  Past the soft level (90%)\n"
+"a garbage collection and the on_pressure callbacks run at the next safe point\n"
 "and free memory is purged; past the limit, allocations fail: MemoryError.");
 PyDoc_STRVAR(get_limit_doc, "get_limit() -> int\n\nThe limit in bytes, 0 if none.");
 PyDoc_STRVAR(on_pressure_doc, "on_pressure(callback) -> callback\n\n"
@@ -739,6 +802,7 @@ static PyMethodDef methods[] = {
     { "collect", (PyCFunction)(void (*)(void))ebb_collect_py, METH_VARARGS | METH_KEYWORDS,
       collect_doc },
     { "set_limit", ebb_set_limit_py, METH_O, set_limit_doc },
+    { "limit_info", ebb_limit_info_py, METH_NOARGS, limit_info_doc },
     { "get_limit", ebb_get_limit_py, METH_NOARGS, get_limit_doc },
     { "on_pressure", ebb_on_pressure_py, METH_O, on_pressure_doc },
     { "check", ebb_check_py, METH_NOARGS, check_doc },

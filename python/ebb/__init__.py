@@ -13,6 +13,7 @@ from ._ebb import (  # noqa: F401
     heap,
     install,
     installed,
+    limit_info,
     on_pressure,
     set_limit,
     stats,
@@ -21,7 +22,7 @@ from ._ebb import _manages, _raw_stress  # noqa: F401  (for tests)
 from ._ebb import _report
 
 __all__ = ["install", "installed", "stats", "collect", "set_limit", "get_limit",
-           "on_pressure", "check", "report", "heap", "__version__"]
+           "limit_info", "on_pressure", "check", "report", "heap", "__version__"]
 
 
 def report(format="text"):

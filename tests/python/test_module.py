@@ -158,6 +158,34 @@ class BothWays:
                 raise AssertionError("report('xml') accepted")
         ''', self.way)
 
+    def test_limit_auto_and_info(self):
+        run_python('''
+            import ebb
+            info = ebb.limit_info()
+            assert info["from"] == "none" and info["limit"] == 0, info
+            ebb.set_limit(64 << 20)
+            info = ebb.limit_info()
+            assert info["from"] == "api" and info["limit"] == 64 << 20, info
+            assert info["soft"] == (64 << 20) * 90 // 100 and info["reserve"] == (64 << 20) // 32
+            ebb.set_limit("50%")
+            half = ebb.limit_info()
+            assert half["percent"] == 50 and half["from"] in ("cgroup1", "cgroup2", "memory",
+                                                               "rlimit_as", "rlimit_data"), half
+            ebb.set_limit("auto")
+            full = ebb.limit_info()
+            assert full["percent"] == 100 and full["effective"] > 0 and full["source"], full
+            assert abs(full["limit"] // 2 - half["limit"]) < (64 << 20), (full, half)
+            for bad in ("lots", "0%", "101%", "50"):
+                try:
+                    ebb.set_limit(bad)
+                except ValueError as e:
+                    assert "'auto' or 'N%'" in str(e), e
+                else:
+                    raise AssertionError("set_limit(%r) accepted" % bad)
+            ebb.set_limit(None)
+            assert ebb.limit_info()["limit"] == 0
+        ''', self.way)
+
     def test_report_json_follows_its_schema(self):
         try:
             import jsonschema  # noqa: F401  (Debian's python3-jsonschema)
