@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "ebb.h"
+#include "size.h"
 
 /* The calling thread's interpreter (PyInterpreterState_Get is 3.9+). */
 static PyInterpreterState *current_interpreter(void)
@@ -451,27 +452,22 @@ static PyObject *ebb_report_py(PyObject *self, PyObject *arg)
 
 /* --------------------------------------------------------------- limit */
 
-/* "auto" or "N%": that share of the effective limit (the cgroup's, ...). */
-static PyObject *set_limit_auto(PyObject *arg)
+/* A size ("512M", "2G"), "auto" or "N%": as EBB_LIMIT takes them. */
+static PyObject *set_limit_text(PyObject *arg)
 {
     const char *s = PyUnicode_AsUTF8(arg);
     if (s == NULL)
         return NULL;
-    unsigned percent = 0;
-    int ok = 0;
-    if (strcmp(s, "auto") == 0) {
-        percent = 100;
-        ok = 1;
-    } else {
-        char *end;
-        long v = strtol(s, &end, 10);
-        ok = end != s && end[0] == '%' && end[1] == '\0' && v >= 1 && v <= 100;
-        percent = (unsigned)v;
-    }
-    if (!ok) {
-        PyErr_Format(PyExc_ValueError, "set_limit: expected bytes, 'auto' or 'N%%' (1 to 100), "
-                                       "not %R", arg);
+    size_t bytes;
+    unsigned percent;
+    if (!ebb__parse_limit(s, &bytes, &percent)) {
+        PyErr_Format(PyExc_ValueError, "set_limit: expected bytes, a size such as '512M', "
+                                       "'auto' or 'N%%' (1 to 100), not %R", arg);
         return NULL;
+    }
+    if (percent == 0) {
+        api.set_limit(bytes);
+        Py_RETURN_NONE;
     }
     if (api.set_limit_auto(percent) != 0) {
         PyErr_SetString(PyExc_OSError, "set_limit: the system states no memory bound to take "
@@ -486,7 +482,7 @@ static PyObject *ebb_set_limit_py(PyObject *self, PyObject *arg)
     (void)self;
     size_t bytes = 0;
     if (PyUnicode_Check(arg))
-        return set_limit_auto(arg);
+        return set_limit_text(arg);
     if (arg != Py_None) {
         bytes = PyLong_AsSize_t(arg);
         if (bytes == (size_t)-1 && PyErr_Occurred()) {
@@ -773,7 +769,8 @@ PyDoc_STRVAR(limit_info_doc, "limit_info() -> dict\n\n"
 "'memory'), effective and headroom (bytes, for an auto limit) and source (in\n"
 "words, e.g. the cgroup file).");
 PyDoc_STRVAR(set_limit_doc, "set_limit(nbytes) -> None\n\n"
-"Limit what ebb commits to nbytes (None or 0: no limit), or to 'auto' or 'N%'\n"
+"Limit what ebb commits to nbytes (None or 0: no limit; or a size such as\n"
+"'512M'), or to 'auto' or 'N%'\n"
 "of the effective limit (the smallest of the cgroup's limit, the rlimits and\n"
 "memory plus swap, less what ebb does not manage).  Past the soft level (90%)\n"
 "a garbage collection and the on_pressure callbacks run at the next safe point\n"

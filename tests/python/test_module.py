@@ -23,8 +23,10 @@ class PlainTest(unittest.TestCase):
             ebb.on_pressure(42)
         with self.assertRaises(ValueError):
             ebb.set_limit(-1)
+        with self.assertRaises(ValueError):
+            ebb.set_limit("lots")
         with self.assertRaises(TypeError):
-            ebb.set_limit("1G")
+            ebb.set_limit(1.5)
         with self.assertRaises(TypeError):
             ebb.collect(1, 2)
         assert ebb.get_limit() == 0
@@ -175,7 +177,9 @@ class BothWays:
             full = ebb.limit_info()
             assert full["percent"] == 100 and full["effective"] > 0 and full["source"], full
             assert abs(full["limit"] // 2 - half["limit"]) < (64 << 20), (full, half)
-            for bad in ("lots", "0%", "101%", "50"):
+            ebb.set_limit("512M")
+            assert ebb.get_limit() == 512 << 20
+            for bad in ("lots", "0%", "101%", "50x"):
                 try:
                     ebb.set_limit(bad)
                 except ValueError as e:
