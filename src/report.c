@@ -681,15 +681,18 @@ static void auto_report(const char *reason)
         return;
     ebb__lock(&Rep.lock);
     int saved = errno;
-    int fd = 2;
+    int fd = 2, opened = 0;
     if (opt->report_path[0]) {
         fd = ebb__os_open_write(opt->report_path);
-        if (fd < 0)
+        opened = fd >= 0;
+        if (!opened) {
             ebb__diag("ebb: cannot write the report to %s; writing it to stderr\n",
                       opt->report_path);
+            fd = 2;
+        }
     }
-    write_report(fd < 0 ? 2 : fd, opt->report_json ? EBB_REPORT_JSON : EBB_REPORT_TEXT, reason);
-    if (fd > 2)
+    write_report(fd, opt->report_json ? EBB_REPORT_JSON : EBB_REPORT_TEXT, reason);
+    if (opened)
         ebb__os_close(fd);
     errno = saved;
     ebb__unlock(&Rep.lock);
