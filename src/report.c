@@ -23,8 +23,9 @@
  * locks (the thread it interrupted may hold one), so the handler only
  * raises a flag and wakes the reporter thread, started when the signal is
  * armed at the first slow path after start-up; that thread writes the
- * report.  Every automatic report is one write() per buffer's worth, so
- * two at once interleave at worst by buffer, and a lock keeps them apart.
+ * report.  Automatic reports are appended to EBB_REPORT (a JSON one is one
+ * line, so a file of them is JSON Lines), and a lock keeps two at once
+ * apart.
  *
  * The JSON has a versioned schema ("schema": "ebb.report/1"): keys are
  * only ever added within a version; a change of meaning makes version 2.
@@ -683,7 +684,7 @@ static void auto_report(const char *reason)
     int saved = errno;
     int fd = 2, opened = 0;
     if (opt->report_path[0]) {
-        fd = ebb__os_open_write(opt->report_path);
+        fd = ebb__os_open_append(opt->report_path);
         opened = fd >= 0;
         if (!opened) {
             ebb__diag("ebb: cannot write the report to %s; writing it to stderr\n",

@@ -892,9 +892,9 @@ void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(v
 
 /* ------------------------------------------------------------ reports */
 
-int ebb__os_open_write(const char *path)
+int ebb__os_open_append(const char *path)
 {
-    return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
 int ebb__os_write_all(int fd, const void *buf, size_t n)

@@ -162,9 +162,9 @@ void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(v
  * What report.c needs to write a report and to be asked for one.  None of
  * these allocates. */
 
-/* Open path for writing (created 0644, truncated); a file descriptor, or -1
- * with errno set. */
-int ebb__os_open_write(const char *path);
+/* Open path for appending (created 0644 if missing); a file descriptor, or
+ * -1 with errno set. */
+int ebb__os_open_append(const char *path);
 /* Write all n bytes of buf to fd (retrying short writes and EINTR); 0, or
  * -1 with errno set. */
 int ebb__os_write_all(int fd, const void *buf, size_t n);
