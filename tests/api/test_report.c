@@ -216,14 +216,21 @@ static int run_child(const char *what, const char *extra1, const char *extra2, c
     return child_run(what, envp, out, outlen);
 }
 
+/* Child WHAT must exit 0; what it wrote to EBB_REPORT goes to rep. */
+static void run_child_for_report(const char *what, const char *extra1, const char *extra2,
+                                 char *out, size_t outlen, char *rep, size_t replen)
+{
+    int st = run_child(what, extra1, extra2, out, outlen);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    read_file(report_path, rep, replen);
+    unlink(report_path);
+}
+
 static void test_first_failure_report_once(void **state)
 {
     (void)state;
     char out[4096], rep[64 * 1024];
-    int st = run_child("fail_twice", "EBB_LIMIT=32M", NULL, out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
-    read_file(report_path, rep, sizeof rep);
-    unlink(report_path);
+    run_child_for_report("fail_twice", "EBB_LIMIT=32M", NULL, out, sizeof out, rep, sizeof rep);
     EXPECT(count(rep, "== ebb report: pid") == 1, "one report:\n%s", rep);
     EXPECT(strstr(rep, "reason      first allocation refused at the limit\n") != NULL, "%s", rep);
     EXPECT(strstr(rep, "limit       32.0 MiB (EBB_LIMIT)") != NULL, "%s", rep);
@@ -235,10 +242,8 @@ static void test_failure_report_json(void **state)
 {
     (void)state;
     char out[4096], rep[64 * 1024];
-    int st = run_child("fail_twice", "EBB_LIMIT=32M", "EBB_REPORT_FORMAT=json", out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
-    read_file(report_path, rep, sizeof rep);
-    unlink(report_path);
+    run_child_for_report("fail_twice", "EBB_LIMIT=32M", "EBB_REPORT_FORMAT=json", out, sizeof out,
+                         rep, sizeof rep);
     EXPECT(strncmp(rep, "{\"schema\":\"ebb.report/1\"", 24) == 0, "%.200s", rep);
     EXPECT(strstr(rep, "\"failure\":{\"kind\":\"limit\",\"request\":67108864,") != NULL, "%s", rep);
     EXPECT(strstr(rep, "\"source\":\"EBB_LIMIT\"") != NULL, "%s", rep);
@@ -264,10 +269,8 @@ static void test_report_on_signal(void **state)
 {
     (void)state;
     char out[4096], rep[64 * 1024];
-    int st = run_child("signal", "EBB_REPORT_SIGNAL=USR2", NULL, out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
-    read_file(report_path, rep, sizeof rep);
-    unlink(report_path);
+    run_child_for_report("signal", "EBB_REPORT_SIGNAL=USR2", NULL, out, sizeof out, rep,
+                         sizeof rep);
     EXPECT(count(rep, "== ebb report: pid") == 1, "%s", rep);
     EXPECT(strstr(rep, "reason      signal EBB_REPORT_SIGNAL\n") != NULL, "%s", rep);
     EXPECT(strstr(rep, "== end of ebb report\n") != NULL, "%s", rep);
