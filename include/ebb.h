@@ -281,13 +281,6 @@ typedef size_t (*ebb_stack_hook_fn)(char *buf, size_t size, void *arg);
  * running on another thread when this returns.  Returns 0. */
 EBB_API int ebb_set_stack_hook(ebb_stack_hook_fn fn, void *arg);
 
-/* Register (on = 1) or remove (0) ebb's CPython stack hook: each sample
- * then records the Python stack ("file:line function", innermost first) of
- * the thread that allocated, read only while that thread holds the GIL.
- * `ebb run` and ebb.install() do it (EBB_PYTHON_STACKS=0: not).  0, or -1
- * with errno ENOENT if the process has no CPython. */
-EBB_API int ebb_python_stacks(int on);
-
 /* Print the statistics, one size class per line, to stderr. */
 EBB_API void ebb_stats_print(void);
 

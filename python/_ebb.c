@@ -81,7 +81,7 @@ typedef struct {
     int (*python_domains)(void);
     int (*check)(void);
     int (*report)(int, int);
-    int (*python_stacks)(int);
+    int (*set_stack_hook)(ebb_stack_hook_fn, void *);
     int (*set_limit_auto)(unsigned);
     int (*limit_info)(ebb_limit_info_t *);
 } api_t;
@@ -90,7 +90,7 @@ static const api_t module_copy = {
     ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,  ebb_free_if_managed, ebb_manages,
     ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
     ebb_on_pressure, ebb_last_failure, ebb_version, ebb_python_domains, ebb_check,
-    ebb_report, ebb_python_stacks, ebb_set_limit_auto, ebb_limit_info,
+    ebb_report, ebb_set_stack_hook, ebb_set_limit_auto, ebb_limit_info,
 };
 
 static api_t api;
@@ -131,7 +131,7 @@ static void choose_ebb(void)
     FIND(python_domains, "ebb_python_domains");
     FIND(check, "ebb_check");
     FIND(report, "ebb_report");
-    FIND(python_stacks, "ebb_python_stacks");
+    FIND(set_stack_hook, "ebb_set_stack_hook");
     FIND(set_limit_auto, "ebb_set_limit_auto");
     FIND(limit_info, "ebb_limit_info");
     if (complete) {
@@ -249,25 +249,134 @@ static int tracemalloc_resume(int depth)
     return r ? 0 : -1;
 }
 
-/* Samples of the heap profiler carry the Python stack that allocated
- * (EBB_PYTHON_STACKS=0: not). */
+/* ------------------------------------------------------ Python stacks
+ *
+ * Each heap-profile sample can carry the Python stack of the thread that
+ * allocated, so that ebb's report names the Python line holding the memory.
+ * The hook runs inside the allocator, at any allocation, so it only reads:
+ * no Python call that could allocate, create a frame object, raise an
+ * audit event or run code (a first version read f_back and f_code through
+ * attribute access; under CPython's own tests that corrupted objects freed
+ * from a trashcan in threads, and audit hooks ran inside malloc).  As
+ * tracemalloc does, it walks the interpreter's frames directly: from 3.11
+ * the internal _PyInterpreterFrame chain (this module is compiled against
+ * the running interpreter's headers, internal ones included), skipping
+ * frames still being set up; before 3.11 the frame objects' f_back chain.
+ * The line comes from PyCode_Addr2Line (or PyFrame_GetLineNumber), which
+ * only decodes the line table; names are copied from ASCII string data,
+ * anything else shown as '?'.  It runs only while the interpreter is
+ * initialised and the allocating thread holds the GIL (its current thread
+ * state is its own: PyGILState_Check alone answers 1 for every thread
+ * once a subinterpreter exists, before 3.12).  Registered on import and by
+ * install(); EBB_PYTHON_STACKS=0 leaves it off. */
+
+#if PY_VERSION_HEX < 0x030D0000
+#define EBB_PY_FRAMES 1   /* 3.8 to 3.12: frames this module knows how to read */
+#endif
+
+#ifdef EBB_PY_FRAMES
+#define STACK_FRAMES 6    /* innermost frames kept */
+#define FILE_CHARS 48     /* a longer file name keeps its end */
+
+static size_t put_chars(char *buf, size_t size, size_t at, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && s[i] && at + 1 < size; i++)
+        buf[at++] = s[i];
+    return at;
+}
+
+/* An ASCII str's characters, without allocating; '?' for anything else. */
+static size_t put_name(char *buf, size_t size, size_t at, PyObject *u, size_t most)
+{
+    if (u == NULL || !PyUnicode_Check(u)
+#if PY_VERSION_HEX < 0x030C0000
+        || !PyUnicode_IS_READY(u)
+#endif
+        || !PyUnicode_IS_ASCII(u))
+        return put_chars(buf, size, at, "?", 1);
+    const char *s = (const char *)PyUnicode_DATA(u);
+    size_t n = (size_t)PyUnicode_GET_LENGTH(u);
+    if (n > most) {
+        at = put_chars(buf, size, at, "...", 3);
+        s += n - most;
+        n = most;
+    }
+    return put_chars(buf, size, at, s, n);
+}
+
+static size_t put_line(char *buf, size_t size, size_t at, PyCodeObject *code, int line)
+{
+    char digits[16];
+    int k = snprintf(digits, sizeof digits, ":%d ", line);
+    at = put_name(buf, size, at, code->co_filename, FILE_CHARS);
+    at = put_chars(buf, size, at, digits, k > 0 ? (size_t)k : 0);
+    at = put_name(buf, size, at, code->co_name, 64);
+    return put_chars(buf, size, at, "\n", 1);
+}
+
+#if PY_VERSION_HEX >= 0x030B0000 /* 3.11, 3.12: the internal frame chain */
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+
+static size_t walk_frames(PyThreadState *ts, char *buf, size_t size)
+{
+    size_t at = 0;
+    int depth = 0;
+    for (_PyInterpreterFrame *f = ts->cframe ? ts->cframe->current_frame : NULL;
+         f != NULL && depth < STACK_FRAMES; f = f->previous) {
+        if (_PyFrame_IsIncomplete(f))
+            continue;
+        PyCodeObject *code = f->f_code;
+        int line = PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
+        at = put_line(buf, size, at, code, line);
+        depth++;
+    }
+    return at;
+}
+#else /* 3.8 to 3.10: frame objects */
+#include <frameobject.h>
+
+static size_t walk_frames(PyThreadState *ts, char *buf, size_t size)
+{
+    size_t at = 0;
+    int depth = 0;
+    for (PyFrameObject *f = ts->frame; f != NULL && depth < STACK_FRAMES; f = f->f_back, depth++)
+        at = put_line(buf, size, at, f->f_code, PyFrame_GetLineNumber(f));
+    return at;
+}
+#endif
+
+static size_t python_stack(char *buf, size_t size, void *arg)
+{
+    (void)arg;
+    if (!Py_IsInitialized())
+        return 0;
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+    if (ts == NULL || ts != PyGILState_GetThisThreadState() || !PyGILState_Check())
+        return 0;
+    size_t at = walk_frames(ts, buf, size);
+    buf[at < size ? at : size - 1] = '\0';
+    return at;
+}
+#endif
+
+/* Samples carry the Python stack (EBB_PYTHON_STACKS=0: not; 3.13 and later:
+ * not yet, their frame internals differ again). */
 static void python_stacks(void)
 {
+#ifdef EBB_PY_FRAMES
     const char *v = getenv("EBB_PYTHON_STACKS");
     if (v == NULL || strcmp(v, "0") != 0)
-        api.python_stacks(1);
+        api.set_stack_hook(python_stack, NULL);
+#endif
 }
 
 static PyObject *ebb_install(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
-    if (domains_are_ebb()) {
-        /* Under `ebb run` the constructor set the hook; else set it now
-         * (it stands aside while tracemalloc wraps the domains). */
-        if (!api.python_domains())
-            python_stacks();
+    if (domains_are_ebb())
         Py_RETURN_FALSE;
-    }
     int depth = tracemalloc_pause();
     if (depth < 0)
         return NULL;
@@ -280,7 +389,6 @@ static PyObject *ebb_install(PyObject *self, PyObject *unused)
         PyMem_SetAllocator(d[i], &a);
     }
     wrapped = 1;
-    python_stacks(); /* before tracemalloc wraps ebb again */
     if (tracemalloc_resume(depth) < 0)
         return NULL;
     Py_RETURN_TRUE;
@@ -825,6 +933,7 @@ static struct PyModuleDef module_def = {
 static int setup_process(PyObject *m)
 {
     choose_ebb();
+    python_stacks();
     gc_module = PyImport_ImportModule("gc");
     if (gc_module == NULL)
         return -1;

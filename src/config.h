@@ -234,12 +234,6 @@
 #define EBB_REPORT_SITES_BRIEF 3
 #define EBB_REPORT_FRAMES 8
 
-/* A sample's Python stack (cpython.c): the innermost frames, each file name
- * cut to its last characters, so that six frames fit the site's text
- * (EBB_SITE_TEXT) with their function names. */
-#define EBB_PY_STACK_FRAMES 6
-#define EBB_PY_FILE_CHARS 48
-
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
 
@@ -300,8 +294,6 @@ _Static_assert(EBB_BLACKBOX_INTERVAL_MS >= 1 && EBB_BLACKBOX_INTERVAL_MS < EBB_P
 _Static_assert(EBB_REPORT_SITES_BRIEF >= 1 && EBB_REPORT_SITES_BRIEF <= EBB_REPORT_SITES &&
                EBB_REPORT_FRAMES >= 2 && EBB_REPORT_FRAMES <= EBB_SITE_DEPTH,
                "reports list a few sites, with some of their frames");
-_Static_assert(EBB_PY_STACK_FRAMES * (EBB_PY_FILE_CHARS + 3 + 8 + 24) <= EBB_SITE_TEXT,
-               "a Python stack of typical lines fits a site's text");
 _Static_assert(EBB_REPORT_CLASSES >= 1 && EBB_REPORT_CLASSES <= EBB_CLASSES,
                "a report lists some classes, at most all");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
