@@ -699,13 +699,22 @@ static void auto_report(const char *reason)
     ebb__unlock(&Rep.lock);
 }
 
+/* A request the machine could never meet (more than its memory and swap,
+ * or than any object can be) is the program's error, or a test of its
+ * MemoryError, not memory running out: no report for it. */
+static int could_ever_fit(size_t request)
+{
+    if (request > (size_t)PTRDIFF_MAX)
+        return 0;
+    ebb__os_bound_t machine;
+    return !ebb__os_physical_memory("", &machine) || request <= machine.bytes;
+}
+
 void ebb__report_failure(void)
 {
-    /* Only allocations that failed for want of memory: a request bigger
-     * than any object can be is the program's error, not memory's. */
     ebb_failure_t f;
     int reason = ebb_last_failure(&f, 0);
-    if (reason == EBB_FAIL_NONE || f.request > (size_t)PTRDIFF_MAX)
+    if (reason == EBB_FAIL_NONE || (reason == EBB_FAIL_NO_MEMORY && !could_ever_fit(f.request)))
         return;
     if (atomic_exchange_explicit(&Rep.failure_done, 1, memory_order_relaxed))
         return;
