@@ -40,6 +40,14 @@
  *
  * Without a limit (the default) admission is one relaxed load and a branch.
  *
+ * The kernel's word (pressure.c, EBB_LIMIT_PSI).  While a limit is set, a
+ * watcher thread listens for memory pressure the counters cannot see (other
+ * processes in the same cgroup, or the whole machine, stalling on memory):
+ * on an event it purges everything at once and owes the soft callbacks, as
+ * if growth had crossed the soft level (ebb__limit_external_pressure); the
+ * next slow path holding no lock runs them, once, unless an episode is
+ * already open.
+ *
  * Where the limit comes from.  EBB_LIMIT=SIZE, ebb_set_limit(), or an auto
  * limit (EBB_LIMIT=auto or N%, ebb_set_limit_auto): the effective limit is
  * the smallest bound the system puts on the process (os.h reads them), less
@@ -156,6 +164,7 @@ static void run_callbacks(int level, size_t request)
 void ebb__limit_poll_slow(void)
 {
     refused_bytes = 0; /* a refill refused part-way still got blocks */
+    ebb__pressure_arm();
     int due = 1;
     if (in_callback ||
         !atomic_compare_exchange_strong_explicit(&Lim.soft_due, &due, 0, memory_order_relaxed,
@@ -167,6 +176,19 @@ void ebb__limit_poll_slow(void)
         return; /* another thread opened this episode */
     run_callbacks(EBB_PRESSURE_SOFT, 0);
     ebb_collect(0);
+}
+
+/* Pressure the kernel reported: the episode's callbacks are owed as if
+ * growth had crossed the soft level, and as then only if no episode is
+ * open.  An episode opened this way with committed below the soft level
+ * ends at the next admission, so each kernel event (pressure.c lets one
+ * through per PSI window) owes the callbacks at most once. */
+void ebb__limit_external_pressure(void)
+{
+    if (atomic_load_explicit(&ebb__g.limit, memory_order_relaxed) == 0)
+        return;
+    if (!atomic_load_explicit(&Lim.episode, memory_order_relaxed))
+        atomic_store_explicit(&Lim.soft_due, 1, memory_order_relaxed);
 }
 
 int ebb__limit_relieve(void)
@@ -321,7 +343,7 @@ EBB_API int ebb_set_limit(size_t bytes)
 
 /* The root of the files an auto limit reads: the real system, or in a
  * debug build (the unit tests') a fixture tree named by EBB__TEST_ROOT. */
-static const char *system_root(char *buf, size_t len)
+const char *ebb__limit_root(char *buf, size_t len)
 {
 #if EBB_DEBUG >= 1
     if (ebb__os_getenv("EBB__TEST_ROOT", buf, len))
@@ -341,7 +363,7 @@ static int derive_now(unsigned percent, ebb_limit_info_t *out)
     };
     ebb__os_rlimits(&in.rlimit_as, &in.rlimit_data);
     char buf[256];
-    return ebb__limit_derive(system_root(buf, sizeof buf), &in, percent, out);
+    return ebb__limit_derive(ebb__limit_root(buf, sizeof buf), &in, percent, out);
 }
 
 EBB_API int ebb_limit_auto(ebb_limit_info_t *out)
@@ -396,6 +418,7 @@ EBB_API int ebb_limit_info(ebb_limit_info_t *out)
     ebb__lock(&Lim.lock);
     *out = Lim.info;
     ebb__unlock(&Lim.lock);
+    ebb__pressure_info(out); /* after: no lock is taken while Lim.lock is held */
     return 0;
 }
 
