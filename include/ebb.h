@@ -195,7 +195,7 @@ typedef struct ebb_limit_info_s {
      * or a cgroup v2 ".../memory.pressure", whose memory.events is watched
      * too), and the pressure events the kernel delivered so far.  Each gives
      * free memory back at once and runs the callbacks (EBB_PRESSURE_SOFT)
-     * at the next allocation, unless an episode is already open. */
+     * at the next allocation, unless an episode of ebb's own is open. */
     size_t pressure_events;
     char pressure_source[256];
 } ebb_limit_info_t;

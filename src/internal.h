@@ -424,10 +424,14 @@ void ebb__limit_unlock_all(int child) EBB_HIDDEN;
  * open, the next slow path holding no lock runs the soft callbacks and
  * purges.  Never blocks; callable from any thread. */
 void ebb__limit_external_pressure(void) EBB_HIDDEN;
+/* Callbacks never run on the calling thread (ebb's own threads). */
+void ebb__limit_no_callbacks_here(void) EBB_HIDDEN;
 
 /* pressure.c: the watcher of the kernel's memory pressure */
 enum { EBB_PRESSURE_IDLE = 0, EBB_PRESSURE_WATCHING, EBB_PRESSURE_OFF };
 extern EBB_HIDDEN _Atomic int ebb__pressure_state; /* EBB_PRESSURE_* */
+/* The PSI trigger written: "some EBB_PSI_STALL_US EBB_PSI_WINDOW_US". */
+extern EBB_HIDDEN const char ebb__pressure_trigger[];
 void ebb__pressure_arm_slow(void) EBB_HIDDEN;
 /* From a slow path holding no lock, while a limit is set: start the watcher
  * unless it runs or cannot.  One load once it does. */

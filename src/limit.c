@@ -43,10 +43,11 @@
  * The kernel's word (pressure.c, EBB_LIMIT_PSI).  While a limit is set, a
  * watcher thread listens for memory pressure the counters cannot see (other
  * processes in the same cgroup, or the whole machine, stalling on memory):
- * on an event it purges everything at once and owes the soft callbacks, as
- * if growth had crossed the soft level (ebb__limit_external_pressure); the
- * next slow path holding no lock runs them, once, unless an episode is
- * already open.
+ * on an event it purges everything at once and owes the soft callbacks
+ * (ebb__limit_external_pressure); the next slow path holding no lock runs
+ * them, once per event, unless an episode of ebb's own is open (they ran
+ * for it).  The kernel's episode is its event: committed is usually below
+ * the soft level then, so ebb's own episode rule would not end it.
  *
  * Where the limit comes from.  EBB_LIMIT=SIZE, ebb_set_limit(), or an auto
  * limit (EBB_LIMIT=auto or N%, ebb_set_limit_auto): the effective limit is
@@ -89,6 +90,7 @@ static struct {
     _Atomic int episode;         /* soft callbacks ran, committed still above soft */
     _Atomic int soft_due;        /* growth crossed the soft level: callbacks owed */
     _Atomic int reported;        /* a failure at the limit was reported this episode */
+    _Atomic int kernel_due;      /* the kernel reported pressure: callbacks owed */
     ebb__lock_t lock;            /* guards the callback table, info, soft_percent */
     _Atomic size_t soft;         /* the soft level in bytes, beside ebb__g.limit */
     callback_t cb[EBB_PRESSURE_CALLBACKS];
@@ -159,6 +161,38 @@ static void run_callbacks(int level, size_t request)
     in_callback = 0;
 }
 
+/* The calling thread is ebb's own (the pressure watcher): never a callback
+ * on it, as if it were inside one; its refused requests simply fail. */
+void ebb__limit_no_callbacks_here(void)
+{
+    in_callback = 1;
+}
+
+/* Pressure the kernel reported owes the soft callbacks once: events that
+ * come before a slow path runs them are one (and pressure.c lets at most
+ * one through per PSI window).  The kernel's episode is that one event, not
+ * ebb's: committed is usually far below the soft level then, and an episode
+ * of ebb's own ends only when an admission finds it there, which a program
+ * that reuses its memory may not make for a long time. */
+void ebb__limit_external_pressure(void)
+{
+    if (atomic_load_explicit(&ebb__g.limit, memory_order_relaxed) != 0)
+        atomic_store_explicit(&Lim.kernel_due, 1, memory_order_relaxed);
+}
+
+/* The kernel's event is owed: its callbacks, unless an episode of ebb's own
+ * is open (they ran for it, and committed is still above the soft level). */
+static int kernel_poll(void)
+{
+    if (!atomic_load_explicit(&Lim.kernel_due, memory_order_relaxed) ||
+        !atomic_exchange_explicit(&Lim.kernel_due, 0, memory_order_relaxed) ||
+        atomic_load_explicit(&Lim.episode, memory_order_relaxed))
+        return 0;
+    run_callbacks(EBB_PRESSURE_SOFT, 0);
+    ebb_collect(0);
+    return 1;
+}
+
 /* The soft level was crossed by some thread's growth: the first thread to
  * come by with no lock held runs the episode's callbacks and purges. */
 void ebb__limit_poll_slow(void)
@@ -166,7 +200,7 @@ void ebb__limit_poll_slow(void)
     refused_bytes = 0; /* a refill refused part-way still got blocks */
     ebb__pressure_arm();
     int due = 1;
-    if (in_callback ||
+    if (in_callback || kernel_poll() ||
         !atomic_compare_exchange_strong_explicit(&Lim.soft_due, &due, 0, memory_order_relaxed,
                                                  memory_order_relaxed))
         return;
@@ -176,19 +210,6 @@ void ebb__limit_poll_slow(void)
         return; /* another thread opened this episode */
     run_callbacks(EBB_PRESSURE_SOFT, 0);
     ebb_collect(0);
-}
-
-/* Pressure the kernel reported: the episode's callbacks are owed as if
- * growth had crossed the soft level, and as then only if no episode is
- * open.  An episode opened this way with committed below the soft level
- * ends at the next admission, so each kernel event (pressure.c lets one
- * through per PSI window) owes the callbacks at most once. */
-void ebb__limit_external_pressure(void)
-{
-    if (atomic_load_explicit(&ebb__g.limit, memory_order_relaxed) == 0)
-        return;
-    if (!atomic_load_explicit(&Lim.episode, memory_order_relaxed))
-        atomic_store_explicit(&Lim.soft_due, 1, memory_order_relaxed);
 }
 
 int ebb__limit_relieve(void)
@@ -201,6 +222,7 @@ int ebb__limit_relieve(void)
         return 0;
     atomic_store_explicit(&Lim.episode, 1, memory_order_relaxed);
     atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
+    atomic_store_explicit(&Lim.kernel_due, 0, memory_order_relaxed);
     run_callbacks(EBB_PRESSURE_HARD, bytes);
     ebb_collect(0);
     return 1;
@@ -323,6 +345,7 @@ static void limit_install(const ebb_limit_info_t *info)
     atomic_store_explicit(&ebb__g.limit, info->limit, memory_order_relaxed);
     atomic_store_explicit(&Lim.episode, 0, memory_order_relaxed);
     atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
+    atomic_store_explicit(&Lim.kernel_due, 0, memory_order_relaxed);
     ebb__unlock(&Lim.lock);
 }
 

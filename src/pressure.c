@@ -22,9 +22,10 @@
  * ebb__limit_external_pressure): the next allocation slow path that holds
  * no lock runs them with EBB_PRESSURE_SOFT and purges, once, unless an
  * episode of ebb's own is open (its callbacks ran already).  Callbacks never
- * run on the watcher: include/ebb.h promises them the allocating thread, and
- * a runtime's callback (CPython's schedules a pending call) may need to be
- * on one of the program's threads.  After acting, the watcher pauses for
+ * run on the watcher (it counts as inside one, so even its own allocations,
+ * its thread cache's, owe nothing): include/ebb.h promises them the
+ * allocating thread, and a runtime's callback (CPython's schedules a
+ * pending call) may need to be on one of the program's threads.  After acting, the watcher pauses for
  * EBB_PRESSURE_QUIET_MS, so a burst of events is one action; a trigger
  * fires at most once per window anyway.
  *
@@ -55,7 +56,8 @@
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
-static const char trigger[] = "some " STR(EBB_PSI_STALL_US) " " STR(EBB_PSI_WINDOW_US);
+EBB_HIDDEN const char ebb__pressure_trigger[] =
+    "some " STR(EBB_PSI_STALL_US) " " STR(EBB_PSI_WINDOW_US);
 
 EBB_HIDDEN _Atomic int ebb__pressure_state;
 
@@ -97,6 +99,9 @@ static void watcher_end(int state)
 static void watcher_main(void *arg)
 {
     (void)arg;
+    /* ebb_collect may allocate here (this thread's cache): a slow path
+     * that must not run the callbacks it owes to the program's threads. */
+    ebb__limit_no_callbacks_here();
     for (;;) {
         int got = ebb__os_pressure_wait(&Pr.h, EBB_PRESSURE_ALIVE_MS);
         /* A watched file failed: its cgroup cannot be removed while this
@@ -157,10 +162,10 @@ void ebb__pressure_arm_slow(void)
         return;
     ebb__os_pressure_t h;
     char buf[256];
-    if (ebb__os_pressure_open(ebb__limit_root(buf, sizeof buf), trigger, &h) != 0) {
+    if (ebb__os_pressure_open(ebb__limit_root(buf, sizeof buf), ebb__pressure_trigger, &h) != 0) {
         if (want == 1)
             ebb__diag("ebb: EBB_LIMIT_PSI=1: no memory pressure file could be watched "
-                      "(no PSI, or the trigger \"%s\" was refused)\n", trigger);
+                      "(no PSI, or the trigger \"%s\" was refused)\n", ebb__pressure_trigger);
         atomic_store_explicit(&ebb__pressure_state, EBB_PRESSURE_OFF, memory_order_release);
         return;
     }

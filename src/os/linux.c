@@ -912,6 +912,17 @@ int ebb__os_pressure_events_open(ebb__os_pressure_t *p, int fd)
     return 0;
 }
 
+int ebb__os_pressure_events_grew(ebb__os_pressure_t *p)
+{
+    int saved = errno;
+    int64_t now = events_count(p->events);
+    int got = now < 0 ? EBB__OS_PRESSURE_GONE : (uint64_t)now > p->seen ? EBB__OS_PRESSURE_EVENTS : 0;
+    if (now >= 0)
+        p->seen = (uint64_t)now;
+    errno = saved;
+    return got;
+}
+
 int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressure_t *out)
 {
     int saved = errno, err = ENOENT;
@@ -969,15 +980,8 @@ int ebb__os_pressure_wait(ebb__os_pressure_t *p, long timeout_ms)
             else if (r & POLLPRI)
                 got |= EBB__OS_PRESSURE_PSI;
         }
-        if (events_at >= 0 && (fds[events_at].revents & (POLLPRI | POLLERR))) {
-            int64_t now = events_count(p->events);
-            if (now < 0)
-                got |= EBB__OS_PRESSURE_GONE;
-            else if ((uint64_t)now > p->seen)
-                got |= EBB__OS_PRESSURE_EVENTS;
-            if (now >= 0)
-                p->seen = (uint64_t)now;
-        }
+        if (events_at >= 0 && (fds[events_at].revents & (POLLPRI | POLLERR)))
+            got |= ebb__os_pressure_events_grew(p);
     }
     errno = saved;
     return got;

@@ -132,6 +132,9 @@ enum {
     EBB__OS_PRESSURE_EVENTS = 2,  /* memory.events' high or max grew */
     EBB__OS_PRESSURE_GONE = 4     /* a watched file failed (its cgroup was removed) */
 };
+/* Reread memory.events (the wait does on its signal): EBB__OS_PRESSURE_EVENTS
+ * if high + max grew since last read, GONE if it cannot be read, else 0. */
+int ebb__os_pressure_events_grew(ebb__os_pressure_t *p);
 /* Wait at most timeout_ms (-1: no limit) for pressure; may return 0 early. */
 int ebb__os_pressure_wait(ebb__os_pressure_t *p, long timeout_ms);
 void ebb__os_pressure_close(ebb__os_pressure_t *p);
