@@ -190,6 +190,14 @@ typedef struct ebb_limit_info_s {
      * hierarchical_memory_limit", when the binding one is above what the
      * process can see). */
     char source[512];
+    /* Listening to the kernel (EBB_LIMIT_PSI, while a limit is set): the
+     * file watched for memory pressure, "" if none ("/proc/pressure/memory",
+     * or a cgroup v2 ".../memory.pressure", whose memory.events is watched
+     * too), and the pressure events the kernel delivered so far.  Each gives
+     * free memory back at once and runs the callbacks (EBB_PRESSURE_SOFT)
+     * at the next allocation, unless an episode of ebb's own is open. */
+    size_t pressure_events;
+    char pressure_source[256];
 } ebb_limit_info_t;
 /* The limit in force and where it comes from.  Returns 0. */
 EBB_API int ebb_limit_info(ebb_limit_info_t *out);

@@ -191,6 +191,31 @@
  * and the soft callbacks get their turn first. */
 #define EBB_LIMIT_RESERVE ((size_t)4 << 20)
 #define EBB_LIMIT_RESERVE_SHARE 32
+/* Listening to the kernel (pressure.c, EBB_LIMIT_PSI).  The PSI trigger:
+ * "some" stall (at least one task of the cgroup, or of the system, waiting
+ * for memory: direct reclaim, refaults of evicted pages, swap-in) of
+ * EBB_PSI_STALL_US within EBB_PSI_WINDOW_US.  The window is 2 s because an
+ * unprivileged process (Linux 6.5 and later) may only use windows that are
+ * a multiple of 2 s, and one value for root and everyone keeps the
+ * behaviour the same; the kernel's own averages are refreshed every 2 s.
+ * 15% of the window stalled is past the brief reclaim a busy machine shows
+ * now and then (a few percent) and well before thrashing, where tasks wait
+ * most of the time; it is the point where giving back free memory, which
+ * costs page faults only if it is used again, is cheap relief for the
+ * others.  (The kernel allows windows of 10 s at most.) */
+#define EBB_PSI_STALL_US 300000
+#define EBB_PSI_WINDOW_US 2000000
+/* After acting on an event the watcher waits this long before it listens
+ * again, so that a burst is one event: memory.events can change a hundred
+ * times a second while a cgroup is held at memory.high, and a PSI trigger
+ * fires at most once per window anyway.  One window. */
+#define EBB_PRESSURE_QUIET_MS 2000
+/* The watcher wakes at least this often to see whether it is the process's
+ * last thread (main left with pthread_exit and the others ended): it then
+ * ends, and the process with it, at most this late.  Each wake-up is a
+ * poll timeout and a read of /proc/self/stat, about 10 us a second, paid
+ * only while a limit is set and the kernel offers PSI. */
+#define EBB_PRESSURE_ALIVE_MS 1000
 /* Pressure callbacks the process may register (a runtime, its extensions). */
 #define EBB_PRESSURE_CALLBACKS 8
 
@@ -286,6 +311,14 @@ _Static_assert(EBB_LIMIT_AUTO_MARGIN_SHIFT >= 2 && EBB_LIMIT_AUTO_MARGIN_SHIFT <
 _Static_assert(EBB_LIMIT_AUTO_MIN_SHARE >= 2,
                "an auto limit keeps room for what ebb does not manage");
 _Static_assert(EBB_PRESSURE_CALLBACKS >= 2, "room for a runtime and one more");
+_Static_assert(EBB_PSI_STALL_US > 0 && EBB_PSI_STALL_US < EBB_PSI_WINDOW_US &&
+               EBB_PSI_WINDOW_US % 2000000 == 0 && EBB_PSI_WINDOW_US <= 10000000,
+               "a PSI trigger the kernel takes from any user: a stall shorter than its window, "
+               "a window of 2 s steps, at most 10 s");
+_Static_assert(EBB_PRESSURE_QUIET_MS >= EBB_PSI_WINDOW_US / 1000 && EBB_PRESSURE_ALIVE_MS >= 100 &&
+               EBB_PRESSURE_ALIVE_MS <= 2000,
+               "one action per PSI window; the watcher notices soon that it is alone, "
+               "without waking often");
 _Static_assert(EBB_LIMIT_RESERVE >= 2 * EBB_MAX_POOL_SPAN * EBB_SLOT_SIZE &&
                100 / EBB_LIMIT_RESERVE_SHARE < 100 - EBB_LIMIT_SOFT_PERCENT,
                "the reserve holds a few of the largest pools, and refusals start above the soft level");

@@ -18,6 +18,7 @@
 #include "sample.c"
 #include "purge.c"
 #include "limit.c"
+#include "pressure.c"
 #include "report.c"
 #include "blackbox.c"
 #include "stats.c"

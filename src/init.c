@@ -25,6 +25,9 @@
  *                        few /proc and cgroup files, without allocating)
  *   EBB_LIMIT_SOFT=N%    the soft level: pressure callbacks past N% of the
  *                        limit (default 90; 100: only at the limit)
+ *   EBB_LIMIT_PSI=0|1    while a limit is set, listen to the kernel's memory
+ *                        pressure (PSI, cgroup v2 memory.events: pressure.c);
+ *                        default: if the kernel offers it
  *   EBB_REPORT=PATH|stderr|off   where automatic reports go (report.c;
  *                        default stderr); EBB_REPORT_FORMAT=text|json;
  *                        EBB_REPORT_SIGNAL=USR1|USR2|N: a report on demand
@@ -149,6 +152,8 @@ void ebb__options_read(ebb__options_t *o)
     o->limit_soft = EBB_LIMIT_SOFT_PERCENT;
     if (ebb__os_getenv("EBB_LIMIT_SOFT", v, sizeof v) && !ebb__parse_percent(v, &o->limit_soft))
         bad_option("EBB_LIMIT_SOFT", v);
+    /* -1 unset: listen if the kernel offers PSI, and say nothing if not. */
+    o->limit_psi = read_flag("EBB_LIMIT_PSI", -1);
     o->purge_lazy = 0;
     if (ebb__os_getenv("EBB_PURGE_MODE", v, sizeof v)) {
         if (!strcmp(v, "free"))
@@ -221,6 +226,7 @@ static void fork_child(void)
     ebb__unlock(&ebb__g.registry_lock);
     ebb__purge_fork_child();
     ebb__report_fork_child();
+    ebb__pressure_fork_child();
     ebb__blackbox_fork_child();
 }
 

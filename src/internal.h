@@ -276,6 +276,8 @@ typedef struct {
     unsigned limit_percent;  /* EBB_LIMIT=N% or auto (100): share of the
                               * effective limit; 0 when given in bytes */
     unsigned limit_soft;     /* EBB_LIMIT_SOFT: soft level, percent of the limit */
+    int limit_psi;           /* EBB_LIMIT_PSI: 1 listen to the kernel, 0 not,
+                              * -1 unset (listen if it can, quietly) */
     /* Automatic reports (report.c) */
     int report_off;          /* EBB_REPORT=off */
     int report_json;         /* EBB_REPORT_FORMAT=json, or a path ending .json */
@@ -406,6 +408,9 @@ typedef struct {
  * one); 0, or -1 if no bound is found (*out then says none). */
 int ebb__limit_derive(const char *root, const ebb__limit_inputs_t *in, unsigned percent,
                       ebb_limit_info_t *out) EBB_HIDDEN;
+/* The root of the files an auto limit and the pressure watcher read: ""
+ * (the real system), or in a debug build EBB__TEST_ROOT's fixture tree. */
+const char *ebb__limit_root(char *buf, size_t len) EBB_HIDDEN;
 /* After a slow path got memory, no lock held: run an episode's callbacks
  * if growth crossed the soft level.  One load without a limit. */
 static inline void ebb__limit_poll(void)
@@ -415,6 +420,35 @@ static inline void ebb__limit_poll(void)
 }
 void ebb__limit_lock_all(void) EBB_HIDDEN;
 void ebb__limit_unlock_all(int child) EBB_HIDDEN;
+/* The kernel reported memory pressure (pressure.c): unless an episode is
+ * open, the next slow path holding no lock runs the soft callbacks and
+ * purges.  Never blocks; callable from any thread. */
+void ebb__limit_external_pressure(void) EBB_HIDDEN;
+/* Callbacks never run on the calling thread (ebb's own threads). */
+void ebb__limit_no_callbacks_here(void) EBB_HIDDEN;
+
+/* pressure.c: the watcher of the kernel's memory pressure */
+enum { EBB_PRESSURE_IDLE = 0, EBB_PRESSURE_WATCHING, EBB_PRESSURE_OFF };
+extern EBB_HIDDEN _Atomic int ebb__pressure_state; /* EBB_PRESSURE_* */
+/* The PSI trigger written: "some EBB_PSI_STALL_US EBB_PSI_WINDOW_US". */
+extern EBB_HIDDEN const char ebb__pressure_trigger[];
+void ebb__pressure_arm_slow(void) EBB_HIDDEN;
+/* From a slow path holding no lock, while a limit is set: start the watcher
+ * unless it runs or cannot.  One load once it does. */
+static inline void ebb__pressure_arm(void)
+{
+    if (EBB_UNLIKELY(atomic_load_explicit(&ebb__pressure_state, memory_order_relaxed) ==
+                     EBB_PRESSURE_IDLE))
+        ebb__pressure_arm_slow();
+}
+/* Watch p (taken: closed when the watcher ends) on a new thread; 0, or -1
+ * if one runs or none can start.  The arm above, and tests with fixtures. */
+int ebb__pressure_watch(const ebb__os_pressure_t *p) EBB_HIDDEN;
+/* What the watcher does on each event (tests call it directly). */
+void ebb__pressure_event(void) EBB_HIDDEN;
+/* The pressure fields of ebb_limit_info. */
+void ebb__pressure_info(ebb_limit_info_t *out) EBB_HIDDEN;
+void ebb__pressure_fork_child(void) EBB_HIDDEN;
 
 /* stats.c: mapped bytes, with the high-water mark */
 size_t ebb__committed_now(void) EBB_HIDDEN;

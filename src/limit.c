@@ -40,6 +40,15 @@
  *
  * Without a limit (the default) admission is one relaxed load and a branch.
  *
+ * The kernel's word (pressure.c, EBB_LIMIT_PSI).  While a limit is set, a
+ * watcher thread listens for memory pressure the counters cannot see (other
+ * processes in the same cgroup, or the whole machine, stalling on memory):
+ * on an event it purges everything at once and owes the soft callbacks
+ * (ebb__limit_external_pressure); the next slow path holding no lock runs
+ * them, once per event, unless an episode of ebb's own is open (they ran
+ * for it).  The kernel's episode is its event: committed is usually below
+ * the soft level then, so ebb's own episode rule would not end it.
+ *
  * Where the limit comes from.  EBB_LIMIT=SIZE, ebb_set_limit(), or an auto
  * limit (EBB_LIMIT=auto or N%, ebb_set_limit_auto): the effective limit is
  * the smallest bound the system puts on the process (os.h reads them), less
@@ -81,6 +90,7 @@ static struct {
     _Atomic int episode;         /* soft callbacks ran, committed still above soft */
     _Atomic int soft_due;        /* growth crossed the soft level: callbacks owed */
     _Atomic int reported;        /* a failure at the limit was reported this episode */
+    _Atomic int kernel_due;      /* the kernel reported pressure: callbacks owed */
     ebb__lock_t lock;            /* guards the callback table, info, soft_percent */
     _Atomic size_t soft;         /* the soft level in bytes, beside ebb__g.limit */
     callback_t cb[EBB_PRESSURE_CALLBACKS];
@@ -151,13 +161,46 @@ static void run_callbacks(int level, size_t request)
     in_callback = 0;
 }
 
+/* The calling thread is ebb's own (the pressure watcher): never a callback
+ * on it, as if it were inside one; its refused requests simply fail. */
+void ebb__limit_no_callbacks_here(void)
+{
+    in_callback = 1;
+}
+
+/* Pressure the kernel reported owes the soft callbacks once: events that
+ * come before a slow path runs them are one (and pressure.c lets at most
+ * one through per PSI window).  The kernel's episode is that one event, not
+ * ebb's: committed is usually far below the soft level then, and an episode
+ * of ebb's own ends only when an admission finds it there, which a program
+ * that reuses its memory may not make for a long time. */
+void ebb__limit_external_pressure(void)
+{
+    if (atomic_load_explicit(&ebb__g.limit, memory_order_relaxed) != 0)
+        atomic_store_explicit(&Lim.kernel_due, 1, memory_order_relaxed);
+}
+
+/* The kernel's event is owed: its callbacks, unless an episode of ebb's own
+ * is open (they ran for it, and committed is still above the soft level). */
+static int kernel_poll(void)
+{
+    if (!atomic_load_explicit(&Lim.kernel_due, memory_order_relaxed) ||
+        !atomic_exchange_explicit(&Lim.kernel_due, 0, memory_order_relaxed) ||
+        atomic_load_explicit(&Lim.episode, memory_order_relaxed))
+        return 0;
+    run_callbacks(EBB_PRESSURE_SOFT, 0);
+    ebb_collect(0);
+    return 1;
+}
+
 /* The soft level was crossed by some thread's growth: the first thread to
  * come by with no lock held runs the episode's callbacks and purges. */
 void ebb__limit_poll_slow(void)
 {
     refused_bytes = 0; /* a refill refused part-way still got blocks */
+    ebb__pressure_arm();
     int due = 1;
-    if (in_callback ||
+    if (in_callback || kernel_poll() ||
         !atomic_compare_exchange_strong_explicit(&Lim.soft_due, &due, 0, memory_order_relaxed,
                                                  memory_order_relaxed))
         return;
@@ -179,6 +222,7 @@ int ebb__limit_relieve(void)
         return 0;
     atomic_store_explicit(&Lim.episode, 1, memory_order_relaxed);
     atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
+    atomic_store_explicit(&Lim.kernel_due, 0, memory_order_relaxed);
     run_callbacks(EBB_PRESSURE_HARD, bytes);
     ebb_collect(0);
     return 1;
@@ -301,6 +345,7 @@ static void limit_install(const ebb_limit_info_t *info)
     atomic_store_explicit(&ebb__g.limit, info->limit, memory_order_relaxed);
     atomic_store_explicit(&Lim.episode, 0, memory_order_relaxed);
     atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
+    atomic_store_explicit(&Lim.kernel_due, 0, memory_order_relaxed);
     ebb__unlock(&Lim.lock);
 }
 
@@ -321,7 +366,7 @@ EBB_API int ebb_set_limit(size_t bytes)
 
 /* The root of the files an auto limit reads: the real system, or in a
  * debug build (the unit tests') a fixture tree named by EBB__TEST_ROOT. */
-static const char *system_root(char *buf, size_t len)
+const char *ebb__limit_root(char *buf, size_t len)
 {
 #if EBB_DEBUG >= 1
     if (ebb__os_getenv("EBB__TEST_ROOT", buf, len))
@@ -341,7 +386,7 @@ static int derive_now(unsigned percent, ebb_limit_info_t *out)
     };
     ebb__os_rlimits(&in.rlimit_as, &in.rlimit_data);
     char buf[256];
-    return ebb__limit_derive(system_root(buf, sizeof buf), &in, percent, out);
+    return ebb__limit_derive(ebb__limit_root(buf, sizeof buf), &in, percent, out);
 }
 
 EBB_API int ebb_limit_auto(ebb_limit_info_t *out)
@@ -396,6 +441,7 @@ EBB_API int ebb_limit_info(ebb_limit_info_t *out)
     ebb__lock(&Lim.lock);
     *out = Lim.info;
     ebb__unlock(&Lim.lock);
+    ebb__pressure_info(out); /* after: no lock is taken while Lim.lock is held */
     return 0;
 }
 

@@ -8,7 +8,8 @@
  *
  * A report is a snapshot taken first and written second: the counters of
  * stats.c (the held categories add up to `mapped`, so the report's do
- * too), the limit and where it came from, why the last allocation failed,
+ * too), the limit and where it came from (and the kernel pressure events
+ * pressure.c heard), why the last allocation failed,
  * every size class in use, the largest hole in the address space (what a
  * big allocation could still get), and the sampled allocation sites that
  * hold the most (sample.c: estimates, and the report says so), each with
@@ -133,6 +134,8 @@ typedef struct {
     ebb_stats_t st;
     size_t limit, soft, reserve;
     char limit_source[sizeof ((ebb_limit_info_t *)0)->source];
+    size_t pressure_events;   /* the kernel's pressure events (pressure.c) */
+    char pressure_source[sizeof ((ebb_limit_info_t *)0)->pressure_source];
     ebb_failure_t failure;    /* the calling thread's last failure */
     uintptr_t gap_at;
     size_t gap;
@@ -171,6 +174,8 @@ static void take_snapshot(snapshot_t *s, const char *reason, int brief)
     s->soft = li.soft;
     s->reserve = li.reserve;
     memcpy(s->limit_source, li.source, sizeof li.source);
+    s->pressure_events = li.pressure_events;
+    memcpy(s->pressure_source, li.pressure_source, sizeof li.pressure_source);
     ebb_last_failure(&s->failure, 0);
     s->brief = brief;
     s->gap_at = 0;
@@ -218,6 +223,11 @@ static void text_limit(out_t *o, const snapshot_t *s)
     out_size(o, s->soft);
     outf(o, "; emergency reserve ");
     out_size(o, s->reserve);
+    /* What the kernel said, when ebb listens or heard something. */
+    if (s->pressure_source[0])
+        outf(o, "; kernel pressure events %zu (%s)", s->pressure_events, s->pressure_source);
+    else if (s->pressure_events)
+        outf(o, "; kernel pressure events %zu", s->pressure_events);
     outf(o, "\n");
 }
 
@@ -448,6 +458,12 @@ static void json_limit(out_t *o, const snapshot_t *s)
     json_num(o, "reserve_bytes", s->reserve, 0);
     json_key(o, "source", 0);
     out_json_str(o, s->limit_source);
+    json_num(o, "pressure_events", s->pressure_events, 0);
+    json_key(o, "pressure_source", 0);
+    if (s->pressure_source[0])
+        out_json_str(o, s->pressure_source);
+    else
+        outf(o, "null");
     out_raw(o, "}", 1);
 }
 

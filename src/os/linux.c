@@ -1,9 +1,9 @@
 /*
  * linux.c -- the OS layer for Linux (glibc or musl), 64- and 32-bit.
  *
- * Only this file calls mmap, munmap, madvise, mremap, brk, futex and write,
- * and reads the /proc and cgroup files that bound the process's memory.  It
- * keeps errno as the caller left it, because free() must preserve errno and
+ * Only this file calls mmap, munmap, madvise, mremap, brk, futex, poll and
+ * write, reads the /proc and cgroup files that bound the process's memory,
+ * and opens the ones that report memory pressure.  It keeps errno as the caller left it, because free() must preserve errno and
  * the layers above should not have to think about it.
  */
 #ifndef _GNU_SOURCE
@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <string.h>
 #include <link.h>
+#include <poll.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -790,6 +791,211 @@ int ebb__os_usage(const char *root, ebb__os_usage_t *out)
     }
     errno = saved;
     return ok && f[0] <= UINT64_MAX / page;
+}
+
+/* ------------------------------------------------------ memory pressure
+ * What the kernel says about memory pressure (os.h), for pressure.c.
+ *
+ * PSI (pressure stall information, Linux 4.20 and later): a trigger
+ * "some <stall us> <window us>" written to a pressure file makes its file
+ * descriptor poll POLLPRI once the tasks it covers stalled on memory that
+ * long within a window; the kernel signals a trigger at most once per
+ * window, and poll itself clears the signal.  The file is the memory.pressure
+ * of the process's cgroup v2 (it covers the cgroup's tasks, whatever the
+ * memory controller's hierarchy: PSI is kept for every v2 cgroup), or of the
+ * ancestor whose memory.max binds, since that limit is shared with every
+ * process below it; else the whole system's /proc/pressure/memory (also when
+ * the v2 cgroup is the root: the same figures under its plain name).  Before
+ * Linux 6.5 a trigger needs CAP_SYS_RESOURCE; since then anyone may write
+ * one whose window is a multiple of 2 s.
+ *
+ * memory.events (cgroup v2, not the root): flat "key count" lines; "high"
+ * counts throttling past memory.high, "max" reclaim at memory.max.  A change
+ * is signalled as POLLPRI | POLLERR until the file is read again through the
+ * same descriptor, so it is reread from its start on each signal.
+ */
+
+#define PRESSURE_SYSTEM "/proc/pressure/memory"
+
+/* The directory of the process's cgroup v2, or of its nearest ancestor
+ * with the smallest memory.max, into dir; 0 if none is found or it is the
+ * hierarchy's root (mount point). */
+static int cgroup2_pressure_dir(const char *root, char *dir, size_t len)
+{
+    cgroup_find_t f;
+    memset(&f, 0, sizeof f);
+    if (each_line(root, "/proc/self/cgroup", cgroup_line, &f) != 0 || !f.path[1][0])
+        return 0;
+    each_line(root, "/proc/self/mountinfo", mount_line, &f);
+    size_t at = strlen(f.dir[1]), mount = f.mount_len[1];
+    if (!f.dir[1][0] || at <= mount || at >= len)
+        return 0;
+    memcpy(dir, f.dir[1], at + 1);
+    uint64_t least = UINT64_MAX;
+    for (char *d = f.dir[1]; at > mount;) {
+        char path[BOUND_PATH + 32];
+        uint64_t v;
+        if (join3(path, sizeof path, d, "/memory.max", "") && read_cgroup_value(root, path, &v) &&
+            v < least) {
+            least = v;
+            memcpy(dir, d, at + 1);
+        }
+        while (at > mount && d[at - 1] != '/')
+            at--;
+        if (at > mount)
+            at--;
+        d[at] = '\0';
+    }
+    return 1;
+}
+
+int ebb__os_psi_arm(int fd, const char *trigger)
+{
+    /* The kernel takes the text with its NUL (its documented form). */
+    size_t n = strlen(trigger) + 1;
+    ssize_t w;
+    while ((w = write(fd, trigger, n)) < 0 && errno == EINTR)
+        ;
+    return w == (ssize_t)n ? 0 : -1;
+}
+
+/* root/path opened for a trigger, and the trigger written: the fd, or -1
+ * with errno set. */
+static int psi_open(const char *root, const char *path, const char *trigger)
+{
+    char full[2 * BOUND_PATH];
+    if (!join3(full, sizeof full, root, path, "")) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(full, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0 && ebb__os_psi_arm(fd, trigger) != 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        fd = -1;
+    }
+    return fd;
+}
+
+/* memory.events' "high" plus "max"; -1 if it cannot be read. */
+static int64_t events_count(int fd)
+{
+    char buf[512];
+    if (lseek(fd, 0, SEEK_SET) != 0)
+        return -1;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf - 1)) < 0 && errno == EINTR)
+        ;
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    uint64_t sum = 0, v;
+    for (const char *s = buf; *s;) {
+        const char *eol = strchr(s, '\n');
+        const char *end = eol ? eol : s + strlen(s);
+        if ((strncmp(s, "high ", 5) == 0 || strncmp(s, "max ", 4) == 0) &&
+            scan_u64(strchr(s, ' '), &v) != NULL)
+            sum += v;
+        s = *end ? end + 1 : end;
+    }
+    return (int64_t)(sum & INT64_MAX);
+}
+
+int ebb__os_pressure_events_open(ebb__os_pressure_t *p, int fd)
+{
+    int64_t n = events_count(fd);
+    if (n < 0)
+        return -1;
+    p->events = fd;
+    p->seen = (uint64_t)n;
+    return 0;
+}
+
+int ebb__os_pressure_events_grew(ebb__os_pressure_t *p)
+{
+    int saved = errno;
+    int64_t now = events_count(p->events);
+    int got = now < 0 ? EBB__OS_PRESSURE_GONE : (uint64_t)now > p->seen ? EBB__OS_PRESSURE_EVENTS : 0;
+    if (now >= 0)
+        p->seen = (uint64_t)now;
+    errno = saved;
+    return got;
+}
+
+int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressure_t *out)
+{
+    int saved = errno, err = ENOENT;
+    char dir[BOUND_PATH], path[BOUND_PATH + 32];
+    out->psi = out->events = -1;
+    out->seen = 0;
+    out->source[0] = '\0';
+    int cgroup = cgroup2_pressure_dir(root, dir, sizeof dir);
+    if (cgroup && join3(path, sizeof path, dir, "/memory.events", "")) {
+        int fd = open_below(root, path);
+        if (fd >= 0 && ebb__os_pressure_events_open(out, fd) != 0)
+            close(fd);
+        if (out->events >= 0)
+            join3(out->source, sizeof out->source, path, "", "");
+    }
+    if (cgroup && join3(path, sizeof path, dir, "/memory.pressure", "")) {
+        out->psi = psi_open(root, path, trigger);
+        err = out->psi < 0 && errno != ENOENT ? errno : err;
+    }
+    if (out->psi < 0) {
+        join3(path, sizeof path, PRESSURE_SYSTEM, "", "");
+        out->psi = psi_open(root, path, trigger);
+        err = out->psi < 0 && errno != ENOENT ? errno : err;
+    }
+    if (out->psi >= 0) /* the PSI file names the watch; memory.events goes with it */
+        join3(out->source, sizeof out->source, path, "", "");
+    int ok = out->psi >= 0 || out->events >= 0;
+    errno = ok ? saved : err;
+    return ok ? 0 : -1;
+}
+
+int ebb__os_pressure_wait(ebb__os_pressure_t *p, long timeout_ms)
+{
+    int saved = errno;
+    struct pollfd fds[2];
+    nfds_t n = 0;
+    int psi_at = -1, events_at = -1;
+    if (p->psi >= 0) {
+        psi_at = (int)n;
+        fds[n++] = (struct pollfd){ .fd = p->psi, .events = POLLPRI };
+    }
+    if (p->events >= 0) {
+        events_at = (int)n;
+        fds[n++] = (struct pollfd){ .fd = p->events, .events = POLLPRI };
+    }
+    int got = 0;
+    if (n == 0)
+        got = EBB__OS_PRESSURE_GONE;
+    else if (poll(fds, n, (int)timeout_ms) > 0) {
+        if (psi_at >= 0) {
+            short r = fds[psi_at].revents;
+            /* POLLERR: the trigger is gone (its cgroup was removed). */
+            if (r & (POLLERR | POLLHUP | POLLNVAL))
+                got |= EBB__OS_PRESSURE_GONE;
+            else if (r & POLLPRI)
+                got |= EBB__OS_PRESSURE_PSI;
+        }
+        if (events_at >= 0 && (fds[events_at].revents & (POLLPRI | POLLERR)))
+            got |= ebb__os_pressure_events_grew(p);
+    }
+    errno = saved;
+    return got;
+}
+
+void ebb__os_pressure_close(ebb__os_pressure_t *p)
+{
+    int saved = errno;
+    if (p->psi >= 0)
+        close(p->psi);
+    if (p->events >= 0)
+        close(p->events);
+    p->psi = p->events = -1;
+    errno = saved;
 }
 
 typedef struct {

@@ -103,6 +103,42 @@ typedef struct {
 /* 1 if read. */
 int ebb__os_usage(const char *root, ebb__os_usage_t *out);
 
+/* ------------------------------------------------------ memory pressure
+ * What the kernel says about memory pressure, for pressure.c's watcher:
+ * a PSI trigger and cgroup v2 memory.events.  None of these allocate. */
+
+typedef struct {
+    int psi;          /* a PSI file with its trigger written, or -1 */
+    int events;       /* cgroup v2 memory.events, or -1 */
+    uint64_t seen;    /* its "high" + "max" counts when last read */
+    char source[EBB__OS_SOURCE_LEN];  /* the file watched, "" if none */
+} ebb__os_pressure_t;
+
+/* Open the memory pressure file of the process's cgroup v2 (or of the
+ * ancestor whose memory.max binds) and write `trigger` ("some STALL_US
+ * WINDOW_US") to it, else the same for the system's /proc/pressure/memory;
+ * and that cgroup's memory.events.  Below `root` ("" the real system).  0
+ * if anything is watched; -1 with errno (ENOENT: no PSI; EPERM, EINVAL:
+ * the kernel refused the trigger). */
+int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressure_t *out);
+/* Write a PSI trigger to an open pressure file: 0, or -1 with errno. */
+int ebb__os_psi_arm(int fd, const char *trigger);
+/* Watch fd as memory.events (read now for its counts); 0, or -1 if it
+ * cannot be read (fd is then not taken). */
+int ebb__os_pressure_events_open(ebb__os_pressure_t *p, int fd);
+/* What ebb__os_pressure_wait saw: a bit set of these, 0 if nothing. */
+enum {
+    EBB__OS_PRESSURE_PSI = 1,     /* the PSI trigger fired */
+    EBB__OS_PRESSURE_EVENTS = 2,  /* memory.events' high or max grew */
+    EBB__OS_PRESSURE_GONE = 4     /* a watched file failed (its cgroup was removed) */
+};
+/* Reread memory.events (the wait does on its signal): EBB__OS_PRESSURE_EVENTS
+ * if high + max grew since last read, GONE if it cannot be read, else 0. */
+int ebb__os_pressure_events_grew(ebb__os_pressure_t *p);
+/* Wait at most timeout_ms (-1: no limit) for pressure; may return 0 early. */
+int ebb__os_pressure_wait(ebb__os_pressure_t *p, long timeout_ms);
+void ebb__os_pressure_close(ebb__os_pressure_t *p);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t ebb__os_now_ns(void);
 /* Coarse monotonic clock in milliseconds, wrapping every 49 days (compare

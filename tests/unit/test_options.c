@@ -73,6 +73,11 @@ static void test_parse_each_option(void **state)
     assert_int_equal(parsed("EBB_LIMIT_SOFT", "0%").limit_soft, EBB_LIMIT_SOFT_PERCENT);
     assert_int_equal(parsed("EBB_LIMIT_SOFT", "120%").limit_soft, EBB_LIMIT_SOFT_PERCENT);
     assert_int_equal(parsed("EBB_LIMIT_SOFT", "high").limit_soft, EBB_LIMIT_SOFT_PERCENT);
+    assert_int_equal(parsed("EBB_LIMIT_PSI", "0").limit_psi, 0);
+    assert_int_equal(parsed("EBB_LIMIT_PSI", "1").limit_psi, 1);
+    assert_int_equal(parsed("EBB_LIMIT_PSI", "off").limit_psi, 0);
+    assert_int_equal(parsed("EBB_LIMIT_PSI", "maybe").limit_psi, -1);
+    assert_int_equal(parsed("EBB_NOTHING", "1").limit_psi, -1); /* unset: if the kernel can */
 }
 
 /* ---- child side: `test_options child WHAT` prints what it observes ---- */
