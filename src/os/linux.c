@@ -23,6 +23,7 @@
 #include <poll.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
@@ -878,6 +879,40 @@ static int psi_open(const char *root, const char *path, const char *trigger)
     return fd;
 }
 
+/* Descriptors ebb keeps open for long go high (from EBB_OS_FD_FLOOR, if
+ * the limit allows), out of the way of a program's own low numbers. */
+#define EBB_OS_FD_FLOOR 900
+
+static int move_high(int fd)
+{
+    if (fd < 0 || fd >= EBB_OS_FD_FLOOR)
+        return fd;
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, EBB_OS_FD_FLOOR);
+    if (hi < 0)
+        return fd;
+    close(fd);
+    return hi;
+}
+
+static void file_id(int fd, uint64_t id[2])
+{
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0) {
+        id[0] = (uint64_t)st.st_dev;
+        id[1] = (uint64_t)st.st_ino;
+    } else {
+        id[0] = id[1] = 0;
+    }
+}
+
+/* fd is still the file it was opened as. */
+static int still_ours(int fd, const uint64_t id[2])
+{
+    uint64_t now[2];
+    file_id(fd, now);
+    return fd >= 0 && now[0] == id[0] && now[1] == id[1] && (id[0] | id[1]) != 0;
+}
+
 /* memory.events' "high" plus "max"; -1 if it cannot be read. */
 static int64_t events_count(int fd)
 {
@@ -902,6 +937,12 @@ static int64_t events_count(int fd)
     return (int64_t)(sum & INT64_MAX);
 }
 
+void ebb__os_pressure_adopt(ebb__os_pressure_t *p, int psi)
+{
+    p->psi = psi;
+    file_id(psi, p->psi_id);
+}
+
 int ebb__os_pressure_events_open(ebb__os_pressure_t *p, int fd)
 {
     int64_t n = events_count(fd);
@@ -909,13 +950,14 @@ int ebb__os_pressure_events_open(ebb__os_pressure_t *p, int fd)
         return -1;
     p->events = fd;
     p->seen = (uint64_t)n;
+    file_id(fd, p->events_id);
     return 0;
 }
 
 int ebb__os_pressure_events_grew(ebb__os_pressure_t *p)
 {
     int saved = errno;
-    int64_t now = events_count(p->events);
+    int64_t now = still_ours(p->events, p->events_id) ? events_count(p->events) : -1;
     int got = now < 0 ? EBB__OS_PRESSURE_GONE : (uint64_t)now > p->seen ? EBB__OS_PRESSURE_EVENTS : 0;
     if (now >= 0)
         p->seen = (uint64_t)now;
@@ -932,7 +974,7 @@ int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressur
     out->source[0] = '\0';
     int cgroup = cgroup2_pressure_dir(root, dir, sizeof dir);
     if (cgroup && join3(path, sizeof path, dir, "/memory.events", "")) {
-        int fd = open_below(root, path);
+        int fd = move_high(open_below(root, path));
         if (fd >= 0 && ebb__os_pressure_events_open(out, fd) != 0)
             close(fd);
         if (out->events >= 0)
@@ -947,6 +989,7 @@ int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressur
         out->psi = psi_open(root, path, trigger);
         err = out->psi < 0 && errno != ENOENT ? errno : err;
     }
+    ebb__os_pressure_adopt(out, move_high(out->psi));
     if (out->psi >= 0) /* the PSI file names the watch; memory.events goes with it */
         join3(out->source, sizeof out->source, path, "", "");
     int ok = out->psi >= 0 || out->events >= 0;
@@ -960,6 +1003,12 @@ int ebb__os_pressure_wait(ebb__os_pressure_t *p, long timeout_ms)
     struct pollfd fds[2];
     nfds_t n = 0;
     int psi_at = -1, events_at = -1;
+    /* A descriptor the program closed (and maybe reused) is given up, never
+     * touched again. */
+    if (p->psi >= 0 && !still_ours(p->psi, p->psi_id))
+        p->psi = -1;
+    if (p->events >= 0 && !still_ours(p->events, p->events_id))
+        p->events = -1;
     if (p->psi >= 0) {
         psi_at = (int)n;
         fds[n++] = (struct pollfd){ .fd = p->psi, .events = POLLPRI };
@@ -990,9 +1039,9 @@ int ebb__os_pressure_wait(ebb__os_pressure_t *p, long timeout_ms)
 void ebb__os_pressure_close(ebb__os_pressure_t *p)
 {
     int saved = errno;
-    if (p->psi >= 0)
+    if (p->psi >= 0 && still_ours(p->psi, p->psi_id))
         close(p->psi);
-    if (p->events >= 0)
+    if (p->events >= 0 && still_ours(p->events, p->events_id))
         close(p->events);
     p->psi = p->events = -1;
     errno = saved;

@@ -111,6 +111,10 @@ typedef struct {
     int psi;          /* a PSI file with its trigger written, or -1 */
     int events;       /* cgroup v2 memory.events, or -1 */
     uint64_t seen;    /* its "high" + "max" counts when last read */
+    /* Which files the descriptors were (device, inode): a program that
+     * closes every descriptor and opens others may be handed the same
+     * numbers, and ebb must never poll, read or close the program's. */
+    uint64_t psi_id[2], events_id[2];
     char source[EBB__OS_SOURCE_LEN];  /* the file watched, "" if none */
 } ebb__os_pressure_t;
 
@@ -121,6 +125,10 @@ typedef struct {
  * if anything is watched; -1 with errno (ENOENT: no PSI; EPERM, EINVAL:
  * the kernel refused the trigger). */
 int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressure_t *out);
+/* Watch psi (a descriptor with a trigger written, or a stand-in in tests;
+ * -1: none): records which file it is, so a descriptor the program later
+ * closes and reuses is left alone. */
+void ebb__os_pressure_adopt(ebb__os_pressure_t *p, int psi);
 /* Write a PSI trigger to an open pressure file: 0, or -1 with errno. */
 int ebb__os_psi_arm(int fd, const char *trigger);
 /* Watch fd as memory.events (read now for its counts); 0, or -1 if it

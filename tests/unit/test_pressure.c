@@ -215,7 +215,8 @@ static void test_wait_sees_pollpri(void **state)
     int rx, tx;
     if (!urgent_pair(&rx, &tx))
         skip();
-    ebb__os_pressure_t h = { .psi = rx, .events = -1 };
+    ebb__os_pressure_t h = { .psi = -1, .events = -1 };
+    ebb__os_pressure_adopt(&h, rx);
     assert_int_equal(ebb__os_pressure_wait(&h, 0), 0);
     char plain = 'x';
     assert_int_equal(send(tx, &plain, 1, 0), 1); /* ordinary data is not pressure */
@@ -226,7 +227,18 @@ static void test_wait_sees_pollpri(void **state)
     assert_int_equal(ebb__os_pressure_wait(&h, 0), 0);
     ebb__os_pressure_t none = { .psi = -1, .events = -1 };
     assert_int_equal(ebb__os_pressure_wait(&none, 0), EBB__OS_PRESSURE_GONE);
+    /* The program closes the descriptor and gets its number again for a
+     * file of its own: ebb gives the watch up and never closes the file. */
     close(rx);
+    int mine = open("/dev/null", O_RDONLY);
+    assert_int_equal(mine, rx);
+    assert_int_equal(ebb__os_pressure_wait(&h, 0), EBB__OS_PRESSURE_GONE);
+    assert_int_equal(h.psi, -1);
+    ebb__os_pressure_adopt(&h, rx); /* as if the watch had not noticed yet */
+    h.psi_id[1] ^= 1;
+    ebb__os_pressure_close(&h);
+    assert_true(fcntl(mine, F_GETFD) >= 0); /* still open: not ebb's to close */
+    close(mine);
     close(tx);
 }
 
@@ -340,7 +352,8 @@ static void test_watcher_end_to_end(void **state)
     calls = 0;
     assert_int_equal(ebb_on_pressure(on_pressure, NULL), 0);
     atomic_store(&ebb__pressure_state, EBB_PRESSURE_IDLE);
-    ebb__os_pressure_t h = { .psi = rx, .events = -1 };
+    ebb__os_pressure_t h = { .psi = -1, .events = -1 };
+    ebb__os_pressure_adopt(&h, rx);
     strcpy(h.source, "stand-in");
     assert_int_equal(ebb__pressure_watch(&h), 0);
     assert_int_equal(ebb__pressure_watch(&h), -1); /* one watcher */
