@@ -78,6 +78,20 @@ static void test_parse_each_option(void **state)
     assert_int_equal(parsed("EBB_LIMIT_PSI", "off").limit_psi, 0);
     assert_int_equal(parsed("EBB_LIMIT_PSI", "maybe").limit_psi, -1);
     assert_int_equal(parsed("EBB_NOTHING", "1").limit_psi, -1); /* unset: if the kernel can */
+    /* Where automatic reports go, and the black box. */
+    assert_int_equal(parsed("EBB_REPORT", "off").report_off, 1);
+    assert_int_equal(parsed("EBB_REPORT", "stderr").report_off, 0);
+    assert_string_equal(parsed("EBB_REPORT", "stderr").report_path, "");
+    assert_string_equal(parsed("EBB_REPORT", "/tmp/r.txt").report_path, "/tmp/r.txt");
+    assert_int_equal(parsed("EBB_REPORT", "/tmp/r.txt").report_json, 0);
+    assert_int_equal(parsed("EBB_REPORT", "/tmp/r.json").report_json, 1);
+    assert_int_equal(parsed("EBB_REPORT_FORMAT", "json").report_json, 1);
+    assert_int_equal(parsed("EBB_REPORT_FORMAT", "xml").report_json, 0);
+    assert_int_equal(parsed("EBB_REPORT_SIGNAL", "USR2").report_signal, SIGUSR2);
+    assert_int_equal(parsed("EBB_REPORT_SIGNAL", "KILL").report_signal, 0);
+    assert_string_equal(parsed("EBB_BLACKBOX", "/run/box.%p").blackbox_path, "/run/box.%p");
+    assert_string_equal(parsed("EBB_BLACKBOX", "off").blackbox_path, "");
+    assert_string_equal(parsed("EBB_NOTHING", "1").blackbox_path, "");
 }
 
 /* ---- child side: `test_options child WHAT` prints what it observes ---- */
