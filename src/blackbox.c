@@ -25,6 +25,9 @@
  * slot whole.  One refresh at a time (a trylock: a thread that finds
  * another refreshing skips its turn).
  *
+ * A box per process (a path with "%p") is removed when its process exits
+ * normally; one left behind belongs to a process that was killed.
+ *
  * Fork.  The child must not write its parent's box: it drops the mapping
  * and, if the path has "%p", opens its own on its next refresh; without
  * "%p" the child has no box.  exec keeps the pid, so the new image's box
@@ -72,11 +75,16 @@ static int box_path(char *out, size_t cap)
     return at + 1 < cap;
 }
 
+/* The open box's file name: a box per process ("%p") is removed when the
+ * process exits normally, so only the boxes of processes that were killed
+ * stay behind (`ebb run` starts many a short-lived child). */
+static char open_path[sizeof ebb__g.opt.blackbox_path + 24];
+
 static void box_open(void)
 {
-    char path[sizeof ebb__g.opt.blackbox_path + 24];
+    char *path = open_path;
     void *map = NULL;
-    if (box_path(path, sizeof path))
+    if (box_path(path, sizeof open_path))
         map = ebb__os_map_file(path, EBB_BLACKBOX_FILE_SIZE);
     if (map == NULL) {
         ebb__diag("ebb: cannot keep the black box %s; going on without it\n",
@@ -150,6 +158,16 @@ void ebb__blackbox_setup(void)
         return;
     atomic_store_explicit(&Box.state, BOX_WANTED, memory_order_relaxed);
     atomic_store_explicit(&ebb__blackbox_active, 1, memory_order_relaxed);
+}
+
+/* A normal exit: a per-process box goes (the state it keeps is for a death
+ * that leaves no exit). */
+__attribute__((destructor)) static void box_remove_at_exit(void)
+{
+    if (Box.box == NULL || strstr(ebb__g.opt.blackbox_path, "%p") == NULL)
+        return;
+    atomic_store_explicit(&ebb__blackbox_active, 0, memory_order_relaxed);
+    ebb__os_remove_file(open_path);
 }
 
 void ebb__blackbox_fork_child(void)

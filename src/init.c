@@ -211,8 +211,22 @@ void ebb__unlock_everything(void)
     ebb__unlock(&ebb__g.purge_lock);
 }
 
+/* Fork takes every lock, and first waits for unwinds in flight (sample.c). */
+static void fork_prepare(void)
+{
+    ebb__sample_fork_prepare();
+    ebb__lock_everything();
+}
+
+static void fork_parent(void)
+{
+    ebb__unlock_everything();
+    ebb__sample_fork_done(0);
+}
+
 static void fork_child(void)
 {
+    ebb__sample_fork_done(1);
     ebb__sample_unlock_all(1);
     ebb__limit_unlock_all(1);
     ebb__large_unlock_all(1);
@@ -239,7 +253,7 @@ static void at_exit_report(void)
 __attribute__((constructor)) static void ebb__constructor(void)
 {
     ebb__ensure_init();
-    ebb__os_atfork(ebb__lock_everything, ebb__unlock_everything, fork_child);
+    ebb__os_atfork(fork_prepare, fork_parent, fork_child);
     ebb__sample_prime();
     atomic_store_explicit(&ebb__g.threads_allowed, 1, memory_order_release);
     ebb__launched_setup();

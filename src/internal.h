@@ -593,6 +593,9 @@ uint32_t ebb__sample_begin(size_t n) EBB_HIDDEN;
 /* The sampled block with record `tag` is gone. */
 void ebb__sample_forget(uint32_t tag) EBB_HIDDEN;
 void ebb__sample_lock_all(void) EBB_HIDDEN;
+/* Fork only (not ebb_check): no unwind in flight across a fork. */
+void ebb__sample_fork_prepare(void) EBB_HIDDEN;
+void ebb__sample_fork_done(int child) EBB_HIDDEN;
 void ebb__sample_unlock_all(int child) EBB_HIDDEN;
 void ebb__sample_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 int ebb__sample_check(void) EBB_HIDDEN;

@@ -297,10 +297,20 @@ static int in_ebb(const void *pc)
 }
 
 /* The stack of the allocating call, ebb's frames dropped. */
+/* Held around each unwind and by fork's prepare handler: a fork never
+ * happens while one of ebb's threads is inside the unwinder, whose locks
+ * (glibc's dl_iterate_phdr, on 32-bit x86) the child would find held by a
+ * thread it does not have, and its first sample would wait forever (seen in
+ * test_fork under -m32).  An unwind may allocate (the unwinder's first use
+ * loads libgcc_s) but never samples, so it never takes this lock again. */
+static ebb__lock_t unwind_lock = EBB_LOCK_INIT;
+
 static EBB_ENTRY EBB_NOINLINE uint32_t capture(void **pcs)
 {
     void *raw[EBB_SITE_DEPTH + 16];
+    ebb__lock(&unwind_lock);
     int n = ebb__os_backtrace(raw, (int)(sizeof raw / sizeof raw[0]));
+    ebb__unlock(&unwind_lock);
     /* Everything up to the outermost frame of ebb's: frames above it that
      * are not ebb's own belong to an unwinder's wrapper (ASan intercepts
      * backtrace()), or to a pressure callback that allocated, whose blocks
@@ -648,6 +658,19 @@ int ebb__sample_check(void)
         faults++;
     }
     return faults;
+}
+
+void ebb__sample_fork_prepare(void)
+{
+    ebb__lock(&unwind_lock);
+}
+
+void ebb__sample_fork_done(int child)
+{
+    if (child)
+        ebb__lock_reset(&unwind_lock);
+    else
+        ebb__unlock(&unwind_lock);
 }
 
 void ebb__sample_lock_all(void)

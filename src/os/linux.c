@@ -1167,6 +1167,13 @@ int ebb__os_write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
+void ebb__os_remove_file(const char *path)
+{
+    int saved = errno;
+    unlink(path);
+    errno = saved;
+}
+
 void ebb__os_close(int fd)
 {
     int saved = errno;

@@ -213,6 +213,8 @@ int ebb__os_open_append(const char *path);
  * -1 with errno set. */
 int ebb__os_write_all(int fd, const void *buf, size_t n);
 void ebb__os_close(int fd);
+/* Remove the file at path (errno kept). */
+void ebb__os_remove_file(const char *path);
 /* Create (or truncate) path, size it to `size` bytes of zeros and map it
  * shared and writable: stores reach the file without a system call and
  * survive the process.  NULL on failure. */

@@ -81,12 +81,29 @@ static void test_sigkill_leaves_the_last_state(void **state)
     EXPECT(strstr(text, "\n== ebb report: pid ") != NULL, "%s", text);
 }
 
+static void test_normal_exit_removes_its_box(void **state)
+{
+    (void)state;
+    char out[256], path[128];
+    int st = run("grow_and_exit", "%p", out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    snprintf(path, sizeof path, "%s.%ld", box_dir, atol(out));
+    EXPECT(access(path, F_OK) != 0, "%s is still there after a normal exit", path);
+    /* A box at a fixed path is the user's: it stays. */
+    st = run("grow_and_exit", "fixed", out, sizeof out);
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    snprintf(path, sizeof path, "%s.fixed", box_dir);
+    ebb__blackbox_t h;
+    EXPECT(read_box(path, &h) != NULL, "the fixed box %s is gone", path);
+    unlink(path);
+}
+
 static void test_fork_child_keeps_its_own_box(void **state)
 {
     (void)state;
     char out[256], path[128];
     int st = run("fork", "%p", out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %d: %s", st, out);
     long parent = 0, kid = 0;
     assert_int_equal(sscanf(out, "%ld %ld", &parent, &kid), 2);
     ebb__blackbox_t h;
@@ -105,7 +122,7 @@ static void test_fork_child_keeps_its_own_box(void **state)
     /* Without %p in the path the child keeps no box: the parent's is left
      * as the parent wrote it. */
     st = run("fork", "fixed", out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %d: %s", st, out);
     assert_int_equal(sscanf(out, "%ld %ld", &parent, &kid), 2);
     snprintf(path, sizeof path, "%s.fixed", box_dir);
     text = read_box(path, &h);
@@ -133,6 +150,12 @@ static int child_main(const char *what)
         raise(SIGKILL);
         return 1;
     }
+    if (!strcmp(what, "grow_and_exit")) {
+        printf("%ld\n", (long)getpid());
+        fflush(stdout);
+        grow(8 * MiB);
+        return 0;
+    }
     if (!strcmp(what, "fork")) {
         grow(2 * MiB);
         pid_t kid = fork();
@@ -143,7 +166,11 @@ static int child_main(const char *what)
         int st;
         waitpid(kid, &st, 0);
         printf("%ld %ld\n", (long)getpid(), (long)kid);
-        return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+        fflush(stdout);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            return 1;
+        raise(SIGKILL); /* the child's _exit and this death both leave their boxes */
+        return 1;
     }
     return 2;
 }
@@ -154,6 +181,7 @@ int main(int argc, char **argv)
         return child_main(argv[2]);
     const struct CMUnitTest tests[] = {
         T(test_sigkill_leaves_the_last_state),
+        T(test_normal_exit_removes_its_box),
         T(test_fork_child_keeps_its_own_box),
     };
     return cmocka_run_group_tests_name("blackbox", tests, NULL, NULL);
