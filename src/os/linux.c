@@ -468,9 +468,15 @@ static long read_text(const char *root, const char *path, char *buf, size_t len)
     return (long)got;
 }
 
+/* What a reader of lines does with one longer than BOUND_LINE - 1 bytes. */
+enum { LONG_LINES_SKIPPED, LONG_LINES_CUT };
+
 /* Call fn on each line of root/path (newline removed) until it returns
- * nonzero; -1 if the file cannot be opened. */
-static int each_line(const char *root, const char *path, int (*fn)(char *, void *), void *ctx)
+ * nonzero; -1 if the file cannot be opened.  A line too long for the
+ * buffer is skipped, or (LONG_LINES_CUT, for files whose lines lead with
+ * what is wanted) passed cut to its first BOUND_LINE - 1 bytes. */
+static int each_line_long(const char *root, const char *path, int long_lines,
+                          int (*fn)(char *, void *), void *ctx)
 {
     int fd = open_below(root, path);
     if (fd < 0)
@@ -478,6 +484,7 @@ static int each_line(const char *root, const char *path, int (*fn)(char *, void 
     char chunk[1024], line[BOUND_LINE];
     size_t n = 0;
     int too_long = 0, stop = 0;
+    int take_long = long_lines == LONG_LINES_CUT;
     ssize_t got;
     while (!stop && ((got = read(fd, chunk, sizeof chunk)) > 0 || (got < 0 && errno == EINTR))) {
         for (ssize_t i = 0; i < got && !stop; i++) {
@@ -489,18 +496,23 @@ static int each_line(const char *root, const char *path, int (*fn)(char *, void 
                 continue;
             }
             line[n] = '\0';
-            if (!too_long)
+            if (!too_long || take_long)
                 stop = fn(line, ctx);
             n = 0;
             too_long = 0;
         }
     }
-    if (!stop && n > 0 && !too_long) { /* a last line without its newline */
+    if (!stop && n > 0 && (!too_long || take_long)) { /* a last line without its newline */
         line[n] = '\0';
         fn(line, ctx);
     }
     close(fd);
     return 0;
+}
+
+static int each_line(const char *root, const char *path, int (*fn)(char *, void *), void *ctx)
+{
+    return each_line_long(root, path, LONG_LINES_SKIPPED, fn, ctx);
 }
 
 /* Digits after optional blanks: the number and the text after it, or NULL
@@ -1236,55 +1248,26 @@ static void gap_see(gap_scan_t *g, uintptr_t start, uintptr_t end)
 }
 
 /* One line of /proc/self/maps: "start-end perms ..." (hex addresses). */
-static void gap_line(gap_scan_t *g, const char *line)
+static int gap_line(char *line, void *ctx)
 {
-    uintptr_t lo = parse_hex(&line);
-    if (*line == '-') {
-        line++;
-        gap_see(g, lo, parse_hex(&line));
+    const char *s = line;
+    uintptr_t lo = parse_hex(&s);
+    if (*s == '-') {
+        s++;
+        gap_see(ctx, lo, parse_hex(&s));
     }
+    return 0;
 }
 
 size_t ebb__os_largest_gap(uintptr_t *start)
 {
     int saved = errno;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        errno = saved;
-        return 0;
-    }
     gap_scan_t g = { GAP_LOW, 0, 0 };
-    char buf[4096];
-    size_t have = 0;
-    int skipping = 0; /* in the tail of a line longer than buf */
-    for (;;) {
-        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        buf[have] = '\0';
-        char *line = buf, *nl;
-        while ((nl = memchr(line, '\n', have - (size_t)(line - buf))) != NULL) {
-            if (!skipping)
-                gap_line(&g, line);
-            skipping = 0;
-            line = nl + 1;
-        }
-        have -= (size_t)(line - buf);
-        memmove(buf, line, have);
-        if (have == sizeof buf - 1) {
-            /* A line this long (a long file name): its addresses are at
-             * its start; the rest is skipped up to its newline. */
-            if (!skipping)
-                gap_line(&g, buf);
-            skipping = 1;
-            have = 0;
-        }
-    }
-    close(fd);
+    /* A line with a long file name still leads with its addresses. */
+    int read = each_line_long("", "/proc/self/maps", LONG_LINES_CUT, gap_line, &g) == 0;
     errno = saved;
+    if (!read)
+        return 0;
     gap_see(&g, GAP_HIGH - 1, GAP_HIGH - 1);
     *start = g.best_start;
     return g.best;
