@@ -108,10 +108,11 @@ static void out_size(out_t *o, size_t n)
         outf(o, "%zu.%u %s", (size_t)whole, (unsigned)tenths, unit[u]);
 }
 
-static void out_json_str(out_t *o, const char *s)
+/* The first n bytes of s (up to a NUL) as a JSON string. */
+static void out_json_strn(out_t *o, const char *s, size_t n)
 {
     out_raw(o, "\"", 1);
-    for (; s && *s; s++) {
+    for (const char *end = s ? s + n : s; s && s < end && *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
             char esc[2] = { '\\', (char)c };
@@ -123,6 +124,27 @@ static void out_json_str(out_t *o, const char *s)
         }
     }
     out_raw(o, "\"", 1);
+}
+
+static void out_json_str(out_t *o, const char *s)
+{
+    out_json_strn(o, s, s ? strlen(s) : 0);
+}
+
+/* The next non-empty line of a stack text (`*text` moves past it): its
+ * start and length, or NULL at the end. */
+static const char *next_line(const char **text, size_t *len)
+{
+    while (**text) {
+        const char *line = *text, *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        *text += n + (nl != NULL);
+        if (n > 0) {
+            *len = n;
+            return line;
+        }
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------- snapshot */
@@ -370,17 +392,13 @@ static int frames_shown(const ebb__site_t *site, int brief)
 /* Each line of the site's stack text, prefixed. */
 static void text_stack_lines(out_t *o, const char *text, const char *first, const char *rest)
 {
-    const char *prefix = first;
-    while (*text) {
-        const char *nl = strchr(text, '\n');
-        size_t n = nl ? (size_t)(nl - text) : strlen(text);
-        if (n > 0) {
-            outf(o, "%s", prefix);
-            out_raw(o, text, n);
-            out_raw(o, "\n", 1);
-            prefix = rest;
-        }
-        text += n + (nl != NULL);
+    const char *prefix = first, *line;
+    size_t n;
+    while ((line = next_line(&text, &n)) != NULL) {
+        outf(o, "%s", prefix);
+        out_raw(o, line, n);
+        out_raw(o, "\n", 1);
+        prefix = rest;
     }
 }
 
@@ -558,20 +576,12 @@ static void json_site(out_t *o, const ebb__site_t *site)
     /* The runtime's stack, one string per line (innermost first). */
     json_key(o, "stack", 0);
     out_raw(o, "[", 1);
-    int first = 1;
-    for (const char *t = site->stack; *t;) {
-        const char *nl = strchr(t, '\n');
-        size_t n = nl ? (size_t)(nl - t) : strlen(t);
-        char line[EBB_SITE_TEXT];
-        memcpy(line, t, n);
-        line[n] = '\0';
-        if (n > 0) {
-            if (!first)
-                out_raw(o, ",", 1);
-            out_json_str(o, line);
-            first = 0;
-        }
-        t += n + (nl != NULL);
+    const char *text = site->stack, *line;
+    size_t n;
+    for (int first = 1; (line = next_line(&text, &n)) != NULL; first = 0) {
+        if (!first)
+            out_raw(o, ",", 1);
+        out_json_strn(o, line, n);
     }
     out_raw(o, "]}", 2);
 }
@@ -728,6 +738,10 @@ static int could_ever_fit(size_t request)
 
 void ebb__report_failure(void)
 {
+    /* Once written, later failures cost one load: a program probing for
+     * the biggest block it can get fails often. */
+    if (atomic_load_explicit(&Rep.failure_done, memory_order_relaxed))
+        return;
     ebb_failure_t f;
     int reason = ebb_last_failure(&f, 0);
     if (reason == EBB_FAIL_NONE || (reason == EBB_FAIL_NO_MEMORY && !could_ever_fit(f.request)))
