@@ -59,11 +59,9 @@ static int box_path(char *out, size_t cap)
     for (const char *c = pattern; *c; c++) {
         if (c[0] == '%' && c[1] == 'p') {
             char digits[24];
-            int n = 0;
-            for (long pid = ebb__os_pid(); pid > 0 || n == 0; pid /= 10)
-                digits[n++] = (char)('0' + pid % 10);
-            while (n > 0 && at + 1 < cap)
-                out[at++] = digits[--n];
+            size_t n = ebb__format(digits, sizeof digits, "%d", (int)ebb__os_pid());
+            for (size_t i = 0; i < n && at + 1 < cap; i++)
+                out[at++] = digits[i];
             c++;
         } else if (at + 1 < cap) {
             out[at++] = *c;

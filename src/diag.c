@@ -78,6 +78,15 @@ size_t ebb__vformat(char *buf, size_t cap, const char *fmt, va_list ap)
     return at;
 }
 
+size_t ebb__format(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = ebb__vformat(buf, cap, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
 void ebb__diag(const char *fmt, ...)
 {
     char buf[512];

@@ -541,6 +541,7 @@ void ebb__check_or_die(void) EBB_HIDDEN;
 
 /* diag.c's formatter (%s %p %zu %u %d %x), for report.c; returns the length. */
 size_t ebb__vformat(char *buf, size_t cap, const char *fmt, va_list ap) EBB_HIDDEN;
+size_t ebb__format(char *buf, size_t cap, const char *fmt, ...) EBB_HIDDEN;
 
 /* report.c */
 void ebb__report_failure(void) EBB_HIDDEN;
