@@ -14,9 +14,6 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * an absolute path into out; 0 if none exists. */
 int cli_find_library(char *out, size_t len);
 
-/* Parse a size such as 512M, 2G, 1048576 (K/M/G suffixes, optional iB/B);
- * 1 on success. */
-int cli_parse_size(const char *s, size_t *out);
 /* A value of --limit: a size other than 0, N% (1 to 100) or auto, exactly
  * as EBB_LIMIT takes it. */
 int cli_parse_limit(const char *s);

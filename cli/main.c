@@ -79,11 +79,6 @@ int cli_find_library(char *out, size_t len)
     return 0;
 }
 
-int cli_parse_size(const char *s, size_t *out)
-{
-    return ebb__parse_size(s, out);
-}
-
 int cli_parse_limit(const char *s)
 {
     size_t bytes;
