@@ -8,7 +8,7 @@ DATADIR  ?= $(PREFIX)/share
 B        ?= build
 
 WARN     := -Wall -Wextra -Werror
-BASE     := -std=c11 $(WARN) -fPIC -fvisibility=hidden -fno-semantic-interposition -g
+BASE     := -std=c11 $(WARN) -Isrc -fPIC -fvisibility=hidden -fno-semantic-interposition -g
 OPT      ?= -O2
 # ARCHFLAGS go to every compile and link, the library's and the tests' (e.g.
 # -m32, as check-m32 does); empty for the native build.
@@ -21,7 +21,7 @@ TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc $(ARCHFLAGS) $(EXTRA_CFLAGS
 API_LINK := -rdynamic
 VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' include/ebb.h)
 
-SRC      := $(wildcard src/*.c src/os/*.c) $(wildcard src/*.h src/os/*.h) include/ebb.h
+SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h
 
 .PHONY: all lib tool python bench-python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
         check-preload check-sanitizers check-asan check-ubsan check-m32 fuzz peer bench bench-python demo
@@ -58,7 +58,7 @@ $(B)/libebb.a: $(B)/ebb.o
 	ar rcs $@ $<
 
 # The command-line tool: an ordinary program on the C library's malloc.
-CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/size.h src/blackbox.h
+CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/insight/blackbox.h
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@

@@ -1,5 +1,5 @@
 /*
- * box.c -- reading a black box (src/blackbox.h): `ebb blackbox FILE`, and
+ * box.c -- reading a black box (src/insight/blackbox.h): `ebb blackbox FILE`, and
  * the summary `ebb run` prints when its program was killed by SIGKILL.
  *
  * The box's current slot is whole whenever the writer was stopped (the
@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../src/blackbox.h"
+#include "../src/insight/blackbox.h"
 
 /* The current slot's text into out (NUL-terminated) and the header into
  * *h; 0 with a message if the file is not a box or holds nothing yet. */

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "../include/ebb.h"
-#include "../src/size.h"
+#include "../src/base/size.h"
 
 void cli_error(const char *fmt, ...)
 {

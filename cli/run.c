@@ -5,7 +5,7 @@
  * and C extension's, is ebb's: one heap for the whole process) and
  * EBB_PYTHON=1, which makes ebb, if the program is a CPython interpreter,
  * the allocator of all three of CPython's domains before the interpreter
- * starts (src/cpython.c).  Children inherit both unless --no-children, in
+ * starts (src/front/cpython.c).  Children inherit both unless --no-children, in
  * which case ebb removes them from the environment as it starts.
  *
  * The tool waits for the program and exits as it did: with its exit status,
@@ -16,7 +16,7 @@
  *
  * The black box.  The program (and each process it starts) keeps its last
  * state in a file of a directory the tool makes for the run
- * (EBB_BLACKBOX=DIR/box.%p, src/blackbox.c).  If the program dies of
+ * (EBB_BLACKBOX=DIR/box.%p, src/insight/blackbox.c).  If the program dies of
  * SIGKILL, which is what the kernel's out-of-memory killer sends and which
  * no process can catch, the tool prints what the box says ebb held at that
  * moment.  The directory goes when the tool ends.  --no-blackbox: none.

@@ -49,7 +49,7 @@
 #include <unistd.h>
 
 #include "ebb.h"
-#include "size.h"
+#include "base/size.h"
 
 /* The calling thread's interpreter (PyInterpreterState_Get is 3.9+). */
 static PyInterpreterState *current_interpreter(void)

@@ -19,7 +19,7 @@
 #include "ebb.h"
 #include "api.h"
 #include "../child.h"
-#include "../../src/blackbox.h"
+#include "../../src/insight/blackbox.h"
 
 static char file[EBB_BLACKBOX_FILE_SIZE];
 

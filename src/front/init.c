@@ -46,7 +46,7 @@
 
 #include <string.h>
 
-#include "size.h"
+#include "base/size.h"
 
 EBB_HIDDEN ebb__state_t ebb__g = { .init_lock = EBB_LOCK_INIT };
 

@@ -37,7 +37,7 @@
 
 #include <string.h>
 
-#include "blackbox.h"
+#include "insight/blackbox.h"
 
 static struct {
     ebb__lock_t lock;            /* one refresh at a time (trylock) */

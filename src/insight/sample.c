@@ -87,7 +87,7 @@
 
 #include <string.h>
 
-#include "size.h"
+#include "base/size.h"
 
 #define COUNT_ONE 65536.0 /* count weights are fixed point, 16 fraction bits */
 #define INDEX_SLOTS (2 * EBB_SAMPLE_SITES)
