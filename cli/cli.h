@@ -3,6 +3,7 @@
 #define EBB_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define EBB_CLI_USAGE_ERROR 2 /* bad arguments, as most tools */
 
@@ -19,6 +20,9 @@ int cli_find_library(char *out, size_t len);
 int cli_parse_limit(const char *s);
 
 int cmd_run(int argc, char **argv);
+int cmd_options(int argc, char **argv);
+/* The EBB_* variables users set, one entry each (options.c). */
+void cli_print_options(FILE *to);
 int cmd_blackbox(int argc, char **argv);
 /* After `ebb run`'s program died of SIGKILL: what its black box says. */
 void box_summary(const char *path, const char *prog);

@@ -4,6 +4,7 @@
  *   ebb run [options] [--] command [args...]   run a command with ebb as its
  *                                              memory manager (run.c)
  *   ebb blackbox FILE                          print a black box (box.c)
+ *   ebb options [--markdown]                   the EBB_* variables (options.c)
  *   ebb version | --version                    print the version
  *   ebb help | --help                          print this overview
  *
@@ -95,6 +96,7 @@ static void usage(FILE *to)
           "                 run a program with ebb as its memory manager: its malloc,\n"
           "                 and for Python all of CPython's allocations\n"
           "  blackbox FILE  print the last state a process kept in its black box\n"
+          "  options        the EBB_* environment variables libebb.so reads\n"
           "  version        print ebb's version\n"
           "  help           print this help (ebb run --help: the options of run)\n",
           to);
@@ -111,6 +113,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "blackbox"))
         return cmd_blackbox(argc - 1, argv + 1);
+    if (!strcmp(cmd, "options"))
+        return cmd_options(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("ebb %s\n", EBB_VERSION_STRING);
         return 0;

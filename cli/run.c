@@ -59,8 +59,12 @@ static void run_usage(FILE *to)
           "\n"
           "The exit status is the program's; if a signal killed it, ebb says which and\n"
           "exits with 128 + its number.  libebb.so is found through EBB_LIB, beside this\n"
-          "executable, or in ../lib.\n",
+          "executable, or in ../lib.\n"
+          "\n"
+          "environment: libebb.so reads these at start-up, in the program and its\n"
+          "children (`ebb options --markdown`: as a table):\n",
           to);
+    cli_print_options(to);
 }
 
 /* Prepend lib to LD_PRELOAD, unless it is there already. */

@@ -8,6 +8,7 @@
  */
 #include "os/linux.c"
 #include "base/diag.c"
+#include "base/options.c"
 #include "core/sizeclass.c"
 #include "core/ownership.c"
 #include "core/arena.c"

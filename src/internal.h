@@ -35,6 +35,7 @@
 
 #include "../include/ebb.h"
 #include "config.h"
+#include "base/options_table.h"
 #include "os/os.h"
 
 #define EBB_HIDDEN __attribute__((visibility("hidden")))
@@ -264,11 +265,16 @@ extern EBB_HIDDEN ebb__tcache_t ebb__tcache_unset, ebb__tcache_bypass, ebb__tcac
 
 /* ------------------------------------------------------------- options */
 
+/* Longest text an option holds (a path), NUL included. */
+#define EBB_OPTION_PATH_MAX 256
+
+/* The values of the EBB_* options (base/options_table.h has each one's
+ * default and meaning); read once at start-up into ebb__opt. */
 typedef struct {
-    unsigned heaps;          /* EBB_HEAPS */
+    unsigned heaps;          /* EBB_HEAPS: 0 = one per CPU */
     int tcache;              /* EBB_TCACHE: 0 disables thread caches */
     size_t large_cache;      /* EBB_LARGE_CACHE: bytes of freed large blocks kept */
-    int on_error;            /* EBB_ON_ERROR */
+    int on_error;            /* EBB_ON_ERROR: EBB_ON_ERROR_* */
     int verbose;             /* EBB_VERBOSE */
     long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
     int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
@@ -278,12 +284,16 @@ typedef struct {
     unsigned limit_soft;     /* EBB_LIMIT_SOFT: soft level, percent of the limit */
     int limit_psi;           /* EBB_LIMIT_PSI: 1 listen to the kernel, 0 not,
                               * -1 unset (listen if it can, quietly) */
-    /* Automatic reports (report.c) */
     int report_off;          /* EBB_REPORT=off */
     int report_json;         /* EBB_REPORT_FORMAT=json, or a path ending .json */
     int report_signal;       /* EBB_REPORT_SIGNAL: signal number, 0 none */
-    char report_path[256];   /* EBB_REPORT=PATH, "" = stderr */
-    char blackbox_path[256]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
+    char report_path[EBB_OPTION_PATH_MAX];   /* EBB_REPORT=PATH, "" = stderr */
+    char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
+    size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
+    int python_stacks;       /* EBB_PYTHON_STACKS: the Python module's stack hook */
+    int python;              /* EBB_PYTHON: set by `ebb run` */
+    int no_children;         /* EBB_NO_CHILDREN: set by `ebb run --no-children` */
+    char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */
 } ebb__options_t;
 
 enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
@@ -293,7 +303,6 @@ enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
 typedef struct {
     _Atomic int ready;
     ebb__lock_t init_lock;
-    ebb__options_t opt;
 
     /* arenas; arena lock */
     ebb__lock_t arena_lock;
@@ -346,6 +355,19 @@ extern EBB_HIDDEN ebb__state_t ebb__g;
 
 /* ---------------------------------------------------------- cross-layer API */
 
+/* base/options.c */
+extern EBB_HIDDEN ebb__options_t ebb__opt;
+/* Read the options into ebb__opt, once (later calls return at once). */
+void ebb__options_start(void) EBB_HIDDEN;
+/* Read them into o: defaults, then each variable set (tests use this). */
+void ebb__options_read(ebb__options_t *o) EBB_HIDDEN;
+/* The root below which system files (cgroup, /proc) are read: "" for the
+ * real system; a debug build's unit tests may set EBB__TEST_ROOT. */
+static inline const char *ebb__system_root(void)
+{
+    return EBB_DEBUG >= 1 ? ebb__opt.test_root : "";
+}
+
 /* init.c */
 void ebb__init_slow(void) EBB_HIDDEN;
 static inline void ebb__ensure_init(void)
@@ -353,7 +375,6 @@ static inline void ebb__ensure_init(void)
     if (EBB_UNLIKELY(!atomic_load_explicit(&ebb__g.ready, memory_order_acquire)))
         ebb__init_slow();
 }
-void ebb__options_read(ebb__options_t *o) EBB_HIDDEN;
 void ebb__lock_everything(void) EBB_HIDDEN;
 void ebb__unlock_everything(void) EBB_HIDDEN;
 
@@ -408,9 +429,6 @@ typedef struct {
  * one); 0, or -1 if no bound is found (*out then says none). */
 int ebb__limit_derive(const char *root, const ebb__limit_inputs_t *in, unsigned percent,
                       ebb_limit_info_t *out) EBB_HIDDEN;
-/* The root of the files an auto limit and the pressure watcher read: ""
- * (the real system), or in a debug build EBB__TEST_ROOT's fixture tree. */
-const char *ebb__limit_root(char *buf, size_t len) EBB_HIDDEN;
 /* After a slow path got memory, no lock held: run an episode's callbacks
  * if growth crossed the soft level.  One load without a limit. */
 static inline void ebb__limit_poll(void)
@@ -550,7 +568,7 @@ void ebb__report_fork_child(void) EBB_HIDDEN;
 /* The reporter thread is started, once, from a slow path after start-up. */
 static inline void ebb__report_arm(void)
 {
-    if (EBB_UNLIKELY(ebb__g.opt.report_signal != 0) &&
+    if (EBB_UNLIKELY(ebb__opt.report_signal != 0) &&
         atomic_load_explicit(&ebb__g.threads_allowed, memory_order_acquire))
         ebb__report_arm_slow();
 }

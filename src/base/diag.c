@@ -100,10 +100,10 @@ void ebb__diag(const char *fmt, ...)
 void ebb__report_misuse(const char *fn, const void *p, const char *fault)
 {
     atomic_fetch_add_explicit(&ebb__g.errors, 1, memory_order_relaxed);
-    if (ebb__g.opt.on_error == EBB_ON_ERROR_IGNORE)
+    if (ebb__opt.on_error == EBB_ON_ERROR_IGNORE)
         return;
     ebb__diag("ebb: %s(%p): %s\n", fn, p, fault);
-    if (ebb__g.opt.on_error == EBB_ON_ERROR_ABORT)
+    if (ebb__opt.on_error == EBB_ON_ERROR_ABORT)
         ebb__os_abort();
 }
 

@@ -317,7 +317,7 @@ int ebb__arena_release_pool(ebb__pool_t *p)
     ebb__arena_t *a = ebb__arena_of_pool(p);
     unsigned first = p->head_slot, span = p->span;
     uint64_t run = (((uint64_t)1 << span) - 1) << first;
-    long delay = ebb__g.opt.purge_delay;
+    long delay = ebb__opt.purge_delay;
     int kick = 0;
     ebb__lock(&ebb__g.arena_lock);
     if (dirty_pages(a, run) != 0) {

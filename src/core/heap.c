@@ -294,7 +294,7 @@ static void purge_list_add_due(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
  * Returns 1 if the purger must be kicked. */
 static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
 {
-    long delay = ebb__g.opt.purge_delay;
+    long delay = ebb__opt.purge_delay;
     if (p->used == 0 && (delay == 0 || bin_has_other_room(b, p))) {
         if (idle && delay > 0)
             ebb__pool_purge(p, 1);

@@ -305,7 +305,7 @@ static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t
 {
     ebb__large_entry_t rest = { 0, 0, { 0 }, 0 };
     /* With a purge delay of 0 nothing is kept: freed means given back. */
-    size_t limit = ebb__g.opt.purge_delay == 0 ? 0 : ebb__g.opt.large_cache;
+    size_t limit = ebb__opt.purge_delay == 0 ? 0 : ebb__opt.large_cache;
     for (unsigned i = 0; i < L.ncache;) {
         ebb__large_entry_t c = L.cache[i];
         /* Merged entries stay within the limit, or the next eviction would
@@ -369,7 +369,7 @@ static int large_free_tagged(void *p, uint32_t *tag)
         evicted[nevicted++] = rest;
     for (unsigned i = 0; i < nevicted; i++)
         ebb__mapped_sub(evicted[i].size);
-    int kick = rest.addr == 0 && ebb__g.opt.purge_delay > 0 && ebb__purge_announce();
+    int kick = rest.addr == 0 && ebb__opt.purge_delay > 0 && ebb__purge_announce();
     ebb__unlock(&L.lock);
     for (unsigned i = 0; i < nevicted; i++)
         ebb__os_unmap((void *)evicted[i].addr, evicted[i].size);

@@ -235,7 +235,7 @@ ebb__tcache_t *ebb__tcache_get_slow(void)
      * thread goes straight to a heap; registering the exit hook below
      * allocates, and that allocation must not recurse into here. */
     tc_set(&ebb__tcache_bypass);
-    if (!ebb__g.opt.tcache)
+    if (!ebb__opt.tcache)
         return NULL;
     ebb__lock(&ebb__g.registry_lock);
     tc = tcache_new();

@@ -87,10 +87,9 @@ static void install_python_domains(void)
 /* From ebb's constructor: the environment `ebb run` prepared. */
 void ebb__launched_setup(void)
 {
-    char v[8];
-    if (ebb__os_getenv("EBB_PYTHON", v, sizeof v) && v[0] == '1')
+    if (ebb__opt.python)
         install_python_domains();
-    if (ebb__os_getenv("EBB_NO_CHILDREN", v, sizeof v) && v[0] == '1') {
+    if (ebb__opt.no_children) {
         ebb__os_env_unpreload("libebb.so");
         ebb__os_env_remove("EBB_PYTHON");
         ebb__os_env_remove("EBB_NO_CHILDREN");

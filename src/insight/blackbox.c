@@ -54,7 +54,7 @@ _Atomic int ebb__blackbox_active;
 /* The configured path with "%p" replaced by the pid; 0 if it does not fit. */
 static int box_path(char *out, size_t cap)
 {
-    const char *pattern = ebb__g.opt.blackbox_path;
+    const char *pattern = ebb__opt.blackbox_path;
     size_t at = 0;
     for (const char *c = pattern; *c; c++) {
         if (c[0] == '%' && c[1] == 'p') {
@@ -76,7 +76,7 @@ static int box_path(char *out, size_t cap)
 /* The open box's file name: a box per process ("%p") is removed when the
  * process exits normally, so only the boxes of processes that were killed
  * stay behind (`ebb run` starts many a short-lived child). */
-static char open_path[sizeof ebb__g.opt.blackbox_path + 24];
+static char open_path[sizeof ebb__opt.blackbox_path + 24];
 
 static void box_open(void)
 {
@@ -86,7 +86,7 @@ static void box_open(void)
         map = ebb__os_map_file(path, EBB_BLACKBOX_FILE_SIZE);
     if (map == NULL) {
         ebb__diag("ebb: cannot keep the black box %s; going on without it\n",
-                  ebb__g.opt.blackbox_path);
+                  ebb__opt.blackbox_path);
         atomic_store_explicit(&Box.state, BOX_FAILED, memory_order_relaxed);
         atomic_store_explicit(&ebb__blackbox_active, 0, memory_order_relaxed);
         return;
@@ -152,7 +152,7 @@ void ebb__blackbox_failed(void)
 
 void ebb__blackbox_setup(void)
 {
-    if (ebb__g.opt.blackbox_path[0] == '\0')
+    if (ebb__opt.blackbox_path[0] == '\0')
         return;
     atomic_store_explicit(&Box.state, BOX_WANTED, memory_order_relaxed);
     atomic_store_explicit(&ebb__blackbox_active, 1, memory_order_relaxed);
@@ -162,7 +162,7 @@ void ebb__blackbox_setup(void)
  * that leaves no exit). */
 __attribute__((destructor)) static void box_remove_at_exit(void)
 {
-    if (Box.box == NULL || strstr(ebb__g.opt.blackbox_path, "%p") == NULL)
+    if (Box.box == NULL || strstr(ebb__opt.blackbox_path, "%p") == NULL)
         return;
     atomic_store_explicit(&ebb__blackbox_active, 0, memory_order_relaxed);
     ebb__os_remove_file(open_path);
@@ -175,7 +175,7 @@ void ebb__blackbox_fork_child(void)
         ebb__os_unmap(Box.box, EBB_BLACKBOX_FILE_SIZE); /* the parent's */
         Box.box = NULL;
     }
-    int own = strstr(ebb__g.opt.blackbox_path, "%p") != NULL;
+    int own = strstr(ebb__opt.blackbox_path, "%p") != NULL;
     int state = atomic_load_explicit(&Box.state, memory_order_relaxed);
     if (state == BOX_OPEN || state == BOX_WANTED) {
         atomic_store_explicit(&Box.state, own ? BOX_WANTED : BOX_OFF, memory_order_relaxed);

@@ -703,7 +703,7 @@ static struct {
 /* Write an automatic report where EBB_REPORT says. */
 static void auto_report(const char *reason)
 {
-    const ebb__options_t *opt = &ebb__g.opt;
+    const ebb__options_t *opt = &ebb__opt;
     if (opt->report_off)
         return;
     ebb__lock(&Rep.lock);
@@ -774,7 +774,7 @@ static void reporter_main(void *arg)
  * finds nobody to write). */
 void ebb__report_arm_slow(void)
 {
-    int sig = ebb__g.opt.report_signal;
+    int sig = ebb__opt.report_signal;
     int was = 0;
     if (sig == 0 || !atomic_compare_exchange_strong_explicit(&Rep.armed, &was, 1,
                                                              memory_order_relaxed,

@@ -87,7 +87,6 @@
 
 #include <string.h>
 
-#include "base/size.h"
 
 #define COUNT_ONE 65536.0 /* count weights are fixed point, 16 fraction bits */
 #define INDEX_SLOTS (2 * EBB_SAMPLE_SITES)
@@ -135,14 +134,7 @@ static __thread ebb__sample_tls_t no_cache_state __attribute__((tls_model("initi
 
 void ebb__sample_init(void)
 {
-    char v[64];
-    size_t n;
-    if (!ebb__os_getenv("EBB_SAMPLE_RATE", v, sizeof v))
-        return;
-    if (ebb__parse_size(v, &n))
-        atomic_store_explicit(&S.rate, n, memory_order_relaxed);
-    else
-        ebb__diag("ebb: ignoring EBB_SAMPLE_RATE=%s (not a valid value)\n", v);
+    atomic_store_explicit(&S.rate, ebb__opt.sample_rate, memory_order_relaxed);
 }
 
 static uint32_t capture(void **pcs);

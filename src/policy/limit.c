@@ -364,20 +364,6 @@ EBB_API int ebb_set_limit(size_t bytes)
     return 0;
 }
 
-/* The root of the files an auto limit reads: the real system, or in a
- * debug build (the unit tests') a fixture tree named by EBB__TEST_ROOT. */
-const char *ebb__limit_root(char *buf, size_t len)
-{
-#if EBB_DEBUG >= 1
-    if (ebb__os_getenv("EBB__TEST_ROOT", buf, len))
-        return buf;
-#else
-    (void)buf;
-    (void)len;
-#endif
-    return "";
-}
-
 static int derive_now(unsigned percent, ebb_limit_info_t *out)
 {
     ebb__limit_inputs_t in = {
@@ -385,8 +371,7 @@ static int derive_now(unsigned percent, ebb_limit_info_t *out)
         .mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed),
     };
     ebb__os_rlimits(&in.rlimit_as, &in.rlimit_data);
-    char buf[256];
-    return ebb__limit_derive(ebb__limit_root(buf, sizeof buf), &in, percent, out);
+    return ebb__limit_derive(ebb__system_root(), &in, percent, out);
 }
 
 EBB_API int ebb_limit_auto(ebb_limit_info_t *out)

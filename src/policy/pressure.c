@@ -154,15 +154,14 @@ void ebb__pressure_arm_slow(void)
     if (!atomic_load_explicit(&ebb__g.threads_allowed, memory_order_acquire))
         return; /* too early: a later slow path starts it */
     int idle = EBB_PRESSURE_IDLE;
-    int want = ebb__g.opt.limit_psi;
+    int want = ebb__opt.limit_psi;
     if (!atomic_compare_exchange_strong_explicit(&ebb__pressure_state, &idle,
                                                  want ? EBB_PRESSURE_WATCHING : EBB_PRESSURE_OFF,
                                                  memory_order_acq_rel, memory_order_relaxed) ||
         !want)
         return;
     ebb__os_pressure_t h;
-    char buf[256];
-    if (ebb__os_pressure_open(ebb__limit_root(buf, sizeof buf), ebb__pressure_trigger, &h) != 0) {
+    if (ebb__os_pressure_open(ebb__system_root(), ebb__pressure_trigger, &h) != 0) {
         if (want == 1)
             ebb__diag("ebb: EBB_LIMIT_PSI=1: no memory pressure file could be watched "
                       "(no PSI, or the trigger \"%s\" was refused)\n", ebb__pressure_trigger);

@@ -58,7 +58,7 @@
 
 void ebb__purge_range(void *p, size_t bytes)
 {
-    if (ebb__g.opt.purge_lazy)
+    if (ebb__opt.purge_lazy)
         ebb__os_purge_lazy(p, bytes);
     else
         ebb__os_purge(p, bytes);
@@ -103,7 +103,7 @@ static void purger_main(void *arg)
     (void)arg;
     for (;;) {
         unsigned seen = atomic_load_explicit(&ebb__g.purge_work, memory_order_seq_cst);
-        uint32_t next = purge_pass(ebb__os_now_ms(), ebb__g.opt.purge_delay);
+        uint32_t next = purge_pass(ebb__os_now_ms(), ebb__opt.purge_delay);
         ebb__blackbox_tick();
         if (next == 0)
             continue; /* more was due than one pass takes per lock hold */
@@ -144,7 +144,7 @@ static void purge_inline(void)
     uint32_t due = atomic_load_explicit(&ebb__g.inline_due, memory_order_relaxed);
     if ((int32_t)(now - due) < 0)
         return;
-    long delay = ebb__g.opt.purge_delay;
+    long delay = ebb__opt.purge_delay;
     if (!atomic_compare_exchange_strong_explicit(&ebb__g.inline_due, &due, now + (uint32_t)delay,
                                                  memory_order_relaxed, memory_order_relaxed))
         return; /* another thread runs this one */
@@ -155,7 +155,7 @@ static void purge_inline(void)
 
 void ebb__purge_kick(void)
 {
-    if (ebb__g.opt.purge_delay <= 0)
+    if (ebb__opt.purge_delay <= 0)
         return;
     int state = atomic_load_explicit(&ebb__g.purger, memory_order_seq_cst);
     if (state == EBB_PURGER_NONE) {

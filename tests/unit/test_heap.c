@@ -71,8 +71,8 @@ static void test_double_free_and_interior_pointer_caught(void **state)
 {
     (void)state;
     ebb__heap_t *h = H();
-    int saved = ebb__g.opt.on_error;
-    ebb__g.opt.on_error = EBB_ON_ERROR_IGNORE;
+    int saved = ebb__opt.on_error;
+    ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
     void *a[2];
     assert_int_equal(ebb__heap_alloc(h, CLS, a, 2), 2);
     size_t errors = ebb__g.errors;
@@ -83,7 +83,7 @@ static void test_double_free_and_interior_pointer_caught(void **state)
     ebb__heap_free(&a[0], 1);
     assert_int_equal(ebb__g.errors, errors + 2);
     ebb__heap_free(&a[1], 1);
-    ebb__g.opt.on_error = saved;
+    ebb__opt.on_error = saved;
 }
 
 static void test_used_counter_tracks_blocks(void **state)

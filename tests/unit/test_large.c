@@ -38,8 +38,8 @@ static void test_cache_is_bounded(void **state)
 {
     (void)state;
     ebb_collect(0);
-    size_t saved = ebb__g.opt.large_cache;
-    ebb__g.opt.large_cache = 4 * MiB;
+    size_t saved = ebb__opt.large_cache;
+    ebb__opt.large_cache = 4 * MiB;
     void *p[6];
     for (int i = 0; i < 6; i++)
         p[i] = ebb_malloc(MiB);
@@ -53,7 +53,7 @@ static void test_cache_is_bounded(void **state)
     ebb_free(big); /* bigger than the whole cache: unmapped at once */
     ebb_stats(&s);
     assert_true(s.mapped_large_cached <= 4 * MiB);
-    ebb__g.opt.large_cache = saved;
+    ebb__opt.large_cache = saved;
     ebb_collect(0);
     ebb_stats(&s);
     assert_int_equal(s.mapped_large_cached, 0);

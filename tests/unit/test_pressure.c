@@ -421,7 +421,7 @@ int main(void)
     /* The process's own watcher would listen to the real kernel (and this
      * machine may be under pressure): off, so that counts are exact. */
     ebb__ensure_init();
-    ebb__g.opt.limit_psi = 0;
+    ebb__opt.limit_psi = 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trigger_text),
         cmocka_unit_test_setup_teardown(test_cgroup_with_binding_ancestor, new_tree, drop_tree),

@@ -341,13 +341,13 @@ static void test_large_cache_expires(void **state)
 {
     (void)state;
     ebb_collect(1);
-    size_t saved = ebb__g.opt.large_cache; /* none by default on 32-bit */
-    ebb__g.opt.large_cache = (size_t)4 << 20;
+    size_t saved = ebb__opt.large_cache; /* none by default on 32-bit */
+    ebb__opt.large_cache = (size_t)4 << 20;
     void *p = ebb_malloc(1 << 20);
     assert_non_null(p);
     memset(p, 1, 1 << 20);
     ebb_free(p);
-    ebb__g.opt.large_cache = saved;
+    ebb__opt.large_cache = saved;
     ebb_stats_t s;
     ebb_stats(&s);
     assert_int_equal(s.mapped_large_cached, 1 << 20);
@@ -367,7 +367,7 @@ static void test_inline_fallback_purges_on_activity(void **state)
     QUIET_HEAP(h);
     int saved_state = atomic_load(&ebb__g.purger);
     atomic_store(&ebb__g.purger, EBB_PURGER_INLINE);
-    ebb__g.opt.purge_delay = 20;
+    ebb__opt.purge_delay = 20;
     static void *blk[2048];
     take_filled(h, blk, 2048, 3);
     size_t purged = atomic_load(&ebb__g.purged);
@@ -377,7 +377,7 @@ static void test_inline_fallback_purges_on_activity(void **state)
     nanosleep(&ts, NULL);
     ebb__heap_free(blk + 1024, 256); /* pool B listed; its kick purges A */
     assert_int_equal(atomic_load(&ebb__g.purged), purged + 4 * 4096);
-    ebb__g.opt.purge_delay = DELAY;
+    ebb__opt.purge_delay = DELAY;
     atomic_store(&ebb__g.purger, saved_state);
     ebb__heap_free(blk + 256, 768);
     ebb__heap_free(blk + 1280, 768);

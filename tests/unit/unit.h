@@ -26,7 +26,7 @@ static inline int unit_teardown_check(void **state)
 static inline void unit_quiet_purger(void)
 {
     ebb__ensure_init();
-    ebb__g.opt.purge_delay = UNIT_QUIET_DELAY;
+    ebb__opt.purge_delay = UNIT_QUIET_DELAY;
     atomic_store(&ebb__g.poked_at, ebb__os_now_ms());
 }
 

@@ -1,0 +1,294 @@
+/*
+ * options.c -- the EBB_* options: read once, at start-up, from one table.
+ *
+ * Owns: ebb__opt, the values every layer reads (never the environment
+ * itself), and the parsers that turn a variable's text into a value.
+ *
+ * The table is base/options_table.h: a row per variable with its default,
+ * parser, range and meaning.  Reading walks it: every field gets its default
+ * first, then each variable that is set is parsed in table order; a value
+ * that does not parse keeps the default and is reported in one line on
+ * stderr ("ebb: ignoring EBB_HEAPS=many (not a valid value)").  Setting every
+ * default before parsing anything lets one variable refine another's field
+ * (EBB_REPORT=x.json sets the JSON format, an explicit EBB_REPORT_FORMAT
+ * wins) whatever the defaults are.
+ *
+ * This runs inside the first allocation, which may come from the dynamic
+ * loader before the C library is set up: nothing here allocates or uses
+ * stdio, and the environment is read through the OS layer, which falls back
+ * to /proc/self/environ while `environ` is not there yet.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "base/size.h"
+
+EBB_HIDDEN ebb__options_t ebb__opt;
+
+/* The parsers.  Each kind fixes the type of its field (checked below). */
+enum {
+    EBB_OPT_FLAG,    /* int: 1/on/yes/true or 0/off/no/false */
+    EBB_OPT_COUNT,   /* unsigned: a size within [min, max] */
+    EBB_OPT_SIZE,    /* size_t: 512K, 64M, 1GiB, 12345 */
+    EBB_OPT_DELAY,   /* long: -1, or a size up to max */
+    EBB_OPT_CHOICE,  /* int: the position of the value among the syntax's names */
+    EBB_OPT_PERCENT, /* unsigned: 1 to 100, with or without "%" */
+    EBB_OPT_SIGNAL,  /* int: a signal number from a name or a number */
+    EBB_OPT_LIMIT,   /* size_t limit, with limit_percent: SIZE, N% or auto */
+    EBB_OPT_REPORT,  /* report_path, with report_off and report_json */
+    EBB_OPT_PATH     /* char[]: a path; "off" or "0" for none */
+};
+
+/* The field size each kind stores into. */
+#define EBB_OPT_BYTES_FLAG sizeof(int)
+#define EBB_OPT_BYTES_COUNT sizeof(unsigned)
+#define EBB_OPT_BYTES_SIZE sizeof(size_t)
+#define EBB_OPT_BYTES_DELAY sizeof(long)
+#define EBB_OPT_BYTES_CHOICE sizeof(int)
+#define EBB_OPT_BYTES_PERCENT sizeof(unsigned)
+#define EBB_OPT_BYTES_SIGNAL sizeof(int)
+#define EBB_OPT_BYTES_LIMIT sizeof(size_t)
+#define EBB_OPT_BYTES_REPORT EBB_OPTION_PATH_MAX
+#define EBB_OPT_BYTES_PATH EBB_OPTION_PATH_MAX
+
+typedef struct {
+    const char *name;   /* "EBB_HEAPS" */
+    unsigned char kind; /* EBB_OPT_* */
+    size_t offset;      /* of its field in ebb__options_t */
+    long long dflt, min, max;
+    const char *syntax; /* for CHOICE: the names, '|'-separated */
+} option_t;
+
+/* Rows meant for the unit tests exist only in debug builds. */
+#define EBB_AUDIENCE_USER(...) __VA_ARGS__
+#define EBB_AUDIENCE_LAUNCH(...) __VA_ARGS__
+#if EBB_DEBUG >= 1
+#define EBB_AUDIENCE_TEST(...) __VA_ARGS__
+#else
+#define EBB_AUDIENCE_TEST(...)
+#endif
+
+#define EBB_OPTION_ROW(name, field, kind, dflt, min, max, syntax, dtext, doc, audience)           \
+    EBB_AUDIENCE_##audience(                                                                       \
+        { "EBB_" #name, EBB_OPT_##kind, offsetof(ebb__options_t, field), (long long)(dflt),        \
+          (long long)(min), (long long)(max), syntax },)
+
+static const option_t table[] = { EBB_OPTIONS(EBB_OPTION_ROW) };
+
+/* Every field has the type its parser writes. */
+#define EBB_OPTION_CHECK(name, field, kind, dflt, min, max, syntax, dtext, doc, audience)         \
+    _Static_assert(sizeof(((ebb__options_t *)0)->field) == EBB_OPT_BYTES_##kind,                   \
+                   "EBB_" #name ": the field's type is not what its parser writes");
+EBB_OPTIONS(EBB_OPTION_CHECK)
+
+static void bad_option(const char *name, const char *value)
+{
+    ebb__diag("ebb: ignoring %s=%s (not a valid value)\n", name, value);
+}
+
+/* ------------------------------------------------------------- parsers */
+
+static int parse_flag(const char *v, long long *out)
+{
+    if (!strcmp(v, "1") || !strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true"))
+        *out = 1;
+    else if (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false"))
+        *out = 0;
+    else
+        return 0;
+    return 1;
+}
+
+/* v is one of the '|'-separated names of `names`; *out its position. */
+static int parse_choice(const char *names, const char *v, long long *out)
+{
+    size_t len = strlen(v);
+    long long i = 0;
+    for (const char *s = names;; i++) {
+        const char *bar = strchr(s, '|');
+        size_t n = bar ? (size_t)(bar - s) : strlen(s);
+        if (n == len && !strncmp(s, v, n)) {
+            *out = i;
+            return 1;
+        }
+        if (bar == NULL)
+            return 0;
+        s = bar + 1;
+    }
+}
+
+/* A number-valued kind's value; 0 if v is not one. */
+static int parse_number(const option_t *row, const char *v, long long *out)
+{
+    size_t n;
+    unsigned pct;
+    switch (row->kind) {
+    case EBB_OPT_FLAG:
+        return parse_flag(v, out);
+    case EBB_OPT_CHOICE:
+        return parse_choice(row->syntax, v, out);
+    case EBB_OPT_PERCENT:
+        if (!ebb__parse_percent(v, &pct))
+            return 0;
+        *out = pct;
+        return 1;
+    case EBB_OPT_SIGNAL:
+        *out = ebb__os_signal_number(v);
+        return *out != 0;
+    case EBB_OPT_DELAY:
+    case EBB_OPT_COUNT:
+    case EBB_OPT_SIZE:
+        if (row->kind == EBB_OPT_DELAY && !strcmp(v, "-1")) {
+            *out = -1; /* never */
+            return 1;
+        }
+        if (!ebb__parse_size(v, &n))
+            return 0;
+        if (row->kind != EBB_OPT_SIZE && ((long long)n < row->min || (long long)n > row->max))
+            return 0;
+        *out = (long long)n;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void store_number(ebb__options_t *o, const option_t *row, long long v)
+{
+    void *field = (char *)o + row->offset;
+    switch (row->kind) {
+    case EBB_OPT_COUNT:
+    case EBB_OPT_PERCENT:
+        *(unsigned *)field = (unsigned)v;
+        break;
+    case EBB_OPT_SIZE:
+    case EBB_OPT_LIMIT:
+        *(size_t *)field = (size_t)v;
+        break;
+    case EBB_OPT_DELAY:
+        *(long *)field = (long)v;
+        break;
+    default:
+        *(int *)field = (int)v;
+        break;
+    }
+}
+
+/* EBB_REPORT=PATH|stderr|off: where automatic reports go; a path ending in
+ * ".json" also asks for JSON (EBB_REPORT_FORMAT, read next, may say
+ * otherwise).  Every value means something. */
+static void parse_report(ebb__options_t *o, const char *v)
+{
+    size_t len = strlen(v);
+    if (!strcmp(v, "off") || !strcmp(v, "0"))
+        o->report_off = 1;
+    else if (len > 0 && strcmp(v, "stderr") && len < sizeof o->report_path)
+        memcpy(o->report_path, v, len + 1);
+    o->report_json = len > 5 && !strcmp(v + len - 5, ".json");
+}
+
+/* Parse variable `row` (set to v) into o; 0 if v is not a valid value. */
+static int parse_row(ebb__options_t *o, const option_t *row, const char *v)
+{
+    long long n;
+    switch (row->kind) {
+    case EBB_OPT_LIMIT:
+        return ebb__parse_limit(v, &o->limit, &o->limit_percent);
+    case EBB_OPT_REPORT:
+        parse_report(o, v);
+        return 1;
+    case EBB_OPT_PATH:
+        if (strcmp(v, "off") && strcmp(v, "0"))
+            memcpy((char *)o + row->offset, v, strlen(v) + 1);
+        return 1;
+    default:
+        if (!parse_number(row, v, &n))
+            return 0;
+        store_number(o, row, n);
+        return 1;
+    }
+}
+
+static void set_default(ebb__options_t *o, const option_t *row)
+{
+    switch (row->kind) {
+    case EBB_OPT_LIMIT:
+        o->limit = 0;
+        o->limit_percent = 0;
+        break;
+    case EBB_OPT_REPORT:
+        o->report_off = 0;
+        o->report_json = 0;
+        o->report_path[0] = '\0';
+        break;
+    case EBB_OPT_PATH:
+        ((char *)o + row->offset)[0] = '\0';
+        break;
+    default:
+        store_number(o, row, row->dflt);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------- reading */
+
+void ebb__options_read(ebb__options_t *o)
+{
+    const size_t rows = sizeof table / sizeof table[0];
+    for (size_t i = 0; i < rows; i++)
+        set_default(o, &table[i]);
+    for (size_t i = 0; i < rows; i++) {
+        char v[EBB_OPTION_PATH_MAX];
+        if (ebb__os_getenv(table[i].name, v, sizeof v) && !parse_row(o, &table[i], v))
+            bad_option(table[i].name, v);
+    }
+}
+
+static ebb__lock_t read_lock = EBB_LOCK_INIT;
+static _Atomic int have_read;
+
+void ebb__options_start(void)
+{
+    if (atomic_load_explicit(&have_read, memory_order_acquire))
+        return;
+    ebb__lock(&read_lock);
+    if (!atomic_load_explicit(&have_read, memory_order_relaxed)) {
+        ebb__options_read(&ebb__opt);
+        atomic_store_explicit(&have_read, 1, memory_order_release);
+    }
+    ebb__unlock(&read_lock);
+}
+
+EBB_API int ebb_get_option(const char *name, long long *value)
+{
+    ebb__options_start();
+    for (size_t i = 0; name != NULL && i < sizeof table / sizeof table[0]; i++) {
+        const option_t *row = &table[i];
+        if (strcmp(row->name, name) != 0)
+            continue;
+        const void *field = (const char *)&ebb__opt + row->offset;
+        switch (row->kind) {
+        case EBB_OPT_PATH:
+        case EBB_OPT_REPORT:
+            break; /* text, not a number */
+        case EBB_OPT_COUNT:
+        case EBB_OPT_PERCENT:
+            *value = *(const unsigned *)field;
+            return 0;
+        case EBB_OPT_SIZE:
+        case EBB_OPT_LIMIT:
+            *value = (long long)*(const size_t *)field;
+            return 0;
+        case EBB_OPT_DELAY:
+            *value = *(const long *)field;
+            return 0;
+        default:
+            *value = *(const int *)field;
+            return 0;
+        }
+    }
+    errno = ENOENT;
+    return -1;
+}
