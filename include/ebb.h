@@ -294,6 +294,14 @@ EBB_API void ebb_stats_print(void);
 
 EBB_API const char *ebb_version(void);
 
+/* The value in force of a numeric EBB_* option ("EBB_SAMPLE_RATE",
+ * "EBB_PURGE_DELAY_MS", ...: `ebb options` lists them), as read at start-up
+ * (what ebb_set_* changed later is not reflected): 0 and *value set, or -1
+ * with errno ENOENT for an unknown name or an option whose value is text
+ * (EBB_REPORT, EBB_BLACKBOX).  Flags are 0 or 1, choices their position in
+ * the list of values (EBB_ON_ERROR: warn 0, abort 1, ignore 2). */
+EBB_API int ebb_get_option(const char *name, long long *value);
+
 /* 1 if ebb's constructor made ebb the allocator of all three CPython
  * domains before the interpreter started (`ebb run`, which sets
  * EBB_PYTHON=1), else 0. */
