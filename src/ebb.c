@@ -1,30 +1,42 @@
 /*
  * ebb.c -- the whole library as one translation unit.
  *
- * Every layer is its own file; this one includes them in layer order so the
- * compiler can inline across layers (the fast paths span front, cache and
- * arena) without link-time optimisation, and so override.c can alias the
- * ebb_* functions.  Build this file, nothing else.
+ * Every concern is its own file, in a folder per layer (internal.h draws
+ * them); this one includes them bottom layer first, so the compiler can
+ * inline across layers (the fast paths span front, thread cache and arena)
+ * without link-time optimisation, and so override.c can alias the ebb_*
+ * functions.  Build this file, nothing else.  Each file also compiles on
+ * its own (tests/layers/check_layers.py does so to check the layering).
  */
 #include "os/linux.c"
+
 #include "base/diag.c"
 #include "base/options.c"
+#include "base/process.c"
+
 #include "core/sizeclass.c"
 #include "core/ownership.c"
+#include "core/ledger.c"
+#include "core/budget.c"
 #include "core/arena.c"
 #include "core/pool.c"
 #include "core/heap.c"
-#include "core/tcache.c"
+#include "core/thread.c"
 #include "core/large.c"
-#include "insight/sample.c"
+#include "core/setup.c"
+
 #include "policy/purge.c"
 #include "policy/limit.c"
 #include "policy/pressure.c"
-#include "insight/report.c"
-#include "insight/blackbox.c"
+
+#include "insight/sample.c"
 #include "insight/stats.c"
 #include "insight/check.c"
+#include "insight/report.c"
+#include "insight/blackbox.c"
+
 #include "front/cpython.c"
+#include "front/purger.c"
 #include "front/init.c"
 #include "front/malloc.c"
 #include "front/override.c"

@@ -1,11 +1,15 @@
 /*
  * diag.c -- one-line diagnoses, written without allocating.
  *
+ * Owns: the formatter, the diagnostic line, what a detected misuse does,
+ * and the count of misuse seen.
+ *
  * A report from inside the allocator cannot use stdio (it allocates, and may
  * be what called us), so this file formats into a stack buffer: %s %p %zu %u
- * %d %x only (report.c writes its reports with the same formatter).  Misuse (a foreign pointer, a double free) is reported by
- * naming the function, the pointer and the fault, then handled per
- * EBB_ON_ERROR: warn (default), abort, or ignore.
+ * %d %x only (insight/report.c writes its reports with the same formatter).
+ * Misuse (a foreign pointer, a double free) is reported by naming the
+ * function, the pointer and the fault, then handled per EBB_ON_ERROR: warn
+ * (default), abort, or ignore.
  */
 #include "internal.h"
 
@@ -97,9 +101,11 @@ void ebb__diag(const char *fmt, ...)
     ebb__os_write_diag(buf, n);
 }
 
+EBB_HIDDEN ebb__misuse_t ebb__misuse;
+
 void ebb__report_misuse(const char *fn, const void *p, const char *fault)
 {
-    atomic_fetch_add_explicit(&ebb__g.errors, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ebb__misuse.errors, 1, memory_order_relaxed);
     if (ebb__opt.on_error == EBB_ON_ERROR_IGNORE)
         return;
     ebb__diag("ebb: %s(%p): %s\n", fn, p, fault);
@@ -111,19 +117,4 @@ _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line)
 {
     ebb__diag("ebb: internal assertion failed: %s (%s:%d)\n", cond, file, line);
     ebb__os_abort();
-}
-
-void ebb__check_or_die(void)
-{
-    /* ebb_check takes locks and may be reached again from inside itself. */
-    static __thread int inside __attribute__((tls_model("initial-exec")));
-    if (inside || !atomic_load_explicit(&ebb__g.ready, memory_order_acquire))
-        return;
-    inside = 1;
-    int faults = ebb_check();
-    inside = 0;
-    if (faults != 0) {
-        ebb__diag("ebb: heap consistency check failed\n");
-        ebb__os_abort();
-    }
 }

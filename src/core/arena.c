@@ -77,6 +77,8 @@
 
 #include <string.h>
 
+EBB_HIDDEN ebb__arena_set_t ebb__arenas = { .lock = EBB_LOCK_INIT, .lend_lock = EBB_LOCK_INIT };
+
 #define ALL_POOL_SLOTS (~(uint64_t)1) /* every slot but the header */
 #define POOL_PAGES ((size_t)(EBB_SLOTS - 1) * EBB_SLOT_PAGES)
 
@@ -105,11 +107,11 @@ static void list_push(ebb__arena_t *a)
 {
     unsigned n = a->nfree;
     a->prev = NULL;
-    a->next = ebb__g.by_nfree[n];
+    a->next = ebb__arenas.by_nfree[n];
     if (a->next)
         a->next->prev = a;
-    ebb__g.by_nfree[n] = a;
-    ebb__g.by_nfree_mask |= (uint64_t)1 << n;
+    ebb__arenas.by_nfree[n] = a;
+    ebb__arenas.by_nfree_mask |= (uint64_t)1 << n;
 }
 
 static void list_remove(ebb__arena_t *a)
@@ -118,11 +120,11 @@ static void list_remove(ebb__arena_t *a)
     if (a->prev)
         a->prev->next = a->next;
     else
-        ebb__g.by_nfree[n] = a->next;
+        ebb__arenas.by_nfree[n] = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    if (ebb__g.by_nfree[n] == NULL)
-        ebb__g.by_nfree_mask &= ~((uint64_t)1 << n);
+    if (ebb__arenas.by_nfree[n] == NULL)
+        ebb__arenas.by_nfree_mask &= ~((uint64_t)1 << n);
     a->next = a->prev = NULL;
 }
 
@@ -206,8 +208,8 @@ static ebb__arena_t *arena_create(void)
     ebb__pages_cleaned(POOL_PAGES + EBB_SLOT_PAGES); /* untouched: mapped, not resident */
     ebb__pool_header_init(a); /* ...but for the header fields written here */
     ebb__mapped_add(EBB_ARENA_SIZE);
-    ebb__g.arenas++;
-    ebb__g.spare_arenas++;
+    ebb__arenas.count++;
+    ebb__arenas.spare++;
     list_push(a);
     return a;
 }
@@ -216,13 +218,13 @@ static void arena_destroy(ebb__arena_t *a)
 {
     ebb__assert(a->purging == 0);
     /* Its pages leave the books: the clean ones from the clean count. */
-    atomic_fetch_sub_explicit(&ebb__g.clean_pages,
+    atomic_fetch_sub_explicit(&ebb__ledger.clean_pages,
                               POOL_PAGES + EBB_SLOT_PAGES - dirty_pages(a, ~(uint64_t)0),
                               memory_order_relaxed);
     list_remove(a);
     ebb__owner_set(a, 0);
     a->magic = 0;
-    ebb__g.arenas--;
+    ebb__arenas.count--;
     ebb__mapped_sub(EBB_ARENA_SIZE);
     ebb__os_unmap(a, EBB_ARENA_SIZE);
 }
@@ -230,11 +232,11 @@ static void arena_destroy(ebb__arena_t *a)
 /* The fullest arena with a run of `span` free slots; sets *first. */
 static ebb__arena_t *find_room(unsigned span, unsigned *first)
 {
-    uint64_t lists = ebb__g.by_nfree_mask & ~(((uint64_t)1 << span) - 1);
+    uint64_t lists = ebb__arenas.by_nfree_mask & ~(((uint64_t)1 << span) - 1);
     while (lists) {
         unsigned n = (unsigned)__builtin_ctzll(lists);
         lists &= lists - 1;
-        for (ebb__arena_t *a = ebb__g.by_nfree[n]; a; a = a->next) {
+        for (ebb__arena_t *a = ebb__arenas.by_nfree[n]; a; a = a->next) {
             uint64_t runs = runs_of(a->free_mask, span);
             if (runs) {
                 *first = (unsigned)__builtin_ctzll(runs);
@@ -247,19 +249,19 @@ static ebb__arena_t *find_room(unsigned span, unsigned *first)
 
 ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls)
 {
-    ebb__lock(&ebb__g.arena_lock);
+    ebb__lock(&ebb__arenas.lock);
     unsigned first = 0;
     ebb__arena_t *a = find_room(span, &first);
     if (a == NULL) {
         a = arena_create();
         if (a == NULL) {
-            ebb__unlock(&ebb__g.arena_lock);
+            ebb__unlock(&ebb__arenas.lock);
             return NULL;
         }
         first = 1;
     }
     if (a->nfree == EBB_SLOTS - 1)
-        ebb__g.spare_arenas--;
+        ebb__arenas.spare--;
     list_remove(a);
     uint64_t run = (((uint64_t)1 << span) - 1) << first;
     ebb__assert((a->free_mask & run) == run);
@@ -275,19 +277,19 @@ ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls)
     p->span = (uint8_t)span;
     p->start = (uint8_t *)a + (uintptr_t)first * EBB_SLOT_SIZE;
     ebb__pool_bits_reserve(p, cls);
-    ebb__g.pools++;
-    ebb__g.pool_slots += span;
-    ebb__unlock(&ebb__g.arena_lock);
+    ebb__arenas.pools++;
+    ebb__arenas.pool_slots += span;
+    ebb__unlock(&ebb__arenas.lock);
     return p;
 }
 
 /* Arena a has no pool left: keep it as a spare or give it back. */
 static void arena_now_empty(ebb__arena_t *a)
 {
-    if (ebb__g.spare_arenas >= EBB_SPARE_ARENAS)
+    if (ebb__arenas.spare >= EBB_SPARE_ARENAS)
         arena_destroy(a);
     else
-        ebb__g.spare_arenas++;
+        ebb__arenas.spare++;
 }
 
 /* The slots in `mask` were purged: their pages are clean. */
@@ -312,21 +314,20 @@ static void purge_slots(ebb__arena_t *a, uint64_t mask)
     }
 }
 
-int ebb__arena_release_pool(ebb__pool_t *p)
+void ebb__arena_release_pool(ebb__pool_t *p)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
     unsigned first = p->head_slot, span = p->span;
     uint64_t run = (((uint64_t)1 << span) - 1) << first;
-    long delay = ebb__opt.purge_delay;
-    int kick = 0;
-    ebb__lock(&ebb__g.arena_lock);
+    ebb__purge_when_t when = ebb__purge_when();
+    ebb__lock(&ebb__arenas.lock);
     if (dirty_pages(a, run) != 0) {
-        if (delay == 0) {
+        if (when == EBB_PURGE_NOW) {
             purge_slots(a, run);
             slots_mark_clean(a, run);
-        } else if (delay > 0) {
+        } else if (when == EBB_PURGE_LATER) {
             a->freed_stamp = ebb__os_now_ms();
-            kick = ebb__purge_announce();
+            ebb__purge_announce();
         }
     }
     for (unsigned s = first; s < first + span; s++)
@@ -337,28 +338,27 @@ int ebb__arena_release_pool(ebb__pool_t *p)
     list_remove(a);
     a->free_mask |= run;
     a->nfree += span;
-    ebb__g.pools--;
-    ebb__g.pool_slots -= span;
+    ebb__arenas.pools--;
+    ebb__arenas.pool_slots -= span;
     list_push(a);
     if (a->nfree == EBB_SLOTS - 1)
         arena_now_empty(a);
-    ebb__unlock(&ebb__g.arena_lock);
-    return kick;
+    ebb__unlock(&ebb__arenas.lock);
 }
 
 /* Give back empty arenas: all of them if force, else all but the spares. */
 void ebb__arena_collect(int force)
 {
-    ebb__lock(&ebb__g.arena_lock);
-    ebb__arena_t *a = ebb__g.by_nfree[EBB_SLOTS - 1];
+    ebb__lock(&ebb__arenas.lock);
+    ebb__arena_t *a = ebb__arenas.by_nfree[EBB_SLOTS - 1];
     size_t keep = force ? 0 : EBB_SPARE_ARENAS;
-    while (a && ebb__g.spare_arenas > keep) {
+    while (a && ebb__arenas.spare > keep) {
         ebb__arena_t *next = a->next;
-        ebb__g.spare_arenas--;
+        ebb__arenas.spare--;
         arena_destroy(a);
         a = next;
     }
-    ebb__unlock(&ebb__g.arena_lock);
+    ebb__unlock(&ebb__arenas.lock);
 }
 
 /* ------------------------------------------------------------- purging */
@@ -376,7 +376,7 @@ typedef struct {
 static void slots_lend(ebb__arena_t *a, uint64_t mask)
 {
     if (a->nfree == EBB_SLOTS - 1)
-        ebb__g.spare_arenas--; /* not empty while lent */
+        ebb__arenas.spare--; /* not empty while lent */
     list_remove(a);
     a->free_mask &= ~mask;
     a->nfree -= (unsigned)__builtin_popcountll(mask);
@@ -402,7 +402,7 @@ static unsigned lend_due(lent_t *out, uint32_t now, long delay, uint32_t *next)
 {
     unsigned n = 0;
     for (unsigned k = 1; k < EBB_SLOTS && n < LEND_BATCH; k++) {
-        ebb__arena_t *a = ebb__g.by_nfree[k];
+        ebb__arena_t *a = ebb__arenas.by_nfree[k];
         while (a && n < LEND_BATCH) {
             ebb__arena_t *following = a->next; /* lending moves a to a list already passed */
             uint64_t d = dirty_free_slots(a);
@@ -428,18 +428,74 @@ uint32_t ebb__arena_purge(uint32_t now, long delay)
     uint32_t next = UINT32_MAX;
     unsigned n;
     /* One pass lends at a time, and fork waits for it to give all back. */
-    ebb__lock(&ebb__g.purge_lock);
+    ebb__lock(&ebb__arenas.lend_lock);
     do {
-        ebb__lock(&ebb__g.arena_lock);
+        ebb__lock(&ebb__arenas.lock);
         n = lend_due(lent, now, delay, &next);
-        ebb__unlock(&ebb__g.arena_lock);
+        ebb__unlock(&ebb__arenas.lock);
         for (unsigned i = 0; i < n; i++)
             purge_slots(lent[i].arena, lent[i].slots);
-        ebb__lock(&ebb__g.arena_lock);
+        ebb__lock(&ebb__arenas.lock);
         for (unsigned i = 0; i < n; i++)
             slots_return(lent[i].arena, lent[i].slots);
-        ebb__unlock(&ebb__g.arena_lock);
+        ebb__unlock(&ebb__arenas.lock);
     } while (n == LEND_BATCH);
-    ebb__unlock(&ebb__g.purge_lock);
+    ebb__unlock(&ebb__arenas.lend_lock);
     return next;
 }
+
+/* ---------------------------------------------------- statistics, fork */
+
+void ebb__arena_stats_locked(ebb_stats_t *s)
+{
+    s->arenas = ebb__arenas.count;
+    s->pools = ebb__arenas.pools;
+    s->mapped_meta += ebb__arenas.count * EBB_SLOT_SIZE;
+    s->mapped_pools = ebb__arenas.pool_slots * EBB_SLOT_SIZE;
+    s->mapped_free_slots = ebb__arenas.count * (EBB_SLOTS - 1) * EBB_SLOT_SIZE - s->mapped_pools;
+}
+
+void ebb__arena_stats(ebb_stats_t *s)
+{
+    ebb__lock(&ebb__arenas.lock);
+    ebb__arena_stats_locked(s);
+    ebb__unlock(&ebb__arenas.lock);
+}
+
+static void lock_arenas(void)
+{
+    ebb__lock(&ebb__arenas.lock);
+}
+
+static void unlock_arenas(void)
+{
+    ebb__unlock(&ebb__arenas.lock);
+}
+
+static void reset_arenas(void)
+{
+    ebb__lock_reset(&ebb__arenas.lock);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__arena_locks = { "arenas", lock_arenas, unlock_arenas,
+                                                      reset_arenas, 0 };
+
+/* A purge pass lends free slots out of the arenas; fork waits until it has
+ * given them all back, so a child never finds slots in neither place. */
+static void lock_lend(void)
+{
+    ebb__lock(&ebb__arenas.lend_lock);
+}
+
+static void unlock_lend(void)
+{
+    ebb__unlock(&ebb__arenas.lend_lock);
+}
+
+static void reset_lend(void)
+{
+    ebb__lock_reset(&ebb__arenas.lend_lock);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__arena_lend_locks = { "arena lend", lock_lend, unlock_lend,
+                                                           reset_lend, 0 };

@@ -40,6 +40,8 @@
  */
 #include "internal.h"
 
+EBB_HIDDEN ebb__heap_set_t ebb__heaps;
+
 static unsigned bucket_for(const ebb__pool_t *p)
 {
     return ebb__bucket_for(p->used, p->cls);
@@ -170,15 +172,14 @@ static void purge_list_freed_into(ebb__pool_t *p, uint32_t now)
     advance(&p->stamp, now);
 }
 
-/* Unlink an empty pool from its bin and give its slots back; returns 1 if
- * the caller must kick the purger once unlocked. */
-static int bin_release(ebb__bin_t *b, ebb__pool_t *p)
+/* Unlink an empty pool from its bin and give its slots back. */
+static void bin_release(ebb__bin_t *b, ebb__pool_t *p)
 {
     if (p->listed)
         purge_list_remove(b, p);
     bin_unlink(b, p);
     b->pools--;
-    return ebb__arena_release_pool(p); /* bin -> arena: lock order kept */
+    ebb__arena_release_pool(p); /* bin -> arena: lock order kept */
 }
 
 /* The fullest pool with a free block, or a new one; NULL if out of memory. */
@@ -189,8 +190,8 @@ static ebb__pool_t *bin_pool_with_room(ebb__heap_t *h, ebb__bin_t *b, unsigned c
         unsigned k = 31u - (unsigned)__builtin_clz(partial);
         return b->bucket[k];
     }
-    /* A new pool may commit all its pages: admitted whole (limit.c). */
-    if (!ebb__limit_admits((size_t)ebb__classes[cls].span * EBB_SLOT_SIZE))
+    /* A new pool may commit all its pages: admitted whole (budget.c). */
+    if (!ebb__budget_admits((size_t)ebb__classes[cls].span * EBB_SLOT_SIZE))
         return NULL;
     ebb__pool_t *p = ebb__arena_take_pool(ebb__classes[cls].span, cls);
     if (p == NULL)
@@ -233,48 +234,6 @@ static int bin_has_other_room(const ebb__bin_t *b, const ebb__pool_t *p)
     return b->bucket[p->bucket] != p || p->next != NULL;
 }
 
-static void report_return_fault(uintptr_t a, int fault)
-{
-    ebb__report_misuse("free", (void *)a, fault == 1 ? "not the start of a block"
-                                                     : "double free (block is already free)");
-}
-
-/* Blocks of one pool, returned under its bin lock: a run of blocks[i..]
- * inside the pool is taken back with an index multiply and a bit test each,
- * no lookups.  Returns how many entries it consumed (at least one). */
-static unsigned return_run(ebb__bin_t *b, ebb__pool_t *p, void *const *blocks, unsigned n)
-{
-    const ebb__class_t *c = &ebb__classes[p->cls];
-    uintptr_t start = (uintptr_t)p->start, span = (uintptr_t)c->blocks * c->size;
-    uint64_t *bits = ebb__pool_bitmap(p);
-    uint32_t returned = 0, scan = p->scan;
-    unsigned i = 0;
-    for (; i < n; i++) {
-        uintptr_t off = (uintptr_t)blocks[i] - start;
-        if (off >= span)
-            break; /* another pool: the caller looks it up */
-        uint32_t idx;
-        if (!ebb__offset_to_index(off, p->cls, &idx)) {
-            report_return_fault((uintptr_t)blocks[i], 1);
-            continue;
-        }
-        uint64_t bit = (uint64_t)1 << (idx % 64);
-        if (bits[idx / 64] & bit) {
-            report_return_fault((uintptr_t)blocks[i], 2);
-            continue;
-        }
-        bits[idx / 64] |= bit;
-        if (idx / 64 < scan)
-            scan = idx / 64;
-        returned++;
-    }
-    ebb__assert(p->used >= returned);
-    p->scan = scan;
-    p->used -= returned;
-    b->used -= returned;
-    return i ? i : 1;
-}
-
 /* Idle blocks came back to pool p, which was not listed: it joins the head
  * of the list, due now (its key is the oldest in the list, so the order
  * holds and the insert costs nothing). */
@@ -289,36 +248,37 @@ static void purge_list_add_due(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
 }
 
 /* Blocks just came back to pool p (bin lock held): schedule or do the purge
- * its delay asks for; `idle` blocks (see ebb__heap_free_idle) make it due
- * now, and an emptied pool is purged before it goes back to its arena.
- * Returns 1 if the purger must be kicked. */
-static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
+ * ebb__purge_when asks for; `idle` blocks (see ebb__heap_free_idle) make it
+ * due now, and an emptied pool is purged before it goes back to its arena.
+ * Purgeable memory that waits is announced (the front kicks the purger). */
+static void after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
 {
-    long delay = ebb__opt.purge_delay;
-    if (p->used == 0 && (delay == 0 || bin_has_other_room(b, p))) {
-        if (idle && delay > 0)
+    ebb__purge_when_t when = ebb__purge_when();
+    if (p->used == 0 && (when == EBB_PURGE_NOW || bin_has_other_room(b, p))) {
+        if (idle && when == EBB_PURGE_LATER)
             ebb__pool_purge(p, 1);
-        return bin_release(b, p);
+        bin_release(b, p);
+        return;
     }
     bin_rebucket(b, p);
-    if (idle && delay > 0) {
-        if (!p->listed) {
-            purge_list_add_due(b, p, clock_read(now), (uint32_t)delay);
-            return ebb__purge_announce();
-        }
-        return 0; /* listed: the frees that listed it set its due time */
-    }
-    if (delay == 0) {
+    if (when == EBB_PURGE_NOW) {
         ebb__pool_purge(p, 1);
-    } else if (delay > 0) {
-        if (p->listed) {
-            purge_list_freed_into(p, clock_read(now));
-            return 0;
-        }
-        purge_list_add(b, p, clock_read(now));
-        return ebb__purge_announce();
+        return;
     }
-    return 0;
+    if (when == EBB_PURGE_NEVER)
+        return;
+    if (p->listed) {
+        /* Idle blocks into a listed pool: the frees that listed it set its
+         * due time.  Others restamp it. */
+        if (!idle)
+            purge_list_freed_into(p, clock_read(now));
+        return;
+    }
+    if (idle)
+        purge_list_add_due(b, p, clock_read(now), ebb__purge_delay_ms());
+    else
+        purge_list_add(b, p, clock_read(now));
+    ebb__purge_announce();
 }
 
 /* Blocks come home from a thread cache, in the order they were cached, so
@@ -328,7 +288,6 @@ static int after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
 static void heap_free(void *const *blocks, unsigned n, int idle)
 {
     ebb__bin_t *locked = NULL;
-    int kick = 0;
     uint32_t now = 0;
     for (unsigned i = 0; i < n;) {
         uintptr_t a = (uintptr_t)blocks[i];
@@ -353,16 +312,16 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
             i++;
             continue;
         }
-        i += return_run(b, p, blocks + i, n - i);
+        uint32_t before = p->used;
+        i += ebb__pool_put_run(p, blocks + i, n - i);
+        b->used -= before - p->used;
         /* An emptied pool is unlinked and released under the bin lock (bin
          * -> arena is the lock order), so a fork never sees it in neither
          * place. */
-        kick |= after_return(b, p, &now, idle);
+        after_return(b, p, &now, idle);
     }
     if (locked)
         ebb__unlock(&locked->lock);
-    if (kick)
-        ebb__purge_kick();
 }
 
 void ebb__heap_free(void *const *blocks, unsigned n)
@@ -481,9 +440,9 @@ static uint32_t purge_bin_due(ebb__bin_t *b, uint32_t now, long delay)
 uint32_t ebb__heap_purge(uint32_t now, long delay)
 {
     uint32_t next = UINT32_MAX;
-    for (unsigned h = 0; h < ebb__g.nheaps; h++) {
+    for (unsigned h = 0; h < ebb__heaps.n; h++) {
         for (unsigned c = 0; c < EBB_CLASSES; c++) {
-            ebb__bin_t *b = &ebb__g.heaps[h].bin[c];
+            ebb__bin_t *b = &ebb__heaps.heap[h].bin[c];
             if (delay == 0) {
                 ebb__lock(&b->lock);
                 purge_bin_all(b);
@@ -500,8 +459,59 @@ uint32_t ebb__heap_purge(uint32_t now, long delay)
     return next;
 }
 
+/* Registry lock held: threads take the heaps in turn. */
 ebb__heap_t *ebb__heap_pick(void)
 {
-    unsigned i = ebb__g.next_heap++ % ebb__g.nheaps;
-    return &ebb__g.heaps[i];
+    unsigned i = ebb__heaps.next++ % ebb__heaps.n;
+    return &ebb__heaps.heap[i];
 }
+
+/* n heaps in use, fixed from start-up on. */
+void ebb__heaps_init(unsigned n)
+{
+    ebb__heaps.n = n > EBB_MAX_HEAPS ? EBB_MAX_HEAPS : n;
+    for (unsigned i = 0; i < EBB_MAX_HEAPS; i++)
+        ebb__heaps.heap[i].index = i;
+}
+
+/* ---------------------------------------------------- statistics, fork */
+
+void ebb__heap_stats(ebb_stats_t *s, size_t used[EBB_CLASSES], size_t pools[EBB_CLASSES])
+{
+    for (unsigned h = 0; h < ebb__heaps.n; h++) {
+        for (unsigned c = 0; c < EBB_CLASSES; c++) {
+            ebb__bin_t *b = &ebb__heaps.heap[h].bin[c];
+            ebb__lock(&b->lock);
+            size_t n = b->used, p = b->pools;
+            ebb__unlock(&b->lock);
+            used[c] += n;
+            pools[c] += p;
+            s->small_used += n * ebb__classes[c].size;
+        }
+    }
+}
+
+/* Every bin lock, heap by heap and class by class; released the other way. */
+static void lock_bins(void)
+{
+    for (unsigned h = 0; h < ebb__heaps.n; h++)
+        for (unsigned c = 0; c < EBB_CLASSES; c++)
+            ebb__lock(&ebb__heaps.heap[h].bin[c].lock);
+}
+
+static void unlock_bins(void)
+{
+    for (unsigned h = ebb__heaps.n; h-- > 0;)
+        for (unsigned c = EBB_CLASSES; c-- > 0;)
+            ebb__unlock(&ebb__heaps.heap[h].bin[c].lock);
+}
+
+static void reset_bins(void)
+{
+    for (unsigned h = 0; h < ebb__heaps.n; h++)
+        for (unsigned c = 0; c < EBB_CLASSES; c++)
+            ebb__lock_reset(&ebb__heaps.heap[h].bin[c].lock);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__heap_locks = { "heap bins", lock_bins, unlock_bins,
+                                                     reset_bins, 0 };

@@ -65,12 +65,12 @@ static struct {
     /* Live sampled blocks standing in for a small block, by the class they
      * stand for (their `usable`), so class statistics count them. */
     size_t sampled_small[EBB_CLASSES];
-} L = { .lock = EBB_LOCK_INIT };
+} large = { .lock = EBB_LOCK_INIT };
 
 static void count_sampled_small(uint32_t usable, int delta)
 {
     if (usable != 0)
-        L.sampled_small[ebb__class_of(usable)] += (size_t)delta;
+        large.sampled_small[ebb__class_of(usable)] += (size_t)delta;
 }
 
 static size_t slot_of_addr(uintptr_t a, size_t cap)
@@ -81,9 +81,9 @@ static size_t slot_of_addr(uintptr_t a, size_t cap)
 
 static void table_ready(void)
 {
-    if (L.table == NULL) {
-        L.table = L.initial;
-        L.cap = INITIAL_CAPACITY;
+    if (large.table == NULL) {
+        large.table = large.initial;
+        large.cap = INITIAL_CAPACITY;
     }
 }
 
@@ -99,35 +99,35 @@ static void table_put(ebb__large_entry_t *t, size_t cap, ebb__large_entry_t e)
 static int table_reserve(void)
 {
     table_ready();
-    if ((L.count + 1) * 4 <= L.cap * 3)
+    if ((large.count + 1) * 4 <= large.cap * 3)
         return 1;
-    size_t ncap = L.cap * 2, bytes = ncap * sizeof(ebb__large_entry_t);
+    size_t ncap = large.cap * 2, bytes = ncap * sizeof(ebb__large_entry_t);
     ebb__large_entry_t *t = ebb__os_map(bytes);
     if (t == NULL)
         return 0;
     ebb__mapped_add(bytes);
-    for (size_t i = 0; i < L.cap; i++)
-        if (L.table[i].addr)
-            table_put(t, ncap, L.table[i]);
-    if (L.table != L.initial) {
-        ebb__os_unmap(L.table, L.table_bytes);
-        ebb__mapped_sub(L.table_bytes);
+    for (size_t i = 0; i < large.cap; i++)
+        if (large.table[i].addr)
+            table_put(t, ncap, large.table[i]);
+    if (large.table != large.initial) {
+        ebb__os_unmap(large.table, large.table_bytes);
+        ebb__mapped_sub(large.table_bytes);
     }
-    L.table = t;
-    L.cap = ncap;
-    L.table_bytes = bytes;
+    large.table = t;
+    large.cap = ncap;
+    large.table_bytes = bytes;
     return 1;
 }
 
 static ebb__large_entry_t *table_find(uintptr_t a)
 {
-    if (L.table == NULL || a == 0)
+    if (large.table == NULL || a == 0)
         return NULL;
-    size_t i = slot_of_addr(a, L.cap);
-    while (L.table[i].addr != 0) {
-        if (L.table[i].addr == a)
-            return &L.table[i];
-        i = (i + 1) & (L.cap - 1);
+    size_t i = slot_of_addr(a, large.cap);
+    while (large.table[i].addr != 0) {
+        if (large.table[i].addr == a)
+            return &large.table[i];
+        i = (i + 1) & (large.cap - 1);
     }
     return NULL;
 }
@@ -136,29 +136,29 @@ static ebb__large_entry_t *table_find(uintptr_t a)
 static void table_remove(ebb__large_entry_t *e)
 {
     count_sampled_small(e->usable, -1);
-    size_t hole = (size_t)(e - L.table), i = hole;
+    size_t hole = (size_t)(e - large.table), i = hole;
     for (;;) {
-        i = (i + 1) & (L.cap - 1);
-        if (L.table[i].addr == 0)
+        i = (i + 1) & (large.cap - 1);
+        if (large.table[i].addr == 0)
             break;
-        size_t home = slot_of_addr(L.table[i].addr, L.cap);
+        size_t home = slot_of_addr(large.table[i].addr, large.cap);
         /* Move i into the hole unless its home lies cyclically in (hole, i]. */
         int stays = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
         if (!stays) {
-            L.table[hole] = L.table[i];
+            large.table[hole] = large.table[i];
             hole = i;
         }
     }
-    L.table[hole] = (ebb__large_entry_t){ 0, 0, { 0 }, 0 };
-    L.count--;
+    large.table[hole] = (ebb__large_entry_t){ 0, 0, { 0 }, 0 };
+    large.count--;
 }
 
 static void record_live(uintptr_t a, size_t size, uint32_t tag, uint32_t usable)
 {
-    table_put(L.table, L.cap, (ebb__large_entry_t){ a, size, { .usable = usable }, tag });
+    table_put(large.table, large.cap, (ebb__large_entry_t){ a, size, { .usable = usable }, tag });
     count_sampled_small(usable, 1);
-    L.count++;
-    L.live_bytes += size;
+    large.count++;
+    large.live_bytes += size;
 }
 
 static size_t page_round(size_t n)
@@ -171,9 +171,9 @@ static size_t page_round(size_t n)
 
 static void cache_remove(unsigned i)
 {
-    L.cache_bytes -= L.cache[i].size;
-    memmove(&L.cache[i], &L.cache[i + 1], (L.ncache - i - 1) * sizeof L.cache[0]);
-    L.ncache--;
+    large.cache_bytes -= large.cache[i].size;
+    memmove(&large.cache[i], &large.cache[i + 1], (large.ncache - i - 1) * sizeof large.cache[0]);
+    large.ncache--;
 }
 
 /* A cached mapping turned into `need` bytes, reusing pages that are already
@@ -189,30 +189,30 @@ static void cache_remove(unsigned i)
  * the cache is empty or the OS refuses the growth. */
 static int cache_take(size_t need, ebb__large_entry_t *out)
 {
-    unsigned fit = L.ncache, small = L.ncache;
-    for (unsigned i = 0; i < L.ncache; i++) {
-        size_t s = L.cache[i].size;
-        if (s >= need && (fit == L.ncache || s < L.cache[fit].size))
+    unsigned fit = large.ncache, small = large.ncache;
+    for (unsigned i = 0; i < large.ncache; i++) {
+        size_t s = large.cache[i].size;
+        if (s >= need && (fit == large.ncache || s < large.cache[fit].size))
             fit = i;
-        else if (s < need && (small == L.ncache || s > L.cache[small].size))
+        else if (s < need && (small == large.ncache || s > large.cache[small].size))
             small = i;
     }
-    if (fit < L.ncache && L.cache[fit].size == need) {
-        *out = L.cache[fit];
+    if (fit < large.ncache && large.cache[fit].size == need) {
+        *out = large.cache[fit];
         cache_remove(fit);
         return 1;
     }
-    if (fit < L.ncache) {
-        out->addr = L.cache[fit].addr;
+    if (fit < large.ncache) {
+        out->addr = large.cache[fit].addr;
         out->size = need;
-        L.cache[fit].addr += need; /* the tail stays cached, with its stamp */
-        L.cache[fit].size -= need;
-        L.cache_bytes -= need;
+        large.cache[fit].addr += need; /* the tail stays cached, with its stamp */
+        large.cache[fit].size -= need;
+        large.cache_bytes -= need;
         return 1;
     }
-    if (small < L.ncache) {
-        ebb__large_entry_t e = L.cache[small];
-        if (!ebb__limit_admits(need - e.size))
+    if (small < large.ncache) {
+        ebb__large_entry_t e = large.cache[small];
+        if (!ebb__budget_admits(need - e.size))
             return 0; /* the caller's own admission refuses it too */
         void *q = ebb__os_remap((void *)e.addr, e.size, need, 1);
         if (q == NULL)
@@ -232,9 +232,9 @@ static int cache_take(size_t need, ebb__large_entry_t *out)
  * 1 if anything was given back.  Large-block lock not held. */
 static int cache_give_back(void)
 {
-    ebb__lock(&L.lock);
-    unsigned n = L.ncache;
-    ebb__unlock(&L.lock);
+    ebb__lock(&large.lock);
+    unsigned n = large.ncache;
+    ebb__unlock(&large.lock);
     if (n == 0)
         return 0;
     ebb__large_purge(ebb__os_now_ms(), 0);
@@ -244,7 +244,7 @@ static int cache_give_back(void)
 /* tag: the block's sample record (sample.c), 0 for an unsampled block;
  * usable: what ebb_usable_size answers if not the whole mapping (a sampled
  * small block answers as the pool block it stands in for would). */
-void *ebb__large_alloc_tagged(size_t size, size_t align, int zero, uint32_t tag, uint32_t usable)
+void *ebb__large_alloc(size_t size, size_t align, int zero, uint32_t tag, uint32_t usable)
 {
     size_t need = page_round(size ? size : 1);
     if (need == 0 || need > (size_t)PTRDIFF_MAX) {
@@ -252,22 +252,22 @@ void *ebb__large_alloc_tagged(size_t size, size_t align, int zero, uint32_t tag,
         return NULL;
     }
     ebb__large_entry_t e;
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
     if (!table_reserve()) {
-        ebb__unlock(&L.lock);
+        ebb__unlock(&large.lock);
         errno = ENOMEM;
         return NULL;
     }
     if (align <= ebb__os_page_size() && cache_take(need, &e)) {
         record_live(e.addr, e.size, tag, usable);
-        ebb__unlock(&L.lock);
+        ebb__unlock(&large.lock);
         if (zero)
             memset((void *)e.addr, 0, e.size);
         return (void *)e.addr;
     }
-    ebb__unlock(&L.lock);
+    ebb__unlock(&large.lock);
 
-    if (!ebb__limit_admits(need)) {
+    if (!ebb__budget_admits(need)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -278,9 +278,9 @@ void *ebb__large_alloc_tagged(size_t size, size_t align, int zero, uint32_t tag,
         errno = ENOMEM;
         return NULL;
     }
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
     if (!table_reserve()) {
-        ebb__unlock(&L.lock);
+        ebb__unlock(&large.lock);
         ebb__os_unmap(p, need);
         errno = ENOMEM;
         return NULL;
@@ -289,13 +289,8 @@ void *ebb__large_alloc_tagged(size_t size, size_t align, int zero, uint32_t tag,
      * without the other. */
     ebb__mapped_add(need);
     record_live((uintptr_t)p, need, tag, usable);
-    ebb__unlock(&L.lock);
+    ebb__unlock(&large.lock);
     return p; /* fresh mappings are zero */
-}
-
-void *ebb__large_alloc(size_t size, size_t align, int zero)
-{
-    return ebb__large_alloc_tagged(size, align, zero, 0, 0);
 }
 
 /* Keep a freed mapping if the cache allows, merged with cached neighbours
@@ -304,10 +299,10 @@ static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t
                                     unsigned *nevicted)
 {
     ebb__large_entry_t rest = { 0, 0, { 0 }, 0 };
-    /* With a purge delay of 0 nothing is kept: freed means given back. */
-    size_t limit = ebb__opt.purge_delay == 0 ? 0 : ebb__opt.large_cache;
-    for (unsigned i = 0; i < L.ncache;) {
-        ebb__large_entry_t c = L.cache[i];
+    /* Purged at once: nothing is kept, freed means given back. */
+    size_t limit = ebb__purge_when() == EBB_PURGE_NOW ? 0 : ebb__opt.large_cache;
+    for (unsigned i = 0; i < large.ncache;) {
+        ebb__large_entry_t c = large.cache[i];
         /* Merged entries stay within the limit, or the next eviction would
          * unmap the whole run at once. */
         if ((c.addr + c.size == a || a + size == c.addr) && size + c.size <= limit / 2) {
@@ -324,85 +319,73 @@ static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t
         rest.size = size;
         return rest;
     }
-    while (L.ncache > 0 && (L.ncache == EBB_LARGE_CACHE_SLOTS || L.cache_bytes + size > limit)) {
-        evicted[(*nevicted)++] = L.cache[0];
+    while (large.ncache > 0 && (large.ncache == EBB_LARGE_CACHE_SLOTS || large.cache_bytes + size > limit)) {
+        evicted[(*nevicted)++] = large.cache[0];
         cache_remove(0);
     }
-    L.cache[L.ncache].addr = a;
-    L.cache[L.ncache].size = size;
-    L.cache[L.ncache].stamp = ebb__os_now_ms();
-    L.ncache++;
-    L.cache_bytes += size;
+    large.cache[large.ncache].addr = a;
+    large.cache[large.ncache].size = size;
+    large.cache[large.ncache].stamp = ebb__os_now_ms();
+    large.ncache++;
+    large.cache_bytes += size;
     return rest;
-}
-
-static int large_free_tagged(void *p, uint32_t *tag);
-
-int ebb__large_free(void *p)
-{
-    uint32_t tag = 0;
-    int ours = large_free_tagged(p, &tag);
-    if (tag)
-        ebb__sample_forget(tag);
-    return ours;
 }
 
 /* Free large block p; *tag gets its sample record (0 if none), which the
  * caller gives back once it holds no lock.  0 if p is not ours. */
-static int large_free_tagged(void *p, uint32_t *tag)
+int ebb__large_free(void *p, uint32_t *tag)
 {
     ebb__large_entry_t evicted[EBB_LARGE_CACHE_SLOTS + 1];
     unsigned nevicted = 0;
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
     ebb__large_entry_t *e = table_find((uintptr_t)p);
     if (e == NULL) {
-        ebb__unlock(&L.lock);
+        ebb__unlock(&large.lock);
         return 0;
     }
     uintptr_t a = e->addr;
     size_t size = e->size;
     *tag = e->tag;
-    L.live_bytes -= size;
+    large.live_bytes -= size;
     table_remove(e);
     ebb__large_entry_t rest = cache_put(a, size, evicted, &nevicted);
     if (rest.addr)
         evicted[nevicted++] = rest;
     for (unsigned i = 0; i < nevicted; i++)
         ebb__mapped_sub(evicted[i].size);
-    int kick = rest.addr == 0 && ebb__opt.purge_delay > 0 && ebb__purge_announce();
-    ebb__unlock(&L.lock);
+    if (rest.addr == 0 && ebb__purge_when() == EBB_PURGE_LATER)
+        ebb__purge_announce(); /* cached: unmapped once unused for the delay */
+    ebb__unlock(&large.lock);
     for (unsigned i = 0; i < nevicted; i++)
         ebb__os_unmap((void *)evicted[i].addr, evicted[i].size);
-    if (kick)
-        ebb__purge_kick();
     return 1;
 }
 
 /* Give live large block p the sample record `tag`; 0 if p is not ours. */
 int ebb__large_set_tag(void *p, uint32_t tag)
 {
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
     ebb__large_entry_t *e = table_find((uintptr_t)p);
     if (e)
         e->tag = tag;
-    ebb__unlock(&L.lock);
+    ebb__unlock(&large.lock);
     return e != NULL;
 }
 
 size_t ebb__large_usable(const void *p)
 {
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
     ebb__large_entry_t *e = table_find((uintptr_t)p);
     size_t size = e ? (e->usable ? e->usable : e->size) : 0;
-    ebb__unlock(&L.lock);
+    ebb__unlock(&large.lock);
     return size;
 }
 
 /* The cache holds a mapping that could take `need` bytes whole. */
 static int resident_fit_exists(size_t need)
 {
-    for (unsigned i = 0; i < L.ncache; i++)
-        if (L.cache[i].size >= need)
+    for (unsigned i = 0; i < large.ncache; i++)
+        if (large.cache[i].size >= need)
             return 1;
     return 0;
 }
@@ -413,21 +396,21 @@ static int resident_fit_exists(size_t need)
 static int absorb_cached_tail(ebb__large_entry_t *e, size_t need)
 {
     size_t want = need - e->size;
-    for (unsigned i = 0; i < L.ncache; i++) {
-        ebb__large_entry_t *c = &L.cache[i];
+    for (unsigned i = 0; i < large.ncache; i++) {
+        ebb__large_entry_t *c = &large.cache[i];
         if (c->addr != e->addr + e->size || c->size < want)
             continue;
         if (c->size > want) {
             c->addr += want;
             c->size -= want;
-            L.cache_bytes -= want;
+            large.cache_bytes -= want;
         } else {
             cache_remove(i);
         }
         e->size = need;
         count_sampled_small(e->usable, -1);
         e->usable = 0;
-        L.live_bytes += want;
+        large.live_bytes += want;
         return 1;
     }
     return 0;
@@ -443,16 +426,16 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint
         errno = ENOMEM;
         return NULL;
     }
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
     ebb__large_entry_t *e = table_find((uintptr_t)p);
     if (e == NULL) {
-        ebb__unlock(&L.lock);
+        ebb__unlock(&large.lock);
         *not_ours = 1;
         return NULL;
     }
     size_t old = e->size;
     if (need <= old && need > old - old / 4) {
-        ebb__unlock(&L.lock); /* shrinking would save less than a quarter */
+        ebb__unlock(&large.lock); /* shrinking would save less than a quarter */
         return p;
     }
     /* Growing into an adjacent cached tail takes just what was asked for:
@@ -463,7 +446,7 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint
         *resized = 1; /* its sample, if any, is the caller's to settle */
         *tag = e->tag;
         e->tag = 0;
-        ebb__unlock(&L.lock); /* grown in place into resident pages */
+        ebb__unlock(&large.lock); /* grown in place into resident pages */
         return p;
     }
     if (need > old) {
@@ -479,28 +462,28 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint
         /* Copying into resident memory is cheaper than faulting the growth
          * in (a fault costs about 6 us a page here, a copy about 0.4 us):
          * the caller moves the block by allocate, copy, free. */
-        ebb__unlock(&L.lock);
+        ebb__unlock(&large.lock);
         return NULL;
     }
-    if (need > old && !ebb__limit_admits(need - old)) {
-        ebb__unlock(&L.lock);
+    if (need > old && !ebb__budget_admits(need - old)) {
+        ebb__unlock(&large.lock);
         errno = ENOMEM;
         return NULL;
     }
     void *q = ebb__os_remap(p, old, need, need > old);
-    if (q == NULL && L.ncache > 0) {
+    if (q == NULL && large.ncache > 0) {
         /* As in ebb__large_alloc: the cache goes before the request fails.
          * Its entries are unmapped under the lock (a rare path), so e stays
          * valid. */
-        while (L.ncache > 0) {
-            ebb__mapped_sub(L.cache[0].size);
-            ebb__os_unmap((void *)L.cache[0].addr, L.cache[0].size);
+        while (large.ncache > 0) {
+            ebb__mapped_sub(large.cache[0].size);
+            ebb__os_unmap((void *)large.cache[0].addr, large.cache[0].size);
             cache_remove(0);
         }
         q = ebb__os_remap(p, old, need, need > old);
     }
     if (q == NULL) {
-        ebb__unlock(&L.lock);
+        ebb__unlock(&large.lock);
         errno = ENOMEM;
         return NULL;
     }
@@ -510,12 +493,12 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint
     *tag = e->tag;
     table_remove(e);
     record_live((uintptr_t)q, need, 0, 0);
-    L.live_bytes -= old;
+    large.live_bytes -= old;
     if (need > old)
         ebb__mapped_add(need - old);
     else
         ebb__mapped_sub(old - need);
-    ebb__unlock(&L.lock);
+    ebb__unlock(&large.lock);
     return q;
 }
 
@@ -526,20 +509,20 @@ uint32_t ebb__large_purge(uint32_t now, long delay)
     ebb__large_entry_t victims[EBB_LARGE_CACHE_SLOTS];
     unsigned n = 0;
     uint32_t next = UINT32_MAX;
-    ebb__lock(&L.lock);
-    for (unsigned i = 0; i < L.ncache;) {
-        if (ebb__due(now, L.cache[i].stamp, delay)) {
-            victims[n++] = L.cache[i];
-            ebb__mapped_sub(L.cache[i].size);
+    ebb__lock(&large.lock);
+    for (unsigned i = 0; i < large.ncache;) {
+        if (ebb__due(now, large.cache[i].stamp, delay)) {
+            victims[n++] = large.cache[i];
+            ebb__mapped_sub(large.cache[i].size);
             cache_remove(i);
             continue;
         }
-        uint32_t left = ebb__ms_until(now, L.cache[i].stamp, (uint32_t)delay);
+        uint32_t left = ebb__ms_until(now, large.cache[i].stamp, (uint32_t)delay);
         if (left < next)
             next = left;
         i++;
     }
-    ebb__unlock(&L.lock);
+    ebb__unlock(&large.lock);
     for (unsigned i = 0; i < n; i++)
         ebb__os_unmap((void *)victims[i].addr, victims[i].size);
     return next;
@@ -548,18 +531,18 @@ uint32_t ebb__large_purge(uint32_t now, long delay)
 /* The large-block counters; the caller holds the large-block lock. */
 void ebb__large_stats_locked(ebb_stats_t *s)
 {
-    s->mapped_large = L.live_bytes;
-    s->large_used = L.live_bytes;
-    s->mapped_large_cached = L.cache_bytes;
-    s->large_blocks = L.count;
-    s->mapped_meta += L.table_bytes;
+    s->mapped_large = large.live_bytes;
+    s->large_used = large.live_bytes;
+    s->mapped_large_cached = large.cache_bytes;
+    s->large_blocks = large.count;
+    s->mapped_meta += large.table_bytes;
 }
 
 void ebb__large_stats(ebb_stats_t *s)
 {
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
     ebb__large_stats_locked(s);
-    ebb__unlock(&L.lock);
+    ebb__unlock(&large.lock);
 }
 
 /* Lock held by the caller (ebb_check takes every lock). */
@@ -568,8 +551,8 @@ int ebb__large_check(void)
     int faults = 0;
     size_t live = 0, n = 0, cached = 0;
     size_t page = ebb__os_page_size();
-    for (size_t i = 0; L.table && i < L.cap; i++) {
-        ebb__large_entry_t *e = &L.table[i];
+    for (size_t i = 0; large.table && i < large.cap; i++) {
+        ebb__large_entry_t *e = &large.table[i];
         if (e->addr == 0)
             continue;
         n++;
@@ -587,35 +570,40 @@ int ebb__large_check(void)
             faults++;
         }
     }
-    for (unsigned i = 0; i < L.ncache; i++)
-        cached += L.cache[i].size;
-    if (n != L.count || live != L.live_bytes || cached != L.cache_bytes) {
+    for (unsigned i = 0; i < large.ncache; i++)
+        cached += large.cache[i].size;
+    if (n != large.count || live != large.live_bytes || cached != large.cache_bytes) {
         ebb__diag("ebb_check: large-block totals disagree (%zu/%zu blocks, %zu/%zu bytes)\n",
-                  n, L.count, live, L.live_bytes);
+                  n, large.count, live, large.live_bytes);
         faults++;
     }
     return faults;
 }
 
-void ebb__large_lock_all(void)
+static void lock_large(void)
 {
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
 }
 
-void ebb__large_unlock_all(int child)
+static void unlock_large(void)
 {
-    if (child)
-        ebb__lock_reset(&L.lock);
-    else
-        ebb__unlock(&L.lock);
+    ebb__unlock(&large.lock);
 }
+
+static void reset_large(void)
+{
+    ebb__lock_reset(&large.lock);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__large_locks = { "large blocks", lock_large, unlock_large,
+                                                      reset_large, 0 };
 
 /* Add the live sampled blocks that stand in for small blocks to used[],
  * by class (stats.c). */
 void ebb__large_sampled_classes(size_t used[EBB_CLASSES])
 {
-    ebb__lock(&L.lock);
+    ebb__lock(&large.lock);
     for (unsigned c = 0; c < EBB_CLASSES; c++)
-        used[c] += L.sampled_small[c];
-    ebb__unlock(&L.lock);
+        used[c] += large.sampled_small[c];
+    ebb__unlock(&large.lock);
 }

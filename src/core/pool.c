@@ -261,15 +261,48 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)
     return (int)((ebb__pool_bitmap(p)[idx / 64] >> (idx % 64)) & 1);
 }
 
-void ebb__pool_put(ebb__pool_t *p, uint32_t idx)
+static void report_put_fault(uintptr_t a, int fault)
 {
+    ebb__report_misuse("free", (void *)a, fault == 1 ? "not the start of a block"
+                                                     : "double free (block is already free)");
+}
+
+/* Blocks come back to their pool (its bin lock held), a run at a time: the
+ * blocks at the start of `blocks` that lie in p are taken back with an
+ * index multiply and a bit test each, no lookups; a block that is not the
+ * start of one, or already free, is reported and left out.  Returns how
+ * many entries it consumed (at least one): the caller looks up the pool of
+ * the next. */
+EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks, unsigned n)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    uintptr_t start = (uintptr_t)p->start, span = (uintptr_t)c->blocks * c->size;
     uint64_t *bits = ebb__pool_bitmap(p);
-    ebb__assert(!((bits[idx / 64] >> (idx % 64)) & 1));
-    bits[idx / 64] |= (uint64_t)1 << (idx % 64);
-    if (idx / 64 < p->scan)
-        p->scan = idx / 64;
-    ebb__assert(p->used > 0);
-    p->used--;
+    uint32_t returned = 0, scan = p->scan;
+    unsigned i = 0;
+    for (; i < n; i++) {
+        uintptr_t off = (uintptr_t)blocks[i] - start;
+        if (off >= span)
+            break; /* another pool's */
+        uint32_t idx;
+        if (!ebb__offset_to_index(off, p->cls, &idx)) {
+            report_put_fault((uintptr_t)blocks[i], 1);
+            continue;
+        }
+        uint64_t bit = (uint64_t)1 << (idx % 64);
+        if (bits[idx / 64] & bit) {
+            report_put_fault((uintptr_t)blocks[i], 2);
+            continue;
+        }
+        bits[idx / 64] |= bit;
+        if (idx / 64 < scan)
+            scan = idx / 64;
+        returned++;
+    }
+    ebb__assert(p->used >= returned);
+    p->scan = scan;
+    p->used -= returned;
+    return i ? i : 1;
 }
 
 ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr)

@@ -1,104 +1,115 @@
 /*
- * init.c -- options, start-up, and fork.
+ * init.c -- start-up, fork, and the whole-heap check: what needs every
+ * module at once.
  *
- * ebb initialises on the first allocation, which may come from the dynamic
- * loader or a constructor before main: nothing here allocates, reads the
- * environment through stdio, or depends on the C library being set up.  A
- * constructor also initialises eagerly and registers the fork handlers.
+ * Start-up.  ebb starts on the first allocation, which may come from the
+ * dynamic loader or a constructor before main: nothing here allocates, reads
+ * the environment through stdio, or depends on the C library being set up.
+ * The mechanism gets ready first (core/setup.c: options, size classes,
+ * heaps), then the modules above it that must act before the first
+ * allocation: the options' limit (policy/limit.c), the sampler's rate and
+ * the black box (insight/).  A module whose API is called before any
+ * allocation starts itself the same way.  ebb's constructor starts
+ * everything eagerly, registers the fork handlers, loads the unwinder, lets
+ * ebb's threads start, and does what `ebb run` asked for (cpython.c).
  *
- * Options: base/options.c reads every EBB_* variable once, here, from the
- * table in base/options_table.h (`ebb options` lists them).
+ * Locks.  Every module's locks are registered here, once, in the lock order
+ * (internal.h draws it): fork and ebb_check take them all from that one
+ * list (base/process.c).  Sets that carry only a fork-child handler come
+ * first, so that in a child they run after every lock is usable again.
  *
- * Fork: the prepare handler takes every lock (registry, each bin, arenas,
- * large blocks), so the child inherits consistent structures; the child
- * resets the locks and gives back the blocks cached by threads it does not
- * have.
+ * Fork: the prepare handler takes every lock, the sampler's unwind lock
+ * first (no unwind in flight across a fork), so the child inherits
+ * consistent structures; the child makes the locks usable again, gives back
+ * the blocks cached by threads it does not have, and drops ebb's threads
+ * and open files, which it starts again when it needs them.
  */
 #include "internal.h"
 
+EBB_HIDDEN _Atomic int ebb__started;
 
-EBB_HIDDEN ebb__state_t ebb__g = { .init_lock = EBB_LOCK_INIT };
-
-void ebb__init_slow(void)
+/* Every module's locks, in the lock order; the child-only sets first. */
+static void register_locksets(void)
 {
-    ebb__lock(&ebb__g.init_lock);
-    if (!atomic_load_explicit(&ebb__g.ready, memory_order_relaxed)) {
-        ebb__sizeclass_init();
-        ebb__options_start();
-        unsigned cpus = ebb__os_cpu_count();
-        unsigned heaps = ebb__opt.heaps ? ebb__opt.heaps : cpus;
-        ebb__g.nheaps = heaps > EBB_MAX_HEAPS ? EBB_MAX_HEAPS : heaps;
-        for (unsigned i = 0; i < EBB_MAX_HEAPS; i++)
-            ebb__g.heaps[i].index = i;
-        ebb__limit_start(&ebb__opt);
-        ebb__blackbox_setup();
-        ebb__sample_init();
-        atomic_store_explicit(&ebb__g.ready, 1, memory_order_release);
+    static const ebb__lockset_t *const order[] = {
+        &ebb__purger_locks,        /* child: no purger thread */
+        &ebb__report_locks,        /* child: no reporter thread */
+        &ebb__pressure_locks,      /* child: no watcher, its own files */
+        &ebb__blackbox_locks,      /* child: its own box, or none */
+        &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
+        &ebb__arena_lend_locks,    /* a purge pass lends arena slots */
+        &ebb__thread_locks,        /* the thread registry */
+        &ebb__heap_locks,          /* every bin */
+        &ebb__arena_locks,
+        &ebb__large_locks,
+        &ebb__limit_locks,         /* no other lock is taken under it */
+        &ebb__sample_locks,        /* the profiler's sites */
+    };
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        ebb__locksets_register(order[i]);
+}
+
+void ebb__start_slow(void)
+{
+    static ebb__lock_t start_lock = EBB_LOCK_INIT;
+    ebb__ensure_init();
+    ebb__lock(&start_lock);
+    if (!atomic_load_explicit(&ebb__started, memory_order_relaxed)) {
+        register_locksets();
+        ebb__limit_start();
+        ebb__blackbox_start();
+        ebb__sample_start();
+        atomic_store_explicit(&ebb__started, 1, memory_order_release);
     }
-    ebb__unlock(&ebb__g.init_lock);
+    ebb__unlock(&start_lock);
 }
 
 /* ----------------------------------------------------------------- fork */
 
-/* Every lock, in the documented order (fork, ebb_check). */
-void ebb__lock_everything(void)
-{
-    ebb__lock(&ebb__g.purge_lock);
-    ebb__lock(&ebb__g.registry_lock);
-    for (unsigned h = 0; h < ebb__g.nheaps; h++)
-        for (unsigned c = 0; c < EBB_CLASSES; c++)
-            ebb__lock(&ebb__g.heaps[h].bin[c].lock);
-    ebb__lock(&ebb__g.arena_lock);
-    ebb__large_lock_all();
-    ebb__limit_lock_all();
-    ebb__sample_lock_all();
-}
-
-void ebb__unlock_everything(void)
-{
-    ebb__sample_unlock_all(0);
-    ebb__limit_unlock_all(0);
-    ebb__large_unlock_all(0);
-    ebb__unlock(&ebb__g.arena_lock);
-    for (unsigned h = ebb__g.nheaps; h-- > 0;)
-        for (unsigned c = EBB_CLASSES; c-- > 0;)
-            ebb__unlock(&ebb__g.heaps[h].bin[c].lock);
-    ebb__unlock(&ebb__g.registry_lock);
-    ebb__unlock(&ebb__g.purge_lock);
-}
-
-/* Fork takes every lock, and first waits for unwinds in flight (sample.c). */
 static void fork_prepare(void)
 {
-    ebb__sample_fork_prepare();
-    ebb__lock_everything();
+    ebb__lock_everything(1);
 }
 
 static void fork_parent(void)
 {
-    ebb__unlock_everything();
-    ebb__sample_fork_done(0);
+    ebb__unlock_everything(1);
 }
 
 static void fork_child(void)
 {
-    ebb__sample_fork_done(1);
-    ebb__sample_unlock_all(1);
-    ebb__limit_unlock_all(1);
-    ebb__large_unlock_all(1);
-    ebb__lock_reset(&ebb__g.arena_lock);
-    for (unsigned h = 0; h < ebb__g.nheaps; h++)
-        for (unsigned c = 0; c < EBB_CLASSES; c++)
-            ebb__lock_reset(&ebb__g.heaps[h].bin[c].lock);
-    ebb__lock_reset(&ebb__g.registry_lock);
-    ebb__lock(&ebb__g.registry_lock);
-    ebb__tcache_fork_child();
-    ebb__unlock(&ebb__g.registry_lock);
-    ebb__purge_fork_child();
-    ebb__report_fork_child();
-    ebb__pressure_fork_child();
-    ebb__blackbox_fork_child();
+    ebb__locksets_fork_child();
 }
+
+/* ---------------------------------------------------------------- check */
+
+EBB_API int ebb_check(void)
+{
+    ebb__start();
+    ebb__lock_everything(0);
+    int faults = ebb__check_locked();
+    ebb__unlock_everything(0);
+    return faults;
+}
+
+#if EBB_DEBUG >= 2
+void ebb__check_or_die(void)
+{
+    /* ebb_check takes locks and may be reached again from inside itself. */
+    static __thread int inside __attribute__((tls_model("initial-exec")));
+    if (inside || !atomic_load_explicit(&ebb__started, memory_order_acquire))
+        return;
+    inside = 1;
+    int faults = ebb_check();
+    inside = 0;
+    if (faults != 0) {
+        ebb__diag("ebb: heap consistency check failed\n");
+        ebb__os_abort();
+    }
+}
+#endif
+
+/* ------------------------------------------------------------- the end */
 
 static void at_exit_report(void)
 {
@@ -108,10 +119,10 @@ static void at_exit_report(void)
 
 __attribute__((constructor)) static void ebb__constructor(void)
 {
-    ebb__ensure_init();
+    ebb__start();
     ebb__os_atfork(fork_prepare, fork_parent, fork_child);
     ebb__sample_prime();
-    atomic_store_explicit(&ebb__g.threads_allowed, 1, memory_order_release);
+    atomic_store_explicit(&ebb__threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
     if (ebb__opt.verbose) {
         extern int atexit(void (*)(void));

@@ -40,34 +40,65 @@ static void *enomem(void)
     return NULL;
 }
 
+/* --------------------------------------------------------------- threads */
+
+/* The thread is exiting: its cached blocks go home, and the purge they may
+ * have made due is kicked off, as on any way out of ebb. */
+static void thread_exit(void *self)
+{
+    ebb__thread_exit(self);
+    ebb__purge_owed_kick();
+}
+
+/* The calling thread's state, its cache made on first use; NULL: the
+ * thread goes straight to a heap. */
+static ebb__thread_t *front_thread(void)
+{
+    ebb__thread_t *self = ebb__thread_get_slow();
+    if (self == NULL && ebb__self_get() == &ebb__thread_unset)
+        self = ebb__thread_create(thread_exit);
+    return self;
+}
+
+/* The sampler counts every allocation against the thread's countdown,
+ * which lives beside the thread's cache: made first if it is not there. */
+static int sample_tick(size_t n)
+{
+    (void)front_thread();
+    return ebb__sample_tick(n);
+}
+
 /* ------------------------------------------------------------ allocation */
 
 static void *small_alloc_once(unsigned cls)
 {
-    ebb__tcache_t *tc = ebb__tcache_get_slow();
-    if (tc && ebb__classes[cls].tcache_cap) {
-        ebb__tbin_t *b = &tc->bin[cls];
+    ebb__thread_t *self = front_thread();
+    if (self && ebb__classes[cls].tcache_cap) {
+        ebb__tbin_t *b = &self->bin[cls];
         if (b->top != b->low)
             return *--b->top;
-        return ebb__tcache_refill_pop(tc, cls);
+        return ebb__tcache_refill_pop(self, cls);
     }
     void *p;
-    ebb__heap_t *h = tc ? tc->heap : &ebb__g.heaps[0];
+    ebb__heap_t *h = self ? self->heap : &ebb__heaps.heap[0];
     return ebb__heap_alloc(h, cls, &p, 1) ? p : NULL;
 }
 
 /* Every slow-path allocation ends here, holding no lock: a failure is
- * recorded for ebb_last_failure (limit.c), a success polls for pressure. */
+ * recorded for ebb_last_failure (limit.c), a success polls for pressure;
+ * either way the purger is kicked if the mechanism made memory purgeable. */
 static void *settle(void *p, size_t n)
 {
     if (EBB_UNLIKELY(p == NULL)) {
         ebb__limit_record_failure(n);
         ebb__report_failure();
         ebb__blackbox_failed();
+        ebb__purge_owed_kick();
         return enomem();
     }
     ebb__limit_poll();
     ebb__blackbox_tick();
+    ebb__purge_owed_kick();
     return p;
 }
 
@@ -83,9 +114,9 @@ static void *small_alloc_slow(unsigned cls, size_t n)
 
 static void *large_alloc_tagged(size_t n, size_t align, int zero, uint32_t tag, uint32_t usable)
 {
-    void *p = ebb__large_alloc_tagged(n, align, zero, tag, usable);
+    void *p = ebb__large_alloc(n, align, zero, tag, usable);
     if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())
-        p = ebb__large_alloc_tagged(n, align, zero, tag, usable);
+        p = ebb__large_alloc(n, align, zero, tag, usable);
     return p;
 }
 
@@ -111,13 +142,13 @@ static EBB_ENTRY EBB_NOINLINE void *sampled_alloc(size_t n, size_t align, int ze
 
 EBB_ENTRY EBB_NOINLINE void *ebb__malloc_slow(size_t n)
 {
-    ebb__ensure_init();
+    ebb__start();
     ebb__expensive_check();
     ebb__report_arm();
     if (n > (size_t)PTRDIFF_MAX)
         return settle(NULL, n);
     unsigned cls = n <= EBB_LARGE_THRESHOLD ? ebb__class_of(n) : EBB_NO_CLASS;
-    if (EBB_UNLIKELY(ebb__sample_tick(n)))
+    if (EBB_UNLIKELY(sample_tick(n)))
         return sampled_alloc(n, 0, 0, cls);
     if (cls != EBB_NO_CLASS)
         return small_alloc_slow(cls, n);
@@ -139,11 +170,11 @@ static EBB_ENTRY EBB_NOINLINE void *malloc_counted(size_t n)
 EBB_API EBB_ENTRY void *ebb_malloc(size_t n)
 {
     if (EBB_LIKELY(n <= EBB_TCACHE_MAX_SIZE)) {
-        ebb__tcache_t *tc = ebb__tc_get();
-        ebb__tbin_t *b = &tc->bin[ebb__class_of(n)];
+        ebb__thread_t *self = ebb__self_get();
+        ebb__tbin_t *b = &self->bin[ebb__class_of(n)];
         void **top = b->top;
         if (EBB_LIKELY(top != b->low)) {
-            if (EBB_UNLIKELY((tc->sample.left -= (ptrdiff_t)n) < 0))
+            if (EBB_UNLIKELY((self->sample.left -= (ptrdiff_t)n) < 0))
                 return malloc_counted(n);
             b->top = top - 1;
             return top[-1];
@@ -173,10 +204,10 @@ static EBB_ENTRY void *alloc_aligned(size_t align, size_t n)
         return ebb_malloc(n);
     if (n > (size_t)PTRDIFF_MAX)
         return enomem();
-    ebb__ensure_init();
+    ebb__start();
     unsigned cls;
     int small = aligned_class(n, align, &cls);
-    if (EBB_UNLIKELY(ebb__sample_tick(n)))
+    if (EBB_UNLIKELY(sample_tick(n)))
         return sampled_alloc(n, align < page_size() ? page_size() : align, 0,
                              small ? cls : EBB_NO_CLASS);
     if (small)
@@ -190,8 +221,8 @@ EBB_API EBB_ENTRY void *ebb_calloc(size_t count, size_t size)
     if (__builtin_mul_overflow(count, size, &n) || n > (size_t)PTRDIFF_MAX)
         return enomem();
     if (n > EBB_LARGE_THRESHOLD) {
-        ebb__ensure_init();
-        if (EBB_UNLIKELY(ebb__sample_tick(n)))
+        ebb__start();
+        if (EBB_UNLIKELY(sample_tick(n)))
             return sampled_alloc(n, 0, 1, EBB_NO_CLASS);
         return large_alloc(n, 0, 1);
     }
@@ -256,8 +287,19 @@ EBB_API EBB_ENTRY void *ebb_pvalloc(size_t n)
 
 static void foreign(const char *fn, const void *p)
 {
-    atomic_fetch_add_explicit(&ebb__g.foreign_frees, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ebb__misuse.foreign_frees, 1, memory_order_relaxed);
     ebb__report_misuse(fn, p, "pointer was not allocated by ebb; ignored");
+}
+
+/* A large block of ours is freed (0 if p is not one); its sample, if it
+ * was sampled, is forgotten once the large-block lock is dropped. */
+static int large_free(void *p)
+{
+    uint32_t tag = 0;
+    int ours = ebb__large_free(p, &tag);
+    if (tag)
+        ebb__sample_forget(tag);
+    return ours;
 }
 
 /* a is the start of a block of class cls in the pool covering slot s: the
@@ -286,15 +328,16 @@ EBB_NOINLINE void ebb__free_slow(void *p)
         } else if (!is_block_start(ar, s, cls, a)) {
             ebb__report_misuse("free", p, "not the start of a block; ignored");
         } else {
-            ebb__tcache_t *tc = ebb__tcache_get_slow();
-            if (tc && ebb__classes[cls].tcache_cap)
-                ebb__tcache_flush_push(tc, cls, p);
+            ebb__thread_t *self = front_thread();
+            if (self && ebb__classes[cls].tcache_cap)
+                ebb__tcache_flush_push(self, cls, p);
             else
                 ebb__heap_free(&p, 1);
         }
-    } else if (!ebb__large_free(p)) {
+    } else if (!large_free(p)) {
         foreign("free", p);
     }
+    ebb__purge_owed_kick();
     errno = saved;
 }
 
@@ -308,7 +351,7 @@ static inline int free_to_cache(void *p)
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
         if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a))) {
-            ebb__tbin_t *b = &ebb__tc_get()->bin[cls];
+            ebb__tbin_t *b = &ebb__self_get()->bin[cls];
             void **top = b->top;
             if (EBB_LIKELY(top != b->high)) {
                 *top = p;
@@ -335,10 +378,11 @@ static EBB_NOINLINE int free_if_managed_slow(void *p)
         ebb__free_slow(p);
         return 1;
     }
-    if (!atomic_load_explicit(&ebb__g.ready, memory_order_acquire))
+    if (!atomic_load_explicit(&ebb__core_ready, memory_order_acquire))
         return 0;
     int saved = errno;
-    int freed = ebb__large_free(p);
+    int freed = large_free(p);
+    ebb__purge_owed_kick();
     errno = saved;
     return freed;
 }
@@ -390,7 +434,7 @@ EBB_API size_t ebb_usable_size(const void *p)
 EBB_API int ebb_owns(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if (p == NULL || !atomic_load_explicit(&ebb__g.ready, memory_order_acquire))
+    if (p == NULL || !atomic_load_explicit(&ebb__core_ready, memory_order_acquire))
         return 0;
     ebb__arena_t *ar = ebb__arena_of(a);
     if (ar == NULL)
@@ -402,7 +446,7 @@ EBB_API int ebb_owns(const void *p)
 
 EBB_API int ebb_manages(const void *p)
 {
-    if (p == NULL || !atomic_load_explicit(&ebb__g.ready, memory_order_acquire))
+    if (p == NULL || !atomic_load_explicit(&ebb__core_ready, memory_order_acquire))
         return 0;
     return ebb__arena_of((uintptr_t)p) != NULL || ebb__large_usable(p) != 0;
 }
@@ -426,7 +470,7 @@ static EBB_ENTRY EBB_NOINLINE void *resampled(void *q, size_t n, uint32_t tag)
 {
     if (tag)
         ebb__sample_forget(tag);
-    if (EBB_UNLIKELY(ebb__sample_tick(n))) {
+    if (EBB_UNLIKELY(sample_tick(n))) {
         uint32_t fresh = ebb__sample_begin(n);
         if (fresh && !ebb__large_set_tag(q, fresh))
             ebb__sample_forget(fresh);

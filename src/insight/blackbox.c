@@ -150,7 +150,7 @@ void ebb__blackbox_failed(void)
         refresh("an allocation failed");
 }
 
-void ebb__blackbox_setup(void)
+void ebb__blackbox_start(void)
 {
     if (ebb__opt.blackbox_path[0] == '\0')
         return;
@@ -168,7 +168,7 @@ __attribute__((destructor)) static void box_remove_at_exit(void)
     ebb__os_remove_file(open_path);
 }
 
-void ebb__blackbox_fork_child(void)
+static void box_fork_child(void)
 {
     ebb__lock_reset(&Box.lock);
     if (Box.box != NULL) {
@@ -184,3 +184,5 @@ void ebb__blackbox_fork_child(void)
     atomic_store_explicit(&Box.last_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&Box.last_committed, 0, memory_order_relaxed);
 }
+
+EBB_HIDDEN const ebb__lockset_t ebb__blackbox_locks = { "black box", NULL, NULL, box_fork_child, 0 };

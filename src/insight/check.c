@@ -1,17 +1,18 @@
 /*
  * check.c -- ebb_check(): walk every structure and verify its invariants.
  *
- * Takes every lock in the documented order, then checks, arena by arena and
- * pool by pool, what the rest of the code assumes: free-slot counts, slot
- * classes, pool geometry, bitmap population against the used count, bucket
- * placement, bin membership and totals, thread-cache contents (each cached
- * block is allocated as far as its pool knows), large-block table, that
- * the mapped categories add up to the mapped counter, that every page under
- * a block that is out is marked dirty (never purged), the purge lists, and
- * the count of clean pages behind the committed estimate.  Each fault is one line
- * on stderr; the return value is how many.  Cost is linear in the heap's
- * metadata, not in its bytes.  Debug builds (EBB_DEBUG >= 2) run it on slow
- * paths; tests call it after every scenario.
+ * With every lock held (front/init.c takes them, from the one list), checks,
+ * arena by arena and pool by pool, what the rest of the code assumes:
+ * free-slot counts, slot classes, pool geometry, bitmap population against
+ * the used count, bucket placement, bin membership and totals, thread-cache
+ * contents (each cached block is allocated as far as its pool knows), the
+ * large-block table, that the mapped categories add up to the mapped
+ * counter, that every page under a block that is out is marked dirty (never
+ * purged), the purge lists, and the count of clean pages behind the
+ * committed estimate.  Each fault is one line on stderr; the return value is
+ * how many.  Cost is linear in the heap's metadata, not in its bytes.  Debug
+ * builds (EBB_DEBUG >= 2) run it on slow paths; tests call it after every
+ * scenario.
  */
 #include "internal.h"
 
@@ -78,7 +79,7 @@ static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins, size_t
         if (w < p->scan && bits[w])
             FAULT("pool %p: free block below the scan hint\n", (void *)p->start);
     }
-    if (p->heap == NULL || p->heap < ebb__g.heaps || p->heap >= ebb__g.heaps + ebb__g.nheaps)
+    if (p->heap == NULL || p->heap < ebb__heaps.heap || p->heap >= ebb__heaps.heap + ebb__heaps.n)
         return FAULT("pool %p: no owning heap\n", (void *)p->start);
     unsigned want = p->used == c->blocks ? (unsigned)EBB_BUCKET_FULL
                     : (unsigned)(((uint64_t)p->used * EBB_POOL_BUCKETS) / c->blocks);
@@ -159,7 +160,7 @@ static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *liste
     int faults = 0;
     ebb__pool_t *prev = NULL;
     for (ebb__pool_t *p = b->purge_head; p; prev = p, p = p->purge_next) {
-        if (p->purge_prev != prev || !p->listed || p->heap != &ebb__g.heaps[h] || p->cls != c)
+        if (p->purge_prev != prev || !p->listed || p->heap != &ebb__heaps.heap[h] || p->cls != c)
             return FAULT("heap %u class %u: purge list broken at pool %p\n", h, c, (void *)p->start);
         if ((uint32_t)(p->stamp - p->listed_at) > 86400000u)
             FAULT("heap %u class %u: pool %p active before it joined the purge list\n", h, c,
@@ -177,16 +178,16 @@ static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *liste
 static int check_bins(size_t *pools_listed, size_t *purge_listed)
 {
     int faults = 0;
-    for (unsigned h = 0; h < ebb__g.nheaps; h++) {
+    for (unsigned h = 0; h < ebb__heaps.n; h++) {
         for (unsigned c = 0; c < EBB_CLASSES; c++) {
-            ebb__bin_t *b = &ebb__g.heaps[h].bin[c];
+            ebb__bin_t *b = &ebb__heaps.heap[h].bin[c];
             size_t n = 0, used = 0;
             for (unsigned k = 0; k <= EBB_POOL_BUCKETS; k++) {
                 if (((b->nonempty >> k) & 1) != (b->bucket[k] != NULL))
                     FAULT("heap %u class %u: bucket %u mask wrong\n", h, c, k);
                 ebb__pool_t *prev = NULL;
                 for (ebb__pool_t *p = b->bucket[k]; p; prev = p, p = p->next) {
-                    if (p->prev != prev || p->heap != &ebb__g.heaps[h] || p->cls != c || p->bucket != k) {
+                    if (p->prev != prev || p->heap != &ebb__heaps.heap[h] || p->cls != c || p->bucket != k) {
                         FAULT("heap %u class %u: pool %p misfiled\n", h, c, (void *)p->start);
                         break;
                     }
@@ -207,7 +208,7 @@ static int check_bins(size_t *pools_listed, size_t *purge_listed)
 static int check_tcaches(void)
 {
     int faults = 0;
-    for (ebb__tcache_t *tc = ebb__g.threads; tc; tc = tc->next) {
+    for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next) {
         for (unsigned c = 0; c < EBB_CLASSES; c++) {
             ebb__tbin_t *b = &tc->bin[c];
             if (b->top < b->low || b->top > b->high ||
@@ -236,53 +237,49 @@ static int check_mapped_adds_up(void)
 {
     int faults = 0;
     ebb_stats_t s = { 0 };
-    s.mapped_meta = ebb__g.tcache_bytes;
+    s.mapped_meta = ebb__threads.bytes;
     ebb__arena_stats_locked(&s);
     ebb__large_stats_locked(&s);
     ebb__sample_stats_locked(&s);
     size_t sum = s.mapped_meta + s.mapped_pools + s.mapped_free_slots + s.mapped_large +
                  s.mapped_large_cached;
-    size_t mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
+    size_t mapped = atomic_load_explicit(&ebb__ledger.mapped, memory_order_relaxed);
     if (sum != mapped)
         FAULT("mapped categories sum to %zu, mapped counter says %zu\n", sum, mapped);
     return faults;
 }
 
-EBB_API int ebb_check(void)
+int ebb__check_locked(void)
 {
     int faults = 0;
-    ebb__ensure_init();
-    ebb__lock_everything();
 
     size_t pools = 0, slots = 0, arenas = 0, listed = 0, empty = 0;
     size_t flagged = 0, on_lists = 0, clean = 0;
     for (unsigned n = 0; n < EBB_SLOTS; n++) {
-        if (((ebb__g.by_nfree_mask >> n) & 1) != (ebb__g.by_nfree[n] != NULL))
+        if (((ebb__arenas.by_nfree_mask >> n) & 1) != (ebb__arenas.by_nfree[n] != NULL))
             FAULT("arena list %u: mask wrong\n", n);
-        for (ebb__arena_t *a = ebb__g.by_nfree[n]; a; a = a->next) {
+        for (ebb__arena_t *a = ebb__arenas.by_nfree[n]; a; a = a->next) {
             faults += check_arena(a, n, &pools, &slots, &flagged, &clean);
             arenas++;
             empty += n == EBB_SLOTS - 1;
         }
     }
-    if (arenas != ebb__g.arenas || pools != ebb__g.pools || slots != ebb__g.pool_slots)
+    if (arenas != ebb__arenas.count || pools != ebb__arenas.pools || slots != ebb__arenas.pool_slots)
         FAULT("arena totals: %zu arenas/%zu pools/%zu slots walked, counters %zu/%zu/%zu\n",
-              arenas, pools, slots, ebb__g.arenas, ebb__g.pools, ebb__g.pool_slots);
-    if (empty != ebb__g.spare_arenas || empty > EBB_SPARE_ARENAS)
-        FAULT("%zu empty arenas, %zu counted as spare\n", empty, ebb__g.spare_arenas);
+              arenas, pools, slots, ebb__arenas.count, ebb__arenas.pools, ebb__arenas.pool_slots);
+    if (empty != ebb__arenas.spare || empty > EBB_SPARE_ARENAS)
+        FAULT("%zu empty arenas, %zu counted as spare\n", empty, ebb__arenas.spare);
     faults += check_bins(&listed, &on_lists);
     if (listed != pools)
         FAULT("%zu pools in arenas but %zu in bins\n", pools, listed);
     if (flagged != on_lists)
         FAULT("%zu pools flagged for purging but %zu on purge lists\n", flagged, on_lists);
-    if (clean != atomic_load_explicit(&ebb__g.clean_pages, memory_order_relaxed))
+    if (clean != atomic_load_explicit(&ebb__ledger.clean_pages, memory_order_relaxed))
         FAULT("%zu clean arena pages, counter says %zu\n", clean,
-              atomic_load_explicit(&ebb__g.clean_pages, memory_order_relaxed));
+              atomic_load_explicit(&ebb__ledger.clean_pages, memory_order_relaxed));
     faults += check_tcaches();
     faults += ebb__large_check();
     faults += ebb__sample_check();
     faults += check_mapped_adds_up();
-
-    ebb__unlock_everything();
     return faults;
 }

@@ -762,6 +762,7 @@ static void on_report_signal(int sig)
 static void reporter_main(void *arg)
 {
     (void)arg;
+    ebb__thread_mark_internal();
     for (;;) {
         ebb__os_wait(&Rep.asked, 0, -1);
         if (atomic_exchange_explicit(&Rep.asked, 0, memory_order_relaxed))
@@ -789,9 +790,11 @@ void ebb__report_arm_slow(void)
 }
 
 /* A fork child has no reporter thread: arm again on its first slow path. */
-void ebb__report_fork_child(void)
+static void reports_fork_child(void)
 {
     ebb__lock_reset(&Rep.lock);
     atomic_store_explicit(&Rep.armed, 0, memory_order_relaxed);
     atomic_store_explicit(&Rep.asked, 0, memory_order_relaxed);
 }
+
+EBB_HIDDEN const ebb__lockset_t ebb__report_locks = { "reports", NULL, NULL, reports_fork_child, 0 };

@@ -125,16 +125,26 @@ static struct {
     ebb_stack_hook_fn hook;
     void *hook_arg;
     _Atomic uint64_t seeds;  /* distinct seeds for threads */
-} S = { .lock = EBB_LOCK_INIT, .rate = EBB_SAMPLE_RATE_DEFAULT, .epoch = 1 };
+} sampler = { .lock = EBB_LOCK_INIT, .rate = EBB_SAMPLE_RATE_DEFAULT, .epoch = 1 };
 
 /* The thread is inside the sampler: its allocations are not sampled. */
 static __thread int in_sampler __attribute__((tls_model("initial-exec")));
-/* Sampling state of a thread without a cache (bypass, EBB_TCACHE=0). */
-static __thread ebb__sample_tls_t no_cache_state __attribute__((tls_model("initial-exec")));
-
-void ebb__sample_init(void)
+/* The options' rate is put in force once, before the first allocation
+ * (front/init.c) or before a call here changes the rate, whichever comes
+ * first: a rate the program sets is never overwritten by EBB_SAMPLE_RATE. */
+void ebb__sample_start(void)
 {
-    atomic_store_explicit(&S.rate, ebb__opt.sample_rate, memory_order_relaxed);
+    static _Atomic int started;
+    static ebb__lock_t start_lock = EBB_LOCK_INIT;
+    if (atomic_load_explicit(&started, memory_order_acquire))
+        return;
+    ebb__ensure_init();
+    ebb__lock(&start_lock);
+    if (!atomic_load_explicit(&started, memory_order_relaxed)) {
+        atomic_store_explicit(&sampler.rate, ebb__opt.sample_rate, memory_order_relaxed);
+        atomic_store_explicit(&started, 1, memory_order_release);
+    }
+    ebb__unlock(&start_lock);
 }
 
 static uint32_t capture(void **pcs);
@@ -142,7 +152,7 @@ static uint32_t capture(void **pcs);
 void ebb__sample_prime(void)
 {
     void *pcs[EBB_SITE_DEPTH];
-    if (atomic_load_explicit(&S.rate, memory_order_relaxed) == 0)
+    if (atomic_load_explicit(&sampler.rate, memory_order_relaxed) == 0)
         return;
     in_sampler = 1;
     (void)capture(pcs);
@@ -160,7 +170,7 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static uint64_t next_random(ebb__sample_tls_t *t)
+static uint64_t next_random(ebb__sample_counter_t *t)
 {
     uint64_t x = t->rng; /* xorshift64*: plenty for spacing samples */
     x ^= x >> 12;
@@ -216,7 +226,7 @@ static double hit_probability(double x)
 }
 
 /* Bytes to the next sample point: exponential with mean `rate`. */
-static ptrdiff_t next_gap(ebb__sample_tls_t *t, size_t rate)
+static ptrdiff_t next_gap(ebb__sample_counter_t *t, size_t rate)
 {
     if (rate == 0)
         return PTRDIFF_MAX;
@@ -225,36 +235,31 @@ static ptrdiff_t next_gap(ebb__sample_tls_t *t, size_t rate)
     return gap >= (double)PTRDIFF_MAX ? PTRDIFF_MAX : (ptrdiff_t)gap;
 }
 
-static void restart(ebb__sample_tls_t *t, unsigned epoch)
+static void restart(ebb__sample_counter_t *t, unsigned epoch)
 {
     if (t->rng == 0) {
-        uint64_t seed = atomic_fetch_add_explicit(&S.seeds, 1, memory_order_relaxed);
+        uint64_t seed = atomic_fetch_add_explicit(&sampler.seeds, 1, memory_order_relaxed);
         t->rng = mix64(ebb__os_now_ns() ^ (uintptr_t)t ^ (seed << 40)) | 1;
     }
     t->epoch = epoch;
-    t->left = next_gap(t, atomic_load_explicit(&S.rate, memory_order_relaxed));
+    t->left = next_gap(t, atomic_load_explicit(&sampler.rate, memory_order_relaxed));
 }
 
 /* t->left went negative: a sample point falls inside this block.  The
  * process is memoryless, so the next gap starts where the block ends. */
-static int fire(ebb__sample_tls_t *t)
+static int fire(ebb__sample_counter_t *t)
 {
-    size_t rate = atomic_load_explicit(&S.rate, memory_order_relaxed);
+    size_t rate = atomic_load_explicit(&sampler.rate, memory_order_relaxed);
     t->left = next_gap(t, rate);
     return rate != 0 && !in_sampler &&
-           atomic_load_explicit(&ebb__g.threads_allowed, memory_order_relaxed);
+           atomic_load_explicit(&ebb__threads_allowed, memory_order_relaxed);
 }
 
-static ebb__sample_tls_t *thread_state(void)
-{
-    ebb__tcache_t *tc = ebb__tcache_get_slow();
-    return tc ? &tc->sample : &no_cache_state;
-}
 
 int ebb__sample_tick(size_t n)
 {
-    ebb__sample_tls_t *t = thread_state();
-    unsigned epoch = atomic_load_explicit(&S.epoch, memory_order_relaxed);
+    ebb__sample_counter_t *t = ebb__thread_sample_counter();
+    unsigned epoch = atomic_load_explicit(&sampler.epoch, memory_order_relaxed);
     if (EBB_UNLIKELY(t->epoch != epoch))
         restart(t, epoch);
     ptrdiff_t left = t->left - (ptrdiff_t)n; /* n <= PTRDIFF_MAX: no overflow */
@@ -267,8 +272,8 @@ int ebb__sample_tick(size_t n)
 
 int ebb__sample_fired(size_t n)
 {
-    ebb__sample_tls_t *t = thread_state();
-    unsigned epoch = atomic_load_explicit(&S.epoch, memory_order_relaxed);
+    ebb__sample_counter_t *t = ebb__thread_sample_counter();
+    unsigned epoch = atomic_load_explicit(&sampler.epoch, memory_order_relaxed);
     if (EBB_UNLIKELY(t->epoch != epoch)) {
         /* Drawn under another rate (or never: a new cache): count n
          * against a gap drawn under this one instead. */
@@ -319,10 +324,10 @@ static EBB_ENTRY EBB_NOINLINE uint32_t capture(void **pcs)
 /* The registered hook's text, NUL-terminated; its length. */
 static uint32_t hook_text(char *text)
 {
-    ebb__lock(&S.lock);
-    ebb_stack_hook_fn fn = S.hook;
-    void *arg = S.hook_arg;
-    ebb__unlock(&S.lock);
+    ebb__lock(&sampler.lock);
+    ebb_stack_hook_fn fn = sampler.hook;
+    void *arg = sampler.hook_arg;
+    ebb__unlock(&sampler.lock);
     size_t len = fn ? fn(text, EBB_SITE_TEXT - 1, arg) : 0;
     if (len > EBB_SITE_TEXT - 1)
         len = EBB_SITE_TEXT - 1;
@@ -342,7 +347,7 @@ static uint64_t site_hash(void *const *pcs, uint32_t depth, const char *text, ui
 
 static site_t *site_at(size_t i)
 {
-    return &S.sites[i / EBB_SAMPLE_CHUNK_SITES][i % EBB_SAMPLE_CHUNK_SITES];
+    return &sampler.sites[i / EBB_SAMPLE_CHUNK_SITES][i % EBB_SAMPLE_CHUNK_SITES];
 }
 
 /* Sample lock held: mapped memory for the profiler's tables, counted as
@@ -352,7 +357,7 @@ static void *table_map(size_t bytes)
     void *m = ebb__os_map(bytes);
     if (m) {
         ebb__mapped_add(bytes);
-        S.table_bytes += bytes;
+        sampler.table_bytes += bytes;
     }
     return m;
 }
@@ -360,12 +365,12 @@ static void *table_map(size_t bytes)
 /* Sample lock held: room for the index and one more site; 0 if none. */
 static int sites_ready(void)
 {
-    if (S.index == NULL && (S.index = table_map(INDEX_SLOTS * sizeof(uint32_t))) == NULL)
+    if (sampler.index == NULL && (sampler.index = table_map(INDEX_SLOTS * sizeof(uint32_t))) == NULL)
         return 0;
-    size_t c = S.nsites / EBB_SAMPLE_CHUNK_SITES;
-    if (S.nsites == EBB_SAMPLE_SITES || S.sites[c])
+    size_t c = sampler.nsites / EBB_SAMPLE_CHUNK_SITES;
+    if (sampler.nsites == EBB_SAMPLE_SITES || sampler.sites[c])
         return 1;
-    return (S.sites[c] = table_map(EBB_SAMPLE_CHUNK_SITES * sizeof(site_t))) != NULL;
+    return (sampler.sites[c] = table_map(EBB_SAMPLE_CHUNK_SITES * sizeof(site_t))) != NULL;
 }
 
 /* Sample lock held: the number (index + 1) of the site for this stack,
@@ -376,23 +381,23 @@ static uint32_t site_find_or_add(void *const *pcs, uint32_t depth, const char *t
         return 0;
     uint64_t h = site_hash(pcs, depth, text, len);
     size_t i = (size_t)h & (INDEX_SLOTS - 1);
-    for (; S.index[i]; i = (i + 1) & (INDEX_SLOTS - 1)) {
-        site_t *s = site_at(S.index[i] - 1);
+    for (; sampler.index[i]; i = (i + 1) & (INDEX_SLOTS - 1)) {
+        site_t *s = site_at(sampler.index[i] - 1);
         if (s->hash == h && s->depth == depth && s->text_len == len &&
             !memcmp(s->pcs, pcs, depth * sizeof(void *)) && !memcmp(s->text, text, len))
-            return S.index[i];
+            return sampler.index[i];
     }
-    if (S.nsites == EBB_SAMPLE_SITES)
+    if (sampler.nsites == EBB_SAMPLE_SITES)
         return 0;
-    site_t *s = site_at(S.nsites++);
-    S.index[i] = (uint32_t)S.nsites;
+    site_t *s = site_at(sampler.nsites++);
+    sampler.index[i] = (uint32_t)sampler.nsites;
     s->hash = h;
     s->depth = depth;
     s->text_len = len;
     memcpy(s->pcs, pcs, depth * sizeof(void *));
     memcpy(s->text, text, len);
     s->text[len] = 0;
-    return S.index[i];
+    return sampler.index[i];
 }
 
 /* ------------------------------------------------------------- records */
@@ -400,28 +405,28 @@ static uint32_t site_find_or_add(void *const *pcs, uint32_t depth, const char *t
 static record_t *record_at(uint32_t tag)
 {
     uint32_t i = tag - 1;
-    return &S.chunk[i / EBB_SAMPLE_CHUNK_RECORDS][i % EBB_SAMPLE_CHUNK_RECORDS];
+    return &sampler.chunk[i / EBB_SAMPLE_CHUNK_RECORDS][i % EBB_SAMPLE_CHUNK_RECORDS];
 }
 
 /* Sample lock held: a free record's number, mapping a chunk if need be;
  * 0 if none can be had. */
 static uint32_t record_take(void)
 {
-    if (S.free_records == 0) {
-        if (S.nchunks == EBB_SAMPLE_CHUNKS)
+    if (sampler.free_records == 0) {
+        if (sampler.nchunks == EBB_SAMPLE_CHUNKS)
             return 0;
         record_t *c = table_map(EBB_SAMPLE_CHUNK_RECORDS * sizeof(record_t));
         if (c == NULL)
             return 0;
-        uint32_t base = S.nchunks * EBB_SAMPLE_CHUNK_RECORDS;
-        S.chunk[S.nchunks++] = c;
+        uint32_t base = sampler.nchunks * EBB_SAMPLE_CHUNK_RECORDS;
+        sampler.chunk[sampler.nchunks++] = c;
         for (uint32_t i = EBB_SAMPLE_CHUNK_RECORDS; i-- > 0;) {
-            c[i].next = S.free_records;
-            S.free_records = base + i + 1;
+            c[i].next = sampler.free_records;
+            sampler.free_records = base + i + 1;
         }
     }
-    uint32_t tag = S.free_records;
-    S.free_records = record_at(tag)->next;
+    uint32_t tag = sampler.free_records;
+    sampler.free_records = record_at(tag)->next;
     return tag;
 }
 
@@ -447,7 +452,7 @@ static uint32_t record_sample(site_t *s, uint32_t site, size_t n, size_t rate)
     s->total_bytes += r->bytes;
     s->total_count += r->count;
     s->live_samples++;
-    S.live++;
+    sampler.live++;
     return tag;
 }
 
@@ -459,34 +464,34 @@ EBB_ENTRY EBB_NOINLINE uint32_t ebb__sample_begin(size_t n)
     uint32_t depth = capture(pcs);
     uint32_t len = hook_text(text);
     in_sampler = 0;
-    size_t rate = atomic_load_explicit(&S.rate, memory_order_relaxed);
+    size_t rate = atomic_load_explicit(&sampler.rate, memory_order_relaxed);
     if (rate == 0)
         return 0; /* turned off meanwhile */
     uint32_t tag = 0;
-    ebb__lock(&S.lock);
+    ebb__lock(&sampler.lock);
     uint32_t site = site_find_or_add(pcs, depth, text, len);
     if (site)
         tag = record_sample(site_at(site - 1), site, n, rate);
-    S.taken++;
+    sampler.taken++;
     if (tag == 0)
-        S.dropped++;
-    ebb__unlock(&S.lock);
+        sampler.dropped++;
+    ebb__unlock(&sampler.lock);
     return tag;
 }
 
 void ebb__sample_forget(uint32_t tag)
 {
-    ebb__lock(&S.lock);
+    ebb__lock(&sampler.lock);
     record_t *r = record_at(tag);
     site_t *s = site_at(r->site - 1);
     s->live_bytes -= r->bytes;
     s->live_count -= r->count;
     s->live_samples--;
-    S.live--;
+    sampler.live--;
     r->site = 0;
-    r->next = S.free_records;
-    S.free_records = tag;
-    ebb__unlock(&S.lock);
+    r->next = sampler.free_records;
+    sampler.free_records = tag;
+    ebb__unlock(&sampler.lock);
 }
 
 /* ----------------------------------------------------------- reading */
@@ -555,8 +560,8 @@ static void fill(ebb__site_t *o, const site_t *s)
 
 size_t ebb__sample_top(ebb__site_t *out, size_t n)
 {
-    ebb__lock(&S.lock);
-    size_t total = S.nsites, k = 0;
+    ebb__lock(&sampler.lock);
+    size_t total = sampler.nsites, k = 0;
     for (size_t i = 0; out && i < total; i++) {
         if (k < n) {
             out[k].depth = (int)i;
@@ -575,7 +580,7 @@ size_t ebb__sample_top(ebb__site_t *out, size_t n)
     }
     for (size_t i = 0; i < k; i++)
         fill(&out[i], site_at((size_t)out[i].depth));
-    ebb__unlock(&S.lock);
+    ebb__unlock(&sampler.lock);
     return total;
 }
 
@@ -586,18 +591,17 @@ EBB_API size_t ebb_sample_sites(ebb_site_t *out, size_t n)
 
 EBB_API size_t ebb_sample_rate(void)
 {
-    ebb__ensure_init();
-    return atomic_load_explicit(&S.rate, memory_order_relaxed);
+    ebb__sample_start();
+    return atomic_load_explicit(&sampler.rate, memory_order_relaxed);
 }
 
 EBB_API int ebb_set_sample_rate(size_t bytes)
 {
-    ebb__ensure_init();
-    atomic_store_explicit(&S.rate, bytes, memory_order_relaxed);
-    unsigned epoch = atomic_fetch_add_explicit(&S.epoch, 1, memory_order_relaxed) + 1;
+    ebb__sample_start();
+    atomic_store_explicit(&sampler.rate, bytes, memory_order_relaxed);
+    unsigned epoch = atomic_fetch_add_explicit(&sampler.epoch, 1, memory_order_relaxed) + 1;
     /* The calling thread at once; the others at their next slow path. */
-    ebb__tcache_t *tc = ebb__tcache_get_slow();
-    restart(tc ? &tc->sample : &no_cache_state, epoch);
+    restart(ebb__thread_sample_counter(), epoch);
     ebb__sample_prime();
     return 0;
 }
@@ -606,74 +610,92 @@ EBB_API void ebb_sample_stats(ebb_sample_stats_t *out)
 {
     if (out == NULL)
         return;
-    ebb__ensure_init();
-    ebb__lock(&S.lock);
-    out->rate = atomic_load_explicit(&S.rate, memory_order_relaxed);
-    out->sites = S.nsites;
-    out->samples = S.taken;
-    out->live = S.live;
-    out->dropped = S.dropped;
-    ebb__unlock(&S.lock);
+    ebb__sample_start();
+    ebb__lock(&sampler.lock);
+    out->rate = atomic_load_explicit(&sampler.rate, memory_order_relaxed);
+    out->sites = sampler.nsites;
+    out->samples = sampler.taken;
+    out->live = sampler.live;
+    out->dropped = sampler.dropped;
+    ebb__unlock(&sampler.lock);
 }
 
 EBB_API int ebb_set_stack_hook(ebb_stack_hook_fn fn, void *arg)
 {
-    ebb__lock(&S.lock);
-    S.hook = fn;
-    S.hook_arg = fn ? arg : NULL;
-    ebb__unlock(&S.lock);
+    ebb__lock(&sampler.lock);
+    sampler.hook = fn;
+    sampler.hook_arg = fn ? arg : NULL;
+    ebb__unlock(&sampler.lock);
     return 0;
 }
 
 /* ----------------------------------------------- stats, check, fork */
 
-/* Sample lock held (by the caller: stats, ebb_check). */
+/* Sample lock held (by the caller: ebb_check). */
 void ebb__sample_stats_locked(ebb_stats_t *s)
 {
-    s->mapped_meta += S.table_bytes;
+    s->mapped_meta += sampler.table_bytes;
+}
+
+void ebb__sample_stats(ebb_stats_t *s)
+{
+    ebb__lock(&sampler.lock);
+    ebb__sample_stats_locked(s);
+    ebb__unlock(&sampler.lock);
 }
 
 int ebb__sample_check(void)
 {
     uint64_t live = 0, weights = 0;
     int faults = 0;
-    for (size_t i = 0; i < S.nsites; i++)
+    for (size_t i = 0; i < sampler.nsites; i++)
         live += site_at(i)->live_samples;
-    for (uint32_t c = 0; c < S.nchunks; c++)
+    for (uint32_t c = 0; c < sampler.nchunks; c++)
         for (uint32_t i = 0; i < EBB_SAMPLE_CHUNK_RECORDS; i++)
-            if (S.chunk[c][i].site)
+            if (sampler.chunk[c][i].site)
                 weights++;
-    if (live != S.live || weights != S.live) {
+    if (live != sampler.live || weights != sampler.live) {
         ebb__diag("ebb_check: %llu live samples counted, %llu in sites, %llu records in use\n",
-                  (unsigned long long)S.live, (unsigned long long)live,
+                  (unsigned long long)sampler.live, (unsigned long long)live,
                   (unsigned long long)weights);
         faults++;
     }
     return faults;
 }
 
-void ebb__sample_fork_prepare(void)
+/* The unwind lock is held around fork only: ebb_check takes the sites'. */
+static void lock_unwind(void)
 {
     ebb__lock(&unwind_lock);
 }
 
-void ebb__sample_fork_done(int child)
+static void unlock_unwind(void)
 {
-    if (child)
-        ebb__lock_reset(&unwind_lock);
-    else
-        ebb__unlock(&unwind_lock);
+    ebb__unlock(&unwind_lock);
 }
 
-void ebb__sample_lock_all(void)
+static void reset_unwind(void)
 {
-    ebb__lock(&S.lock);
+    ebb__lock_reset(&unwind_lock);
 }
 
-void ebb__sample_unlock_all(int child)
+EBB_HIDDEN const ebb__lockset_t ebb__sample_unwind_locks = { "sampler unwind", lock_unwind,
+                                                              unlock_unwind, reset_unwind, 1 };
+
+static void lock_sites(void)
 {
-    if (child)
-        ebb__lock_reset(&S.lock);
-    else
-        ebb__unlock(&S.lock);
+    ebb__lock(&sampler.lock);
 }
+
+static void unlock_sites(void)
+{
+    ebb__unlock(&sampler.lock);
+}
+
+static void reset_sites(void)
+{
+    ebb__lock_reset(&sampler.lock);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__sample_locks = { "sampler sites", lock_sites, unlock_sites,
+                                                       reset_sites, 0 };

@@ -1,5 +1,12 @@
 /*
- * stats.c -- counters that add up.
+ * stats.c -- ebb_stats() and friends: every module's counters, gathered into
+ * categories that add up.
+ *
+ * Owns: the public statistics (ebb_stats, ebb_class_stats, ebb_stats_print).
+ * The counters themselves belong to the modules that change them: the
+ * ledger (core/ledger.c: mapped, committed, purged), arenas, heaps, thread
+ * caches, large blocks, the profiler's tables, the misuse count.  Each
+ * module reports its own into an ebb_stats_t; this file only asks them all.
  *
  * Every byte of address space ebb holds is in exactly one mapped_* category:
  *   meta         arena headers (slot 0 of every arena), thread caches, the
@@ -26,113 +33,25 @@
  */
 #include "internal.h"
 
-static void raise_peak_committed(void);
-
-void ebb__mapped_add(size_t n)
-{
-    size_t now = atomic_fetch_add_explicit(&ebb__g.mapped, n, memory_order_relaxed) + n;
-    size_t peak = atomic_load_explicit(&ebb__g.peak_mapped, memory_order_relaxed);
-    while (now > peak && !atomic_compare_exchange_weak_explicit(
-                             &ebb__g.peak_mapped, &peak, now, memory_order_relaxed,
-                             memory_order_relaxed)) {
-    }
-    raise_peak_committed();
-}
-
-void ebb__mapped_sub(size_t n)
-{
-    atomic_fetch_sub_explicit(&ebb__g.mapped, n, memory_order_relaxed);
-}
-
-size_t ebb__committed_now(void)
-{
-    size_t mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
-    size_t clean = atomic_load_explicit(&ebb__g.clean_pages, memory_order_relaxed) * EBB_PAGE;
-    return mapped > clean ? mapped - clean : 0;
-}
-
-static void raise_peak_committed(void)
-{
-    size_t now = ebb__committed_now();
-    size_t peak = atomic_load_explicit(&ebb__g.peak_committed, memory_order_relaxed);
-    while (now > peak && !atomic_compare_exchange_weak_explicit(
-                             &ebb__g.peak_committed, &peak, now, memory_order_relaxed,
-                             memory_order_relaxed)) {
-    }
-}
-
-void ebb__pages_dirtied(size_t pages)
-{
-    atomic_fetch_sub_explicit(&ebb__g.clean_pages, pages, memory_order_relaxed);
-    raise_peak_committed();
-}
-
-void ebb__pages_cleaned(size_t pages)
-{
-    atomic_fetch_add_explicit(&ebb__g.clean_pages, pages, memory_order_relaxed);
-}
-
-static void small_stats(ebb_stats_t *s, size_t per_class_used[EBB_CLASSES],
-                        size_t per_class_pools[EBB_CLASSES])
-{
-    for (unsigned h = 0; h < ebb__g.nheaps; h++) {
-        for (unsigned c = 0; c < EBB_CLASSES; c++) {
-            ebb__bin_t *b = &ebb__g.heaps[h].bin[c];
-            ebb__lock(&b->lock);
-            size_t used = b->used;
-            size_t pools = b->pools;
-            ebb__unlock(&b->lock);
-            per_class_used[c] += used;
-            per_class_pools[c] += pools;
-            s->small_used += used * ebb__classes[c].size;
-        }
-    }
-    ebb__lock(&ebb__g.registry_lock);
-    for (ebb__tcache_t *tc = ebb__g.threads; tc; tc = tc->next)
-        for (unsigned c = 0; c < EBB_CLASSES; c++)
-            s->small_cached += (size_t)(tc->bin[c].top - tc->bin[c].low) * ebb__classes[c].size;
-    s->threads = ebb__g.nthreads;
-    s->mapped_meta += ebb__g.tcache_bytes;
-    ebb__unlock(&ebb__g.registry_lock);
-}
-
-/* The arena counters; the caller holds the arena lock. */
-void ebb__arena_stats_locked(ebb_stats_t *s)
-{
-    s->arenas = ebb__g.arenas;
-    s->pools = ebb__g.pools;
-    s->mapped_meta += ebb__g.arenas * EBB_SLOT_SIZE;
-    s->mapped_pools = ebb__g.pool_slots * EBB_SLOT_SIZE;
-    s->mapped_free_slots = ebb__g.arenas * (EBB_SLOTS - 1) * EBB_SLOT_SIZE - s->mapped_pools;
-}
-
-static void arena_stats(ebb_stats_t *s)
-{
-    ebb__lock(&ebb__g.arena_lock);
-    ebb__arena_stats_locked(s);
-    ebb__unlock(&ebb__g.arena_lock);
-}
-
 static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES],
                     size_t per_class_pools[EBB_CLASSES])
 {
     ebb_stats_t s = { 0 };
     ebb__ensure_init();
-    small_stats(&s, per_class_used, per_class_pools);
-    arena_stats(&s);
+    ebb__heap_stats(&s, per_class_used, per_class_pools);
+    ebb__thread_stats(&s);
+    ebb__arena_stats(&s);
     ebb__large_stats(&s);
-    ebb__sample_lock_all();
-    ebb__sample_stats_locked(&s);
-    ebb__sample_unlock_all(0);
-    s.mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed);
-    s.peak_mapped = atomic_load_explicit(&ebb__g.peak_mapped, memory_order_relaxed);
+    ebb__sample_stats(&s);
+    s.mapped = atomic_load_explicit(&ebb__ledger.mapped, memory_order_relaxed);
+    s.peak_mapped = atomic_load_explicit(&ebb__ledger.peak_mapped, memory_order_relaxed);
     s.committed = ebb__committed_now();
-    s.peak_committed = atomic_load_explicit(&ebb__g.peak_committed, memory_order_relaxed);
-    s.purged = atomic_load_explicit(&ebb__g.purged, memory_order_relaxed);
-    s.purges = atomic_load_explicit(&ebb__g.purges, memory_order_relaxed);
-    s.heaps = ebb__g.nheaps;
-    s.foreign_frees = atomic_load_explicit(&ebb__g.foreign_frees, memory_order_relaxed);
-    s.errors = atomic_load_explicit(&ebb__g.errors, memory_order_relaxed);
+    s.peak_committed = atomic_load_explicit(&ebb__ledger.peak_committed, memory_order_relaxed);
+    s.purged = atomic_load_explicit(&ebb__ledger.purged, memory_order_relaxed);
+    s.purges = atomic_load_explicit(&ebb__ledger.purges, memory_order_relaxed);
+    s.heaps = ebb__heaps.n;
+    s.foreign_frees = atomic_load_explicit(&ebb__misuse.foreign_frees, memory_order_relaxed);
+    s.errors = atomic_load_explicit(&ebb__misuse.errors, memory_order_relaxed);
     *out = s;
 }
 

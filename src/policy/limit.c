@@ -86,32 +86,27 @@ typedef struct {
     void *arg;
 } callback_t;
 
+/* One lock guards the callback table and the description of the limit in
+ * force; no other lock is ever taken while it is held. */
+static ebb__lock_t limit_lock = EBB_LOCK_INIT;
+
+/* What ebb_on_pressure registered. */
 static struct {
-    _Atomic int episode;         /* soft callbacks ran, committed still above soft */
-    _Atomic int soft_due;        /* growth crossed the soft level: callbacks owed */
-    _Atomic int reported;        /* a failure at the limit was reported this episode */
-    _Atomic int kernel_due;      /* the kernel reported pressure: callbacks owed */
-    ebb__lock_t lock;            /* guards the callback table, info, soft_percent */
-    _Atomic size_t soft;         /* the soft level in bytes, beside ebb__g.limit */
     callback_t cb[EBB_PRESSURE_CALLBACKS];
-    unsigned ncb;
-    /* Also guarded by the lock: what ebb_limit_info reports about the limit
-     * in force, and the soft level's percentage. */
+    unsigned n;
+} callbacks;
+
+/* The limit in force as ebb_limit_info describes it, the soft level's
+ * percentage, and whether the options' limit was put in force yet. */
+static struct {
     ebb_limit_info_t info;
     unsigned soft_percent;
-    /* The emergency reserve: the top `reserve` bytes below the limit are
-     * held back until a request is refused, so that handling the failure
-     * (a traceback, an error message, the report's caller) still gets
-     * memory; the reserve closes again once committed is back below
-     * limit - 2 * reserve. */
-    _Atomic size_t reserve;
-    _Atomic int reserve_open;
-} Lim = { .lock = EBB_LOCK_INIT, .soft_percent = EBB_LIMIT_SOFT_PERCENT,
-          .info = { .soft_percent = EBB_LIMIT_SOFT_PERCENT, .source = "none" } };
+    _Atomic int started;
+} in_force = { .info = { .soft_percent = EBB_LIMIT_SOFT_PERCENT, .source = "none" },
+               .soft_percent = EBB_LIMIT_SOFT_PERCENT };
 
-/* Per thread: set by a refusal (possibly under a lock), read by the front;
- * and whether this thread is inside a callback. */
-static __thread size_t refused_bytes __attribute__((tls_model("initial-exec")));
+/* Per thread: whether this thread is inside a callback, and why its last
+ * request failed. */
 static __thread int in_callback __attribute__((tls_model("initial-exec")));
 static __thread ebb_failure_t last_failure __attribute__((tls_model("initial-exec")));
 
@@ -121,72 +116,34 @@ static uint64_t percent_of(uint64_t n, unsigned percent)
     return n / 100 * percent + n % 100 * percent / 100;
 }
 
-int ebb__limit_admits(size_t bytes)
+/* No callback on ebb's own threads (the pressure watcher allocates in
+ * ebb_collect) nor on a thread already inside one. */
+static int callbacks_allowed(void)
 {
-    size_t limit = atomic_load_explicit(&ebb__g.limit, memory_order_relaxed);
-    if (EBB_LIKELY(limit == 0))
-        return 1;
-    size_t committed = ebb__committed_now();
-    size_t after = committed + bytes < committed ? SIZE_MAX : committed + bytes;
-    size_t reserve = atomic_load_explicit(&Lim.reserve, memory_order_relaxed);
-    int open = atomic_load_explicit(&Lim.reserve_open, memory_order_relaxed);
-    if (after > (open ? limit : limit - reserve)) {
-        refused_bytes = bytes;
-        return 0;
-    }
-    if (open && after <= limit - 2 * reserve)
-        atomic_store_explicit(&Lim.reserve_open, 0, memory_order_relaxed);
-    if (after > atomic_load_explicit(&Lim.soft, memory_order_relaxed)) {
-        if (!atomic_load_explicit(&Lim.episode, memory_order_relaxed))
-            atomic_store_explicit(&Lim.soft_due, 1, memory_order_relaxed);
-    } else if (atomic_load_explicit(&Lim.episode, memory_order_relaxed)) {
-        atomic_store_explicit(&Lim.episode, 0, memory_order_relaxed);
-        atomic_store_explicit(&Lim.reported, 0, memory_order_relaxed);
-    }
-    return 1;
+    return !in_callback && !ebb__thread_is_internal();
 }
 
 static void run_callbacks(int level, size_t request)
 {
     callback_t cb[EBB_PRESSURE_CALLBACKS];
-    ebb__lock(&Lim.lock);
-    unsigned n = Lim.ncb;
+    ebb__lock(&limit_lock);
+    unsigned n = callbacks.n;
     for (unsigned i = 0; i < n; i++)
-        cb[i] = Lim.cb[i];
-    ebb__unlock(&Lim.lock);
-    size_t limit = atomic_load_explicit(&ebb__g.limit, memory_order_relaxed);
+        cb[i] = callbacks.cb[i];
+    ebb__unlock(&limit_lock);
+    size_t limit = atomic_load_explicit(&ebb__budget.limit, memory_order_relaxed);
     in_callback = 1;
     for (unsigned i = 0; i < n; i++)
         cb[i].fn(cb[i].arg, level, request, ebb__committed_now(), limit);
     in_callback = 0;
 }
 
-/* The calling thread is ebb's own (the pressure watcher): never a callback
- * on it, as if it were inside one; its refused requests simply fail. */
-void ebb__limit_no_callbacks_here(void)
-{
-    in_callback = 1;
-}
-
-/* Pressure the kernel reported owes the soft callbacks once: events that
- * come before a slow path runs them are one (and pressure.c lets at most
- * one through per PSI window).  The kernel's episode is that one event, not
- * ebb's: committed is usually far below the soft level then, and an episode
- * of ebb's own ends only when an admission finds it there, which a program
- * that reuses its memory may not make for a long time. */
-void ebb__limit_external_pressure(void)
-{
-    if (atomic_load_explicit(&ebb__g.limit, memory_order_relaxed) != 0)
-        atomic_store_explicit(&Lim.kernel_due, 1, memory_order_relaxed);
-}
-
 /* The kernel's event is owed: its callbacks, unless an episode of ebb's own
  * is open (they ran for it, and committed is still above the soft level). */
 static int kernel_poll(void)
 {
-    if (!atomic_load_explicit(&Lim.kernel_due, memory_order_relaxed) ||
-        !atomic_exchange_explicit(&Lim.kernel_due, 0, memory_order_relaxed) ||
-        atomic_load_explicit(&Lim.episode, memory_order_relaxed))
+    if (!ebb__pressure_take_event() ||
+        atomic_load_explicit(&ebb__budget.episode, memory_order_relaxed))
         return 0;
     run_callbacks(EBB_PRESSURE_SOFT, 0);
     ebb_collect(0);
@@ -197,16 +154,16 @@ static int kernel_poll(void)
  * come by with no lock held runs the episode's callbacks and purges. */
 void ebb__limit_poll_slow(void)
 {
-    refused_bytes = 0; /* a refill refused part-way still got blocks */
+    (void)ebb__budget_take_refused(); /* a refill refused part-way still got blocks */
     ebb__pressure_arm();
     int due = 1;
-    if (in_callback || kernel_poll() ||
-        !atomic_compare_exchange_strong_explicit(&Lim.soft_due, &due, 0, memory_order_relaxed,
-                                                 memory_order_relaxed))
+    if (!callbacks_allowed() || kernel_poll() ||
+        !atomic_compare_exchange_strong_explicit(&ebb__budget.soft_due, &due, 0,
+                                                 memory_order_relaxed, memory_order_relaxed))
         return;
     int was = 0;
-    if (!atomic_compare_exchange_strong_explicit(&Lim.episode, &was, 1, memory_order_relaxed,
-                                                 memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(&ebb__budget.episode, &was, 1,
+                                                 memory_order_relaxed, memory_order_relaxed))
         return; /* another thread opened this episode */
     run_callbacks(EBB_PRESSURE_SOFT, 0);
     ebb_collect(0);
@@ -214,15 +171,12 @@ void ebb__limit_poll_slow(void)
 
 int ebb__limit_relieve(void)
 {
-    size_t bytes = refused_bytes;
-    if (bytes == 0)
+    size_t bytes = ebb__budget_take_refused();
+    if (bytes == 0 || !callbacks_allowed())
         return 0;
-    refused_bytes = 0;
-    if (in_callback)
-        return 0;
-    atomic_store_explicit(&Lim.episode, 1, memory_order_relaxed);
-    atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
-    atomic_store_explicit(&Lim.kernel_due, 0, memory_order_relaxed);
+    atomic_store_explicit(&ebb__budget.episode, 1, memory_order_relaxed);
+    atomic_store_explicit(&ebb__budget.soft_due, 0, memory_order_relaxed);
+    (void)ebb__pressure_take_event(); /* this episode's callbacks answer it too */
     run_callbacks(EBB_PRESSURE_HARD, bytes);
     ebb_collect(0);
     return 1;
@@ -230,19 +184,18 @@ int ebb__limit_relieve(void)
 
 void ebb__limit_record_failure(size_t request)
 {
-    size_t limit = atomic_load_explicit(&ebb__g.limit, memory_order_relaxed);
+    size_t limit = atomic_load_explicit(&ebb__budget.limit, memory_order_relaxed);
     size_t committed = ebb__committed_now();
-    int at_limit = refused_bytes != 0;
-    refused_bytes = 0;
+    int at_limit = ebb__budget_take_refused() != 0;
     last_failure.reason = at_limit ? EBB_FAIL_LIMIT : EBB_FAIL_NO_MEMORY;
     last_failure.request = request;
     last_failure.committed = committed;
     last_failure.limit = limit;
     if (at_limit)
-        atomic_store_explicit(&Lim.reserve_open, 1, memory_order_relaxed);
+        atomic_store_explicit(&ebb__budget.reserve_open, 1, memory_order_relaxed);
     /* One line per episode: a program that probes for the biggest block it
      * can get should not fill its stderr. */
-    if (at_limit && !atomic_exchange_explicit(&Lim.reported, 1, memory_order_relaxed))
+    if (at_limit && !atomic_exchange_explicit(&ebb__budget.reported, 1, memory_order_relaxed))
         ebb__diag("ebb: allocation of %zu bytes refused: limit %zu bytes, committed %zu\n",
                   request, limit, committed);
 }
@@ -334,19 +287,14 @@ static size_t reserve_of(size_t limit)
  * current percentage) and start afresh: no episode open, reserve closed. */
 static void limit_install(const ebb_limit_info_t *info)
 {
-    ebb__lock(&Lim.lock);
-    Lim.info = *info;
-    Lim.info.soft_percent = Lim.soft_percent;
-    Lim.info.soft = (size_t)percent_of(info->limit, Lim.soft_percent);
-    Lim.info.reserve = reserve_of(info->limit);
-    atomic_store_explicit(&Lim.reserve, Lim.info.reserve, memory_order_relaxed);
-    atomic_store_explicit(&Lim.reserve_open, 0, memory_order_relaxed);
-    atomic_store_explicit(&Lim.soft, Lim.info.soft, memory_order_relaxed);
-    atomic_store_explicit(&ebb__g.limit, info->limit, memory_order_relaxed);
-    atomic_store_explicit(&Lim.episode, 0, memory_order_relaxed);
-    atomic_store_explicit(&Lim.soft_due, 0, memory_order_relaxed);
-    atomic_store_explicit(&Lim.kernel_due, 0, memory_order_relaxed);
-    ebb__unlock(&Lim.lock);
+    ebb__lock(&limit_lock);
+    in_force.info = *info;
+    in_force.info.soft_percent = in_force.soft_percent;
+    in_force.info.soft = (size_t)percent_of(info->limit, in_force.soft_percent);
+    in_force.info.reserve = reserve_of(info->limit);
+    ebb__budget_install(info->limit, in_force.info.soft, in_force.info.reserve);
+    (void)ebb__pressure_take_event(); /* pressure heard before this limit is not its own */
+    ebb__unlock(&limit_lock);
 }
 
 static void limit_given(ebb_limit_info_t *info, size_t bytes, int from, const char *source)
@@ -355,32 +303,64 @@ static void limit_given(ebb_limit_info_t *info, size_t bytes, int from, const ch
     copy_source(info, bytes ? source : "none");
 }
 
+static int derive_now(unsigned percent, ebb_limit_info_t *out)
+{
+    ebb__limit_inputs_t in = {
+        .committed = ebb__committed_now(),
+        .mapped = atomic_load_explicit(&ebb__ledger.mapped, memory_order_relaxed),
+    };
+    ebb__os_rlimits(&in.rlimit_as, &in.rlimit_data);
+    return ebb__limit_derive(ebb__system_root(), &in, percent, out);
+}
+
+static void start_from_options(void)
+{
+    ebb_limit_info_t info;
+    ebb__lock(&limit_lock);
+    in_force.soft_percent = ebb__opt.limit_soft;
+    ebb__unlock(&limit_lock);
+    if (ebb__opt.limit_percent == 0) {
+        limit_given(&info, ebb__opt.limit, EBB_LIMIT_FROM_ENV, "EBB_LIMIT");
+    } else if (derive_now(ebb__opt.limit_percent, &info) != 0) {
+        ebb__diag("ebb: EBB_LIMIT: no memory bound found (cgroup, rlimit, physical memory): "
+                  "no limit set\n");
+    }
+    limit_install(&info);
+}
+
+/* The options' limit is put in force once, before the first allocation
+ * (front/init.c) or before any call here changes it, whichever comes first:
+ * a limit the program sets is never overwritten by EBB_LIMIT. */
+void ebb__limit_start(void)
+{
+    static ebb__lock_t start_lock = EBB_LOCK_INIT;
+    if (atomic_load_explicit(&in_force.started, memory_order_acquire))
+        return;
+    ebb__ensure_init();
+    ebb__lock(&start_lock);
+    if (!atomic_load_explicit(&in_force.started, memory_order_relaxed)) {
+        start_from_options();
+        atomic_store_explicit(&in_force.started, 1, memory_order_release);
+    }
+    ebb__unlock(&start_lock);
+}
+
 EBB_API int ebb_set_limit(size_t bytes)
 {
-    ebb__ensure_init();
+    ebb__limit_start();
     ebb_limit_info_t info;
     limit_given(&info, bytes, EBB_LIMIT_FROM_API, "ebb_set_limit");
     limit_install(&info);
     return 0;
 }
 
-static int derive_now(unsigned percent, ebb_limit_info_t *out)
-{
-    ebb__limit_inputs_t in = {
-        .committed = ebb__committed_now(),
-        .mapped = atomic_load_explicit(&ebb__g.mapped, memory_order_relaxed),
-    };
-    ebb__os_rlimits(&in.rlimit_as, &in.rlimit_data);
-    return ebb__limit_derive(ebb__system_root(), &in, percent, out);
-}
-
 EBB_API int ebb_limit_auto(ebb_limit_info_t *out)
 {
-    ebb__ensure_init();
+    ebb__limit_start();
     int rc = derive_now(100, out);
-    ebb__lock(&Lim.lock);
-    out->soft_percent = Lim.soft_percent;
-    ebb__unlock(&Lim.lock);
+    ebb__lock(&limit_lock);
+    out->soft_percent = in_force.soft_percent;
+    ebb__unlock(&limit_lock);
     out->soft = (size_t)percent_of(out->limit, out->soft_percent);
     if (rc == 0)
         return 0;
@@ -390,7 +370,7 @@ EBB_API int ebb_limit_auto(ebb_limit_info_t *out)
 
 EBB_API int ebb_set_limit_auto(unsigned percent)
 {
-    ebb__ensure_init();
+    ebb__limit_start();
     ebb_limit_info_t info;
     if (percent == 0 || percent > 100) {
         errno = EINVAL;
@@ -410,44 +390,29 @@ EBB_API int ebb_set_limit_soft(unsigned percent)
         errno = EINVAL;
         return -1;
     }
-    ebb__ensure_init();
-    ebb__lock(&Lim.lock);
-    Lim.soft_percent = percent;
-    Lim.info.soft_percent = percent;
-    Lim.info.soft = (size_t)percent_of(Lim.info.limit, percent);
-    atomic_store_explicit(&Lim.soft, Lim.info.soft, memory_order_relaxed);
-    ebb__unlock(&Lim.lock);
+    ebb__limit_start();
+    ebb__lock(&limit_lock);
+    in_force.soft_percent = percent;
+    in_force.info.soft_percent = percent;
+    in_force.info.soft = (size_t)percent_of(in_force.info.limit, percent);
+    atomic_store_explicit(&ebb__budget.soft, in_force.info.soft, memory_order_relaxed);
+    ebb__unlock(&limit_lock);
     return 0;
 }
 
 EBB_API int ebb_limit_info(ebb_limit_info_t *out)
 {
-    ebb__ensure_init();
-    ebb__lock(&Lim.lock);
-    *out = Lim.info;
-    ebb__unlock(&Lim.lock);
-    ebb__pressure_info(out); /* after: no lock is taken while Lim.lock is held */
+    ebb__limit_start();
+    ebb__lock(&limit_lock);
+    *out = in_force.info;
+    ebb__unlock(&limit_lock);
+    ebb__pressure_info(out); /* after: no lock is taken while limit_lock is held */
     return 0;
-}
-
-void ebb__limit_start(const ebb__options_t *o)
-{
-    ebb_limit_info_t info;
-    ebb__lock(&Lim.lock);
-    Lim.soft_percent = o->limit_soft;
-    ebb__unlock(&Lim.lock);
-    if (o->limit_percent == 0) {
-        limit_given(&info, o->limit, EBB_LIMIT_FROM_ENV, "EBB_LIMIT");
-    } else if (derive_now(o->limit_percent, &info) != 0) {
-        ebb__diag("ebb: EBB_LIMIT: no memory bound found (cgroup, rlimit, physical memory): "
-                  "no limit set\n");
-    }
-    limit_install(&info);
 }
 
 EBB_API size_t ebb_get_limit(void)
 {
-    return atomic_load_explicit(&ebb__g.limit, memory_order_relaxed);
+    return atomic_load_explicit(&ebb__budget.limit, memory_order_relaxed);
 }
 
 EBB_API int ebb_on_pressure(ebb_pressure_fn fn, void *arg)
@@ -457,29 +422,29 @@ EBB_API int ebb_on_pressure(ebb_pressure_fn fn, void *arg)
         return -1;
     }
     int rc = 0;
-    ebb__lock(&Lim.lock);
-    if (Lim.ncb == EBB_PRESSURE_CALLBACKS) {
+    ebb__lock(&limit_lock);
+    if (callbacks.n == EBB_PRESSURE_CALLBACKS) {
         errno = ENOSPC;
         rc = -1;
     } else {
-        Lim.cb[Lim.ncb++] = (callback_t){ fn, arg };
+        callbacks.cb[callbacks.n++] = (callback_t){ fn, arg };
     }
-    ebb__unlock(&Lim.lock);
+    ebb__unlock(&limit_lock);
     return rc;
 }
 
 EBB_API int ebb_on_pressure_remove(ebb_pressure_fn fn, void *arg)
 {
     int rc = -1;
-    ebb__lock(&Lim.lock);
-    for (unsigned i = 0; i < Lim.ncb; i++) {
-        if (Lim.cb[i].fn == fn && Lim.cb[i].arg == arg) {
-            Lim.cb[i] = Lim.cb[--Lim.ncb];
+    ebb__lock(&limit_lock);
+    for (unsigned i = 0; i < callbacks.n; i++) {
+        if (callbacks.cb[i].fn == fn && callbacks.cb[i].arg == arg) {
+            callbacks.cb[i] = callbacks.cb[--callbacks.n];
             rc = 0;
             break;
         }
     }
-    ebb__unlock(&Lim.lock);
+    ebb__unlock(&limit_lock);
     return rc;
 }
 
@@ -493,19 +458,23 @@ EBB_API int ebb_last_failure(ebb_failure_t *out, int clear)
     return reason;
 }
 
-/* Fork and ebb_check take every lock; the callback table's (which also
- * guards the limit's description) comes last: no other lock is ever taken
- * while it is held.  The child keeps the limit
- * and the callbacks. */
-void ebb__limit_lock_all(void)
+/* Fork and ebb_check take every lock; this one comes last: no other lock
+ * is ever taken while it is held.  The child keeps the limit and the
+ * callbacks. */
+static void lock_limit(void)
 {
-    ebb__lock(&Lim.lock);
+    ebb__lock(&limit_lock);
 }
 
-void ebb__limit_unlock_all(int child)
+static void unlock_limit(void)
 {
-    if (child)
-        ebb__lock_reset(&Lim.lock);
-    else
-        ebb__unlock(&Lim.lock);
+    ebb__unlock(&limit_lock);
 }
+
+static void reset_limit(void)
+{
+    ebb__lock_reset(&limit_lock);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__limit_locks = { "limit", lock_limit, unlock_limit,
+                                                      reset_limit, 0 };

@@ -18,14 +18,15 @@
  *
  * An event means what pressure already means in ebb.  The watcher counts
  * it, gives back everything free at once (ebb_collect(0), which any thread
- * may call), and owes the soft pressure callbacks (limit.c's
- * ebb__limit_external_pressure): the next allocation slow path that holds
- * no lock runs them with EBB_PRESSURE_SOFT and purges, once, unless an
- * episode of ebb's own is open (its callbacks ran already).  Callbacks never
- * run on the watcher (it counts as inside one, so even its own allocations,
- * its thread cache's, owe nothing): include/ebb.h promises them the
- * allocating thread, and a runtime's callback (CPython's schedules a
- * pending call) may need to be on one of the program's threads.  After acting, the watcher pauses for
+ * may call), and records that the soft pressure callbacks are owed: limit.c
+ * takes the record (ebb__pressure_take_event) on the next allocation slow
+ * path that holds no lock, and runs them with EBB_PRESSURE_SOFT and purges,
+ * once, unless an episode of ebb's own is open (its callbacks ran already).
+ * Callbacks never run on the watcher (it is one of ebb's own threads, so
+ * even its own allocations, its thread cache's, owe nothing): include/ebb.h
+ * promises them the allocating thread, and a runtime's callback (CPython's
+ * schedules a pending call) may need to be on one of the program's threads.
+ * After acting, the watcher pauses for
  * EBB_PRESSURE_QUIET_MS, so a burst of events is one action; a trigger
  * fires at most once per window anyway.
  *
@@ -64,27 +65,36 @@ EBB_HIDDEN _Atomic int ebb__pressure_state;
 static struct {
     ebb__os_pressure_t h;     /* the watcher's files: set before it starts, -1 once closed */
     _Atomic size_t events;    /* events seen in this process (a fork child keeps the count) */
+    _Atomic int owed;         /* an event the soft callbacks have not answered yet */
     _Atomic int quiet;        /* a word nobody wakes: the watcher's pause after an event */
     ebb__lock_t lock;         /* guards source */
     char source[sizeof ((ebb_limit_info_t *)0)->pressure_source]; /* "" when not watching */
-} Pr = { .h = { .psi = -1, .events = -1 }, .lock = EBB_LOCK_INIT };
+} watcher = { .h = { .psi = -1, .events = -1 }, .lock = EBB_LOCK_INIT };
 
 static void set_source(const char *s)
 {
     size_t n = strlen(s);
-    if (n >= sizeof Pr.source)
-        n = sizeof Pr.source - 1;
-    ebb__lock(&Pr.lock);
-    memcpy(Pr.source, s, n);
-    Pr.source[n] = '\0';
-    ebb__unlock(&Pr.lock);
+    if (n >= sizeof watcher.source)
+        n = sizeof watcher.source - 1;
+    ebb__lock(&watcher.lock);
+    memcpy(watcher.source, s, n);
+    watcher.source[n] = '\0';
+    ebb__unlock(&watcher.lock);
 }
 
 void ebb__pressure_event(void)
 {
-    atomic_fetch_add_explicit(&Pr.events, 1, memory_order_relaxed);
-    ebb__limit_external_pressure();
+    atomic_fetch_add_explicit(&watcher.events, 1, memory_order_relaxed);
+    atomic_store_explicit(&watcher.owed, 1, memory_order_relaxed);
     ebb_collect(0);
+}
+
+/* Events that come before a slow path answers them are one (and at most one
+ * gets through per PSI window). */
+int ebb__pressure_take_event(void)
+{
+    return atomic_load_explicit(&watcher.owed, memory_order_relaxed) &&
+           atomic_exchange_explicit(&watcher.owed, 0, memory_order_relaxed);
 }
 
 /* The watcher is done: its files closed first, then the state, so a new
@@ -92,7 +102,7 @@ void ebb__pressure_event(void)
 static void watcher_end(int state)
 {
     set_source("");
-    ebb__os_pressure_close(&Pr.h);
+    ebb__os_pressure_close(&watcher.h);
     atomic_store_explicit(&ebb__pressure_state, state, memory_order_release);
 }
 
@@ -101,28 +111,28 @@ static void watcher_main(void *arg)
     (void)arg;
     /* ebb_collect may allocate here (this thread's cache): a slow path
      * that must not run the callbacks it owes to the program's threads. */
-    ebb__limit_no_callbacks_here();
+    ebb__thread_mark_internal();
     for (;;) {
-        int got = ebb__os_pressure_wait(&Pr.h, EBB_PRESSURE_ALIVE_MS);
+        int got = ebb__os_pressure_wait(&watcher.h, EBB_PRESSURE_ALIVE_MS);
         /* A watched file failed: its cgroup cannot be removed while this
          * process is in it, so something is wrong; stop listening. */
         if (got & EBB__OS_PRESSURE_GONE) {
             watcher_end(EBB_PRESSURE_OFF);
             return;
         }
-        if (atomic_load_explicit(&ebb__g.limit, memory_order_relaxed) == 0) {
+        if (atomic_load_explicit(&ebb__budget.limit, memory_order_relaxed) == 0) {
             watcher_end(EBB_PRESSURE_IDLE); /* a new limit starts a new watcher */
             return;
         }
         if (got) {
             ebb__pressure_event();
-            ebb__os_wait(&Pr.quiet, 0, EBB_PRESSURE_QUIET_MS);
+            ebb__os_wait(&watcher.quiet, 0, EBB_PRESSURE_QUIET_MS);
         }
         /* The program's threads are all gone (main called pthread_exit):
          * end, so the process does.  The state stays WATCHING: nothing will
          * start another. */
         if (ebb__os_thread_count() == 1) {
-            ebb__os_pressure_close(&Pr.h);
+            ebb__os_pressure_close(&watcher.h);
             return;
         }
     }
@@ -131,7 +141,7 @@ static void watcher_main(void *arg)
 /* The state is WATCHING, owned by the caller: watch p. */
 static int watcher_start(const ebb__os_pressure_t *p)
 {
-    Pr.h = *p;
+    watcher.h = *p;
     set_source(p->source);
     if (ebb__os_thread_start(watcher_main, NULL, "ebb-pressure") == 0)
         return 0;
@@ -151,7 +161,7 @@ int ebb__pressure_watch(const ebb__os_pressure_t *p)
 
 void ebb__pressure_arm_slow(void)
 {
-    if (!atomic_load_explicit(&ebb__g.threads_allowed, memory_order_acquire))
+    if (!ebb__may_start_threads())
         return; /* too early: a later slow path starts it */
     int idle = EBB_PRESSURE_IDLE;
     int want = ebb__opt.limit_psi;
@@ -174,23 +184,26 @@ void ebb__pressure_arm_slow(void)
 
 void ebb__pressure_info(ebb_limit_info_t *out)
 {
-    out->pressure_events = atomic_load_explicit(&Pr.events, memory_order_relaxed);
-    ebb__lock(&Pr.lock);
-    memcpy(out->pressure_source, Pr.source, sizeof Pr.source);
-    ebb__unlock(&Pr.lock);
+    out->pressure_events = atomic_load_explicit(&watcher.events, memory_order_relaxed);
+    ebb__lock(&watcher.lock);
+    memcpy(out->pressure_source, watcher.source, sizeof watcher.source);
+    ebb__unlock(&watcher.lock);
 }
 
 /* The child of a fork has no watcher, and the files it inherited share
  * their triggers with the parent's: close them; the first slow path opens
- * its own.  Pr.h holds only the watcher's open files or -1, never stale
+ * its own.  watcher.h holds only the watcher's open files or -1, never stale
  * numbers (a fork while a slow path is still opening leaks those into the
  * child; they are close-on-exec). */
-void ebb__pressure_fork_child(void)
+static void watcher_fork_child(void)
 {
-    ebb__lock_reset(&Pr.lock);
-    Pr.source[0] = '\0';
+    ebb__lock_reset(&watcher.lock);
+    watcher.source[0] = '\0';
     if (atomic_load_explicit(&ebb__pressure_state, memory_order_relaxed) == EBB_PRESSURE_WATCHING) {
-        ebb__os_pressure_close(&Pr.h);
+        ebb__os_pressure_close(&watcher.h);
         atomic_store_explicit(&ebb__pressure_state, EBB_PRESSURE_IDLE, memory_order_relaxed);
     }
 }
+
+EBB_HIDDEN const ebb__lockset_t ebb__pressure_locks = { "pressure watcher", NULL, NULL,
+                                                         watcher_fork_child, 0 };

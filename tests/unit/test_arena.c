@@ -10,7 +10,7 @@ static unsigned min_nfree_with_run(unsigned span)
 {
     unsigned best = EBB_SLOTS;
     for (unsigned n = span; n < EBB_SLOTS; n++)
-        for (ebb__arena_t *a = ebb__g.by_nfree[n]; a; a = a->next) {
+        for (ebb__arena_t *a = ebb__arenas.by_nfree[n]; a; a = a->next) {
             uint64_t m = a->free_mask;
             for (unsigned j = 1; j < span; j++)
                 m &= a->free_mask >> j;
@@ -65,9 +65,9 @@ static void test_fullest_arena_first(void **state)
         pools[i] = NULL;
     }
     for (int k = 0; k < 20; k++) {
-        ebb__lock(&ebb__g.arena_lock);
+        ebb__lock(&ebb__arenas.lock);
         unsigned fullest = min_nfree_with_run(1);
-        ebb__unlock(&ebb__g.arena_lock);
+        ebb__unlock(&ebb__arenas.lock);
         ebb__pool_t *p = ebb__arena_take_pool(1, 5);
         assert_non_null(p);
         /* the arena it came from had the fewest free slots before */
@@ -89,11 +89,11 @@ static void test_empty_arenas_unmapped_beyond_spare(void **state)
         pools[i] = ebb__arena_take_pool(1, 7);
         arenas[i] = ebb__arena_of_pool(pools[i]);
     }
-    size_t before = ebb__g.arenas;
+    size_t before = ebb__arenas.count;
     for (int i = 0; i < 3 * 63; i++)
         ebb__arena_release_pool(pools[i]);
-    assert_true(ebb__g.spare_arenas <= EBB_SPARE_ARENAS);
-    assert_true(ebb__g.arenas <= before - 2);
+    assert_true(ebb__arenas.spare <= EBB_SPARE_ARENAS);
+    assert_true(ebb__arenas.count <= before - 2);
     /* unmapped arenas are gone from the ownership map */
     int still = 0;
     for (int i = 0; i < 3 * 63; i++)
@@ -101,7 +101,7 @@ static void test_empty_arenas_unmapped_beyond_spare(void **state)
             still += ebb__arena_of((uintptr_t)arenas[i]) != NULL && arenas[i]->nfree == EBB_SLOTS - 1;
     assert_true(still <= EBB_SPARE_ARENAS);
     ebb_collect(1);
-    assert_int_equal(ebb__g.spare_arenas, 0);
+    assert_int_equal(ebb__arenas.spare, 0);
 }
 
 static void test_map_rejects_foreign_addresses(void **state)
@@ -139,7 +139,7 @@ static void test_arenas_cluster_apart_from_large(void **state)
     uintptr_t lo = UINTPTR_MAX, hi = 0;
     size_t arenas = 0;
     for (unsigned n = 0; n < EBB_SLOTS; n++)
-        for (ebb__arena_t *a = ebb__g.by_nfree[n]; a; a = a->next, arenas++) {
+        for (ebb__arena_t *a = ebb__arenas.by_nfree[n]; a; a = a->next, arenas++) {
             lo = (uintptr_t)a < lo ? (uintptr_t)a : lo;
             hi = (uintptr_t)a > hi ? (uintptr_t)a : hi;
         }

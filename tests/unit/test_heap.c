@@ -7,7 +7,7 @@
 static ebb__heap_t *H(void)
 {
     ebb__ensure_init();
-    return &ebb__g.heaps[0];
+    return &ebb__heaps.heap[0];
 }
 
 static ebb__pool_t *pool_of(void *p)
@@ -75,13 +75,13 @@ static void test_double_free_and_interior_pointer_caught(void **state)
     ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
     void *a[2];
     assert_int_equal(ebb__heap_alloc(h, CLS, a, 2), 2);
-    size_t errors = ebb__g.errors;
+    size_t errors = ebb__misuse.errors;
     void *inner = (char *)a[1] + 64;
     ebb__heap_free(&inner, 1);
-    assert_int_equal(ebb__g.errors, errors + 1);
+    assert_int_equal(ebb__misuse.errors, errors + 1);
     ebb__heap_free(&a[0], 1);
     ebb__heap_free(&a[0], 1);
-    assert_int_equal(ebb__g.errors, errors + 2);
+    assert_int_equal(ebb__misuse.errors, errors + 2);
     ebb__heap_free(&a[1], 1);
     ebb__opt.on_error = saved;
 }

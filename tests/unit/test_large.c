@@ -103,7 +103,8 @@ static void test_foreign_pointer_not_in_table(void **state)
 {
     (void)state;
     int local;
-    assert_int_equal(ebb__large_free(&local), 0);
+    uint32_t tag = 7;
+    assert_int_equal(ebb__large_free(&local, &tag), 0);
     assert_int_equal(ebb__large_usable(&local), 0);
 }
 

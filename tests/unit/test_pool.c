@@ -9,7 +9,7 @@ static ebb__pool_t *new_pool(unsigned cls)
     ebb__ensure_init();
     ebb__pool_t *p = ebb__arena_take_pool(ebb__classes[cls].span, cls);
     assert_non_null(p);
-    ebb__pool_format(p, &ebb__g.heaps[0], cls);
+    ebb__pool_format(p, &ebb__heaps.heap[0], cls);
     return p;
 }
 
@@ -27,8 +27,8 @@ static void test_takes_lowest_address_first(void **state)
     uint32_t i1, i2;
     assert_true(ebb__pool_block_index(p, (uintptr_t)b[70], &i1));
     assert_true(ebb__pool_block_index(p, (uintptr_t)b[30], &i2));
-    ebb__pool_put(p, i1);
-    ebb__pool_put(p, i2);
+    unit_pool_put(p, i1);
+    unit_pool_put(p, i2);
     assert_true(ebb__pool_is_free(p, i1));
     void *again[2];
     assert_int_equal(ebb__pool_take(p, again, 2), 2);
@@ -66,7 +66,7 @@ static void test_fills_to_capacity_exactly(void **state)
         for (uint32_t i = 0; i < n; i++) {
             uint32_t idx;
             assert_true(ebb__pool_block_index(p, (uintptr_t)b[i], &idx));
-            ebb__pool_put(p, idx);
+            unit_pool_put(p, idx);
         }
         assert_int_equal(p->used, 0);
         ebb__os_unmap(b, n * sizeof(void *) + 4096);
@@ -86,7 +86,7 @@ static void test_bookkeeping_survives_purge(void **state)
     for (int i = 4 * 256; i < 12 * 256; i++) {
         uint32_t idx;
         assert_true(ebb__pool_block_index(p, (uintptr_t)b[i], &idx));
-        ebb__pool_put(p, idx);
+        unit_pool_put(p, idx);
     }
     ebb__os_purge(p->start + 4 * 4096, 8 * 4096);
     void *again[8 * 256];

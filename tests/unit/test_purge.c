@@ -25,7 +25,7 @@ static ebb__pool_t *clean_pool(unsigned cls)
     ebb_collect(1);
     ebb__pool_t *p = ebb__arena_take_pool(ebb__classes[cls].span, cls);
     assert_non_null(p);
-    ebb__pool_format(p, &ebb__g.heaps[0], cls);
+    ebb__pool_format(p, &ebb__heaps.heap[0], cls);
     for (unsigned s = 0; s < p->span; s++)
         assert_int_equal(ebb__arena_of_pool(p)->dirty[p->head_slot + s], 0);
     return p;
@@ -45,13 +45,13 @@ static int resident(const void *page)
 
 static size_t clean_now(void)
 {
-    return atomic_load(&ebb__g.clean_pages);
+    return atomic_load(&ebb__ledger.clean_pages);
 }
 
 static void put_range(ebb__pool_t *p, uint32_t first, uint32_t last)
 {
     for (uint32_t i = first; i <= last; i++)
-        ebb__pool_put(p, i);
+        unit_pool_put(p, i);
 }
 
 static void test_take_marks_exactly_the_pages_touched(void **state)
@@ -80,14 +80,14 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
     assert_int_equal(ebb__pool_take(p, b, 1024), 1024);
     for (int i = 0; i < 1024; i++)
         memset(b[i], (i & 0x7f) + 1, 64);
-    size_t clean = clean_now(), purged = atomic_load(&ebb__g.purged);
+    size_t clean = clean_now(), purged = atomic_load(&ebb__ledger.purged);
     put_range(p, 128, 255); /* pages 2 and 3 whole */
     put_range(p, 320, 351); /* half of page 5 */
     put_range(p, 511, 512); /* one block either side of the page 7/8 border */
     assert_int_equal(ebb__pool_purge(p, 1), 2);
     assert_int_equal(dirty_of(p), 0xffff & ~0x000c);
     assert_int_equal(clean_now(), clean + 2);
-    assert_int_equal(atomic_load(&ebb__g.purged), purged + 2 * 4096);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 2 * 4096);
     assert_false(resident(b[128]));
     assert_false(resident(b[255]));
     assert_true(resident(b[352]));
@@ -108,7 +108,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
     assert_int_equal(dirty_of(p), 0xffff);
     for (uint32_t i = 0; i < 1024; i++)
         if (!ebb__pool_is_free(p, i))
-            ebb__pool_put(p, i);
+            unit_pool_put(p, i);
     assert_int_equal(ebb__pool_purge(p, 1), 16);
     assert_int_equal(dirty_of(p), 0);
     ebb__arena_release_pool(p);
@@ -125,7 +125,7 @@ static void test_blocks_larger_than_a_page(void **state)
     assert_int_equal(n, c->blocks);
     for (unsigned i = 0; i < n; i++)
         memset(b[i], 0x5a, c->size);
-    ebb__pool_put(p, 1); /* the second block: its pages except any it shares */
+    unit_pool_put(p, 1); /* the second block: its pages except any it shares */
     size_t lo = c->size, hi = 2 * (size_t)c->size; /* its byte range [lo, hi) */
     size_t whole = (hi >> 12) - ((lo + 4095) >> 12); /* pages it covers alone */
     assert_int_equal(ebb__pool_purge(p, 1), whole);
@@ -135,7 +135,7 @@ static void test_blocks_larger_than_a_page(void **state)
     assert_int_equal(((unsigned char *)b[2])[0], 0x5a);
     for (uint32_t i = 0; i < c->blocks; i++)
         if (i != 1)
-            ebb__pool_put(p, i);
+            unit_pool_put(p, i);
     ebb__pool_purge(p, 1);
     ebb__arena_release_pool(p);
 }
@@ -146,11 +146,11 @@ static void test_blocks_larger_than_a_page(void **state)
  * test framework shares its pools; NULL when there is only one heap. */
 static ebb__heap_t *quiet_heap(void)
 {
-    /* The real cache: ebb__tc may be the poked placeholder (no heap). */
-    ebb__heap_t *mine = ebb__tcache_get_slow()->heap;
-    for (unsigned h = 0; h < ebb__g.nheaps; h++)
-        if (&ebb__g.heaps[h] != mine)
-            return &ebb__g.heaps[h];
+    /* The real cache: ebb__self may be the poked placeholder (no heap). */
+    ebb__heap_t *mine = ebb__thread_get_slow()->heap;
+    for (unsigned h = 0; h < ebb__heaps.n; h++)
+        if (&ebb__heaps.heap[h] != mine)
+            return &ebb__heaps.heap[h];
     return NULL;
 }
 
@@ -188,14 +188,14 @@ static void test_freed_pool_is_listed_and_purged_when_due(void **state)
     assert_non_null(p);
     assert_true(p->listed);
     uint32_t now = ebb__os_now_ms();
-    size_t purged = atomic_load(&ebb__g.purged);
+    size_t purged = atomic_load(&ebb__ledger.purged);
     /* Not due yet: nothing purged, and the pass says when it will be. */
     uint32_t left = ebb__heap_purge(now, DELAY);
     assert_true(left <= DELAY && left >= DELAY - 1000);
-    assert_int_equal(atomic_load(&ebb__g.purged), purged);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
     /* Due: the free pages go, the pool leaves the list, live blocks stay. */
     assert_int_equal(ebb__heap_purge(now + DELAY, DELAY), UINT32_MAX);
-    assert_int_equal(atomic_load(&ebb__g.purged), purged + 8 * 4096);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 8 * 4096);
     assert_null(b->purge_head);
     assert_false(p->listed);
     for (int i = 512; i < 1024; i++)
@@ -220,17 +220,17 @@ static void test_idle_blocks_are_due_at_once(void **state)
     ebb__pool_t *p = b->purge_head;
     assert_non_null(p);
     assert_ptr_equal(p->start, (uint8_t *)blk[0]);
-    size_t purged = atomic_load(&ebb__g.purged);
+    size_t purged = atomic_load(&ebb__ledger.purged);
     uint32_t now = ebb__os_now_ms();
     uint32_t left = ebb__heap_purge(now, DELAY);
-    assert_int_equal(atomic_load(&ebb__g.purged), purged + 8 * 4096);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 8 * 4096);
     assert_false(p->listed);
     assert_true(left > 0 && left <= DELAY); /* the other pool still waits */
     for (int i = 512; i < 1024; i++)
         assert_int_equal(((unsigned char *)blk[i])[0], 5);
-    purged = atomic_load(&ebb__g.purged);
+    purged = atomic_load(&ebb__ledger.purged);
     ebb__heap_free_idle(blk + 512, 512); /* the pool empties: purged, released */
-    assert_true(atomic_load(&ebb__g.purged) > purged);
+    assert_true(atomic_load(&ebb__ledger.purged) > purged);
     ebb__heap_free(blk + 1040, 1008);
     ebb_collect(1);
 }
@@ -250,13 +250,13 @@ static void test_few_free_pages_wait_for_the_longest_wait(void **state)
     ebb__pool_t *p = b->purge_head;
     assert_non_null(p);
     uint32_t t0 = p->listed_at;
-    size_t purged = atomic_load(&ebb__g.purged);
+    size_t purged = atomic_load(&ebb__ledger.purged);
     ebb__heap_purge(t0 + DELAY, DELAY); /* quiet for the delay: not worth it */
-    assert_int_equal(atomic_load(&ebb__g.purged), purged);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
     assert_true(p->listed);
     assert_int_equal(p->listed_at, t0);
     ebb__heap_purge(t0 + DELAY * EBB_PURGE_MAX_DELAYS, DELAY); /* longest wait */
-    assert_int_equal(atomic_load(&ebb__g.purged), purged + 2 * 4096);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 2 * 4096);
     assert_false(p->listed);
     for (int i = 128; i < 1024; i++)
         assert_int_equal(((unsigned char *)blk[i])[0], 9);
@@ -365,20 +365,24 @@ static void test_inline_fallback_purges_on_activity(void **state)
 {
     (void)state;
     QUIET_HEAP(h);
-    int saved_state = atomic_load(&ebb__g.purger);
-    atomic_store(&ebb__g.purger, EBB_PURGER_INLINE);
+    int saved_state = atomic_load(&ebb__purger_state);
+    atomic_store(&ebb__purger_state, EBB_PURGER_INLINE);
     ebb__opt.purge_delay = 20;
     static void *blk[2048];
     take_filled(h, blk, 2048, 3);
-    size_t purged = atomic_load(&ebb__g.purged);
-    ebb__heap_free(blk, 256); /* pool A listed; its kick finds nothing due */
-    assert_int_equal(atomic_load(&ebb__g.purged), purged);
+    size_t purged = atomic_load(&ebb__ledger.purged);
+    ebb__heap_free(blk, 256); /* pool A listed, a kick owed */
+    assert_true(ebb__purge_owed);
+    ebb__purge_owed_kick(); /* as the front does: it finds nothing due */
+    assert_false(ebb__purge_owed);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
     struct timespec ts = { 0, 60 * 1000000L };
     nanosleep(&ts, NULL);
     ebb__heap_free(blk + 1024, 256); /* pool B listed; its kick purges A */
-    assert_int_equal(atomic_load(&ebb__g.purged), purged + 4 * 4096);
+    ebb__purge_owed_kick();
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 4 * 4096);
     ebb__opt.purge_delay = DELAY;
-    atomic_store(&ebb__g.purger, saved_state);
+    atomic_store(&ebb__purger_state, saved_state);
     ebb__heap_free(blk + 256, 768);
     ebb__heap_free(blk + 1280, 768);
     ebb_collect(1);

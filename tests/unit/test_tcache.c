@@ -4,7 +4,7 @@
 
 #include <pthread.h>
 
-static size_t cached_in(ebb__tcache_t *tc, unsigned cls)
+static size_t cached_in(ebb__thread_t *tc, unsigned cls)
 {
     return (size_t)(tc->bin[cls].top - tc->bin[cls].low);
 }
@@ -14,8 +14,8 @@ static void test_refill_takes_half(void **state)
     (void)state;
     unsigned cls = 9; /* 160 bytes */
     void *p = ebb_malloc(160);
-    ebb__tcache_t *tc = ebb__tc;
-    assert_ptr_not_equal(tc, &ebb__tcache_unset);
+    ebb__thread_t *tc = ebb__self;
+    assert_ptr_not_equal(tc, &ebb__thread_unset);
     ebb__tcache_flush_all(tc);
     void *q = ebb_malloc(150);
     unsigned cap = ebb__classes[cls].tcache_cap;
@@ -29,11 +29,11 @@ static void test_flush_keeps_newest_half(void **state)
     (void)state;
     unsigned cls = 2; /* 48 bytes */
     unsigned cap = ebb__classes[cls].tcache_cap;
-    ebb__tcache_t *tc;
+    ebb__thread_t *tc;
     static void *b[512];
     for (unsigned i = 0; i < cap + 1; i++)
         b[i] = ebb_malloc(48);
-    tc = ebb__tc;
+    tc = ebb__self;
     ebb__tcache_flush_all(tc);
     for (unsigned i = 0; i < cap; i++)
         ebb_free(b[i]);
@@ -100,21 +100,21 @@ static void test_thread_churn_recycles_caches(void **state)
     pthread_t t;
     pthread_create(&t, NULL, touch, NULL);
     pthread_join(t, NULL);
-    size_t bytes = ebb__g.tcache_bytes;
-    size_t threads = ebb__g.nthreads;
+    size_t bytes = ebb__threads.bytes;
+    size_t threads = ebb__threads.count;
     for (int i = 0; i < 200; i++) {
         pthread_create(&t, NULL, touch, NULL);
         pthread_join(t, NULL);
     }
-    assert_int_equal(ebb__g.tcache_bytes, bytes);
-    assert_int_equal(ebb__g.nthreads, threads);
+    assert_int_equal(ebb__threads.bytes, bytes);
+    assert_int_equal(ebb__threads.count, threads);
 }
 
 static void test_threads_spread_over_bounded_heaps(void **state)
 {
     (void)state;
-    assert_true(ebb__g.nheaps >= 1 && ebb__g.nheaps <= EBB_MAX_HEAPS);
-    assert_true(ebb__g.nheaps <= ebb__os_cpu_count());
+    assert_true(ebb__heaps.n >= 1 && ebb__heaps.n <= EBB_MAX_HEAPS);
+    assert_true(ebb__heaps.n <= ebb__os_cpu_count());
 }
 
 static int quiet_setup(void **state)

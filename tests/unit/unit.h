@@ -18,6 +18,14 @@ static inline int unit_teardown_check(void **state)
     return 0;
 }
 
+/* Give block idx of pool p back, as a thread cache's flush does (the pool's
+ * bin lock held, or the pool private to the test). */
+static inline void unit_pool_put(ebb__pool_t *p, uint32_t idx)
+{
+    void *blk = p->start + (size_t)idx * ebb__classes[p->cls].size;
+    assert_int_equal(ebb__pool_put_run(p, &blk, 1), 1);
+}
+
 /* Keep the background purger from acting while a test inspects exact cache
  * and pool contents: a delay no test outlives, and a poke stamped now, so
  * no thread is asked to flush its cache in the middle of a test (a poke
@@ -27,7 +35,7 @@ static inline void unit_quiet_purger(void)
 {
     ebb__ensure_init();
     ebb__opt.purge_delay = UNIT_QUIET_DELAY;
-    atomic_store(&ebb__g.poked_at, ebb__os_now_ms());
+    atomic_store(&ebb__purge_poked_at, ebb__os_now_ms());
 }
 
 /* Unit tests count exact bytes per layer; the heap profiler would add its

@@ -1,9 +1,12 @@
 /*
- * tcache.c -- per-thread caches: the lock-free fast path.
+ * thread.c -- what ebb keeps per thread: its cache of free blocks (the
+ * lock-free fast path) and the heap profiler's countdown.
  *
- * Owns: each thread's stacks of free blocks (one per cached size class), the
- * registry of all caches, and their lifecycle (made on a thread's first
- * allocation, flushed and recycled when it exits, reclaimed in a fork child).
+ * Owns: each thread's state (ebb__thread_t: a stack of free blocks per
+ * cached size class, and the sampler's countdown beside them, since
+ * malloc's fast path touches both through one pointer), the registry of all
+ * of them, and their lifecycle (made on a thread's first allocation, by the
+ * front, flushed and recycled when it exits, reclaimed in a fork child).
  *
  * malloc pops and free pushes on the calling thread's stack for the class:
  * a load, a compare and a store, no lock, no atomic.  A free from another
@@ -20,24 +23,27 @@
  *
  * The thread-local pointer starts at a placeholder cache of zero capacity, so
  * the fast paths never test for NULL: the first push or pop fails over to the
- * slow path, which makes the real cache.  Thread exit is detected through the
- * C library's thread-exit destructor list (no pthread key, whose setter may
- * allocate); after it runs the thread uses the `bypass` placeholder and goes
+ * slow path, where the front makes the real cache (ebb__thread_create).
+ * Thread exit is detected through the C library's thread-exit destructor
+ * list (no pthread key, whose setter may allocate), which runs the hook the
+ * front gave (it calls ebb__thread_exit, then acts on what the flush
+ * recorded); after it the thread uses the `bypass` placeholder and goes
  * straight to its heap.
  */
 #include "internal.h"
 
 #include <string.h>
 
-EBB_HIDDEN ebb__tcache_t ebb__tcache_unset, ebb__tcache_bypass, ebb__tcache_poked;
-EBB_HIDDEN __thread _Atomic(ebb__tcache_t *) ebb__tc __attribute__((tls_model("initial-exec"))) =
-    &ebb__tcache_unset;
-/* The thread's own cache, while ebb__tc may be `poked`. */
-static __thread ebb__tcache_t *tc_own __attribute__((tls_model("initial-exec")));
+EBB_HIDDEN ebb__thread_registry_t ebb__threads = { .lock = EBB_LOCK_INIT };
+EBB_HIDDEN ebb__thread_t ebb__thread_unset, ebb__thread_bypass, ebb__thread_poked;
+EBB_HIDDEN __thread _Atomic(ebb__thread_t *) ebb__self __attribute__((tls_model("initial-exec"))) =
+    &ebb__thread_unset;
+/* The thread's own cache, while ebb__self may be `poked`. */
+static __thread ebb__thread_t *tc_own __attribute__((tls_model("initial-exec")));
 
-static void tc_set(ebb__tcache_t *tc)
+static void tc_set(ebb__thread_t *tc)
 {
-    atomic_store_explicit(&ebb__tc, tc, memory_order_relaxed);
+    atomic_store_explicit(&ebb__self, tc, memory_order_relaxed);
 }
 
 static size_t tcache_entry_count(void)
@@ -50,12 +56,12 @@ static size_t tcache_entry_count(void)
 
 static size_t tcache_map_size(void)
 {
-    size_t bytes = sizeof(ebb__tcache_t) + tcache_entry_count() * sizeof(void *);
+    size_t bytes = sizeof(ebb__thread_t) + tcache_entry_count() * sizeof(void *);
     size_t page = ebb__os_page_size();
     return (bytes + page - 1) & ~(page - 1);
 }
 
-static void tcache_layout(ebb__tcache_t *tc)
+static void tcache_layout(ebb__thread_t *tc)
 {
     void **e = tc->entries;
     for (unsigned c = 0; c < EBB_CLASSES; c++) {
@@ -67,58 +73,58 @@ static void tcache_layout(ebb__tcache_t *tc)
     }
 }
 
-static void registry_link(ebb__tcache_t *tc)
+static void registry_link(ebb__thread_t *tc)
 {
     tc->prev = NULL;
-    tc->next = ebb__g.threads;
+    tc->next = ebb__threads.active;
     if (tc->next)
         tc->next->prev = tc;
-    ebb__g.threads = tc;
-    ebb__g.nthreads++;
+    ebb__threads.active = tc;
+    ebb__threads.count++;
 }
 
-static void registry_unlink(ebb__tcache_t *tc)
+static void registry_unlink(ebb__thread_t *tc)
 {
     if (tc->prev)
         tc->prev->next = tc->next;
     else
-        ebb__g.threads = tc->next;
+        ebb__threads.active = tc->next;
     if (tc->next)
         tc->next->prev = tc->prev;
-    ebb__g.nthreads--;
+    ebb__threads.count--;
 }
 
 /* Registry lock held. */
-static ebb__tcache_t *tcache_new(void)
+static ebb__thread_t *tcache_new(void)
 {
-    ebb__tcache_t *tc = ebb__g.free_tcaches;
+    ebb__thread_t *tc = ebb__threads.free;
     if (tc) {
-        ebb__g.free_tcaches = tc->next;
+        ebb__threads.free = tc->next;
     } else {
         size_t size = tcache_map_size();
         tc = ebb__os_map(size);
         if (tc == NULL)
             return NULL;
         tc->map_size = size;
-        ebb__g.tcache_bytes += size;
+        ebb__threads.bytes += size;
         ebb__mapped_add(size);
     }
     tcache_layout(tc);
     tc->heap = ebb__heap_pick();
-    tc->tls_slot = &ebb__tc;
+    tc->tls_slot = &ebb__self;
     tc->state = EBB_TC_ACTIVE;
     registry_link(tc);
     return tc;
 }
 
 /* Registry lock held; the cache must be empty. */
-static void tcache_retire(ebb__tcache_t *tc)
+static void tcache_retire(ebb__thread_t *tc)
 {
     registry_unlink(tc);
     tc->state = EBB_TC_FREE;
-    tc->next = ebb__g.free_tcaches;
+    tc->next = ebb__threads.free;
     tc->prev = NULL;
-    ebb__g.free_tcaches = tc;
+    ebb__threads.free = tc;
 }
 
 /* A fork may snapshot this thread between any two of its stores.  So blocks
@@ -144,26 +150,26 @@ static void empty_stack(ebb__tbin_t *b, int idle)
         ebb__heap_free(b->low, n);
 }
 
-void ebb__tcache_flush_all(ebb__tcache_t *tc)
+void ebb__tcache_flush_all(ebb__thread_t *tc)
 {
     for (unsigned c = 0; c < EBB_CLASSES; c++)
         empty_stack(&tc->bin[c], 0);
 }
 
-static void tcache_thread_exit(void *arg)
+void ebb__thread_exit(void *arg)
 {
-    ebb__tcache_t *tc = arg;
+    ebb__thread_t *tc = arg;
     /* Later destructors of this thread may still allocate: they bypass.
      * Under the registry lock, so no poke lands after this store. */
-    ebb__lock(&ebb__g.registry_lock);
+    ebb__lock(&ebb__threads.lock);
     tc->state = EBB_TC_EXITING;
-    tc_set(&ebb__tcache_bypass);
+    tc_set(&ebb__thread_bypass);
     tc_own = NULL;
-    ebb__unlock(&ebb__g.registry_lock);
+    ebb__unlock(&ebb__threads.lock);
     ebb__tcache_flush_all(tc);
-    ebb__lock(&ebb__g.registry_lock);
+    ebb__lock(&ebb__threads.lock);
     tcache_retire(tc);
-    ebb__unlock(&ebb__g.registry_lock);
+    ebb__unlock(&ebb__threads.lock);
 }
 
 /*
@@ -173,7 +179,7 @@ static void tcache_thread_exit(void *arg)
  * bench/rss scenario 1 at scale 0.1 once everything else was purged.  Only
  * the owner may touch its stacks (the fast paths take no lock), so the
  * purger cannot take the blocks; it asks instead, by pointing the thread's
- * ebb__tc at `poked`, a placeholder with no capacity.  The thread's next
+ * ebb__self at `poked`, a placeholder with no capacity.  The thread's next
  * malloc or free then misses its fast path, and the slow path gives every
  * cached block back and restores the cache; an in-flight fast path that
  * loaded the old pointer just completes on the real cache.  The blocks go
@@ -183,16 +189,16 @@ static void tcache_thread_exit(void *arg)
  * thread that never calls the allocator again keeps its cache (bounded:
  * EBB_TCACHE_CLASS_BYTES per class).
  */
-unsigned ebb__tcache_poke_all(void)
+unsigned ebb__thread_poke_all(void)
 {
     unsigned n = 0;
-    ebb__lock(&ebb__g.registry_lock);
-    for (ebb__tcache_t *tc = ebb__g.threads; tc; tc = tc->next)
+    ebb__lock(&ebb__threads.lock);
+    for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next)
         if (tc->state == EBB_TC_ACTIVE) {
-            atomic_store_explicit(tc->tls_slot, &ebb__tcache_poked, memory_order_relaxed);
+            atomic_store_explicit(tc->tls_slot, &ebb__thread_poked, memory_order_relaxed);
             n++;
         }
-    ebb__unlock(&ebb__g.registry_lock);
+    ebb__unlock(&ebb__threads.lock);
     return n;
 }
 
@@ -201,7 +207,7 @@ unsigned ebb__tcache_poke_all(void)
  * idle: they go home as idle, so their pools are purged at the next pass
  * instead of a delay later (bench/rss scenario 2: the tail of pages pinned
  * by a teardown's cache went back at about 250 ms instead of 350). */
-static void flush_for_poke(ebb__tcache_t *tc)
+static void flush_for_poke(ebb__thread_t *tc)
 {
     for (unsigned c = 0; c < EBB_CLASSES; c++) {
         ebb__tbin_t *b = &tc->bin[c];
@@ -210,11 +216,11 @@ static void flush_for_poke(ebb__tcache_t *tc)
     }
 }
 
-static ebb__tcache_t *answer_poke(void)
+static ebb__thread_t *answer_poke(void)
 {
-    ebb__tcache_t *tc = tc_own;
+    ebb__thread_t *tc = tc_own;
     if (tc == NULL) { /* poked while making its cache: carry on bypassing */
-        tc_set(&ebb__tcache_bypass);
+        tc_set(&ebb__thread_bypass);
         return NULL;
     }
     tc_set(tc);
@@ -222,31 +228,34 @@ static ebb__tcache_t *answer_poke(void)
     return tc;
 }
 
-/* This thread's cache, made on first use; NULL means go to the heap. */
-ebb__tcache_t *ebb__tcache_get_slow(void)
+/* This thread's state if it has a cache; NULL if it has none (yet). */
+ebb__thread_t *ebb__thread_get_slow(void)
 {
-    ebb__tcache_t *tc = ebb__tc_get();
-    if (tc == &ebb__tcache_poked)
+    ebb__thread_t *tc = ebb__self_get();
+    if (tc == &ebb__thread_poked)
         return answer_poke();
-    if (tc != &ebb__tcache_unset)
-        return tc == &ebb__tcache_bypass ? NULL : tc;
+    return tc == &ebb__thread_bypass || tc == &ebb__thread_unset ? NULL : tc;
+}
+
+ebb__thread_t *ebb__thread_create(void (*on_exit)(void *))
+{
     ebb__ensure_init();
     /* Until the cache is ready, and for good if it cannot be had, this
      * thread goes straight to a heap; registering the exit hook below
      * allocates, and that allocation must not recurse into here. */
-    tc_set(&ebb__tcache_bypass);
+    tc_set(&ebb__thread_bypass);
     if (!ebb__opt.tcache)
         return NULL;
-    ebb__lock(&ebb__g.registry_lock);
-    tc = tcache_new();
-    ebb__unlock(&ebb__g.registry_lock);
+    ebb__lock(&ebb__threads.lock);
+    ebb__thread_t *tc = tcache_new();
+    ebb__unlock(&ebb__threads.lock);
     if (tc == NULL)
         return NULL;
-    if (ebb__os_on_thread_exit(tcache_thread_exit, tc) != 0) {
+    if (ebb__os_on_thread_exit(on_exit, tc) != 0) {
         /* Without an exit hook the cache would strand its blocks. */
-        ebb__lock(&ebb__g.registry_lock);
+        ebb__lock(&ebb__threads.lock);
         tcache_retire(tc);
-        ebb__unlock(&ebb__g.registry_lock);
+        ebb__unlock(&ebb__threads.lock);
         return NULL;
     }
     tc_own = tc;
@@ -254,7 +263,7 @@ ebb__tcache_t *ebb__tcache_get_slow(void)
     return tc;
 }
 
-void *ebb__tcache_refill_pop(ebb__tcache_t *tc, unsigned cls)
+void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
 {
     ebb__tbin_t *b = &tc->bin[cls];
     ebb__assert(b->top == b->low);
@@ -274,7 +283,7 @@ void *ebb__tcache_refill_pop(ebb__tcache_t *tc, unsigned cls)
     return *b->top;
 }
 
-void ebb__tcache_flush_push(ebb__tcache_t *tc, unsigned cls, void *blk)
+void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
 {
     ebb__tbin_t *b = &tc->bin[cls];
     unsigned n = (unsigned)(b->top - b->low);
@@ -294,17 +303,71 @@ void ebb__tcache_flush_push(ebb__tcache_t *tc, unsigned cls, void *blk)
         ebb__heap_free(&blk, 1); /* a class with no capacity */
 }
 
+/* ------------------------------------------------ fork, statistics, flags */
+
 /* In a fork child only this thread exists: the other threads' caches hold
- * blocks nobody will free; give them back to their heaps. */
-void ebb__tcache_fork_child(void)
+ * blocks nobody will free; give them back to their heaps (the bin and arena
+ * locks, later in the lock order, were made usable first). */
+static void registry_fork_child(void)
 {
-    ebb__tcache_t *tc = ebb__g.threads;
+    ebb__lock_reset(&ebb__threads.lock);
+    ebb__lock(&ebb__threads.lock);
+    ebb__thread_t *tc = ebb__threads.active;
     while (tc) {
-        ebb__tcache_t *next = tc->next;
+        ebb__thread_t *next = tc->next;
         if (tc != tc_own) {
             ebb__tcache_flush_all(tc);
             tcache_retire(tc);
         }
         tc = next;
     }
+    ebb__unlock(&ebb__threads.lock);
+}
+
+static void lock_registry(void)
+{
+    ebb__lock(&ebb__threads.lock);
+}
+
+static void unlock_registry(void)
+{
+    ebb__unlock(&ebb__threads.lock);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__thread_locks = { "thread registry", lock_registry,
+                                                       unlock_registry, registry_fork_child, 0 };
+
+void ebb__thread_stats(ebb_stats_t *s)
+{
+    ebb__lock(&ebb__threads.lock);
+    for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next)
+        for (unsigned c = 0; c < EBB_CLASSES; c++)
+            s->small_cached += (size_t)(tc->bin[c].top - tc->bin[c].low) * ebb__classes[c].size;
+    s->threads = ebb__threads.count;
+    s->mapped_meta += ebb__threads.bytes;
+    ebb__unlock(&ebb__threads.lock);
+}
+
+/* The sampler's countdown of a thread without a cache (it goes straight to
+ * a heap: EBB_TCACHE=0, or after its cache was torn down). */
+static __thread ebb__sample_counter_t spare_counter __attribute__((tls_model("initial-exec")));
+
+ebb__sample_counter_t *ebb__thread_sample_counter(void)
+{
+    ebb__thread_t *tc = ebb__thread_get_slow();
+    return tc ? &tc->sample : &spare_counter;
+}
+
+/* ebb's own threads (the purger, the pressure watcher, the reporter) never
+ * run the program's pressure callbacks. */
+static __thread int internal __attribute__((tls_model("initial-exec")));
+
+void ebb__thread_mark_internal(void)
+{
+    internal = 1;
+}
+
+int ebb__thread_is_internal(void)
+{
+    return internal;
 }

@@ -1,0 +1,62 @@
+/*
+ * process.c -- the process around ebb: whether ebb may start threads yet,
+ * and every lock ebb has, in one list.
+ *
+ * Owns: ebb__threads_allowed and the list of lock sets.
+ *
+ * Threads.  ebb's own threads (the purger, the pressure watcher, the
+ * reporter) start on slow paths, never before ebb's constructor ran: the
+ * first allocations come from the dynamic loader and other constructors,
+ * before the program could start a thread of its own.  The constructor
+ * (front/init.c) sets the flag; the modules that start threads read it.
+ *
+ * Locks.  fork() must find no lock of ebb's held by another thread, or the
+ * child, which has only the forking thread, could never take it again; and
+ * ebb_check() must see every structure at rest.  Both take every lock, in
+ * one order.  Each module that has locks describes them as a lock set
+ * (lock all, unlock all, what a fork child redoes); front/init.c registers
+ * the sets at start-up in the lock order, and this list is the only place
+ * that order is written down as code.  A set may also carry only a child
+ * handler (a module with a thread or open files that a child must drop).
+ * Registration happens once, single-threaded, inside start-up.
+ */
+#include "internal.h"
+
+EBB_HIDDEN _Atomic int ebb__threads_allowed;
+
+/* Modules with locks or fork duties: a dozen; room for a few more. */
+#define MAX_LOCKSETS 24
+
+static const ebb__lockset_t *sets[MAX_LOCKSETS];
+static unsigned nsets;
+
+void ebb__locksets_register(const ebb__lockset_t *set)
+{
+    for (unsigned i = 0; i < nsets; i++)
+        if (sets[i] == set)
+            return;
+    ebb__assert(nsets < MAX_LOCKSETS);
+    if (nsets < MAX_LOCKSETS)
+        sets[nsets++] = set;
+}
+
+void ebb__lock_everything(int for_fork)
+{
+    for (unsigned i = 0; i < nsets; i++)
+        if (sets[i]->lock && (for_fork || !sets[i]->fork_only))
+            sets[i]->lock();
+}
+
+void ebb__unlock_everything(int for_fork)
+{
+    for (unsigned i = nsets; i-- > 0;)
+        if (sets[i]->unlock && (for_fork || !sets[i]->fork_only))
+            sets[i]->unlock();
+}
+
+void ebb__locksets_fork_child(void)
+{
+    for (unsigned i = nsets; i-- > 0;)
+        if (sets[i]->child)
+            sets[i]->child();
+}

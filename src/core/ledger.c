@@ -1,0 +1,83 @@
+/*
+ * ledger.c -- what ebb holds, in bytes: the counters the mechanism keeps and
+ * every other layer reads.
+ *
+ * Owns: `mapped` (address space ebb has mapped, with its peak), the count of
+ * arena pages known not to be resident (`clean_pages`), and so `committed`
+ * (mapped less clean pages: ebb's estimate of its resident memory, with its
+ * peak); what was purged (bytes and calls); the one place that asks the OS to
+ * purge pages; and the record that purgeable memory appeared.
+ *
+ * Why a module of its own.  The mechanism (arenas, pools, heaps, large
+ * blocks) must say what it did without knowing who cares: the limit wants
+ * committed, the purge policy wants to hear that something can be given back,
+ * statistics want everything.  So the mechanism records facts here and
+ * returns; the policy and the statistics above read them.  Nothing here calls
+ * upward.
+ *
+ * committed follows RSS at page granularity: pool pages are marked dirty
+ * when a block on them is handed out (pool.c) and clean when purged, so it
+ * over-counts only untouched parts of large blocks and arena headers, and
+ * pages purged with MADV_FREE, which stay resident until the kernel wants
+ * them.  All counters are updated with relaxed atomics on slow paths, never
+ * on the fast paths.
+ *
+ * "Purgeable memory appeared" (ebb__purge_announce) bumps a counter, read by
+ * the purger thread before it decides to end (front/purger.c), and marks the
+ * announcing thread as owing a kick: whoever drove that thread into the
+ * mechanism (a slow path of malloc or free, a thread's exit) starts the
+ * purger on its way out, holding no lock.
+ */
+#include "internal.h"
+
+EBB_HIDDEN ebb__ledger_t ebb__ledger;
+EBB_HIDDEN __thread int ebb__purge_owed __attribute__((tls_model("initial-exec")));
+
+static void raise_peak(_Atomic size_t *peak, size_t now)
+{
+    size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
+    while (now > seen && !atomic_compare_exchange_weak_explicit(peak, &seen, now,
+                                                                memory_order_relaxed,
+                                                                memory_order_relaxed)) {
+    }
+}
+
+size_t ebb__committed_now(void)
+{
+    size_t mapped = atomic_load_explicit(&ebb__ledger.mapped, memory_order_relaxed);
+    size_t clean = atomic_load_explicit(&ebb__ledger.clean_pages, memory_order_relaxed) * EBB_PAGE;
+    return mapped > clean ? mapped - clean : 0;
+}
+
+void ebb__mapped_add(size_t n)
+{
+    size_t now = atomic_fetch_add_explicit(&ebb__ledger.mapped, n, memory_order_relaxed) + n;
+    raise_peak(&ebb__ledger.peak_mapped, now);
+    raise_peak(&ebb__ledger.peak_committed, ebb__committed_now());
+}
+
+void ebb__mapped_sub(size_t n)
+{
+    atomic_fetch_sub_explicit(&ebb__ledger.mapped, n, memory_order_relaxed);
+}
+
+void ebb__pages_dirtied(size_t pages)
+{
+    atomic_fetch_sub_explicit(&ebb__ledger.clean_pages, pages, memory_order_relaxed);
+    raise_peak(&ebb__ledger.peak_committed, ebb__committed_now());
+}
+
+void ebb__pages_cleaned(size_t pages)
+{
+    atomic_fetch_add_explicit(&ebb__ledger.clean_pages, pages, memory_order_relaxed);
+}
+
+void ebb__purge_range(void *p, size_t bytes)
+{
+    if (ebb__opt.purge_lazy)
+        ebb__os_purge_lazy(p, bytes);
+    else
+        ebb__os_purge(p, bytes);
+    atomic_fetch_add_explicit(&ebb__ledger.purged, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ebb__ledger.purges, 1, memory_order_relaxed);
+}

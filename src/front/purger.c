@@ -1,0 +1,133 @@
+/*
+ * purger.c -- the purger thread: the purge policy run on a clock.
+ *
+ * Owns: the purger thread's life (started, running a pass or waiting for the
+ * next to fall due, ended when idle), the fallback when no thread can be
+ * started (passes inline on the slow paths of free), and the black box's
+ * refresh after each pass.
+ *
+ * Why a thread.  Memory must go back even when the thread that freed it is
+ * blocked, idle or gone, and when the whole process is idle: mimalloc and
+ * jemalloc (without its optional background thread) purge only when the
+ * owning thread next calls the allocator, which is why an idle program keeps
+ * its peak there.  The thread:
+ *   - starts on the first free that leaves something to purge, never from a
+ *     constructor or before ebb's own constructor ran, so it cannot start
+ *     before the program's first thread could;
+ *   - sleeps until the earliest item falls due (plus EBB_PURGE_SLACK_MS, so
+ *     nearby deadlines share one wake-up), and ends once nothing waits: an
+ *     idle process has no purger and sees no wake-ups at all;
+ *   - is started again by the next free that leaves something to purge
+ *     after it ended.  The mechanism only records that purgeable memory
+ *     appeared (core/ledger.c: a counter, and a mark on the announcing
+ *     thread); the front, on its way out of the slow path that announced
+ *     and holding no lock, calls ebb__purger_kick, which starts a thread
+ *     when none runs (creating one costs tens of microseconds, once per
+ *     idle-to-busy change).  No system call is ever made on the malloc or
+ *     free fast paths, which never reach this file;
+ *   - never keeps a process alive: a program whose last thread calls
+ *     pthread_exit ends when its threads are gone.  The purger ends when
+ *     idle, and when it finds itself the only thread left (checked before
+ *     every sleep, and it sleeps at most EBB_PURGE_MAX_SLEEP_MS);
+ *   - has every signal blocked, and is not inherited by a fork child (the
+ *     child starts its own when it first needs one).  Fork waits for a pass
+ *     to give back the arena slots it has lent (arena.c's lend lock).
+ * If the thread cannot be started, passes run inline on the slow paths of
+ * free, at most once per delay: memory still goes back, on activity.
+ *
+ * The thread is a driver, like the malloc front: it calls the policy
+ * (policy/purge.c's pass) and the black box (insight/blackbox.c), and
+ * nothing below calls it.
+ */
+#include "internal.h"
+
+EBB_HIDDEN _Atomic int ebb__purger_state; /* EBB_PURGER_* */
+/* ms: the next inline pass, when no thread could be started. */
+static _Atomic uint32_t inline_due;
+
+static void purger_main(void *arg)
+{
+    (void)arg;
+    ebb__thread_mark_internal();
+    for (;;) {
+        unsigned seen = atomic_load_explicit(&ebb__ledger.purge_work, memory_order_seq_cst);
+        uint32_t next = ebb__purge_pass(ebb__os_now_ms(), ebb__opt.purge_delay);
+        ebb__blackbox_tick();
+        if (next == 0)
+            continue; /* more was due than one pass takes per lock hold */
+        if (next != UINT32_MAX) {
+            /* The program's threads are all gone (the last one called
+             * pthread_exit): the process ends as soon as this thread does,
+             * as it would have without ebb; pending purges do not matter. */
+            if (ebb__os_thread_count() == 1)
+                return;
+            /* Nobody wakes a running purger: this is a plain timed sleep,
+             * short enough to notice the above soon. */
+            long sleep = (long)next + EBB_PURGE_SLACK_MS;
+            ebb__os_wait(&ebb__purger_state, EBB_PURGER_RUNNING,
+                         sleep < EBB_PURGE_MAX_SLEEP_MS ? sleep : EBB_PURGE_MAX_SLEEP_MS);
+            continue;
+        }
+        /* Nothing waits: the thread ends (a thread of ebb's must never keep
+         * a process alive that the program is done with), and the next free
+         * that leaves something to purge starts another.  Announce the end,
+         * then look once more: a free that bumped the counter before seeing
+         * NONE is caught here and this thread carries on, unless that free
+         * already started a new one (both sides are sequentially
+         * consistent, so one of them sees the other). */
+        atomic_store_explicit(&ebb__purger_state, EBB_PURGER_NONE, memory_order_seq_cst);
+        if (atomic_load_explicit(&ebb__ledger.purge_work, memory_order_seq_cst) == seen)
+            return;
+        int none = EBB_PURGER_NONE;
+        if (!atomic_compare_exchange_strong_explicit(&ebb__purger_state, &none, EBB_PURGER_RUNNING,
+                                                     memory_order_seq_cst, memory_order_relaxed))
+            return; /* a new purger is on its way */
+    }
+}
+
+/* Without a purger thread: a pass on this slow path, at most once per delay. */
+static void purge_inline(void)
+{
+    uint32_t now = ebb__os_now_ms();
+    uint32_t due = atomic_load_explicit(&inline_due, memory_order_relaxed);
+    if ((int32_t)(now - due) < 0)
+        return;
+    long delay = ebb__opt.purge_delay;
+    if (!atomic_compare_exchange_strong_explicit(&inline_due, &due, now + (uint32_t)delay,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return; /* another thread runs this one */
+    uint32_t next = ebb__purge_pass(now, delay);
+    if (next != UINT32_MAX)
+        atomic_store_explicit(&inline_due, now + next, memory_order_relaxed);
+}
+
+void ebb__purger_kick(void)
+{
+    ebb__purge_owed = 0;
+    if (ebb__purge_when() != EBB_PURGE_LATER)
+        return;
+    int state = atomic_load_explicit(&ebb__purger_state, memory_order_seq_cst);
+    if (state == EBB_PURGER_NONE) {
+        if (!ebb__may_start_threads())
+            return; /* too early: a later free starts it */
+        /* RUNNING before the thread exists: a free meanwhile needs no wake,
+         * the thread's first pass will see its work. */
+        if (!atomic_compare_exchange_strong_explicit(&ebb__purger_state, &state, EBB_PURGER_RUNNING,
+                                                     memory_order_seq_cst, memory_order_relaxed))
+            return;
+        if (ebb__os_thread_start(purger_main, NULL, "ebb-purge") != 0)
+            atomic_store_explicit(&ebb__purger_state, EBB_PURGER_INLINE, memory_order_seq_cst);
+    } else if (state == EBB_PURGER_INLINE) {
+        purge_inline();
+    }
+}
+
+/* The child of a fork has no purger thread; it starts one when it needs it. */
+static void purger_fork_child(void)
+{
+    if (atomic_load_explicit(&ebb__purger_state, memory_order_relaxed) != EBB_PURGER_INLINE)
+        atomic_store_explicit(&ebb__purger_state, EBB_PURGER_NONE, memory_order_relaxed);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__purger_locks = { "purger", NULL, NULL, purger_fork_child, 0 };
+

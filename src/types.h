@@ -1,0 +1,312 @@
+/*
+ * types.h -- the data ebb's layers share: every structure, no functions.
+ *
+ * internal.h declares what each layer does (its verbs) and draws the layers;
+ * this file shows what they work on.  Each field says who guards it: a
+ * lock, "owner only" (one thread), or atomics.  Each structure says which
+ * module owns it; the others read it (statistics, the checker) or go through
+ * the owner's functions.
+ */
+#ifndef EBB_TYPES_H
+#define EBB_TYPES_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../include/ebb.h"
+#include "config.h"
+#include "os/os.h"
+
+#define EBB_HIDDEN __attribute__((visibility("hidden")))
+#define EBB_LIKELY(x) __builtin_expect(!!(x), 1)
+#define EBB_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define EBB_NOINLINE __attribute__((noinline))
+/* A function of one file that another file's hot loop calls: inlined
+ * there in the one-unit build (src/ebb.c), called where it is compiled
+ * apart (the layer check). */
+#define EBB_INLINE_ACROSS __attribute__((always_inline)) inline
+/* Functions that may be on the stack between a program's allocation call
+ * and the sampler's backtrace live in one section, so the sampler can drop
+ * ebb's own frames by address, whatever the compiler inlined. */
+#define EBB_ENTRY __attribute__((section("ebb_entry")))
+
+#define EBB_NO_CLASS 255u
+
+typedef struct ebb__arena_s ebb__arena_t;
+typedef struct ebb__pool_s ebb__pool_t;
+typedef struct ebb__heap_s ebb__heap_t;
+typedef struct ebb__thread_s ebb__thread_t;
+
+/* ============================================================== base */
+
+/* Longest text an option holds (a path), NUL included. */
+#define EBB_OPTION_PATH_MAX 256
+
+/* The values of the EBB_* options (base/options_table.h has each one's
+ * default and meaning); base/options.c reads them once into ebb__opt, and
+ * nothing writes them after (but unit tests). */
+typedef struct {
+    unsigned heaps;          /* EBB_HEAPS: 0 = one per CPU */
+    int tcache;              /* EBB_TCACHE: 0 disables thread caches */
+    size_t large_cache;      /* EBB_LARGE_CACHE: bytes of freed large blocks kept */
+    int on_error;            /* EBB_ON_ERROR: EBB_ON_ERROR_* */
+    int verbose;             /* EBB_VERBOSE */
+    long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
+    int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
+    size_t limit;            /* EBB_LIMIT: bytes, 0 none */
+    unsigned limit_percent;  /* EBB_LIMIT=N% or auto (100): share of the
+                              * effective limit; 0 when given in bytes */
+    unsigned limit_soft;     /* EBB_LIMIT_SOFT: soft level, percent of the limit */
+    int limit_psi;           /* EBB_LIMIT_PSI: 1 listen to the kernel, 0 not,
+                              * -1 unset (listen if it can, quietly) */
+    int report_off;          /* EBB_REPORT=off */
+    int report_json;         /* EBB_REPORT_FORMAT=json, or a path ending .json */
+    int report_signal;       /* EBB_REPORT_SIGNAL: signal number, 0 none */
+    char report_path[EBB_OPTION_PATH_MAX];   /* EBB_REPORT=PATH, "" = stderr */
+    char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
+    size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
+    int python_stacks;       /* EBB_PYTHON_STACKS: the Python module's stack hook */
+    int python;              /* EBB_PYTHON: set by `ebb run` */
+    int no_children;         /* EBB_NO_CHILDREN: set by `ebb run --no-children` */
+    char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */
+} ebb__options_t;
+
+enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
+
+/* Misuse seen (base/diag.c): the statistics report them. */
+typedef struct {
+    _Atomic size_t errors;        /* misuse reported (double free, bad pointer, ...) */
+    _Atomic size_t foreign_frees; /* frees of pointers ebb never made */
+} ebb__misuse_t;
+
+/* One module's locks, for the one list fork and ebb_check take them from
+ * (base/process.c).  Every member may be NULL. */
+typedef struct {
+    const char *name;
+    void (*lock)(void);   /* take the module's locks, in its own order */
+    void (*unlock)(void); /* release them */
+    void (*child)(void);  /* in a fork child, after every lock was taken in
+                           * the parent: make the locks usable again, and
+                           * drop what the child does not have (threads) */
+    int fork_only;        /* held around fork only, not by ebb_check */
+} ebb__lockset_t;
+
+/* ============================================================== core */
+
+/* ------------------------------------------------------------ size classes */
+
+typedef struct {
+    uint32_t size;      /* block size in bytes */
+    uint32_t blocks;    /* blocks in one pool */
+    uint64_t recip;     /* ceil(2^48 / size): offset -> index by multiply */
+    uint32_t bucket_recip; /* ceil(2^32 / blocks): fullness bucket by multiply */
+    uint8_t span;       /* slots per pool */
+    uint8_t tcache_cap; /* thread-cache capacity, 0 = not cached */
+} ebb__class_t;
+
+/* ------------------------------------------------------------------ pools */
+
+/* Where a pool sits in its bin. */
+enum { EBB_BUCKET_FULL = EBB_POOL_BUCKETS, EBB_BUCKET_NONE = 0xff };
+
+struct ebb__pool_s {
+    ebb__pool_t *next, *prev; /* bucket list of its bin; bin lock */
+    ebb__heap_t *heap;        /* owning heap; fixed while used > 0 */
+    uint8_t *start;           /* first block (the pool's first slot) */
+    uint32_t used;            /* blocks out of the bitmap; bin lock */
+    uint32_t scan;            /* no free bit in bitmap words below this */
+    uint8_t cls;              /* size class */
+    uint8_t span;             /* slots */
+    uint8_t bucket;           /* fullness bucket, FULL, or NONE */
+    uint8_t head_slot;        /* index of the first slot */
+    uint8_t listed;           /* on its bin's purge list; bin lock */
+    uint16_t bits_at;         /* its bitmap: arena->bits[bits_at...] */
+    uint32_t listed_at;       /* ms: joined the purge list (list order) */
+    uint32_t stamp;           /* ms: last block returned or taken while listed */
+    uint32_t queued_at;       /* ms: its place in the purge list (heap.c) */
+    ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, in due order */
+};
+
+/* ----------------------------------------------------------------- arenas */
+
+#define EBB_ARENA_MAGIC 0x65626261u /* "ebba" */
+
+struct ebb__arena_s {
+    uint32_t magic;
+    uint32_t nfree;            /* free slots; arena lock */
+    uint64_t free_mask;        /* bit i: slot i belongs to no pool; arena lock */
+    ebb__arena_t *next, *prev; /* list of arenas with the same nfree */
+    uint64_t purging;          /* free slots lent to a purge pass; arena lock */
+    uint32_t freed_stamp;      /* ms: a pool last went back to the arena */
+    /* Bit p of dirty[s]: page p of slot s may be resident (touched since it
+     * was mapped or last purged).  Owned with the slot: by the bin lock of
+     * the pool covering it, else by the arena lock.  dirty[0] is the
+     * header's: the fields before `bits`, and every page of `bits` a pool's
+     * words ever reached (the header is never purged). */
+    uint16_t dirty[EBB_SLOTS];
+    /* The fast free path reads only this: the class of the pool covering
+     * each slot, EBB_NO_CLASS for the header and free slots. */
+    uint8_t slot_class[EBB_SLOTS];
+    uint8_t slot_head[EBB_SLOTS];   /* first slot of the covering pool */
+    /* Which words of `bits` belong to a pool: bit w of bits_used[c] is word
+     * c * 64 + w (pool.c; arena lock). */
+    uint64_t bits_used[EBB_SLOTS];
+    ebb__pool_t pool[EBB_SLOTS];    /* descriptor, valid at a pool's first slot */
+    /* Free-block bitmaps, out of band so purging a pool's pages loses
+     * nothing: bit set = block free.  Each pool owns as many words as its
+     * class needs, packed low (pool.c says why). */
+    uint64_t bits[EBB_SLOTS * EBB_BITMAP_WORDS];
+};
+
+_Static_assert(sizeof(ebb__arena_t) <= EBB_SLOT_SIZE, "arena header fits slot 0");
+
+/* Every arena (core/arena.c), guarded by `lock` unless said otherwise. */
+typedef struct {
+    ebb__lock_t lock;
+    /* One purge pass at a time lends free slots out of the arenas (fork
+     * waits for it to give them back); taken before `lock`. */
+    ebb__lock_t lend_lock;
+    ebb__arena_t *by_nfree[EBB_SLOTS]; /* lists by free slots (0..63) */
+    uint64_t by_nfree_mask;            /* bit n: list n non-empty */
+    size_t count;                      /* arenas mapped */
+    size_t spare;                      /* of them entirely free */
+    size_t pools;                      /* pools carved out of them */
+    size_t pool_slots;                 /* slots those pools span */
+} ebb__arena_set_t;
+
+/* ---------------------------------------------------------- ownership map */
+
+#if UINTPTR_MAX > 0xffffffffu
+#define EBB_ADDRESS_BITS 47 /* x86-64 user space without 5-level hints */
+#else
+#define EBB_ADDRESS_BITS 32
+#endif
+#define EBB_MAP_ENTRIES ((uintptr_t)1 << (EBB_ADDRESS_BITS - EBB_ARENA_SHIFT))
+
+/* ------------------------------------------------------------------ heaps */
+
+typedef struct {
+    ebb__lock_t lock;
+    uint32_t nonempty;                          /* bit b: bucket b has pools */
+    ebb__pool_t *bucket[EBB_POOL_BUCKETS + 1];  /* + the full list */
+    size_t used;                                /* blocks out of pools */
+    size_t pools;
+    /* Pools that received frees since they were last purged, in order of
+     * due time (heap.c says when they are purged). */
+    ebb__pool_t *purge_head, *purge_tail;
+} ebb__bin_t;
+
+struct ebb__heap_s {
+    ebb__bin_t bin[EBB_CLASSES];
+    unsigned index;
+};
+
+/* The shared heaps (core/heap.c): `n` of them in use, fixed at start-up. */
+typedef struct {
+    ebb__heap_t heap[EBB_MAX_HEAPS];
+    unsigned n;
+    unsigned next; /* the heap the next new thread gets; registry lock */
+} ebb__heap_set_t;
+
+/* --------------------------------------------------------------- threads */
+
+typedef struct {
+    void **top;  /* next free entry; cached blocks are [low, top) */
+    void **low;
+    void **high; /* end of this class's entries */
+    int busy;    /* refilled or overflowed since the thread last answered a poke */
+} ebb__tbin_t;
+
+enum { EBB_TC_ACTIVE = 1, EBB_TC_EXITING, EBB_TC_FREE };
+
+/* A thread's countdown to its next heap-profile sample (insight/sample.c). */
+typedef struct {
+    ptrdiff_t left;  /* bytes to allocate before the next sample; malloc's fast
+                        path subtracts each request and leaves on a negative */
+    unsigned epoch;  /* the rate's epoch `left` was drawn in */
+    uint64_t rng;    /* xorshift state for the gaps */
+} ebb__sample_counter_t;
+
+/* What ebb keeps per thread (core/thread.c): the thread cache (a stack of
+ * free blocks per size class) and the sampler's countdown, side by side
+ * because malloc's fast path touches both through one pointer. */
+struct ebb__thread_s {
+    ebb__tbin_t bin[EBB_CLASSES];  /* the thread cache; owner only */
+    ebb__sample_counter_t sample;  /* owner only */
+    ebb__heap_t *heap;
+    ebb__thread_t *next, *prev;    /* registry list; registry lock */
+    /* The owner's ebb__self, which the purger may point at the `poked`
+     * placeholder (registry lock held, state ACTIVE). */
+    _Atomic(ebb__thread_t *) *tls_slot;
+    size_t map_size;
+    int state;                     /* EBB_TC_* */
+    void *entries[];
+};
+
+/* Every thread's state (core/thread.c), guarded by `lock`. */
+typedef struct {
+    ebb__lock_t lock;
+    ebb__thread_t *active;  /* threads with a cache */
+    ebb__thread_t *free;    /* caches of exited threads, for new ones */
+    size_t count;           /* on the active list */
+    size_t bytes;           /* mapped for caches */
+} ebb__thread_registry_t;
+
+/* ---------------------------------------------------------- the ledger */
+
+/* What ebb holds (core/ledger.c); relaxed atomics, written on slow paths. */
+typedef struct {
+    _Atomic size_t mapped, peak_mapped;
+    /* Pages of arena slots 1..63 not marked dirty: mapped but known not to
+     * be resident (never touched, or purged).  committed = mapped - these. */
+    _Atomic size_t clean_pages;
+    _Atomic size_t peak_committed;
+    _Atomic size_t purged;          /* bytes purged since start */
+    _Atomic size_t purges;          /* purge calls made to the OS */
+    _Atomic unsigned purge_work;    /* bumped whenever purgeable memory appears */
+} ebb__ledger_t;
+
+/* Whether memory that comes back is purged at once, after the purge delay,
+ * or never (but by ebb_collect): ebb__purge_when(). */
+typedef enum { EBB_PURGE_NOW, EBB_PURGE_LATER, EBB_PURGE_NEVER } ebb__purge_when_t;
+
+/* The limit as the mechanism sees it (core/budget.c), set by policy/limit.c. */
+typedef struct {
+    _Atomic size_t limit;       /* bytes, 0 none: the slow paths' one load */
+    _Atomic size_t soft;        /* growth past it opens an episode */
+    /* The emergency reserve: the top `reserve` bytes below the limit are
+     * held back until a request is refused, so that handling the failure
+     * (a traceback, an error message, the report's caller) still gets
+     * memory; it closes again once committed is back below
+     * limit - 2 * reserve. */
+    _Atomic size_t reserve;
+    _Atomic int reserve_open;
+    _Atomic int episode;        /* soft callbacks ran, committed still above soft */
+    _Atomic int soft_due;       /* growth crossed the soft level: callbacks owed */
+    _Atomic int reported;       /* a failure at the limit was reported this episode */
+} ebb__budget_t;
+
+/* ============================================================ policy */
+
+/* What an auto limit is derived from besides the files below `root`: ebb's
+ * own counters and the rlimits (UINT64_MAX: none).  Arguments, so that
+ * tests can fix them. */
+typedef struct {
+    size_t committed, mapped;
+    uint64_t rlimit_as, rlimit_data;
+} ebb__limit_inputs_t;
+
+/* The pressure watcher's state (policy/pressure.c). */
+enum { EBB_PRESSURE_IDLE = 0, EBB_PRESSURE_WATCHING, EBB_PRESSURE_OFF };
+
+/* =========================================================== insight */
+
+/* The report writer's view of an allocation site. */
+typedef ebb_site_t ebb__site_t;
+
+#endif /* EBB_TYPES_H */
