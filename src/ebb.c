@@ -1,12 +1,19 @@
 /*
  * ebb.c -- the whole library as one translation unit.
  *
- * Every layer is its own file; this one includes them in layer order so the
+ * Every layer is its own file (the OS layer a few, by concern, each of which
+ * also compiles on its own); this one includes them in layer order so the
  * compiler can inline across layers (the fast paths span front, cache and
  * arena) without link-time optimisation, and so override.c can alias the
  * ebb_* functions.  Build this file, nothing else.
  */
 #include "os/linux.c"
+#include "os/linux_env.c"
+#include "os/linux_proc.c"
+#include "os/linux_limits.c"
+#include "os/linux_pressure.c"
+#include "os/linux_report.c"
+#include "os/linux_stack.c"
 #include "base/diag.c"
 #include "core/sizeclass.c"
 #include "core/ownership.c"
