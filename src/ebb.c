@@ -9,6 +9,12 @@
  * its own (tests/layers/check_layers.py does so to check the layering).
  */
 #include "os/linux.c"
+#include "os/linux_env.c"
+#include "os/linux_proc.c"
+#include "os/linux_limits.c"
+#include "os/linux_pressure.c"
+#include "os/linux_report.c"
+#include "os/linux_stack.c"
 
 #include "base/diag.c"
 #include "base/options.c"

@@ -3,7 +3,8 @@
  *
  * Everything above this layer asks for address space, gives it back, takes a
  * lock, or writes a diagnosis through these functions and nothing else, so a
- * port to another system is one new file beside linux.c.
+ * port to another system is new files beside the Linux ones.  Each section
+ * below names the file that implements it.
  *
  * Model: `map` reserves and commits address space in one step (Linux
  * overcommits, so untouched pages cost no memory); `purge` keeps the range
@@ -16,6 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdatomic.h>
+
+/* ------------------------------------------------ primitives (linux.c)
+ * Address space, clocks, waiting, threads, locks, a diagnostic write. */
 
 /* Size of an OS page (4 KiB on x86-64). */
 size_t ebb__os_page_size(void);
@@ -58,94 +62,8 @@ void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move);
 void ebb__os_write_diag(const char *s, size_t n);
 /* Abort the process now (after a fatal diagnosis). */
 _Noreturn void ebb__os_abort(void);
-/* Copy the value of environment variable `name` into buf (NUL-terminated);
- * 1 if found.  Never allocates, safe before the C library is initialised. */
-int ebb__os_getenv(const char *name, char *buf, size_t len);
-
-/* Remove variable `name` from the environment children inherit, in place
- * (never allocates). */
-void ebb__os_env_remove(const char *name);
-/* Remove from LD_PRELOAD, in place, every entry whose file name is `lib`. */
-void ebb__os_env_unpreload(const char *lib);
 /* Address of a symbol already loaded in the process, or NULL. */
 void *ebb__os_symbol(const char *name);
-
-/* ------------------------------------------------------ memory bounds
- * What the system lets this process use, for EBB_LIMIT=auto (limit.c).
- * Paths are read below `root`: "" for the real system, a fixture tree in
- * tests.  None of these allocate (they run inside the first malloc). */
-
-/* Longest `source` text (NUL included); longer ones are cut. */
-#define EBB__OS_SOURCE_LEN 512
-
-/* One bound on the process's memory and the file it was read from. */
-typedef struct {
-    uint64_t bytes;                   /* the bound; UINT64_MAX: none found */
-    int cgroup;                       /* 1 or 2: cgroup version; 0 otherwise */
-    char source[EBB__OS_SOURCE_LEN];  /* e.g. "cgroup v2 /sys/fs/cgroup/a/memory.max" */
-} ebb__os_bound_t;
-
-/* The smallest cgroup memory limit over the process's cgroup and every
- * ancestor that can be seen: v2 memory.max, v1 memory.limit_in_bytes and
- * hierarchical_memory_limit.  1 if one was found. */
-int ebb__os_cgroup_limit(const char *root, ebb__os_bound_t *out);
-/* Physical memory plus swap; 1 if known. */
-int ebb__os_physical_memory(const char *root, ebb__os_bound_t *out);
-/* The soft RLIMIT_AS and RLIMIT_DATA, UINT64_MAX when unlimited. */
-void ebb__os_rlimits(uint64_t *as, uint64_t *data);
-
-/* What the process uses now, in bytes (/proc/self/statm). */
-typedef struct {
-    uint64_t size;      /* address space mapped (what RLIMIT_AS counts) */
-    uint64_t resident;  /* RSS (what a cgroup and physical memory hold) */
-    uint64_t data;      /* private writable mappings and stack (RLIMIT_DATA) */
-} ebb__os_usage_t;
-/* 1 if read. */
-int ebb__os_usage(const char *root, ebb__os_usage_t *out);
-
-/* ------------------------------------------------------ memory pressure
- * What the kernel says about memory pressure, for pressure.c's watcher:
- * a PSI trigger and cgroup v2 memory.events.  None of these allocate. */
-
-typedef struct {
-    int psi;          /* a PSI file with its trigger written, or -1 */
-    int events;       /* cgroup v2 memory.events, or -1 */
-    uint64_t seen;    /* its "high" + "max" counts when last read */
-    /* Which files the descriptors were (device, inode): a program that
-     * closes every descriptor and opens others may be handed the same
-     * numbers, and ebb must never poll, read or close the program's. */
-    uint64_t psi_id[2], events_id[2];
-    char source[EBB__OS_SOURCE_LEN];  /* the file watched, "" if none */
-} ebb__os_pressure_t;
-
-/* Open the memory pressure file of the process's cgroup v2 (or of the
- * ancestor whose memory.max binds) and write `trigger` ("some STALL_US
- * WINDOW_US") to it, else the same for the system's /proc/pressure/memory;
- * and that cgroup's memory.events.  Below `root` ("" the real system).  0
- * if anything is watched; -1 with errno (ENOENT: no PSI; EPERM, EINVAL:
- * the kernel refused the trigger). */
-int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressure_t *out);
-/* Watch psi (a descriptor with a trigger written, or a stand-in in tests;
- * -1: none): records which file it is, so a descriptor the program later
- * closes and reuses is left alone. */
-void ebb__os_pressure_adopt(ebb__os_pressure_t *p, int psi);
-/* Write a PSI trigger to an open pressure file: 0, or -1 with errno. */
-int ebb__os_psi_arm(int fd, const char *trigger);
-/* Watch fd as memory.events (read now for its counts); 0, or -1 if it
- * cannot be read (fd is then not taken). */
-int ebb__os_pressure_events_open(ebb__os_pressure_t *p, int fd);
-/* What ebb__os_pressure_wait saw: a bit set of these, 0 if nothing. */
-enum {
-    EBB__OS_PRESSURE_PSI = 1,     /* the PSI trigger fired */
-    EBB__OS_PRESSURE_EVENTS = 2,  /* memory.events' high or max grew */
-    EBB__OS_PRESSURE_GONE = 4     /* a watched file failed (its cgroup was removed) */
-};
-/* Reread memory.events (the wait does on its signal): EBB__OS_PRESSURE_EVENTS
- * if high + max grew since last read, GONE if it cannot be read, else 0. */
-int ebb__os_pressure_events_grew(ebb__os_pressure_t *p);
-/* Wait at most timeout_ms (-1: no limit) for pressure; may return 0 early. */
-int ebb__os_pressure_wait(ebb__os_pressure_t *p, long timeout_ms);
-void ebb__os_pressure_close(ebb__os_pressure_t *p);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t ebb__os_now_ns(void);
@@ -156,8 +74,8 @@ uint32_t ebb__os_now_ms(void);
 /* Sleep while *word == expected, at most timeout_ms (-1: no limit); may
  * return early. */
 void ebb__os_wait(_Atomic int *word, int expected, long timeout_ms);
-/* Live threads in this process (0 if unknown).  Never allocates. */
-unsigned ebb__os_thread_count(void);
+/* Wake every thread sleeping in ebb__os_wait on word; async-signal-safe. */
+void ebb__os_wake_all(_Atomic int *word);
 /* Start a detached thread running fn(arg) with every signal blocked; 0 on
  * success.  May allocate (through ebb): call it holding no ebb lock. */
 int ebb__os_thread_start(void (*fn)(void *), void *arg, const char *name);
@@ -201,8 +119,105 @@ int ebb__os_on_thread_exit(void (*fn)(void *), void *arg);
 /* Register the fork handlers once. */
 void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 
+/* ------------------------------------------- environment (linux_env.c)
+ * Read before the C library is ready, edited for the children. */
 
-/* ------------------------------------------------------------ reports
+/* Copy the value of environment variable `name` into buf (NUL-terminated);
+ * 1 if found.  Never allocates, safe before the C library is initialised. */
+int ebb__os_getenv(const char *name, char *buf, size_t len);
+
+/* Remove variable `name` from the environment children inherit, in place
+ * (never allocates). */
+void ebb__os_env_remove(const char *name);
+/* Remove from LD_PRELOAD, in place, every entry whose file name is `lib`. */
+void ebb__os_env_unpreload(const char *lib);
+
+/* ------------------------------------------------ /proc (linux_proc.c)
+ * What the process is doing now, read from /proc.  None of these allocate. */
+
+/* What the process uses now, in bytes (/proc/self/statm). */
+typedef struct {
+    uint64_t size;      /* address space mapped (what RLIMIT_AS counts) */
+    uint64_t resident;  /* RSS (what a cgroup and physical memory hold) */
+    uint64_t data;      /* private writable mappings and stack (RLIMIT_DATA) */
+} ebb__os_usage_t;
+/* 1 if read. */
+int ebb__os_usage(const char *root, ebb__os_usage_t *out);
+/* Live threads in this process (0 if unknown).  Never allocates. */
+unsigned ebb__os_thread_count(void);
+/* The largest range of user address space no mapping covers (from
+ * /proc/self/maps); 0 if it cannot be read. */
+size_t ebb__os_largest_gap(uintptr_t *start);
+
+/* -------------------------------------- memory bounds (linux_limits.c)
+ * What the system lets this process use, for EBB_LIMIT=auto (limit.c).
+ * Paths are read below `root`: "" for the real system, a fixture tree in
+ * tests.  None of these allocate (they run inside the first malloc). */
+
+/* Longest `source` text (NUL included); longer ones are cut. */
+#define EBB__OS_SOURCE_LEN 512
+
+/* One bound on the process's memory and the file it was read from. */
+typedef struct {
+    uint64_t bytes;                   /* the bound; UINT64_MAX: none found */
+    int cgroup;                       /* 1 or 2: cgroup version; 0 otherwise */
+    char source[EBB__OS_SOURCE_LEN];  /* e.g. "cgroup v2 /sys/fs/cgroup/a/memory.max" */
+} ebb__os_bound_t;
+
+/* The smallest cgroup memory limit over the process's cgroup and every
+ * ancestor that can be seen: v2 memory.max, v1 memory.limit_in_bytes and
+ * hierarchical_memory_limit.  1 if one was found. */
+int ebb__os_cgroup_limit(const char *root, ebb__os_bound_t *out);
+/* Physical memory plus swap; 1 if known. */
+int ebb__os_physical_memory(const char *root, ebb__os_bound_t *out);
+/* The soft RLIMIT_AS and RLIMIT_DATA, UINT64_MAX when unlimited. */
+void ebb__os_rlimits(uint64_t *as, uint64_t *data);
+
+/* ---------------------------------- memory pressure (linux_pressure.c)
+ * What the kernel says about memory pressure, for pressure.c's watcher:
+ * a PSI trigger and cgroup v2 memory.events.  None of these allocate. */
+
+typedef struct {
+    int psi;          /* a PSI file with its trigger written, or -1 */
+    int events;       /* cgroup v2 memory.events, or -1 */
+    uint64_t seen;    /* its "high" + "max" counts when last read */
+    /* Which files the descriptors were (device, inode): a program that
+     * closes every descriptor and opens others may be handed the same
+     * numbers, and ebb must never poll, read or close the program's. */
+    uint64_t psi_id[2], events_id[2];
+    char source[EBB__OS_SOURCE_LEN];  /* the file watched, "" if none */
+} ebb__os_pressure_t;
+
+/* Open the memory pressure file of the process's cgroup v2 (or of the
+ * ancestor whose memory.max binds) and write `trigger` ("some STALL_US
+ * WINDOW_US") to it, else the same for the system's /proc/pressure/memory;
+ * and that cgroup's memory.events.  Below `root` ("" the real system).  0
+ * if anything is watched; -1 with errno (ENOENT: no PSI; EPERM, EINVAL:
+ * the kernel refused the trigger). */
+int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressure_t *out);
+/* Watch psi (a descriptor with a trigger written, or a stand-in in tests;
+ * -1: none): records which file it is, so a descriptor the program later
+ * closes and reuses is left alone. */
+void ebb__os_pressure_adopt(ebb__os_pressure_t *p, int psi);
+/* Write a PSI trigger to an open pressure file: 0, or -1 with errno. */
+int ebb__os_psi_arm(int fd, const char *trigger);
+/* Watch fd as memory.events (read now for its counts); 0, or -1 if it
+ * cannot be read (fd is then not taken). */
+int ebb__os_pressure_events_open(ebb__os_pressure_t *p, int fd);
+/* What ebb__os_pressure_wait saw: a bit set of these, 0 if nothing. */
+enum {
+    EBB__OS_PRESSURE_PSI = 1,     /* the PSI trigger fired */
+    EBB__OS_PRESSURE_EVENTS = 2,  /* memory.events' high or max grew */
+    EBB__OS_PRESSURE_GONE = 4     /* a watched file failed (its cgroup was removed) */
+};
+/* Reread memory.events (the wait does on its signal): EBB__OS_PRESSURE_EVENTS
+ * if high + max grew since last read, GONE if it cannot be read, else 0. */
+int ebb__os_pressure_events_grew(ebb__os_pressure_t *p);
+/* Wait at most timeout_ms (-1: no limit) for pressure; may return 0 early. */
+int ebb__os_pressure_wait(ebb__os_pressure_t *p, long timeout_ms);
+void ebb__os_pressure_close(ebb__os_pressure_t *p);
+
+/* -------------------------------------------- reports (linux_report.c)
  * What report.c needs to write a report and to be asked for one.  None of
  * these allocates. */
 
@@ -219,9 +234,6 @@ void ebb__os_remove_file(const char *path);
  * shared and writable: stores reach the file without a system call and
  * survive the process.  NULL on failure. */
 void *ebb__os_map_file(const char *path, size_t size);
-/* The largest range of user address space no mapping covers (from
- * /proc/self/maps); 0 if it cannot be read. */
-size_t ebb__os_largest_gap(uintptr_t *start);
 /* The process id; seconds since the epoch. */
 long ebb__os_pid(void);
 long long ebb__os_wall_seconds(void);
@@ -232,10 +244,11 @@ int ebb__os_signal_number(const char *name);
 /* Call fn(sig) on signal sig (restarting interrupted system calls); 0 on
  * success.  fn must be async-signal-safe. */
 int ebb__os_on_signal(int sig, void (*fn)(int));
-/* Wake every thread sleeping in ebb__os_wait on word; async-signal-safe. */
-void ebb__os_wake_all(_Atomic int *word);
-/* ----------------------------------------------------- stacks (sample.c)
- * The return addresses on the calling thread's stack, innermost first
+
+/* ---------------------------------------------- stacks (linux_stack.c)
+ * For sample.c's heap profiler and the reports that print its sites. */
+
+/* The return addresses on the calling thread's stack, innermost first
  * (pcs[0] is in the function that called ebb__os_backtrace), at most max;
  * the number written, 0 if the system cannot unwind.  Unwinds by the DWARF
  * tables, so it works without frame pointers.  May take the loader's lock

@@ -1,0 +1,136 @@
+/*
+ * linux_env.c -- the environment, read and edited without the C library.
+ *
+ * ebb reads its settings (EBB_*) from the environment inside the process's
+ * first malloc, which in a preloaded program may come before the C library
+ * has set `environ`; and with EBB_NO_CHILDREN ebb takes itself out of what
+ * the program's children inherit (LD_PRELOAD and its own variables).  So
+ * getenv and unsetenv are out: the first may not be ready, and neither
+ * is promised not to allocate.
+ *
+ * Why it is shaped so: a variable is looked up in `environ` when there is
+ * one, else in the kernel's copy of the initial environment,
+ * /proc/self/environ, read through the layer's line reader (its entries are
+ * NUL-separated lines); nothing here allocates.  Removing a variable, or a
+ * library from LD_PRELOAD, edits the strings and the array in place, which
+ * only ever shortens them.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os.h"
+#include "linux.h"
+
+#include <errno.h>
+#include <string.h>
+
+extern char **environ;
+
+/* The environment entry "NAME=value" is the variable `name`. */
+static int env_is(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(entry, name, n) == 0 && entry[n] == '=';
+}
+
+static int copy_value(const char *entry, const char *name, char *buf, size_t len)
+{
+    if (!env_is(entry, name))
+        return 0;
+    const char *v = entry + strlen(name) + 1;
+    size_t vlen = strlen(v);
+    if (vlen >= len)
+        vlen = len - 1;
+    memcpy(buf, v, vlen);
+    buf[vlen] = '\0';
+    return 1;
+}
+
+typedef struct {
+    const char *name;
+    char *buf;
+    size_t len;
+    int found;
+} env_find_t;
+
+static int env_entry(char *entry, void *raw)
+{
+    env_find_t *f = raw;
+    f->found = copy_value(entry, f->name, f->buf, f->len);
+    return f->found;
+}
+
+/* Early in a preloaded process `environ` may not be set yet; the kernel's
+ * copy of the initial environment is always there.  Entries longer than
+ * 511 bytes are passed over: none of ebb's settings is near that. */
+static int getenv_from_proc(const char *name, char *buf, size_t len)
+{
+    const ebb__linux_split_t entries = { '\0', 0, 511 };
+    env_find_t f = { name, buf, len, 0 };
+    ebb__linux_read_lines("", "/proc/self/environ", &entries, env_entry, &f);
+    return f.found;
+}
+
+int ebb__os_getenv(const char *name, char *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    int saved = errno;
+    int found = 0;
+    if (environ != NULL) {
+        for (char **e = environ; *e != NULL && !found; e++)
+            found = copy_value(*e, name, buf, len);
+    } else {
+        found = getenv_from_proc(name, buf, len);
+    }
+    errno = saved;
+    return found;
+}
+
+void ebb__os_env_remove(const char *name)
+{
+    if (environ == NULL)
+        return;
+    char **out = environ;
+    for (char **e = environ; *e != NULL; e++)
+        if (!env_is(*e, name))
+            *out++ = *e;
+    *out = NULL;
+}
+
+/* The entry [s, end) names `lib`: equal to it, or a path ending in /lib. */
+static int names_lib(const char *s, const char *end, const char *lib)
+{
+    size_t n = strlen(lib), len = (size_t)(end - s);
+    return len >= n && memcmp(end - n, lib, n) == 0 && (len == n || end[-n - 1] == '/');
+}
+
+void ebb__os_env_unpreload(const char *lib)
+{
+    if (environ == NULL)
+        return;
+    for (char **e = environ; *e != NULL; e++) {
+        if (!env_is(*e, "LD_PRELOAD"))
+            continue;
+        /* Entries are separated by colons or spaces (ld.so(8)). */
+        char *out = *e + sizeof "LD_PRELOAD";
+        const char *in = out;
+        int first = 1;
+        while (*in) {
+            while (*in == ':' || *in == ' ')
+                in++;
+            const char *end = in;
+            while (*end && *end != ':' && *end != ' ')
+                end++;
+            if (end > in && !names_lib(in, end, lib)) {
+                if (!first)
+                    *out++ = ':';
+                memmove(out, in, (size_t)(end - in));
+                out += end - in;
+                first = 0;
+            }
+            in = end;
+        }
+        *out = '\0';
+    }
+}

@@ -1,0 +1,243 @@
+/*
+ * linux_proc.c -- reading /proc (and the cgroup file system) without malloc.
+ *
+ * Much of what ebb must know about its process is only written down as
+ * text in a pseudo-file: what it uses (statm), how many threads it has
+ * (stat), where its address space is free (maps), its cgroups, the
+ * system's memory and pressure.  The readers that understand that text
+ * live here, once, for every other file of the layer (linux.h names them);
+ * so do the three answers that are nothing but one such read.
+ *
+ * Why it is shaped so: this runs inside the process's first malloc and
+ * when memory has run out, so nothing may allocate and stdio is out of the
+ * question.  Files are read with open and read into buffers on the stack,
+ * and a file is cut into lines as it streams through a fixed line buffer
+ * (lines too long for it are skipped or cut, as the caller says).  Every
+ * path is read below a root ("" for the real system) so that tests can
+ * point the readers at a fixture tree.  errno is the caller's business:
+ * the public functions here leave it as they found it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os.h"
+#include "linux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+int ebb__linux_join3(char *out, size_t len, const char *a, const char *b, const char *c)
+{
+    size_t na = strlen(a), nb = strlen(b), nc = strlen(c);
+    if (na + nb + nc >= len)
+        return 0;
+    memcpy(out, a, na);
+    memcpy(out + na, b, nb);
+    memcpy(out + na + nb, c, nc);
+    out[na + nb + nc] = '\0';
+    return 1;
+}
+
+int ebb__linux_open_below(const char *root, const char *path, int flags)
+{
+    char full[2 * EBB__LINUX_PATH];
+    if (!ebb__linux_join3(full, sizeof full, root, path, "")) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return open(full, flags | O_CLOEXEC);
+}
+
+long ebb__linux_read_text(const char *root, const char *path, char *buf, size_t len)
+{
+    int fd = ebb__linux_open_below(root, path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    while (got + 1 < len) {
+        ssize_t n = read(fd, buf + got, len - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    return (long)got;
+}
+
+int ebb__linux_read_lines(const char *root, const char *path, const ebb__linux_split_t *how,
+                          int (*fn)(char *, void *), void *ctx)
+{
+    int fd = ebb__linux_open_below(root, path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    char chunk[1024], line[EBB__LINUX_LINE];
+    size_t n = 0, longest = how->longest < sizeof line ? how->longest : sizeof line - 1;
+    int too_long = 0, stop = 0;
+    ssize_t got;
+    while (!stop && ((got = read(fd, chunk, sizeof chunk)) > 0 || (got < 0 && errno == EINTR))) {
+        for (ssize_t i = 0; i < got && !stop; i++) {
+            if (chunk[i] != how->end) {
+                if (n < longest)
+                    line[n++] = chunk[i];
+                else
+                    too_long = 1;
+                continue;
+            }
+            line[n] = '\0';
+            if (!too_long || how->cut_long)
+                stop = fn(line, ctx);
+            n = 0;
+            too_long = 0;
+        }
+    }
+    /* A text file's last line may lack its newline; a NUL-separated entry
+     * without its NUL is one the file cut short. */
+    if (!stop && how->end == '\n' && n > 0 && (!too_long || how->cut_long)) {
+        line[n] = '\0';
+        fn(line, ctx);
+    }
+    close(fd);
+    return 0;
+}
+
+const char *ebb__linux_scan_u64(const char *s, uint64_t *out)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s < '0' || *s > '9')
+        return NULL;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return NULL;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return s;
+}
+
+int ebb__linux_parse_u64(const char *s, uint64_t *out)
+{
+    s = ebb__linux_scan_u64(s, out);
+    if (s == NULL)
+        return 0;
+    while (*s == ' ' || *s == '\t' || *s == '\n')
+        s++;
+    return *s == '\0';
+}
+
+/* ------------------------------------------------ answers from /proc */
+
+int ebb__os_usage(const char *root, ebb__os_usage_t *out)
+{
+    int saved = errno;
+    char buf[256];
+    /* Pages: size resident shared text lib data dirty */
+    uint64_t f[6];
+    const char *s = buf;
+    int ok = ebb__linux_read_text(root, "/proc/self/statm", buf, sizeof buf) > 0;
+    for (int i = 0; ok && i < 6; i++)
+        ok = (s = ebb__linux_scan_u64(s, &f[i])) != NULL;
+    uint64_t page = ebb__os_page_size();
+    if (ok && f[0] <= UINT64_MAX / page) {
+        out->size = f[0] * page;
+        out->resident = f[1] * page;
+        out->data = f[5] * page;
+    }
+    errno = saved;
+    return ok && f[0] <= UINT64_MAX / page;
+}
+
+unsigned ebb__os_thread_count(void)
+{
+    int saved = errno;
+    char buf[1024];
+    long n = ebb__linux_read_text("", "/proc/self/stat", buf, sizeof buf);
+    errno = saved;
+    if (n <= 0)
+        return 0;
+    /* Field 20, num_threads; the command name (field 2) ends at the last ')'.
+     * Field 3 is the state of the first thread, which stays in the count as
+     * a zombie when it exits before the others: it is not live. */
+    const char *p = strrchr(buf, ')');
+    int leader_gone = p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+    for (int field = 2; p && field < 20; field++)
+        p = strchr(p + 1, ' ');
+    unsigned count = 0;
+    for (p = p ? p + 1 : NULL; p && *p >= '0' && *p <= '9'; p++)
+        count = count * 10 + (unsigned)(*p - '0');
+    return count > 1 && leader_gone ? count - 1 : count;
+}
+
+static uintptr_t parse_hex(const char **s)
+{
+    uintptr_t v = 0;
+    for (;; (*s)++) {
+        char c = **s;
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+                   : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16u;
+        if (d == 16)
+            return v;
+        v = v * 16 + d;
+    }
+}
+
+/* User space as the kernel hands it out: from the lowest address mmap may
+ * use (vm.mmap_min_addr, 64 KiB by default) to the top of the lower half
+ * (47 bits on x86-64 without 5-level paging; the whole 32-bit space less
+ * the kernel's part is not knowable here, so 3 GiB, the usual split). */
+#define GAP_LOW ((uintptr_t)0x10000)
+#if UINTPTR_MAX > 0xffffffffu
+#define GAP_HIGH ((uintptr_t)1 << 47)
+#else
+#define GAP_HIGH ((uintptr_t)0xc0000000u)
+#endif
+
+typedef struct {
+    uintptr_t prev_end, best_start;
+    size_t best;
+} gap_scan_t;
+
+static void gap_see(gap_scan_t *g, uintptr_t start, uintptr_t end)
+{
+    if (start >= GAP_HIGH)
+        return; /* [vsyscall] and the like: not user space */
+    if (start > g->prev_end && start - g->prev_end > g->best) {
+        g->best = start - g->prev_end;
+        g->best_start = g->prev_end;
+    }
+    if (end > g->prev_end)
+        g->prev_end = end;
+}
+
+/* One line of /proc/self/maps: "start-end perms ..." (hex addresses). */
+static int gap_line(char *line, void *ctx)
+{
+    const char *s = line;
+    uintptr_t lo = parse_hex(&s);
+    if (*s == '-') {
+        s++;
+        gap_see(ctx, lo, parse_hex(&s));
+    }
+    return 0;
+}
+
+size_t ebb__os_largest_gap(uintptr_t *start)
+{
+    int saved = errno;
+    gap_scan_t g = { GAP_LOW, 0, 0 };
+    /* A line with a long file name still leads with its addresses. */
+    const ebb__linux_split_t cut = { '\n', 1, EBB__LINUX_LINE - 1 };
+    int read = ebb__linux_read_lines("", "/proc/self/maps", &cut, gap_line, &g) == 0;
+    errno = saved;
+    if (!read)
+        return 0;
+    gap_see(&g, GAP_HIGH - 1, GAP_HIGH - 1);
+    *start = g.best_start;
+    return g.best;
+}

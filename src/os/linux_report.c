@@ -1,0 +1,179 @@
+/*
+ * linux_report.c -- what report.c needs from the system to write a report.
+ *
+ * A report (and the black box that report.c keeps) is written when
+ * something has gone wrong, perhaps with the heap exhausted or broken, and
+ * may be asked for by a signal (os.h, "reports").  This file opens,
+ * appends to, maps and removes the files it goes to, dates it, and turns a
+ * signal's name into its number and a handler.
+ *
+ * Why it is shaped so: none of it may allocate or touch stdio, which
+ * rules out the C library's conveniences that do (fopen; gmtime_r, which
+ * loads the time zone file through malloc), so plain file descriptors and
+ * a calendar of its own do instead.  Unlike the primitives, open_append and write_all
+ * leave errno saying why they failed: the caller's message names it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+int ebb__os_open_append(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+int ebb__os_write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+void ebb__os_remove_file(const char *path)
+{
+    int saved = errno;
+    unlink(path);
+    errno = saved;
+}
+
+void ebb__os_close(int fd)
+{
+    int saved = errno;
+    close(fd);
+    errno = saved;
+}
+
+void *ebb__os_map_file(const char *path, size_t size)
+{
+    int saved = errno;
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    void *p = MAP_FAILED;
+    if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+long ebb__os_pid(void)
+{
+    return (long)getpid();
+}
+
+long long ebb__os_wall_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec;
+}
+
+static char *put2(char *p, int v)
+{
+    *p++ = (char)('0' + v / 10 % 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+}
+
+/* The calendar date of a day count from 1970-01-01, by the proleptic
+ * Gregorian rules (400-year eras of 146097 days, years starting in March so
+ * the leap day comes last).  Not gmtime_r: glibc's loads the time zone
+ * file on first use, through malloc, and this runs when memory is out. */
+static void civil_date(long long days, long long *year, int *month, int *day)
+{
+    long long z = days + 719468; /* days since 0000-03-01 */
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;                                   /* [0, 146096] */
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);            /* [0, 365] */
+    long long mp = (5 * doy + 2) / 153;                                 /* March = 0 */
+    *day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *year = yoe + era * 400 + (*month <= 2);
+}
+
+void ebb__os_format_utc(long long seconds, char *buf)
+{
+    long long days = seconds / 86400, rest = seconds % 86400;
+    if (rest < 0) {
+        rest += 86400;
+        days--;
+    }
+    long long year;
+    int month, day;
+    civil_date(days, &year, &month, &day);
+    if (year < 0 || year > 9999) {
+        memcpy(buf, "0000-00-00T00:00:00Z", 21);
+        return;
+    }
+    char *p = put2(buf, (int)(year / 100));
+    p = put2(p, (int)(year % 100));
+    *p++ = '-';
+    p = put2(p, month);
+    *p++ = '-';
+    p = put2(p, day);
+    *p++ = 'T';
+    p = put2(p, (int)(rest / 3600));
+    *p++ = ':';
+    p = put2(p, (int)(rest / 60 % 60));
+    *p++ = ':';
+    p = put2(p, (int)(rest % 60));
+    *p++ = 'Z';
+    *p = '\0';
+}
+
+int ebb__os_signal_number(const char *name)
+{
+    static const struct { const char *name; int sig; } known[] = {
+        { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "HUP", SIGHUP },
+        { "QUIT", SIGQUIT }, { "PWR", SIGPWR },   { "WINCH", SIGWINCH },
+    };
+    if (strncmp(name, "SIG", 3) == 0)
+        name += 3;
+    if (name[0] >= '0' && name[0] <= '9') {
+        int v = 0;
+        for (; *name >= '0' && *name <= '9' && v < 1000; name++)
+            v = v * 10 + (*name - '0');
+        return *name == '\0' && v > 0 && v < NSIG && v != SIGKILL && v != SIGSTOP ? v : 0;
+    }
+    if (strncmp(name, "RTMIN+", 6) == 0) {
+        int v = name[6] >= '0' && name[6] <= '9' ? name[6] - '0' : -1;
+        if (v >= 0 && name[7] == '\0' && SIGRTMIN + v <= SIGRTMAX)
+            return SIGRTMIN + v;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(name, known[i].name) == 0)
+            return known[i].sig;
+    return 0;
+}
+
+int ebb__os_on_signal(int sig, void (*fn)(int))
+{
+    int saved = errno;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    int rc = sigaction(sig, &sa, NULL);
+    errno = saved;
+    return rc;
+}

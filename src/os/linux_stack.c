@@ -1,0 +1,101 @@
+/*
+ * linux_stack.c -- the calling thread's stack, and names for its addresses.
+ *
+ * The heap profiler (sample.c) records where a sampled block was
+ * allocated as the return addresses on the stack, and a report prints them
+ * as symbols (os.h, "stacks").
+ *
+ * Why it is shaped so: the C library's unwinder follows the DWARF tables,
+ * so it works without frame pointers, but it is loaded (through malloc) on
+ * first use and takes the loader's lock, so os.h tells the caller when it
+ * may be called; where there is none (musl) no stack is captured rather
+ * than a wrong one.  Naming an address asks the loader (dladdr) and formats
+ * the answer by hand, into the caller's buffer, without allocating.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+#ifdef __GLIBC__
+#include <execinfo.h>
+#endif
+
+/* glibc's backtrace() (libgcc's DWARF unwinder, loaded on first use) gives
+ * the return address in this function first: dropped, so pcs[0] is in our
+ * caller (the sampler, which drops the rest of ebb's frames by address). */
+__attribute__((noinline)) int ebb__os_backtrace(void **pcs, int max)
+{
+#ifdef __GLIBC__
+    void *raw[128];
+    int saved = errno;
+    int n = backtrace(raw, max + 1 < 128 ? max + 1 : 128);
+    errno = saved;
+    if (n <= 1)
+        return 0;
+    memcpy(pcs, raw + 1, (size_t)(n - 1) * sizeof(void *));
+    return n - 1;
+#else
+    (void)pcs;
+    (void)max;
+    return 0;
+#endif
+}
+
+static size_t sym_put_str(char *buf, size_t len, size_t at, const char *s)
+{
+    while (*s && at + 1 < len)
+        buf[at++] = *s++;
+    return at;
+}
+
+static size_t sym_put_hex(char *buf, size_t len, size_t at, uintptr_t v)
+{
+    char digits[2 + 2 * sizeof v + 1];
+    int i = (int)sizeof digits - 1;
+    digits[i] = 0;
+    do {
+        digits[--i] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    digits[--i] = 'x';
+    digits[--i] = '0';
+    return sym_put_str(buf, len, at, digits + i);
+}
+
+size_t ebb__os_symbolise(const void *pc, char *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    Dl_info info;
+    size_t at = 0;
+    int saved = errno;
+    /* A return address may be one past its function's last byte. */
+    int found = dladdr((const char *)pc - 1, &info) != 0;
+    errno = saved;
+    if (found && info.dli_sname && info.dli_saddr) {
+        at = sym_put_str(buf, len, at, info.dli_sname);
+        at = sym_put_str(buf, len, at, "+");
+        at = sym_put_hex(buf, len, at, (uintptr_t)pc - (uintptr_t)info.dli_saddr);
+    } else if (!found) {
+        at = sym_put_hex(buf, len, at, (uintptr_t)pc);
+    }
+    if (found && info.dli_fname && info.dli_fname[0]) {
+        /* Without a dynamic symbol (a function of the executable, which
+         * exports none unless linked -rdynamic) the offset in the object is
+         * what addr2line -e OBJECT takes. */
+        int named = info.dli_sname && info.dli_saddr;
+        at = sym_put_str(buf, len, at, named ? " (" : "(");
+        at = sym_put_str(buf, len, at, info.dli_fname);
+        if (!named) {
+            at = sym_put_str(buf, len, at, "+");
+            at = sym_put_hex(buf, len, at, (uintptr_t)pc - (uintptr_t)info.dli_fbase);
+        }
+        at = sym_put_str(buf, len, at, ")");
+    }
+    buf[at] = 0;
+    return at;
+}
