@@ -3,7 +3,8 @@ pip install --no-build-isolation . uses the machine's setuptools).
 
 The module carries its own copy of ebb (src/ebb.c, hidden, without the malloc
 override) and uses the process's ebb instead when there is one (ebb run,
-LD_PRELOAD=libebb.so); python/_ebb.c says why.
+LD_PRELOAD=libebb.so); python/_ebb.c says why, and python/ebbmod.h lists the
+extension's files.
 """
 import re
 
@@ -16,12 +17,17 @@ FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-semantic-interposition
          "-fvisibility=hidden",
          "-O2"]
 
+SOURCES = ["python/_ebb.c", "python/install.c", "python/stats.c", "python/limit.c",
+           "python/frames.c", "python/test_hooks.c"]
+MACROS = [("EBB_NO_OVERRIDE", "1"),
+          ("EBB_API", '__attribute__((visibility("hidden")))')]
+
 ebb = Extension(
     "ebb._ebb",
-    sources=["python/_ebb.c", "src/ebb.c"],
+    sources=SOURCES + ["src/ebb.c"],
+    depends=["python/ebbmod.h"],
     include_dirs=["include", "src"],
-    define_macros=[("EBB_NO_OVERRIDE", "1"),
-                   ("EBB_API", '__attribute__((visibility("hidden")))')],
+    define_macros=MACROS,
     extra_compile_args=FLAGS,
     extra_link_args=["-pthread"],
 )
