@@ -5,7 +5,12 @@ The module carries its own copy of ebb (src/ebb.c, hidden, without the malloc
 override) and uses the process's ebb instead when there is one (ebb run,
 LD_PRELOAD=libebb.so); python/_ebb.c says why, and python/ebbmod.h lists the
 extension's files.
+
+EBB_BUILD_TEST_HOOKS=1 (set by `make python`, which the tests use) adds the
+functions that exist only for the tests (python/test_hooks.c); a plain
+`pip install .` leaves them out.
 """
+import os
 import re
 
 from setuptools import Extension, setup
@@ -18,9 +23,12 @@ FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-semantic-interposition
          "-O2"]
 
 SOURCES = ["python/_ebb.c", "python/install.c", "python/stats.c", "python/limit.c",
-           "python/frames.c", "python/test_hooks.c"]
+           "python/frames.c"]
 MACROS = [("EBB_NO_OVERRIDE", "1"),
           ("EBB_API", '__attribute__((visibility("hidden")))')]
+if os.environ.get("EBB_BUILD_TEST_HOOKS") == "1":
+    SOURCES.append("python/test_hooks.c")
+    MACROS.append(("EBB_PY_TEST_HOOKS", "1"))
 
 ebb = Extension(
     "ebb._ebb",

@@ -184,11 +184,13 @@ PyDoc_STRVAR(check_doc, "check() -> int\n\n"
 "number of faults (each described on stderr).");
 PyDoc_STRVAR(report_doc, "_report(json) -> str\n\n"
 "ebb's report as text, or as JSON text if json is true (ebb.report parses it).");
+#ifdef EBB_PY_TEST_HOOKS
 PyDoc_STRVAR(manages_doc, "_manages(obj) -> bool\n\n"
 "True if the memory of obj was allocated by ebb (for tests).");
 PyDoc_STRVAR(raw_stress_doc, "_raw_stress(threads, rounds) -> int\n\n"
 "Allocate through the RAW domain from C threads without the GIL; returns the\n"
 "number of failed or corrupted allocations (for tests).");
+#endif
 
 /* Every function of the module in one place, so that what Python sees can
  * be read here beside ebb/__init__.pyi; the code is in the files ebbmod.h
@@ -205,8 +207,10 @@ static PyMethodDef methods[] = {
     { "on_pressure", ebb_on_pressure_py, METH_O, on_pressure_doc },
     { "check", ebb_check_py, METH_NOARGS, check_doc },
     { "_report", ebb_report_py, METH_O, report_doc },
+#ifdef EBB_PY_TEST_HOOKS /* setup.py: only when the tests build the module */
     { "_manages", ebb_manages_py, METH_O, manages_doc },
     { "_raw_stress", ebb_raw_stress_py, METH_VARARGS, raw_stress_doc },
+#endif
     { NULL, NULL, 0, NULL },
 };
 

@@ -14,7 +14,7 @@
  *   limit.c       the limit, on_pressure() and the MemoryError that names it
  *   frames.c      the Python stack for heap-profile samples (the only file
  *                 that reads CPython's internals)
- *   test_hooks.c  _manages(), _raw_stress(): for the tests
+ *   test_hooks.c  _manages(), _raw_stress(): built only for the tests
  */
 #ifndef EBBMOD_H
 #define EBBMOD_H
@@ -83,7 +83,7 @@ PyObject *ebb_limit_info_py(PyObject *self, PyObject *unused);
 PyObject *ebb_get_limit_py(PyObject *self, PyObject *unused);
 PyObject *ebb_on_pressure_py(PyObject *self, PyObject *callback);
 
-/* test_hooks.c */
+/* test_hooks.c, compiled only with EBB_PY_TEST_HOOKS (setup.py) */
 PyObject *ebb_manages_py(PyObject *self, PyObject *obj);
 PyObject *ebb_raw_stress_py(PyObject *self, PyObject *args);
 

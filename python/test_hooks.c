@@ -1,7 +1,13 @@
 /*
  * test_hooks.c -- module functions that exist only for the tests: _manages()
  * (did ebb allocate this object's memory?) and _raw_stress() (the RAW domain
- * from C threads without the GIL, which Python code cannot do).
+ * from C threads without the GIL, which Python code cannot do).  They
+ * answer questions no user needs to ask and _raw_stress starts threads on
+ * request, so the module a user installs leaves them out: setup.py compiles
+ * this file and defines EBB_PY_TEST_HOOKS (which puts them in _ebb.c's
+ * method table) only when EBB_BUILD_TEST_HOOKS=1, as `make python` sets for
+ * the tests; a plain `pip install .` builds without them.  The tests reach
+ * them as ebb._ebb._manages and ebb._ebb._raw_stress.
  */
 #include "ebbmod.h"
 
