@@ -66,13 +66,15 @@ $(B)/ebb: $(CLI_SRC)
 # The Python package (setup.py): built for $(PYTHON) into $(B)/python, the
 # directory to put on PYTHONPATH.  Debian's interpreter by default, the one
 # CI runs; PYTHON=python3.X builds for another (needs its setuptools).
-# build_ext --force: setuptools looks only at python/_ebb.c's own date, not
-# at the ebb sources it includes.
+# build_ext --force: setuptools looks only at the files setup.py names, not
+# at the ebb sources src/ebb.c includes.  EBB_BUILD_TEST_HOOKS=1: this build
+# is the one the tests use, so it has the module's test-only functions
+# (python/test_hooks.c), which `pip install .` leaves out.
 PYTHON   ?= /usr/bin/python3
-PY_SRC   := setup.py $(wildcard python/*.c python/ebb/*) $(SRC)
+PY_SRC   := setup.py $(wildcard python/*.c python/*.h python/ebb/*) $(SRC)
 $(B)/python/.built-$(notdir $(PYTHON)): $(PY_SRC)
 	@mkdir -p $(@D)
-	cd $(CURDIR) && $(PYTHON) setup.py -q \
+	cd $(CURDIR) && EBB_BUILD_TEST_HOOKS=1 $(PYTHON) setup.py -q \
 	  build_py --build-lib $(abspath $(B)/python) build_ext --force --build-lib $(abspath $(B)/python) \
 	  --build-temp $(abspath $(B)/python/tmp-$(notdir $(PYTHON)))
 	@touch $@

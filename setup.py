@@ -3,8 +3,14 @@ pip install --no-build-isolation . uses the machine's setuptools).
 
 The module carries its own copy of ebb (src/ebb.c, hidden, without the malloc
 override) and uses the process's ebb instead when there is one (ebb run,
-LD_PRELOAD=libebb.so); python/_ebb.c says why.
+LD_PRELOAD=libebb.so); python/_ebb.c says why, and python/ebbmod.h lists the
+extension's files.
+
+EBB_BUILD_TEST_HOOKS=1 (set by `make python`, which the tests use) adds the
+functions that exist only for the tests (python/test_hooks.c); a plain
+`pip install .` leaves them out.
 """
+import os
 import re
 
 from setuptools import Extension, setup
@@ -16,12 +22,20 @@ FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-semantic-interposition
          "-fvisibility=hidden",
          "-O2"]
 
+SOURCES = ["python/_ebb.c", "python/install.c", "python/stats.c", "python/limit.c",
+           "python/frames.c"]
+MACROS = [("EBB_NO_OVERRIDE", "1"),
+          ("EBB_API", '__attribute__((visibility("hidden")))')]
+if os.environ.get("EBB_BUILD_TEST_HOOKS") == "1":
+    SOURCES.append("python/test_hooks.c")
+    MACROS.append(("EBB_PY_TEST_HOOKS", "1"))
+
 ebb = Extension(
     "ebb._ebb",
-    sources=["python/_ebb.c", "src/ebb.c"],
+    sources=SOURCES + ["src/ebb.c"],
+    depends=["python/ebbmod.h"],
     include_dirs=["include", "src"],
-    define_macros=[("EBB_NO_OVERRIDE", "1"),
-                   ("EBB_API", '__attribute__((visibility("hidden")))')],
+    define_macros=MACROS,
     extra_compile_args=FLAGS,
     extra_link_args=["-pthread"],
 )

@@ -18,7 +18,6 @@ from ._ebb import (  # noqa: F401
     set_limit,
     stats,
 )
-from ._ebb import _manages, _raw_stress  # noqa: F401  (for tests)
 from ._ebb import _report
 
 __all__ = ["install", "installed", "stats", "collect", "set_limit", "get_limit",

@@ -43,16 +43,26 @@ class PlainTest(unittest.TestCase):
         for name in ebb.__all__:
             assert name in text, name
 
+    def test_the_tests_build_has_the_test_hooks(self):
+        # `make python` builds with EBB_BUILD_TEST_HOOKS=1; a plain pip
+        # install has none of them (test_packaging), and the package itself
+        # names none.
+        for name in ("_manages", "_raw_stress"):
+            hook = getattr(ebb._ebb, name, None)
+            assert hook is not None, "ebb._ebb.%s is missing: build with `make python`" % name
+            assert "(for tests)" in hook.__doc__, name
+            assert not hasattr(ebb, name), name
+
     def test_blocks_made_before_install_are_freed_by_their_allocator(self):
         run_python("""
             import gc, ebb
             before = [bytes(i % 700) for i in range(20000)]     # pymalloc and malloc blocks
             grow = list(range(100))                             # resized after install
             dicts = [{j: j for j in range(i % 20)} for i in range(5000)]
-            assert not ebb._manages(before[1000]) and not ebb._manages(grow)
+            assert not ebb._ebb._manages(before[1000]) and not ebb._ebb._manages(grow)
             assert ebb.install() is True
             after = [bytes(i % 700) for i in range(20000)]
-            assert ebb._manages(after[1000])
+            assert ebb._ebb._manages(after[1000])
             grow.extend(range(100000))                          # realloc of an old block
             for d in dicts:
                 d.update({k: k for k in range(50)})             # old tables resized
@@ -73,10 +83,10 @@ class PlainTest(unittest.TestCase):
             assert ebb.install() is True
             assert tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == 3
             xs = [str(i) * 4 for i in range(10000)]
-            assert ebb._manages(xs[100])
+            assert ebb._ebb._manages(xs[100])
             assert tracemalloc.get_traced_memory()[0] > 0
             tracemalloc.stop()
-            assert ebb.installed() and ebb._manages(str(12345) * 4)
+            assert ebb.installed() and ebb._ebb._manages(str(12345) * 4)
             del xs
             tracemalloc.start()
         """, "plain", extra_env={"PYTHONTRACEMALLOC": "3"})
@@ -100,12 +110,12 @@ class BothWays:
         run_python("""
             import ebb
             xs = [str(i) * 3 for i in range(1000)]
-            assert all(ebb._manages(x) for x in xs)
+            assert all(ebb._ebb._manages(x) for x in xs)
             # Dicts and lists come from CPython's free lists first (up to 80
             # each, made before install): most of a thousand are new.
             ds = [{i: [i]} for i in range(1000)]
-            assert sum(ebb._manages(d) for d in ds) > 900
-            assert sum(ebb._manages(d[i]) for i, d in enumerate(ds)) > 900
+            assert sum(ebb._ebb._manages(d) for d in ds) > 900
+            assert sum(ebb._ebb._manages(d[i]) for i, d in enumerate(ds)) > 900
             assert ebb.check() == 0
         """, self.way)
 
@@ -390,7 +400,7 @@ class BothWays:
     def test_raw_domain_from_threads_without_the_gil(self):
         run_python("""
             import ebb, threading
-            assert ebb._raw_stress(4, 50000) == 0
+            assert ebb._ebb._raw_stress(4, 50000) == 0
             def work():
                 for _ in range(20):
                     xs = [str(i) for i in range(5000)]
@@ -427,7 +437,7 @@ class BothWays:
                 import ebb
                 xs = [str(i) for i in range(10000)]
                 assert ebb.installed()
-                assert ebb._manages(xs[10])
+                assert ebb._ebb._manages(xs[10])
                 s = ebb.stats(); ebb.collect()
                 try:
                     ebb.on_pressure(print)
