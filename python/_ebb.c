@@ -34,7 +34,7 @@ static const ebbmod_api_t module_copy = {
     ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,  ebb_free_if_managed, ebb_manages,
     ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
     ebb_on_pressure, ebb_last_failure, ebb_version, ebb_python_domains, ebb_check,
-    ebb_report, ebb_set_stack_hook, ebb_set_limit_auto, ebb_limit_info,
+    ebb_report, ebb_set_stack_hook, ebb_set_limit_auto, ebb_limit_info, ebb_get_option,
 };
 
 #define FIND(field, name)                                                     \
@@ -75,6 +75,7 @@ static void choose_ebb(void)
     FIND(set_stack_hook, "ebb_set_stack_hook");
     FIND(set_limit_auto, "ebb_set_limit_auto");
     FIND(limit_info, "ebb_limit_info");
+    FIND(get_option, "ebb_get_option");
     if (complete) {
         ebbmod_api = found;
         heap_kind = "process";
@@ -90,16 +91,17 @@ static void choose_ebb(void)
 
 /* ------------------------------------------------------ Python stacks */
 
-/* Samples carry the Python stack (EBB_PYTHON_STACKS=0: not; where
- * frames.c does not know the interpreter's frames, 3.13 and later: not
- * yet). */
+/* Samples carry the Python stack (EBB_PYTHON_STACKS=0: not, as ebb's
+ * options table reads it; where frames.c does not know the interpreter's
+ * frames, 3.13 and later: not yet). */
 static void python_stacks(void)
 {
     ebb_stack_hook_fn hook = ebbmod_stack_hook();
+    long long wanted = 1;
     if (hook == NULL)
         return;
-    const char *v = getenv("EBB_PYTHON_STACKS");
-    if (v == NULL || strcmp(v, "0") != 0)
+    (void)ebbmod_api.get_option("EBB_PYTHON_STACKS", &wanted);
+    if (wanted)
         ebbmod_api.set_stack_hook(hook, NULL);
 }
 

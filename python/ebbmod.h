@@ -47,6 +47,7 @@ typedef struct {
     int (*set_stack_hook)(ebb_stack_hook_fn, void *);
     int (*set_limit_auto)(unsigned);
     int (*limit_info)(ebb_limit_info_t *);
+    int (*get_option)(const char *, long long *);
 } ebbmod_api_t;
 
 /* Filled before the module object exists (PyInit__ebb), never changed. */
