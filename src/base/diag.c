@@ -118,3 +118,8 @@ _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line)
     ebb__diag("ebb: internal assertion failed: %s (%s:%d)\n", cond, file, line);
     ebb__os_abort();
 }
+
+EBB_API const char *ebb_version(void)
+{
+    return EBB_VERSION_STRING;
+}

@@ -540,9 +540,3 @@ EBB_API EBB_ENTRY void *ebb_reallocarray(void *p, size_t count, size_t size)
     return ebb_realloc(p, n);
 }
 
-/* ------------------------------------------------------------- collect */
-
-EBB_API const char *ebb_version(void)
-{
-    return EBB_VERSION_STRING;
-}
