@@ -39,6 +39,9 @@
 #include "insight/stats.c"
 #include "insight/check.c"
 #include "insight/report.c"
+#include "insight/report_walk.c"
+#include "insight/report_text.c"
+#include "insight/report_json.c"
 #include "insight/blackbox.c"
 
 #include "front/cpython.c"

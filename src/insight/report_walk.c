@@ -1,0 +1,424 @@
+/*
+ * report_walk.c -- what a report says, once, for both of its formats.
+ *
+ * Owns: the order and the content of the report (the limit, the last
+ * failure, the memory and the categories it is held in, the size classes,
+ * the sampled sites with their frames and stack lines, the address space),
+ * each value with its unit, and the names both formats give it.
+ *
+ * Why one walk.  The text and the JSON say the same things; written as two
+ * parallel sets of writers, each change to what a report says was made
+ * twice, in the same order, with nothing to hold the two together.  Here
+ * every value is taken from the snapshot once, and goes to a back end
+ * (report_text.c or report_json.c, a few functions each) under two names:
+ * the JSON's key and the text's words.  The words are the phrase as it
+ * reads, spaces and line ends included, with the value where "%s" stands:
+ * the text is prose and the JSON is data, and where the two put a value in
+ * different places, or one leaves it out, the walk names it for one format
+ * only (NULL for the other), so that each difference is in sight here
+ * rather than spread over two writers.  Two of them are whole lists: the
+ * size classes (the text lists the few holding the most, the JSON every
+ * one in size order) and a site's stack lines (the text puts them above
+ * the native frames, the JSON after).
+ *
+ * The walker keeps what the formats need to know of the nesting (for the
+ * JSON's commas) and which containers the current format leaves out, and
+ * symbolises a native frame (a dladdr call) only when the format shows it:
+ * the text shows a few frames a site, the JSON all of them.
+ */
+#include "report.h"
+
+#include <string.h>
+
+typedef struct {
+    const ebb__report_back_t *back;
+    ebb__report_out_t *out;
+    unsigned hidden;  /* open containers the format leaves out, nested */
+    unsigned depth;   /* open containers the format writes */
+    uint32_t list;    /* bit d: the container at depth d is a list */
+    uint32_t used;    /* bit d: something is written in it already */
+} walker_t;
+
+static const char *walk_name(const walker_t *w, const char *key, const char *words)
+{
+    return w->hidden ? NULL : w->back->name(key, words);
+}
+
+/* The place of the next thing written in the innermost open container,
+ * which holds something from then on. */
+static ebb__report_at_t walk_place(walker_t *w)
+{
+    ebb__report_at_t at = { .depth = w->depth, .in_list = 0, .first = 1 };
+    if (w->depth > 0) {
+        uint32_t bit = 1u << (w->depth - 1);
+        at.in_list = (w->list & bit) != 0;
+        at.first = (w->used & bit) == 0;
+        w->used |= bit;
+    }
+    return at;
+}
+
+static void walk_open(walker_t *w, const char *key, const char *words, int list)
+{
+    const char *name = walk_name(w, key, words);
+    if (name == NULL) {
+        w->hidden++;
+        return;
+    }
+    ebb__assert(w->depth < 32);
+    ebb__report_at_t at = walk_place(w);
+    w->back->open(w->out, &at, name, list);
+    uint32_t bit = 1u << w->depth;
+    w->list = list ? w->list | bit : w->list & ~bit;
+    w->used &= ~bit;
+    w->depth++;
+}
+
+static void walk_close(walker_t *w)
+{
+    if (w->hidden > 0) {
+        w->hidden--;
+        return;
+    }
+    w->depth--;
+    w->back->close(w->out, w->depth, (w->list >> w->depth) & 1u);
+}
+
+static void walk_item(walker_t *w, const char *key, const char *words, ebb__report_value_t v)
+{
+    const char *name = walk_name(w, key, words);
+    if (name == NULL)
+        return;
+    ebb__report_at_t at = walk_place(w);
+    w->back->item(w->out, &at, name, &v);
+}
+
+static void walk_num(walker_t *w, const char *key, const char *words, ebb__report_unit_t unit,
+                     size_t n)
+{
+    walk_item(w, key, words, (ebb__report_value_t){ .unit = unit, .n = n });
+}
+
+static void walk_strn(walker_t *w, const char *key, const char *words, const char *s, size_t len)
+{
+    walk_item(w, key, words,
+              (ebb__report_value_t){ .unit = EBB__REPORT_TEXT, .str = s, .len = len });
+}
+
+static void walk_str(walker_t *w, const char *key, const char *words, const char *s)
+{
+    walk_strn(w, key, words, s, strlen(s));
+}
+
+static void walk_null(walker_t *w, const char *key, const char *words)
+{
+    walk_item(w, key, words, (ebb__report_value_t){ .unit = EBB__REPORT_NULL });
+}
+
+/* Words of the text's own: a heading, a joint between values, a note. */
+static void walk_say(walker_t *w, const char *words)
+{
+    walk_null(w, NULL, words);
+}
+
+static void walk_frame(walker_t *w, const char *words, const void *pc)
+{
+    if (walk_name(w, "frame", words) == NULL)
+        return;
+    char sym[256];
+    size_t n = ebb__os_symbolise(pc, sym, sizeof sym);
+    walk_strn(w, "frame", words, sym, n);
+}
+
+/* -------------------------------------------------------------- sections */
+
+static void walk_limit(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    if (s->limit == 0) {
+        walk_null(w, "limit", "limit       none\n");
+        return;
+    }
+    walk_open(w, "limit", "limit       ", 0);
+    walk_num(w, "bytes", "%s", EBB__REPORT_BYTES, s->limit);
+    walk_str(w, NULL, " (%s)", s->limit_source);
+    walk_num(w, "soft_bytes", "; soft level %s", EBB__REPORT_BYTES, s->soft);
+    walk_num(w, "reserve_bytes", "; emergency reserve %s", EBB__REPORT_BYTES, s->reserve);
+    walk_str(w, "source", NULL, s->limit_source);
+    /* What the kernel said, in the text when ebb listens or heard something. */
+    const char *heard = s->pressure_source[0] ? s->pressure_source : NULL;
+    int said = heard || s->pressure_events;
+    walk_num(w, "pressure_events", said ? "; kernel pressure events %s" : NULL, EBB__REPORT_COUNT,
+             s->pressure_events);
+    if (heard)
+        walk_str(w, "pressure_source", " (%s)", heard);
+    else
+        walk_null(w, "pressure_source", NULL);
+    walk_say(w, "\n");
+    walk_close(w);
+}
+
+/* The JSON's name for why an allocation failed. */
+static const char *failure_kind(int reason)
+{
+    switch (reason) {
+    case EBB_FAIL_LIMIT:
+        return "limit";
+    case EBB_FAIL_NO_MEMORY:
+        return "no_memory";
+    default:
+        return "";
+    }
+}
+
+static void walk_failure(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    const ebb_failure_t *f = &s->failure;
+    if (f->reason == EBB_FAIL_NONE) {
+        walk_null(w, "failure", NULL);
+        return;
+    }
+    walk_open(w, "failure", "failed      ", 0);
+    walk_str(w, "kind", NULL, failure_kind(f->reason));
+    walk_num(w, "request", "%s", EBB__REPORT_BYTES, f->request);
+    if (f->reason == EBB_FAIL_LIMIT)
+        walk_num(w, NULL, " refused at the limit of %s", EBB__REPORT_BYTES, f->limit);
+    else
+        walk_say(w, " refused by the system (no memory or address space)");
+    walk_num(w, "committed", " with %s committed\n", EBB__REPORT_BYTES, f->committed);
+    walk_num(w, "limit", NULL, EBB__REPORT_BYTES, f->limit);
+    walk_close(w);
+}
+
+/* Blocks handed out of pools, as bytes, against the pools' span: the gap is
+ * free space inside pools (fragmentation, the part purging cannot return
+ * while a neighbour lives). */
+static size_t pool_free_bytes(const ebb__report_snapshot_t *s)
+{
+    return s->st.mapped_pools > s->st.small_used ? s->st.mapped_pools - s->st.small_used : 0;
+}
+
+static void walk_memory(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    const ebb_stats_t *st = &s->st;
+    size_t small = ebb__report_live_small(s);
+    walk_open(w, "memory", "", 0);
+    walk_num(w, "committed", "committed   %s", EBB__REPORT_BYTES, st->committed);
+    walk_num(w, "peak_committed", " (peak %s): ebb's estimate of its resident memory",
+             EBB__REPORT_BYTES, st->peak_committed);
+    if (s->rss)
+        walk_num(w, NULL, "; the process's RSS %s", EBB__REPORT_BYTES, s->rss);
+    walk_say(w, "\n");
+    /* The text says `mapped` last, as the sum of the categories below. */
+    walk_num(w, "mapped", NULL, EBB__REPORT_BYTES, st->mapped);
+    walk_num(w, "peak_mapped", NULL, EBB__REPORT_BYTES, st->peak_mapped);
+    walk_num(w, "live", "live        %s", EBB__REPORT_BYTES, small + st->large_used);
+    walk_num(w, "live_small", ": small blocks %s", EBB__REPORT_BYTES, small);
+    walk_num(w, "live_large", ", large blocks %s", EBB__REPORT_BYTES, st->large_used);
+    walk_num(w, "large_blocks", " in %s\n", EBB__REPORT_COUNT, st->large_blocks);
+    walk_num(w, "purged", "purged      %s", EBB__REPORT_BYTES, st->purged);
+    walk_num(w, "purges", " given back in %s calls since start\n", EBB__REPORT_COUNT, st->purges);
+    walk_num(w, "process_rss", NULL, EBB__REPORT_BYTES, s->rss);
+    walk_close(w);
+
+    /* The categories of `mapped`: they add up to it. */
+    walk_num(w, NULL, "mapped      %s", EBB__REPORT_BYTES, st->mapped);
+    walk_num(w, NULL, " (peak %s), in exactly one of:\n", EBB__REPORT_BYTES, st->peak_mapped);
+    walk_open(w, "held", "", 0);
+    walk_num(w, "metadata", "  metadata              %s  arena headers, thread caches, tables\n",
+             EBB__REPORT_BYTES, st->mapped_meta);
+    walk_num(w, "small_in_use", "  small blocks in use   %s\n", EBB__REPORT_BYTES, small);
+    walk_num(w, "thread_caches",
+             "  in thread caches      %s  freed, kept for reuse by their thread\n",
+             EBB__REPORT_BYTES, st->small_cached);
+    walk_num(w, "free_in_pools", "  free in pools         %s  space between live small blocks\n",
+             EBB__REPORT_BYTES, pool_free_bytes(s));
+    walk_num(w, "free_arena_slots", "  free arena slots      %s\n", EBB__REPORT_BYTES,
+             st->mapped_free_slots);
+    walk_num(w, "large", "  large blocks          %s\n", EBB__REPORT_BYTES, st->mapped_large);
+    walk_num(w, "large_cached", "  large, cached         %s  freed, kept for reuse\n",
+             EBB__REPORT_BYTES, st->mapped_large_cached);
+    walk_close(w);
+}
+
+static void walk_class(walker_t *w, const ebb_class_stats_t *c)
+{
+    size_t bytes = c->used * c->size;
+    unsigned fill = c->pool_bytes ? (unsigned)((uint64_t)bytes * 100 / c->pool_bytes) : 0;
+    walk_open(w, "class", "", 0);
+    walk_num(w, "size", "  %s B: ", EBB__REPORT_COUNT, c->size);
+    walk_num(w, "blocks", "%s, ", EBB__REPORT_COUNT, c->used);
+    walk_num(w, "bytes", "%s, ", EBB__REPORT_BYTES, bytes);
+    walk_num(w, "pools", "%s (", EBB__REPORT_COUNT, c->pools);
+    walk_num(w, "pool_bytes", "%s), ", EBB__REPORT_BYTES, c->pool_bytes);
+    walk_num(w, NULL, "%s\n", EBB__REPORT_PERCENT, fill);
+    walk_close(w);
+}
+
+/* Most pool bytes first, ties in size order (a stable insertion sort: at
+ * most EBB_CLASSES). */
+static void sort_by_pool_bytes(const ebb__report_snapshot_t *s, unsigned char *order, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        unsigned char c = order[i];
+        size_t j = i;
+        for (; j > 0 && s->cls[order[j - 1]].pool_bytes < s->cls[c].pool_bytes; j--)
+            order[j] = order[j - 1];
+        order[j] = c;
+    }
+}
+
+static void walk_classes(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    unsigned char order[EBB_CLASSES];
+    size_t n = 0;
+    for (size_t i = 0; i < s->nclasses; i++)
+        if (s->cls[i].pools != 0 || s->cls[i].used != 0)
+            order[n++] = (unsigned char)i;
+
+    /* The JSON lists every class in use, smallest first. */
+    walk_open(w, "classes", NULL, 1);
+    for (size_t i = 0; i < n; i++)
+        walk_class(w, &s->cls[order[i]]);
+    walk_close(w);
+
+    /* The text, the classes holding the most pool bytes first: at the
+     * moment memory ran out, the few that hold it matter, not the sixty
+     * that do not. */
+    sort_by_pool_bytes(s, order, n);
+    size_t shown = n < EBB_REPORT_CLASSES ? n : EBB_REPORT_CLASSES;
+    walk_open(w, NULL, "size classes by pool bytes "
+                       "(block size: blocks out, their bytes, pools, fill):\n", 1);
+    for (size_t i = 0; i < shown; i++)
+        walk_class(w, &s->cls[order[i]]);
+    if (n == 0)
+        walk_say(w, "  none\n");
+    if (n > shown) {
+        size_t rest = 0;
+        for (size_t i = shown; i < n; i++)
+            rest += s->cls[order[i]].pool_bytes;
+        walk_num(w, NULL, "  and %s more classes in ", EBB__REPORT_COUNT, n - shown);
+        walk_num(w, NULL, "%s of pools\n", EBB__REPORT_BYTES, rest);
+    }
+    walk_close(w);
+}
+
+/* The next non-empty line of a stack text (`*text` moves past it): its
+ * start and length, or NULL at the end. */
+static const char *next_line(const char **text, size_t *len)
+{
+    while (**text) {
+        const char *line = *text, *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        *text += n + (nl != NULL);
+        if (n > 0) {
+            *len = n;
+            return line;
+        }
+    }
+    return NULL;
+}
+
+/* The runtime's stack, a line an entry, innermost first. */
+static void walk_stack(walker_t *w, const char *key, const char *words, const char *text)
+{
+    const char *line, *at = "       at %s\n";
+    size_t n;
+    walk_open(w, key, words, 1);
+    for (; (line = next_line(&text, &n)) != NULL; at = "          %s\n")
+        walk_strn(w, "line", at, line, n);
+    walk_close(w);
+}
+
+/* Native frames the text shows per site: the allocating call and its
+ * callers, fewer when the runtime's stack says the rest. */
+static int frames_shown(const ebb__site_t *site, int brief)
+{
+    int most = site->stack[0] ? EBB_REPORT_FRAMES / 2 : EBB_REPORT_FRAMES;
+    if (brief)
+        most = most > 4 ? 4 : most;
+    return site->depth < most ? site->depth : most;
+}
+
+static void walk_site(walker_t *w, const ebb__report_snapshot_t *s, size_t i)
+{
+    const ebb__site_t *site = &s->site[i];
+    walk_open(w, "site", "", 0);
+    walk_num(w, NULL, "  %s. ", EBB__REPORT_COUNT, i + 1);
+    walk_num(w, "live_bytes", "~%s live", EBB__REPORT_BYTES, (size_t)site->live_bytes);
+    walk_num(w, "live_blocks", " in ~%s blocks", EBB__REPORT_COUNT, (size_t)site->live_count);
+    walk_num(w, "total_bytes", " (~%s allocated in all)\n", EBB__REPORT_BYTES,
+             (size_t)site->total_bytes);
+    walk_num(w, "total_blocks", NULL, EBB__REPORT_COUNT, (size_t)site->total_count);
+    walk_num(w, "samples", NULL, EBB__REPORT_COUNT, (size_t)site->samples);
+    /* The runtime's stack reads best above the native frames; the JSON
+     * has always had it after them. */
+    walk_stack(w, NULL, "", site->stack);
+    walk_open(w, "frames", "", 1);
+    int shown = frames_shown(site, s->brief);
+    for (int f = 0; f < site->depth; f++) {
+        const char *words = f == 0 ? "       in %s\n" : "       <- %s\n";
+        walk_frame(w, f < shown ? words : NULL, site->pcs[f]);
+    }
+    walk_close(w);
+    walk_stack(w, "stack", NULL, site->stack);
+    walk_close(w);
+}
+
+static void walk_sites(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    const ebb_sample_stats_t *st = &s->samples;
+    /* Off and never on: the text says so in a line, the JSON keeps its
+     * (zero) counters, the keys a program reads. */
+    int off = st->rate == 0 && st->sites == 0;
+    if (off)
+        walk_say(w, "allocation sites: not sampled (EBB_SAMPLE_RATE=0)\n");
+    walk_open(w, "sites", off ? NULL : "top allocation sites by live bytes, estimated from samples",
+              0);
+    walk_num(w, "estimated", NULL, EBB__REPORT_FLAG, 1);
+    walk_num(w, "rate", " (1 per %s allocated", EBB__REPORT_BYTES, st->rate);
+    walk_num(w, "samples", "; %s samples", EBB__REPORT_COUNT, (size_t)st->samples);
+    walk_num(w, "live_samples", ", %s live", EBB__REPORT_COUNT, (size_t)st->live);
+    walk_num(w, "sites", ", %s sites", EBB__REPORT_COUNT, st->sites);
+    walk_num(w, "dropped", st->dropped ? ", %s dropped: the site table was full" : NULL,
+             EBB__REPORT_COUNT, (size_t)st->dropped);
+    walk_say(w, "):\n");
+    if (s->nsites == 0)
+        walk_say(w, "  none with live samples\n");
+    walk_open(w, "top", "", 1);
+    for (size_t i = 0; i < s->nsites; i++)
+        walk_site(w, s, i);
+    walk_close(w);
+    walk_close(w);
+}
+
+static void walk_address_space(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    int known = s->gap != 0;
+    walk_open(w, "address_space", s->brief ? NULL : "address space: largest free range ", 0);
+    if (!known)
+        walk_say(w, "unknown (/proc/self/maps unreadable)\n");
+    walk_num(w, "largest_free", known ? "%s" : NULL, EBB__REPORT_BYTES, s->gap);
+    walk_num(w, "largest_free_at", known ? " at %s\n" : NULL, EBB__REPORT_ADDRESS, s->gap_at);
+    walk_close(w);
+}
+
+void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
+                      const ebb__report_snapshot_t *s)
+{
+    walker_t w = { .back = back, .out = o };
+    walk_open(&w, "report", "== ebb report: ", 0);
+    walk_str(&w, "schema", NULL, "ebb.report/1");
+    walk_str(&w, "ebb", NULL, ebb_version());
+    walk_num(&w, "pid", "pid %s, ", EBB__REPORT_COUNT, (size_t)s->pid);
+    walk_str(&w, "time", "%s, ", s->when);
+    walk_str(&w, NULL, "ebb %s\n", ebb_version());
+    walk_str(&w, "reason", "reason      %s\n", s->reason);
+    walk_limit(&w, s);
+    walk_failure(&w, s);
+    walk_memory(&w, s);
+    walk_classes(&w, s);
+    walk_sites(&w, s);
+    walk_address_space(&w, s);
+    walk_say(&w, "== end of ebb report\n");
+    walk_close(&w);
+}
