@@ -23,43 +23,14 @@
  * the bottom of the big gap while the kernel's top-down mmap fills it with
  * large blocks from the top: small survivors never sit between large blocks.
  * When those places are taken (a full address space, a foreign mapping) or
- * the break is unknown, the kernel places the arena as before.  Before this,
- * each new arena (an empty one is unmapped, so they come and go) landed in
- * whatever hole the kernel picked among the large blocks, and the 2% of
- * small objects that survive a batch pinned it there: on bench/rss scenario 8
- * (32-bit, 100 rounds of 1-64 MiB buffers among small objects) 7 arenas
- * ended up spread over 52 MiB of the large-block region, between buffers;
- * placed, they are one 28 MiB run 8 MiB above the break.  The largest block
- * left after the rounds went from 1468 MiB to 1781-1788 MiB (3 runs; glibc
- * 1809-1826), together with large.c's 32-bit cache and headroom settings;
- * what is still missing against glibc is mostly the large blocks' own
- * holes, not arenas.
- *
- * On 32-bit, arenas first fill the stretch between the program's image and
- * its break (EBB_ARENA_BELOW_BRK): the kernel starts the break a random 0
- * to 32 MiB above the image, room that the brk heap never uses and that
- * glibc loses below its heap; and there is no brk gap.  Scenario 8 after
- * that: 1788, 1792, 1788 MiB (glibc 1818, 1835, 1813), still short of
- * glibc.  Tried and dropped: large.c choosing each large block's address
- * itself, best fit among the holes between its live blocks (with
- * MAP_FIXED_NOREPLACE, growth moved by mremap onto a claimed hole).  Without
- * address randomisation, over 5 run lengths (80 to 120 rounds), the largest
- * block averaged 1782 MiB with best fit against 1836 with the kernel's
- * top-down choice (glibc 1858); placing at the bottom of holes was worse.
- * What is left is the order in which long-lived buffers come and go: the
- * deepest live buffer decides, and which policy puts it higher varies from
- * run length to run length by +-60 MiB.
- *
- * Why not reserve address space (PROT_NONE) for arenas and commit inside
- * it?  A reservation is address space no large block can have; on 32-bit
- * that is the scarce resource, and an unused 64 MiB reservation costs a
- * 32-bit program 64 MiB of its largest block.  Placing each arena by address
- * gets the same clustering with nothing reserved: a freed arena leaves a hole
- * inside the cluster that the next arena fills (lowest first), and the
- * kernel's top-down search reaches such low holes only when everything above
- * is full.  The ownership map already says which places are ours, so finding
- * the lowest free one needs no other structure, and `mapped` still counts
- * exactly the arenas that exist.
+ * the break is unknown, the kernel places the arena.  On 32-bit, arenas
+ * first fill the stretch between the program's image and its break
+ * (EBB_ARENA_BELOW_BRK), room the brk heap never uses.  Measured on bench/rss
+ * scenario 8 (32-bit, 100 rounds of 1-64 MiB buffers among small objects):
+ * the largest block left after the rounds went from 1468 MiB (the kernel
+ * placing every arena) to 1788-1792 MiB (glibc 1813-1835).  Nothing is
+ * reserved in advance: on 32-bit a reservation is address space no large
+ * block can have.  docs/design-notes.md has what was tried and dropped.
  *
  * Purging: a pool that goes back to its arena leaves its pages dirty (a new
  * pool in the same slots reuses them without a page fault).  Once no pool

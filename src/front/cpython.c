@@ -6,7 +6,7 @@
  * without the GIL), MEM (PyMem_Malloc) and OBJ (PyObject_Malloc, pymalloc by
  * default).  Before the interpreter initialises, each domain's allocator may
  * be replaced outright (PyMem_SetAllocator); after that only wrapped, which
- * is the Python module's business (python/ebb/_ebb.c).  `ebb run` preloads
+ * is the Python module's business (python/install.c).  `ebb run` preloads
  * libebb.so and sets EBB_PYTHON=1: if the process turns out to be a Python
  * interpreter that has not started yet, ebb's constructor gives all three
  * domains to ebb, so every Python object and every C extension's malloc

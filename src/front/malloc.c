@@ -1,5 +1,5 @@
 /*
- * alloc.c -- the front: malloc semantics on top of caches, heaps and large
+ * malloc.c -- the front: malloc semantics on top of caches, heaps and large
  * blocks.
  *
  * Owns: request sizes and their limits (nothing above PTRDIFF_MAX), errno,

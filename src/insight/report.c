@@ -22,7 +22,7 @@
  * moment allocation fails, and ebb may be the process's malloc.
  *
  * Who writes the automatic ones.  The first failed allocation writes its
- * report itself, on the failing thread, holding no ebb lock (alloc.c calls
+ * report itself, on the failing thread, holding no ebb lock (malloc.c calls
  * here from its slow path's end).  A signal handler may not take ebb's
  * locks (the thread it interrupted may hold one), so the handler only
  * raises a flag and wakes the reporter thread, started when the signal is

@@ -6,9 +6,10 @@
  * (ebb_on_pressure), the per-thread record of the last failure
  * (ebb_last_failure), and the rule that decides when each runs.
  *
- * What counts is `committed` (stats.c): ebb's estimate of its resident
- * memory, the figure that costs RSS and that a cgroup charges, so a purge
- * lowers it.  Growth is admitted where committed can grow on a slow path:
+ * What counts is `committed` (core/ledger.c): ebb's estimate of its
+ * resident memory, the figure that costs RSS and that a cgroup charges, so a
+ * purge lowers it.  Growth is admitted (core/budget.c, the arithmetic this
+ * file sets the numbers of) where committed can grow on a slow path:
  * a bin taking a new pool from its arena (charged its whole span, at most
  * 512 KiB, before any of its pages is touched) and a new or grown large
  * mapping (charged its size).  Pages re-dirtied inside pools a heap already
@@ -22,7 +23,7 @@
  *          purges everything, once per episode.  The episode ends when an
  *          admission finds committed back below the soft level.
  *   hard   growth past the limit less its emergency reserve is refused.
- *          The front (alloc.c), holding no lock, runs the callbacks
+ *          The front (front/malloc.c), holding no lock, runs the callbacks
  *          (EBB_PRESSURE_HARD), purges, and tries once more; if that is
  *          refused too the request fails: NULL with errno = ENOMEM, and
  *          ebb_last_failure() says why.  The failure opens the reserve (the
@@ -32,8 +33,8 @@
  *          few re-dirtied pool pages at most, as above).  The reserve closes
  *          once committed is back below the limit less twice the reserve.
  * Admission reads two counters and never blocks, so it may run under any
- * lock; callbacks and purges run only from the front's slow paths with no
- * lock held.  A thread inside a callback is never called back again (its
+ * lock, and only records what it saw; callbacks and purges run here, from
+ * the front's slow paths with no lock held, never on ebb's own threads.  A thread inside a callback is never called back again (its
  * refused requests simply fail), and other threads' callbacks may run at the
  * same time: callbacks must be thread-safe.  Nothing here runs from a signal
  * handler unless the program allocates from one.
@@ -43,9 +44,9 @@
  * The kernel's word (pressure.c, EBB_LIMIT_PSI).  While a limit is set, a
  * watcher thread listens for memory pressure the counters cannot see (other
  * processes in the same cgroup, or the whole machine, stalling on memory):
- * on an event it purges everything at once and owes the soft callbacks
- * (ebb__limit_external_pressure); the next slow path holding no lock runs
- * them, once per event, unless an episode of ebb's own is open (they ran
+ * on an event it purges everything at once and records that the soft
+ * callbacks are owed (ebb__pressure_take_event); the next slow path holding
+ * no lock runs them, once per event, unless an episode of ebb's own is open (they ran
  * for it).  The kernel's episode is its event: committed is usually below
  * the soft level then, so ebb's own episode rule would not end it.
  *

@@ -47,7 +47,7 @@ static uint32_t min_u32(uint32_t a, uint32_t b)
     return a < b ? a : b;
 }
 
-/* Ask every thread to give back the blocks in its cache (tcache.c says
+/* Ask every thread to give back the blocks in its cache (thread.c says
  * why and how), at most once a delay: a busy thread pays a refill per class
  * per poke. */
 static unsigned poke_threads(uint32_t now, long delay)

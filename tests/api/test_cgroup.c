@@ -115,7 +115,7 @@ static int v2_delegates_memory(const char *dir)
 
 /* The directory of this process's memory cgroup (PATH_LEN bytes); returns
  * the cgroup version (1 or 2), 0 if there is none to make a child of.
- * Read independently of ebb's own parser (src/os/linux.c), which this test
+ * Read independently of ebb's own parser (src/os/linux_limits.c), which this test
  * checks. */
 static int memory_cgroup(char *out)
 {
