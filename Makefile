@@ -24,7 +24,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h
 
 .PHONY: all lib tool python bench-python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
-        check-preload check-sanitizers check-asan check-ubsan check-m32 fuzz peer bench bench-python demo
+        check-preload check-sanitizers check-asan check-ubsan check-m32 check-layers fuzz peer bench bench-python demo
 
 all: lib tool
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
@@ -35,6 +35,7 @@ help:
 	@echo "make install PREFIX=/usr/local"
 	@echo "make check         unit, API, stress and LD_PRELOAD tests (what scripts/test.sh runs first)"
 	@echo "make check-sanitizers   API tests under ASan and UBSan"
+	@echo "make check-layers  no lower layer of src/ calls an upper one (and the check's own test)"
 	@echo "make check-m32     unit, API, stress and LD_PRELOAD tests as a 32-bit (gcc -m32) program, in $(B)/m32"
 	@echo "                   (needs gcc-multilib and libcmocka-dev:i386: scripts/deps.sh m32)"
 	@echo "make B=build/m32 ARCHFLAGS=-m32 build/m32/libebb.so"
@@ -165,6 +166,14 @@ check: check-unit check-api check-stress check-preload check-install
 
 check-install: lib
 	tests/install/check.sh
+
+# The layering of src/ (src/internal.h draws it): every file compiled on its
+# own, no symbol of an upper layer referred to by a lower one, no cycle of
+# more than three files; then the check's own test, which breaks a copy of
+# the tree and expects the check to say so.
+check-layers:
+	python3 tests/layers/check_layers.py
+	python3 -m unittest -q tests/layers/test_check_layers.py
 
 # The API tests against a library that walks every structure (ebb_check) on
 # each slow path: slow, thorough.

@@ -28,6 +28,7 @@ stage() {
 
 stage "build with clang -Werror" make -s B=build/clang CC=clang lib tool
 stage "build with gcc -Werror"   make -s lib tool python
+stage "layers: no lower layer calls an upper one" make -s check-layers
 stage "unit tests"               make -s check-unit
 stage "API tests"                make -s check-api
 stage "stress (direct and LD_PRELOAD)" make -s check-stress

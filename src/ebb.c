@@ -18,6 +18,7 @@
 
 #include "base/diag.c"
 #include "base/options.c"
+#include "base/misuse.c"
 #include "base/process.c"
 
 #include "core/sizeclass.c"
@@ -38,6 +39,7 @@
 #include "insight/sample.c"
 #include "insight/stats.c"
 #include "insight/check.c"
+#include "insight/report_out.c"
 #include "insight/report.c"
 #include "insight/report_walk.c"
 #include "insight/report_text.c"

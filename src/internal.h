@@ -31,8 +31,9 @@
  *                      (setup.c).
  *      |
  *   base     base/     what every layer uses: options (options.c, one table),
- *                      one-line diagnoses (diag.c), the list of every lock
- *                      and whether ebb may start threads (process.c).
+ *                      one-line diagnoses (diag.c), what a misuse does
+ *                      (misuse.c), the list of every lock and whether ebb
+ *                      may start threads (process.c).
  *      |
  *   os       os/       the only code that makes system calls (os.h).
  *
@@ -81,14 +82,11 @@ static inline const char *ebb__system_root(void)
 
 /* ------------------------------------------------------- base/diag.c */
 
-extern EBB_HIDDEN ebb__misuse_t ebb__misuse;
 /* One line on stderr, without allocating: %s %p %zu %u %d %x. */
 void ebb__diag(const char *fmt, ...) EBB_HIDDEN;
 /* The same formatter into a buffer (reports); returns the length. */
 size_t ebb__vformat(char *buf, size_t cap, const char *fmt, va_list ap) EBB_HIDDEN;
 size_t ebb__format(char *buf, size_t cap, const char *fmt, ...) EBB_HIDDEN;
-/* A misuse of the API: counted, named on stderr, then EBB_ON_ERROR. */
-void ebb__report_misuse(const char *fn, const void *p, const char *fault) EBB_HIDDEN;
 _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line) EBB_HIDDEN;
 
 #if EBB_DEBUG >= 1
@@ -96,6 +94,12 @@ _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line) EB
 #else
 #define ebb__assert(c) ((void)0)
 #endif
+
+/* ----------------------------------------------------- base/misuse.c */
+
+extern EBB_HIDDEN ebb__misuse_t ebb__misuse;
+/* A misuse of the API: counted, named on stderr, then EBB_ON_ERROR. */
+void ebb__report_misuse(const char *fn, const void *p, const char *fault) EBB_HIDDEN;
 
 /* ---------------------------------------------------- base/process.c */
 

@@ -1,15 +1,12 @@
 /*
  * diag.c -- one-line diagnoses, written without allocating.
  *
- * Owns: the formatter, the diagnostic line, what a detected misuse does,
- * and the count of misuse seen.
+ * Owns: the formatter, the diagnostic line, the failed assertion, and
+ * ebb_version (what ebb says about itself).
  *
  * A report from inside the allocator cannot use stdio (it allocates, and may
  * be what called us), so this file formats into a stack buffer: %s %p %zu %u
- * %d %x only (insight/report.c writes its reports with the same formatter).
- * Misuse (a foreign pointer, a double free) is reported by naming the
- * function, the pointer and the fault, then handled per EBB_ON_ERROR: warn
- * (default), abort, or ignore.
+ * %d %x only (insight/report*.c write the reports with the same formatter).
  */
 #include "internal.h"
 
@@ -99,18 +96,6 @@ void ebb__diag(const char *fmt, ...)
     size_t n = ebb__vformat(buf, sizeof buf, fmt, ap);
     va_end(ap);
     ebb__os_write_diag(buf, n);
-}
-
-EBB_HIDDEN ebb__misuse_t ebb__misuse;
-
-void ebb__report_misuse(const char *fn, const void *p, const char *fault)
-{
-    atomic_fetch_add_explicit(&ebb__misuse.errors, 1, memory_order_relaxed);
-    if (ebb__opt.on_error == EBB_ON_ERROR_IGNORE)
-        return;
-    ebb__diag("ebb: %s(%p): %s\n", fn, p, fault);
-    if (ebb__opt.on_error == EBB_ON_ERROR_ABORT)
-        ebb__os_abort();
 }
 
 _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line)

@@ -16,8 +16,8 @@
  * hold the most (sample.c: estimates, and the report says so), each with
  * its native frames (symbolised with dladdr) and its runtime stack.  What
  * the report says about them is report_walk.c's, said once for both
- * formats; report_text.c and report_json.c write it (report.h draws the
- * map).  It is written through a stack buffer with diag.c's formatter,
+ * formats; report_text.c and report_json.c write it, through
+ * report_out.c's buffer (report.h draws the map).  It is written through a stack buffer with diag.c's formatter,
  * never through stdio or malloc: the moment a report matters most is the
  * moment allocation fails, and ebb may be the process's malloc.
  *
@@ -40,47 +40,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
-
-/* -------------------------------------------------------------- writing */
-
-static void out_flush(ebb__report_out_t *o)
-{
-    if (o->fd < 0) {
-        size_t room = o->mem_cap - 1 - o->mem_len;
-        size_t k = o->at < room ? o->at : room;
-        memcpy(o->mem + o->mem_len, o->buf, k);
-        o->mem_len += k;
-        o->mem[o->mem_len] = '\0';
-    } else if (o->at && !o->failed && ebb__os_write_all(o->fd, o->buf, o->at) != 0) {
-        o->failed = 1;
-        o->err = errno;
-    }
-    o->at = 0;
-}
-
-void ebb__report_put(ebb__report_out_t *o, const char *s, size_t n)
-{
-    while (n > 0) {
-        if (o->at == sizeof o->buf)
-            out_flush(o);
-        size_t room = sizeof o->buf - o->at;
-        size_t k = n < room ? n : room;
-        memcpy(o->buf + o->at, s, k);
-        o->at += k;
-        s += k;
-        n -= k;
-    }
-}
-
-void ebb__report_putf(ebb__report_out_t *o, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    size_t n = ebb__vformat(line, sizeof line, fmt, ap);
-    va_end(ap);
-    ebb__report_put(o, line, n);
-}
 
 /* ------------------------------------------------------------- snapshot */
 
@@ -131,7 +90,7 @@ static int write_report(int fd, int format, const char *reason)
     take_snapshot(&s, reason, 0);
     ebb__report_walk(&o, format == EBB_REPORT_JSON ? &ebb__report_as_json : &ebb__report_as_text,
                      &s);
-    out_flush(&o);
+    ebb__report_flush(&o);
     if (o.failed) {
         errno = o.err;
         return -1;
@@ -160,7 +119,7 @@ size_t ebb__report_brief(char *buf, size_t cap, const char *reason)
                      s.st.committed, s.st.peak_committed, live, s.st.mapped, s.limit, s.st.purged,
                      s.rss, s.failure.reason, s.failure.request);
     ebb__report_walk(&o, &ebb__report_as_text, &s);
-    out_flush(&o);
+    ebb__report_flush(&o);
     return o.mem_len;
 }
 

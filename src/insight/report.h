@@ -1,9 +1,9 @@
 /*
  * report.h -- the pieces of the report that its files share.
  *
- * A report is written in three steps, by four files.  report.c takes a
- * snapshot (below) and owns where the bytes go (an fd, or memory for the
- * black box).  report_walk.c walks the snapshot once and says what the
+ * A report is written in three steps, by five files.  report.c takes a
+ * snapshot (below); report_out.c owns where the bytes go (an fd, or memory
+ * for the black box).  report_walk.c walks the snapshot once and says what the
  * report contains: containers (the report itself, its sections, lists and
  * their entries) and items, each with a value and its unit.  A back end
  * writes what the walk says in one format: report_text.c the text for
@@ -42,6 +42,8 @@ typedef struct {
 } ebb__report_out_t;
 
 void ebb__report_put(ebb__report_out_t *o, const char *s, size_t n) EBB_HIDDEN;
+/* Write out what the buffer holds (report_out.c). */
+void ebb__report_flush(ebb__report_out_t *o) EBB_HIDDEN;
 /* Formatted with diag.c's formatter, at most 511 bytes at a time. */
 void ebb__report_putf(ebb__report_out_t *o, const char *fmt, ...) EBB_HIDDEN;
 
