@@ -54,14 +54,12 @@ static size_t group_bytes(uint32_t n)
 
 static void build(void)
 {
-    rng_t r = rng_make(1);
+    rng_t r = rng_make_splitmix(1);
     double p = rss_opt.survive;
     double t0 = now_ms();
     while (built_bytes < target) {
-        uint32_t want = rng_range(&r, 1, GROUP_MAX);
-        struct group *g = malloc(group_bytes(want));
-        if (!g)
-            DIE("out of memory");
+        uint32_t want = rng_range32(&r, 1, GROUP_MAX);
+        struct group *g = xmalloc(group_bytes(want));
         built_bytes += group_bytes(want);
         g->n = 0;
         g->cap = want;
@@ -77,7 +75,7 @@ static void build(void)
                 g->item[g->n++] = o;
             }
         }
-        uint32_t c = rng_below(&r, CHAINS);
+        uint32_t c = rng_below32(&r, CHAINS);
         g->next = chain[c];
         chain[c] = g;
     }

@@ -40,19 +40,17 @@ static size_t group_bytes(uint32_t n)
  * requested (objects and containers). */
 static uint64_t build(uint64_t target, size_t size, uint64_t seed)
 {
-    rng_t r = rng_make(seed);
+    rng_t r = rng_make_splitmix(seed);
     uint64_t bytes = 0;
     while (bytes < target) {
-        uint32_t n = rng_range(&r, 1, GROUP_MAX);
-        struct group *g = malloc(group_bytes(n));
-        if (!g)
-            DIE("out of memory");
+        uint32_t n = rng_range32(&r, 1, GROUP_MAX);
+        struct group *g = xmalloc(group_bytes(n));
         g->n = n;
         g->tag = (uint32_t)rng_next(&r);
         for (uint32_t i = 0; i < n; i++)
             g->item[i] = obj_new(size, (uint32_t)rng_next(&r));
         bytes += group_bytes(n) + n * size;
-        uint32_t c = rng_below(&r, CHAINS);
+        uint32_t c = rng_below32(&r, CHAINS);
         g->next = chain[c];
         chain[c] = g;
     }

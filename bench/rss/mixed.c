@@ -122,7 +122,7 @@ static void free_big(int i)
 static void round_run(rng_t *r, uint64_t batch, double survive)
 {
     struct plan plans[MAX_BIGS];
-    int k = (int)rng_range(r, 1, MAX_BIGS), steps = 0;
+    int k = (int)rng_range32(r, 1, MAX_BIGS), steps = 0;
     for (int i = 0; i < k; i++) {
         struct big *b = &pool[npool++];
         b->p = NULL;
@@ -130,7 +130,7 @@ static void round_run(rng_t *r, uint64_t batch, double survive)
         b->tag = (uint32_t)rng_next(r);
         plans[i].b = b;
         plans[i].final = ((size_t)rng_logu(r, 20, 26) + PAGE - 1) / PAGE * PAGE;
-        plans[i].grow = rng_below(r, 3) == 0;
+        plans[i].grow = rng_below32(r, 3) == 0;
         plans[i].done = 0;
         n_grown += (uint64_t)plans[i].grow;
         steps += plan_steps(&plans[i]);
@@ -155,7 +155,7 @@ static void round_run(rng_t *r, uint64_t batch, double survive)
         if (rng_unit(r) < survive) {
             ring_push(o);
         } else {
-            uint32_t c = rng_below(r, CHAINS);
+            uint32_t c = rng_below32(r, CHAINS);
             o->next = chain[c];
             chain[c] = o;
         }
@@ -171,7 +171,7 @@ static void round_run(rng_t *r, uint64_t batch, double survive)
     }
     /* the older buffers: all go (-n 0), or random ones down to `keep` */
     while (npool - k > keep)
-        free_big(keep == 0 ? 0 : (int)rng_below(r, (uint32_t)(npool - k)));
+        free_big(keep == 0 ? 0 : (int)rng_below32(r, (uint32_t)(npool - k)));
 }
 
 static void phase_point(long round)
@@ -249,7 +249,7 @@ int main(int argc, char **argv)
     ring.v = book_alloc(ring.cap * sizeof *ring.v);
     rss_set_base();
 
-    rng_t r = rng_make(5);
+    rng_t r = rng_make_splitmix(5);
     for (long i = 0; i < rounds; i++) {
         round_run(&r, batch, survive);
         if ((i + 1) % every == 0 || i + 1 == rounds)

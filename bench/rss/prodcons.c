@@ -78,7 +78,7 @@ static void take(struct pair *p, struct batch *b)
 static void *producer(void *arg)
 {
     struct pair *p = arg;
-    rng_t r = rng_make(p->seed);
+    rng_t r = rng_make_splitmix(p->seed);
     struct batch b;
     uint64_t bytes = 0;
     wait_start();

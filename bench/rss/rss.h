@@ -30,90 +30,19 @@
  * A corrupted object makes the program print the reason on stderr and exit
  * with status 3; a usage error exits with status 2.
  *
- * The code must build with gcc and clang, -std=c11 -Wall -Wextra -Werror,
- * for x86-64 and for -m32 (so no 128-bit arithmetic).
+ * The units, DIE, the generator and the /proc reader are bench/common/
+ * bench.h's; the scenarios draw with rng_make_splitmix, rng_below32 and
+ * rng_range32 (top 32 bits: cheap with -m32).  The code must build with gcc
+ * and clang, -std=c11 -Wall -Wextra -Werror, for x86-64 and for -m32.
  */
 #ifndef EBB_BENCH_RSS_H
 #define EBB_BENCH_RSS_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1
-#endif
+#include "../common/bench.h"
 
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
-
-#define KIB 1024ull
-#define MIB (1024ull * 1024ull)
-#define GIB (1024ull * 1024ull * 1024ull)
-#define PAGE 4096u
-
-#define DIE(...)                                                              \
-    do {                                                                      \
-        fflush(stdout);                                                       \
-        fprintf(stderr, __VA_ARGS__);                                         \
-        fputc('\n', stderr);                                                  \
-        exit(3);                                                              \
-    } while (0)
-
-/* ---- pseudo-random numbers: xorshift64*, fixed seeds ------------------- */
-
-typedef struct {
-    uint64_t s;
-} rng_t;
-
-static inline rng_t rng_make(uint64_t seed)
-{
-    uint64_t z = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    rng_t r = { z ? z : 1 };
-    return r;
-}
-
-static inline uint64_t rng_next(rng_t *r)
-{
-    uint64_t x = r->s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    r->s = x;
-    return x * 0x2545f4914f6cdd1dull;
-}
-
-/* Uniform in [0, n): the top 32 bits scaled by n (n < 2^32). */
-static inline uint32_t rng_below(rng_t *r, uint32_t n)
-{
-    return (uint32_t)(((rng_next(r) >> 32) * (uint64_t)n) >> 32);
-}
-
-static inline uint32_t rng_range(rng_t *r, uint32_t lo, uint32_t hi)
-{
-    return lo + rng_below(r, hi - lo + 1);
-}
-
-/* Uniform in [0, 1). */
-static inline double rng_unit(rng_t *r)
-{
-    return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* Log-uniform between 2^lo and 2^hi. */
-static inline double rng_logu(rng_t *r, double lo, double hi)
-{
-    return exp2(lo + (hi - lo) * rng_unit(r));
-}
 
 /*
  * Object sizes shaped like CPython's small objects, 16..512 bytes: mostly
@@ -122,12 +51,12 @@ static inline double rng_logu(rng_t *r, double lo, double hi)
  */
 static inline size_t obj_size(rng_t *r)
 {
-    uint32_t p = rng_below(r, 1000);
+    uint32_t p = rng_below32(r, 1000);
     if (p < 700)
-        return rng_range(r, 16, 64);
+        return rng_range32(r, 16, 64);
     if (p < 930)
-        return rng_range(r, 65, 160);
-    return rng_range(r, 161, 512);
+        return rng_range32(r, 65, 160);
+    return rng_range32(r, 161, 512);
 }
 
 /* ---- objects: header, fill pattern, check ------------------------------- */
@@ -161,9 +90,7 @@ static inline struct obj *obj_new(size_t n, uint32_t tag)
 {
     if (n < 16)
         n = 16;
-    struct obj *o = malloc(n);
-    if (!o)
-        DIE("out of memory allocating %zu bytes", n);
+    struct obj *o = xmalloc(n);
     obj_stamp(o, n, tag);
     return o;
 }
@@ -243,30 +170,6 @@ static inline long rss_kib(void)
     if (!sp)
         DIE("odd /proc/self/statm: %s", buf);
     return strtol(sp + 1, NULL, 10) * (long)(sysconf(_SC_PAGESIZE) / 1024);
-}
-
-/* A "Name:   N kB" field of /proc/self/status, in KiB; -1 if missing. */
-static inline long status_kib(const char *field)
-{
-    char buf[8192];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    buf[len] = '\0';
-    size_t fl = strlen(field);
-    for (char *line = buf; line && *line;) {
-        if (strncmp(line, field, fl) == 0 && line[fl] == ':')
-            return strtol(line + fl + 1, NULL, 10);
-        line = strchr(line, '\n');
-        if (line)
-            line++;
-    }
-    return -1;
 }
 
 static inline double now_ms(void)
@@ -369,21 +272,11 @@ static inline uint64_t pageset_close(struct pageset *ps)
  */
 static char rss_maps_buf[1 << 20];
 
-/* /proc/self/maps into rss_maps_buf, NUL-terminated; 0 if unreadable.  No
- * allocation: the buffer is static. */
+/* /proc/self/maps into rss_maps_buf (static: no allocation); 0 if
+ * unreadable. */
 static inline int read_maps(void)
 {
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof rss_maps_buf - 1 &&
-           (n = read(fd, rss_maps_buf + len, sizeof rss_maps_buf - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
-    rss_maps_buf[len] = '\0';
-    return 1;
+    return read_small_file("/proc/self/maps", rss_maps_buf, sizeof rss_maps_buf) >= 0;
 }
 
 static inline uint64_t base_snapshot(void)
@@ -449,10 +342,8 @@ static inline void opts_usage(const char *prog, const char *what)
 
 static inline double opt_num(const char *prog, const char *what, const char *s, double lo, double hi)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
+    double v = 0;
+    if (!parse_number(s, lo, hi, &v))
         opts_usage(prog, what);
     return v;
 }
@@ -527,7 +418,7 @@ static inline void rss_init(const struct opts *o)
         else
             memcpy(&rss_trim_fn, &f, sizeof f);
     }
-    rss_light_rng = rng_make(0x11947);
+    rss_light_rng = rng_make_splitmix(0x11947);
     for (int i = 0; i < 64; i++)
         free(obj_new(obj_size(&rss_light_rng), 1));
 }

@@ -13,7 +13,8 @@ BASE, PHASE name t_ms=... rss_kib=... floor_kib=... ideal_kib=... base_kib=...,
 SERIES, RESULT, INFO, DONE.  A run that exits non-zero (3: corrupted data)
 or does not print DONE is reported as a failure, and run.py exits 1.
 
-Python 3 standard library only.
+Python 3 standard library only; what the drivers share is in
+bench/benchlib.py.
 """
 
 import argparse
@@ -21,21 +22,19 @@ import concurrent.futures
 import json
 import os
 import platform
-import re
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCH = HERE.parent
-ROOT = BENCH.parent
-BUILD = BENCH / "build" / "rss"
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
-MIMALLOC = LIBDIR + "/libmimalloc.so.2"
-JEMALLOC = LIBDIR + "/libjemalloc.so.2"
-TCMALLOC = LIBDIR + "/libtcmalloc_minimal.so.4"
+sys.path.insert(0, str(HERE.parent))
+import benchlib  # noqa: E402  (bench/ is on the path only from here on)
+from benchlib import ROOT, log, render, run_make  # noqa: E402
+
+BUILD = benchlib.BUILD / "rss"
+MIMALLOC = benchlib.PEER_LIBS["mimalloc"]
+JEMALLOC = benchlib.PEER_LIBS["jemalloc"]
+TCMALLOC = benchlib.PEER_LIBS["tcmalloc"]
 
 # ---------------------------------------------------------------------------
 # scenarios
@@ -96,47 +95,15 @@ CONFIGS = [
 ]
 
 # variables that would change an allocator's behaviour behind our back
-STRIP_ENV = re.compile(r"^(LD_PRELOAD|PYTHONMALLOC|MALLOC_|GLIBC_TUNABLES|MIMALLOC_|TCMALLOC_|"
-                       r"EBB_|RSS_MALLOC_TRIM|_RJEM_MALLOC_CONF|JE_MALLOC_CONF)")
-
-POINT_RE = re.compile(r"(\w+)=(-?[0-9.]+)")
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
+STRIP_ENV = benchlib.env_pattern("LD_PRELOAD", "PYTHONMALLOC", "RSS_MALLOC_TRIM")
 
 
 # ---------------------------------------------------------------------------
 # setup
 
 
-def parse_lib(spec):
-    """NAME=PATH[?VAR=VAL&VAR=VAL] -> (name, path, env)."""
-    name, _, rest = spec.partition("=")
-    path, _, query = rest.partition("?")
-    if not name or not path:
-        sys.exit("--lib wants NAME=PATH[?VAR=VAL&...], got %r" % spec)
-    env = {}
-    for kv in filter(None, query.split("&")):
-        k, eq, v = kv.partition("=")
-        if not eq:
-            sys.exit("bad setting %r in --lib %s" % (kv, spec))
-        env[k] = v
-    return name, os.path.abspath(path), env
-
-
-def probe_preload(lib):
-    if not os.path.isfile(lib):
-        return "not found"
-    p = subprocess.run(["/bin/true"], env=dict(clean_env(), LD_PRELOAD=lib),
-                       capture_output=True, text=True, timeout=30)
-    if p.returncode != 0 or "ld.so" in p.stderr:
-        return "cannot be preloaded: " + p.stderr.strip()[:200]
-    return None
-
-
 def clean_env():
-    return {k: v for k, v in os.environ.items() if not STRIP_ENV.match(k)}
+    return benchlib.env_without(STRIP_ENV)
 
 
 def select_configs(args):
@@ -145,18 +112,14 @@ def select_configs(args):
         all_cfgs.append({"name": name, "lib": args.ebb if lib == "ebb" else lib,
                          "env": dict(env), "langs": langs.split(), "default": default})
     for spec in args.lib:
-        name, path, env = parse_lib(spec)
+        name, path, env = benchlib.parse_lib(spec)
         all_cfgs = [c for c in all_cfgs if c["name"] != name]
         all_cfgs.append({"name": name, "lib": path, "env": env, "langs": ["c", "py"],
                          "default": True})
-    names = [c["name"] for c in all_cfgs]
     if args.config == "all":
         chosen = all_cfgs
     elif args.config:
-        want = args.config.split(",")
-        for w in want:
-            if w not in names:
-                sys.exit("unknown configuration %r (known: %s)" % (w, ", ".join(names)))
+        want = benchlib.pick(args.config, [c["name"] for c in all_cfgs], "configuration")
         chosen = [c for c in all_cfgs if c["name"] in want]
     else:
         chosen = [c for c in all_cfgs if c["default"]]
@@ -165,7 +128,7 @@ def select_configs(args):
     for c in chosen:
         if c["lib"]:
             if c["lib"] not in probed:
-                probed[c["lib"]] = probe_preload(c["lib"])
+                probed[c["lib"]] = benchlib.probe_preload(c["lib"], clean_env())
             why = probed[c["lib"]]
             if why:
                 hint = " (make -C %s lib, or --ebb PATH)" % ROOT if c["lib"] == args.ebb else ""
@@ -188,12 +151,6 @@ def select_scenarios(spec):
             sys.exit("unknown scenario %r (known: %s)" % (w, ", ".join(s["id"] for s in SCENARIOS)))
         out += [s for s in hit if s not in out]
     return sorted(out, key=SCENARIOS.index)
-
-
-def run_make(cmd, what):
-    log("building %s: %s" % (what, " ".join(cmd)))
-    r = subprocess.run(cmd, stdout=sys.stderr)
-    return r.returncode == 0
 
 
 def build(args, need_m32):
@@ -233,16 +190,15 @@ def parse_output(text):
     for line in text.splitlines():
         word, _, rest = line.partition(" ")
         if word == "BASE":
-            res["base"] = {k: float(v) for k, v in POINT_RE.findall(rest)}
+            res["base"] = benchlib.numbers(rest)
         elif word == "PHASE":
             name, _, kv = rest.partition(" ")
-            d = {k: float(v) for k, v in POINT_RE.findall(kv)}
-            res["phases"].setdefault(name, []).append(d)
+            res["phases"].setdefault(name, []).append(benchlib.numbers(kv))
         elif word == "SERIES":
             name, _, pts = rest.partition(" ")
             res["series"][name] = [tuple(float(x) for x in p.split(":")) for p in pts.split()]
         elif word == "RESULT":
-            res["result"].update({k: float(v) for k, v in POINT_RE.findall(rest)})
+            res["result"].update(benchlib.numbers(rest))
         elif word == "INFO":
             res["info"].update(dict(kv.split("=", 1) for kv in rest.split() if "=" in kv))
         elif word == "DONE":
@@ -271,28 +227,20 @@ def run_one(args, job):
         env["LD_PRELOAD"] = cfg["lib"]
     if job["lang"] == "py" and cfg["name"] != "pymalloc":
         env["PYTHONMALLOC"] = "malloc"
-    t0 = time.time()
-    p = subprocess.Popen(job["cmd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                         stdin=subprocess.DEVNULL, start_new_session=True, text=True)
-    try:
-        out, err = p.communicate(timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
+    ran = benchlib.run_group(job["cmd"], env, args.timeout)
+    err = ran.stderr
+    if ran.timed_out:
         err += "\n[run.py] killed after %g s" % args.timeout
-    except BaseException:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        raise
-    job["wall_s"] = time.time() - t0
-    job["res"] = parse_output(out)
+    job["wall_s"] = ran.wall_s
+    job["res"] = parse_output(ran.stdout)
     job["stderr"] = err
     job["error"] = None
+    code = ran.returncode
     if "ERROR: ld.so" in err:
         job["error"] = "preload failed: " + err.strip().splitlines()[0][:200]
-    elif p.returncode != 0:
-        how = "killed by signal %d" % -p.returncode if p.returncode < 0 else "exit %d" % p.returncode
-        if p.returncode == 3:
+    elif code != 0:
+        how = "killed by signal %d" % -code if code < 0 else "exit %d" % code
+        if code == 3:
             how += " (corrupted data?)"
         job["error"] = how + ": " + " | ".join(err.strip().splitlines()[-3:])
     elif not job["res"]["done"]:
@@ -392,20 +340,6 @@ def judge(args, scen, res):
 
 # ---------------------------------------------------------------------------
 # tables
-
-
-def render(headers, body, markdown, align):
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join("---:" if a == "r" else ":---" for a in align) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(lines)
-    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w)
-                         for c, w, a in zip(cells, widths, align)).rstrip()
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in body])
 
 
 def goal_text(args, scen):
@@ -545,12 +479,9 @@ def main():
     ap.add_argument("--settle-ms", type=int, default=None,
                     help="wait at scenario 5/6 phase points before the judged sample "
                     "(default delay + 100)")
-    ap.add_argument("--ebb", default=str(ROOT / "build" / "libebb.so"),
-                    help="ebb library to preload (default build/libebb.so at the root)")
+    benchlib.add_library_options(ap, "add (or replace) a configuration; repeatable")
     ap.add_argument("--ebb32", help="32-bit ebb for scenario 8 (default: build it into "
                     "build/m32/ at the root with the Makefile)")
-    ap.add_argument("--lib", action="append", default=[], metavar="NAME=PATH[?VAR=VAL&...]",
-                    help="add (or replace) a configuration; repeatable")
     ap.add_argument("--python", default="/usr/bin/python3" if os.path.exists("/usr/bin/python3")
                     else sys.executable, help="interpreter for the Python scenarios "
                     "(default /usr/bin/python3)")
@@ -559,12 +490,10 @@ def main():
                     "purge timing on 2 cores; 3 below, where runs mostly sleep in their "
                     "sampling windows)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per run (default 900)")
-    ap.add_argument("--markdown", action="store_true", help="tables as Markdown")
-    ap.add_argument("--json", metavar="FILE", help="also write every run's parsed output")
+    benchlib.add_output_options(ap, "also write every run's parsed output")
     ap.add_argument("--no-build", action="store_true", help="do not run make first")
     ap.add_argument("--from-json", metavar="FILE", help="run nothing: print the tables of a "
                     "--json file again (e.g. with --markdown, or another --delay-ms)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no per-run progress")
     args = ap.parse_args()
     if not args.scale > 0:
         sys.exit("--scale must be positive")
@@ -589,28 +518,22 @@ def main():
         header = ["ebb bench/rss: scale %g, window %d ms, settle %d ms" % (
                       args.scale, args.window_ms, args.settle_ms),
                   "%s, %d CPUs, Linux %s, %s, git %s, python %s %s" % (
-                      cpu_model(), os.cpu_count(), platform.release(),
-                      time.strftime("%Y-%m-%d %H:%M"), git_describe(), args.python,
-                      python_version(args.python)),
+                      benchlib.cpu_model(), os.cpu_count(), platform.release(),
+                      time.strftime("%Y-%m-%d %H:%M"), benchlib.git_describe(), args.python,
+                      benchlib.python_version(args.python)),
                   "ebb: %s" % args.ebb]
         scens, langs, jobs = run_all(args)
     failures = report(args, header, scens, langs, jobs)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "header": header,
-                       "scenarios": [s["id"] for s in scens], "langs": langs, "runs": [
+        benchlib.write_json(args.json, {
+            "args": vars(args), "header": header,
+            "scenarios": [s["id"] for s in scens], "langs": langs, "runs": [
                 {"scenario": j["scen"]["id"], "lang": j["lang"], "config": j["cfg"]["name"],
                  "fresh": "fresh_of" in j,
                  "lib": j["cfg"].get("lib"), "env": j["cfg"].get("env"), "cmd": j["cmd"],
                  "wall_s": j["wall_s"], "error": j["error"], "output": j["res"],
-                 "judged": j.get("judged")} for j in jobs]}, f, indent=1, default=str)
-            f.write("\n")
-        log("wrote " + args.json)
-    if failures:
-        print("\nFAILED RUNS:", file=sys.stderr)
-        for f in failures:
-            print("  " + f, file=sys.stderr)
-        sys.exit(1)
+                 "judged": j.get("judged")} for j in jobs]}, default=str)
+    benchlib.exit_on_errors("FAILED RUNS", failures)
 
 
 def run_all(args):
@@ -698,7 +621,7 @@ def report(args, header, scens, langs, jobs):
     """Print the tables; returns the failed runs."""
     hdr = header[:1] + ["goals: purge delay %d ms allowed (RSS must get there within %d ms of "
                         "the free)" % (args.delay_ms, args.delay_ms + 100)] + header[1:]
-    print("\n".join(("_%s_  " % h) if args.markdown else h for h in hdr))
+    print(benchlib.emphasize(hdr, args.markdown))
     failures = []
     for s in scens:
         for lang in langs:
@@ -717,32 +640,6 @@ def report(args, header, scens, langs, jobs):
             else:
                 print("%s\n%s\n%s\n\n%s" % (title, goal, note, text))
     return failures
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "?"
-
-
-def git_describe():
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
-def python_version(py):
-    try:
-        return subprocess.run([py, "-c", "import platform; print(platform.python_version())"],
-                              capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ static uint64_t n_alloc, n_free;
 
 static size_t mix_size(rng_t *r, double drift)
 {
-    if (rng_below(r, 100) < 3)
+    if (rng_below32(r, 100) < 3)
         return (size_t)rng_logu(r, 9, 12);
     return (size_t)rng_logu(r, 4 + 2 * drift, 7 + 2 * drift);
 }
@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     live.v = book_alloc(live.cap * sizeof *live.v);
     rss_set_base();
 
-    rng_t r = rng_make(6);
+    rng_t r = rng_make_splitmix(6);
     refill(&r, target, 0);
     phase_point(0);
     uint64_t temp_bytes = 0;
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
         double drift = (double)e / (double)(epochs > 0 ? epochs : 1);
         size_t k = (size_t)((double)live.n * (0.02 + 0.04 * rng_unit(&r)));
         for (size_t i = 0; i < k && live.n > 0; i++) {
-            size_t j = rng_below(&r, (uint32_t)live.n);
+            size_t j = rng_below32(&r, (uint32_t)live.n);
             live.bytes -= live.v[j]->size;
             obj_free(live.v[j], "server");
             live.v[j] = live.v[--live.n];

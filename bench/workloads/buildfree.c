@@ -28,18 +28,14 @@ static unsigned char *make_obj(rng_t *r, size_t *bytes)
 {
     size_t n = py_size(r);
     uint64_t tag = rng_next(r);
-    unsigned char *p = xmalloc(n);
-    memset(p, (int)(tag & 0xff), n);
-    stamp_block(p, n, tag);
+    unsigned char *p = new_block(n, tag, n);
     *bytes += n;
     return p;
 }
 
 static uint64_t kill_obj(unsigned char *p, uint64_t h)
 {
-    uint64_t v = check_block(p, 8192, "buildfree");
-    free(p);
-    return mix64(h, v);
+    return free_block(p, 8192, "buildfree", h);
 }
 
 int main(int argc, char **argv)
@@ -68,7 +64,7 @@ int main(int argc, char **argv)
         objects += n;
         groups++;
     }
-    long peak_kib = proc_status_kib("VmRSS:");
+    long peak_kib = status_kib("VmRSS");
 
     uint64_t h = 0;
     for (unsigned c = 0; c < CHAINS; c++) {
@@ -82,7 +78,7 @@ int main(int argc, char **argv)
         }
     }
     free(chain);
-    long after_free_kib = proc_status_kib("VmRSS:");
+    long after_free_kib = status_kib("VmRSS");
 
     /* A little new work after the teardown: 1% of the original volume,
      * live at once, then freed. */
@@ -99,7 +95,7 @@ int main(int argc, char **argv)
         }
         again[cnt++] = make_obj(&r, &again_bytes);
     }
-    long after_again_kib = proc_status_kib("VmRSS:");
+    long after_again_kib = status_kib("VmRSS");
     for (size_t i = 0; i < cnt; i++)
         h = kill_obj(again[i], h);
     free(again);
@@ -107,7 +103,7 @@ int main(int argc, char **argv)
     metric_mib("rss_built_mib", peak_kib);
     metric_mib("rss_after_free_mib", after_free_kib);
     metric_mib("rss_after_reuse_mib", after_again_kib);
-    metric_mib("rss_peak_mib", proc_status_kib("VmHWM:"));
+    metric_mib("rss_peak_mib", status_kib("VmHWM"));
     fprintf(stderr, "buildfree: requested %.1f MiB\n", bytes / 1048576.0);
 
     printf("buildfree groups=%" PRIu64 " objects=%" PRIu64 " bytes=%zu "

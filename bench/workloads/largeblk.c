@@ -13,7 +13,6 @@
 #include "common.h"
 
 #define LIVE 4u
-#define PAGE 4096u
 
 struct big {
     uint64_t *p;

@@ -37,18 +37,13 @@ static unsigned char *make_blk(rng_t *r)
 {
     size_t n = (size_t)rng_range(r, 16, 512);
     uint64_t tag = rng_next(r);
-    unsigned char *p = xmalloc(n);
     /* write the first cache line or so and the last byte */
-    memset(p, (int)(tag & 0xff), n < 96 ? n : 64);
-    stamp_block(p, n, tag);
-    return p;
+    return new_block(n, tag, n < 96 ? n : 64);
 }
 
 static uint64_t kill_blk(unsigned char *p, uint64_t h)
 {
-    uint64_t v = check_block(p, 512, "larson");
-    free(p);
-    return mix64(h, v);
+    return free_block(p, 512, "larson", h);
 }
 
 static void *worker(void *arg);

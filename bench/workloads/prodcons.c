@@ -104,9 +104,7 @@ static void *producer(void *arg)
     for (uint64_t i = 0; i < items; i++) {
         size_t n = item_size(&r);
         uint64_t tag = rng_next(&r);
-        unsigned char *p = xmalloc(n);
-        memset(p, (int)(tag & 0xff), n);
-        stamp_block(p, n, tag);
+        unsigned char *p = new_block(n, tag, n);
         h = mix64(h, tag ^ (uint64_t)n);
 
         size_t head = atomic_load_explicit(&q.head, memory_order_relaxed);
@@ -136,8 +134,7 @@ static void *consumer(void *arg)
         if (atomic_load(&q.producer_asleep) && filled() <= WAKE)
             wake(&q.producer_asleep, &q.wake_producer);
 
-        h = mix64(h, check_block(p, 4096, "prodcons"));
-        free(p);
+        h = free_block(p, 4096, "prodcons", h);
     }
     consumed_sum = h;
     return NULL;
