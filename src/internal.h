@@ -321,7 +321,8 @@ ebb__heap_t *ebb__heap_pick(void) EBB_HIDDEN;
 uint32_t ebb__heap_purge(uint32_t now, long delay) EBB_HIDDEN;
 /* Blocks out and pools per class, summed over the heaps, into used[] and
  * pools[]; their bytes into s->small_used.  Takes each bin lock in turn. */
-void ebb__heap_stats(ebb_stats_t *s, size_t used[EBB_CLASSES], size_t pools[EBB_CLASSES]) EBB_HIDDEN;
+void ebb__heap_stats(ebb_stats_t *s, size_t used[EBB_CLASSES],
+                     size_t pools[EBB_CLASSES]) EBB_HIDDEN;
 
 /* ---------------------------------------------------- core/thread.c */
 
@@ -330,7 +331,8 @@ extern EBB_HIDDEN const ebb__lockset_t ebb__thread_locks;
 
 /* The calling thread's state.  Written by its owner, and by the purger to
  * poke it (thread.c); read with relaxed loads, a plain move on x86-64. */
-extern EBB_HIDDEN __thread _Atomic(ebb__thread_t *) ebb__self __attribute__((tls_model("initial-exec")));
+extern EBB_HIDDEN __thread _Atomic(ebb__thread_t *) ebb__self
+    __attribute__((tls_model("initial-exec")));
 static inline ebb__thread_t *ebb__self_get(void)
 {
     return atomic_load_explicit(&ebb__self, memory_order_relaxed);

@@ -5,21 +5,22 @@
  * text (ebb__report_brief), the automatic reports (the first allocation
  * that fails for want of memory, and the signal EBB_REPORT_SIGNAL), where
  * they go (EBB_REPORT) and in which format (EBB_REPORT_FORMAT); the
- * snapshot a report is written from, and the output it is written to.
+ * snapshot a report is written from.
  *
  * A report is a snapshot taken first and written second: the counters of
  * stats.c (the held categories add up to `mapped`, so the report's do
  * too), the limit and where it came from (and the kernel pressure events
- * pressure.c heard), why the last allocation failed,
- * every size class in use, the largest hole in the address space (what a
- * big allocation could still get), and the sampled allocation sites that
- * hold the most (sample.c: estimates, and the report says so), each with
- * its native frames (symbolised with dladdr) and its runtime stack.  What
+ * pressure.c heard), why the last allocation failed, every size class in
+ * use, the largest hole in the address space (what a big allocation could
+ * still get), and the sampled allocation sites that hold the most
+ * (sample.c: estimates, and the report says so), each with its native
+ * frames (symbolised with dladdr) and its runtime stack.  What
  * the report says about them is report_walk.c's, said once for both
  * formats; report_text.c and report_json.c write it, through
- * report_out.c's buffer (report.h draws the map).  It is written through a stack buffer with diag.c's formatter,
- * never through stdio or malloc: the moment a report matters most is the
- * moment allocation fails, and ebb may be the process's malloc.
+ * report_out.c's buffer (report.h draws the map).  It is written through a
+ * stack buffer with diag.c's formatter, never through stdio or malloc: the
+ * moment a report matters most is the moment allocation fails, and ebb may
+ * be the process's malloc.
  *
  * Who writes the automatic ones.  The first failed allocation writes its
  * report itself, on the failing thread, holding no ebb lock (malloc.c calls
@@ -239,4 +240,5 @@ static void reports_fork_child(void)
     atomic_store_explicit(&auto_reports.asked, 0, memory_order_relaxed);
 }
 
-EBB_HIDDEN const ebb__lockset_t ebb__report_locks = { "reports", NULL, NULL, reports_fork_child, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__report_locks = { "reports", NULL, NULL, reports_fork_child,
+                                                       0 };
