@@ -29,68 +29,68 @@
 #ifndef EBB_OPTIONS_TABLE_H
 #define EBB_OPTIONS_TABLE_H
 
-#define EBB_OPTIONS(EBB_OPTION)                                                                    \
-    EBB_OPTION(HEAPS, heaps, COUNT, 0, 1, EBB_MAX_HEAPS, "N", "CPUs (≤ 64)",                       \
-               "shared heaps threads are spread over; bounds the footprint of many threads", USER) \
-    EBB_OPTION(TCACHE, tcache, FLAG, 1, 0, 1, "0|1", "1",                                        \
-               "per-thread caches (0: every call goes to a locked heap; for debugging)", USER)     \
-    EBB_OPTION(LARGE_CACHE, large_cache, SIZE, EBB_LARGE_CACHE_BYTES, 0, 0, "SIZE",                \
-               "64M (0 on 32-bit)",                                                                \
-               "bytes of freed large blocks (> 128 KiB) kept for reuse; `K`, `M`, `G` suffixes",   \
-               USER)                                                                               \
-    EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_WARN, 0, 0, "warn|abort|ignore",       \
-               "warn", "what a detected misuse (foreign pointer, double free) does", USER)         \
-    EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER) \
-    EBB_OPTION(PURGE_DELAY_MS, purge_delay, DELAY, EBB_PURGE_DELAY_MS, -1, 24L * 3600 * 1000,      \
-               "N", "100",                                                                         \
-               "give free memory back to the OS once it has stayed unused for N ms; `0` at once, " \
-               "`-1` never (only `ebb_collect`)",                                                  \
-               USER)                                                                               \
-    EBB_OPTION(LIMIT, limit, LIMIT, 0, 0, 0, "SIZE|N%|auto", "none",                           \
-               "most bytes ebb commits: growth past the soft level runs the pressure callbacks "   \
-               "and purges, past the limit allocations fail cleanly (`ebb_set_limit`); `auto` "    \
-               "is the effective limit (cgroup, rlimits, memory + swap, less what ebb does not "   \
-               "manage), `N%` that share of it (see *Memory limit*)",                              \
-               USER)                                                                               \
-    EBB_OPTION(LIMIT_SOFT, limit_soft, PERCENT, EBB_LIMIT_SOFT_PERCENT, 1, 100, "N%", "90%",       \
-               "the soft level, as a share of the limit (`100%`: callbacks only when a request "   \
-               "is refused; `ebb_set_limit_soft`)",                                                \
-               USER)                                                                               \
-    EBB_OPTION(LIMIT_PSI, limit_psi, FLAG, -1, 0, 1, "0|1", "on if the kernel offers PSI",       \
-               "while a limit is set, listen to the kernel's memory pressure (a PSI trigger on "   \
-               "the cgroup v2 `memory.pressure` or `/proc/pressure/memory`, and cgroup v2 "        \
-               "`memory.events`): each event gives free memory back and runs the callbacks once "  \
-               "(see *Memory limit*); `1` also says so when nothing can be watched",               \
-               USER)                                                                               \
-    EBB_OPTION(REPORT, report_path, REPORT, 0, 0, 0, "PATH|stderr|off", "stderr",              \
-               "where ebb writes (appends) the report on the first allocation refused for want "   \
-               "of memory and on `EBB_REPORT_SIGNAL`; a path ending `.json` means JSON, one "      \
-               "object a line",                                                                    \
-               USER)                                                                               \
-    EBB_OPTION(REPORT_FORMAT, report_json, CHOICE, 0, 0, 0, "text|json", "text",                 \
-               "the format of those reports", USER)                                                \
-    EBB_OPTION(REPORT_SIGNAL, report_signal, SIGNAL, 0, 0, 0, "NAME|N", "none",                  \
-               "a signal (`USR1`, `SIGUSR2`, `RTMIN+1`, `12`) that makes ebb write a report",      \
-               USER)                                                                               \
-    EBB_OPTION(BLACKBOX, blackbox_path, PATH, 0, 0, 0, "PATH", "none (`ebb run`: one per process)",\
-               "keep the last state in PATH (`%p`: the pid) for after a SIGKILL", USER)            \
-    EBB_OPTION(SAMPLE_RATE, sample_rate, SIZE, EBB_SAMPLE_RATE_DEFAULT, 0, 0, "SIZE", "512K",      \
-               "mean bytes allocated between heap-profile samples (`ebb_set_sample_rate`); `0` "   \
-               "off",                                                                              \
-               USER)                                                                               \
-    EBB_OPTION(PYTHON_STACKS, python_stacks, FLAG, 1, 0, 1, "0|1", "1",                          \
-               "once `import ebb` ran: record the Python stack of each sample (CPython 3.8 to "    \
-               "3.12)",                                                                            \
-               USER)                                                                               \
-    EBB_OPTION(PURGE_MODE, purge_lazy, CHOICE, 0, 0, 0, "dontneed|free", "dontneed",             \
-               "`MADV_DONTNEED` (RSS drops at once) or `MADV_FREE` (cheaper; the kernel takes "    \
-               "the pages when it needs memory, so RSS may stay until then)",                      \
-               USER)                                                                               \
-    EBB_OPTION(PYTHON, python, FLAG, 0, 0, 1, "1", "unset",                                        \
-               "make ebb CPython's allocator before the interpreter starts", LAUNCH)              \
-    EBB_OPTION(NO_CHILDREN, no_children, FLAG, 0, 0, 1, "1", "unset",                              \
-               "ebb removes itself from the environment children get (`--no-children`)", LAUNCH)  \
-    EBB_OPTION(_TEST_ROOT, test_root, PATH, 0, 0, 0, "DIR", "the real system",                     \
+#define EBB_OPTIONS(EBB_OPTION)                                                                     \
+    EBB_OPTION(HEAPS, heaps, COUNT, 0, 1, EBB_MAX_HEAPS, "N", "CPUs (≤ 64)",                        \
+               "shared heaps threads are spread over; bounds the footprint of many threads", USER)  \
+    EBB_OPTION(TCACHE, tcache, FLAG, 1, 0, 1, "0|1", "1",                                           \
+               "per-thread caches (0: every call goes to a locked heap; for debugging)", USER)      \
+    EBB_OPTION(LARGE_CACHE, large_cache, SIZE, EBB_LARGE_CACHE_BYTES, 0, 0, "SIZE",                 \
+               "64M (0 on 32-bit)",                                                                 \
+               "bytes of freed large blocks (> 128 KiB) kept for reuse; `K`, `M`, `G` suffixes",    \
+               USER)                                                                                \
+    EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_WARN, 0, 0, "warn|abort|ignore",            \
+               "warn", "what a detected misuse (foreign pointer, double free) does", USER)          \
+    EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER)   \
+    EBB_OPTION(PURGE_DELAY_MS, purge_delay, DELAY, EBB_PURGE_DELAY_MS, -1, 24L * 3600 * 1000,       \
+               "N", "100",                                                                          \
+               "give free memory back to the OS once it has stayed unused for N ms; `0` at once, "  \
+               "`-1` never (only `ebb_collect`)",                                                   \
+               USER)                                                                                \
+    EBB_OPTION(LIMIT, limit, LIMIT, 0, 0, 0, "SIZE|N%|auto", "none",                                \
+               "most bytes ebb commits: growth past the soft level runs the pressure callbacks "    \
+               "and purges, past the limit allocations fail cleanly (`ebb_set_limit`); `auto` "     \
+               "is the effective limit (cgroup, rlimits, memory + swap, less what ebb does not "    \
+               "manage), `N%` that share of it (see *Memory limit*)",                               \
+               USER)                                                                                \
+    EBB_OPTION(LIMIT_SOFT, limit_soft, PERCENT, EBB_LIMIT_SOFT_PERCENT, 1, 100, "N%", "90%",        \
+               "the soft level, as a share of the limit (`100%`: callbacks only when a request "    \
+               "is refused; `ebb_set_limit_soft`)",                                                 \
+               USER)                                                                                \
+    EBB_OPTION(LIMIT_PSI, limit_psi, FLAG, -1, 0, 1, "0|1", "on if the kernel offers PSI",          \
+               "while a limit is set, listen to the kernel's memory pressure (a PSI trigger on "    \
+               "the cgroup v2 `memory.pressure` or `/proc/pressure/memory`, and cgroup v2 "         \
+               "`memory.events`): each event gives free memory back and runs the callbacks once "   \
+               "(see *Memory limit*); `1` also says so when nothing can be watched",                \
+               USER)                                                                                \
+    EBB_OPTION(REPORT, report_path, REPORT, 0, 0, 0, "PATH|stderr|off", "stderr",                   \
+               "where ebb writes (appends) the report on the first allocation refused for want "    \
+               "of memory and on `EBB_REPORT_SIGNAL`; a path ending `.json` means JSON, one "       \
+               "object a line",                                                                     \
+               USER)                                                                                \
+    EBB_OPTION(REPORT_FORMAT, report_json, CHOICE, 0, 0, 0, "text|json", "text",                    \
+               "the format of those reports", USER)                                                 \
+    EBB_OPTION(REPORT_SIGNAL, report_signal, SIGNAL, 0, 0, 0, "NAME|N", "none",                     \
+               "a signal (`USR1`, `SIGUSR2`, `RTMIN+1`, `12`) that makes ebb write a report",       \
+               USER)                                                                                \
+    EBB_OPTION(BLACKBOX, blackbox_path, PATH, 0, 0, 0, "PATH", "none (`ebb run`: one per process)", \
+               "keep the last state in PATH (`%p`: the pid) for after a SIGKILL", USER)             \
+    EBB_OPTION(SAMPLE_RATE, sample_rate, SIZE, EBB_SAMPLE_RATE_DEFAULT, 0, 0, "SIZE", "512K",       \
+               "mean bytes allocated between heap-profile samples (`ebb_set_sample_rate`); `0` "    \
+               "off",                                                                               \
+               USER)                                                                                \
+    EBB_OPTION(PYTHON_STACKS, python_stacks, FLAG, 1, 0, 1, "0|1", "1",                             \
+               "once `import ebb` ran: record the Python stack of each sample (CPython 3.8 to "     \
+               "3.12)",                                                                             \
+               USER)                                                                                \
+    EBB_OPTION(PURGE_MODE, purge_lazy, CHOICE, 0, 0, 0, "dontneed|free", "dontneed",                \
+               "`MADV_DONTNEED` (RSS drops at once) or `MADV_FREE` (cheaper; the kernel takes "     \
+               "the pages when it needs memory, so RSS may stay until then)",                       \
+               USER)                                                                                \
+    EBB_OPTION(PYTHON, python, FLAG, 0, 0, 1, "1", "unset",                                         \
+               "make ebb CPython's allocator before the interpreter starts", LAUNCH)                \
+    EBB_OPTION(NO_CHILDREN, no_children, FLAG, 0, 0, 1, "1", "unset",                               \
+               "ebb removes itself from the environment children get (`--no-children`)", LAUNCH)    \
+    EBB_OPTION(_TEST_ROOT, test_root, PATH, 0, 0, 0, "DIR", "the real system",                      \
                "read system files (cgroup, /proc) below DIR instead of /", TEST)
 
 #endif /* EBB_OPTIONS_TABLE_H */
