@@ -261,12 +261,6 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)
     return (int)((ebb__pool_bitmap(p)[idx / 64] >> (idx % 64)) & 1);
 }
 
-static void report_put_fault(uintptr_t a, int fault)
-{
-    ebb__report_misuse("free", (void *)a, fault == 1 ? "not the start of a block"
-                                                     : "double free (block is already free)");
-}
-
 /* Blocks come back to their pool (its bin lock held), a run at a time: the
  * blocks at the start of `blocks` that lie in p are taken back with an
  * index multiply and a bit test each, no lookups; a block that is not the
@@ -286,12 +280,12 @@ EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks
             break; /* another pool's */
         uint32_t idx;
         if (!ebb__offset_to_index(off, p->cls, &idx)) {
-            report_put_fault((uintptr_t)blocks[i], 1);
+            ebb__report_misuse("free", blocks[i], "not the start of a block");
             continue;
         }
         uint64_t bit = (uint64_t)1 << (idx % 64);
         if (bits[idx / 64] & bit) {
-            report_put_fault((uintptr_t)blocks[i], 2);
+            ebb__report_misuse("free", blocks[i], "double free (block is already free)");
             continue;
         }
         bits[idx / 64] |= bit;
