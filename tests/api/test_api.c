@@ -37,27 +37,6 @@
 
 #define SMALL_MAX ((size_t)131072)
 
-
-/* Record a failure without leaving the test, so that a loop over many inputs
- * reports every failing one (and frees what it got before the next try);
- * end the test with END_SOFT(). */
-static int soft_failures;
-#define SOFT(cond, ...)                                                       \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            print_error("FAILED %s: ", #cond);                                \
-            print_error(__VA_ARGS__);                                         \
-            print_error("\n");                                               \
-            soft_failures++;                                                  \
-        }                                                                     \
-    } while (0)
-#define END_SOFT()                                                            \
-    do {                                                                      \
-        int n_ = soft_failures;                                               \
-        soft_failures = 0;                                                    \
-        EXPECT(n_ == 0, "%d failed checks (listed above)", n_);               \
-    } while (0)
-
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */

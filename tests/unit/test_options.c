@@ -1,7 +1,7 @@
 /* Every EBB_* option and value: parsed (white box), and observed in a child
  * process started with it (options are read once, at start-up). */
 #include "unit.h"
-#include "../child.h"
+#include "child.h"
 
 #include <fcntl.h>
 #include <pthread.h>
