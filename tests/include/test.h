@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-/* The inputs of a table-driven test: one check a row. */
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The failed condition, then the caller's account of the input. */

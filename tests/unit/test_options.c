@@ -176,8 +176,8 @@ static const struct {
     const char *what;
     void (*run)(void);
 } child_actions[] = {
-    { "heaps", child_heaps },       { "tcache", child_tcache },   { "foreign", child_foreign },
-    { "large_cache", child_large_cache }, { "verbose", child_verbose },
+    { "heaps", child_heaps }, { "tcache", child_tcache }, { "large_cache", child_large_cache },
+    { "foreign", child_foreign }, { "verbose", child_verbose },
 };
 
 static int child(const char *what)
