@@ -15,7 +15,10 @@ OPT      ?= -O2
 ARCHFLAGS ?=
 BASE     += $(ARCHFLAGS)
 LIBFLAGS := $(BASE) $(OPT) $(EXTRA_CFLAGS)
-TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc $(ARCHFLAGS) $(EXTRA_CFLAGS)
+# tests/include: the helpers the C tests share (child processes, API and
+# unit test support, the size-class rule).
+TEST_INC := $(wildcard tests/include/*.h)
+TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc -Itests/include $(ARCHFLAGS) $(EXTRA_CFLAGS)
 # API tests export their own functions (-rdynamic), so that a report's
 # frames name them (test_report, test_sample).
 API_LINK := -rdynamic
@@ -126,11 +129,11 @@ API_SRC  := $(wildcard tests/api/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 API_BIN  := $(patsubst tests/api/%.c,$(B)/tests/api/%,$(API_SRC))
 
-$(B)/tests/unit/%: tests/unit/%.c tests/unit/unit.h tests/child.h $(DBG)/libebb.a
+$(B)/tests/unit/%: tests/unit/%.c $(TEST_INC) $(DBG)/libebb.a
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) -DEBB_DEBUG=1 $< $(DBG)/libebb.a -lcmocka -lpthread -o $@
 
-$(B)/tests/api/%: tests/api/%.c tests/api/api.h tests/child.h $(B)/libebb.a
+$(B)/tests/api/%: tests/api/%.c $(TEST_INC) $(B)/libebb.a
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) $(API_LINK) $< $(B)/libebb.a -lcmocka -lpthread -o $@
 

@@ -18,8 +18,8 @@
 
 #include "ebb.h"
 #include "api.h"
-#include "../child.h"
-#include "../../src/insight/blackbox.h"
+#include "child.h"
+#include "insight/blackbox.h"
 
 static char file[EBB_BLACKBOX_FILE_SIZE];
 
@@ -64,7 +64,7 @@ static void test_sigkill_leaves_the_last_state(void **state)
     (void)state;
     char out[256], path[128];
     int st = run("grow_and_die", "%p", out, sizeof out);
-    EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %d: %s", st, out);
+    EXPECT(child_killed(st, SIGKILL), "status %d: %s", st, out);
     long pid = atol(out);
     snprintf(path, sizeof path, "%s.%ld", box_dir, pid);
     ebb__blackbox_t h;
@@ -86,12 +86,12 @@ static void test_normal_exit_removes_its_box(void **state)
     (void)state;
     char out[256], path[128];
     int st = run("grow_and_exit", "%p", out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    EXPECT(child_exited(st, 0), "status %d: %s", st, out);
     snprintf(path, sizeof path, "%s.%ld", box_dir, atol(out));
     EXPECT(access(path, F_OK) != 0, "%s is still there after a normal exit", path);
     /* A box at a fixed path is the user's: it stays. */
     st = run("grow_and_exit", "fixed", out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    EXPECT(child_exited(st, 0), "status %d: %s", st, out);
     snprintf(path, sizeof path, "%s.fixed", box_dir);
     ebb__blackbox_t h;
     EXPECT(read_box(path, &h) != NULL, "the fixed box %s is gone", path);
@@ -103,7 +103,7 @@ static void test_fork_child_keeps_its_own_box(void **state)
     (void)state;
     char out[256], path[128];
     int st = run("fork", "%p", out, sizeof out);
-    EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %d: %s", st, out);
+    EXPECT(child_killed(st, SIGKILL), "status %d: %s", st, out);
     long parent = 0, kid = 0;
     assert_int_equal(sscanf(out, "%ld %ld", &parent, &kid), 2);
     ebb__blackbox_t h;
@@ -122,7 +122,7 @@ static void test_fork_child_keeps_its_own_box(void **state)
     /* Without %p in the path the child keeps no box: the parent's is left
      * as the parent wrote it. */
     st = run("fork", "fixed", out, sizeof out);
-    EXPECT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status %d: %s", st, out);
+    EXPECT(child_killed(st, SIGKILL), "status %d: %s", st, out);
     assert_int_equal(sscanf(out, "%ld %ld", &parent, &kid), 2);
     snprintf(path, sizeof path, "%s.fixed", box_dir);
     text = read_box(path, &h);
@@ -175,14 +175,6 @@ static int child_main(const char *what)
     return 2;
 }
 
-int main(int argc, char **argv)
-{
-    if (argc == 3 && !strcmp(argv[1], "child"))
-        return child_main(argv[2]);
-    const struct CMUnitTest tests[] = {
-        T(test_sigkill_leaves_the_last_state),
-        T(test_normal_exit_removes_its_box),
-        T(test_fork_child_keeps_its_own_box),
-    };
-    return cmocka_run_group_tests_name("blackbox", tests, NULL, NULL);
-}
+CHILD_TEST_MAIN("blackbox", child_main,
+                T(test_sigkill_leaves_the_last_state), T(test_normal_exit_removes_its_box),
+                T(test_fork_child_keeps_its_own_box))

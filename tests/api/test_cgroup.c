@@ -32,6 +32,7 @@
 
 #include "ebb.h"
 #include "api.h"
+#include "child.h"
 
 #define CGROUP_LIMIT (64 * MiB)
 
@@ -261,6 +262,20 @@ static int child(const char *dir, int version)
 
 /* ---- the test ---- */
 
+/* In the test's child, before it becomes the program under test: only
+ * this process joins the cgroup, so that ebb starts, and reads its limit,
+ * inside it.  Exit 125 tells the test it could not. */
+static void join_cgroup(void *arg)
+{
+    (void)arg;
+    char me[32];
+    snprintf(me, sizeof me, "%ld", (long)getpid());
+    if (write_file(child_dir, "cgroup.procs", me) != 0) {
+        dprintf(1, "cannot join %s: %s\n", child_dir, strerror(errno));
+        _exit(125);
+    }
+}
+
 static void test_auto_limit_in_a_child_cgroup(void **state)
 {
     (void)state;
@@ -286,40 +301,14 @@ static void test_auto_limit_in_a_child_cgroup(void **state)
         skip();
     }
 
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* Only this process joins the cgroup, then becomes the program
-         * under test: ebb starts, and reads its limit, inside it. */
-        char me[32];
-        snprintf(me, sizeof me, "%ld", (long)getpid());
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        if (write_file(child_dir, "cgroup.procs", me) != 0) {
-            dprintf(1, "cannot join %s: %s\n", child_dir, strerror(errno));
-            _exit(125);
-        }
-        char v[2] = { (char)('0' + version), '\0' };
-        char *argv[] = { "self", "child", child_dir, v, NULL };
-        char *envp[] = { "EBB_LIMIT=auto", NULL };
-        execve("/proc/self/exe", argv, envp);
-        _exit(126);
-    }
-    close(fds[1]);
+    char v[2] = { (char)('0' + version), '\0' };
+    char *argv[] = { "self", "child", child_dir, v, NULL };
+    char *envp[] = { "EBB_LIMIT=auto", NULL };
     char out[8192];
-    size_t got = 0;
-    ssize_t r;
-    while (got + 1 < sizeof out && (r = read(fds[0], out + got, sizeof out - 1 - got)) > 0)
-        got += (size_t)r;
-    out[got] = '\0';
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
+    int status = child_spawn(argv, envp, join_cgroup, NULL, out, sizeof out);
+    assert_int_not_equal(status, -1); /* the pipe and the fork */
     print_message("%s", out);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 125) {
+    if (child_exited(status, 125)) {
         print_message("SKIP: cannot move a process into %s\n", child_dir);
         skip();
     }
@@ -333,7 +322,7 @@ static void test_auto_limit_in_a_child_cgroup(void **state)
     EXPECT(kills <= 0, "%lld OOM kills in the test's cgroup", kills);
     EXPECT(!WIFSIGNALED(status), "the child was killed by signal %d%s", WTERMSIG(status),
            WTERMSIG(status) == 9 ? " (the OOM killer?)" : "");
-    EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0 && strstr(out, "ok\n"),
+    EXPECT(child_exited(status, 0) && strstr(out, "ok\n"),
            "the child failed (status %d)", status);
 }
 

@@ -33,6 +33,7 @@
 
 #include "ebb.h"
 #include "api.h"
+#include "child.h"
 
 
 
@@ -139,12 +140,8 @@ static void test_diagnosis_is_one_line(void **state)
     close(saved);
     close(fds[1]);
     char buf[4096];
-    size_t got = 0;
-    ssize_t r;
-    while (got < sizeof buf - 1 && (r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
-        got += (size_t)r;
+    size_t got = read_all(fds[0], buf, sizeof buf);
     close(fds[0]);
-    buf[got] = 0;
     size_t lines = 0;
     for (size_t i = 0; i < got; i++)
         lines += buf[i] == '\n';

@@ -26,7 +26,7 @@
 #include <cmocka.h>
 
 #include "api.h"
-#include "../child.h"
+#include "child.h"
 
 /* Whether this process may write a PSI trigger to the system's file (the
  * one ebb falls back to): the same test the kernel applies to ebb. */
@@ -195,15 +195,10 @@ static void run(const char *what, const char *e1, const char *e2)
 {
     /* LeakSanitizer counts what glibc keeps for a main thread that leaves
      * with pthread_exit (32 bytes) as a leak: not ours, so not checked. */
-    char *envp[4] = { "ASAN_OPTIONS=detect_leaks=0", NULL, NULL, NULL };
-    int n = 1;
-    if (e1)
-        envp[n++] = (char *)e1;
-    if (e2)
-        envp[n++] = (char *)e2;
-    int st = child_run(what, envp, out, sizeof out);
+    const char *env[] = { "ASAN_OPTIONS=detect_leaks=0", e1, e2 };
+    int st = child_run_env(what, env, ARRAY_LEN(env), out, sizeof out);
     print_message("%s [%s %s]: %s", what, e1 ? e1 : "", e2 ? e2 : "", out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %s: status %d\n%s", what, st, out);
+    EXPECT(child_exited(st, 0), "child %s: status %d\n%s", what, st, out);
 }
 
 static void test_limit_watches(void **s)
@@ -285,14 +280,8 @@ static void test_never_keeps_a_process_alive(void **s)
     EXPECT(secs < 2.5, "the process lived %.2f s after its threads were gone", secs);
 }
 
-int main(int argc, char **argv)
-{
-    if (argc == 3 && !strcmp(argv[1], "child"))
-        return child(argv[2]);
-    const struct CMUnitTest tests[] = {
-        T(test_limit_watches),       T(test_asked_for_watches),        T(test_off_watches_nothing),
-        T(test_no_limit_watches_nothing), T(test_bad_value),           T(test_report_shows_it),
-        T(test_fork_child_watches_again), T(test_never_keeps_a_process_alive),
-    };
-    return cmocka_run_group_tests_name("pressure", tests, NULL, NULL);
-}
+CHILD_TEST_MAIN("pressure", child,
+                T(test_limit_watches), T(test_asked_for_watches),
+                T(test_off_watches_nothing), T(test_no_limit_watches_nothing), T(test_bad_value),
+                T(test_report_shows_it), T(test_fork_child_watches_again),
+                T(test_never_keeps_a_process_alive))

@@ -29,7 +29,7 @@
 
 #include "ebb.h"
 #include "api.h"
-#include "../child.h"
+#include "child.h"
 
 /* ----------------------------------------------------------------- child */
 
@@ -580,11 +580,10 @@ static void run(const char *name, const char *env1, const char *env2)
     static char scale[64], out[16384];
     const char *mb = getenv("EBB_TEST_MB");
     snprintf(scale, sizeof scale, "EBB_TEST_MB=%s", mb ? mb : "");
-    char *envp[] = { scale, (char *)env1, (char *)env2, NULL };
-    int st = child_run(name, envp, out, sizeof out);
+    const char *env[] = { scale, env1, env2 };
+    int st = child_run_env(name, env, ARRAY_LEN(env), out, sizeof out);
     print_message("%s [%s %s]: %s", name, env1 ? env1 : "", env2 ? env2 : "", out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "scenario %s failed (status %d):\n%s", name,
-           st, out);
+    EXPECT(child_exited(st, 0), "scenario %s failed (status %d):\n%s", name, st, out);
 }
 
 static void test_free_all_default_delay(void **s) { (void)s; run("free_all", NULL, NULL); }
@@ -617,16 +616,10 @@ static void test_purger_never_keeps_a_process_alive(void **s)
 
 static void test_large_expiry(void **s) { (void)s; run("large_expiry", "EBB_PURGE_DELAY_MS=100", "EBB_LARGE_CACHE=64M"); }
 
-int main(int argc, char **argv)
-{
-    if (argc == 3 && !strcmp(argv[1], "child"))
-        return child(argv[2]);
-    const struct CMUnitTest tests[] = {
-        T(test_free_all_default_delay), T(test_free_all_short_delay), T(test_survivors), T(test_cache_pins),
-        T(test_survivors_at_once), T(test_idle_thread), T(test_exited_threads),
-        T(test_never_then_collect), T(test_dontneed_mode), T(test_lazy_mode), T(test_reuse),
-        T(test_reuse_lazy), T(test_fork_after_purge), T(test_race), T(test_race_at_once),
-        T(test_large_expiry), T(test_purger_never_keeps_a_process_alive),
-    };
-    return cmocka_run_group_tests_name("purge", tests, NULL, NULL);
-}
+CHILD_TEST_MAIN("purge", child,
+                T(test_free_all_default_delay), T(test_free_all_short_delay), T(test_survivors),
+                T(test_cache_pins), T(test_survivors_at_once), T(test_idle_thread),
+                T(test_exited_threads), T(test_never_then_collect), T(test_dontneed_mode),
+                T(test_lazy_mode), T(test_reuse), T(test_reuse_lazy), T(test_fork_after_purge),
+                T(test_race), T(test_race_at_once), T(test_large_expiry),
+                T(test_purger_never_keeps_a_process_alive))

@@ -22,7 +22,7 @@
 
 #include "ebb.h"
 #include "api.h"
-#include "../child.h"
+#include "child.h"
 
 static char report_buf[256 * 1024];
 
@@ -191,9 +191,8 @@ static void read_file(const char *path, char *out, size_t len)
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return;
-    ssize_t n = read(fd, out, len - 1);
+    read_all(fd, out, len);
     close(fd);
-    out[n > 0 ? n : 0] = '\0';
 }
 
 static int count(const char *hay, const char *needle)
@@ -212,8 +211,8 @@ static int run_child(const char *what, const char *extra1, const char *extra2, c
     snprintf(report_path, sizeof report_path, "/tmp/ebb-report-test-%d", (int)getpid());
     snprintf(report_env, sizeof report_env, "EBB_REPORT=%s", report_path);
     unlink(report_path);
-    char *envp[] = { report_env, (char *)extra1, (char *)extra2, NULL };
-    return child_run(what, envp, out, outlen);
+    const char *env[] = { report_env, extra1, extra2 };
+    return child_run_env(what, env, ARRAY_LEN(env), out, outlen);
 }
 
 /* Child WHAT must exit 0; what it wrote to EBB_REPORT goes to rep. */
@@ -221,7 +220,7 @@ static void run_child_for_report(const char *what, const char *extra1, const cha
                                  char *out, size_t outlen, char *rep, size_t replen)
 {
     int st = run_child(what, extra1, extra2, out, outlen);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    EXPECT(child_exited(st, 0), "status %d: %s", st, out);
     read_file(report_path, rep, replen);
     unlink(report_path);
 }
@@ -254,13 +253,13 @@ static void test_no_report_for_impossible_size_or_when_off(void **state)
     (void)state;
     char out[4096], rep[4096];
     int st = run_child("impossible", NULL, NULL, out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    EXPECT(child_exited(st, 0), "status %d: %s", st, out);
     read_file(report_path, rep, sizeof rep);
     EXPECT(rep[0] == '\0', "no report for a request no object can have:\n%s", rep);
     static char off[] = "EBB_REPORT=off";
     char *envp[] = { off, "EBB_LIMIT=32M", NULL };
     st = child_run("fail_twice", envp, out, sizeof out);
-    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+    EXPECT(child_exited(st, 0), "status %d: %s", st, out);
     EXPECT(strstr(out, "== ebb report") == NULL, "EBB_REPORT=off: %s", out);
     unlink(report_path);
 }
@@ -311,19 +310,8 @@ static int child_main(const char *what)
     return 2;
 }
 
-int main(int argc, char **argv)
-{
-    if (argc == 3 && !strcmp(argv[1], "child"))
-        return child_main(argv[2]);
-    const struct CMUnitTest tests[] = {
-        T(test_text_report),
-        T(test_json_report_adds_up),
-        T(test_top_site_is_the_hog),
-        T(test_bad_arguments),
-        T(test_first_failure_report_once),
-        T(test_failure_report_json),
-        T(test_no_report_for_impossible_size_or_when_off),
-        T(test_report_on_signal),
-    };
-    return cmocka_run_group_tests_name("report", tests, NULL, NULL);
-}
+CHILD_TEST_MAIN("report", child_main,
+                T(test_text_report), T(test_json_report_adds_up), T(test_top_site_is_the_hog),
+                T(test_bad_arguments), T(test_first_failure_report_once),
+                T(test_failure_report_json), T(test_no_report_for_impossible_size_or_when_off),
+                T(test_report_on_signal))

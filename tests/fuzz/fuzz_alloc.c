@@ -35,10 +35,11 @@
 #include <string.h>
 
 #include "ebb.h"
+#include "classes.h" /* the documented size-class rule, shared with the API tests */
 
 /* The documented usable size of a large block is its size rounded up to a
  * page.  ebb currently hands out a cached mapping a few pages bigger and
- * reports that; test_api checks the rule, and this switch makes the fuzzer
+ * reports that; test_malloc checks the rule, and this switch makes the fuzzer
  * insist on it too (-DFUZZ_STRICT_LARGE=1). */
 #ifndef FUZZ_STRICT_LARGE
 #define FUZZ_STRICT_LARGE 0
@@ -57,7 +58,6 @@
 #define MAX_OPS 4096
 #define CHECK_EVERY 64
 #define LIVE_BUDGET ((size_t)192 << 20) /* cap on live usable bytes */
-#define SMALL_MAX ((size_t)131072)
 #define PAGE ((size_t)4096)
 
 /* ------------------------------------------------------------------------ */
@@ -113,33 +113,6 @@ static unsigned u8(struct reader *r) { return r->i < r->n ? r->d[r->i++] : 0; }
 static unsigned u16(struct reader *r) { unsigned a = u8(r); return a | u8(r) << 8; }
 static int more(const struct reader *r) { return r->i < r->n; }
 
-/* ------------------------------------------------------------------------ */
-/* Size classes, from the documented rule.                                   */
-
-static size_t classes[80];
-static size_t nclasses;
-
-static void init_classes(void)
-{
-    if (nclasses)
-        return;
-    for (size_t s = 16; s <= 512; s += 16)
-        classes[nclasses++] = s;
-    for (size_t base = 512; base < SMALL_MAX; base *= 2)
-        for (size_t q = 1; q <= 4; q++)
-            classes[nclasses++] = base + q * base / 4;
-}
-
-static size_t class_of(size_t n)
-{
-    if (n == 0)
-        return 16;
-    for (size_t i = 0; i < nclasses; i++)
-        if (n <= classes[i])
-            return classes[i];
-    return (n + PAGE - 1) & ~(PAGE - 1);
-}
-
 /* Sizes that must fail (kept below 64 TiB-ish values that overcommit could
  * grant; above PTRDIFF_MAX the answer is always NULL + ENOMEM). */
 static size_t huge_size(unsigned v)
@@ -168,7 +141,7 @@ static size_t read_size(struct reader *r, int *must_fail)
         return hi * 2 + u8(r);
     }
     case 3: {                                              /* class edge +-1 */
-        size_t c = classes[u8(r) % nclasses];
+        size_t c = class_table[u8(r) % class_count];
         return c + (sel >> 3) % 3 - 1;
     }
     case 4:                                                /* large, to ~400 KiB */
@@ -303,10 +276,10 @@ static void adopt(int k, unsigned char *p, size_t req, size_t align, int kind, u
     REQUIRE(ebb_owns(p) == 1, "new block %p not owned", (void *)p);
     size_t u = ebb_usable_size(p);
     REQUIRE(u >= req, "%p: usable %zu < requested %zu", (void *)p, u, req);
-    if (check_class && (FUZZ_STRICT_LARGE || class_of(req) <= SMALL_MAX))
-        REQUIRE(u == class_of(req), "%p: usable %zu for %zu bytes, class says %zu", (void *)p, u,
-                req, class_of(req));
-    if (check_class && class_of(req) > SMALL_MAX)
+    if (check_class && (FUZZ_STRICT_LARGE || class_usable(req) <= SMALL_MAX))
+        REQUIRE(u == class_usable(req), "%p: usable %zu for %zu bytes, class says %zu",
+                (void *)p, u, req, class_usable(req));
+    if (check_class && class_usable(req) > SMALL_MAX)
         REQUIRE(u % PAGE == 0, "%p: usable %zu for %zu bytes: not whole pages", (void *)p, u,
                 req);
     int dup = live_slot_of(p, k);
@@ -403,7 +376,7 @@ static void op_realloc(int k, size_t n, int must_fail, uint8_t seed, int array, 
         REQUIRE(bad == SIZE_MAX, "realloc(%p, %zu -> %zu) = %p: byte %zu not preserved",
                 (void *)old.p, old.req, total, (void *)q, bad);
         if (old.kind == K_PLAIN && old.usable <= SMALL_MAX && total <= SMALL_MAX) {
-            size_t c = class_of(total);
+            size_t c = class_usable(total);
             int stays = c <= old.usable && 4 * c > 3 * old.usable;
             REQUIRE((q == old.p) == stays, "realloc(%p usable %zu, %zu): %s, rule says %s",
                     (void *)old.p, old.usable, total, q == old.p ? "stayed" : "moved",
@@ -592,7 +565,7 @@ static size_t large_blocks_now(void)
 
 static void run_program(const uint8_t *data, size_t size)
 {
-    init_classes();
+    class_table_init();
     struct reader r = {data, size, 0};
     size_t large0 = large_blocks_now();
     for (op_index = 0; op_index < MAX_OPS && more(&r); op_index++) {

@@ -52,7 +52,7 @@ else
 fi
 
 # shellcheck disable=SC2086
-$CC -std=c11 -Wall -Wextra -Werror -g -O1 -fsanitize=fuzzer $SAN -Iinclude $EXTRA \
+$CC -std=c11 -Wall -Wextra -Werror -g -O1 -fsanitize=fuzzer $SAN -Iinclude -Itests/include $EXTRA \
     tests/fuzz/fuzz_alloc.c $LIB -lpthread -o "$OUT/fuzz_alloc"
 
 echo "fuzz: running $OUT/fuzz_alloc for ${SECONDS_TO_RUN}s (jobs $JOBS)"

@@ -6,7 +6,7 @@
  * EBB_LIMIT_SOFT through start-up (EBB__TEST_ROOT points a debug build at a
  * fixture).  Run from the repository's root, as make does. */
 #include "unit.h"
-#include "../child.h"
+#include "child.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -329,8 +329,9 @@ static void test_child_auto_nothing_found(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && !strcmp(argv[1], "child"))
-        return child(argv[2]);
+    const char *what = child_what(argc, argv);
+    if (what)
+        return child(what);
     if (access(FIXTURES "v2/proc/self/cgroup", R_OK) != 0) {
         fprintf(stderr, "test_limit_auto: %s not found: run from the repository's root\n",
                 FIXTURES);

@@ -1,16 +1,16 @@
 /* Every EBB_* option and value: parsed (white box), and observed in a child
- * process started with it (options are read once, at start-up). */
+ * process started with it (options are read once, at start-up).  Both are
+ * tables: a new option or value is a row. */
 #include "unit.h"
-#include "../child.h"
+#include "child.h"
 
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
+
+/* ---------------------------------------------------------------- parsing */
 
 static ebb__options_t parsed(const char *name, const char *value)
 {
@@ -21,77 +21,107 @@ static ebb__options_t parsed(const char *name, const char *value)
     return o;
 }
 
+/* A field of ebb__options_t, read through an accessor so that a row does
+ * not depend on the field's type: a number compares as assert_int_equal
+ * compares (as uintmax_t), a text as assert_string_equal. */
+typedef struct {
+    const char *name;
+    uintmax_t (*number)(const ebb__options_t *o);
+    const char *(*text)(const ebb__options_t *o);
+} field_t;
+
+#define NUMBER_FIELD(f)                                                       \
+    static uintmax_t number_##f(const ebb__options_t *o) { return (uintmax_t)o->f; } \
+    static const field_t field_##f = { #f, number_##f, NULL };
+#define TEXT_FIELD(f)                                                         \
+    static const char *text_##f(const ebb__options_t *o) { return o->f; }    \
+    static const field_t field_##f = { #f, NULL, text_##f };
+
+NUMBER_FIELD(heaps) NUMBER_FIELD(tcache) NUMBER_FIELD(large_cache) NUMBER_FIELD(on_error)
+NUMBER_FIELD(verbose) NUMBER_FIELD(purge_delay) NUMBER_FIELD(purge_lazy) NUMBER_FIELD(limit)
+NUMBER_FIELD(limit_percent) NUMBER_FIELD(limit_soft) NUMBER_FIELD(limit_psi)
+NUMBER_FIELD(report_off) NUMBER_FIELD(report_json) NUMBER_FIELD(report_signal)
+TEXT_FIELD(report_path) TEXT_FIELD(blackbox_path)
+
+/* For one variable and one field of ebb__options_t: each value the
+ * variable is given, and what the field must then be (number or text). */
+#define MAX_VALUES 12
+typedef struct {
+    const char *var;
+    const field_t *field;
+    struct {
+        const char *value;
+        uintmax_t number;
+        const char *text;
+    } gives[MAX_VALUES]; /* up to the first without a value */
+} parse_row_t;
+
+/* The fields' -1s: purge_delay's "never", limit_psi's "unset" (listen to
+ * the kernel's pressure if it can, quietly). */
+#define NEVER ((uintmax_t)-1)
+#define UNSET ((uintmax_t)-1)
+
+/* value gives the number n, or the text t */
+#define V(value, n) { value, (uintmax_t)(n), NULL }
+#define VT(value, t) { value, 0, t }
+
+static const parse_row_t parse_rows[] = {
+    /* 0 is invalid and 999 above the maximum: both leave the default */
+    { "EBB_HEAPS", &field_heaps, { V("3", 3), V("0", 0), V("999", 0) } },
+    { "EBB_TCACHE", &field_tcache, { V("0", 0), V("off", 0), V("1", 1), V("maybe", 1) } },
+    { "EBB_LARGE_CACHE", &field_large_cache,
+      { V("0", 0), V("16M", 16u << 20), V("512k", 512u << 10), V("1GiB", 1u << 30),
+        V("lots", EBB_LARGE_CACHE_BYTES) } },
+    { "EBB_ON_ERROR", &field_on_error,
+      { V("abort", EBB_ON_ERROR_ABORT), V("ignore", EBB_ON_ERROR_IGNORE),
+        V("warn", EBB_ON_ERROR_WARN), V("explode", EBB_ON_ERROR_WARN) } },
+    { "EBB_VERBOSE", &field_verbose, { V("1", 1), V("0", 0) } },
+    { "EBB_PURGE_DELAY_MS", &field_purge_delay,
+      { V("0", 0), V("-1", NEVER), V("250", 250), V("-2", EBB_PURGE_DELAY_MS),
+        V("soon", EBB_PURGE_DELAY_MS), V("99999999999", EBB_PURGE_DELAY_MS) } },
+    { "EBB_PURGE_MODE", &field_purge_lazy, { V("free", 1), V("dontneed", 0), V("later", 0) } },
+    /* "50" is bytes, not percent; "0%" is invalid: no limit */
+    { "EBB_LIMIT", &field_limit,
+      { V("512M", (size_t)512 << 20), V("1G", (size_t)1 << 30), V("lots", 0), V("auto", 0),
+        V("50", 50) } },
+    { "EBB_LIMIT", &field_limit_percent,
+      { V("lots", 0), V("1G", 0), V("auto", 100), V("50%", 50), V("100%", 100), V("50", 0),
+        V("0%", 0), V("101%", 0), V("5%%", 0), V("%", 0), V("autox", 0) } },
+    { "EBB_LIMIT_SOFT", &field_limit_soft,
+      { V("80%", 80), V("80", 80), V("100%", 100), V("0%", EBB_LIMIT_SOFT_PERCENT),
+        V("120%", EBB_LIMIT_SOFT_PERCENT), V("high", EBB_LIMIT_SOFT_PERCENT) } },
+    { "EBB_LIMIT_PSI", &field_limit_psi, { V("0", 0), V("1", 1), V("off", 0), V("maybe", UNSET) } },
+    /* unset: if the kernel can */
+    { "EBB_NOTHING", &field_limit_psi, { V("1", UNSET) } },
+    /* Where automatic reports go, and the black box. */
+    { "EBB_REPORT", &field_report_off, { V("off", 1), V("stderr", 0) } },
+    { "EBB_REPORT", &field_report_path, { VT("stderr", ""), VT("/tmp/r.txt", "/tmp/r.txt") } },
+    { "EBB_REPORT", &field_report_json, { V("/tmp/r.txt", 0), V("/tmp/r.json", 1) } },
+    { "EBB_REPORT_FORMAT", &field_report_json, { V("json", 1), V("xml", 0) } },
+    { "EBB_REPORT_SIGNAL", &field_report_signal, { V("USR2", SIGUSR2), V("KILL", 0) } },
+    { "EBB_BLACKBOX", &field_blackbox_path, { VT("/run/box.%p", "/run/box.%p"), VT("off", "") } },
+    { "EBB_NOTHING", &field_blackbox_path, { VT("1", "") } },
+};
+
 static void test_parse_each_option(void **state)
 {
     (void)state;
-    assert_int_equal(parsed("EBB_HEAPS", "3").heaps, 3);
-    assert_int_equal(parsed("EBB_HEAPS", "0").heaps, 0);   /* invalid: default */
-    assert_int_equal(parsed("EBB_HEAPS", "999").heaps, 0); /* above the maximum */
-    assert_int_equal(parsed("EBB_TCACHE", "0").tcache, 0);
-    assert_int_equal(parsed("EBB_TCACHE", "off").tcache, 0);
-    assert_int_equal(parsed("EBB_TCACHE", "1").tcache, 1);
-    assert_int_equal(parsed("EBB_TCACHE", "maybe").tcache, 1);
-    assert_int_equal(parsed("EBB_LARGE_CACHE", "0").large_cache, 0);
-    assert_int_equal(parsed("EBB_LARGE_CACHE", "16M").large_cache, 16u << 20);
-    assert_int_equal(parsed("EBB_LARGE_CACHE", "512k").large_cache, 512u << 10);
-    assert_int_equal(parsed("EBB_LARGE_CACHE", "1GiB").large_cache, 1u << 30);
-    assert_int_equal(parsed("EBB_LARGE_CACHE", "lots").large_cache, EBB_LARGE_CACHE_BYTES);
-    assert_int_equal(parsed("EBB_ON_ERROR", "abort").on_error, EBB_ON_ERROR_ABORT);
-    assert_int_equal(parsed("EBB_ON_ERROR", "ignore").on_error, EBB_ON_ERROR_IGNORE);
-    assert_int_equal(parsed("EBB_ON_ERROR", "warn").on_error, EBB_ON_ERROR_WARN);
-    assert_int_equal(parsed("EBB_ON_ERROR", "explode").on_error, EBB_ON_ERROR_WARN);
-    assert_int_equal(parsed("EBB_VERBOSE", "1").verbose, 1);
-    assert_int_equal(parsed("EBB_VERBOSE", "0").verbose, 0);
-    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "0").purge_delay, 0);
-    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "-1").purge_delay, -1);
-    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "250").purge_delay, 250);
-    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "-2").purge_delay, EBB_PURGE_DELAY_MS);
-    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "soon").purge_delay, EBB_PURGE_DELAY_MS);
-    assert_int_equal(parsed("EBB_PURGE_DELAY_MS", "99999999999").purge_delay, EBB_PURGE_DELAY_MS);
-    assert_int_equal(parsed("EBB_PURGE_MODE", "free").purge_lazy, 1);
-    assert_int_equal(parsed("EBB_PURGE_MODE", "dontneed").purge_lazy, 0);
-    assert_int_equal(parsed("EBB_PURGE_MODE", "later").purge_lazy, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "512M").limit, (size_t)512 << 20);
-    assert_int_equal(parsed("EBB_LIMIT", "1G").limit, (size_t)1 << 30);
-    assert_int_equal(parsed("EBB_LIMIT", "lots").limit, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "lots").limit_percent, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "1G").limit_percent, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "auto").limit_percent, 100);
-    assert_int_equal(parsed("EBB_LIMIT", "auto").limit, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "50%").limit_percent, 50);
-    assert_int_equal(parsed("EBB_LIMIT", "100%").limit_percent, 100);
-    assert_int_equal(parsed("EBB_LIMIT", "50").limit, 50);          /* bytes, not percent */
-    assert_int_equal(parsed("EBB_LIMIT", "50").limit_percent, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "0%").limit_percent, 0);    /* invalid: none */
-    assert_int_equal(parsed("EBB_LIMIT", "101%").limit_percent, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "5%%").limit_percent, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "%").limit_percent, 0);
-    assert_int_equal(parsed("EBB_LIMIT", "autox").limit_percent, 0);
-    assert_int_equal(parsed("EBB_LIMIT_SOFT", "80%").limit_soft, 80);
-    assert_int_equal(parsed("EBB_LIMIT_SOFT", "80").limit_soft, 80);
-    assert_int_equal(parsed("EBB_LIMIT_SOFT", "100%").limit_soft, 100);
-    assert_int_equal(parsed("EBB_LIMIT_SOFT", "0%").limit_soft, EBB_LIMIT_SOFT_PERCENT);
-    assert_int_equal(parsed("EBB_LIMIT_SOFT", "120%").limit_soft, EBB_LIMIT_SOFT_PERCENT);
-    assert_int_equal(parsed("EBB_LIMIT_SOFT", "high").limit_soft, EBB_LIMIT_SOFT_PERCENT);
-    assert_int_equal(parsed("EBB_LIMIT_PSI", "0").limit_psi, 0);
-    assert_int_equal(parsed("EBB_LIMIT_PSI", "1").limit_psi, 1);
-    assert_int_equal(parsed("EBB_LIMIT_PSI", "off").limit_psi, 0);
-    assert_int_equal(parsed("EBB_LIMIT_PSI", "maybe").limit_psi, -1);
-    assert_int_equal(parsed("EBB_NOTHING", "1").limit_psi, -1); /* unset: if the kernel can */
-    /* Where automatic reports go, and the black box. */
-    assert_int_equal(parsed("EBB_REPORT", "off").report_off, 1);
-    assert_int_equal(parsed("EBB_REPORT", "stderr").report_off, 0);
-    assert_string_equal(parsed("EBB_REPORT", "stderr").report_path, "");
-    assert_string_equal(parsed("EBB_REPORT", "/tmp/r.txt").report_path, "/tmp/r.txt");
-    assert_int_equal(parsed("EBB_REPORT", "/tmp/r.txt").report_json, 0);
-    assert_int_equal(parsed("EBB_REPORT", "/tmp/r.json").report_json, 1);
-    assert_int_equal(parsed("EBB_REPORT_FORMAT", "json").report_json, 1);
-    assert_int_equal(parsed("EBB_REPORT_FORMAT", "xml").report_json, 0);
-    assert_int_equal(parsed("EBB_REPORT_SIGNAL", "USR2").report_signal, SIGUSR2);
-    assert_int_equal(parsed("EBB_REPORT_SIGNAL", "KILL").report_signal, 0);
-    assert_string_equal(parsed("EBB_BLACKBOX", "/run/box.%p").blackbox_path, "/run/box.%p");
-    assert_string_equal(parsed("EBB_BLACKBOX", "off").blackbox_path, "");
-    assert_string_equal(parsed("EBB_NOTHING", "1").blackbox_path, "");
+    for (const parse_row_t *r = parse_rows; r < parse_rows + ARRAY_LEN(parse_rows); r++) {
+        for (size_t k = 0; k < MAX_VALUES && r->gives[k].value; k++) {
+            const char *value = r->gives[k].value;
+            ebb__options_t o = parsed(r->var, value);
+            if (r->field->text) {
+                const char *got = r->field->text(&o), *want = r->gives[k].text;
+                SOFT(strcmp(got, want) == 0, "%s=%s: %s is \"%s\", expected \"%s\"", r->var,
+                     value, r->field->name, got, want);
+            } else {
+                uintmax_t got = r->field->number(&o), want = r->gives[k].number;
+                SOFT(got == want, "%s=%s: %s is %jd, expected %jd", r->var, value,
+                     r->field->name, (intmax_t)got, (intmax_t)want);
+            }
+        }
+    }
+    END_SOFT();
 }
 
 /* ---- child side: `test_options child WHAT` prints what it observes ---- */
@@ -106,117 +136,138 @@ static void *alloc_in_thread(void *arg)
     return NULL;
 }
 
-static int child(const char *what)
+static void child_heaps(void)
 {
     ebb_stats_t s;
-    if (!strcmp(what, "heaps")) {
-        ebb_stats(&s);
-        printf("heaps=%zu\n", s.heaps);
-    } else if (!strcmp(what, "tcache")) {
-        pthread_t t;
-        pthread_create(&t, NULL, alloc_in_thread, NULL);
-        pthread_join(t, NULL);
-    } else if (!strcmp(what, "large_cache")) {
-        ebb_free(ebb_malloc(1 << 20));
-        ebb_stats(&s);
-        printf("cached=%zu\n", s.mapped_large_cached);
-    } else if (!strcmp(what, "foreign")) {
-        static char not_ours[64];
-        ebb_free(not_ours + 16);
-        ebb_stats(&s);
-        printf("survived foreign=%zu\n", s.foreign_frees);
-    } else if (!strcmp(what, "verbose")) {
-        ebb_free(ebb_malloc(10));
-    }
+    ebb_stats(&s);
+    printf("heaps=%zu\n", s.heaps);
+}
+
+static void child_tcache(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, alloc_in_thread, NULL);
+    pthread_join(t, NULL);
+}
+
+static void child_large_cache(void)
+{
+    ebb_free(ebb_malloc(1 << 20));
+    ebb_stats_t s;
+    ebb_stats(&s);
+    printf("cached=%zu\n", s.mapped_large_cached);
+}
+
+static void child_foreign(void)
+{
+    static char not_ours[64];
+    ebb_free(not_ours + 16);
+    ebb_stats_t s;
+    ebb_stats(&s);
+    printf("survived foreign=%zu\n", s.foreign_frees);
+}
+
+static void child_verbose(void)
+{
+    ebb_free(ebb_malloc(10));
+}
+
+static const struct {
+    const char *what;
+    void (*run)(void);
+} child_actions[] = {
+    { "heaps", child_heaps }, { "tcache", child_tcache }, { "large_cache", child_large_cache },
+    { "foreign", child_foreign }, { "verbose", child_verbose },
+};
+
+static int child(const char *what)
+{
+    for (size_t i = 0; i < ARRAY_LEN(child_actions); i++)
+        if (!strcmp(what, child_actions[i].what))
+            child_actions[i].run();
     fflush(stdout);
     return 0;
 }
 
-/* Run this binary as a child with one variable set; capture both streams. */
-static int run_child(const char *what, const char *env, char *out, size_t outlen)
-{
-    char *envp[] = { (char *)env, NULL };
-    return child_run(what, envp, out, outlen);
-}
+/* ---- parent side: each run is this binary as a child with one variable
+ * set, both output streams captured ---- */
 
-static void test_child_heaps(void **state)
-{
-    (void)state;
-    char out[4096];
-    assert_int_equal(run_child("heaps", "EBB_HEAPS=3", out, sizeof out), 0);
-    assert_non_null(strstr(out, "heaps=3"));
-}
+#define MAX_RUNS 3
+#define MAX_STRINGS 3
 
-static void test_child_tcache_off(void **state)
-{
-    (void)state;
-    char out[4096];
-    assert_int_equal(run_child("tcache", "EBB_TCACHE=0", out, sizeof out), 0);
-    assert_non_null(strstr(out, "threads=0"));
-    assert_int_equal(run_child("tcache", "EBB_TCACHE=1", out, sizeof out), 0);
-    assert_null(strstr(out, "threads=0"));
-}
+typedef struct {
+    const char *what;                 /* the child's action (child_actions) */
+    const char *env;                  /* its one setting */
+    int signal;                       /* the signal that must kill it; 0: it must exit 0 */
+    const char *present[MAX_STRINGS]; /* strings its output must have */
+    const char *absent[MAX_STRINGS];  /* and must not */
+} child_run_t;
 
-static void test_child_large_cache(void **state)
-{
-    (void)state;
-    char out[4096];
-    assert_int_equal(run_child("large_cache", "EBB_LARGE_CACHE=0", out, sizeof out), 0);
-    assert_non_null(strstr(out, "cached=0\n"));
-    assert_int_equal(run_child("large_cache", "EBB_LARGE_CACHE=8M", out, sizeof out), 0);
-    assert_non_null(strstr(out, "cached=1048576\n"));
-}
+typedef struct {
+    const char *name;
+    child_run_t runs[MAX_RUNS]; /* up to the first without a `what` */
+} child_test_t;
 
-static void test_child_on_error(void **state)
-{
-    (void)state;
-    char out[4096];
-    int st = run_child("foreign", "EBB_ON_ERROR=warn", out, sizeof out);
-    assert_int_equal(st, 0);
-    assert_non_null(strstr(out, "ebb: free(0x"));
-    assert_non_null(strstr(out, "not allocated by ebb"));
-    assert_non_null(strstr(out, "survived foreign=1"));
-    st = run_child("foreign", "EBB_ON_ERROR=ignore", out, sizeof out);
-    assert_int_equal(st, 0);
-    assert_null(strstr(out, "ebb: free("));
-    assert_non_null(strstr(out, "survived foreign=1"));
-    st = run_child("foreign", "EBB_ON_ERROR=abort", out, sizeof out);
-    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
-    assert_non_null(strstr(out, "not allocated by ebb"));
-    assert_null(strstr(out, "survived"));
-}
+static const child_test_t child_tests[] = {
+    { "test_child_heaps", {
+        { "heaps", "EBB_HEAPS=3", 0, { "heaps=3" }, { NULL } },
+    } },
+    { "test_child_tcache_off", {
+        { "tcache", "EBB_TCACHE=0", 0, { "threads=0" }, { NULL } },
+        { "tcache", "EBB_TCACHE=1", 0, { NULL }, { "threads=0" } },
+    } },
+    { "test_child_large_cache", {
+        { "large_cache", "EBB_LARGE_CACHE=0", 0, { "cached=0\n" }, { NULL } },
+        { "large_cache", "EBB_LARGE_CACHE=8M", 0, { "cached=1048576\n" }, { NULL } },
+    } },
+    { "test_child_on_error", {
+        { "foreign", "EBB_ON_ERROR=warn", 0,
+          { "ebb: free(0x", "not allocated by ebb", "survived foreign=1" }, { NULL } },
+        { "foreign", "EBB_ON_ERROR=ignore", 0, { "survived foreign=1" }, { "ebb: free(" } },
+        { "foreign", "EBB_ON_ERROR=abort", SIGABRT, { "not allocated by ebb" }, { "survived" } },
+    } },
+    { "test_child_verbose", {
+        { "verbose", "EBB_VERBOSE=1", 0, { "statistics", "mapped" }, { NULL } },
+        { "verbose", "EBB_VERBOSE=0", 0, { NULL }, { "statistics" } },
+    } },
+    { "test_child_bad_value_is_reported", {
+        { "heaps", "EBB_HEAPS=many", 0, { "ignoring EBB_HEAPS=many" }, { NULL } },
+    } },
+};
 
-static void test_child_verbose(void **state)
+/* The runs of one child_tests entry, its cmocka state. */
+static void test_child_runs(void **state)
 {
-    (void)state;
-    char out[8192];
-    assert_int_equal(run_child("verbose", "EBB_VERBOSE=1", out, sizeof out), 0);
-    assert_non_null(strstr(out, "statistics"));
-    assert_non_null(strstr(out, "mapped"));
-    assert_int_equal(run_child("verbose", "EBB_VERBOSE=0", out, sizeof out), 0);
-    assert_null(strstr(out, "statistics"));
-}
-
-static void test_child_bad_value_is_reported(void **state)
-{
-    (void)state;
-    char out[4096];
-    assert_int_equal(run_child("heaps", "EBB_HEAPS=many", out, sizeof out), 0);
-    assert_non_null(strstr(out, "ignoring EBB_HEAPS=many"));
+    const child_test_t *t = *state;
+    for (const child_run_t *r = t->runs; r < t->runs + MAX_RUNS && r->what; r++) {
+        char out[8192];
+        int st = child_run_env(r->what, &r->env, 1, out, sizeof out);
+        if (r->signal)
+            EXPECT(child_killed(st, r->signal), "child %s with %s: status %#x, not signal %d:\n%s",
+                   r->what, r->env, st, r->signal, out);
+        else
+            EXPECT(st == 0, "child %s with %s: status %#x, not exit 0:\n%s", r->what, r->env, st,
+                   out);
+        for (size_t k = 0; k < MAX_STRINGS && r->present[k]; k++)
+            EXPECT(strstr(out, r->present[k]) != NULL, "child %s with %s: no \"%s\" in:\n%s",
+                   r->what, r->env, r->present[k], out);
+        for (size_t k = 0; k < MAX_STRINGS && r->absent[k]; k++)
+            EXPECT(strstr(out, r->absent[k]) == NULL, "child %s with %s: \"%s\" in:\n%s",
+                   r->what, r->env, r->absent[k], out);
+    }
 }
 
 int main(int argc, char **argv)
 {
-    if (argc == 3 && !strcmp(argv[1], "child"))
-        return child(argv[2]);
-    const struct CMUnitTest tests[] = {
+    const char *what = child_what(argc, argv);
+    if (what)
+        return child(what);
+    struct CMUnitTest tests[1 + ARRAY_LEN(child_tests)] = {
         cmocka_unit_test(test_parse_each_option),
-        cmocka_unit_test(test_child_heaps),
-        cmocka_unit_test(test_child_tcache_off),
-        cmocka_unit_test(test_child_large_cache),
-        cmocka_unit_test(test_child_on_error),
-        cmocka_unit_test(test_child_verbose),
-        cmocka_unit_test(test_child_bad_value_is_reported),
     };
+    for (size_t i = 0; i < ARRAY_LEN(child_tests); i++)
+        tests[1 + i] = (struct CMUnitTest){ .name = child_tests[i].name,
+                                            .test_func = test_child_runs,
+                                            .initial_state = (void *)&child_tests[i] };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }

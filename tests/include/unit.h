@@ -1,5 +1,6 @@
-/* Shared by the white-box unit tests: the library's internals, cmocka, and
- * a teardown that insists the heap is consistent after every test. */
+/* Shared by the white-box unit tests: the library's internals, cmocka,
+ * EXPECT and SOFT (test.h), and a teardown that insists the heap is
+ * consistent after every test. */
 #ifndef EBB_UNIT_H
 #define EBB_UNIT_H
 #define _GNU_SOURCE
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "test.h"
 
 static inline int unit_teardown_check(void **state)
 {
