@@ -4,6 +4,7 @@
 #include "unit.h"
 #include "child.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -172,12 +173,27 @@ static void child_verbose(void)
     ebb_free(ebb_malloc(10));
 }
 
+/* What the public ebb_get_option answers, for a number, a flag, a choice,
+ * and the refusals: a name that is no option, one whose value is text. */
+static void child_get_option(void)
+{
+    static const char *const names[] = { "EBB_SAMPLE_RATE", "EBB_TCACHE", "EBB_ON_ERROR",
+                                         "EBB_PURGE_DELAY_MS", "EBB_NO_SUCH", "EBB_REPORT" };
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+        long long v = -7;
+        errno = 0;
+        int rc = ebb_get_option(names[i], &v);
+        printf("%s rc=%d value=%lld%s\n", names[i], rc, v, rc && errno == ENOENT ? " ENOENT" : "");
+    }
+}
+
 static const struct {
     const char *what;
     void (*run)(void);
 } child_actions[] = {
     { "heaps", child_heaps }, { "tcache", child_tcache }, { "large_cache", child_large_cache },
     { "foreign", child_foreign }, { "verbose", child_verbose },
+    { "get_option", child_get_option },
 };
 
 static int child(const char *what)
@@ -232,6 +248,17 @@ static const child_test_t child_tests[] = {
     } },
     { "test_child_bad_value_is_reported", {
         { "heaps", "EBB_HEAPS=many", 0, { "ignoring EBB_HEAPS=many" }, { NULL } },
+    } },
+    { "test_child_get_option", {
+        { "get_option", "EBB_SAMPLE_RATE=64K", 0,
+          { "EBB_SAMPLE_RATE rc=0 value=65536\n", "EBB_TCACHE rc=0 value=1\n",
+            "EBB_PURGE_DELAY_MS rc=0 value=100\n" },
+          { "EBB_NO_SUCH rc=0", "EBB_REPORT rc=0" } },
+        { "get_option", "EBB_ON_ERROR=ignore", 0,
+          { "EBB_ON_ERROR rc=0 value=2\n", "EBB_NO_SUCH rc=-1 value=-7 ENOENT\n",
+            "EBB_REPORT rc=-1 value=-7 ENOENT\n" },
+          { NULL } },
+        { "get_option", "EBB_TCACHE=off", 0, { "EBB_TCACHE rc=0 value=0\n" }, { NULL } },
     } },
 };
 
