@@ -272,7 +272,6 @@ void ebb__arena_collect(int force) EBB_HIDDEN;
 uint32_t ebb__arena_purge(uint32_t now, long delay) EBB_HIDDEN;
 /* The arena counters into s; the caller holds the arena lock. */
 void ebb__arena_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
-void ebb__arena_stats(ebb_stats_t *s) EBB_HIDDEN;
 static inline ebb__arena_t *ebb__arena_of_pool(const ebb__pool_t *p)
 {
     return (ebb__arena_t *)((uintptr_t)p & ~(EBB_ARENA_SIZE - 1));
@@ -384,7 +383,7 @@ size_t ebb__large_usable(const void *p) EBB_HIDDEN; /* 0 if p is not ours */
 void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized,
                          uint32_t *tag) EBB_HIDDEN;
 uint32_t ebb__large_purge(uint32_t now, long delay) EBB_HIDDEN;
-void ebb__large_stats(ebb_stats_t *s) EBB_HIDDEN;
+/* The large-block counters into s; the caller holds the large-block lock. */
 void ebb__large_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 /* Lock held: the table's invariants; faults found (each on stderr). */
 int ebb__large_check(void) EBB_HIDDEN;
@@ -507,7 +506,6 @@ uint32_t ebb__sample_begin(size_t n) EBB_HIDDEN;
 void ebb__sample_forget(uint32_t tag) EBB_HIDDEN;
 /* Sample lock held (stats, ebb_check): what the profiler maps, into s. */
 void ebb__sample_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
-void ebb__sample_stats(ebb_stats_t *s) EBB_HIDDEN;
 int ebb__sample_check(void) EBB_HIDDEN;
 /* The report writer's view: the sites, most live bytes first. */
 size_t ebb__sample_top(ebb__site_t *out, size_t n) EBB_HIDDEN;

@@ -85,14 +85,17 @@ typedef struct {
 } ebb__misuse_t;
 
 /* One module's locks, for the one list fork and ebb_check take them from
- * (base/process.c).  Every member may be NULL. */
+ * (base/process.c).  Every member may be NULL or 0. */
 typedef struct {
     const char *name;
-    void (*lock)(void);   /* take the module's locks, in its own order */
+    ebb__lock_t *one;     /* the module's only lock: taken, released, and
+                           * made usable again in a fork child, by the list */
+    void (*lock)(void);   /* or: take the module's locks, in its own order */
     void (*unlock)(void); /* release them */
     void (*child)(void);  /* in a fork child, after every lock was taken in
-                           * the parent: make the locks usable again, and
-                           * drop what the child does not have (threads) */
+                           * the parent (and `one` made usable): make the
+                           * locks usable again, and drop what the child does
+                           * not have (threads, files) */
     int fork_only;        /* held around fork only, not by ebb_check */
 } ebb__lockset_t;
 

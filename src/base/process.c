@@ -42,21 +42,36 @@ void ebb__locksets_register(const ebb__lockset_t *set)
 
 void ebb__lock_everything(int for_fork)
 {
-    for (unsigned i = 0; i < nsets; i++)
-        if (sets[i]->lock && (for_fork || !sets[i]->fork_only))
-            sets[i]->lock();
+    for (unsigned i = 0; i < nsets; i++) {
+        const ebb__lockset_t *s = sets[i];
+        if (s->fork_only && !for_fork)
+            continue;
+        if (s->one)
+            ebb__lock(s->one);
+        if (s->lock)
+            s->lock();
+    }
 }
 
 void ebb__unlock_everything(int for_fork)
 {
-    for (unsigned i = nsets; i-- > 0;)
-        if (sets[i]->unlock && (for_fork || !sets[i]->fork_only))
-            sets[i]->unlock();
+    for (unsigned i = nsets; i-- > 0;) {
+        const ebb__lockset_t *s = sets[i];
+        if (s->fork_only && !for_fork)
+            continue;
+        if (s->unlock)
+            s->unlock();
+        if (s->one)
+            ebb__unlock(s->one);
+    }
 }
 
 void ebb__locksets_fork_child(void)
 {
-    for (unsigned i = nsets; i-- > 0;)
+    for (unsigned i = nsets; i-- > 0;) {
+        if (sets[i]->one)
+            ebb__lock_reset(sets[i]->one);
         if (sets[i]->child)
             sets[i]->child();
+    }
 }

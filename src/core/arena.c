@@ -426,47 +426,10 @@ void ebb__arena_stats_locked(ebb_stats_t *s)
     s->mapped_free_slots = ebb__arenas.count * (EBB_SLOTS - 1) * EBB_SLOT_SIZE - s->mapped_pools;
 }
 
-void ebb__arena_stats(ebb_stats_t *s)
-{
-    ebb__lock(&ebb__arenas.lock);
-    ebb__arena_stats_locked(s);
-    ebb__unlock(&ebb__arenas.lock);
-}
-
-static void lock_arenas(void)
-{
-    ebb__lock(&ebb__arenas.lock);
-}
-
-static void unlock_arenas(void)
-{
-    ebb__unlock(&ebb__arenas.lock);
-}
-
-static void reset_arenas(void)
-{
-    ebb__lock_reset(&ebb__arenas.lock);
-}
-
-EBB_HIDDEN const ebb__lockset_t ebb__arena_locks = { "arenas", lock_arenas, unlock_arenas,
-                                                      reset_arenas, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__arena_locks = { .name = "arenas",
+                                                      .one = &ebb__arenas.lock };
 
 /* A purge pass lends free slots out of the arenas; fork waits until it has
  * given them all back, so a child never finds slots in neither place. */
-static void lock_lend(void)
-{
-    ebb__lock(&ebb__arenas.lend_lock);
-}
-
-static void unlock_lend(void)
-{
-    ebb__unlock(&ebb__arenas.lend_lock);
-}
-
-static void reset_lend(void)
-{
-    ebb__lock_reset(&ebb__arenas.lend_lock);
-}
-
-EBB_HIDDEN const ebb__lockset_t ebb__arena_lend_locks = { "arena lend", lock_lend, unlock_lend,
-                                                           reset_lend, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__arena_lend_locks = { .name = "arena lend",
+                                                           .one = &ebb__arenas.lend_lock };

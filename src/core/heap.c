@@ -513,5 +513,7 @@ static void reset_bins(void)
             ebb__lock_reset(&ebb__heaps.heap[h].bin[c].lock);
 }
 
-EBB_HIDDEN const ebb__lockset_t ebb__heap_locks = { "heap bins", lock_bins, unlock_bins,
-                                                     reset_bins, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__heap_locks = { .name = "heap bins",
+                                                     .lock = lock_bins,
+                                                     .unlock = unlock_bins,
+                                                     .child = reset_bins };

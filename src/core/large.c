@@ -538,13 +538,6 @@ void ebb__large_stats_locked(ebb_stats_t *s)
     s->mapped_meta += large.table_bytes;
 }
 
-void ebb__large_stats(ebb_stats_t *s)
-{
-    ebb__lock(&large.lock);
-    ebb__large_stats_locked(s);
-    ebb__unlock(&large.lock);
-}
-
 /* Lock held by the caller (ebb_check takes every lock). */
 int ebb__large_check(void)
 {
@@ -580,23 +573,8 @@ int ebb__large_check(void)
     return faults;
 }
 
-static void lock_large(void)
-{
-    ebb__lock(&large.lock);
-}
-
-static void unlock_large(void)
-{
-    ebb__unlock(&large.lock);
-}
-
-static void reset_large(void)
-{
-    ebb__lock_reset(&large.lock);
-}
-
-EBB_HIDDEN const ebb__lockset_t ebb__large_locks = { "large blocks", lock_large, unlock_large,
-                                                      reset_large, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__large_locks = { .name = "large blocks",
+                                                      .one = &large.lock };
 
 /* Add the live sampled blocks that stand in for small blocks to used[],
  * by class (stats.c). */

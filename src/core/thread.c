@@ -310,7 +310,6 @@ void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
  * locks, later in the lock order, were made usable first). */
 static void registry_fork_child(void)
 {
-    ebb__lock_reset(&ebb__threads.lock);
     ebb__lock(&ebb__threads.lock);
     ebb__thread_t *tc = ebb__threads.active;
     while (tc) {
@@ -324,18 +323,9 @@ static void registry_fork_child(void)
     ebb__unlock(&ebb__threads.lock);
 }
 
-static void lock_registry(void)
-{
-    ebb__lock(&ebb__threads.lock);
-}
-
-static void unlock_registry(void)
-{
-    ebb__unlock(&ebb__threads.lock);
-}
-
-EBB_HIDDEN const ebb__lockset_t ebb__thread_locks = { "thread registry", lock_registry,
-                                                       unlock_registry, registry_fork_child, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__thread_locks = { .name = "thread registry",
+                                                       .one = &ebb__threads.lock,
+                                                       .child = registry_fork_child };
 
 void ebb__thread_stats(ebb_stats_t *s)
 {

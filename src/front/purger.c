@@ -129,5 +129,6 @@ static void purger_fork_child(void)
         atomic_store_explicit(&ebb__purger_state, EBB_PURGER_NONE, memory_order_relaxed);
 }
 
-EBB_HIDDEN const ebb__lockset_t ebb__purger_locks = { "purger", NULL, NULL, purger_fork_child, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__purger_locks = { .name = "purger",
+                                                      .child = purger_fork_child };
 

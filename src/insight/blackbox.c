@@ -185,5 +185,5 @@ static void box_fork_child(void)
     atomic_store_explicit(&Box.last_committed, 0, memory_order_relaxed);
 }
 
-EBB_HIDDEN const ebb__lockset_t ebb__blackbox_locks = { "black box", NULL, NULL, box_fork_child,
-                                                         0 };
+EBB_HIDDEN const ebb__lockset_t ebb__blackbox_locks = { .name = "black box",
+                                                        .child = box_fork_child };

@@ -240,5 +240,5 @@ static void reports_fork_child(void)
     atomic_store_explicit(&auto_reports.asked, 0, memory_order_relaxed);
 }
 
-EBB_HIDDEN const ebb__lockset_t ebb__report_locks = { "reports", NULL, NULL, reports_fork_child,
-                                                       0 };
+EBB_HIDDEN const ebb__lockset_t ebb__report_locks = { .name = "reports",
+                                                      .child = reports_fork_child };

@@ -637,13 +637,6 @@ void ebb__sample_stats_locked(ebb_stats_t *s)
     s->mapped_meta += sampler.table_bytes;
 }
 
-void ebb__sample_stats(ebb_stats_t *s)
-{
-    ebb__lock(&sampler.lock);
-    ebb__sample_stats_locked(s);
-    ebb__unlock(&sampler.lock);
-}
-
 int ebb__sample_check(void)
 {
     uint64_t live = 0, weights = 0;
@@ -664,38 +657,8 @@ int ebb__sample_check(void)
 }
 
 /* The unwind lock is held around fork only: ebb_check takes the sites'. */
-static void lock_unwind(void)
-{
-    ebb__lock(&unwind_lock);
-}
-
-static void unlock_unwind(void)
-{
-    ebb__unlock(&unwind_lock);
-}
-
-static void reset_unwind(void)
-{
-    ebb__lock_reset(&unwind_lock);
-}
-
-EBB_HIDDEN const ebb__lockset_t ebb__sample_unwind_locks = { "sampler unwind", lock_unwind,
-                                                              unlock_unwind, reset_unwind, 1 };
-
-static void lock_sites(void)
-{
-    ebb__lock(&sampler.lock);
-}
-
-static void unlock_sites(void)
-{
-    ebb__unlock(&sampler.lock);
-}
-
-static void reset_sites(void)
-{
-    ebb__lock_reset(&sampler.lock);
-}
-
-EBB_HIDDEN const ebb__lockset_t ebb__sample_locks = { "sampler sites", lock_sites, unlock_sites,
-                                                       reset_sites, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__sample_unwind_locks = { .name = "sampler unwind",
+                                                              .one = &unwind_lock,
+                                                              .fork_only = 1 };
+EBB_HIDDEN const ebb__lockset_t ebb__sample_locks = { .name = "sampler sites",
+                                                       .one = &sampler.lock };

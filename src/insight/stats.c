@@ -33,6 +33,14 @@
  */
 #include "internal.h"
 
+/* A module's counters, read under its one lock (the lock set says which). */
+static void read_locked(const ebb__lockset_t *locks, void (*read)(ebb_stats_t *), ebb_stats_t *s)
+{
+    ebb__lock(locks->one);
+    read(s);
+    ebb__unlock(locks->one);
+}
+
 static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES],
                     size_t per_class_pools[EBB_CLASSES])
 {
@@ -40,9 +48,9 @@ static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES],
     ebb__ensure_init();
     ebb__heap_stats(&s, per_class_used, per_class_pools);
     ebb__thread_stats(&s);
-    ebb__arena_stats(&s);
-    ebb__large_stats(&s);
-    ebb__sample_stats(&s);
+    read_locked(&ebb__arena_locks, ebb__arena_stats_locked, &s);
+    read_locked(&ebb__large_locks, ebb__large_stats_locked, &s);
+    read_locked(&ebb__sample_locks, ebb__sample_stats_locked, &s);
     s.mapped = atomic_load_explicit(&ebb__ledger.mapped, memory_order_relaxed);
     s.peak_mapped = atomic_load_explicit(&ebb__ledger.peak_mapped, memory_order_relaxed);
     s.committed = ebb__committed_now();

@@ -34,9 +34,10 @@
  *          once committed is back below the limit less twice the reserve.
  * Admission reads two counters and never blocks, so it may run under any
  * lock, and only records what it saw; callbacks and purges run here, from
- * the front's slow paths with no lock held, never on ebb's own threads.  A thread inside a callback is never called back again (its
- * refused requests simply fail), and other threads' callbacks may run at the
- * same time: callbacks must be thread-safe.  Nothing here runs from a signal
+ * the front's slow paths with no lock held, never on ebb's own threads.  A
+ * thread inside a callback is never called back again (its refused requests
+ * simply fail), and other threads' callbacks may run at the same time:
+ * callbacks must be thread-safe.  Nothing here runs from a signal
  * handler unless the program allocates from one.
  *
  * Without a limit (the default) admission is one relaxed load and a branch.
@@ -462,20 +463,4 @@ EBB_API int ebb_last_failure(ebb_failure_t *out, int clear)
 /* Fork and ebb_check take every lock; this one comes last: no other lock
  * is ever taken while it is held.  The child keeps the limit and the
  * callbacks. */
-static void lock_limit(void)
-{
-    ebb__lock(&limit_lock);
-}
-
-static void unlock_limit(void)
-{
-    ebb__unlock(&limit_lock);
-}
-
-static void reset_limit(void)
-{
-    ebb__lock_reset(&limit_lock);
-}
-
-EBB_HIDDEN const ebb__lockset_t ebb__limit_locks = { "limit", lock_limit, unlock_limit,
-                                                      reset_limit, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__limit_locks = { .name = "limit", .one = &limit_lock };

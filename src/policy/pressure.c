@@ -205,5 +205,5 @@ static void watcher_fork_child(void)
     }
 }
 
-EBB_HIDDEN const ebb__lockset_t ebb__pressure_locks = { "pressure watcher", NULL, NULL,
-                                                         watcher_fork_child, 0 };
+EBB_HIDDEN const ebb__lockset_t ebb__pressure_locks = { .name = "pressure watcher",
+                                                        .child = watcher_fork_child };
