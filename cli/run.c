@@ -86,6 +86,8 @@ static int preload(const char *lib)
 }
 
 static pid_t child;
+static const int forwarded[] = { SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 };
+#define N_FORWARDED (sizeof forwarded / sizeof forwarded[0])
 
 static void pass_on(int sig)
 {
@@ -93,16 +95,37 @@ static void pass_on(int sig)
         kill(child, sig);
 }
 
-static void signals_while_waiting(void)
+static void set_forwarded(void (*handler)(int))
 {
-    struct sigaction ignore = { .sa_handler = SIG_IGN }, forward = { .sa_handler = pass_on };
+    struct sigaction sa = { .sa_handler = handler };
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < N_FORWARDED; i++)
+        sigaction(forwarded[i], &sa, NULL);
+}
+
+/* A signal sent to the tool while it starts the program must not be lost
+ * (nor kill the tool, whose handlers come only after the fork, so that the
+ * program keeps the dispositions the tool was given, an ignored SIGHUP
+ * under nohup say): the forwarded signals are blocked from before the fork
+ * until the parent's handlers are in place, so one that arrives meanwhile
+ * waits and is then passed on.  The child unblocks them before it execs. */
+static void block_forwarded(sigset_t *old)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < N_FORWARDED; i++)
+        sigaddset(&set, forwarded[i]);
+    sigprocmask(SIG_BLOCK, &set, old);
+}
+
+static void signals_while_waiting(const sigset_t *old)
+{
+    struct sigaction ignore = { .sa_handler = SIG_IGN };
     sigemptyset(&ignore.sa_mask);
-    sigemptyset(&forward.sa_mask);
     sigaction(SIGINT, &ignore, NULL);
     sigaction(SIGQUIT, &ignore, NULL);
-    static const int forwarded[] = { SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 };
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
-        sigaction(forwarded[i], &forward, NULL);
+    set_forwarded(pass_on);
+    sigprocmask(SIG_SETMASK, old, NULL);
 }
 
 /* ------------------------------------------------------------ black box */
@@ -257,19 +280,23 @@ int cmd_run(int argc, char **argv)
 
     char **prog = argv + optind;
     fflush(NULL);
+    sigset_t old_mask;
+    block_forwarded(&old_mask);
     child = fork();
     if (child < 0) {
         cli_error("cannot start %s: %s", prog[0], strerror(errno));
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
         remove_run_dir();
         return 1;
     }
     if (child == 0) {
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
         execvp(prog[0], prog);
         int err = errno;
         cli_error("cannot run '%s': %s", prog[0], strerror(err));
         _exit(err == ENOENT ? 127 : 126); /* the shell's codes */
     }
-    signals_while_waiting();
+    signals_while_waiting(&old_mask);
     int status;
     while (waitpid(child, &status, 0) < 0) {
         if (errno != EINTR) {

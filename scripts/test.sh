@@ -15,14 +15,19 @@ quick=0
 scripts/deps.sh test
 
 passed=0; failed=0; failures=()
+logs=$(mktemp -d /tmp/ebb-test-logs.XXXXXX)
+# Each stage's output goes to the screen and to its own log, so that the
+# tally at the end can repeat the end of every failed stage's output: a
+# CI record that keeps only the last lines still shows why.
 stage() {
   local name=$1; shift
-  local t0=$SECONDS
+  local t0=$SECONDS log
+  log="$logs/$((passed + failed + 1)).log"
   echo "=== $name"
-  if "$@"; then
+  if "$@" 2>&1 | tee "$log"; then
     passed=$((passed + 1)); echo "=== $name: PASS ($((SECONDS - t0)) s)"
   else
-    failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAIL ($((SECONDS - t0)) s)"
+    failed=$((failed + 1)); failures+=("$name|$log"); echo "=== $name: FAIL ($((SECONDS - t0)) s)"
   fi
 }
 
@@ -49,6 +54,10 @@ else
 fi
 
 echo
-((failed)) && printf 'failed stage: %s\n' "${failures[@]}"
+for f in "${failures[@]}"; do
+  printf '=== failed stage: %s; the end of its output (all of it: %s):\n' "${f%%|*}" "${f#*|}"
+  tail -n 40 "${f#*|}"
+done
+for f in "${failures[@]}"; do printf 'failed stage: %s\n' "${f%%|*}"; done
 echo "$passed passed, $failed failed"
 ((failed == 0))
