@@ -29,6 +29,7 @@
 #include "core/pool.c"
 #include "core/heap.c"
 #include "core/thread.c"
+#include "core/freed.c"
 #include "core/large.c"
 #include "core/setup.c"
 

@@ -76,8 +76,6 @@ typedef struct {
     char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */
 } ebb__options_t;
 
-enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
-
 /* Misuse seen (base/diag.c): the statistics report them. */
 typedef struct {
     _Atomic size_t errors;        /* misuse reported (double free, bad pointer, ...) */

@@ -38,8 +38,11 @@
                "64M (0 on 32-bit)",                                                                 \
                "bytes of freed large blocks (> 128 KiB) kept for reuse; `K`, `M`, `G` suffixes",    \
                USER)                                                                                \
-    EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_WARN, 0, 0, "warn|abort|ignore",            \
-               "warn", "what a detected misuse (foreign pointer, double free) does", USER)          \
+    EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_DEFAULT, 0, 0, "warn|abort|ignore",         \
+               "see right",                                                                         \
+               "what a detected misuse does; unset: a double free or a corrupted block aborts, a "  \
+               "pointer ebb never made is reported and ignored",                                    \
+               USER)                                                                                \
     EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER)   \
     EBB_OPTION(PURGE_DELAY_MS, purge_delay, DELAY, EBB_PURGE_DELAY_MS, -1, 24L * 3600 * 1000,       \
                "N", "100",                                                                          \

@@ -109,6 +109,8 @@ static void *small_alloc_slow(unsigned cls, size_t n)
     void *p = small_alloc_once(cls);
     if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())
         p = small_alloc_once(cls);
+    if (p)
+        ebb__block_mark_live(p);
     return settle(p, n);
 }
 
@@ -177,7 +179,9 @@ EBB_API EBB_ENTRY void *ebb_malloc(size_t n)
             if (EBB_UNLIKELY((self->sample.left -= (ptrdiff_t)n) < 0))
                 return malloc_counted(n);
             b->top = top - 1;
-            return top[-1];
+            void *p = top[-1];
+            ebb__block_mark_live(p);
+            return p;
         }
     }
     return ebb__malloc_slow(n);
@@ -303,13 +307,34 @@ static int large_free(void *p)
 }
 
 /* a is the start of a block of class cls in the pool covering slot s: the
- * offset from the pool's start is a whole number of blocks.  Two multiplies;
+ * offset from the pool's start is a whole number of blocks.  One multiply;
  * it keeps an interior pointer from ever entering a thread cache. */
 static inline int is_block_start(const ebb__arena_t *ar, unsigned s, unsigned cls, uintptr_t a)
 {
     uintptr_t start = (uintptr_t)ar + ((uintptr_t)ar->slot_head[s] << EBB_SLOT_SHIFT);
-    uint32_t idx;
-    return ebb__offset_to_index(a - start, cls, &idx);
+    return ebb__offset_is_block_start(a - start, cls);
+}
+
+/* p, a small block of class cls marked freed, is free already: the
+ * misuse is reported (naming the block's size and where it is) and 1
+ * returned, so the call does nothing more.  0 for a block that only
+ * happened to hold the mark: it is out, free it. */
+static EBB_NOINLINE int freed_again_slow(const char *fn, unsigned cls, void *p)
+{
+    ebb__freed_t where = ebb__freed_where(ebb__thread_get_slow(), cls, p);
+    if (where == EBB_NOT_FREED)
+        return 0;
+    char fault[160];
+    ebb__format(fault, sizeof fault, "%s %u-byte block (size class %u); %s",
+                fn[0] == 'f' ? "double free of a" : "realloc of a freed", ebb__classes[cls].size,
+                cls, ebb__freed_place(where));
+    ebb__report_corruption(fn, p, fault);
+    return 1;
+}
+
+static inline int freed_again(const char *fn, unsigned cls, void *p)
+{
+    return EBB_UNLIKELY(ebb__block_marked_freed(p)) && freed_again_slow(fn, cls, p);
 }
 
 EBB_NOINLINE void ebb__free_slow(void *p)
@@ -324,25 +349,38 @@ EBB_NOINLINE void ebb__free_slow(void *p)
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
         if (cls >= EBB_CLASSES) {
-            ebb__report_misuse("free", p, "pointer is not in any pool (already freed or invalid)");
+            /* Inside ebb's arenas but in no pool: a block freed with its
+             * whole pool, or no block at all; a program that goes on
+             * would build on memory it does not own. */
+            ebb__report_corruption("free", p, "double free or invalid pointer: no pool holds "
+                                              "this address (a block freed here went home "
+                                              "with its pool)");
         } else if (!is_block_start(ar, s, cls, a)) {
             ebb__report_misuse("free", p, "not the start of a block; ignored");
         } else {
             ebb__thread_t *self = front_thread();
-            if (self && ebb__classes[cls].tcache_cap)
-                ebb__tcache_flush_push(self, cls, p);
-            else
-                ebb__heap_free(&p, 1);
+            if (!freed_again("free", cls, p)) {
+                ebb__block_mark_freed(p);
+                if (self && ebb__classes[cls].tcache_cap)
+                    ebb__tcache_flush_push(self, cls, p);
+                else
+                    ebb__heap_free(&p, 1);
+            }
         }
     } else if (!large_free(p)) {
-        foreign("free", p);
+        if (ebb__large_was_freed(p))
+            ebb__report_corruption("free", p, "double free of a large block (freed before)");
+        else
+            foreign("free", p);
     }
     ebb__purge_owed_kick();
     errno = saved;
 }
 
 /* The fast path of every free: a small block of ours goes on the thread
- * cache's stack for its class.  0 if p needs the slow path. */
+ * cache's stack for its class, marked freed.  0 if p needs the slow path:
+ * the stack is full, p is not a small block of ours, or it is marked freed
+ * already (core/freed.c). */
 static inline int free_to_cache(void *p)
 {
     uintptr_t a = (uintptr_t)p;
@@ -350,10 +388,13 @@ static inline int free_to_cache(void *p)
         const ebb__arena_t *ar = (const ebb__arena_t *)(a & ~(EBB_ARENA_SIZE - 1));
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
-        if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a))) {
+        uintptr_t key = ebb__freed_key;
+        if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a) &&
+                       ebb__block_mark(p) != key)) {
             ebb__tbin_t *b = &ebb__self_get()->bin[cls];
             void **top = b->top;
             if (EBB_LIKELY(top != b->high)) {
+                memcpy((char *)p + sizeof key, &key, sizeof key); /* ebb__block_mark_freed */
                 *top = p;
                 b->top = top + 1;
                 return 1;
@@ -504,13 +545,21 @@ EBB_API EBB_ENTRY void *ebb_realloc(void *p, size_t n)
             errno = EINVAL;
             return NULL;
         }
+        /* Resizing a freed block would copy freed data and free it again. */
+        if (freed_again("realloc", ebb__class_of(usable), p)) {
+            errno = EINVAL;
+            return NULL;
+        }
         if (n <= usable && !shrink_saves_a_quarter(n, usable))
             return p;
         return move_block(p, usable, n);
     }
     size_t usable = ebb__large_usable(p);
     if (usable == 0) {
-        foreign("realloc", p);
+        if (ebb__large_was_freed(p))
+            ebb__report_corruption("realloc", p, "realloc of a freed large block");
+        else
+            foreign("realloc", p);
         errno = EINVAL;
         return NULL;
     }

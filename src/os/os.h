@@ -67,6 +67,9 @@ void *ebb__os_symbol(const char *name);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t ebb__os_now_ns(void);
+/* 64 unpredictable bits from the kernel (a weaker mix of clock, pid and
+ * address if it has none to give); for secrets such as the freed-block key. */
+uint64_t ebb__os_random64(void);
 /* Coarse monotonic clock in milliseconds, wrapping every 49 days (compare
  * with unsigned differences); cheap enough for slow paths. */
 uint32_t ebb__os_now_ms(void);

@@ -75,7 +75,7 @@ static const parse_row_t parse_rows[] = {
         V("lots", EBB_LARGE_CACHE_BYTES) } },
     { "EBB_ON_ERROR", &field_on_error,
       { V("abort", EBB_ON_ERROR_ABORT), V("ignore", EBB_ON_ERROR_IGNORE),
-        V("warn", EBB_ON_ERROR_WARN), V("explode", EBB_ON_ERROR_WARN) } },
+        V("warn", EBB_ON_ERROR_WARN), V("explode", EBB_ON_ERROR_DEFAULT) } },
     { "EBB_VERBOSE", &field_verbose, { V("1", 1), V("0", 0) } },
     { "EBB_PURGE_DELAY_MS", &field_purge_delay,
       { V("0", 0), V("-1", NEVER), V("250", 250), V("-2", EBB_PURGE_DELAY_MS),
