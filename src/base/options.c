@@ -13,6 +13,10 @@
  * (EBB_REPORT=x.json sets the JSON format, an explicit EBB_REPORT_FORMAT
  * wins) whatever the defaults are.
  *
+ * A privileged process (AT_SECURE: setuid, setgid, file capabilities)
+ * reads no variable at all: its caller, who chose the environment, must not
+ * steer it (ignore_the_environment says how).
+ *
  * This runs inside the first allocation, which may come from the dynamic
  * loader before the C library is set up: nothing here allocates or uses
  * stdio, and the environment is read through the OS layer, which falls back
@@ -234,12 +238,35 @@ static void set_default(ebb__options_t *o, const option_t *row)
 
 /* ------------------------------------------------------------- reading */
 
+/* A privileged process (setuid, setgid, file capabilities) is started by
+ * someone with fewer rights, who chooses its environment: obeyed there,
+ * EBB_BLACKBOX and EBB_REPORT would write files with the program's rights
+ * wherever the caller names, and EBB_LIMIT or EBB_ON_ERROR=abort would make
+ * it fail where its author never expected to.  So, as the C library does
+ * with its own variables, ebb reads none of them there: defaults only, and
+ * a line to say why, if any was set. */
+static int ignore_the_environment(void)
+{
+    if (!ebb__os_secure())
+        return 0;
+    char v[8];
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (ebb__os_getenv(table[i].name, v, sizeof v)) {
+            ebb__diag("ebb: ignoring the EBB_* variables: this program runs with privileges "
+                      "its caller does not have (setuid, setgid or capabilities)\n");
+            break;
+        }
+    }
+    return 1;
+}
+
 void ebb__options_read(ebb__options_t *o)
 {
     const size_t rows = sizeof table / sizeof table[0];
     for (size_t i = 0; i < rows; i++)
         set_default(o, &table[i]);
-    for (size_t i = 0; i < rows; i++) {
+    o->secure = ignore_the_environment();
+    for (size_t i = 0; i < rows && !o->secure; i++) {
         char v[EBB_OPTION_PATH_MAX];
         if (ebb__os_getenv(table[i].name, v, sizeof v) && !parse_row(o, &table[i], v))
             bad_option(table[i].name, v);

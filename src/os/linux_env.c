@@ -14,6 +14,11 @@
  * NUL-separated lines); nothing here allocates.  Removing a variable, or a
  * library from LD_PRELOAD, edits the strings and the array in place, which
  * only ever shortens them.
+ *
+ * A privileged process (setuid, setgid, file capabilities) is told so by
+ * the kernel (AT_SECURE): its environment belongs to whoever started it, so
+ * ebb reads none of its own variables there (base/options.c) and removes
+ * them for its children, as the dynamic loader does with LD_PRELOAD.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,6 +28,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -87,15 +94,41 @@ int ebb__os_getenv(const char *name, char *buf, size_t len)
     return found;
 }
 
-void ebb__os_env_remove(const char *name)
+/* Drop the entries `drop` says are `name`'s, in place. */
+static void env_filter(const char *name, int (*drop)(const char *entry, const char *name))
 {
     if (environ == NULL)
         return;
     char **out = environ;
     for (char **e = environ; *e != NULL; e++)
-        if (!env_is(*e, name))
+        if (!drop(*e, name))
             *out++ = *e;
     *out = NULL;
+}
+
+static int env_has_prefix(const char *entry, const char *prefix)
+{
+    return strncmp(entry, prefix, strlen(prefix)) == 0;
+}
+
+void ebb__os_env_remove(const char *name)
+{
+    env_filter(name, env_is);
+}
+
+void ebb__os_env_remove_prefix(const char *prefix)
+{
+    env_filter(prefix, env_has_prefix);
+}
+
+int ebb__os_secure(void)
+{
+    int saved = errno;
+    /* AT_SECURE is the kernel's word (set for setuid, setgid and file
+     * capabilities); differing ids cover a loader that did not pass it. */
+    int secure = getauxval(AT_SECURE) != 0 || getuid() != geteuid() || getgid() != getegid();
+    errno = saved;
+    return secure;
 }
 
 /* The entry [s, end) names `lib`: equal to it, or a path ending in /lib. */

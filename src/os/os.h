@@ -129,6 +129,14 @@ int ebb__os_getenv(const char *name, char *buf, size_t len);
 /* Remove variable `name` from the environment children inherit, in place
  * (never allocates). */
 void ebb__os_env_remove(const char *name);
+/* The same for every variable whose name starts with `prefix`. */
+void ebb__os_env_remove_prefix(const char *prefix);
+
+/* 1 if the process runs with privileges its caller does not have: a
+ * setuid or setgid program, or one with file capabilities (the kernel's
+ * AT_SECURE; or real and effective ids that differ).  Its environment is the
+ * caller's to choose, so it must not steer ebb. */
+int ebb__os_secure(void);
 /* Remove from LD_PRELOAD, in place, every entry whose file name is `lib`. */
 void ebb__os_env_unpreload(const char *lib);
 
