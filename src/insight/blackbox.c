@@ -19,6 +19,14 @@
  * that grows towards its death takes slow paths all the time, so the box
  * trails the truth by at most the interval or a sixteenth of its size.
  *
+ * Which file.  The path comes from the environment and may be in a
+ * directory others write to, so the box is created new (mode 0600) or, if
+ * a file is there already, taken only if it is one a box of this user left
+ * (a regular file it owns, with one name, starting with the box's magic):
+ * never through a symbolic link, and never a file ebb did not make
+ * (os/linux_report.c).  Its room on disk is reserved when it is opened, so
+ * a full file system is a message then, not SIGBUS later.
+ *
  * Torn writes.  The box holds two slots; a refresh writes the one not
  * current, then publishes it by storing its index and a sequence number in
  * the header (release order).  A kill at any instant leaves the current
@@ -82,11 +90,14 @@ static void box_open(void)
 {
     char *path = open_path;
     void *map = NULL;
-    if (box_path(path, sizeof open_path))
-        map = ebb__os_map_file(path, EBB_BLACKBOX_FILE_SIZE);
+    const char *why = "its path is too long";
+    int named = box_path(path, sizeof open_path);
+    if (named)
+        map = ebb__os_box_open(path, EBB_BLACKBOX_FILE_SIZE, EBB_BLACKBOX_MAGIC,
+                               sizeof EBB_BLACKBOX_MAGIC - 1, &why);
     if (map == NULL) {
-        ebb__diag("ebb: cannot keep the black box %s; going on without it\n",
-                  ebb__opt.blackbox_path);
+        ebb__diag("ebb: cannot keep the black box %s (%s); going on without it\n",
+                  named ? path : ebb__opt.blackbox_path, why);
         atomic_store_explicit(&Box.state, BOX_FAILED, memory_order_relaxed);
         atomic_store_explicit(&ebb__blackbox_active, 0, memory_order_relaxed);
         return;

@@ -156,8 +156,9 @@ static void auto_report(const char *reason)
         fd = ebb__os_open_append(opt->report_path);
         opened = fd >= 0;
         if (!opened) {
-            ebb__diag("ebb: cannot write the report to %s; writing it to stderr\n",
-                      opt->report_path);
+            ebb__diag("ebb: cannot write the report to %s (%s); writing it to stderr\n",
+                      opt->report_path,
+                      errno == ELOOP ? "a symbolic link" : ebb__os_error_text(errno));
             fd = 2;
         }
     }

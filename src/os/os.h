@@ -229,8 +229,8 @@ void ebb__os_pressure_close(ebb__os_pressure_t *p);
  * What report.c needs to write a report and to be asked for one.  None of
  * these allocates. */
 
-/* Open path for appending (created 0644 if missing); a file descriptor, or
- * -1 with errno set. */
+/* Open path for appending (created 0600 if missing), never through a
+ * symbolic link (ELOOP); a file descriptor, or -1 with errno set. */
 int ebb__os_open_append(const char *path);
 /* Write all n bytes of buf to fd (retrying short writes and EINTR); 0, or
  * -1 with errno set. */
@@ -238,10 +238,17 @@ int ebb__os_write_all(int fd, const void *buf, size_t n);
 void ebb__os_close(int fd);
 /* Remove the file at path (errno kept). */
 void ebb__os_remove_file(const char *path);
-/* Create (or truncate) path, size it to `size` bytes of zeros and map it
- * shared and writable: stores reach the file without a system call and
- * survive the process.  NULL on failure. */
-void *ebb__os_map_file(const char *path, size_t size);
+/* The black box's file: path created (mode 0600), or, if a file is there,
+ * taken only if it is a regular file of this process's user, with no other
+ * name, that starts with the magic_len bytes of `magic`; never through a
+ * symbolic link.  Sized to `size` bytes with their room reserved on disk,
+ * and mapped shared and writable: stores reach the file without a system
+ * call and survive the process.  NULL on failure, *why then saying why in
+ * a few words. */
+void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t magic_len,
+                       const char **why);
+/* Words for an errno value, never translated (so never allocating). */
+const char *ebb__os_error_text(int err);
 /* The process id; seconds since the epoch. */
 long ebb__os_pid(void);
 long long ebb__os_wall_seconds(void);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ebb.h"
@@ -131,6 +132,68 @@ static void test_fork_child_keeps_its_own_box(void **state)
     unlink(path);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int holds(const char *path, const char *text)
+{
+    char got[256] = "";
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(got, 1, sizeof got - 1, f);
+    fclose(f);
+    got[n] = '\0';
+    return strcmp(got, text) == 0;
+}
+
+/* The box's path is the environment's, perhaps in /tmp: a symbolic link
+ * planted there is not followed, a file ebb did not make is not truncated
+ * (the program goes on without a box, and says why); a box ebb made is the
+ * user's alone, and a box this user left at a fixed path is taken again. */
+static void test_box_file_opened_safely(void **state)
+{
+    (void)state;
+    static const char precious[] = "someone else's file\n";
+    char out[4096], path[128], victim[128];
+    run("grow_and_exit", "fixed", out, sizeof out); /* sets box_dir */
+    snprintf(path, sizeof path, "%s.fixed", box_dir);
+    unlink(path);
+    snprintf(victim, sizeof victim, "%s.victim", box_dir);
+    write_file(victim, precious);
+    assert_int_equal(symlink(victim, path), 0);
+    int st = run("grow_and_exit", "fixed", out, sizeof out);
+    SOFT(child_exited(st, 0), "status %d: %s", st, out);
+    SOFT(holds(victim, precious), "the symbolic link's target was written");
+    SOFT(strstr(out, "(a symbolic link); going on without it\n") != NULL, "%s", out);
+    unlink(path);
+    unlink(victim);
+
+    write_file(path, precious); /* a file that is not a box */
+    st = run("grow_and_exit", "fixed", out, sizeof out);
+    SOFT(child_exited(st, 0), "status %d: %s", st, out);
+    SOFT(holds(path, precious), "a file ebb did not make was truncated");
+    SOFT(strstr(out, "(a file that is not an ebb black box); going on") != NULL, "%s", out);
+    unlink(path);
+
+    st = run("grow_and_exit", "fixed", out, sizeof out); /* a new box */
+    struct stat sb = { 0 };
+    SOFT(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0600, "a new box's mode %o",
+         (unsigned)sb.st_mode & 0777);
+    st = run("grow_and_exit", "fixed", out, sizeof out); /* taken again */
+    ebb__blackbox_t h = { .pid = 0 };
+    SOFT(child_exited(st, 0) && strstr(out, "cannot keep") == NULL, "%s", out);
+    SOFT(read_box(path, &h) != NULL && h.pid == atol(out), "the box left is taken again: pid %ld",
+         (long)h.pid);
+    unlink(path);
+    END_SOFT();
+}
+
 static void grow(size_t bytes)
 {
     for (size_t done = 0; done < bytes; done += 64 * KiB) {
@@ -177,4 +240,4 @@ static int child_main(const char *what)
 
 CHILD_TEST_MAIN("blackbox", child_main,
                 T(test_sigkill_leaves_the_last_state), T(test_normal_exit_removes_its_box),
-                T(test_fork_child_keeps_its_own_box))
+                T(test_fork_child_keeps_its_own_box), T(test_box_file_opened_safely))
