@@ -87,9 +87,21 @@ static const option_t table[] = { EBB_OPTIONS(EBB_OPTION_ROW) };
                    "EBB_" #name ": the field's type is not what its parser writes");
 EBB_OPTIONS(EBB_OPTION_CHECK)
 
-static void bad_option(const char *name, const char *value)
+/* Why a value is refused, when no more is to be said. */
+static const char invalid[] = "not a valid value";
+
+/* "ebb: ignoring NAME=VALUE (why)", the value cut to fit one line. */
+static void bad_option(const char *name, const char *value, const char *why)
 {
-    ebb__diag("ebb: ignoring %s=%s (not a valid value)\n", name, value);
+    char shown[80];
+    size_t len = strlen(value);
+    if (len < sizeof shown) {
+        memcpy(shown, value, len + 1);
+    } else {
+        memcpy(shown, value, sizeof shown - 4);
+        memcpy(shown + sizeof shown - 4, "...", 4);
+    }
+    ebb__diag("ebb: ignoring %s=%s (%s)\n", name, shown, why);
 }
 
 /* ------------------------------------------------------------- parsers */
@@ -180,38 +192,65 @@ static void store_number(ebb__options_t *o, const option_t *row, long long v)
     }
 }
 
-/* EBB_REPORT=PATH|stderr|off: where automatic reports go; a path ending in
- * ".json" also asks for JSON (EBB_REPORT_FORMAT, read next, may say
- * otherwise).  Every value means something. */
-static void parse_report(ebb__options_t *o, const char *v)
+/* A path into dst (cap bytes), made absolute now if it is relative: the
+ * working directory it is relative to is the one the program started in,
+ * not wherever it has moved by the time the file is opened (a black box
+ * left in another directory looks like the trace of a killed process).
+ * NULL, or why the path is refused (dst is then ""). */
+static const char *store_path(char *dst, size_t cap, const char *v)
 {
-    size_t len = strlen(v);
-    if (!strcmp(v, "off") || !strcmp(v, "0"))
-        o->report_off = 1;
-    else if (len > 0 && strcmp(v, "stderr") && len < sizeof o->report_path)
-        memcpy(o->report_path, v, len + 1);
-    o->report_json = len > 5 && !strcmp(v + len - 5, ".json");
+    size_t len = strlen(v), at = 0;
+    const char *why = "longer than PATH_MAX";
+    if (v[0] != '/') {
+        why = "longer than PATH_MAX once made absolute";
+        if (!ebb__os_getcwd(dst, cap)) {
+            dst[0] = '\0';
+            return "a relative path, and the working directory is unknown";
+        }
+        at = strlen(dst);
+        if (at > 0 && dst[at - 1] != '/' && at + 1 < cap)
+            dst[at++] = '/';
+    }
+    if (at + len >= cap) {
+        dst[0] = '\0';
+        return why;
+    }
+    memcpy(dst + at, v, len + 1);
+    return NULL;
 }
 
-/* Parse variable `row` (set to v) into o; 0 if v is not a valid value. */
-static int parse_row(ebb__options_t *o, const option_t *row, const char *v)
+/* EBB_REPORT=PATH|stderr|off: where automatic reports go; a path ending in
+ * ".json" also asks for JSON (EBB_REPORT_FORMAT, read next, may say
+ * otherwise). */
+static const char *parse_report(ebb__options_t *o, const char *v)
+{
+    size_t len = strlen(v);
+    o->report_json = len > 5 && !strcmp(v + len - 5, ".json");
+    if (!strcmp(v, "off") || !strcmp(v, "0"))
+        o->report_off = 1;
+    else if (len > 0 && strcmp(v, "stderr"))
+        return store_path(o->report_path, sizeof o->report_path, v);
+    return NULL;
+}
+
+/* Parse variable `row` (set to v) into o: NULL, or why v is refused. */
+static const char *parse_row(ebb__options_t *o, const option_t *row, const char *v)
 {
     long long n;
     switch (row->kind) {
     case EBB_OPT_LIMIT:
-        return ebb__parse_limit(v, &o->limit, &o->limit_percent);
+        return ebb__parse_limit(v, &o->limit, &o->limit_percent) ? NULL : invalid;
     case EBB_OPT_REPORT:
-        parse_report(o, v);
-        return 1;
+        return parse_report(o, v);
     case EBB_OPT_PATH:
-        if (strcmp(v, "off") && strcmp(v, "0"))
-            memcpy((char *)o + row->offset, v, strlen(v) + 1);
-        return 1;
+        if (v[0] == '\0' || !strcmp(v, "off") || !strcmp(v, "0"))
+            return NULL;
+        return store_path((char *)o + row->offset, EBB_OPT_BYTES_PATH, v);
     default:
         if (!parse_number(row, v, &n))
-            return 0;
+            return invalid;
         store_number(o, row, n);
-        return 1;
+        return NULL;
     }
 }
 
@@ -268,8 +307,9 @@ void ebb__options_read(ebb__options_t *o)
     o->secure = ignore_the_environment();
     for (size_t i = 0; i < rows && !o->secure; i++) {
         char v[EBB_OPTION_PATH_MAX];
-        if (ebb__os_getenv(table[i].name, v, sizeof v) && !parse_row(o, &table[i], v))
-            bad_option(table[i].name, v);
+        const char *why;
+        if (ebb__os_getenv(table[i].name, v, sizeof v) && (why = parse_row(o, &table[i], v)))
+            bad_option(table[i].name, v, why);
     }
 }
 

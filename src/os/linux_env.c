@@ -121,6 +121,15 @@ void ebb__os_env_remove_prefix(const char *prefix)
     env_filter(prefix, env_has_prefix);
 }
 
+int ebb__os_getcwd(char *buf, size_t len)
+{
+    int saved = errno;
+    /* The system call, not getcwd(NULL, 0): nothing here may allocate. */
+    int ok = getcwd(buf, len) != NULL && buf[0] == '/';
+    errno = saved;
+    return ok;
+}
+
 int ebb__os_secure(void)
 {
     int saved = errno;

@@ -18,7 +18,8 @@
  * without following a symbolic link planted at the path, with mode 0600,
  * never inherited across exec; a report is only appended to, and the black
  * box is created new, or taken only if it is a box this user left (a file
- * ebb did not make is never truncated).
+ * ebb did not make is never truncated) and no other process holds (a lock
+ * on it, kept with the descriptor for the process's life).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -29,6 +30,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -112,16 +114,31 @@ static const char *not_a_box(int fd, const char *magic, size_t magic_len)
     return NULL;
 }
 
+/* Take the file for this process alone: the lock is the open file's, so
+ * it lasts while the box's descriptor stays open (a fork child closes its
+ * copy; exec closes it), and goes with the process however it ends. */
+static const char *lock_box(int fd)
+{
+    int rc;
+    while ((rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    if (rc == 0)
+        return NULL;
+    return errno == EWOULDBLOCK ? "another process keeps its box there" : ebb__os_error_text(errno);
+}
+
 void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t magic_len,
-                       const char **why)
+                       int *fd_out, const char **why)
 {
     int saved = errno;
     void *p = MAP_FAILED;
     *why = NULL;
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST) {
+    if (fd >= 0) {
+        *why = lock_box(fd);
+    } else if (errno == EEXIST) {
         fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        if (fd >= 0)
+        if (fd >= 0 && (*why = lock_box(fd)) == NULL)
             *why = not_a_box(fd, magic, magic_len);
     }
     if (fd < 0)
@@ -133,8 +150,11 @@ void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t 
         if (p == MAP_FAILED)
             *why = ebb__os_error_text(errno);
     }
-    if (fd >= 0)
+    if (*why != NULL && fd >= 0) {
         close(fd);
+        fd = -1;
+    }
+    *fd_out = fd;
     errno = saved;
     return p == MAP_FAILED ? NULL : p;
 }

@@ -131,6 +131,9 @@ int ebb__os_getenv(const char *name, char *buf, size_t len);
 void ebb__os_env_remove(const char *name);
 /* The same for every variable whose name starts with `prefix`. */
 void ebb__os_env_remove_prefix(const char *prefix);
+/* The working directory's absolute path into buf; 0 if unknown or longer
+ * than len - 1. */
+int ebb__os_getcwd(char *buf, size_t len);
 
 /* 1 if the process runs with privileges its caller does not have: a
  * setuid or setgid program, or one with file capabilities (the kernel's
@@ -241,12 +244,13 @@ void ebb__os_remove_file(const char *path);
 /* The black box's file: path created (mode 0600), or, if a file is there,
  * taken only if it is a regular file of this process's user, with no other
  * name, that starts with the magic_len bytes of `magic`; never through a
- * symbolic link.  Sized to `size` bytes with their room reserved on disk,
- * and mapped shared and writable: stores reach the file without a system
- * call and survive the process.  NULL on failure, *why then saying why in
- * a few words. */
+ * symbolic link; and locked, so no other process takes it while *fd (kept
+ * open, close-on-exec) stays open.  Sized to `size` bytes with their room
+ * reserved on disk, and mapped shared and writable: stores reach the file
+ * without a system call and survive the process.  NULL on failure, *why
+ * then saying why in a few words. */
 void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t magic_len,
-                       const char **why);
+                       int *fd, const char **why);
 /* Words for an errno value, never translated (so never allocating). */
 const char *ebb__os_error_text(int err);
 /* The process id; seconds since the epoch. */

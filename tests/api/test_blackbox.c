@@ -3,13 +3,15 @@
  * state on disk; the box follows growth; fork children never write their
  * parent's box.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +196,96 @@ static void test_box_file_opened_safely(void **state)
     END_SOFT();
 }
 
+/* A fixed path (no %p) is one box for one process: a program the first
+ * execs (a new image in a child, same environment) finds it held, goes on
+ * without a box and says so, and the first's box stays the first's. */
+static void test_fixed_box_has_one_writer(void **state)
+{
+    (void)state;
+    char out[4096], path[128];
+    int st = run("exec_child", "fixed", out, sizeof out);
+    snprintf(path, sizeof path, "%s.fixed", box_dir);
+    ebb__blackbox_t h = { .pid = 0 };
+    const char *text = read_box(path, &h);
+    long parent = 0, kid = 0;
+    const char *ids = strstr(out, "ids ");
+    if (ids)
+        sscanf(ids, "ids %ld %ld", &parent, &kid);
+    SOFT(child_exited(st, 0) && parent > 0 && kid > 0, "status %d: %s", st, out);
+    SOFT(text != NULL && h.pid == parent, "the box is the first process's: pid %ld, parent %ld",
+         (long)h.pid, parent);
+    SOFT(text != NULL && counter(text, "live") < 8 * MiB, "the exec'd child's 8 MiB:\n%s",
+         text ? text : "");
+    SOFT(strstr(out, "(another process keeps its box there); going on without it\n") != NULL,
+         "%s", out);
+    unlink(path);
+    END_SOFT();
+}
+
+static void enter(void *dir)
+{
+    if (chdir(dir) != 0)
+        _exit(125);
+}
+
+/* The entries of dir, space-separated, into out. */
+static void list_dir(const char *dir, char *out, size_t len)
+{
+    out[0] = '\0';
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            snprintf(out + strlen(out), len - strlen(out), "%s ", e->d_name);
+    if (d)
+        closedir(d);
+}
+
+static void empty_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[PATH_MAX];
+    while (d && (e = readdir(d)) != NULL) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* EBB_BLACKBOX=box.%p, relative, in a program that then changes
+ * directory: its box is removed at its normal exit all the same (not left
+ * behind as if it had been killed), and a child it forks later keeps its
+ * box where the program started. */
+static void test_relative_path_is_made_absolute(void **state)
+{
+    (void)state;
+    char start[] = "/tmp/ebb-box-start-XXXXXX", later[] = "/tmp/ebb-box-later-XXXXXX";
+    assert_non_null(mkdtemp(start));
+    assert_non_null(mkdtemp(later));
+    char later_env[64], out[4096], in_start[256], in_later[256], kid_box[64];
+    snprintf(later_env, sizeof later_env, "TEST_LATER_DIR=%s", later);
+    char *argv[] = { "self", "child", "chdir_and_fork", NULL };
+    char *envp[] = { "EBB_BLACKBOX=box.%p", later_env, NULL };
+    int st = child_spawn(argv, envp, enter, start, out, sizeof out);
+    list_dir(start, in_start, sizeof in_start);
+    list_dir(later, in_later, sizeof in_later);
+    empty_dir(start);
+    empty_dir(later);
+    const char *ids = strstr(out, "ids ");
+    long parent = 0, kid = 0;
+    if (ids)
+        sscanf(ids, "ids %ld %ld", &parent, &kid);
+    snprintf(kid_box, sizeof kid_box, "box.%ld ", kid);
+    EXPECT(child_exited(st, 0) && kid > 0, "status %d: %s", st, out);
+    EXPECT(!strcmp(in_start, kid_box) && in_later[0] == '\0',
+           "the starting directory holds \"%s\" (expected only the killed child's %s), the "
+           "later one \"%s\"", in_start, kid_box, in_later);
+}
+
 static void grow(size_t bytes)
 {
     for (size_t done = 0; done < bytes; done += 64 * KiB) {
@@ -219,6 +311,36 @@ static int child_main(const char *what)
         grow(8 * MiB);
         return 0;
     }
+    if (!strcmp(what, "exec_child")) {
+        grow(2 * MiB);
+        fflush(stdout);
+        pid_t kid = fork();
+        if (kid == 0) {
+            char *argv[] = { "self", "child", "grow_and_exit", NULL };
+            execve("/proc/self/exe", argv, environ);
+            _exit(126);
+        }
+        int st;
+        waitpid(kid, &st, 0);
+        printf("ids %ld %ld\n", (long)getpid(), (long)kid);
+        fflush(stdout);
+        return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+    }
+    if (!strcmp(what, "chdir_and_fork")) {
+        grow(2 * MiB);
+        if (chdir(getenv("TEST_LATER_DIR")) != 0)
+            return 3;
+        grow(2 * MiB);
+        pid_t kid = fork();
+        if (kid == 0) {
+            grow(2 * MiB);
+            raise(SIGKILL);
+        }
+        int st;
+        waitpid(kid, &st, 0);
+        printf("ids %ld %ld\n", (long)getpid(), (long)kid);
+        return WIFSIGNALED(st) ? 0 : 1;
+    }
     if (!strcmp(what, "fork")) {
         grow(2 * MiB);
         pid_t kid = fork();
@@ -240,4 +362,5 @@ static int child_main(const char *what)
 
 CHILD_TEST_MAIN("blackbox", child_main,
                 T(test_sigkill_leaves_the_last_state), T(test_normal_exit_removes_its_box),
-                T(test_fork_child_keeps_its_own_box), T(test_box_file_opened_safely))
+                T(test_fork_child_keeps_its_own_box), T(test_box_file_opened_safely),
+                T(test_fixed_box_has_one_writer), T(test_relative_path_is_made_absolute))
