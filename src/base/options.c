@@ -39,7 +39,7 @@ enum {
     EBB_OPT_DELAY,   /* long: -1, or a size up to max */
     EBB_OPT_CHOICE,  /* int: the position of the value among the syntax's names */
     EBB_OPT_PERCENT, /* unsigned: 1 to 100, with or without "%" */
-    EBB_OPT_SIGNAL,  /* int: a signal number from a name or a number */
+    EBB_OPT_SIGNAL,  /* int: USR1, USR2 or a real-time signal, by name or number */
     EBB_OPT_LIMIT,   /* size_t limit, with limit_percent: SIZE, N% or auto */
     EBB_OPT_REPORT,  /* report_path, with report_off and report_json */
     EBB_OPT_PATH     /* char[]: a path; "off" or "0" for none */
@@ -89,6 +89,7 @@ EBB_OPTIONS(EBB_OPTION_CHECK)
 
 /* Why a value is refused, when no more is to be said. */
 static const char invalid[] = "not a valid value";
+static const char not_a_report_signal[] = "only USR1, USR2 or a real-time signal may ask for a report";
 
 /* "ebb: ignoring NAME=VALUE (why)", the value cut to fit one line. */
 static void bad_option(const char *name, const char *value, const char *why)
@@ -151,7 +152,7 @@ static int parse_number(const option_t *row, const char *v, long long *out)
         *out = pct;
         return 1;
     case EBB_OPT_SIGNAL:
-        *out = ebb__os_signal_number(v);
+        *out = ebb__os_report_signal(v);
         return *out != 0;
     case EBB_OPT_DELAY:
     case EBB_OPT_COUNT:
@@ -248,7 +249,7 @@ static const char *parse_row(ebb__options_t *o, const option_t *row, const char 
         return store_path((char *)o + row->offset, EBB_OPT_BYTES_PATH, v);
     default:
         if (!parse_number(row, v, &n))
-            return invalid;
+            return row->kind == EBB_OPT_SIGNAL ? not_a_report_signal : invalid;
         store_number(o, row, n);
         return NULL;
     }

@@ -70,7 +70,8 @@
     EBB_OPTION(REPORT_FORMAT, report_json, CHOICE, 0, 0, 0, "text|json", "text",                    \
                "the format of those reports", USER)                                                 \
     EBB_OPTION(REPORT_SIGNAL, report_signal, SIGNAL, 0, 0, 0, "NAME|N", "none",                     \
-               "a signal (`USR1`, `SIGUSR2`, `RTMIN+1`, `12`) that makes ebb write a report",       \
+               "a signal that makes ebb write a report: `USR1`, `USR2` or a real-time one "         \
+               "(`RTMIN+1`), by name or number (`SIGUSR2`, `12`); no other",                        \
                USER)                                                                                \
     EBB_OPTION(BLACKBOX, blackbox_path, PATH, 0, 0, 0, "PATH", "none (`ebb run`: one per process)", \
                "keep the last state in PATH (`%p`: the pid) for after a SIGKILL", USER)             \

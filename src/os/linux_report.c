@@ -232,30 +232,47 @@ void ebb__os_format_utc(long long seconds, char *buf)
     *p = '\0';
 }
 
-int ebb__os_signal_number(const char *name)
+/* Digits, the whole rest of s: their value (at most 1000), or -1. */
+static int small_number(const char *s)
 {
-    static const struct { const char *name; int sig; } known[] = {
-        { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "HUP", SIGHUP },
-        { "QUIT", SIGQUIT }, { "PWR", SIGPWR },   { "WINCH", SIGWINCH },
-    };
+    int v = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9' && v < 1000; s++)
+        v = v * 10 + (*s - '0');
+    return *s == '\0' ? v : -1;
+}
+
+/* Any other signal means something already: SIGSEGV, SIGILL, SIGBUS,
+ * SIGFPE or SIGABRT caught and returned from would fault again, for ever,
+ * writing reports instead of dying; SIGPIPE, SIGHUP, SIGINT or SIGTERM
+ * would no longer end the program; SIGWINCH comes with every resize of a
+ * terminal, SIGCHLD with every child's end. */
+static int may_ask_for_reports(int sig)
+{
+    return sig == SIGUSR1 || sig == SIGUSR2 || (sig >= SIGRTMIN && sig <= SIGRTMAX);
+}
+
+int ebb__os_report_signal(const char *name)
+{
+    int sig = 0, n;
     if (strncmp(name, "SIG", 3) == 0)
         name += 3;
-    if (name[0] >= '0' && name[0] <= '9') {
-        int v = 0;
-        for (; *name >= '0' && *name <= '9' && v < 1000; name++)
-            v = v * 10 + (*name - '0');
-        return *name == '\0' && v > 0 && v < NSIG && v != SIGKILL && v != SIGSTOP ? v : 0;
-    }
-    if (strncmp(name, "RTMIN+", 6) == 0) {
-        int v = name[6] >= '0' && name[6] <= '9' ? name[6] - '0' : -1;
-        if (v >= 0 && name[7] == '\0' && SIGRTMIN + v <= SIGRTMAX)
-            return SIGRTMIN + v;
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(name, known[i].name) == 0)
-            return known[i].sig;
-    return 0;
+    if (strcmp(name, "USR1") == 0)
+        sig = SIGUSR1;
+    else if (strcmp(name, "USR2") == 0)
+        sig = SIGUSR2;
+    else if (strcmp(name, "RTMIN") == 0)
+        sig = SIGRTMIN;
+    else if (strcmp(name, "RTMAX") == 0)
+        sig = SIGRTMAX;
+    else if (strncmp(name, "RTMIN+", 6) == 0 && (n = small_number(name + 6)) >= 0)
+        sig = SIGRTMIN + n;
+    else if (strncmp(name, "RTMAX-", 6) == 0 && (n = small_number(name + 6)) >= 0)
+        sig = SIGRTMAX - n;
+    else if ((n = small_number(name)) > 0)
+        sig = n;
+    return may_ask_for_reports(sig) ? sig : 0;
 }
 
 int ebb__os_on_signal(int sig, void (*fn)(int))

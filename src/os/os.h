@@ -258,8 +258,11 @@ long ebb__os_pid(void);
 long long ebb__os_wall_seconds(void);
 /* Format a wall time as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes). */
 void ebb__os_format_utc(long long seconds, char *buf);
-/* The signal a name ("USR1", "SIGUSR2", "12") stands for, or 0. */
-int ebb__os_signal_number(const char *name);
+/* The signal a name or number stands for ("USR1", "SIGUSR2", "RTMIN+1",
+ * "RTMAX-2", "12"), if it is one a report may be asked with: SIGUSR1,
+ * SIGUSR2 or a real-time signal (every other one has a meaning of its
+ * own); else 0. */
+int ebb__os_report_signal(const char *name);
 /* Call fn(sig) on signal sig (restarting interrupted system calls); 0 on
  * success.  fn must be async-signal-safe. */
 int ebb__os_on_signal(int sig, void (*fn)(int));

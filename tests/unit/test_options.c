@@ -99,7 +99,10 @@ static const parse_row_t parse_rows[] = {
     { "EBB_REPORT", &field_report_path, { VT("stderr", ""), VT("/tmp/r.txt", "/tmp/r.txt") } },
     { "EBB_REPORT", &field_report_json, { V("/tmp/r.txt", 0), V("/tmp/r.json", 1) } },
     { "EBB_REPORT_FORMAT", &field_report_json, { V("json", 1), V("xml", 0) } },
-    { "EBB_REPORT_SIGNAL", &field_report_signal, { V("USR2", SIGUSR2), V("KILL", 0) } },
+    /* only USR1, USR2 and the real-time signals, by name or number */
+    { "EBB_REPORT_SIGNAL", &field_report_signal,
+      { V("USR2", SIGUSR2), V("SIGUSR1", SIGUSR1), V("12", SIGUSR2), V("KILL", 0), V("11", 0),
+        V("4", 0), V("HUP", 0), V("WINCH", 0), V("SIGSEGV", 0), V("0", 0), V("RTMIN+x", 0) } },
     { "EBB_BLACKBOX", &field_blackbox_path, { VT("/run/box.%p", "/run/box.%p"), VT("off", "") } },
     { "EBB_NOTHING", &field_blackbox_path, { VT("1", "") } },
 };

@@ -1,0 +1,141 @@
+/*
+ * Hostile or careless values in the environment, through a real program:
+ * each case starts this binary as a child with the variables set and
+ * checks what it did (its status, its output, the files it left).  An
+ * unusable value is refused with one line on stderr and the default used;
+ * it never makes the program loop, abort, crawl or write elsewhere.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ebb.h"
+#include "api.h"
+#include "child.h"
+
+static char out[64 * 1024];
+
+/* Run child WHAT with the settings given (up to CHILD_ENV_MAX). */
+static int run(const char *what, const char *a, const char *b, const char *c)
+{
+    const char *env[] = { a, b, c };
+    return child_run_env(what, env, ARRAY_LEN(env), out, sizeof out);
+}
+
+static int has(const char *text)
+{
+    return strstr(out, text) != NULL;
+}
+
+/* ------------------------------------------------ EBB_REPORT_SIGNAL */
+
+/* A signal that means something else is refused, whether named by number
+ * or by name: caught, SIGILL (or SIGSEGV) would fault again for ever,
+ * writing reports; SIGHUP and SIGPIPE would no longer end the program. */
+static void test_report_signal_only_usr_and_realtime(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;
+        int sig;
+    } refused[] = {
+        { "EBB_REPORT_SIGNAL=4", SIGILL },
+        { "EBB_REPORT_SIGNAL=13", SIGPIPE },
+        { "EBB_REPORT_SIGNAL=HUP", SIGHUP },
+        { "EBB_REPORT_SIGNAL=SIGQUIT", SIGQUIT },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
+        char what[32];
+        snprintf(what, sizeof what, "raise_%d", refused[i].sig);
+        int st = run(what, refused[i].env, NULL, NULL);
+        SOFT(child_killed(st, refused[i].sig), "%s: status %#x, not killed by its signal:\n%s",
+             refused[i].env, st, out);
+        SOFT(has("ebb: ignoring EBB_REPORT_SIGNAL=") &&
+                 has(" (only USR1, USR2 or a real-time signal may ask for a report)\n"),
+             "%s: no word of it:\n%s", refused[i].env, out);
+    }
+    END_SOFT();
+}
+
+/* Those that may, by name or number, still write a report. */
+static void test_report_signal_usr_and_realtime_work(void **state)
+{
+    (void)state;
+    char report_env[64];
+    snprintf(report_env, sizeof report_env, "EBB_REPORT=/tmp/ebb-env-report-%d", (int)getpid());
+    static const struct {
+        const char *env;
+        const char *what;
+    } accepted[] = {
+        { "EBB_REPORT_SIGNAL=12", "signal_usr2" },
+        { "EBB_REPORT_SIGNAL=SIGUSR2", "signal_usr2" },
+        { "EBB_REPORT_SIGNAL=RTMIN+1", "signal_rtmin1" },
+        { "EBB_REPORT_SIGNAL=RTMAX-2", "signal_rtmax2" },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(accepted); i++) {
+        int st = run(accepted[i].what, accepted[i].env, report_env, NULL);
+        unlink(report_env + strlen("EBB_REPORT="));
+        SOFT(child_exited(st, 0) && has("report written\n") && !has("ignoring"),
+             "%s: status %#x:\n%s", accepted[i].env, st, out);
+    }
+    END_SOFT();
+}
+
+/* ------------------------------------------------------------ children */
+
+/* Raise sig and wait up to 10 s for the report in EBB_REPORT. */
+static int report_on(int sig)
+{
+    void *p = ebb_malloc(100); /* a slow path arms the signal */
+    raise(sig);
+    const char *path = getenv("EBB_REPORT");
+    for (int i = 0; i < 1000; i++) {
+        char rep[64 * 1024];
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(rep, 1, sizeof rep - 1, f) : 0;
+        if (f)
+            fclose(f);
+        rep[n] = '\0';
+        if (strstr(rep, "== end of ebb report\n")) {
+            printf("report written\n");
+            break;
+        }
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    ebb_free(p);
+    return 0;
+}
+
+static int child_main(const char *what)
+{
+    int sig;
+    if (sscanf(what, "raise_%d", &sig) == 1) {
+        struct rlimit no_core = { 0, 0 };
+        setrlimit(RLIMIT_CORE, &no_core); /* SIGILL and SIGQUIT leave none */
+        ebb_free(ebb_malloc(100));        /* a slow path would arm the signal */
+        raise(sig);
+        printf("survived signal %d\n", sig);
+        return 0;
+    }
+    if (!strcmp(what, "signal_usr2"))
+        return report_on(SIGUSR2);
+    if (!strcmp(what, "signal_rtmin1"))
+        return report_on(SIGRTMIN + 1);
+    if (!strcmp(what, "signal_rtmax2"))
+        return report_on(SIGRTMAX - 2);
+    return 2;
+}
+
+CHILD_TEST_MAIN("env", child_main, T(test_report_signal_only_usr_and_realtime),
+                T(test_report_signal_usr_and_realtime_work))
