@@ -35,12 +35,13 @@ EBB_HIDDEN ebb__options_t ebb__opt;
 enum {
     EBB_OPT_FLAG,    /* int: 1/on/yes/true or 0/off/no/false */
     EBB_OPT_COUNT,   /* unsigned: a size within [min, max] */
-    EBB_OPT_SIZE,    /* size_t: 512K, 64M, 1GiB, 12345 */
-    EBB_OPT_DELAY,   /* long: -1, or a size up to max */
+    EBB_OPT_SIZE,    /* size_t: 512K, 64M, 1GiB, 12345; 0, or at least min */
+    EBB_OPT_DELAY,   /* long: -1, or a size up to EBB_PURGE_DELAY_MAX_MS (= max) */
     EBB_OPT_CHOICE,  /* int: the position of the value among the syntax's names */
     EBB_OPT_PERCENT, /* unsigned: 1 to 100, with or without "%" */
     EBB_OPT_SIGNAL,  /* int: USR1, USR2 or a real-time signal, by name or number */
-    EBB_OPT_LIMIT,   /* size_t limit, with limit_percent: SIZE, N% or auto */
+    EBB_OPT_LIMIT,   /* size_t limit, with limit_percent: SIZE (0, or at least
+                      * EBB_LIMIT_FLOOR), N% or auto */
     EBB_OPT_REPORT,  /* report_path, with report_off and report_json */
     EBB_OPT_PATH     /* char[]: a path; "off" or "0" for none */
 };
@@ -136,40 +137,77 @@ static int parse_choice(const char *names, const char *v, long long *out)
     }
 }
 
-/* A number-valued kind's value; 0 if v is not one. */
+/* A number-valued kind's value into *out: EBB_VALUE_* (base/size.h). */
 static int parse_number(const option_t *row, const char *v, long long *out)
 {
     size_t n;
     unsigned pct;
+    long ms;
+    int rc;
     switch (row->kind) {
     case EBB_OPT_FLAG:
-        return parse_flag(v, out);
+        return parse_flag(v, out) ? EBB_VALUE_OK : EBB_VALUE_INVALID;
     case EBB_OPT_CHOICE:
-        return parse_choice(row->syntax, v, out);
+        return parse_choice(row->syntax, v, out) ? EBB_VALUE_OK : EBB_VALUE_INVALID;
     case EBB_OPT_PERCENT:
         if (!ebb__parse_percent(v, &pct))
-            return 0;
+            return EBB_VALUE_INVALID;
         *out = pct;
-        return 1;
+        return EBB_VALUE_OK;
     case EBB_OPT_SIGNAL:
         *out = ebb__os_report_signal(v);
-        return *out != 0;
+        return *out != 0 ? EBB_VALUE_OK : EBB_VALUE_INVALID;
     case EBB_OPT_DELAY:
-    case EBB_OPT_COUNT:
+        if ((rc = ebb__check_delay(v, &ms)) == EBB_VALUE_OK)
+            *out = ms;
+        return rc;
     case EBB_OPT_SIZE:
-        if (row->kind == EBB_OPT_DELAY && !strcmp(v, "-1")) {
-            *out = -1; /* never */
-            return 1;
-        }
+        if ((rc = ebb__check_size(v, (size_t)row->min, &n)) == EBB_VALUE_OK)
+            *out = (long long)n;
+        return rc;
+    case EBB_OPT_COUNT:
         if (!ebb__parse_size(v, &n))
-            return 0;
-        if (row->kind != EBB_OPT_SIZE && ((long long)n < row->min || (long long)n > row->max))
-            return 0;
+            return EBB_VALUE_INVALID;
+        if ((long long)n < row->min || (long long)n > row->max)
+            return (long long)n < row->min ? EBB_VALUE_LOW : EBB_VALUE_HIGH;
         *out = (long long)n;
-        return 1;
+        return EBB_VALUE_OK;
     default:
-        return 0;
+        return EBB_VALUE_INVALID;
     }
+}
+
+/* n bytes as a person reads them: "4 KiB", "4 MiB", "1000 bytes". */
+static void size_words(char *buf, size_t cap, size_t n)
+{
+    if (n >= ((size_t)1 << 20) && n % ((size_t)1 << 20) == 0)
+        ebb__format(buf, cap, "%zu MiB", n >> 20);
+    else if (n >= 1024 && n % 1024 == 0)
+        ebb__format(buf, cap, "%zu KiB", n >> 10);
+    else
+        ebb__format(buf, cap, "%zu bytes", n);
+}
+
+/* Why row's value was refused (code: EBB_VALUE_*), in words, into buf. */
+static const char *explain(const option_t *row, int code, char *buf, size_t cap)
+{
+    char least[32];
+    if (row->kind == EBB_OPT_SIGNAL)
+        return not_a_report_signal;
+    if (code == EBB_VALUE_LOW && row->kind == EBB_OPT_LIMIT) {
+        size_words(least, sizeof least, EBB_LIMIT_FLOOR);
+        ebb__format(buf, cap, "below %s, the least ebb can work in; 0 for none", least);
+    } else if (code == EBB_VALUE_LOW && row->kind == EBB_OPT_SIZE) {
+        size_words(least, sizeof least, (size_t)row->min);
+        ebb__format(buf, cap, "below %s, the least it may be; 0 for off", least);
+    } else if (code == EBB_VALUE_HIGH && row->kind == EBB_OPT_DELAY) {
+        ebb__format(buf, cap, "more than %d ms, a day; -1 for never", (int)row->max);
+    } else if (code == EBB_VALUE_LOW || code == EBB_VALUE_HIGH) {
+        ebb__format(buf, cap, "not from %d to %d", (int)row->min, (int)row->max);
+    } else {
+        return invalid;
+    }
+    return buf;
 }
 
 static void store_number(ebb__options_t *o, const option_t *row, long long v)
@@ -234,10 +272,13 @@ static const char *parse_report(ebb__options_t *o, const char *v)
     return NULL;
 }
 
-/* Parse variable `row` (set to v) into o: NULL, or why v is refused. */
-static const char *parse_row(ebb__options_t *o, const option_t *row, const char *v)
+/* Parse variable `row` (set to v) into o: NULL, or why v is refused (in
+ * words, perhaps in buf). */
+static const char *parse_row(ebb__options_t *o, const option_t *row, const char *v, char *buf,
+                             size_t cap)
 {
     long long n;
+    int rc;
     switch (row->kind) {
     case EBB_OPT_LIMIT:
         return ebb__parse_limit(v, &o->limit, &o->limit_percent) ? NULL : invalid;
@@ -248,8 +289,8 @@ static const char *parse_row(ebb__options_t *o, const option_t *row, const char 
             return NULL;
         return store_path((char *)o + row->offset, EBB_OPT_BYTES_PATH, v);
     default:
-        if (!parse_number(row, v, &n))
-            return row->kind == EBB_OPT_SIGNAL ? not_a_report_signal : invalid;
+        if ((rc = parse_number(row, v, &n)) != EBB_VALUE_OK)
+            return explain(row, rc, buf, cap);
         store_number(o, row, n);
         return NULL;
     }
@@ -307,9 +348,10 @@ void ebb__options_read(ebb__options_t *o)
         set_default(o, &table[i]);
     o->secure = ignore_the_environment();
     for (size_t i = 0; i < rows && !o->secure; i++) {
-        char v[EBB_OPTION_PATH_MAX];
+        char v[EBB_OPTION_PATH_MAX], words[96];
         const char *why;
-        if (ebb__os_getenv(table[i].name, v, sizeof v) && (why = parse_row(o, &table[i], v)))
+        if (ebb__os_getenv(table[i].name, v, sizeof v) &&
+            (why = parse_row(o, &table[i], v, words, sizeof words)))
             bad_option(table[i].name, v, why);
     }
 }

@@ -15,7 +15,9 @@
  *   kind          the parser (EBB_OPT_<kind>, base/options.c): it fixes the
  *                 field's type, checked at compile time
  *   default       the value when the variable is unset or invalid
- *   min, max      the accepted range, for the kinds that have one
+ *   min, max      the accepted range, for the kinds that have one (SIZE
+ *                 and LIMIT: min is the floor, 0 aside; the bounds are
+ *                 base/size.h's, which the `ebb` tool checks with too)
  *   syntax        what a value looks like; for CHOICE the names themselves,
  *                 '|'-separated, whose position is the stored value
  *   default_text  the default as a person reads it
@@ -41,7 +43,7 @@
     EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_WARN, 0, 0, "warn|abort|ignore",            \
                "warn", "what a detected misuse (foreign pointer, double free) does", USER)          \
     EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER)   \
-    EBB_OPTION(PURGE_DELAY_MS, purge_delay, DELAY, EBB_PURGE_DELAY_MS, -1, 24L * 3600 * 1000,       \
+    EBB_OPTION(PURGE_DELAY_MS, purge_delay, DELAY, EBB_PURGE_DELAY_MS, -1, EBB_PURGE_DELAY_MAX_MS,  \
                "N", "100",                                                                          \
                "give free memory back to the OS once it has stayed unused for N ms; `0` at once, "  \
                "`-1` never (only `ebb_collect`)",                                                   \
@@ -75,9 +77,10 @@
                USER)                                                                                \
     EBB_OPTION(BLACKBOX, blackbox_path, PATH, 0, 0, 0, "PATH", "none (`ebb run`: one per process)", \
                "keep the last state in PATH (`%p`: the pid) for after a SIGKILL", USER)             \
-    EBB_OPTION(SAMPLE_RATE, sample_rate, SIZE, EBB_SAMPLE_RATE_DEFAULT, 0, 0, "SIZE", "512K",       \
-               "mean bytes allocated between heap-profile samples (`ebb_set_sample_rate`); `0` "    \
-               "off",                                                                               \
+    EBB_OPTION(SAMPLE_RATE, sample_rate, SIZE, EBB_SAMPLE_RATE_DEFAULT, EBB_SAMPLE_RATE_FLOOR, 0,   \
+               "SIZE", "512K",                                                                      \
+               "mean bytes allocated between heap-profile samples (`ebb_set_sample_rate`), at "     \
+               "least `4K`; `0` off",                                                               \
                USER)                                                                                \
     EBB_OPTION(PYTHON_STACKS, python_stacks, FLAG, 1, 0, 1, "0|1", "1",                             \
                "once `import ebb` ran: record the Python stack of each sample (CPython 3.8 to "     \

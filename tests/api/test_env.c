@@ -91,6 +91,36 @@ static void test_report_signal_usr_and_realtime_work(void **state)
     END_SOFT();
 }
 
+/* ------------------------------------------------------ EBB_SAMPLE_RATE */
+
+/* A sample per byte or two made a 20 MB Python workload take 865 MB and
+ * 60 times as long: the rate has a floor of 4 KiB; 0 still turns sampling
+ * off. */
+static void test_sample_rate_floor(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;
+        const char *rate;
+        int refused;
+    } cases[] = {
+        { "EBB_SAMPLE_RATE=1", "rate=524288\n", 1 },
+        { "EBB_SAMPLE_RATE=4095", "rate=524288\n", 1 },
+        { "EBB_SAMPLE_RATE=4K", "rate=4096\n", 0 },
+        { "EBB_SAMPLE_RATE=0", "rate=0\n", 0 },
+        { "EBB_SAMPLE_RATE=1M", "rate=1048576\n", 0 },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        int st = run("sample_rate", cases[i].env, NULL, NULL);
+        SOFT(child_exited(st, 0) && has(cases[i].rate), "%s: status %#x, expected %s:\n%s",
+             cases[i].env, st, cases[i].rate, out);
+        SOFT(has("ebb: ignoring EBB_SAMPLE_RATE=") == cases[i].refused &&
+                 has("(below 4 KiB, the least it may be; 0 for off)\n") == cases[i].refused,
+             "%s: the message:\n%s", cases[i].env, out);
+    }
+    END_SOFT();
+}
+
 /* ------------------------------------------------------------ children */
 
 /* Raise sig and wait up to 10 s for the report in EBB_REPORT. */
@@ -128,6 +158,11 @@ static int child_main(const char *what)
         printf("survived signal %d\n", sig);
         return 0;
     }
+    if (!strcmp(what, "sample_rate")) {
+        ebb_free(ebb_malloc(100));
+        printf("rate=%zu\n", ebb_sample_rate());
+        return 0;
+    }
     if (!strcmp(what, "signal_usr2"))
         return report_on(SIGUSR2);
     if (!strcmp(what, "signal_rtmin1"))
@@ -138,4 +173,4 @@ static int child_main(const char *what)
 }
 
 CHILD_TEST_MAIN("env", child_main, T(test_report_signal_only_usr_and_realtime),
-                T(test_report_signal_usr_and_realtime_work))
+                T(test_report_signal_usr_and_realtime_work), T(test_sample_rate_floor))

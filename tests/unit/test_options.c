@@ -42,6 +42,7 @@ NUMBER_FIELD(heaps) NUMBER_FIELD(tcache) NUMBER_FIELD(large_cache) NUMBER_FIELD(
 NUMBER_FIELD(verbose) NUMBER_FIELD(purge_delay) NUMBER_FIELD(purge_lazy) NUMBER_FIELD(limit)
 NUMBER_FIELD(limit_percent) NUMBER_FIELD(limit_soft) NUMBER_FIELD(limit_psi)
 NUMBER_FIELD(report_off) NUMBER_FIELD(report_json) NUMBER_FIELD(report_signal)
+NUMBER_FIELD(sample_rate)
 TEXT_FIELD(report_path) TEXT_FIELD(blackbox_path)
 
 /* For one variable and one field of ebb__options_t: each value the
@@ -103,6 +104,10 @@ static const parse_row_t parse_rows[] = {
     { "EBB_REPORT_SIGNAL", &field_report_signal,
       { V("USR2", SIGUSR2), V("SIGUSR1", SIGUSR1), V("12", SIGUSR2), V("KILL", 0), V("11", 0),
         V("4", 0), V("HUP", 0), V("WINCH", 0), V("SIGSEGV", 0), V("0", 0), V("RTMIN+x", 0) } },
+    /* 0 (off), or at least 4 KiB */
+    { "EBB_SAMPLE_RATE", &field_sample_rate,
+      { V("0", 0), V("4K", 4096), V("1", EBB_SAMPLE_RATE_DEFAULT), V("4095", EBB_SAMPLE_RATE_DEFAULT),
+        V("1M", 1 << 20) } },
     { "EBB_BLACKBOX", &field_blackbox_path, { VT("/run/box.%p", "/run/box.%p"), VT("off", "") } },
     { "EBB_NOTHING", &field_blackbox_path, { VT("1", "") } },
 };
