@@ -155,17 +155,27 @@ static void test_largest_gap(void **state)
         ebb__os_unmap(p, 1 << 20);
 }
 
+/* The signals a report may be asked with: USR1, USR2 and the real-time
+ * ones, by name or number; every other is refused. */
 static void test_signal_names(void **state)
 {
     (void)state;
-    assert_int_equal(ebb__os_signal_number("USR1"), SIGUSR1);
-    assert_int_equal(ebb__os_signal_number("SIGUSR2"), SIGUSR2);
-    assert_int_equal(ebb__os_signal_number("12"), 12);
-    assert_int_equal(ebb__os_signal_number("RTMIN+2"), SIGRTMIN + 2);
-    assert_int_equal(ebb__os_signal_number("KILL"), 0);
-    assert_int_equal(ebb__os_signal_number("9"), 0);
-    assert_int_equal(ebb__os_signal_number("12x"), 0);
-    assert_int_equal(ebb__os_signal_number(""), 0);
+    assert_int_equal(ebb__os_report_signal("USR1"), SIGUSR1);
+    assert_int_equal(ebb__os_report_signal("SIGUSR2"), SIGUSR2);
+    assert_int_equal(ebb__os_report_signal("12"), 12);
+    assert_int_equal(ebb__os_report_signal("RTMIN+2"), SIGRTMIN + 2);
+    assert_int_equal(ebb__os_report_signal("RTMIN+12"), SIGRTMIN + 12);
+    assert_int_equal(ebb__os_report_signal("SIGRTMAX-1"), SIGRTMAX - 1);
+    assert_int_equal(ebb__os_report_signal("RTMIN"), SIGRTMIN);
+    assert_int_equal(ebb__os_report_signal("RTMAX+1"), 0);
+    assert_int_equal(ebb__os_report_signal("RTMIN+99"), 0);
+    assert_int_equal(ebb__os_report_signal("KILL"), 0);
+    assert_int_equal(ebb__os_report_signal("9"), 0);
+    assert_int_equal(ebb__os_report_signal("11"), 0);
+    assert_int_equal(ebb__os_report_signal("HUP"), 0);
+    assert_int_equal(ebb__os_report_signal("32"), 0); /* glibc's own, below SIGRTMIN */
+    assert_int_equal(ebb__os_report_signal("12x"), 0);
+    assert_int_equal(ebb__os_report_signal(""), 0);
 }
 
 int main(void)
