@@ -277,11 +277,12 @@ static const char *parse_report(ebb__options_t *o, const char *v)
 static const char *parse_row(ebb__options_t *o, const option_t *row, const char *v, char *buf,
                              size_t cap)
 {
-    long long n;
+    long long n = 0;
     int rc;
     switch (row->kind) {
     case EBB_OPT_LIMIT:
-        return ebb__parse_limit(v, &o->limit, &o->limit_percent) ? NULL : invalid;
+        rc = ebb__check_limit(v, &o->limit, &o->limit_percent);
+        return rc == EBB_VALUE_OK ? NULL : explain(row, rc, buf, cap);
     case EBB_OPT_REPORT:
         return parse_report(o, v);
     case EBB_OPT_PATH:

@@ -48,11 +48,11 @@
                "give free memory back to the OS once it has stayed unused for N ms; `0` at once, "  \
                "`-1` never (only `ebb_collect`)",                                                   \
                USER)                                                                                \
-    EBB_OPTION(LIMIT, limit, LIMIT, 0, 0, 0, "SIZE|N%|auto", "none",                                \
-               "most bytes ebb commits: growth past the soft level runs the pressure callbacks "    \
-               "and purges, past the limit allocations fail cleanly (`ebb_set_limit`); `auto` "     \
-               "is the effective limit (cgroup, rlimits, memory + swap, less what ebb does not "    \
-               "manage), `N%` that share of it (see *Memory limit*)",                               \
+    EBB_OPTION(LIMIT, limit, LIMIT, 0, EBB_LIMIT_FLOOR, 0, "SIZE|N%|auto", "none",                  \
+               "most bytes ebb commits (at least `4M`): growth past the soft level runs the "       \
+               "pressure callbacks and purges, past the limit allocations fail cleanly "            \
+               "(`ebb_set_limit`); `auto` is the effective limit (cgroup, rlimits, memory + swap, " \
+               "less what ebb does not manage), `N%` that share of it (see *Memory limit*)",        \
                USER)                                                                                \
     EBB_OPTION(LIMIT_SOFT, limit_soft, PERCENT, EBB_LIMIT_SOFT_PERCENT, 1, 100, "N%", "90%",        \
                "the soft level, as a share of the limit (`100%`: callbacks only when a request "    \

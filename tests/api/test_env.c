@@ -121,6 +121,36 @@ static void test_sample_rate_floor(void **state)
     END_SOFT();
 }
 
+/* ----------------------------------------------------------- EBB_LIMIT */
+
+/* A limit below what ebb and the C library's start-up need made programs
+ * fail before main (EBB_LIMIT=1: /bin/true aborted in glibc): refused, with
+ * a line saying the least; no limit is set. */
+static void test_limit_floor(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;
+        const char *limit;
+        int refused;
+    } cases[] = {
+        { "EBB_LIMIT=1", "limit=0 ", 1 },
+        { "EBB_LIMIT=1M", "limit=0 ", 1 },
+        { "EBB_LIMIT=4095K", "limit=0 ", 1 },
+        { "EBB_LIMIT=4M", "limit=4194304 ", 0 },
+        { "EBB_LIMIT=0", "limit=0 ", 0 },
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        int st = run("limit", cases[i].env, NULL, NULL);
+        SOFT(child_exited(st, 0) && has(cases[i].limit) && has("allocated\n"),
+             "%s: status %#x, expected %s:\n%s", cases[i].env, st, cases[i].limit, out);
+        SOFT(has("ebb: ignoring EBB_LIMIT=") == cases[i].refused &&
+                 has(" (below 4 MiB, the least ebb can work in; 0 for none)\n") == cases[i].refused,
+             "%s: the message:\n%s", cases[i].env, out);
+    }
+    END_SOFT();
+}
+
 /* ------------------------------------------------------------ children */
 
 /* Raise sig and wait up to 10 s for the report in EBB_REPORT. */
@@ -163,6 +193,17 @@ static int child_main(const char *what)
         printf("rate=%zu\n", ebb_sample_rate());
         return 0;
     }
+    if (!strcmp(what, "limit")) {
+        ebb_limit_info_t li;
+        ebb_limit_info(&li);
+        printf("limit=%zu source=%s\n", li.limit, li.source);
+        void *small = ebb_malloc(100), *big = ebb_malloc(1 << 20);
+        if (small && big)
+            printf("allocated\n");
+        ebb_free(small);
+        ebb_free(big);
+        return 0;
+    }
     if (!strcmp(what, "signal_usr2"))
         return report_on(SIGUSR2);
     if (!strcmp(what, "signal_rtmin1"))
@@ -173,4 +214,5 @@ static int child_main(const char *what)
 }
 
 CHILD_TEST_MAIN("env", child_main, T(test_report_signal_only_usr_and_realtime),
-                T(test_report_signal_usr_and_realtime_work), T(test_sample_rate_floor))
+                T(test_report_signal_usr_and_realtime_work), T(test_sample_rate_floor),
+                T(test_limit_floor))

@@ -82,10 +82,11 @@ static const parse_row_t parse_rows[] = {
       { V("0", 0), V("-1", NEVER), V("250", 250), V("-2", EBB_PURGE_DELAY_MS),
         V("soon", EBB_PURGE_DELAY_MS), V("99999999999", EBB_PURGE_DELAY_MS) } },
     { "EBB_PURGE_MODE", &field_purge_lazy, { V("free", 1), V("dontneed", 0), V("later", 0) } },
-    /* "50" is bytes, not percent; "0%" is invalid: no limit */
+    /* "50" is bytes, not percent (and below the 4 MiB floor, so refused);
+     * "0%" is invalid: no limit */
     { "EBB_LIMIT", &field_limit,
       { V("512M", (size_t)512 << 20), V("1G", (size_t)1 << 30), V("lots", 0), V("auto", 0),
-        V("50", 50) } },
+        V("50", 0), V("4M", (size_t)4 << 20), V("4095K", 0), V("0", 0) } },
     { "EBB_LIMIT", &field_limit_percent,
       { V("lots", 0), V("1G", 0), V("auto", 100), V("50%", 50), V("100%", 100), V("50", 0),
         V("0%", 0), V("101%", 0), V("5%%", 0), V("%", 0), V("autox", 0) } },
