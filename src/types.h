@@ -13,6 +13,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -44,8 +45,9 @@ typedef struct ebb__thread_s ebb__thread_t;
 
 /* ============================================================== base */
 
-/* Longest text an option holds (a path), NUL included. */
-#define EBB_OPTION_PATH_MAX 256
+/* Longest text an option holds (a path), NUL included: any path the
+ * system takes.  A longer value is refused, never cut (base/options.c). */
+#define EBB_OPTION_PATH_MAX PATH_MAX
 
 /* The values of the EBB_* options (base/options_table.h has each one's
  * default and meaning); base/options.c reads them once into ebb__opt, and

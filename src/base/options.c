@@ -350,9 +350,13 @@ void ebb__options_read(ebb__options_t *o)
     o->secure = ignore_the_environment();
     for (size_t i = 0; i < rows && !o->secure; i++) {
         char v[EBB_OPTION_PATH_MAX], words[96];
-        const char *why;
-        if (ebb__os_getenv(table[i].name, v, sizeof v) &&
-            (why = parse_row(o, &table[i], v, words, sizeof words)))
+        const char *why = NULL;
+        int found = ebb__os_getenv(table[i].name, v, sizeof v);
+        if (found < 0)
+            why = "longer than PATH_MAX"; /* never cut: a cut path names another file */
+        else if (found > 0)
+            why = parse_row(o, &table[i], v, words, sizeof words);
+        if (why != NULL)
             bad_option(table[i].name, v, why);
     }
 }

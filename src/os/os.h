@@ -122,8 +122,10 @@ void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(v
 /* ------------------------------------------- environment (linux_env.c)
  * Read before the C library is ready, edited for the children. */
 
-/* Copy the value of environment variable `name` into buf (NUL-terminated);
- * 1 if found.  Never allocates, safe before the C library is initialised. */
+/* Copy the value of environment variable `name` into buf (NUL-terminated):
+ * 1 if found, -1 if found but longer than len - 1 bytes (buf holds its
+ * first len - 1), 0 if not set.  Never allocates, safe before the C library
+ * is initialised. */
 int ebb__os_getenv(const char *name, char *buf, size_t len);
 
 /* Remove variable `name` from the environment children inherit, in place

@@ -11,11 +11,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -151,6 +155,87 @@ static void test_limit_floor(void **state)
     END_SOFT();
 }
 
+/* ------------------------------------------------------ long paths */
+
+static char top[64];
+
+/* top/ddd.../ddd.../... (components of 200 bytes) made, `depth` deep, into
+ * path: a directory path of about 201 * depth bytes. */
+static void deep_dir(char *path, size_t cap, int depth)
+{
+    snprintf(top, sizeof top, "/tmp/ebb-env-paths-%d", (int)getpid());
+    mkdir(top, 0700);
+    snprintf(path, cap, "%s", top);
+    for (int i = 0; i < depth; i++) {
+        size_t at = strlen(path);
+        path[at++] = '/';
+        memset(path + at, 'a' + i % 26, 200);
+        path[at + 200] = '\0';
+        assert_true(mkdir(path, 0700) == 0 || errno == EEXIST);
+    }
+}
+
+/* Everything below top, deepest first, and top. */
+static void remove_top(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Files in dir (none expected), as text. */
+static int entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.' && e->d_type != DT_DIR;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A path of 3000 bytes is used whole (it was cut at 255, so the report
+ * went to another file); one longer than PATH_MAX is refused with a line,
+ * and nothing is written where a cut would have pointed. */
+static void test_paths_up_to_path_max(void **state)
+{
+    (void)state;
+    static char dir[PATH_MAX * 2], file[PATH_MAX * 2 + 16], env_report[PATH_MAX * 2 + 32],
+        env_box[PATH_MAX * 2 + 32];
+    deep_dir(dir, sizeof dir, 14); /* ~2830 bytes */
+    snprintf(file, sizeof file, "%s/report", dir);
+    snprintf(env_report, sizeof env_report, "EBB_REPORT=%s", file);
+    snprintf(env_box, sizeof env_box, "EBB_BLACKBOX=%s/box", dir);
+    int st = run("fail_at_limit", env_report, env_box, "EBB_LIMIT=16M");
+    SOFT(child_exited(st, 0) && !has("ignoring") && !has("cannot"), "status %#x:\n%.3000s", st,
+         out);
+    SOFT(access(file, F_OK) == 0, "no report at the %zu-byte path", strlen(file));
+    snprintf(file, sizeof file, "%s/box", dir);
+    SOFT(access(file, F_OK) == 0, "no black box at the %zu-byte path", strlen(file));
+
+    /* Past PATH_MAX: the last component starts before byte 4095 and ends
+     * after it, so a cut path would name a file in `dir`. */
+    deep_dir(dir, sizeof dir, 20); /* ~4040 bytes */
+    size_t at = strlen(dir);
+    dir[at] = '/';
+    memset(dir + at + 1, 'z', 250);
+    dir[at + 251] = '\0';
+    snprintf(env_report, sizeof env_report, "EBB_REPORT=%s", dir);
+    snprintf(env_box, sizeof env_box, "EBB_BLACKBOX=%s.box", dir);
+    dir[at] = '\0';
+    st = run("fail_at_limit", env_report, env_box, "EBB_LIMIT=16M");
+    SOFT(child_exited(st, 0), "status %#x:\n%.3000s", st, out);
+    SOFT(has("ebb: ignoring EBB_REPORT=/tmp/ebb-env-paths-") && has("... (longer than PATH_MAX)\n"),
+         "%.3000s", out);
+    SOFT(has("ebb: ignoring EBB_BLACKBOX=/tmp/ebb-env-paths-"), "%.3000s", out);
+    SOFT(has("== ebb report: pid "), "the report goes to stderr:\n%.3000s", out);
+    SOFT(entries(dir) == 0, "a file was made at a cut path in %s", dir);
+    remove_top();
+    END_SOFT();
+}
+
 /* ------------------------------------------------------------ children */
 
 /* Raise sig and wait up to 10 s for the report in EBB_REPORT. */
@@ -193,6 +278,13 @@ static int child_main(const char *what)
         printf("rate=%zu\n", ebb_sample_rate());
         return 0;
     }
+    if (!strcmp(what, "fail_at_limit")) { /* a report, and a box kept */
+        char *p = ebb_malloc(8 << 20), *q = ebb_malloc(32 << 20);
+        if (p)
+            memset(p, 1, 8 << 20);
+        ebb_free(p);
+        return q == NULL ? 0 : 1;
+    }
     if (!strcmp(what, "limit")) {
         ebb_limit_info_t li;
         ebb_limit_info(&li);
@@ -215,4 +307,4 @@ static int child_main(const char *what)
 
 CHILD_TEST_MAIN("env", child_main, T(test_report_signal_only_usr_and_realtime),
                 T(test_report_signal_usr_and_realtime_work), T(test_sample_rate_floor),
-                T(test_limit_floor))
+                T(test_limit_floor), T(test_paths_up_to_path_max))
