@@ -236,7 +236,105 @@ static void test_paths_up_to_path_max(void **state)
     END_SOFT();
 }
 
+/* ------------------------------------------------ a report not written */
+
+/* EBB_REPORT=/dev/full: every write fails (ENOSPC).  Two automatic reports
+ * (the first refusal at the limit, then the signal's) are lost, and that is
+ * said on stderr, once. */
+static void test_failed_report_write_is_said_once(void **state)
+{
+    (void)state;
+    int st = run("report_to_full", "EBB_REPORT=/dev/full", "EBB_LIMIT=16M", "EBB_REPORT_SIGNAL=USR1");
+    const char *line = "ebb: cannot write the report to /dev/full (No space left on device); "
+                       "this is said once\n";
+    int n = 0;
+    for (const char *at = out; (at = strstr(at, line)) != NULL; at += strlen(line))
+        n++;
+    EXPECT(child_exited(st, 0) && has("both reports tried\n"), "status %#x:\n%s", st, out);
+    EXPECT(n == 1, "said %d times:\n%s", n, out);
+}
+
 /* ------------------------------------------------------------ children */
+
+/* The thread called `name`: its id, or 0. */
+static long thread_named(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    long found = 0;
+    while (d && found == 0 && (e = readdir(d)) != NULL) {
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, name, strlen(name)) == 0)
+            found = atol(e->d_name);
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* Thread tid's system call now (/proc: number and arguments) into line,
+ * and how often it has blocked. */
+static long thread_waits(long tid, char *line, size_t len)
+{
+    char path[64], text[2048];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/syscall", tid);
+    FILE *f = fopen(path, "r");
+    line[0] = '\0';
+    if (f) {
+        if (!fgets(line, (int)len, f))
+            line[0] = '\0';
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "/proc/self/task/%ld/status", tid);
+    f = fopen(path, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[n] = '\0';
+    const char *v = strstr(text, "voluntary_ctxt_switches:");
+    return v ? atol(v + strlen("voluntary_ctxt_switches:")) : -1;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, ms % 1000 * 1000000 };
+    nanosleep(&ts, NULL);
+}
+
+/* The first refusal's report, then the signal's, both tried: the reporter
+ * thread, woken by the signal, is seen back in the very wait it left
+ * (same system call, same futex) after blocking once more. */
+static int report_to_full(void)
+{
+    ebb_free(ebb_malloc(100)); /* a slow path starts the reporter */
+    long tid = 0;
+    char idle[256] = "", now[256];
+    long blocked = -1;
+    for (int i = 0; i < 1000 && (tid == 0 || blocked < 0 || strncmp(idle, "running", 7) == 0);
+         i++) {
+        pause_ms(10);
+        tid = tid ? tid : thread_named("ebb-report");
+        blocked = tid ? thread_waits(tid, idle, sizeof idle) : -1;
+    }
+    if (ebb_malloc(32 << 20) != NULL) /* past the limit: the first report */
+        return 3;
+    raise(SIGUSR1);
+    for (int i = 0; i < 1000; i++) {
+        pause_ms(10);
+        if (thread_waits(tid, now, sizeof now) > blocked && strcmp(now, idle) == 0) {
+            printf("both reports tried\n");
+            return 0;
+        }
+    }
+    printf("the reporter thread (%ld) was not seen back in its wait: %s", tid, now);
+    return 4;
+}
+
+
 
 /* Raise sig and wait up to 10 s for the report in EBB_REPORT. */
 static int report_on(int sig)
@@ -278,6 +376,8 @@ static int child_main(const char *what)
         printf("rate=%zu\n", ebb_sample_rate());
         return 0;
     }
+    if (!strcmp(what, "report_to_full"))
+        return report_to_full();
     if (!strcmp(what, "fail_at_limit")) { /* a report, and a box kept */
         char *p = ebb_malloc(8 << 20), *q = ebb_malloc(32 << 20);
         if (p)
@@ -307,4 +407,5 @@ static int child_main(const char *what)
 
 CHILD_TEST_MAIN("env", child_main, T(test_report_signal_only_usr_and_realtime),
                 T(test_report_signal_usr_and_realtime_work), T(test_sample_rate_floor),
-                T(test_limit_floor), T(test_paths_up_to_path_max))
+                T(test_limit_floor), T(test_paths_up_to_path_max),
+                T(test_failed_report_write_is_said_once))
