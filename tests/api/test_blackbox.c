@@ -10,12 +10,14 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -286,6 +288,38 @@ static void test_relative_path_is_made_absolute(void **state)
            "later one \"%s\"", in_start, kid_box, in_later);
 }
 
+/* A box on a full file system: its room is reserved when it is opened, so
+ * the program hears of it then and goes on without a box; a store into a
+ * hole of a mapped file the file system cannot fill is SIGBUS.  Needs root
+ * (a small tmpfs of its own); skipped otherwise, saying so. */
+static void test_full_file_system_is_a_message(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ebb-box-full-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    if (geteuid() != 0 || mount("ebb-test", dir, "tmpfs", 0, "size=64k") != 0) {
+        print_message("test_full_file_system_is_a_message: cannot mount a small tmpfs (%s): "
+                      "not tested\n", geteuid() != 0 ? "not root" : strerror(errno));
+        rmdir(dir);
+        skip();
+    }
+    char filler[64], env[64], out[4096];
+    snprintf(filler, sizeof filler, "%s/filler", dir);
+    int fd = open(filler, O_WRONLY | O_CREAT, 0600);
+    static const char page[4096];
+    while (fd >= 0 && write(fd, page, sizeof page) > 0)
+        ;
+    if (fd >= 0)
+        close(fd);
+    snprintf(env, sizeof env, "EBB_BLACKBOX=%s/box", dir);
+    char *envp[] = { env, NULL };
+    int st = child_run("grow_and_exit", envp, out, sizeof out);
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+    EXPECT(child_exited(st, 0), "status %#x (SIGBUS is 7):\n%s", st, out);
+    EXPECT(strstr(out, "(No space left on device); going on without it\n") != NULL, "%s", out);
+}
+
 static void grow(size_t bytes)
 {
     for (size_t done = 0; done < bytes; done += 64 * KiB) {
@@ -363,4 +397,5 @@ static int child_main(const char *what)
 CHILD_TEST_MAIN("blackbox", child_main,
                 T(test_sigkill_leaves_the_last_state), T(test_normal_exit_removes_its_box),
                 T(test_fork_child_keeps_its_own_box), T(test_box_file_opened_safely),
-                T(test_fixed_box_has_one_writer), T(test_relative_path_is_made_absolute))
+                T(test_fixed_box_has_one_writer), T(test_relative_path_is_made_absolute),
+                T(test_full_file_system_is_a_message))
