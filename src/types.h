@@ -13,7 +13,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,7 +46,7 @@ typedef struct ebb__thread_s ebb__thread_t;
 
 /* Longest text an option holds (a path), NUL included: any path the
  * system takes.  A longer value is refused, never cut (base/options.c). */
-#define EBB_OPTION_PATH_MAX PATH_MAX
+#define EBB_OPTION_PATH_MAX EBB__OS_PATH_MAX
 
 /* The values of the EBB_* options (base/options_table.h has each one's
  * default and meaning); base/options.c reads them once into ebb__opt, and

@@ -28,11 +28,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
 extern char **environ;
+
+_Static_assert(EBB__OS_PATH_MAX == PATH_MAX, "os.h says what PATH_MAX is");
 
 /* The environment entry "NAME=value" is the variable `name`. */
 static int env_is(const char *entry, const char *name)

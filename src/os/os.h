@@ -122,6 +122,10 @@ void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(v
 /* ------------------------------------------- environment (linux_env.c)
  * Read before the C library is ready, edited for the children. */
 
+/* The longest path the system takes, NUL included (PATH_MAX; checked in
+ * linux_env.c, where the system's headers say it). */
+#define EBB__OS_PATH_MAX 4096
+
 /* Copy the value of environment variable `name` into buf (NUL-terminated):
  * 1 if found, -1 if found but longer than len - 1 bytes (buf holds its
  * first len - 1), 0 if not set.  Never allocates, safe before the C library
