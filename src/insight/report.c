@@ -154,6 +154,16 @@ static void write_failed(const char *where, int err)
                   ebb__os_error_text(err));
 }
 
+/* The descriptor EBB_REPORT names without a file of its own: none (stderr),
+ * /dev/stderr or /dev/stdout (symbolic links, which the report's open
+ * refuses to follow); -1 for a file to open. */
+static int standard_stream(const char *path)
+{
+    if (path[0] == '\0' || strcmp(path, "/dev/stderr") == 0)
+        return 2;
+    return strcmp(path, "/dev/stdout") == 0 ? 1 : -1;
+}
+
 /* Write an automatic report where EBB_REPORT says. */
 static void auto_report(const char *reason)
 {
@@ -162,8 +172,8 @@ static void auto_report(const char *reason)
         return;
     ebb__lock(&auto_reports.lock);
     int saved = errno;
-    int fd = 2, opened = 0;
-    if (opt->report_path[0]) {
+    int fd = standard_stream(opt->report_path), opened = 0;
+    if (fd < 0) {
         fd = ebb__os_open_append(opt->report_path);
         opened = fd >= 0;
         if (!opened) {
