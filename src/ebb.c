@@ -49,6 +49,7 @@
 
 #include "front/cpython.c"
 #include "front/purger.c"
+#include "front/debug.c"
 #include "front/init.c"
 #include "front/malloc.c"
 #include "front/override.c"

@@ -9,7 +9,8 @@
  *
  *   front    front/    the doors: malloc and friends (malloc.c, override.c),
  *                      CPython's domains (cpython.c), start-up and fork
- *                      (init.c), the purger thread (purger.c).  Drivers: they
+ *                      (init.c), the purger thread (purger.c), the debug
+ *                      heap (debug.c).  Drivers: they
  *                      call the mechanism, and on their way out act on what
  *                      it recorded (a refusal, purgeable memory, a sample to
  *                      take), holding no lock.
@@ -603,6 +604,25 @@ static inline void ebb__purge_owed_kick(void)
     if (EBB_UNLIKELY(ebb__purge_owed))
         ebb__purger_kick();
 }
+
+/* ----------------------------------------------------- front/debug.c */
+
+/* EBB_DEBUG=1: the front's slow paths serve every call through these. */
+extern EBB_HIDDEN int ebb__debug_on;
+extern EBB_HIDDEN const ebb__lockset_t ebb__debug_locks;
+void ebb__debug_start(void) EBB_HIDDEN;
+/* The ordinary block size a debug block of n bytes needs. */
+size_t ebb__debug_request(size_t n) EBB_HIDDEN;
+/* Lay out a debug block of n bytes in `block` (usable bytes); returns it. */
+void *ebb__debug_dress(void *block, size_t usable, size_t n, int zero) EBB_HIDDEN;
+/* The program's size of debug block p, checked; (size_t)-1 if it is
+ * damaged or freed (reported, fn naming the call). */
+size_t ebb__debug_size(const char *fn, const void *p, size_t usable) EBB_HIDDEN;
+/* free of debug block p: checked, filled and quarantined; returns the block
+ * the quarantine lets go of (its usable size in *out_usable), to be freed
+ * for good, or NULL. */
+void *ebb__debug_release(const char *fn, void *block, size_t usable,
+                         size_t *out_usable) EBB_HIDDEN;
 
 /* ---------------------------------------------------- front/malloc.c */
 

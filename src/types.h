@@ -57,6 +57,7 @@ typedef struct {
     size_t large_cache;      /* EBB_LARGE_CACHE: bytes of freed large blocks kept */
     int on_error;            /* EBB_ON_ERROR: EBB_ON_ERROR_* */
     int verbose;             /* EBB_VERBOSE */
+    int debug;               /* EBB_DEBUG: the debug heap (front/debug.c) */
     long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
     int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
     size_t limit;            /* EBB_LIMIT: bytes, 0 none */

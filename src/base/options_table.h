@@ -46,6 +46,11 @@
                "pointer ebb never made is reported and ignored",                                    \
                USER)                                                                                \
     EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER)   \
+    EBB_OPTION(DEBUG, debug, FLAG, 0, 0, 1, "0|1", "0",                                             \
+               "debug heap, no rebuild: guard bytes after every block checked on free, fill "       \
+               "patterns, a quarantine that delays reuse and catches writes after free, valgrind "  \
+               "client requests; every call takes the slow path",                                   \
+               USER)                                                                                \
     EBB_OPTION(PURGE_DELAY_MS, purge_delay, DELAY, EBB_PURGE_DELAY_MS, -1, EBB_PURGE_DELAY_MAX_MS,  \
                "N", "100",                                                                          \
                "give free memory back to the OS once it has stayed unused for N ms; `0` at once, "  \

@@ -70,6 +70,8 @@ static int sample_tick(size_t n)
 
 /* ------------------------------------------------------------ allocation */
 
+static void *debug_alloc(size_t n, size_t align, int zero);
+
 static void *small_alloc_once(unsigned cls)
 {
     ebb__thread_t *self = front_thread();
@@ -145,6 +147,8 @@ static EBB_ENTRY EBB_NOINLINE void *sampled_alloc(size_t n, size_t align, int ze
 EBB_ENTRY EBB_NOINLINE void *ebb__malloc_slow(size_t n)
 {
     ebb__start();
+    if (EBB_UNLIKELY(ebb__debug_on))
+        return debug_alloc(n, 0, 0);
     ebb__expensive_check();
     ebb__report_arm();
     if (n > (size_t)PTRDIFF_MAX)
@@ -209,6 +213,8 @@ static EBB_ENTRY void *alloc_aligned(size_t align, size_t n)
     if (n > (size_t)PTRDIFF_MAX)
         return enomem();
     ebb__start();
+    if (EBB_UNLIKELY(ebb__debug_on))
+        return debug_alloc(n, align, 0);
     unsigned cls;
     int small = aligned_class(n, align, &cls);
     if (EBB_UNLIKELY(sample_tick(n)))
@@ -226,6 +232,8 @@ EBB_API EBB_ENTRY void *ebb_calloc(size_t count, size_t size)
         return enomem();
     if (n > EBB_LARGE_THRESHOLD) {
         ebb__start();
+        if (EBB_UNLIKELY(ebb__debug_on))
+            return debug_alloc(n, 0, 1);
         if (EBB_UNLIKELY(sample_tick(n)))
             return sampled_alloc(n, 0, 1, EBB_NO_CLASS);
         return large_alloc(n, 0, 1);
@@ -337,11 +345,15 @@ static inline int freed_again(const char *fn, unsigned cls, void *p)
     return EBB_UNLIKELY(ebb__block_marked_freed(p)) && freed_again_slow(fn, cls, p);
 }
 
+static void *debug_free(const char *fn, void *p);
+
 EBB_NOINLINE void ebb__free_slow(void *p)
 {
     if (p == NULL)
         return;
     ebb__expensive_check();
+    if (EBB_UNLIKELY(ebb__debug_on) && (p = debug_free("free", p)) == NULL)
+        return;
     int saved = errno;
     uintptr_t a = (uintptr_t)p;
     ebb__arena_t *ar = ebb__arena_of(a);
@@ -389,11 +401,12 @@ static inline int free_to_cache(void *p)
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
         uintptr_t key = ebb__freed_key;
-        if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a) &&
-                       ebb__block_mark(p) != key)) {
+        if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a))) {
             ebb__tbin_t *b = &ebb__self_get()->bin[cls];
             void **top = b->top;
-            if (EBB_LIKELY(top != b->high)) {
+            /* The block is read only when it can be cached: a thread
+             * without a cache (the debug heap's) never reads it here. */
+            if (EBB_LIKELY(top != b->high) && EBB_LIKELY(ebb__block_mark(p) != key)) {
                 memcpy((char *)p + sizeof key, &key, sizeof key); /* ebb__block_mark_freed */
                 *top = p;
                 b->top = top + 1;
@@ -421,6 +434,10 @@ static EBB_NOINLINE int free_if_managed_slow(void *p)
     }
     if (!atomic_load_explicit(&ebb__core_ready, memory_order_acquire))
         return 0;
+    if (EBB_UNLIKELY(ebb__debug_on) && ebb__large_usable(p)) {
+        ebb__free_slow(p);
+        return 1;
+    }
     int saved = errno;
     int freed = large_free(p);
     ebb__purge_owed_kick();
@@ -460,13 +477,76 @@ static size_t small_usable(ebb__arena_t *ar, uintptr_t a)
     return ebb__classes[p->cls].size;
 }
 
+/* Usable size of block p of ours, small or large; 0 if p is not one. */
+static size_t block_usable(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    ebb__arena_t *ar = ebb__arena_of(a);
+    return ar ? small_usable(ar, a) : ebb__large_usable(p);
+}
+
+/* ----------------------------------------------------------- debug heap */
+
+/* An ordinary block with room for n bytes and the debug layout
+ * (front/debug.c), by the same routes as without. */
+static void *debug_alloc(size_t n, size_t align, int zero)
+{
+    size_t m = ebb__debug_request(n);
+    if (m > (size_t)PTRDIFF_MAX)
+        return settle(NULL, n);
+    unsigned cls;
+    void *p;
+    if (align <= EBB_MIN_ALIGN && m <= EBB_LARGE_THRESHOLD)
+        p = small_alloc_slow(ebb__class_of(m), m);
+    else if (align > EBB_MIN_ALIGN && aligned_class(m, align, &cls))
+        p = small_alloc_slow(cls, m);
+    else
+        p = large_alloc(m, align <= EBB_MIN_ALIGN ? 0 : align < page_size() ? page_size() : align,
+                        0);
+    return p ? ebb__debug_dress(p, block_usable(p), n, zero) : NULL;
+}
+
+/* A debug block is checked and quarantined; what the quarantine lets go of
+ * (or p itself if it is not a block of ours, for the ordinary diagnosis) is
+ * returned to be freed, or NULL. */
+static void *debug_free(const char *fn, void *p)
+{
+    size_t usable = block_usable(p), out_usable;
+    return usable ? ebb__debug_release(fn, p, usable, &out_usable) : p;
+}
+
+/* realloc on the debug heap always moves: a pointer kept to the old block
+ * then points into the quarantine, where a write through it is caught. */
+static void *debug_realloc(void *p, size_t n)
+{
+    size_t usable = block_usable(p);
+    if (usable == 0) {
+        foreign("realloc", p);
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t old = ebb__debug_size("realloc", p, usable);
+    if (old == (size_t)-1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *q = ebb_malloc(n);
+    if (q) {
+        memcpy(q, p, old < n ? old : n);
+        ebb_free(p);
+    }
+    return q;
+}
+
 EBB_API size_t ebb_usable_size(const void *p)
 {
     if (p == NULL)
         return 0;
-    uintptr_t a = (uintptr_t)p;
-    ebb__arena_t *ar = ebb__arena_of(a);
-    size_t n = ar ? small_usable(ar, a) : ebb__large_usable(p);
+    size_t n = block_usable(p);
+    if (n && EBB_UNLIKELY(ebb__debug_on)) {
+        n = ebb__debug_size("malloc_usable_size", p, n);
+        return n == (size_t)-1 ? 0 : n;
+    }
     if (n == 0)
         ebb__report_misuse("malloc_usable_size", p, "pointer was not allocated by ebb");
     return n;
@@ -536,6 +616,8 @@ EBB_API EBB_ENTRY void *ebb_realloc(void *p, size_t n)
     }
     if (n > (size_t)PTRDIFF_MAX)
         return settle(NULL, n);
+    if (EBB_UNLIKELY(ebb__debug_on))
+        return debug_realloc(p, n);
     uintptr_t a = (uintptr_t)p;
     ebb__arena_t *ar = ebb__arena_of(a);
     if (ar) {
