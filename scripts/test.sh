@@ -95,14 +95,14 @@ for f in "${failures[@]}"; do
   tail -n 40 "${f#*|}"
 done
 for f in "${failures[@]}"; do printf 'failed stage: %s\n' "${f%%|*}"; done
-# Every skipped test, then every failed one, each with its stage and why.
-for ((n = 1; n <= stages; n++)); do
-  awk -F'\t' -v stage="$(cat "$logs/$n.name")" \
-    '$1 == "skip" { printf "skipped: %s: %s (%s)\n", stage, $2, $3 }' "$logs/$n.tally"
-done
-for ((n = 1; n <= stages; n++)); do
-  awk -F'\t' -v stage="$(cat "$logs/$n.name")" \
-    '$1 == "fail" { printf "failed: %s: %s (%s)\n", stage, $2, $3 }' "$logs/$n.tally"
+# Every skipped test, then every failed one, each with its stage and why
+# (a record of the stage itself, or of a check, names the stage alone).
+for what in skip fail; do
+  for ((n = 1; n <= stages; n++)); do
+    awk -F'\t' -v what=$what -v stage="$(cat "$logs/$n.name")" '$1 == what {
+        printf "%s: %s%s (%s)\n", what == "skip" ? "skipped" : "failed", stage,
+               $2 == stage ? "" : ": " $2, $3 }' "$logs/$n.tally"
+  done
 done
 read -r passed failed skipped < <("$tally" count "$logs"/*.tally)
 echo "$passed passed, $failed failed, $skipped skipped"
