@@ -15,9 +15,12 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * an absolute path into out; 0 if none exists. */
 int cli_find_library(char *out, size_t len);
 
-/* A value of --limit: a size other than 0, N% (1 to 100) or auto, exactly
- * as EBB_LIMIT takes it. */
-int cli_parse_limit(const char *s);
+/* A value of --limit or --purge-delay, by the rules EBB_LIMIT and
+ * EBB_PURGE_DELAY_MS are read with (src/base/size.h: the same functions
+ * and bounds): 1, or 0 after saying on stderr what is wrong with it, so a
+ * value the library would refuse in every child is refused here, once. */
+int cli_check_limit(const char *s);
+int cli_check_purge_delay(const char *s);
 
 int cmd_run(int argc, char **argv);
 int cmd_options(int argc, char **argv);

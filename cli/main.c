@@ -80,11 +80,38 @@ int cli_find_library(char *out, size_t len)
     return 0;
 }
 
-int cli_parse_limit(const char *s)
+int cli_check_limit(const char *s)
 {
     size_t bytes;
     unsigned percent;
-    return ebb__parse_limit(s, &bytes, &percent) && (bytes != 0 || percent != 0);
+    switch (ebb__check_limit(s, &bytes, &percent)) {
+    case EBB_VALUE_OK:
+        return 1;
+    case EBB_VALUE_LOW:
+        cli_error("--limit %s: below %zu MiB, the least ebb can work in", s,
+                  (size_t)EBB_LIMIT_FLOOR >> 20);
+        return 0;
+    default:
+        cli_error("--limit %s: expected a size such as 512M or 2G, N%% of the effective limit, "
+                  "or auto", s);
+        return 0;
+    }
+}
+
+int cli_check_purge_delay(const char *s)
+{
+    long ms;
+    switch (ebb__check_delay(s, &ms)) {
+    case EBB_VALUE_OK:
+        return 1;
+    case EBB_VALUE_HIGH:
+        cli_error("--purge-delay %s: more than %ld ms, a day (-1: never)", s,
+                  (long)EBB_PURGE_DELAY_MAX_MS);
+        return 0;
+    default:
+        cli_error("--purge-delay %s: expected milliseconds (0 at once, -1 never)", s);
+        return 0;
+    }
 }
 
 static void usage(FILE *to)

@@ -19,7 +19,13 @@
  * (EBB_BLACKBOX=DIR/box.%p, src/insight/blackbox.c).  If the program dies of
  * SIGKILL, which is what the kernel's out-of-memory killer sends and which
  * no process can catch, the tool prints what the box says ebb held at that
- * moment.  The directory goes when the tool ends.  --no-blackbox: none.
+ * moment.  The directory goes when the tool ends, also when what it says
+ * on stderr cannot be written (SIGPIPE is ignored in the tool, not in the
+ * program).  --no-blackbox: none.
+ *
+ * --limit and --purge-delay are checked by the rules the library reads
+ * EBB_LIMIT and EBB_PURGE_DELAY_MS with (src/base/size.h), so a value every
+ * child would refuse is refused here, once.
  */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -128,6 +134,21 @@ static void signals_while_waiting(const sigset_t *old)
     sigprocmask(SIG_SETMASK, old, NULL);
 }
 
+/* The tool's own SIGPIPE disposition, which the program gets back. */
+static struct sigaction tool_pipe;
+
+/* The tool writes to stderr after the program ends (how it died, its
+ * black box): if that is a pipe nobody reads any more, SIGPIPE would kill
+ * the tool before it removes its run directory.  So the tool ignores it
+ * (a failed write is then only a failed write) from the moment it makes
+ * the directory; the program gets the disposition the tool was given. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction ignore = { .sa_handler = SIG_IGN };
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, &tool_pipe);
+}
+
 /* ------------------------------------------------------------ black box */
 
 static char run_dir[PATH_MAX];
@@ -216,33 +237,27 @@ int cmd_run(int argc, char **argv)
     const char *purge_delay = NULL, *limit = NULL;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    /* ':' first (after '+'): a missing value is ':', not an unknown '?'. */
+    while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
         switch (c) {
         case OPT_NO_CHILDREN: no_children = 1; break;
         case OPT_NO_PYTHON: python = 0; break;
-        case OPT_PURGE_DELAY: {
-            char *end;
-            errno = 0;
-            long ms = strtol(optarg, &end, 10);
-            if (errno || *end || end == optarg || ms < -1 || ms > INT_MAX) {
-                cli_error("--purge-delay %s: expected milliseconds (0 at once, -1 never)", optarg);
+        case OPT_PURGE_DELAY:
+            if (!cli_check_purge_delay(optarg))
                 return EBB_CLI_USAGE_ERROR;
-            }
             purge_delay = optarg;
             break;
-        }
-        case OPT_LIMIT: {
-            if (!cli_parse_limit(optarg)) {
-                cli_error("--limit %s: expected a size such as 512M or 2G, N%% of the "
-                          "effective limit, or auto", optarg);
+        case OPT_LIMIT:
+            if (!cli_check_limit(optarg))
                 return EBB_CLI_USAGE_ERROR;
-            }
             limit = optarg;
             break;
-        }
         case OPT_STATS: setenv("EBB_VERBOSE", "1", 1); break;
         case OPT_NO_BLACKBOX: blackbox = 0; break;
         case 'h': run_usage(stdout); return 0;
+        case ':':
+            cli_error("run: option '%s' needs a value (ebb run --help)", argv[optind - 1]);
+            return EBB_CLI_USAGE_ERROR;
         default:
             cli_error("run: unknown option '%s' (ebb run --help lists them)", argv[optind - 1]);
             return EBB_CLI_USAGE_ERROR;
@@ -272,6 +287,7 @@ int cmd_run(int argc, char **argv)
     if (limit)
         setenv("EBB_LIMIT", limit, 1);
 
+    ignore_sigpipe();
     if (!blackbox)
         unsetenv("EBB_BLACKBOX");
     else if (!make_run_dir())
@@ -291,6 +307,7 @@ int cmd_run(int argc, char **argv)
     }
     if (child == 0) {
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
+        sigaction(SIGPIPE, &tool_pipe, NULL);
         execvp(prog[0], prog);
         int err = errno;
         cli_error("cannot run '%s': %s", prog[0], strerror(err));

@@ -294,12 +294,36 @@ EBB_API void ebb_stats_print(void);
 
 EBB_API const char *ebb_version(void);
 
+/* What a detected misuse does (EBB_ON_ERROR; ebb_on_error changes it while
+ * the program runs).  Every misuse is counted and, but under IGNORE, named
+ * in one line on stderr: the function, the pointer and the fault.
+ *   EBB_ON_ERROR_DEFAULT  a double free, a free or realloc of a freed block,
+ *                         or a corrupted block aborts (as glibc does); a
+ *                         pointer ebb never made is reported and ignored
+ *   EBB_ON_ERROR_WARN     every misuse is reported and the bad call ignored
+ *   EBB_ON_ERROR_ABORT    every misuse aborts
+ *   EBB_ON_ERROR_IGNORE   every misuse is only counted; the bad call ignored
+ * An ignored double free never frees the block a second time: it is never
+ * handed out twice. */
+enum {
+    EBB_ON_ERROR_WARN = 0,
+    EBB_ON_ERROR_ABORT = 1,
+    EBB_ON_ERROR_IGNORE = 2,
+    EBB_ON_ERROR_DEFAULT = 3
+};
+
+/* Set what a detected misuse does from now on, process-wide: one of the
+ * EBB_ON_ERROR_* values.  Returns the setting it replaces, or -1 with errno
+ * EINVAL (nothing changed) for any other value. */
+EBB_API int ebb_on_error(int action);
+
 /* The value in force of a numeric EBB_* option ("EBB_SAMPLE_RATE",
  * "EBB_PURGE_DELAY_MS", ...: `ebb options` lists them), as read at start-up
  * (what ebb_set_* changed later is not reflected): 0 and *value set, or -1
  * with errno ENOENT for an unknown name or an option whose value is text
  * (EBB_REPORT, EBB_BLACKBOX).  Flags are 0 or 1, choices their position in
- * the list of values (EBB_ON_ERROR: warn 0, abort 1, ignore 2). */
+ * the list of values (EBB_ON_ERROR: warn 0, abort 1, ignore 2; unset, the
+ * default, 3). */
 EBB_API int ebb_get_option(const char *name, long long *value);
 
 /* 1 if ebb's constructor made ebb the allocator of all three CPython

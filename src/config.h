@@ -98,6 +98,15 @@
 /* Empty arenas kept mapped against map/unmap thrash in alloc/free loops. */
 #define EBB_SPARE_ARENAS 1
 
+/* The debug heap's quarantine (EBB_DEBUG=1, front/debug.c): a freed block
+ * waits behind this many newer frees, or until the blocks waiting hold more
+ * than this many bytes, before it is checked and reused.  A write after free
+ * is caught if it happens within that window: 1024 blocks cover the frees of
+ * a typical request or loop iteration; 16 MiB keeps the cost of a few large
+ * blocks bounded. */
+#define EBB_DEBUG_QUARANTINE_BLOCKS 1024
+#define EBB_DEBUG_QUARANTINE_BYTES ((size_t)16 << 20)
+
 /* Large-block cache: freed mappings kept for reuse, at most this many and at
  * most EBB_LARGE_CACHE_BYTES (option EBB_LARGE_CACHE) in total. */
 #define EBB_LARGE_CACHE_SLOTS 16
@@ -281,6 +290,8 @@
 
 _Static_assert(EBB_SLOTS == 64, "an arena's free-slot set is one 64-bit word");
 _Static_assert(EBB_SLOT_SHIFT >= 12, "a slot must hold whole 4 KiB pages");
+_Static_assert(EBB_DEBUG_QUARANTINE_BLOCKS >= 1 && EBB_DEBUG_QUARANTINE_BYTES >= EBB_LARGE_THRESHOLD,
+               "the quarantine holds at least one block of every class");
 _Static_assert(EBB_POOL_MAX_BLOCKS % 64 == 0, "bitmaps are whole words");
 _Static_assert(EBB_LARGE_THRESHOLD * 4 <= EBB_MAX_POOL_SPAN * EBB_SLOT_SIZE,
                "the largest class must fit 4 blocks in the largest span");

@@ -29,6 +29,7 @@
 #include "core/pool.c"
 #include "core/heap.c"
 #include "core/thread.c"
+#include "core/freed.c"
 #include "core/large.c"
 #include "core/setup.c"
 
@@ -48,6 +49,7 @@
 
 #include "front/cpython.c"
 #include "front/purger.c"
+#include "front/debug.c"
 #include "front/init.c"
 #include "front/malloc.c"
 #include "front/override.c"

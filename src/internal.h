@@ -9,7 +9,8 @@
  *
  *   front    front/    the doors: malloc and friends (malloc.c, override.c),
  *                      CPython's domains (cpython.c), start-up and fork
- *                      (init.c), the purger thread (purger.c).  Drivers: they
+ *                      (init.c), the purger thread (purger.c), the debug
+ *                      heap (debug.c).  Drivers: they
  *                      call the mechanism, and on their way out act on what
  *                      it recorded (a refusal, purgeable memory, a sample to
  *                      take), holding no lock.
@@ -60,6 +61,7 @@
 #define EBB_INTERNAL_H
 
 #include <stdarg.h>
+#include <string.h>
 
 #include "types.h"
 #include "base/options_table.h"
@@ -98,8 +100,11 @@ _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line) EB
 /* ----------------------------------------------------- base/misuse.c */
 
 extern EBB_HIDDEN ebb__misuse_t ebb__misuse;
-/* A misuse of the API: counted, named on stderr, then EBB_ON_ERROR. */
+/* A misuse of the API: counted, named on stderr, then EBB_ON_ERROR (by
+ * default: reported, the call ignored). */
 void ebb__report_misuse(const char *fn, const void *p, const char *fault) EBB_HIDDEN;
+/* The same for a double free or a damaged block (by default: abort). */
+void ebb__report_corruption(const char *fn, const void *p, const char *fault) EBB_HIDDEN;
 
 /* ---------------------------------------------------- base/process.c */
 
@@ -139,6 +144,8 @@ extern EBB_HIDDEN ebb__class_t ebb__classes[EBB_CLASSES];
 /* The two fields the free fast path needs, packed for cheap indexing. */
 extern EBB_HIDDEN uint64_t ebb__class_recip[EBB_CLASSES];
 extern EBB_HIDDEN uint32_t ebb__class_size[EBB_CLASSES];
+/* ceil(2^64 / size): the free fast path's test for a block start. */
+extern EBB_HIDDEN uint64_t ebb__class_divisor_test[EBB_CLASSES];
 extern EBB_HIDDEN uint8_t ebb__class_lut[(1024 / EBB_SMALL_STEP) + 1];
 
 void ebb__sizeclass_init(void) EBB_HIDDEN;
@@ -159,6 +166,17 @@ static inline int ebb__offset_to_index(uintptr_t off, unsigned cls, uint32_t *id
     uint32_t i = (uint32_t)(((uint64_t)off * ebb__class_recip[cls]) >> 48);
     *idx = i;
     return (uintptr_t)i * ebb__class_size[cls] == off;
+}
+
+/* 1 if off is a multiple of class cls's block size: off * ceil(2^64 /
+ * size), wrapped to 64 bits, is below ceil(2^64 / size) exactly when size
+ * divides off, for every off below 2^32 (Lemire, Kaser and Kurz, "Faster
+ * remainder by direct computation", 2019).  One multiply and a compare, no
+ * index: cheaper than ebb__offset_to_index when only the answer is wanted. */
+static inline int ebb__offset_is_block_start(uintptr_t off, unsigned cls)
+{
+    uint64_t m = ebb__class_divisor_test[cls];
+    return (uint64_t)off * m < m;
 }
 
 /* The fullness bucket of a pool of class cls with `used` blocks out:
@@ -311,6 +329,8 @@ extern EBB_HIDDEN const ebb__lockset_t ebb__heap_locks;
 void ebb__heaps_init(unsigned n) EBB_HIDDEN;
 unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want) EBB_HIDDEN;
 void ebb__heap_free(void *const *blocks, unsigned n) EBB_HIDDEN;
+/* 1 if p is a block its pool holds as free (takes the pool's bin lock). */
+int ebb__heap_block_is_free(const void *p) EBB_HIDDEN;
 /* The same for blocks known idle for a delay already (a thread cache's
  * answer to a poke): their pools are due for purging at once. */
 void ebb__heap_free_idle(void *const *blocks, unsigned n) EBB_HIDDEN;
@@ -366,6 +386,45 @@ void *ebb__tcache_refill_pop(ebb__thread_t *t, unsigned cls) EBB_HIDDEN;
 void ebb__tcache_flush_push(ebb__thread_t *t, unsigned cls, void *blk) EBB_HIDDEN;
 void ebb__tcache_flush_all(ebb__thread_t *t) EBB_HIDDEN;
 
+/* ----------------------------------------------------- core/freed.c */
+
+/* The word free writes into a freed small block and allocation clears
+ * (freed.c says why); set once at start-up, before any block is freed. */
+extern EBB_HIDDEN uintptr_t ebb__freed_key;
+void ebb__freed_key_init(void) EBB_HIDDEN;
+
+static inline uintptr_t ebb__block_mark(const void *p)
+{
+    uintptr_t w;
+    memcpy(&w, (const char *)p + sizeof w, sizeof w);
+    return w;
+}
+static inline int ebb__block_marked_freed(const void *p)
+{
+    return ebb__block_mark(p) == ebb__freed_key;
+}
+static inline void ebb__block_mark_freed(void *p)
+{
+    memcpy((char *)p + sizeof ebb__freed_key, &ebb__freed_key, sizeof ebb__freed_key);
+}
+static inline void ebb__block_mark_live(void *p)
+{
+    uintptr_t zero = 0;
+    memcpy((char *)p + sizeof zero, &zero, sizeof zero);
+}
+
+typedef enum {
+    EBB_NOT_FREED,            /* out, as far as ebb can tell: free it */
+    EBB_FREED_IN_THIS_CACHE,  /* freed by the calling thread, still cached */
+    EBB_FREED_IN_POOL,        /* freed and gone home */
+    EBB_FREED_IN_OTHER_CACHE  /* freed by another thread, in its cache */
+} ebb__freed_t;
+/* Where the block p of class cls is, if it is free already (its mark said
+ * it may be); self: the calling thread's state, or NULL. */
+ebb__freed_t ebb__freed_where(const ebb__thread_t *self, unsigned cls, const void *p) EBB_HIDDEN;
+/* Where, in words, for a diagnosis. */
+const char *ebb__freed_place(ebb__freed_t where) EBB_HIDDEN;
+
 /* ----------------------------------------------------- core/large.c */
 
 extern EBB_HIDDEN const ebb__lockset_t ebb__large_locks;
@@ -378,6 +437,9 @@ void *ebb__large_alloc(size_t size, size_t align, int zero, uint32_t tag,
 int ebb__large_free(void *p, uint32_t *tag) EBB_HIDDEN;
 int ebb__large_set_tag(void *p, uint32_t tag) EBB_HIDDEN;
 size_t ebb__large_usable(const void *p) EBB_HIDDEN; /* 0 if p is not ours */
+/* 1 if p is not a live large block but was one (freed recently, or in a
+ * cached mapping): a free of it is a double free. */
+int ebb__large_was_freed(const void *p) EBB_HIDDEN;
 /* *resized: the block's mapping changed (in place or moved); then *tag is
  * the sample record it had (0 none), which the caller settles. */
 void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized,
@@ -542,6 +604,25 @@ static inline void ebb__purge_owed_kick(void)
     if (EBB_UNLIKELY(ebb__purge_owed))
         ebb__purger_kick();
 }
+
+/* ----------------------------------------------------- front/debug.c */
+
+/* EBB_DEBUG=1: the front's slow paths serve every call through these. */
+extern EBB_HIDDEN int ebb__debug_on;
+extern EBB_HIDDEN const ebb__lockset_t ebb__debug_locks;
+void ebb__debug_start(void) EBB_HIDDEN;
+/* The ordinary block size a debug block of n bytes needs. */
+size_t ebb__debug_request(size_t n) EBB_HIDDEN;
+/* Lay out a debug block of n bytes in `block` (usable bytes); returns it. */
+void *ebb__debug_dress(void *block, size_t usable, size_t n, int zero) EBB_HIDDEN;
+/* The program's size of debug block p, checked; (size_t)-1 if it is
+ * damaged or freed (reported, fn naming the call). */
+size_t ebb__debug_size(const char *fn, const void *p, size_t usable) EBB_HIDDEN;
+/* free of debug block p: checked, filled and quarantined; returns the block
+ * the quarantine lets go of (its usable size in *out_usable), to be freed
+ * for good, or NULL. */
+void *ebb__debug_release(const char *fn, void *block, size_t usable,
+                         size_t *out_usable) EBB_HIDDEN;
 
 /* ---------------------------------------------------- front/malloc.c */
 

@@ -44,8 +44,9 @@ typedef struct ebb__thread_s ebb__thread_t;
 
 /* ============================================================== base */
 
-/* Longest text an option holds (a path), NUL included. */
-#define EBB_OPTION_PATH_MAX 256
+/* Longest text an option holds (a path), NUL included: any path the
+ * system takes.  A longer value is refused, never cut (base/options.c). */
+#define EBB_OPTION_PATH_MAX EBB__OS_PATH_MAX
 
 /* The values of the EBB_* options (base/options_table.h has each one's
  * default and meaning); base/options.c reads them once into ebb__opt, and
@@ -56,6 +57,7 @@ typedef struct {
     size_t large_cache;      /* EBB_LARGE_CACHE: bytes of freed large blocks kept */
     int on_error;            /* EBB_ON_ERROR: EBB_ON_ERROR_* */
     int verbose;             /* EBB_VERBOSE */
+    int debug;               /* EBB_DEBUG: the debug heap (front/debug.c) */
     long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
     int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
     size_t limit;            /* EBB_LIMIT: bytes, 0 none */
@@ -74,9 +76,9 @@ typedef struct {
     int python;              /* EBB_PYTHON: set by `ebb run` */
     int no_children;         /* EBB_NO_CHILDREN: set by `ebb run --no-children` */
     char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */
+    int secure;              /* a privileged process (AT_SECURE): every EBB_*
+                              * variable was ignored, and children lose them */
 } ebb__options_t;
-
-enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };
 
 /* Misuse seen (base/diag.c): the statistics report them. */
 typedef struct {

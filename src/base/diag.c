@@ -7,6 +7,8 @@
  * A report from inside the allocator cannot use stdio (it allocates, and may
  * be what called us), so this file formats into a stack buffer: %s %p %zu %u
  * %d %x only (insight/report*.c write the reports with the same formatter).
+ * A diagnosis longer than the buffer (a long path in it) is cut, and still
+ * ends its line.
  */
 #include "internal.h"
 
@@ -95,6 +97,10 @@ void ebb__diag(const char *fmt, ...)
     va_start(ap, fmt);
     size_t n = ebb__vformat(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    /* A line cut to fit (a long path in it) still ends as a line. */
+    size_t flen = strlen(fmt);
+    if (n == sizeof buf - 1 && flen > 0 && fmt[flen - 1] == '\n')
+        memcpy(buf + n - 4, "...\n", 4);
     ebb__os_write_diag(buf, n);
 }
 

@@ -2,26 +2,70 @@
  * misuse.c -- what ebb does when a program misuses it.
  *
  * Owns: ebb__misuse (how many misuses were seen, and how many frees of
- * pointers ebb never made) and EBB_ON_ERROR's effect.
+ * pointers ebb never made) and what a misuse does: EBB_ON_ERROR, read at
+ * start-up, and ebb_on_error, which changes it while the program runs.
  *
- * A misuse (a foreign pointer, a double free, an interior pointer) is
- * counted, named in one line that gives the function, the pointer and the
- * fault ("ebb: free(0x...): double free (block is already free)"), then
- * handled as EBB_ON_ERROR says: warn (the default: go on, the bad call
- * ignored), abort, or ignore (counted only).  Whoever detects it calls here
- * at once, under whatever lock it holds: nothing here takes a lock or
- * allocates.
+ * A misuse is counted, named in one line that gives the function, the
+ * pointer and the fault ("ebb: free(0x...): double free of a 64-byte
+ * block, ..."), then handled as the setting says.  Two kinds, because they
+ * differ in what going on risks:
+ *   - corruption (a double free, a free or realloc of a freed block, a
+ *     block whose guard was overwritten): going on would hand one block to
+ *     two owners or build on damaged memory, so by default ebb aborts, as
+ *     glibc does;
+ *   - a bad pointer (one ebb never made, an interior pointer): the call is
+ *     ignored and nothing of ebb's is touched, so by default ebb reports it
+ *     and goes on (a Python extension freeing a block of the allocator that
+ *     was in place before ebb was installed must not kill the interpreter).
+ * EBB_ON_ERROR=warn|abort|ignore makes both kinds do the same.  Whoever
+ * detects a misuse calls here at once, under whatever lock it holds:
+ * nothing here takes a lock or allocates.
  */
 #include "internal.h"
 
+#include <errno.h>
+
 EBB_HIDDEN ebb__misuse_t ebb__misuse;
+
+/* ebb_on_error's setting; -1 until a call: EBB_ON_ERROR rules. */
+static _Atomic int on_error_set = -1;
+
+static int on_error_now(void)
+{
+    int set = atomic_load_explicit(&on_error_set, memory_order_relaxed);
+    return set >= 0 ? set : ebb__opt.on_error;
+}
+
+EBB_API int ebb_on_error(int action)
+{
+    if (action < EBB_ON_ERROR_WARN || action > EBB_ON_ERROR_DEFAULT) {
+        errno = EINVAL;
+        return -1;
+    }
+    int was = atomic_exchange_explicit(&on_error_set, action, memory_order_relaxed);
+    return was >= 0 ? was : ebb__opt.on_error;
+}
+
+static void misuse(const char *fn, const void *p, const char *fault, int fatal_by_default)
+{
+    atomic_fetch_add_explicit(&ebb__misuse.errors, 1, memory_order_relaxed);
+    int action = on_error_now();
+    if (action == EBB_ON_ERROR_DEFAULT)
+        action = fatal_by_default ? EBB_ON_ERROR_ABORT : EBB_ON_ERROR_WARN;
+    if (action == EBB_ON_ERROR_IGNORE)
+        return;
+    ebb__diag("ebb: %s(%p): %s%s\n", fn, p, fault,
+              action == EBB_ON_ERROR_ABORT ? "; aborting" : "");
+    if (action == EBB_ON_ERROR_ABORT)
+        ebb__os_abort();
+}
 
 void ebb__report_misuse(const char *fn, const void *p, const char *fault)
 {
-    atomic_fetch_add_explicit(&ebb__misuse.errors, 1, memory_order_relaxed);
-    if (ebb__opt.on_error == EBB_ON_ERROR_IGNORE)
-        return;
-    ebb__diag("ebb: %s(%p): %s\n", fn, p, fault);
-    if (ebb__opt.on_error == EBB_ON_ERROR_ABORT)
-        ebb__os_abort();
+    misuse(fn, p, fault, 0);
+}
+
+void ebb__report_corruption(const char *fn, const void *p, const char *fault)
+{
+    misuse(fn, p, fault, 1);
 }

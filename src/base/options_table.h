@@ -15,7 +15,9 @@
  *   kind          the parser (EBB_OPT_<kind>, base/options.c): it fixes the
  *                 field's type, checked at compile time
  *   default       the value when the variable is unset or invalid
- *   min, max      the accepted range, for the kinds that have one
+ *   min, max      the accepted range, for the kinds that have one (SIZE
+ *                 and LIMIT: min is the floor, 0 aside; the bounds are
+ *                 base/size.h's, which the `ebb` tool checks with too)
  *   syntax        what a value looks like; for CHOICE the names themselves,
  *                 '|'-separated, whose position is the stored value
  *   default_text  the default as a person reads it
@@ -38,19 +40,27 @@
                "64M (0 on 32-bit)",                                                                 \
                "bytes of freed large blocks (> 128 KiB) kept for reuse; `K`, `M`, `G` suffixes",    \
                USER)                                                                                \
-    EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_WARN, 0, 0, "warn|abort|ignore",            \
-               "warn", "what a detected misuse (foreign pointer, double free) does", USER)          \
+    EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_DEFAULT, 0, 0, "warn|abort|ignore",         \
+               "see right",                                                                         \
+               "what a detected misuse does; unset: a double free or a corrupted block aborts, a "  \
+               "pointer ebb never made is reported and ignored",                                    \
+               USER)                                                                                \
     EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER)   \
-    EBB_OPTION(PURGE_DELAY_MS, purge_delay, DELAY, EBB_PURGE_DELAY_MS, -1, 24L * 3600 * 1000,       \
+    EBB_OPTION(DEBUG, debug, FLAG, 0, 0, 1, "0|1", "0",                                             \
+               "debug heap, no rebuild: guard bytes after every block checked on free, fill "       \
+               "patterns, a quarantine that delays reuse and catches writes after free, valgrind "  \
+               "client requests; every call takes the slow path",                                   \
+               USER)                                                                                \
+    EBB_OPTION(PURGE_DELAY_MS, purge_delay, DELAY, EBB_PURGE_DELAY_MS, -1, EBB_PURGE_DELAY_MAX_MS,  \
                "N", "100",                                                                          \
                "give free memory back to the OS once it has stayed unused for N ms; `0` at once, "  \
                "`-1` never (only `ebb_collect`)",                                                   \
                USER)                                                                                \
-    EBB_OPTION(LIMIT, limit, LIMIT, 0, 0, 0, "SIZE|N%|auto", "none",                                \
-               "most bytes ebb commits: growth past the soft level runs the pressure callbacks "    \
-               "and purges, past the limit allocations fail cleanly (`ebb_set_limit`); `auto` "     \
-               "is the effective limit (cgroup, rlimits, memory + swap, less what ebb does not "    \
-               "manage), `N%` that share of it (see *Memory limit*)",                               \
+    EBB_OPTION(LIMIT, limit, LIMIT, 0, EBB_LIMIT_FLOOR, 0, "SIZE|N%|auto", "none",                  \
+               "most bytes ebb commits (at least `4M`): growth past the soft level runs the "       \
+               "pressure callbacks and purges, past the limit allocations fail cleanly "            \
+               "(`ebb_set_limit`); `auto` is the effective limit (cgroup, rlimits, memory + swap, " \
+               "less what ebb does not manage), `N%` that share of it (see *Memory limit*)",        \
                USER)                                                                                \
     EBB_OPTION(LIMIT_SOFT, limit_soft, PERCENT, EBB_LIMIT_SOFT_PERCENT, 1, 100, "N%", "90%",        \
                "the soft level, as a share of the limit (`100%`: callbacks only when a request "    \
@@ -70,13 +80,15 @@
     EBB_OPTION(REPORT_FORMAT, report_json, CHOICE, 0, 0, 0, "text|json", "text",                    \
                "the format of those reports", USER)                                                 \
     EBB_OPTION(REPORT_SIGNAL, report_signal, SIGNAL, 0, 0, 0, "NAME|N", "none",                     \
-               "a signal (`USR1`, `SIGUSR2`, `RTMIN+1`, `12`) that makes ebb write a report",       \
+               "a signal that makes ebb write a report: `USR1`, `USR2` or a real-time one "         \
+               "(`RTMIN+1`), by name or number (`SIGUSR2`, `12`); no other",                        \
                USER)                                                                                \
     EBB_OPTION(BLACKBOX, blackbox_path, PATH, 0, 0, 0, "PATH", "none (`ebb run`: one per process)", \
                "keep the last state in PATH (`%p`: the pid) for after a SIGKILL", USER)             \
-    EBB_OPTION(SAMPLE_RATE, sample_rate, SIZE, EBB_SAMPLE_RATE_DEFAULT, 0, 0, "SIZE", "512K",       \
-               "mean bytes allocated between heap-profile samples (`ebb_set_sample_rate`); `0` "    \
-               "off",                                                                               \
+    EBB_OPTION(SAMPLE_RATE, sample_rate, SIZE, EBB_SAMPLE_RATE_DEFAULT, EBB_SAMPLE_RATE_FLOOR, 0,   \
+               "SIZE", "512K",                                                                      \
+               "mean bytes allocated between heap-profile samples (`ebb_set_sample_rate`), at "     \
+               "least `4K`; `0` off",                                                               \
                USER)                                                                                \
     EBB_OPTION(PYTHON_STACKS, python_stacks, FLAG, 1, 0, 1, "0|1", "1",                             \
                "once `import ebb` ran: record the Python stack of each sample (CPython 3.8 to "     \

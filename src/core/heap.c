@@ -285,6 +285,8 @@ static void after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
  * runs of them share a pool: the bin lock is kept across runs of one bin,
  * and each run of one pool costs a lookup, a bucket update and, per block,
  * an index multiply and a bit test-and-set. */
+#define NO_POOL "double free (the block is in no pool: freed, and its pool given back)"
+
 static void heap_free(void *const *blocks, unsigned n, int idle)
 {
     ebb__bin_t *locked = NULL;
@@ -295,7 +297,7 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
         ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
         ebb__heap_t *h = p ? __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE) : NULL;
         if (h == NULL) {
-            ebb__report_misuse("free", (void *)a, "block is in no pool (already freed?)");
+            ebb__report_corruption("free", (void *)a, NO_POOL);
             i++;
             continue;
         }
@@ -308,7 +310,7 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
         }
         /* A stale pointer may have seen the pool change hands meanwhile. */
         if (p->heap != h || &h->bin[p->cls] != b) {
-            ebb__report_misuse("free", (void *)a, "block is in no pool (already freed?)");
+            ebb__report_corruption("free", (void *)a, NO_POOL);
             i++;
             continue;
         }
@@ -322,6 +324,23 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
     }
     if (locked)
         ebb__unlock(&locked->lock);
+}
+
+int ebb__heap_block_is_free(const void *blk)
+{
+    uintptr_t a = (uintptr_t)blk;
+    ebb__arena_t *ar = ebb__arena_of(a);
+    ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
+    ebb__heap_t *h = p ? __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE) : NULL;
+    if (h == NULL)
+        return 0;
+    ebb__bin_t *b = &h->bin[p->cls];
+    ebb__lock(&b->lock);
+    uint32_t idx;
+    int is_free = p->heap == h && &h->bin[p->cls] == b && ebb__pool_block_index(p, a, &idx) &&
+                  ebb__pool_is_free(p, idx);
+    ebb__unlock(&b->lock);
+    return is_free;
 }
 
 void ebb__heap_free(void *const *blocks, unsigned n)

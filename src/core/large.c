@@ -51,6 +51,7 @@ typedef struct {
 } ebb__large_entry_t;
 
 #define INITIAL_CAPACITY 256
+#define RECENTLY_FREED 64
 
 static struct {
     ebb__lock_t lock;
@@ -65,6 +66,10 @@ static struct {
     /* Live sampled blocks standing in for a small block, by the class they
      * stand for (their `usable`), so class statistics count them. */
     size_t sampled_small[EBB_CLASSES];
+    /* The starts of the last blocks freed, so that freeing one again is
+     * named a double free, not a pointer ebb never made. */
+    uintptr_t freed[RECENTLY_FREED];
+    unsigned freed_next;
 } large = { .lock = EBB_LOCK_INIT };
 
 static void count_sampled_small(uint32_t usable, int delta)
@@ -348,6 +353,7 @@ int ebb__large_free(void *p, uint32_t *tag)
     *tag = e->tag;
     large.live_bytes -= size;
     table_remove(e);
+    large.freed[large.freed_next++ % RECENTLY_FREED] = a;
     ebb__large_entry_t rest = cache_put(a, size, evicted, &nevicted);
     if (rest.addr)
         evicted[nevicted++] = rest;
@@ -359,6 +365,23 @@ int ebb__large_free(void *p, uint32_t *tag)
     for (unsigned i = 0; i < nevicted; i++)
         ebb__os_unmap((void *)evicted[i].addr, evicted[i].size);
     return 1;
+}
+
+/* p, not a live block, was one: it is among the last blocks freed, or
+ * inside a freed mapping the cache keeps. */
+int ebb__large_was_freed(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    int freed = 0;
+    ebb__lock(&large.lock);
+    if (table_find(a) == NULL) {
+        for (unsigned i = 0; i < RECENTLY_FREED && !freed; i++)
+            freed = a != 0 && large.freed[i] == a;
+        for (unsigned i = 0; i < large.ncache && !freed; i++)
+            freed = a - large.cache[i].addr < large.cache[i].size;
+    }
+    ebb__unlock(&large.lock);
+    return freed;
 }
 
 /* Give live large block p the sample record `tag`; 0 if p is not ours. */

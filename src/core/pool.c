@@ -285,7 +285,8 @@ EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks
         }
         uint64_t bit = (uint64_t)1 << (idx % 64);
         if (bits[idx / 64] & bit) {
-            ebb__report_misuse("free", blocks[i], "double free (block is already free)");
+            ebb__report_corruption("free", blocks[i],
+                                   "double free (its pool holds the block as free)");
             continue;
         }
         bits[idx / 64] |= bit;

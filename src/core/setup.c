@@ -22,6 +22,7 @@ void ebb__core_setup(void)
     ebb__lock(&setup_lock);
     if (!atomic_load_explicit(&ebb__core_ready, memory_order_relaxed)) {
         ebb__sizeclass_init();
+        ebb__freed_key_init();
         ebb__options_start();
         unsigned heaps = ebb__opt.heaps ? ebb__opt.heaps : ebb__os_cpu_count();
         ebb__heaps_init(heaps);

@@ -22,6 +22,7 @@ EBB_HIDDEN ebb__class_t ebb__classes[EBB_CLASSES];
 EBB_HIDDEN uint8_t ebb__class_lut[(1024 / EBB_SMALL_STEP) + 1];
 EBB_HIDDEN uint64_t ebb__class_recip[EBB_CLASSES];
 EBB_HIDDEN uint32_t ebb__class_size[EBB_CLASSES];
+EBB_HIDDEN uint64_t ebb__class_divisor_test[EBB_CLASSES];
 
 static uint32_t class_size(unsigned i)
 {
@@ -67,6 +68,7 @@ void ebb__sizeclass_init(void)
         c->bucket_recip = (uint32_t)((((uint64_t)1 << 32) + c->blocks - 1) / c->blocks);
         ebb__class_recip[i] = c->recip;
         ebb__class_size[i] = c->size;
+        ebb__class_divisor_test[i] = UINT64_MAX / c->size + 1;
         ebb__assert(c->blocks <= EBB_POOL_MAX_BLOCKS);
     }
     ebb__assert(ebb__classes[EBB_CLASSES - 1].size == EBB_LARGE_THRESHOLD);

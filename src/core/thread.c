@@ -244,7 +244,7 @@ ebb__thread_t *ebb__thread_create(void (*on_exit)(void *))
      * thread goes straight to a heap; registering the exit hook below
      * allocates, and that allocation must not recurse into here. */
     tc_set(&ebb__thread_bypass);
-    if (!ebb__opt.tcache)
+    if (!ebb__opt.tcache || ebb__opt.debug) /* the debug heap sees every call */
         return NULL;
     ebb__lock(&ebb__threads.lock);
     ebb__thread_t *tc = tcache_new();

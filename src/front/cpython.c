@@ -27,7 +27,9 @@
  *
  * EBB_NO_CHILDREN=1 (`ebb run --no-children`): the constructor removes
  * libebb.so from LD_PRELOAD and the two variables from the environment, in
- * place, before the program reads it, so children start without ebb.
+ * place, before the program reads it, so children start without ebb.  A
+ * privileged program (setuid, setgid: AT_SECURE) loses every EBB_* variable
+ * the same way, which it ignored itself (base/options.c).
  */
 #include "internal.h"
 
@@ -87,6 +89,11 @@ static void install_python_domains(void)
 /* From ebb's constructor: the environment `ebb run` prepared. */
 void ebb__launched_setup(void)
 {
+    /* A privileged program ignored them (base/options.c); a child it
+     * starts after giving up the difference of ids would not, so they go,
+     * as the dynamic loader removes LD_PRELOAD and the C library its own. */
+    if (ebb__opt.secure)
+        ebb__os_env_remove_prefix("EBB_");
     if (ebb__opt.python)
         install_python_domains();
     if (ebb__opt.no_children) {

@@ -44,6 +44,7 @@ static void register_locksets(void)
         &ebb__large_locks,
         &ebb__limit_locks,         /* no other lock is taken under it */
         &ebb__sample_locks,        /* the profiler's sites */
+        &ebb__debug_locks,         /* the debug heap's quarantine */
     };
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         ebb__locksets_register(order[i]);
@@ -59,6 +60,7 @@ void ebb__start_slow(void)
         ebb__limit_start();
         ebb__blackbox_start();
         ebb__sample_start();
+        ebb__debug_start();
         atomic_store_explicit(&ebb__started, 1, memory_order_release);
     }
     ebb__unlock(&start_lock);

@@ -70,6 +70,8 @@ static int sample_tick(size_t n)
 
 /* ------------------------------------------------------------ allocation */
 
+static void *debug_alloc(size_t n, size_t align, int zero);
+
 static void *small_alloc_once(unsigned cls)
 {
     ebb__thread_t *self = front_thread();
@@ -109,6 +111,8 @@ static void *small_alloc_slow(unsigned cls, size_t n)
     void *p = small_alloc_once(cls);
     if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())
         p = small_alloc_once(cls);
+    if (p)
+        ebb__block_mark_live(p);
     return settle(p, n);
 }
 
@@ -143,6 +147,8 @@ static EBB_ENTRY EBB_NOINLINE void *sampled_alloc(size_t n, size_t align, int ze
 EBB_ENTRY EBB_NOINLINE void *ebb__malloc_slow(size_t n)
 {
     ebb__start();
+    if (EBB_UNLIKELY(ebb__debug_on))
+        return debug_alloc(n, 0, 0);
     ebb__expensive_check();
     ebb__report_arm();
     if (n > (size_t)PTRDIFF_MAX)
@@ -177,7 +183,9 @@ EBB_API EBB_ENTRY void *ebb_malloc(size_t n)
             if (EBB_UNLIKELY((self->sample.left -= (ptrdiff_t)n) < 0))
                 return malloc_counted(n);
             b->top = top - 1;
-            return top[-1];
+            void *p = top[-1];
+            ebb__block_mark_live(p);
+            return p;
         }
     }
     return ebb__malloc_slow(n);
@@ -205,6 +213,8 @@ static EBB_ENTRY void *alloc_aligned(size_t align, size_t n)
     if (n > (size_t)PTRDIFF_MAX)
         return enomem();
     ebb__start();
+    if (EBB_UNLIKELY(ebb__debug_on))
+        return debug_alloc(n, align, 0);
     unsigned cls;
     int small = aligned_class(n, align, &cls);
     if (EBB_UNLIKELY(sample_tick(n)))
@@ -222,6 +232,8 @@ EBB_API EBB_ENTRY void *ebb_calloc(size_t count, size_t size)
         return enomem();
     if (n > EBB_LARGE_THRESHOLD) {
         ebb__start();
+        if (EBB_UNLIKELY(ebb__debug_on))
+            return debug_alloc(n, 0, 1);
         if (EBB_UNLIKELY(sample_tick(n)))
             return sampled_alloc(n, 0, 1, EBB_NO_CLASS);
         return large_alloc(n, 0, 1);
@@ -303,20 +315,45 @@ static int large_free(void *p)
 }
 
 /* a is the start of a block of class cls in the pool covering slot s: the
- * offset from the pool's start is a whole number of blocks.  Two multiplies;
+ * offset from the pool's start is a whole number of blocks.  One multiply;
  * it keeps an interior pointer from ever entering a thread cache. */
 static inline int is_block_start(const ebb__arena_t *ar, unsigned s, unsigned cls, uintptr_t a)
 {
     uintptr_t start = (uintptr_t)ar + ((uintptr_t)ar->slot_head[s] << EBB_SLOT_SHIFT);
-    uint32_t idx;
-    return ebb__offset_to_index(a - start, cls, &idx);
+    return ebb__offset_is_block_start(a - start, cls);
 }
+
+/* p, a small block of class cls marked freed, is free already: the
+ * misuse is reported (naming the block's size and where it is) and 1
+ * returned, so the call does nothing more.  0 for a block that only
+ * happened to hold the mark: it is out, free it. */
+static EBB_NOINLINE int freed_again_slow(const char *fn, unsigned cls, void *p)
+{
+    ebb__freed_t where = ebb__freed_where(ebb__thread_get_slow(), cls, p);
+    if (where == EBB_NOT_FREED)
+        return 0;
+    char fault[160];
+    ebb__format(fault, sizeof fault, "%s %u-byte block (size class %u); %s",
+                fn[0] == 'f' ? "double free of a" : "realloc of a freed", ebb__classes[cls].size,
+                cls, ebb__freed_place(where));
+    ebb__report_corruption(fn, p, fault);
+    return 1;
+}
+
+static inline int freed_again(const char *fn, unsigned cls, void *p)
+{
+    return EBB_UNLIKELY(ebb__block_marked_freed(p)) && freed_again_slow(fn, cls, p);
+}
+
+static void *debug_free(const char *fn, void *p);
 
 EBB_NOINLINE void ebb__free_slow(void *p)
 {
     if (p == NULL)
         return;
     ebb__expensive_check();
+    if (EBB_UNLIKELY(ebb__debug_on) && (p = debug_free("free", p)) == NULL)
+        return;
     int saved = errno;
     uintptr_t a = (uintptr_t)p;
     ebb__arena_t *ar = ebb__arena_of(a);
@@ -324,25 +361,38 @@ EBB_NOINLINE void ebb__free_slow(void *p)
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
         if (cls >= EBB_CLASSES) {
-            ebb__report_misuse("free", p, "pointer is not in any pool (already freed or invalid)");
+            /* Inside ebb's arenas but in no pool: a block freed with its
+             * whole pool, or no block at all; a program that goes on
+             * would build on memory it does not own. */
+            ebb__report_corruption("free", p, "double free or invalid pointer: no pool holds "
+                                              "this address (a block freed here went home "
+                                              "with its pool)");
         } else if (!is_block_start(ar, s, cls, a)) {
             ebb__report_misuse("free", p, "not the start of a block; ignored");
         } else {
             ebb__thread_t *self = front_thread();
-            if (self && ebb__classes[cls].tcache_cap)
-                ebb__tcache_flush_push(self, cls, p);
-            else
-                ebb__heap_free(&p, 1);
+            if (!freed_again("free", cls, p)) {
+                ebb__block_mark_freed(p);
+                if (self && ebb__classes[cls].tcache_cap)
+                    ebb__tcache_flush_push(self, cls, p);
+                else
+                    ebb__heap_free(&p, 1);
+            }
         }
     } else if (!large_free(p)) {
-        foreign("free", p);
+        if (ebb__large_was_freed(p))
+            ebb__report_corruption("free", p, "double free of a large block (freed before)");
+        else
+            foreign("free", p);
     }
     ebb__purge_owed_kick();
     errno = saved;
 }
 
 /* The fast path of every free: a small block of ours goes on the thread
- * cache's stack for its class.  0 if p needs the slow path. */
+ * cache's stack for its class, marked freed.  0 if p needs the slow path:
+ * the stack is full, p is not a small block of ours, or it is marked freed
+ * already (core/freed.c). */
 static inline int free_to_cache(void *p)
 {
     uintptr_t a = (uintptr_t)p;
@@ -350,10 +400,14 @@ static inline int free_to_cache(void *p)
         const ebb__arena_t *ar = (const ebb__arena_t *)(a & ~(EBB_ARENA_SIZE - 1));
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
+        uintptr_t key = ebb__freed_key;
         if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a))) {
             ebb__tbin_t *b = &ebb__self_get()->bin[cls];
             void **top = b->top;
-            if (EBB_LIKELY(top != b->high)) {
+            /* The block is read only when it can be cached: a thread
+             * without a cache (the debug heap's) never reads it here. */
+            if (EBB_LIKELY(top != b->high) && EBB_LIKELY(ebb__block_mark(p) != key)) {
+                memcpy((char *)p + sizeof key, &key, sizeof key); /* ebb__block_mark_freed */
                 *top = p;
                 b->top = top + 1;
                 return 1;
@@ -380,6 +434,10 @@ static EBB_NOINLINE int free_if_managed_slow(void *p)
     }
     if (!atomic_load_explicit(&ebb__core_ready, memory_order_acquire))
         return 0;
+    if (EBB_UNLIKELY(ebb__debug_on) && ebb__large_usable(p)) {
+        ebb__free_slow(p);
+        return 1;
+    }
     int saved = errno;
     int freed = large_free(p);
     ebb__purge_owed_kick();
@@ -419,13 +477,76 @@ static size_t small_usable(ebb__arena_t *ar, uintptr_t a)
     return ebb__classes[p->cls].size;
 }
 
+/* Usable size of block p of ours, small or large; 0 if p is not one. */
+static size_t block_usable(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    ebb__arena_t *ar = ebb__arena_of(a);
+    return ar ? small_usable(ar, a) : ebb__large_usable(p);
+}
+
+/* ----------------------------------------------------------- debug heap */
+
+/* An ordinary block with room for n bytes and the debug layout
+ * (front/debug.c), by the same routes as without. */
+static void *debug_alloc(size_t n, size_t align, int zero)
+{
+    size_t m = ebb__debug_request(n);
+    if (m > (size_t)PTRDIFF_MAX)
+        return settle(NULL, n);
+    unsigned cls;
+    void *p;
+    if (align <= EBB_MIN_ALIGN && m <= EBB_LARGE_THRESHOLD)
+        p = small_alloc_slow(ebb__class_of(m), m);
+    else if (align > EBB_MIN_ALIGN && aligned_class(m, align, &cls))
+        p = small_alloc_slow(cls, m);
+    else
+        p = large_alloc(m, align <= EBB_MIN_ALIGN ? 0 : align < page_size() ? page_size() : align,
+                        0);
+    return p ? ebb__debug_dress(p, block_usable(p), n, zero) : NULL;
+}
+
+/* A debug block is checked and quarantined; what the quarantine lets go of
+ * (or p itself if it is not a block of ours, for the ordinary diagnosis) is
+ * returned to be freed, or NULL. */
+static void *debug_free(const char *fn, void *p)
+{
+    size_t usable = block_usable(p), out_usable;
+    return usable ? ebb__debug_release(fn, p, usable, &out_usable) : p;
+}
+
+/* realloc on the debug heap always moves: a pointer kept to the old block
+ * then points into the quarantine, where a write through it is caught. */
+static void *debug_realloc(void *p, size_t n)
+{
+    size_t usable = block_usable(p);
+    if (usable == 0) {
+        foreign("realloc", p);
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t old = ebb__debug_size("realloc", p, usable);
+    if (old == (size_t)-1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    void *q = ebb_malloc(n);
+    if (q) {
+        memcpy(q, p, old < n ? old : n);
+        ebb_free(p);
+    }
+    return q;
+}
+
 EBB_API size_t ebb_usable_size(const void *p)
 {
     if (p == NULL)
         return 0;
-    uintptr_t a = (uintptr_t)p;
-    ebb__arena_t *ar = ebb__arena_of(a);
-    size_t n = ar ? small_usable(ar, a) : ebb__large_usable(p);
+    size_t n = block_usable(p);
+    if (n && EBB_UNLIKELY(ebb__debug_on)) {
+        n = ebb__debug_size("malloc_usable_size", p, n);
+        return n == (size_t)-1 ? 0 : n;
+    }
     if (n == 0)
         ebb__report_misuse("malloc_usable_size", p, "pointer was not allocated by ebb");
     return n;
@@ -495,6 +616,8 @@ EBB_API EBB_ENTRY void *ebb_realloc(void *p, size_t n)
     }
     if (n > (size_t)PTRDIFF_MAX)
         return settle(NULL, n);
+    if (EBB_UNLIKELY(ebb__debug_on))
+        return debug_realloc(p, n);
     uintptr_t a = (uintptr_t)p;
     ebb__arena_t *ar = ebb__arena_of(a);
     if (ar) {
@@ -504,13 +627,21 @@ EBB_API EBB_ENTRY void *ebb_realloc(void *p, size_t n)
             errno = EINVAL;
             return NULL;
         }
+        /* Resizing a freed block would copy freed data and free it again. */
+        if (freed_again("realloc", ebb__class_of(usable), p)) {
+            errno = EINVAL;
+            return NULL;
+        }
         if (n <= usable && !shrink_saves_a_quarter(n, usable))
             return p;
         return move_block(p, usable, n);
     }
     size_t usable = ebb__large_usable(p);
     if (usable == 0) {
-        foreign("realloc", p);
+        if (ebb__large_was_freed(p))
+            ebb__report_corruption("realloc", p, "realloc of a freed large block");
+        else
+            foreign("realloc", p);
         errno = EINVAL;
         return NULL;
     }

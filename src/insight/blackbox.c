@@ -19,6 +19,14 @@
  * that grows towards its death takes slow paths all the time, so the box
  * trails the truth by at most the interval or a sixteenth of its size.
  *
+ * Which file.  The path comes from the environment and may be in a
+ * directory others write to, so the box is created new (mode 0600) or, if
+ * a file is there already, taken only if it is one a box of this user left
+ * (a regular file it owns, with one name, starting with the box's magic):
+ * never through a symbolic link, and never a file ebb did not make
+ * (os/linux_report.c).  Its room on disk is reserved when it is opened, so
+ * a full file system is a message then, not SIGBUS later.
+ *
  * Torn writes.  The box holds two slots; a refresh writes the one not
  * current, then publishes it by storing its index and a sequence number in
  * the header (release order).  A kill at any instant leaves the current
@@ -28,10 +36,19 @@
  * A box per process (a path with "%p") is removed when its process exits
  * normally; one left behind belongs to a process that was killed.
  *
+ * One writer.  A box is locked (flock) while its process has it open, so a
+ * fixed path (no "%p") shared by several processes, or by a program and
+ * the programs it execs, is kept by the first: the others go on without a
+ * box, and say so in one line.
+ *
  * Fork.  The child must not write its parent's box: it drops the mapping
- * and, if the path has "%p", opens its own on its next refresh; without
- * "%p" the child has no box.  exec keeps the pid, so the new image's box
- * is the same file, continued.
+ * and its copy of the descriptor and, if the path has "%p", opens its own
+ * on its next refresh; without "%p" the child has no box.  exec keeps the
+ * pid and closes the descriptor (releasing the lock), so the new image's
+ * box is the same file, taken again and continued.
+ *
+ * The path is made absolute when the options are read (base/options.c), so
+ * a later chdir does not scatter boxes.
  */
 #include "internal.h"
 
@@ -45,7 +62,8 @@ static struct {
     _Atomic uint32_t last_ms;    /* when the last refresh started */
     _Atomic size_t last_committed; /* committed then */
     ebb__blackbox_t *box;        /* the mapping, NULL until opened */
-} Box = { .lock = EBB_LOCK_INIT };
+    int fd;                      /* the file, open (and locked) while mapped */
+} Box = { .lock = EBB_LOCK_INIT, .fd = -1 };
 
 enum { BOX_OFF = 0, BOX_WANTED, BOX_OPEN, BOX_FAILED };
 
@@ -82,11 +100,14 @@ static void box_open(void)
 {
     char *path = open_path;
     void *map = NULL;
-    if (box_path(path, sizeof open_path))
-        map = ebb__os_map_file(path, EBB_BLACKBOX_FILE_SIZE);
+    const char *why = "its path is too long";
+    int named = box_path(path, sizeof open_path);
+    if (named)
+        map = ebb__os_box_open(path, EBB_BLACKBOX_FILE_SIZE, EBB_BLACKBOX_MAGIC,
+                               sizeof EBB_BLACKBOX_MAGIC - 1, &Box.fd, &why);
     if (map == NULL) {
-        ebb__diag("ebb: cannot keep the black box %s; going on without it\n",
-                  ebb__opt.blackbox_path);
+        ebb__diag("ebb: cannot keep the black box %s (%s); going on without it\n",
+                  named ? path : ebb__opt.blackbox_path, why);
         atomic_store_explicit(&Box.state, BOX_FAILED, memory_order_relaxed);
         atomic_store_explicit(&ebb__blackbox_active, 0, memory_order_relaxed);
         return;
@@ -174,6 +195,10 @@ static void box_fork_child(void)
     if (Box.box != NULL) {
         ebb__os_unmap(Box.box, EBB_BLACKBOX_FILE_SIZE); /* the parent's */
         Box.box = NULL;
+    }
+    if (Box.fd >= 0) {
+        ebb__os_close(Box.fd); /* the parent's lock stays the parent's */
+        Box.fd = -1;
     }
     int own = strstr(ebb__opt.blackbox_path, "%p") != NULL;
     int state = atomic_load_explicit(&Box.state, memory_order_relaxed);

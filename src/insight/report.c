@@ -30,7 +30,7 @@
  * armed at the first slow path after start-up; that thread writes the
  * report.  Automatic reports are appended to EBB_REPORT (a JSON one is one
  * line, so a file of them is JSON Lines), and a lock keeps two at once
- * apart.
+ * apart.  One that cannot be written (ENOSPC, EIO) is said once on stderr.
  *
  * The JSON has a versioned schema ("schema": "ebb.report/1"): keys are
  * only ever added within a version; a change of meaning makes version 2.
@@ -141,7 +141,28 @@ static struct {
     _Atomic int failure_done;  /* the first failure's report was written */
     _Atomic int asked;         /* the signal came: a report is owed */
     _Atomic int armed;         /* 0 not yet, 1 arming or armed */
+    _Atomic int write_failed;  /* a report could not be written, and it was said */
 } auto_reports = { .lock = EBB_LOCK_INIT };
+
+/* A report that could not be written (a full disk, an I/O error, a closed
+ * pipe) is said once on stderr: silence would look like "nothing went
+ * wrong", and a line per report would bury the program's own output. */
+static void write_failed(const char *where, int err)
+{
+    if (!atomic_exchange_explicit(&auto_reports.write_failed, 1, memory_order_relaxed))
+        ebb__diag("ebb: cannot write the report to %s (%s); this is said once\n", where,
+                  ebb__os_error_text(err));
+}
+
+/* The descriptor EBB_REPORT names without a file of its own: none (stderr),
+ * /dev/stderr or /dev/stdout (symbolic links, which the report's open
+ * refuses to follow); -1 for a file to open. */
+static int standard_stream(const char *path)
+{
+    if (path[0] == '\0' || strcmp(path, "/dev/stderr") == 0)
+        return 2;
+    return strcmp(path, "/dev/stdout") == 0 ? 1 : -1;
+}
 
 /* Write an automatic report where EBB_REPORT says. */
 static void auto_report(const char *reason)
@@ -151,17 +172,19 @@ static void auto_report(const char *reason)
         return;
     ebb__lock(&auto_reports.lock);
     int saved = errno;
-    int fd = 2, opened = 0;
-    if (opt->report_path[0]) {
+    int fd = standard_stream(opt->report_path), opened = 0;
+    if (fd < 0) {
         fd = ebb__os_open_append(opt->report_path);
         opened = fd >= 0;
         if (!opened) {
-            ebb__diag("ebb: cannot write the report to %s; writing it to stderr\n",
-                      opt->report_path);
+            ebb__diag("ebb: cannot write the report to %s (%s); writing it to stderr\n",
+                      opt->report_path,
+                      errno == ELOOP ? "a symbolic link" : ebb__os_error_text(errno));
             fd = 2;
         }
     }
-    write_report(fd, opt->report_json ? EBB_REPORT_JSON : EBB_REPORT_TEXT, reason);
+    if (write_report(fd, opt->report_json ? EBB_REPORT_JSON : EBB_REPORT_TEXT, reason) != 0)
+        write_failed(opened ? opt->report_path : "stderr", errno);
     if (opened)
         ebb__os_close(fd);
     errno = saved;

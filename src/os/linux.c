@@ -234,6 +234,25 @@ uint64_t ebb__os_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t ebb__os_random64(void)
+{
+    int saved = errno;
+    uint64_t r = 0;
+    long got;
+    do
+        got = syscall(SYS_getrandom, &r, sizeof r, 0x0001 /* GRND_NONBLOCK */);
+    while (got < 0 && errno == EINTR);
+    errno = saved;
+    if (got == (long)sizeof r)
+        return r;
+    /* No entropy yet (early boot) or no getrandom: still different per
+     * process and per run. */
+    r = ebb__os_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&r;
+    r ^= r >> 33;
+    r *= 0xff51afd7ed558ccdull;
+    return r ^ (r >> 33);
+}
+
 uint32_t ebb__os_now_ms(void)
 {
     struct timespec ts;

@@ -10,21 +10,32 @@
  *
  * Why it is shaped so: a variable is looked up in `environ` when there is
  * one, else in the kernel's copy of the initial environment,
- * /proc/self/environ, read through the layer's line reader (its entries are
- * NUL-separated lines); nothing here allocates.  Removing a variable, or a
+ * /proc/self/environ, matched as it streams past (its entries are
+ * NUL-separated, of any length); nothing here allocates, and a value is
+ * never cut without the caller being told.  Removing a variable, or a
  * library from LD_PRELOAD, edits the strings and the array in place, which
  * only ever shortens them.
+ *
+ * A privileged process (setuid, setgid, file capabilities) is told so by
+ * the kernel (AT_SECURE): its environment belongs to whoever started it, so
+ * ebb reads none of its own variables there (base/options.c) and removes
+ * them for its children, as the dynamic loader does with LD_PRELOAD.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "os.h"
-#include "linux.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
 
 extern char **environ;
+
+_Static_assert(EBB__OS_PATH_MAX == PATH_MAX, "os.h says what PATH_MAX is");
 
 /* The environment entry "NAME=value" is the variable `name`. */
 static int env_is(const char *entry, const char *name)
@@ -33,42 +44,61 @@ static int env_is(const char *entry, const char *name)
     return strncmp(entry, name, n) == 0 && entry[n] == '=';
 }
 
+/* The value of entry (known to be `name`'s) into buf: 1, or -1 if it is
+ * longer than len - 1 bytes (buf then holds the first len - 1). */
 static int copy_value(const char *entry, const char *name, char *buf, size_t len)
 {
-    if (!env_is(entry, name))
-        return 0;
     const char *v = entry + strlen(name) + 1;
     size_t vlen = strlen(v);
-    if (vlen >= len)
+    int whole = vlen < len;
+    if (!whole)
         vlen = len - 1;
     memcpy(buf, v, vlen);
     buf[vlen] = '\0';
-    return 1;
-}
-
-typedef struct {
-    const char *name;
-    char *buf;
-    size_t len;
-    int found;
-} env_find_t;
-
-static int env_entry(char *entry, void *raw)
-{
-    env_find_t *f = raw;
-    f->found = copy_value(entry, f->name, f->buf, f->len);
-    return f->found;
+    return whole ? 1 : -1;
 }
 
 /* Early in a preloaded process `environ` may not be set yet; the kernel's
- * copy of the initial environment is always there.  Entries longer than
- * 511 bytes are passed over: none of ebb's settings is near that. */
+ * copy of the initial environment is always there.  Its entries are
+ * NUL-separated, of any length (a path may be PATH_MAX long): they are
+ * matched against "name=" and the value copied as they stream past, so
+ * nothing is cut but what does not fit buf, and that is said. */
 static int getenv_from_proc(const char *name, char *buf, size_t len)
 {
-    const ebb__linux_split_t entries = { '\0', 0, 511 };
-    env_find_t f = { name, buf, len, 0 };
-    ebb__linux_read_lines("", "/proc/self/environ", &entries, env_entry, &f);
-    return f.found;
+    int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t nlen = strlen(name), at = 0; /* bytes of the current entry seen */
+    size_t got = 0;                     /* bytes of the value copied */
+    int matching = 1, found = 0, cut = 0;
+    char chunk[1024];
+    ssize_t n;
+    while (!found && ((n = read(fd, chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR))) {
+        for (ssize_t i = 0; i < n && !found; i++) {
+            char c = chunk[i];
+            if (c == '\0') {
+                found = matching && at > nlen;
+                buf[got] = '\0';
+                at = got = 0;
+                matching = 1;
+                cut = found && cut;
+                continue;
+            }
+            if (matching && at < nlen)
+                matching = c == name[at];
+            else if (matching && at == nlen)
+                matching = c == '=';
+            else if (matching && got + 1 < len)
+                buf[got++] = c;
+            else if (matching)
+                cut = 1;
+            at++;
+        }
+    }
+    close(fd);
+    if (!found)
+        return 0;
+    return cut ? -1 : 1;
 }
 
 int ebb__os_getenv(const char *name, char *buf, size_t len)
@@ -79,7 +109,8 @@ int ebb__os_getenv(const char *name, char *buf, size_t len)
     int found = 0;
     if (environ != NULL) {
         for (char **e = environ; *e != NULL && !found; e++)
-            found = copy_value(*e, name, buf, len);
+            if (env_is(*e, name))
+                found = copy_value(*e, name, buf, len);
     } else {
         found = getenv_from_proc(name, buf, len);
     }
@@ -87,15 +118,50 @@ int ebb__os_getenv(const char *name, char *buf, size_t len)
     return found;
 }
 
-void ebb__os_env_remove(const char *name)
+/* Drop the entries `drop` says are `name`'s, in place. */
+static void env_filter(const char *name, int (*drop)(const char *entry, const char *name))
 {
     if (environ == NULL)
         return;
     char **out = environ;
     for (char **e = environ; *e != NULL; e++)
-        if (!env_is(*e, name))
+        if (!drop(*e, name))
             *out++ = *e;
     *out = NULL;
+}
+
+static int env_has_prefix(const char *entry, const char *prefix)
+{
+    return strncmp(entry, prefix, strlen(prefix)) == 0;
+}
+
+void ebb__os_env_remove(const char *name)
+{
+    env_filter(name, env_is);
+}
+
+void ebb__os_env_remove_prefix(const char *prefix)
+{
+    env_filter(prefix, env_has_prefix);
+}
+
+int ebb__os_getcwd(char *buf, size_t len)
+{
+    int saved = errno;
+    /* The system call, not getcwd(NULL, 0): nothing here may allocate. */
+    int ok = getcwd(buf, len) != NULL && buf[0] == '/';
+    errno = saved;
+    return ok;
+}
+
+int ebb__os_secure(void)
+{
+    int saved = errno;
+    /* AT_SECURE is the kernel's word (set for setuid, setgid and file
+     * capabilities); differing ids cover a loader that did not pass it. */
+    int secure = getauxval(AT_SECURE) != 0 || getuid() != geteuid() || getgid() != getegid();
+    errno = saved;
+    return secure;
 }
 
 /* The entry [s, end) names `lib`: equal to it, or a path ending in /lib. */

@@ -12,6 +12,14 @@
  * loads the time zone file through malloc), so plain file descriptors and
  * a calendar of its own do instead.  Unlike the primitives, open_append and write_all
  * leave errno saying why they failed: the caller's message names it.
+ *
+ * The files are named by the environment, perhaps in a directory others
+ * can write to (/tmp), and a report holds code addresses: both are opened
+ * without following a symbolic link planted at the path, with mode 0600,
+ * never inherited across exec; a report is only appended to, and the black
+ * box is created new, or taken only if it is a box this user left (a file
+ * ebb did not make is never truncated) and no other process holds (a lock
+ * on it, kept with the descriptor for the process's life).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -22,13 +30,15 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 int ebb__os_open_append(const char *path)
 {
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
 }
 
 int ebb__os_write_all(int fd, const void *buf, size_t n)
@@ -60,17 +70,100 @@ void ebb__os_close(int fd)
     errno = saved;
 }
 
-void *ebb__os_map_file(const char *path, size_t size)
+/* Give the file `size` bytes whose blocks are on disk: a store through a
+ * shared mapping into a hole the file system cannot fill (it is full, or
+ * over quota) is SIGBUS, so the room is taken now, when failing is cheap.
+ * A file system without fallocate gets the zeros written. */
+static int reserve(int fd, size_t size)
+{
+    if (ftruncate(fd, (off_t)size) != 0)
+        return -1;
+    int rc;
+    while ((rc = fallocate(fd, 0, 0, (off_t)size)) != 0 && errno == EINTR)
+        ;
+    if (rc == 0 || (errno != EOPNOTSUPP && errno != ENOSYS))
+        return rc;
+    static const char zeros[4096];
+    for (size_t at = 0; at < size; at += sizeof zeros) {
+        size_t n = size - at < sizeof zeros ? size - at : sizeof zeros;
+        if (pwrite(fd, zeros, n, (off_t)at) != (ssize_t)n)
+            return -1;
+    }
+    return 0;
+}
+
+/* An existing file at the box's path is taken only if it is what a box of
+ * this process's user left: a regular file it owns, with no other name
+ * (a hard link), that starts with `magic`.  Anything else, whoever put it
+ * there, is not ebb's to truncate. */
+static const char *not_a_box(int fd, const char *magic, size_t magic_len)
+{
+    struct stat st;
+    char head[16];
+    if (fstat(fd, &st) != 0)
+        return "cannot be examined";
+    if (!S_ISREG(st.st_mode))
+        return "not a regular file";
+    if (st.st_uid != geteuid())
+        return "owned by another user";
+    if (st.st_nlink != 1)
+        return "a file with other names (hard links)";
+    if (magic_len > sizeof head || pread(fd, head, magic_len, 0) != (ssize_t)magic_len ||
+        memcmp(head, magic, magic_len) != 0)
+        return "a file that is not an ebb black box";
+    return NULL;
+}
+
+/* Take the file for this process alone: the lock is the open file's, so
+ * it lasts while the box's descriptor stays open (a fork child closes its
+ * copy; exec closes it), and goes with the process however it ends. */
+static const char *lock_box(int fd)
+{
+    int rc;
+    while ((rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    if (rc == 0)
+        return NULL;
+    return errno == EWOULDBLOCK ? "another process keeps its box there" : ebb__os_error_text(errno);
+}
+
+void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t magic_len,
+                       int *fd_out, const char **why)
 {
     int saved = errno;
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     void *p = MAP_FAILED;
-    if (fd >= 0 && ftruncate(fd, (off_t)size) == 0)
+    *why = NULL;
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        *why = lock_box(fd);
+    } else if (errno == EEXIST) {
+        fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd >= 0 && (*why = lock_box(fd)) == NULL)
+            *why = not_a_box(fd, magic, magic_len);
+    }
+    if (fd < 0)
+        *why = errno == ELOOP ? "a symbolic link" : ebb__os_error_text(errno);
+    else if (*why == NULL && reserve(fd, size) != 0)
+        *why = ebb__os_error_text(errno);
+    if (*why == NULL) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (fd >= 0)
+        if (p == MAP_FAILED)
+            *why = ebb__os_error_text(errno);
+    }
+    if (*why != NULL && fd >= 0) {
         close(fd);
+        fd = -1;
+    }
+    *fd_out = fd;
     errno = saved;
     return p == MAP_FAILED ? NULL : p;
+}
+
+const char *ebb__os_error_text(int err)
+{
+    /* strerror may translate, and so allocate; the description does not. */
+    const char *s = strerrordesc_np(err);
+    return s ? s : "an unknown error";
 }
 
 long ebb__os_pid(void)
@@ -139,30 +232,47 @@ void ebb__os_format_utc(long long seconds, char *buf)
     *p = '\0';
 }
 
-int ebb__os_signal_number(const char *name)
+/* Digits, the whole rest of s: their value (at most 1000), or -1. */
+static int small_number(const char *s)
 {
-    static const struct { const char *name; int sig; } known[] = {
-        { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "HUP", SIGHUP },
-        { "QUIT", SIGQUIT }, { "PWR", SIGPWR },   { "WINCH", SIGWINCH },
-    };
+    int v = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9' && v < 1000; s++)
+        v = v * 10 + (*s - '0');
+    return *s == '\0' ? v : -1;
+}
+
+/* Any other signal means something already: SIGSEGV, SIGILL, SIGBUS,
+ * SIGFPE or SIGABRT caught and returned from would fault again, for ever,
+ * writing reports instead of dying; SIGPIPE, SIGHUP, SIGINT or SIGTERM
+ * would no longer end the program; SIGWINCH comes with every resize of a
+ * terminal, SIGCHLD with every child's end. */
+static int may_ask_for_reports(int sig)
+{
+    return sig == SIGUSR1 || sig == SIGUSR2 || (sig >= SIGRTMIN && sig <= SIGRTMAX);
+}
+
+int ebb__os_report_signal(const char *name)
+{
+    int sig = 0, n;
     if (strncmp(name, "SIG", 3) == 0)
         name += 3;
-    if (name[0] >= '0' && name[0] <= '9') {
-        int v = 0;
-        for (; *name >= '0' && *name <= '9' && v < 1000; name++)
-            v = v * 10 + (*name - '0');
-        return *name == '\0' && v > 0 && v < NSIG && v != SIGKILL && v != SIGSTOP ? v : 0;
-    }
-    if (strncmp(name, "RTMIN+", 6) == 0) {
-        int v = name[6] >= '0' && name[6] <= '9' ? name[6] - '0' : -1;
-        if (v >= 0 && name[7] == '\0' && SIGRTMIN + v <= SIGRTMAX)
-            return SIGRTMIN + v;
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(name, known[i].name) == 0)
-            return known[i].sig;
-    return 0;
+    if (strcmp(name, "USR1") == 0)
+        sig = SIGUSR1;
+    else if (strcmp(name, "USR2") == 0)
+        sig = SIGUSR2;
+    else if (strcmp(name, "RTMIN") == 0)
+        sig = SIGRTMIN;
+    else if (strcmp(name, "RTMAX") == 0)
+        sig = SIGRTMAX;
+    else if (strncmp(name, "RTMIN+", 6) == 0 && (n = small_number(name + 6)) >= 0)
+        sig = SIGRTMIN + n;
+    else if (strncmp(name, "RTMAX-", 6) == 0 && (n = small_number(name + 6)) >= 0)
+        sig = SIGRTMAX - n;
+    else if ((n = small_number(name)) > 0)
+        sig = n;
+    return may_ask_for_reports(sig) ? sig : 0;
 }
 
 int ebb__os_on_signal(int sig, void (*fn)(int))

@@ -67,6 +67,9 @@ void *ebb__os_symbol(const char *name);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t ebb__os_now_ns(void);
+/* 64 unpredictable bits from the kernel (a weaker mix of clock, pid and
+ * address if it has none to give); for secrets such as the freed-block key. */
+uint64_t ebb__os_random64(void);
 /* Coarse monotonic clock in milliseconds, wrapping every 49 days (compare
  * with unsigned differences); cheap enough for slow paths. */
 uint32_t ebb__os_now_ms(void);
@@ -122,13 +125,30 @@ void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(v
 /* ------------------------------------------- environment (linux_env.c)
  * Read before the C library is ready, edited for the children. */
 
-/* Copy the value of environment variable `name` into buf (NUL-terminated);
- * 1 if found.  Never allocates, safe before the C library is initialised. */
+/* The longest path the system takes, NUL included (PATH_MAX; checked in
+ * linux_env.c, where the system's headers say it). */
+#define EBB__OS_PATH_MAX 4096
+
+/* Copy the value of environment variable `name` into buf (NUL-terminated):
+ * 1 if found, -1 if found but longer than len - 1 bytes (buf holds its
+ * first len - 1), 0 if not set.  Never allocates, safe before the C library
+ * is initialised. */
 int ebb__os_getenv(const char *name, char *buf, size_t len);
 
 /* Remove variable `name` from the environment children inherit, in place
  * (never allocates). */
 void ebb__os_env_remove(const char *name);
+/* The same for every variable whose name starts with `prefix`. */
+void ebb__os_env_remove_prefix(const char *prefix);
+/* The working directory's absolute path into buf; 0 if unknown or longer
+ * than len - 1. */
+int ebb__os_getcwd(char *buf, size_t len);
+
+/* 1 if the process runs with privileges its caller does not have: a
+ * setuid or setgid program, or one with file capabilities (the kernel's
+ * AT_SECURE; or real and effective ids that differ).  Its environment is the
+ * caller's to choose, so it must not steer ebb. */
+int ebb__os_secure(void);
 /* Remove from LD_PRELOAD, in place, every entry whose file name is `lib`. */
 void ebb__os_env_unpreload(const char *lib);
 
@@ -221,8 +241,8 @@ void ebb__os_pressure_close(ebb__os_pressure_t *p);
  * What report.c needs to write a report and to be asked for one.  None of
  * these allocates. */
 
-/* Open path for appending (created 0644 if missing); a file descriptor, or
- * -1 with errno set. */
+/* Open path for appending (created 0600 if missing), never through a
+ * symbolic link (ELOOP); a file descriptor, or -1 with errno set. */
 int ebb__os_open_append(const char *path);
 /* Write all n bytes of buf to fd (retrying short writes and EINTR); 0, or
  * -1 with errno set. */
@@ -230,17 +250,28 @@ int ebb__os_write_all(int fd, const void *buf, size_t n);
 void ebb__os_close(int fd);
 /* Remove the file at path (errno kept). */
 void ebb__os_remove_file(const char *path);
-/* Create (or truncate) path, size it to `size` bytes of zeros and map it
- * shared and writable: stores reach the file without a system call and
- * survive the process.  NULL on failure. */
-void *ebb__os_map_file(const char *path, size_t size);
+/* The black box's file: path created (mode 0600), or, if a file is there,
+ * taken only if it is a regular file of this process's user, with no other
+ * name, that starts with the magic_len bytes of `magic`; never through a
+ * symbolic link; and locked, so no other process takes it while *fd (kept
+ * open, close-on-exec) stays open.  Sized to `size` bytes with their room
+ * reserved on disk, and mapped shared and writable: stores reach the file
+ * without a system call and survive the process.  NULL on failure, *why
+ * then saying why in a few words. */
+void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t magic_len,
+                       int *fd, const char **why);
+/* Words for an errno value, never translated (so never allocating). */
+const char *ebb__os_error_text(int err);
 /* The process id; seconds since the epoch. */
 long ebb__os_pid(void);
 long long ebb__os_wall_seconds(void);
 /* Format a wall time as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes). */
 void ebb__os_format_utc(long long seconds, char *buf);
-/* The signal a name ("USR1", "SIGUSR2", "12") stands for, or 0. */
-int ebb__os_signal_number(const char *name);
+/* The signal a name or number stands for ("USR1", "SIGUSR2", "RTMIN+1",
+ * "RTMAX-2", "12"), if it is one a report may be asked with: SIGUSR1,
+ * SIGUSR2 or a real-time signal (every other one has a meaning of its
+ * own); else 0. */
+int ebb__os_report_signal(const char *name);
 /* Call fn(sig) on signal sig (restarting interrupted system calls); 0 on
  * success.  fn must be async-signal-safe. */
 int ebb__os_on_signal(int sig, void (*fn)(int));

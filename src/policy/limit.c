@@ -52,7 +52,11 @@
  * the soft level then, so ebb's own episode rule would not end it.
  *
  * Where the limit comes from.  EBB_LIMIT=SIZE, ebb_set_limit(), or an auto
- * limit (EBB_LIMIT=auto or N%, ebb_set_limit_auto): the effective limit is
+ * limit (EBB_LIMIT=auto or N%, ebb_set_limit_auto).  From the environment, a
+ * limit below EBB_LIMIT_FLOOR (base/size.h: what ebb and the C library's
+ * start-up need) is refused, so EBB_LIMIT=1 cannot make a program fail
+ * before main; a program's own ebb_set_limit is taken as given.  The
+ * effective limit is
  * the smallest bound the system puts on the process (os.h reads them), less
  * the headroom for memory ebb does not manage:
  *   cgroup v2 memory.max, v1 memory limit, of the cgroup and its ancestors:
@@ -79,6 +83,8 @@
  * source in words, is kept for ebb_limit_info().
  */
 #include "internal.h"
+
+#include "base/size.h"
 
 #include <errno.h>
 #include <string.h>
@@ -326,6 +332,13 @@ static void start_from_options(void)
     } else if (derive_now(ebb__opt.limit_percent, &info) != 0) {
         ebb__diag("ebb: EBB_LIMIT: no memory bound found (cgroup, rlimit, physical memory): "
                   "no limit set\n");
+    } else if (info.limit < EBB_LIMIT_FLOOR) {
+        /* A share of a tiny bound: refused as a size below the floor is
+         * (base/options.c), when it is known. */
+        ebb__diag("ebb: ignoring EBB_LIMIT=%u%%: it comes to %zu bytes, below %zu MiB, the least "
+                  "ebb can work in; no limit set\n",
+                  ebb__opt.limit_percent, info.limit, EBB_LIMIT_FLOOR >> 20);
+        limit_given(&info, 0, EBB_LIMIT_FROM_ENV, "EBB_LIMIT");
     }
     limit_install(&info);
 }

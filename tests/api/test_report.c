@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -221,8 +222,10 @@ static void run_child_for_report(const char *what, const char *extra1, const cha
 {
     int st = run_child(what, extra1, extra2, out, outlen);
     EXPECT(child_exited(st, 0), "status %d: %s", st, out);
-    read_file(report_path, rep, replen);
-    unlink(report_path);
+    if (rep != NULL) {
+        read_file(report_path, rep, replen);
+        unlink(report_path);
+    }
 }
 
 static void test_first_failure_report_once(void **state)
@@ -275,6 +278,45 @@ static void test_report_on_signal(void **state)
     EXPECT(strstr(rep, "== end of ebb report\n") != NULL, "%s", rep);
 }
 
+/* A symbolic link planted at EBB_REPORT is not followed: its target keeps
+ * what it held, and the report goes to stderr with a word why.  A report
+ * file ebb creates is the user's alone (it holds code addresses). */
+static void test_report_file_opened_safely(void **state)
+{
+    (void)state;
+    char out[64 * 1024], victim[96], env[128];
+    snprintf(victim, sizeof victim, "/tmp/ebb-report-victim-%d", (int)getpid());
+    snprintf(report_path, sizeof report_path, "/tmp/ebb-report-test-%d", (int)getpid());
+    unlink(report_path);
+    FILE *f = fopen(victim, "w");
+    assert_non_null(f);
+    fputs("someone else's file\n", f);
+    fclose(f);
+    assert_int_equal(symlink(victim, report_path), 0);
+    snprintf(env, sizeof env, "EBB_REPORT=%s", report_path);
+    char *envp[] = { env, "EBB_LIMIT=32M", NULL };
+    int st = child_run("fail_twice", envp, out, sizeof out);
+    char held[256];
+    read_file(victim, held, sizeof held);
+    unlink(report_path);
+    unlink(victim);
+    SOFT(child_exited(st, 0), "status %d: %s", st, out);
+    SOFT(strcmp(held, "someone else's file\n") == 0, "the link's target was written:\n%s", held);
+    SOFT(strstr(out, "ebb: cannot write the report to ") != NULL &&
+             strstr(out, "== ebb report: pid") != NULL,
+         "the report, on stderr, with a word why:\n%.2000s", out);
+
+    char rep[64 * 1024];
+    run_child_for_report("fail_twice", "EBB_LIMIT=32M", NULL, out, sizeof out, NULL, 0);
+    struct stat st_rep;
+    int made = stat(report_path, &st_rep) == 0;
+    read_file(report_path, rep, sizeof rep);
+    unlink(report_path);
+    SOFT(made && (st_rep.st_mode & 0777) == 0600, "mode %o", made ? st_rep.st_mode & 0777 : 0);
+    SOFT(count(rep, "== ebb report: pid") == 1, "%s", rep);
+    END_SOFT();
+}
+
 /* Children: each exits 0 when what it saw is right. */
 static int child_main(const char *what)
 {
@@ -314,4 +356,4 @@ CHILD_TEST_MAIN("report", child_main,
                 T(test_text_report), T(test_json_report_adds_up), T(test_top_site_is_the_hog),
                 T(test_bad_arguments), T(test_first_failure_report_once),
                 T(test_failure_report_json), T(test_no_report_for_impossible_size_or_when_off),
-                T(test_report_on_signal))
+                T(test_report_on_signal), T(test_report_file_opened_safely))

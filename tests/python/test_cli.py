@@ -39,6 +39,54 @@ class CliTest(unittest.TestCase):
             assert p.returncode == 2, (args, p.returncode)
             assert words in p.stderr, (args, p.stderr)
 
+    def test_option_without_its_value(self):
+        for opt in ("--limit", "--purge-delay"):
+            p = ebb("run", opt)
+            assert p.returncode == 2, (opt, p.returncode)
+            assert "option '%s' needs a value" % opt in p.stderr, (opt, p.stderr)
+            assert "unknown option" not in p.stderr, (opt, p.stderr)
+
+    def test_values_checked_by_the_library_rules(self):
+        # The tool accepts a value of --limit or --purge-delay exactly when
+        # the library would read it from EBB_LIMIT or EBB_PURGE_DELAY_MS, so a
+        # value every child would refuse is refused once, by the tool.
+        cases = {
+            ("--purge-delay", "EBB_PURGE_DELAY_MS"): [
+                "0", "-1", "250", "86400000", "86400001", "99999999999", "-2", "+5", " 5",
+                "5ms", "1K", "soon", ""],
+            ("--limit", "EBB_LIMIT"): [
+                "1", "4095K", "4M", "0", "1G", "50%", "0%", "101%", "auto", "lots", ""],
+        }
+        for (opt, var), values in cases.items():
+            for value in values:
+                lib = subprocess.run(["/bin/true"], env=child_env({"LD_PRELOAD": LIB, var: value}),
+                                     capture_output=True, text=True, timeout=60)
+                library_takes = lib.returncode == 0 and "ignoring %s=" % var not in lib.stderr
+                p = ebb("run", "--no-blackbox", opt, value, "/bin/true")
+                tool_takes = p.returncode == 0
+                assert tool_takes == library_takes, (opt, value, p.stderr, lib.stderr)
+                if not tool_takes:
+                    assert p.returncode == 2 and ("%s %s:" % (opt, value)) in p.stderr, p.stderr
+
+    def test_run_directory_removed_when_stderr_is_gone(self):
+        # The tool's last words (how the program died) go to a pipe nobody
+        # reads: it must still remove its run directory, and exit as the
+        # program died, not die of SIGPIPE.
+        with tempfile.TemporaryDirectory() as tmp:
+            r, w = os.pipe()
+            os.close(r)
+            try:
+                p = subprocess.run([TOOL, "run", "sh", "-c", "kill -TERM $$"], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=w, timeout=60,
+                                   env=child_env({"TMPDIR": tmp, "XDG_RUNTIME_DIR": ""}))
+            finally:
+                os.close(w)
+            assert p.returncode == 128 + signal.SIGTERM, p.returncode
+            assert os.listdir(tmp) == [], os.listdir(tmp)
+        # and the program keeps the SIGPIPE disposition it would have had
+        p = ebb("run", "sh", "-c", "kill -PIPE $$")
+        assert p.returncode == 128 + signal.SIGPIPE, (p.returncode, p.stderr)
+
     def test_missing_program_and_library(self):
         p = ebb("run", "/no/such/program")
         assert p.returncode == 127 and "cannot run '/no/such/program'" in p.stderr

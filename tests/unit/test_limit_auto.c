@@ -336,6 +336,15 @@ static void test_child_percent_and_soft(void **state)
     assert_int_equal(i.limit, 0);
     assert_string_equal(i.source, "none");
     assert_int_equal(i.soft_percent, EBB_LIMIT_SOFT_PERCENT);
+
+    /* 1% of a 256 MiB cgroup is about 2.3 MiB: below the floor, refused. */
+    char *env_tiny[] = { "EBB_LIMIT=1%", "EBB__TEST_ROOT=" FIXTURES "nested", NULL };
+    assert_int_equal(run_info(env_tiny, &i, out, sizeof out), 0);
+    EXPECT(strstr(out, "ebb: ignoring EBB_LIMIT=1%: it comes to ") != NULL &&
+               strstr(out, " bytes, below 4 MiB, the least ebb can work in; no limit set\n"),
+           "%s", out);
+    assert_int_equal(i.limit, 0);
+    assert_string_equal(i.source, "none");
 }
 
 /* auto with nothing to read says so and sets no limit (the child runs

@@ -42,6 +42,7 @@ NUMBER_FIELD(heaps) NUMBER_FIELD(tcache) NUMBER_FIELD(large_cache) NUMBER_FIELD(
 NUMBER_FIELD(verbose) NUMBER_FIELD(purge_delay) NUMBER_FIELD(purge_lazy) NUMBER_FIELD(limit)
 NUMBER_FIELD(limit_percent) NUMBER_FIELD(limit_soft) NUMBER_FIELD(limit_psi)
 NUMBER_FIELD(report_off) NUMBER_FIELD(report_json) NUMBER_FIELD(report_signal)
+NUMBER_FIELD(sample_rate)
 TEXT_FIELD(report_path) TEXT_FIELD(blackbox_path)
 
 /* For one variable and one field of ebb__options_t: each value the
@@ -75,16 +76,17 @@ static const parse_row_t parse_rows[] = {
         V("lots", EBB_LARGE_CACHE_BYTES) } },
     { "EBB_ON_ERROR", &field_on_error,
       { V("abort", EBB_ON_ERROR_ABORT), V("ignore", EBB_ON_ERROR_IGNORE),
-        V("warn", EBB_ON_ERROR_WARN), V("explode", EBB_ON_ERROR_WARN) } },
+        V("warn", EBB_ON_ERROR_WARN), V("explode", EBB_ON_ERROR_DEFAULT) } },
     { "EBB_VERBOSE", &field_verbose, { V("1", 1), V("0", 0) } },
     { "EBB_PURGE_DELAY_MS", &field_purge_delay,
       { V("0", 0), V("-1", NEVER), V("250", 250), V("-2", EBB_PURGE_DELAY_MS),
         V("soon", EBB_PURGE_DELAY_MS), V("99999999999", EBB_PURGE_DELAY_MS) } },
     { "EBB_PURGE_MODE", &field_purge_lazy, { V("free", 1), V("dontneed", 0), V("later", 0) } },
-    /* "50" is bytes, not percent; "0%" is invalid: no limit */
+    /* "50" is bytes, not percent (and below the 4 MiB floor, so refused);
+     * "0%" is invalid: no limit */
     { "EBB_LIMIT", &field_limit,
       { V("512M", (size_t)512 << 20), V("1G", (size_t)1 << 30), V("lots", 0), V("auto", 0),
-        V("50", 50) } },
+        V("50", 0), V("4M", (size_t)4 << 20), V("4095K", 0), V("0", 0) } },
     { "EBB_LIMIT", &field_limit_percent,
       { V("lots", 0), V("1G", 0), V("auto", 100), V("50%", 50), V("100%", 100), V("50", 0),
         V("0%", 0), V("101%", 0), V("5%%", 0), V("%", 0), V("autox", 0) } },
@@ -99,7 +101,14 @@ static const parse_row_t parse_rows[] = {
     { "EBB_REPORT", &field_report_path, { VT("stderr", ""), VT("/tmp/r.txt", "/tmp/r.txt") } },
     { "EBB_REPORT", &field_report_json, { V("/tmp/r.txt", 0), V("/tmp/r.json", 1) } },
     { "EBB_REPORT_FORMAT", &field_report_json, { V("json", 1), V("xml", 0) } },
-    { "EBB_REPORT_SIGNAL", &field_report_signal, { V("USR2", SIGUSR2), V("KILL", 0) } },
+    /* only USR1, USR2 and the real-time signals, by name or number */
+    { "EBB_REPORT_SIGNAL", &field_report_signal,
+      { V("USR2", SIGUSR2), V("SIGUSR1", SIGUSR1), V("12", SIGUSR2), V("KILL", 0), V("11", 0),
+        V("4", 0), V("HUP", 0), V("WINCH", 0), V("SIGSEGV", 0), V("0", 0), V("RTMIN+x", 0) } },
+    /* 0 (off), or at least 4 KiB */
+    { "EBB_SAMPLE_RATE", &field_sample_rate,
+      { V("0", 0), V("4K", 4096), V("1", EBB_SAMPLE_RATE_DEFAULT), V("4095", EBB_SAMPLE_RATE_DEFAULT),
+        V("1M", 1 << 20) } },
     { "EBB_BLACKBOX", &field_blackbox_path, { VT("/run/box.%p", "/run/box.%p"), VT("off", "") } },
     { "EBB_NOTHING", &field_blackbox_path, { VT("1", "") } },
 };

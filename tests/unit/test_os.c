@@ -1,8 +1,10 @@
 /* The OS layer: mappings, alignment, purge, remap, environment, locks. */
 #include "unit.h"
+#include "child.h"
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,10 +79,47 @@ static void test_getenv_without_allocating(void **state)
     (void)state;
     char buf[16];
     setenv("EBB_UNIT_PROBE", "hello-world-long-value", 1);
-    assert_true(ebb__os_getenv("EBB_UNIT_PROBE", buf, sizeof buf));
-    assert_string_equal(buf, "hello-world-lon"); /* truncated to the buffer */
+    assert_int_equal(ebb__os_getenv("EBB_UNIT_PROBE", buf, sizeof buf), -1); /* cut, and said */
+    assert_string_equal(buf, "hello-world-lon");
+    setenv("EBB_UNIT_PROBE", "hello", 1);
+    assert_int_equal(ebb__os_getenv("EBB_UNIT_PROBE", buf, sizeof buf), 1);
+    assert_string_equal(buf, "hello");
     assert_false(ebb__os_getenv("EBB_UNIT_PROB", buf, sizeof buf));
     assert_false(ebb__os_getenv("EBB_UNIT_NOT_SET", buf, sizeof buf));
+}
+
+/* Before the C library sets `environ`, the kernel's copy is read: values
+ * of any length (a PATH_MAX path), whole or said to be cut. */
+#define LONG_VALUE 4500
+static int child_proc_environ(void)
+{
+    extern char **environ;
+    static char buf[LONG_VALUE + 100];
+    char **saved = environ;
+    environ = NULL;
+    int whole = ebb__os_getenv("EBB_UNIT_LONG", buf, sizeof buf);
+    size_t len = strlen(buf);
+    int cut = ebb__os_getenv("EBB_UNIT_LONG", buf, 100);
+    size_t cut_len = strlen(buf);
+    int prefix = ebb__os_getenv("EBB_UNIT_LON", buf, sizeof buf);
+    int after = ebb__os_getenv("EBB_UNIT_AFTER", buf, sizeof buf);
+    environ = saved;
+    printf("whole=%d len=%zu cut=%d cut_len=%zu prefix=%d after=%d:%s\n", whole, len, cut,
+           cut_len, prefix, after, buf);
+    return 0;
+}
+
+static void test_getenv_before_environ(void **state)
+{
+    (void)state;
+    static char long_env[LONG_VALUE + 32];
+    int n = snprintf(long_env, sizeof long_env, "EBB_UNIT_LONG=");
+    memset(long_env + n, 'x', LONG_VALUE);
+    char *envp[] = { "EBB_UNIT_LO=1", long_env, "EBB_UNIT_AFTER=yes", NULL };
+    char out[512];
+    int st = child_run("proc_environ", envp, out, sizeof out);
+    assert_int_equal(st, 0);
+    assert_string_equal(out, "whole=1 len=4500 cut=-1 cut_len=99 prefix=0 after=1:yes\n");
 }
 
 static ebb__lock_t counter_lock = EBB_LOCK_INIT;
@@ -155,21 +194,34 @@ static void test_largest_gap(void **state)
         ebb__os_unmap(p, 1 << 20);
 }
 
+/* The signals a report may be asked with: USR1, USR2 and the real-time
+ * ones, by name or number; every other is refused. */
 static void test_signal_names(void **state)
 {
     (void)state;
-    assert_int_equal(ebb__os_signal_number("USR1"), SIGUSR1);
-    assert_int_equal(ebb__os_signal_number("SIGUSR2"), SIGUSR2);
-    assert_int_equal(ebb__os_signal_number("12"), 12);
-    assert_int_equal(ebb__os_signal_number("RTMIN+2"), SIGRTMIN + 2);
-    assert_int_equal(ebb__os_signal_number("KILL"), 0);
-    assert_int_equal(ebb__os_signal_number("9"), 0);
-    assert_int_equal(ebb__os_signal_number("12x"), 0);
-    assert_int_equal(ebb__os_signal_number(""), 0);
+    assert_int_equal(ebb__os_report_signal("USR1"), SIGUSR1);
+    assert_int_equal(ebb__os_report_signal("SIGUSR2"), SIGUSR2);
+    assert_int_equal(ebb__os_report_signal("12"), 12);
+    assert_int_equal(ebb__os_report_signal("RTMIN+2"), SIGRTMIN + 2);
+    assert_int_equal(ebb__os_report_signal("RTMIN+12"), SIGRTMIN + 12);
+    assert_int_equal(ebb__os_report_signal("SIGRTMAX-1"), SIGRTMAX - 1);
+    assert_int_equal(ebb__os_report_signal("RTMIN"), SIGRTMIN);
+    assert_int_equal(ebb__os_report_signal("RTMAX+1"), 0);
+    assert_int_equal(ebb__os_report_signal("RTMIN+99"), 0);
+    assert_int_equal(ebb__os_report_signal("KILL"), 0);
+    assert_int_equal(ebb__os_report_signal("9"), 0);
+    assert_int_equal(ebb__os_report_signal("11"), 0);
+    assert_int_equal(ebb__os_report_signal("HUP"), 0);
+    assert_int_equal(ebb__os_report_signal("32"), 0); /* glibc's own, below SIGRTMIN */
+    assert_int_equal(ebb__os_report_signal("12x"), 0);
+    assert_int_equal(ebb__os_report_signal(""), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    const char *what = child_what(argc, argv);
+    if (what)
+        return strcmp(what, "proc_environ") == 0 ? child_proc_environ() : 2;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_page_and_cpus),
         cmocka_unit_test(test_map_is_zeroed_and_writable),
@@ -177,6 +229,7 @@ int main(void)
         cmocka_unit_test(test_purge_zeroes_but_keeps_mapping),
         cmocka_unit_test(test_remap_preserves_contents),
         cmocka_unit_test(test_getenv_without_allocating),
+        cmocka_unit_test(test_getenv_before_environ),
         cmocka_unit_test(test_lock_excludes),
         cmocka_unit_test(test_clock_advances),
         cmocka_unit_test(test_utc_dates),

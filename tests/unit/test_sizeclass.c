@@ -78,6 +78,23 @@ static void test_recip_index_exact(void **state)
     }
 }
 
+/* The free fast path's block-start test agrees with a remainder for every
+ * offset in a pool (and beyond, up to 2^20, the 32-bit bound's margin). */
+static void test_block_start_test_exact(void **state)
+{
+    setup_classes(state);
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        const ebb__class_t *k = &ebb__classes[c];
+        uint64_t limit = 2 * (uint64_t)k->span * EBB_SLOT_SIZE;
+        for (uint64_t off = 0; off < limit; off++) {
+            int start = ebb__offset_is_block_start((uintptr_t)off, c);
+            if (start != (off % k->size == 0))
+                fail_msg("class %u offset %llu: start test says %d", c, (unsigned long long)off,
+                         start);
+        }
+    }
+}
+
 static void test_bucket_formula_exact(void **state)
 {
     setup_classes(state);
@@ -111,6 +128,7 @@ int main(void)
         cmocka_unit_test(test_class_of_matches_linear_scan),
         cmocka_unit_test(test_pool_spans),
         cmocka_unit_test(test_recip_index_exact),
+        cmocka_unit_test(test_block_start_test_exact),
         cmocka_unit_test(test_bucket_formula_exact),
         cmocka_unit_test(test_tcache_caps),
     };
