@@ -2,6 +2,8 @@
 # Install the Debian packages ebb's build, tests, demo and benchmarks need.
 # Idempotent: installs only what is missing.  Usage: scripts/deps.sh [build|m32|test|demo|bench|python]
 # (m32: what 32-bit builds need, `make check-m32` and a -m32 libebb.so; test includes it.)
+# Exits non-zero, naming the packages, unless every one is installed at the
+# end: a test that would skip for want of one must not pass unnoticed.
 set -euo pipefail
 
 what=${1:-test}
@@ -21,10 +23,13 @@ case "$what" in
   *) echo "usage: $0 [build|m32|test|demo|bench|python]" >&2; exit 2 ;;
 esac
 
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+# The packages of $@ that are not installed, one a line.
+not_installed() {
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+mapfile -t missing < <(not_installed "${pkgs[@]}")
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -35,5 +40,11 @@ if ((${#missing[@]})); then
   # i386 security list) should not stop the install: apt-get install says
   # so itself if a package it needs cannot be found.
   $SUDO apt-get update -qq || echo "deps.sh: apt-get update had errors; installing from the lists it has" >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+    echo "deps.sh: apt-get install failed" >&2
+  mapfile -t missing < <(not_installed "${missing[@]}")
+  if ((${#missing[@]})); then
+    echo "deps.sh: FAILED: not installed: ${missing[*]} (see apt-get's messages above)" >&2
+    exit 1
+  fi
 fi

@@ -7,32 +7,68 @@
 #
 #   scripts/test.sh            everything (about 15 minutes on 2 cores)
 #   scripts/test.sh --quick    no peer suites, short fuzz
+#
+# It counts tests, not stages: each test records its result in its stage's
+# tally (tests/tally/tally.sh; cmocka programs, pytest, unittest, the
+# scripts), and a check that is no test run (a build, the dependencies'
+# install) counts as one.  A stage fails if a test in it failed, if it
+# exited non-zero, or if it ran no test at all (every test skipped counts
+# as none).  The end: the last 40 lines of each failed stage's output, the
+# failed stages, every skipped and every failed test with its reason, and
+# last of all the line CI reads:
+#   N passed, N failed, N skipped
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
-scripts/deps.sh test
 
-passed=0; failed=0; failures=()
+tally=$PWD/tests/tally/tally.sh
 logs=$(mktemp -d /tmp/ebb-test-logs.XXXXXX)
-# Each stage's output goes to the screen and to its own log, so that the
-# tally at the end can repeat the end of every failed stage's output: a
-# CI record that keeps only the last lines still shows why.
-stage() {
-  local name=$1; shift
-  local t0=$SECONDS log
-  log="$logs/$((passed + failed + 1)).log"
+stages=0; failures=()
+
+# run_stage KIND NAME CMD...: KIND "tests" for a command whose tests record
+# themselves in $TEST_TALLY, "check" for a command that is one check.  Its
+# output goes to the screen and to its own log, so that the tally at the
+# end can repeat the end of every failed stage's output: a CI record that
+# keeps only the last lines still shows why.
+run_stage() {
+  local kind=$1 name=$2; shift 2
+  local t0=$SECONDS n=$((++stages)) rc p f s
+  local log="$logs/$n.log"
+  export TEST_TALLY="$logs/$n.tally"
+  : >"$TEST_TALLY"
+  echo "$name" >"$logs/$n.name"
   echo "=== $name"
-  if "$@" 2>&1 | tee "$log"; then
-    passed=$((passed + 1)); echo "=== $name: PASS ($((SECONDS - t0)) s)"
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  if [ "$kind" = check ]; then
+    if ((rc == 0)); then "$tally" record pass "$name"; else "$tally" record fail "$name" "exit status $rc"; fi
+  fi
+  read -r p f s < <("$tally" count "$TEST_TALLY")
+  if ((rc != 0 && f == 0)); then
+    "$tally" record fail "$name" "exit status $rc, but no test of it failed (see its output)"
+  fi
+  if ((p + f == 0)); then
+    "$tally" record fail "$name" "it ran no test"
+  fi
+  read -r p f s < <("$tally" count "$TEST_TALLY")
+  unset TEST_TALLY
+  local counts="$((SECONDS - t0)) s; $p passed, $f failed, $s skipped"
+  if ((f == 0)); then
+    echo "=== $name: PASS ($counts)"
   else
-    failed=$((failed + 1)); failures+=("$name|$log"); echo "=== $name: FAIL ($((SECONDS - t0)) s)"
+    failures+=("$name|$log"); echo "=== $name: FAIL ($counts)"
   fi
 }
+stage() { run_stage tests "$@"; }
+check() { run_stage check "$@"; }
 
-stage "build with clang -Werror" make -s B=build/clang CC=clang lib tool
-stage "build with gcc -Werror"   make -s lib tool python
+# A failed install is a failed check, and the run goes on: what is
+# missing then shows as failures (or skips, named below) of its own.
+check "install the test dependencies (scripts/deps.sh test)" scripts/deps.sh test
+check "build with clang -Werror" make -s B=build/clang CC=clang lib tool
+check "build with gcc -Werror"   make -s lib tool python
 stage "layers: no lower layer calls an upper one" make -s check-layers
 stage "unit tests"               make -s check-unit
 stage "API tests"                make -s check-api
@@ -59,5 +95,15 @@ for f in "${failures[@]}"; do
   tail -n 40 "${f#*|}"
 done
 for f in "${failures[@]}"; do printf 'failed stage: %s\n' "${f%%|*}"; done
-echo "$passed passed, $failed failed"
+# Every skipped test, then every failed one, each with its stage and why
+# (a record of the stage itself, or of a check, names the stage alone).
+for what in skip fail; do
+  for ((n = 1; n <= stages; n++)); do
+    awk -F'\t' -v what=$what -v stage="$(cat "$logs/$n.name")" '$1 == what {
+        printf "%s: %s%s (%s)\n", what == "skip" ? "skipped" : "failed", stage,
+               $2 == stage ? "" : ": " $2, $3 }' "$logs/$n.tally"
+  done
+done
+read -r passed failed skipped < <("$tally" count "$logs"/*.tally)
+echo "$passed passed, $failed failed, $skipped skipped"
 ((failed == 0))

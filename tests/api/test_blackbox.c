@@ -298,10 +298,9 @@ static void test_full_file_system_is_a_message(void **state)
     char dir[] = "/tmp/ebb-box-full-XXXXXX";
     assert_non_null(mkdtemp(dir));
     if (geteuid() != 0 || mount("ebb-test", dir, "tmpfs", 0, "size=64k") != 0) {
-        print_message("test_full_file_system_is_a_message: cannot mount a small tmpfs (%s): "
-                      "not tested\n", geteuid() != 0 ? "not root" : strerror(errno));
+        const char *why = geteuid() != 0 ? "not root" : strerror(errno);
         rmdir(dir);
-        skip();
+        SKIP_TEST("cannot mount a small tmpfs (%s)", why);
     }
     char filler[64], env[64], out[4096];
     snprintf(filler, sizeof filler, "%s/filler", dir);

@@ -1,18 +1,25 @@
 /*
- * test_cgroup.c -- EBB_LIMIT=auto in a real cgroup: the test makes a child
- * of the memory cgroup it runs in (cgroup v1: memory.limit_in_bytes; v2:
- * memory.max, when the controller is delegated to children), gives it a
- * 64 MiB limit, moves only its own forked child process into it, and there
- * runs itself with EBB_LIMIT=auto.  That process checks that the limit is
- * the cgroup's 64 MiB less the headroom, from the right source, and that
- * allocating past it fails cleanly (NULL, ENOMEM, EBB_FAIL_LIMIT) and
- * recovers after frees; the parent checks that it exited normally (the OOM
- * killer's SIGKILL would show), then removes the child cgroup.
+ * test_cgroup.c -- EBB_LIMIT=auto in a real cgroup: the test makes a cgroup
+ * of its own in the memory hierarchy (cgroup v1: memory.limit_in_bytes; v2:
+ * memory.max), gives it a 64 MiB limit, moves only its own forked child
+ * process into it, and there runs itself with EBB_LIMIT=auto.  That process
+ * checks that the limit is the cgroup's 64 MiB less the headroom, from the
+ * right source, and that allocating past it fails cleanly (NULL, ENOMEM,
+ * EBB_FAIL_LIMIT) and recovers after frees; the parent checks that it
+ * exited normally (the OOM killer's SIGKILL would show), then removes the
+ * cgroup.  This is the evidence for the README's "45 MiB in a 64 MiB
+ * cgroup, no OOM kill".
  *
- * The limits of the cgroup the test starts in, or of any other, are never
- * changed.  Where this is not permitted (not root, no memory controller, v2
- * without delegation, a read-only cgroup file system) the test is skipped
- * and says why.
+ * Where the cgroup goes: under the memory cgroup this process is in, or the
+ * nearest of its ancestors that can have one (v2: that has the memory
+ * controller in cgroup.subtree_control, i.e. delegates it).  The limits of
+ * existing cgroups, and which controllers they delegate, are never changed.
+ *
+ * Skipped (visibly, saying why) only where the machine has no memory
+ * controller at all, or where the test is not root and may not make the
+ * cgroup.  As root with a memory controller present, not being able to
+ * make, limit or join the cgroup is a failure: that is the project's own
+ * test machine, where this test must run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -62,16 +69,18 @@ static void own_cgroups(char path[2][PATH_LEN])
         fclose(f);
 }
 
-/* Their directories, from the mounts in /proc/self/mountinfo that show
- * them ("" where none does). */
-static void cgroup_dirs(char path[2][PATH_LEN], char dir[2][PATH_LEN])
+/* The memory hierarchies' mount points (mnt, "" where none is mounted: v1,
+ * a cgroup mount with the memory controller; v2, the cgroup2 mount), and
+ * this process's directory in each (dir, "" where the mount does not show
+ * its cgroup), from /proc/self/mountinfo. */
+static void cgroup_dirs(char path[2][PATH_LEN], char mnt[2][PATH_LEN], char dir[2][PATH_LEN])
 {
     char line[4096];
     FILE *f = fopen("/proc/self/mountinfo", "r");
-    dir[0][0] = dir[1][0] = '\0';
+    mnt[0][0] = mnt[1][0] = dir[0][0] = dir[1][0] = '\0';
     while (f && fgets(line, sizeof line, f)) {
-        char root[PATH_LEN], mnt[PATH_LEN], rest[2048], fstype[64], super[1000], opts[1100];
-        if (sscanf(line, "%*s %*s %*s %1023s %1023s %2047[^\n]", root, mnt, rest) != 3)
+        char root[PATH_LEN], point[PATH_LEN], rest[2048], fstype[64], super[1000], opts[1100];
+        if (sscanf(line, "%*s %*s %*s %1023s %1023s %2047[^\n]", root, point, rest) != 3)
             continue;
         char *sep = strstr(rest, " - ");
         if (sep == NULL || sscanf(sep + 3, "%63s %*s %999s", fstype, super) != 2)
@@ -82,15 +91,18 @@ static void cgroup_dirs(char path[2][PATH_LEN], char dir[2][PATH_LEN])
             v = 1;
         else if (!strcmp(fstype, "cgroup") && strstr(opts, ",memory,"))
             v = 0;
-        if (v < 0 || !path[v][0] || dir[v][0])
+        if (v < 0 || mnt[v][0])
             continue;
+        strcpy(mnt[v], point);
         size_t n = strlen(root);
         const char *below = NULL;
+        if (!path[v][0])
+            continue;
         if (!strcmp(root, "/"))
             below = path[v];
         else if (!strncmp(path[v], root, n) && (path[v][n] == '/' || !path[v][n]))
             below = path[v] + n;
-        if (below && snprintf(dir[v], PATH_LEN, "%s%s", mnt, strcmp(below, "/") ? below : "") >=
+        if (below && snprintf(dir[v], PATH_LEN, "%s%s", point, strcmp(below, "/") ? below : "") >=
                          PATH_LEN)
             dir[v][0] = '\0';
     }
@@ -98,40 +110,57 @@ static void cgroup_dirs(char path[2][PATH_LEN], char dir[2][PATH_LEN])
         fclose(f);
 }
 
-/* v2 lets a child cgroup have a memory limit only if the controller is
- * enabled in the parent's cgroup.subtree_control (delegated). */
-static int v2_delegates_memory(const char *dir)
+/* Whether dir/name has the word `word` (a list of controllers). */
+static int lists(const char *dir, const char *name, const char *word)
 {
-    char path[PATH_LEN + 32], ctl[256] = "";
-    snprintf(path, sizeof path, "%s/cgroup.subtree_control", dir);
+    char path[PATH_LEN + 32], text[512] = "", *save = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "r");
-    int yes = f && fgets(ctl, sizeof ctl, f) && strstr(ctl, "memory");
+    int yes = 0;
+    if (f && fgets(text, sizeof text, f))
+        for (char *w = strtok_r(text, " \n", &save); w && !yes; w = strtok_r(NULL, " \n", &save))
+            yes = !strcmp(w, word);
     if (f)
         fclose(f);
-    if (!yes)
-        print_message("cgroup v2 %s: memory is not enabled for its children "
-                      "(cgroup.subtree_control), and this test does not change that\n", dir);
     return yes;
 }
 
-/* The directory of this process's memory cgroup (PATH_LEN bytes); returns
- * the cgroup version (1 or 2), 0 if there is none to make a child of.
- * Read independently of ebb's own parser (src/os/linux_limits.c), which this test
- * checks. */
-static int memory_cgroup(char *out)
+/* Where the test may make its cgroup (PATH_LEN bytes): this process's
+ * memory cgroup, or its nearest ancestor that can have a child with a
+ * memory limit (v2: one that delegates the controller in
+ * cgroup.subtree_control; the root of a v1 hierarchy always can).  Returns
+ * the cgroup version (1 or 2), 0 if no memory controller is mounted (a
+ * reason in `why`), or -1 with a memory controller but no such place (v2
+ * delegating it nowhere above this process).  Read independently of ebb's
+ * own parser (src/os/linux_limits.c), which this test checks. */
+static int memory_cgroup(char *out, char *why, size_t whylen)
 {
-    char path[2][PATH_LEN], dir[2][PATH_LEN];
+    char path[2][PATH_LEN], mnt[2][PATH_LEN], dir[2][PATH_LEN];
     own_cgroups(path);
-    cgroup_dirs(path, dir);
-    if (dir[0][0]) {
-        strcpy(out, dir[0]);
+    cgroup_dirs(path, mnt, dir);
+    if (mnt[0][0]) {
+        strcpy(out, dir[0][0] ? dir[0] : mnt[0]);
         return 1;
     }
-    if (dir[1][0] && v2_delegates_memory(dir[1])) {
-        strcpy(out, dir[1]);
-        return 2;
+    if (!mnt[1][0] || !lists(mnt[1], "cgroup.controllers", "memory")) {
+        snprintf(why, whylen, "no memory controller here (no cgroup v1 memory hierarchy%s)",
+                 mnt[1][0] ? ", and no memory in cgroup v2's cgroup.controllers" : " nor cgroup v2");
+        return 0;
     }
-    return 0;
+    strcpy(out, dir[1][0] ? dir[1] : mnt[1]);
+    size_t floor = strlen(mnt[1]);
+    for (;;) {
+        if (lists(out, "cgroup.subtree_control", "memory"))
+            return 2;
+        char *slash = strrchr(out, '/');
+        if (strlen(out) <= floor || slash == NULL || (size_t)(slash - out) < floor)
+            break;
+        *slash = '\0';
+    }
+    snprintf(why, whylen, "cgroup v2 %s has the memory controller, but neither this process's "
+             "cgroup %s nor any cgroup above it delegates it (cgroup.subtree_control); this "
+             "test does not change that", mnt[1], dir[1][0] ? dir[1] : "(not shown)");
+    return -1;
 }
 
 static int write_file(const char *dir, const char *name, const char *value)
@@ -276,30 +305,41 @@ static void join_cgroup(void *arg)
     }
 }
 
+/* What keeps the test from its cgroup: as root with a memory controller
+ * present (the project's test machine) a failure, otherwise a skip; either
+ * way it says why. */
+#define CANNOT(...)                                                           \
+    do {                                                                      \
+        if (geteuid() == 0) {                                                 \
+            print_error("as root, with a memory controller present: ");      \
+            print_error(__VA_ARGS__);                                         \
+            print_error("\n");                                                \
+            fail();                                                           \
+        }                                                                     \
+        SKIP_TEST("not root: " __VA_ARGS__);                                  \
+    } while (0)
+
 static void test_auto_limit_in_a_child_cgroup(void **state)
 {
     (void)state;
-    char dir[PATH_LEN];
-    int version = memory_cgroup(dir);
-    if (version == 0) {
-        print_message("SKIP: no memory cgroup to make a child of\n");
-        skip();
-    }
+    char dir[PATH_LEN], why[2 * PATH_LEN + 300];
+    int version = memory_cgroup(dir, why, sizeof why);
+    if (version == 0)
+        SKIP_TEST("%s", why);
+    if (version < 0)
+        CANNOT("%s", why);
     if (snprintf(child_dir, sizeof child_dir, "%s/ebb-test-%ld", dir, (long)getpid()) >=
             (int)sizeof child_dir ||
         mkdir(child_dir, 0755) != 0) {
-        print_message("SKIP: cannot create a child cgroup %s: %s\n", child_dir, strerror(errno));
+        int err = errno;
         child_dir[0] = '\0';
-        skip();
+        CANNOT("cannot create a cgroup in %s: %s", dir, strerror(err));
     }
     const char *file = version == 2 ? "memory.max" : "memory.limit_in_bytes";
     char value[32];
     snprintf(value, sizeof value, "%zu", (size_t)CGROUP_LIMIT);
-    if (write_file(child_dir, file, value) != 0) {
-        print_message("SKIP: cannot set %s/%s: %s\n", child_dir, file, strerror(errno));
-        remove_child_cgroup(NULL);
-        skip();
-    }
+    if (write_file(child_dir, file, value) != 0)
+        CANNOT("cannot set %s/%s: %s", child_dir, file, strerror(errno));
 
     char v[2] = { (char)('0' + version), '\0' };
     char *argv[] = { "self", "child", child_dir, v, NULL };
@@ -308,10 +348,8 @@ static void test_auto_limit_in_a_child_cgroup(void **state)
     int status = child_spawn(argv, envp, join_cgroup, NULL, out, sizeof out);
     assert_int_not_equal(status, -1); /* the pipe and the fork */
     print_message("%s", out);
-    if (child_exited(status, 125)) {
-        print_message("SKIP: cannot move a process into %s\n", child_dir);
-        skip();
-    }
+    if (child_exited(status, 125))
+        CANNOT("cannot move a process into %s", child_dir);
     /* What the kernel saw: the cgroup's peak, and no OOM kill in it. */
     long long peak = read_value(child_dir,
                                 version == 2 ? "memory.peak" : "memory.max_usage_in_bytes", "");

@@ -196,7 +196,7 @@ static void test_setuid_program_ignores_ebb_variables(void **state)
 {
     (void)state;
     if (geteuid() != 0)
-        skip(); /* cmocka names it SKIPPED; print why first */
+        SKIP_TEST("not root, so no setuid-root program can be made: AT_SECURE is not tested");
     const char *setpriv = NULL;
     for (size_t i = 0; i < ARRAY_LEN(setprivs) && setpriv == NULL; i++)
         if (access(setprivs[i], X_OK) == 0)
@@ -258,7 +258,7 @@ static void test_control_without_setuid_obeys_them(void **state)
 {
     (void)state;
     if (geteuid() != 0)
-        skip();
+        SKIP_TEST("not root, so the setuid test this one controls does not run either");
     make_dir();
     snprintf(prog, sizeof prog, "%s/prog", dir);
     EXPECT(copy_file("/proc/self/exe", prog, 0755), "cannot copy the program to %s", prog);
@@ -283,15 +283,6 @@ static void test_control_without_setuid_obeys_them(void **state)
     END_SOFT();
 }
 
-static int skip_note(void **state)
-{
-    (void)state;
-    if (geteuid() != 0)
-        print_message("test_secure: not root, so no setuid-root program can be made: "
-                      "AT_SECURE is not tested (run as root)\n");
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *what = child_what(argc, argv);
@@ -301,5 +292,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_setuid_program_ignores_ebb_variables),
         cmocka_unit_test(test_control_without_setuid_obeys_them),
     };
-    return cmocka_run_group_tests_name("secure", tests, skip_note, NULL);
+    return cmocka_run_group_tests_name("secure", tests, NULL, NULL);
 }

@@ -1,7 +1,7 @@
 /* Shared by every cmocka test, API and unit: EXPECT and SOFT, checks that
  * fail the current test with a message naming the input (cmocka's own
  * asserts say only which values differed, not for which of a loop's
- * inputs), and RUN_GROUP for main(). */
+ * inputs), SKIP_TEST, a skip that says why, and RUN_GROUP for main(). */
 #ifndef EBB_TEST_H
 #define EBB_TEST_H
 
@@ -51,6 +51,25 @@ static inline int *soft_failures(void)
         int n_ = *soft_failures();                                            \
         *soft_failures() = 0;                                                 \
         EXPECT(n_ == 0, "%d failed checks (listed above)", n_);               \
+    } while (0)
+
+/* Skip the current test, with one line saying why ("SKIP: why"): the
+ * tally (tests/tally/tally.sh) records that line as the reason, and
+ * scripts/test.sh names every skipped test with it above its last line.
+ * A test skips only for what the machine lacks, never to hide a failure. */
+__attribute__((format(printf, 1, 2))) static inline void skip_reason(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    print_message("SKIP: ");
+    vprint_message(fmt, ap);
+    print_message("\n");
+    va_end(ap);
+}
+#define SKIP_TEST(...)                                                        \
+    do {                                                                      \
+        skip_reason(__VA_ARGS__);                                             \
+        skip();                                                               \
     } while (0)
 
 /* Run the tests listed (T(f), ...) as the cmocka group `group`; the list

@@ -9,7 +9,8 @@
 #   --cpython-full   run CPython's whole test suite instead of the subset
 #
 # Prints one line per suite (PASS/FAIL and time), then a final line
-# "N passed, N failed"; exits non-zero if any suite failed. Each suite's
+# "N passed, N failed"; exits non-zero if any suite failed.  Each suite is
+# one test in the tally (tests/tally/tally.sh, $TEST_TALLY). Each suite's
 # full output goes to a log in $PEER_LOG_DIR (default: a new directory
 # under /tmp); the tail of a failing suite's log is shown.
 set -euo pipefail
@@ -64,11 +65,15 @@ mkdir -p "$LOG_DIR"
 
 passed=0
 failed=0
+TALLY=$PEER_DIR/../tally/tally.sh
 
 # The library is checked once here, so that a missing one gives a single
 # clear message rather than one per suite.
 if ! (peer_setup_lib) >"$LOG_DIR/setup.log" 2>&1; then
     cat "$LOG_DIR/setup.log" >&2
+    for s in "${SUITES[@]}"; do
+        "$TALLY" record fail "peer suite $s" "the library under test did not load (see above)"
+    done
     echo "$passed passed, ${#SUITES[@]} failed"
     exit 1
 fi
@@ -86,6 +91,7 @@ for s in "${SUITES[@]}"; do
     t=$(peer_elapsed "$start")
     if ((rc == 0)); then
         passed=$((passed + 1))
+        "$TALLY" record pass "peer suite $s"
         printf 'PASS  %-8s %7ss\n' "$s" "$t"
     else
         failed=$((failed + 1))
@@ -93,6 +99,7 @@ for s in "${SUITES[@]}"; do
         if ((rc == 124 || rc == 137)); then
             why="timed out after $(limit_for "$s")s"
         fi
+        "$TALLY" record fail "peer suite $s" "$why; log: $log"
         printf 'FAIL  %-8s %7ss  (%s; log: %s)\n' "$s" "$t" "$why" "$log"
         tail -n 25 "$log" | sed 's/^/      | /'
     fi

@@ -214,7 +214,7 @@ static void test_wait_sees_pollpri(void **state)
     (void)state;
     int rx, tx;
     if (!urgent_pair(&rx, &tx))
-        skip();
+        SKIP_TEST("no loopback TCP connection to send urgent data on: %s", strerror(errno));
     ebb__os_pressure_t h = { .psi = -1, .events = -1 };
     ebb__os_pressure_adopt(&h, rx);
     assert_int_equal(ebb__os_pressure_wait(&h, 0), 0);
@@ -349,7 +349,7 @@ static void test_watcher_end_to_end(void **state)
     (void)state;
     int rx, tx;
     if (!urgent_pair(&rx, &tx))
-        skip();
+        SKIP_TEST("no loopback TCP connection to send urgent data on: %s", strerror(errno));
     ebb_set_limit((size_t)1 << 30);
     calls = 0;
     assert_int_equal(ebb_on_pressure(on_pressure, NULL), 0);
@@ -396,11 +396,10 @@ static void test_real_kernel_trigger(void **state)
     ebb__os_pressure_t h;
     if (ebb__os_pressure_open("", ebb__pressure_trigger, &h) != 0) {
         int err = errno;
-        print_message("SKIP: no PSI trigger could be armed (%s): %s\n", strerror(err),
-                      err == ENOENT ? "this kernel offers no PSI"
-                                    : "the kernel refused it (before Linux 6.5 a trigger "
-                                      "needs CAP_SYS_RESOURCE)");
-        skip();
+        SKIP_TEST("no PSI trigger could be armed (%s): %s", strerror(err),
+                  err == ENOENT ? "this kernel offers no PSI"
+                                : "the kernel refused it (before Linux 6.5 a trigger "
+                                  "needs CAP_SYS_RESOURCE)");
     }
     print_message("watching %s (memory.events: %s)\n", h.source, h.events >= 0 ? "yes" : "no");
     assert_true(h.psi >= 0 || h.events >= 0);
