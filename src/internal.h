@@ -359,9 +359,16 @@ unsigned ebb__thread_poke_all(void) EBB_HIDDEN;
 /* The calling thread is one of ebb's own (purger, watcher, reporter). */
 void ebb__thread_mark_internal(void) EBB_HIDDEN;
 int ebb__thread_is_internal(void) EBB_HIDDEN;
-/* Bytes cached in every thread's cache, the thread count and what the
- * caches map, into s. */
+/* Bytes cached in every thread's cache (the calling thread's exactly, the
+ * others' as their owners last published them), the thread count and what
+ * the caches map, into s.  Takes the registry lock. */
 void ebb__thread_stats(ebb_stats_t *s) EBB_HIDDEN;
+/* Registry lock held: blocks in stack cls of tc, exact if tc is the calling
+ * thread's own cache, else as of its owner's last slow path for cls. */
+size_t ebb__tcache_depth(const ebb__thread_t *tc, unsigned cls) EBB_HIDDEN;
+/* The calling thread's own cache, NULL if it has none: the only one whose
+ * stacks it may read (thread.c says why). */
+const ebb__thread_t *ebb__thread_own(void) EBB_HIDDEN;
 void *ebb__tcache_refill_pop(ebb__thread_t *t, unsigned cls) EBB_HIDDEN;
 void ebb__tcache_flush_push(ebb__thread_t *t, unsigned cls, void *blk) EBB_HIDDEN;
 void ebb__tcache_flush_all(ebb__thread_t *t) EBB_HIDDEN;
