@@ -27,7 +27,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h
 
 .PHONY: all lib tool python bench-python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
-        check-preload check-sanitizers check-asan check-ubsan check-m32 check-layers fuzz peer bench bench-python demo
+        check-preload check-sanitizers check-asan check-ubsan check-tsan check-m32 check-layers fuzz peer bench bench-python demo
 
 all: lib tool
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
@@ -38,6 +38,7 @@ help:
 	@echo "make install PREFIX=/usr/local"
 	@echo "make check         unit, API, stress and LD_PRELOAD tests (what scripts/test.sh runs first)"
 	@echo "make check-sanitizers   API tests under ASan and UBSan"
+	@echo "make check-tsan    stress, races and signal tests under ThreadSanitizer (clang): no report"
 	@echo "make check-layers  no lower layer of src/ calls an upper one (and the check's own test)"
 	@echo "make check-m32     unit, API, stress and LD_PRELOAD tests as a 32-bit (gcc -m32) program, in $(B)/m32"
 	@echo "                   (needs gcc-multilib and libcmocka-dev:i386: scripts/deps.sh m32)"
@@ -211,6 +212,22 @@ check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
 	  echo "== $$t ($*)"; ASAN_OPTIONS=detect_leaks=0 EBB_STRESS_SCALE=1 $$t; done
 
 check-sanitizers: check-asan check-ubsan
+
+# ThreadSanitizer (clang's): the stress test, and the tests of what runs
+# beside the churn (introspection, fork, signal storms).  Any report fails
+# the stage (halt_on_error, exitcode); die_after_fork=0 because a fork child
+# starts its own purger thread, which TSan otherwise refuses after a
+# multi-threaded fork.  About a minute on two cores.
+SAN_tsan := -fsanitize=thread
+TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/stress/stress.c
+TSAN_OPTS := halt_on_error=1 exitcode=66 die_after_fork=0 second_deadlock_stack=1
+check-tsan: CC = clang
+check-tsan: $(B)/tsan/libebb-san.a
+	@set -e; mkdir -p $(B)/tsan/tests; \
+	for src in $(TSAN_SRC); do \
+	  t=$(B)/tsan/tests/$$(basename $$src .c); \
+	  $(CC) $(TESTFLAGS) $(API_LINK) $(SAN_tsan) $$src $(B)/tsan/libebb-san.a -lcmocka -lpthread -o $$t; \
+	  echo "== $$t (tsan)"; TSAN_OPTIONS="$(TSAN_OPTS)" EBB_STRESS_SCALE=1 $$t; done
 
 # The unit, API, stress and LD_PRELOAD tests built and run as 32-bit
 # programs, in their own build directory (Debian: gcc-multilib,

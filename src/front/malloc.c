@@ -337,7 +337,7 @@ EBB_NOINLINE void ebb__free_slow(void *p)
     } else if (!large_free(p)) {
         foreign("free", p);
     }
-    ebb__purge_owed_kick();
+    ebb__purge_owed_kick_on_free();
     errno = saved;
 }
 
@@ -382,7 +382,7 @@ static EBB_NOINLINE int free_if_managed_slow(void *p)
         return 0;
     int saved = errno;
     int freed = large_free(p);
-    ebb__purge_owed_kick();
+    ebb__purge_owed_kick_on_free();
     errno = saved;
     return freed;
 }

@@ -159,6 +159,14 @@ void ebb__sample_prime(void)
     in_sampler = 0;
 }
 
+void ebb__sample_unwinder_prime(void)
+{
+    int was = in_sampler; /* the stack hook may allocate inside the sampler */
+    in_sampler = 1;
+    ebb__os_unwinder_prime();
+    in_sampler = was;
+}
+
 /* ------------------------------------------------------------ the gaps */
 
 static uint64_t mix64(uint64_t x)

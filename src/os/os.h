@@ -256,6 +256,17 @@ int ebb__os_on_signal(int sig, void (*fn)(int));
  * no ebb lock held and with the calling thread's allocations kept out of
  * sampling. */
 int ebb__os_backtrace(void **pcs, int max);
+/* Load the unwinder now, if no backtrace ran yet (it allocates and may
+ * take the loader's lock: the same rules as ebb__os_backtrace). */
+void ebb__os_unwinder_prime(void);
+/* 1 if the dynamic loader's code is among the calling thread's innermost
+ * frames, 0 if not (or the program has no loader: a static program, where
+ * this cannot be told), -1 if that cannot be told without loading the
+ * unwinder (not primed yet).  Once primed it allocates nothing and takes
+ * no lock glibc holds around a free (unwinding looks objects up with
+ * _dl_find_object, lock-free, or under the loader's list lock on older
+ * glibc), so a free inside glibc's thread-stack cache may ask. */
+int ebb__os_inside_loader(void);
 /* Describe code address pc as "symbol+0xoff (object)" (or "0x... (object)"
  * without a symbol) in buf, NUL-terminated; returns the length.  Never
  * allocates; takes the loader's lock, so not for a signal handler. */
