@@ -152,12 +152,21 @@ $(B)/tests/stress-libc: tests/stress/stress.c
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) -DSTRESS_USE_LIBC $< -lpthread -o $@
 
-check-stress: $(B)/tests/stress $(B)/tests/stress-libc $(B)/libebb.so
+# The stress test under random OS faults: the debug library, whose requests
+# to the OS for memory and threads fail at random (EBB__FAULT_ONE_IN).
+$(B)/tests/stress-faults: tests/stress/stress.c $(DBG)/libebb.a
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) -DSTRESS_FAULTS $< $(DBG)/libebb.a -lpthread -o $@
+
+check-stress: $(B)/tests/stress $(B)/tests/stress-libc $(B)/tests/stress-faults $(B)/libebb.so
 	EBB_STRESS_SCALE=$(STRESS_SCALE) $(B)/tests/stress
 	EBB_STRESS_SCALE=$(STRESS_SCALE) LD_PRELOAD=$(abspath $(B)/libebb.so) $(B)/tests/stress-libc
 	@echo "stress: again with the purger running every millisecond, then purging at once"
 	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB_PURGE_DELAY_MS=1 $(B)/tests/stress
 	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB_PURGE_DELAY_MS=0 LD_PRELOAD=$(abspath $(B)/libebb.so) $(B)/tests/stress-libc
+	@echo "stress: under random OS faults, 1 request in 40, then 1 in 3 (every failure a clean ENOMEM)"
+	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB__FAULT_ONE_IN=40 EBB__FAULT_SEED=1 $(B)/tests/stress-faults
+	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB__FAULT_ONE_IN=3 EBB__FAULT_SEED=2 EBB_PURGE_DELAY_MS=1 $(B)/tests/stress-faults
 
 $(B)/tests/preload_smoke: tests/preload/preload_smoke.c
 	@mkdir -p $(@D)

@@ -74,6 +74,8 @@ typedef struct {
     int python;              /* EBB_PYTHON: set by `ebb run` */
     int no_children;         /* EBB_NO_CHILDREN: set by `ebb run --no-children` */
     char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */
+    unsigned fault_one_in;   /* EBB__FAULT_ONE_IN (debug builds): fail 1 OS request in N */
+    unsigned fault_seed;     /* EBB__FAULT_SEED (debug builds): which ones */
 } ebb__options_t;
 
 enum { EBB_ON_ERROR_WARN = 0, EBB_ON_ERROR_ABORT = 1, EBB_ON_ERROR_IGNORE = 2 };

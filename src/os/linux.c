@@ -57,8 +57,50 @@ unsigned ebb__os_cpu_count(void)
     return count ? count : 1;
 }
 
+/*
+ * Fault injection (debug builds): every request for memory or a thread
+ * passes injected_failure() first, and fails as the system would when it
+ * says so: a countdown (ebb__os_fail_after: that many more succeed, then
+ * all fail), or at random (ebb__os_faults_random: about one request in N,
+ * decided by a hash of the seed and the request's number, so a
+ * single-threaded run fails the same requests every time).
+ */
 #if EBB_DEBUG >= 1
 __attribute__((visibility("hidden"))) _Atomic long ebb__os_fail_after = -1;
+static _Atomic uint64_t fault_seed, fault_calls;
+static _Atomic unsigned fault_one_in;
+static _Atomic unsigned long fault_count;
+
+void ebb__os_faults_random(uint64_t seed, unsigned one_in)
+{
+    atomic_store_explicit(&fault_seed, seed, memory_order_relaxed);
+    atomic_store_explicit(&fault_calls, 0, memory_order_relaxed);
+    atomic_store_explicit(&fault_one_in, one_in, memory_order_relaxed);
+}
+
+unsigned long ebb__os_faults_injected(void)
+{
+    return atomic_load_explicit(&fault_count, memory_order_relaxed);
+}
+
+static uint64_t fault_hash(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static int random_failure(void)
+{
+    unsigned one_in = atomic_load_explicit(&fault_one_in, memory_order_relaxed);
+    if (one_in == 0)
+        return 0;
+    uint64_t call = atomic_fetch_add_explicit(&fault_calls, 1, memory_order_relaxed);
+    uint64_t seed = atomic_load_explicit(&fault_seed, memory_order_relaxed);
+    return fault_hash(seed * 0x9e3779b97f4a7c15ull + call) % one_in == 0;
+}
 
 static int injected_failure(void)
 {
@@ -66,7 +108,10 @@ static int injected_failure(void)
     while (n > 0 && !atomic_compare_exchange_weak_explicit(&ebb__os_fail_after, &n, n - 1,
                                                            memory_order_relaxed, memory_order_relaxed)) {
     }
-    return n == 0;
+    if (n != 0 && !random_failure())
+        return 0;
+    atomic_fetch_add_explicit(&fault_count, 1, memory_order_relaxed);
+    return 1;
 }
 #else
 #define injected_failure() 0
@@ -278,6 +323,8 @@ static void *thread_trampoline(void *raw)
 
 int ebb__os_thread_start(void (*fn)(void *), void *arg, const char *name)
 {
+    if (injected_failure())
+        return -1;
     int saved = errno;
     /* The start record comes from the OS, not from malloc: the caller may be
      * the allocator itself. */
@@ -348,7 +395,7 @@ extern void *__dso_handle __attribute__((weak));
 
 int ebb__os_on_thread_exit(void (*fn)(void *), void *arg)
 {
-    if (__cxa_thread_atexit_impl == NULL)
+    if (__cxa_thread_atexit_impl == NULL || injected_failure())
         return -1;
     int saved = errno;
     int rc = __cxa_thread_atexit_impl(fn, arg, &__dso_handle);

@@ -27,9 +27,18 @@ size_t ebb__os_page_size(void);
 unsigned ebb__os_cpu_count(void);
 
 #if EBB_DEBUG >= 1
-/* Fault injection for tests: when >= 0, that many more mappings succeed and
- * then every one fails, as if the system were out of memory. */
+/* Fault injection for tests, at every request for memory (map, map_at,
+ * remap growing) or a thread (thread_start, on_thread_exit): when >= 0,
+ * that many more requests succeed and then every one fails, as if the
+ * system were out of memory. */
 extern _Atomic long ebb__os_fail_after;
+/* Or fail about one request in one_in (0: none) at random, from seed: the
+ * n-th request fails by a hash of (seed, n), so a single-threaded run fails
+ * the same ones each time.  EBB__FAULT_ONE_IN and EBB__FAULT_SEED set it at
+ * start-up (core/setup.c). */
+void ebb__os_faults_random(uint64_t seed, unsigned one_in);
+/* Requests failed on purpose so far. */
+unsigned long ebb__os_faults_injected(void);
 #endif
 
 /* Fresh zeroed read-write memory, page aligned; NULL on failure. */
