@@ -126,7 +126,7 @@ static ebb__thread_t *tcache_new(void)
         ebb__threads.free = tc->next;
     } else {
         size_t size = tcache_map_size();
-        tc = ebb__os_map(size);
+        tc = ebb__os_map_meta(size);
         if (tc == NULL)
             return NULL;
         tc->map_size = size;

@@ -362,7 +362,7 @@ static site_t *site_at(size_t i)
  * ebb's metadata; NULL if the OS refuses (the sample is dropped). */
 static void *table_map(size_t bytes)
 {
-    void *m = ebb__os_map(bytes);
+    void *m = ebb__os_map_meta(bytes);
     if (m) {
         ebb__mapped_add(bytes);
         sampler.table_bytes += bytes;

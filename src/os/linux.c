@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #endif
 #include "os.h"
+#include "linux.h"
 
 #include <errno.h>
 #include <dlfcn.h>
@@ -172,6 +173,52 @@ void *ebb__os_map_at(void *addr, size_t size)
     }
     errno = saved;
     return p == MAP_FAILED ? NULL : p;
+}
+
+/* Bottom-up placement starts above the lowest addresses a kernel may keep
+ * from mmap (vm.mmap_min_addr, 64 KiB by default, more on some systems). */
+#define BOTTOM_FROM ((uintptr_t)1 << 20)
+
+/* Where the last bottom-up mapping ended: the next is tried there first,
+ * one mmap, and the maps are read only when that place is taken. */
+static _Atomic uintptr_t bottom_cursor;
+
+static uintptr_t round_up(uintptr_t a, size_t align)
+{
+    uintptr_t up = (a + align - 1) & ~(uintptr_t)(align - 1);
+    return up < a ? 0 : up;
+}
+
+static void *map_at_cursor(size_t size, size_t align)
+{
+    uintptr_t at = round_up(atomic_load_explicit(&bottom_cursor, memory_order_relaxed), align);
+    return at >= BOTTOM_FROM ? ebb__os_map_at((void *)at, size) : NULL;
+}
+
+void *ebb__os_map_bottom(size_t size, size_t align)
+{
+    void *p = map_at_cursor(size, align);
+    /* Else the lowest free place; another thread may take it between the
+     * look and the map: look again, a few times. */
+    for (int tries = 0; p == NULL && tries < 3; tries++) {
+        uintptr_t at = ebb__linux_lowest_free(size, align, BOTTOM_FROM);
+        if (at == 0)
+            return NULL;
+        p = ebb__os_map_at((void *)at, size);
+    }
+    if (p != NULL)
+        atomic_store_explicit(&bottom_cursor, (uintptr_t)p + size, memory_order_relaxed);
+    return p;
+}
+
+void *ebb__os_map_meta(size_t size)
+{
+#if UINTPTR_MAX <= 0xffffffffu
+    void *p = ebb__os_map_bottom(size, ebb__os_page_size());
+    if (p != NULL)
+        return p;
+#endif
+    return ebb__os_map(size);
 }
 
 uintptr_t ebb__os_program_break(void)

@@ -49,6 +49,19 @@ void *ebb__os_map_aligned(size_t size, size_t align);
  * nothing is mapped anywhere in [addr, addr + size); NULL otherwise, never
  * memory elsewhere and never a replaced mapping. */
 void *ebb__os_map_at(void *addr, size_t size);
+/* Fresh memory from the bottom of the address space up (above its first
+ * MiB; aligned to `align`, a power of two >= page size): where the last one
+ * ended, else at the lowest free place /proc/self/maps shows; NULL if there
+ * is none or it cannot be had.  Never replaces a mapping.  For what must
+ * not land in the middle of the big gap large blocks are mapped into, on
+ * 32-bit: the kernel's top-down mmap puts a mapping in the highest hole
+ * that fits, which may be one a freed large block left there, and a
+ * long-lived mapping then cuts the gap in two once the large blocks go. */
+void *ebb__os_map_bottom(size_t size, size_t align);
+/* Memory for ebb's own long-lived metadata (thread caches, tables): on
+ * 32-bit from the bottom up (ebb__os_map_bottom), else where the kernel
+ * puts it. */
+void *ebb__os_map_meta(size_t size);
 /* The program break (the end of the brk heap), 0 if unknown: the low end of
  * the large gap the kernel's top-down mmap fills from above. */
 uintptr_t ebb__os_program_break(void);
