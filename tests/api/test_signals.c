@@ -47,11 +47,23 @@
 #define WATCHDOG_S 120 /* generous: a healthy run takes a few seconds */
 #define PERIOD_NS 50000
 
+/* Operations per churner (EBB_TEST_OPS), and at most this long: the
+ * debug build that checks the whole heap on every slow path runs about 50
+ * times slower. */
+#define CHURN_SECONDS 3
+
 static long ops_per_churner(void)
 {
     const char *e = getenv("EBB_TEST_OPS");
     long n = e && *e ? strtol(e, NULL, 10) : 0;
     return n > 0 ? n : 1000000;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static uint64_t rng(uint64_t *s)
@@ -162,7 +174,8 @@ static void *churn(void *arg)
     uint64_t s = 1000u + (uint64_t)c->index;
     unsigned char *ws[WSET] = { 0 };
     long ops = ops_per_churner();
-    for (long op = 0; op < ops; op++) {
+    double end = now_s() + CHURN_SECONDS;
+    for (long op = 0; op < ops && (op % 1024 || now_s() < end); op++) {
         uint64_t r = rng(&s);
         unsigned j = (unsigned)(r % WSET);
         switch ((r >> 16) % 6) {
