@@ -142,7 +142,9 @@ static void kick(int from_free)
         if (ebb__os_thread_start(purger_main, NULL, "ebb-purge") != 0)
             atomic_store_explicit(&ebb__purger_state, EBB_PURGER_INLINE, memory_order_seq_cst);
     } else {
-        atomic_store_explicit(&ebb__purger_start_owed, 0, memory_order_relaxed);
+        /* Written only when set: every busy thread's kicks come here. */
+        if (atomic_load_explicit(&ebb__purger_start_owed, memory_order_relaxed))
+            atomic_store_explicit(&ebb__purger_start_owed, 0, memory_order_relaxed);
         if (state == EBB_PURGER_INLINE)
             purge_inline();
     }

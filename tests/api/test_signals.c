@@ -297,7 +297,13 @@ static int scenario_storm(void)
     ebb_collect(1);
     ebb_stats_t s1;
     ebb_stats(&s1);
-    if (s1.large_blocks != s0.large_blocks) {
+    /* Where ebb is the C library's malloc too, the threads this test made
+     * leave their TLS vectors in glibc's stack cache, and one of them may
+     * have been sampled (a sampled block counts as a large one). */
+    void *m = malloc(16);
+    size_t slack = ebb_manages(m) ? 4 : 0;
+    free(m);
+    if (s1.large_blocks > s0.large_blocks + slack) {
         printf("storm: %zu large blocks before, %zu after\n", s0.large_blocks, s1.large_blocks);
         bad = 1;
     }
