@@ -34,8 +34,8 @@
  * entries with plain stores, in whatever order the compiler picks, so
  * another thread reading them races (C11 undefined behaviour) and can see a
  * new `top` over a stale entry: ebb_check in an EBB_DEBUG=2 build did, and
- * aborted on a block that had already gone home (tests/api/test_fork.c, 2-5%
- * of runs under load).  What others may know of a cache is what its owner
+ * aborted on a block that had already gone home (tests/api/test_fork.c, a few
+ * runs in a hundred under load).  What others may know of a cache is what its owner
  * publishes on its slow paths: each stack's depth after every refill, flush,
  * poke and exit (relaxed atomic stores, nothing on the fast paths).  So
  * ebb_stats counts the calling thread's cache exactly and every other
