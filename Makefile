@@ -27,7 +27,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h
 
 .PHONY: all lib tool python bench-python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
-        check-preload check-sanitizers check-asan check-ubsan check-m32 check-layers fuzz peer bench bench-python demo
+        check-preload check-sanitizers check-asan check-ubsan check-tsan check-m32 check-layers fuzz peer bench bench-python demo
 
 all: lib tool
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
@@ -38,6 +38,7 @@ help:
 	@echo "make install PREFIX=/usr/local"
 	@echo "make check         unit, API, stress and LD_PRELOAD tests (what scripts/test.sh runs first)"
 	@echo "make check-sanitizers   API tests under ASan and UBSan"
+	@echo "make check-tsan    stress, races and signal tests under ThreadSanitizer (clang): no report"
 	@echo "make check-layers  no lower layer of src/ calls an upper one (and the check's own test)"
 	@echo "make check-m32     unit, API, stress and LD_PRELOAD tests as a 32-bit (gcc -m32) program, in $(B)/m32"
 	@echo "                   (needs gcc-multilib and libcmocka-dev:i386: scripts/deps.sh m32)"
@@ -156,7 +157,13 @@ $(B)/tests/stress-libc: tests/stress/stress.c
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) -DSTRESS_USE_LIBC $< -lpthread -o $@
 
-check-stress: $(B)/tests/stress $(B)/tests/stress-libc $(B)/libebb.so
+# The stress test under random OS faults: the debug library, whose requests
+# to the OS for memory and threads fail at random (EBB__FAULT_ONE_IN).
+$(B)/tests/stress-faults: tests/stress/stress.c $(DBG)/libebb.a
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) -DSTRESS_FAULTS $< $(DBG)/libebb.a -lpthread -o $@
+
+check-stress: $(B)/tests/stress $(B)/tests/stress-libc $(B)/tests/stress-faults $(B)/libebb.so
 	EBB_STRESS_SCALE=$(STRESS_SCALE) $(TALLY) run "$(B)/tests/stress" $(B)/tests/stress
 	EBB_STRESS_SCALE=$(STRESS_SCALE) LD_PRELOAD=$(abspath $(B)/libebb.so) \
 	  $(TALLY) run "$(B)/tests/stress-libc under LD_PRELOAD" $(B)/tests/stress-libc
@@ -165,6 +172,11 @@ check-stress: $(B)/tests/stress $(B)/tests/stress-libc $(B)/libebb.so
 	  $(TALLY) run "$(B)/tests/stress (EBB_PURGE_DELAY_MS=1)" $(B)/tests/stress
 	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB_PURGE_DELAY_MS=0 LD_PRELOAD=$(abspath $(B)/libebb.so) \
 	  $(TALLY) run "$(B)/tests/stress-libc under LD_PRELOAD (EBB_PURGE_DELAY_MS=0)" $(B)/tests/stress-libc
+	@echo "stress: under random OS faults, 1 request in 40, then 1 in 3 (every failure a clean ENOMEM)"
+	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB__FAULT_ONE_IN=40 EBB__FAULT_SEED=1 \
+	  $(TALLY) run "$(B)/tests/stress-faults (1 in 40)" $(B)/tests/stress-faults
+	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB__FAULT_ONE_IN=3 EBB__FAULT_SEED=2 EBB_PURGE_DELAY_MS=1 \
+	  $(TALLY) run "$(B)/tests/stress-faults (1 in 3)" $(B)/tests/stress-faults
 
 $(B)/tests/preload_smoke: tests/preload/preload_smoke.c
 	@mkdir -p $(@D)
@@ -223,6 +235,23 @@ check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
 	  ASAN_OPTIONS=detect_leaks=0 EBB_STRESS_SCALE=1 $(TALLY) $$kind $$t || rc=1; done; exit $$rc
 
 check-sanitizers: check-asan check-ubsan
+
+# ThreadSanitizer (clang's): the stress test, and the tests of what runs
+# beside the churn (introspection, fork, signal storms).  Any report fails
+# the stage (halt_on_error, exitcode); die_after_fork=0 because a fork child
+# starts its own purger thread, which TSan otherwise refuses after a
+# multi-threaded fork.  About a minute on two cores.
+SAN_tsan := -fsanitize=thread
+TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/stress/stress.c
+TSAN_OPTS := halt_on_error=1 exitcode=66 die_after_fork=0 second_deadlock_stack=1
+check-tsan: CC = clang
+check-tsan: $(B)/tsan/libebb-san.a
+	@set -e; mkdir -p $(B)/tsan/tests; \
+	for src in $(TSAN_SRC); do \
+	  t=$(B)/tsan/tests/$$(basename $$src .c); \
+	  $(CC) $(TESTFLAGS) $(API_LINK) $(SAN_tsan) $$src $(B)/tsan/libebb-san.a -lcmocka -lpthread -o $$t; \
+	  echo "== $$t (tsan)"; kind=cmocka; [ $$src = tests/stress/stress.c ] && kind="run $$t"; \
+	  TSAN_OPTIONS="$(TSAN_OPTS)" EBB_STRESS_SCALE=1 $(TALLY) $$kind $$t; done
 
 # The unit, API, stress and LD_PRELOAD tests built and run as 32-bit
 # programs, in their own build directory (Debian: gcc-multilib,

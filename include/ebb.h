@@ -74,8 +74,10 @@ EBB_API int ebb_free_if_managed(void *ptr);
 
 /* Walk every internal structure and verify its invariants.  Returns 0 when
  * all hold; otherwise prints a one-line diagnosis per fault on stderr and
- * returns the number of faults.  Takes every lock: call it when other threads
- * are not in the middle of allocating if you want an exact answer. */
+ * returns the number of faults.  Takes every lock, so other threads may go
+ * on allocating meanwhile.  Of the thread caches it checks every cache's
+ * shape but only the calling thread's contents: another thread's cache
+ * changes without a lock while it runs, so only that thread reads it. */
 EBB_API int ebb_check(void);
 
 /* Give back to the OS, now, everything free in the whole process, whatever
@@ -97,7 +99,9 @@ typedef struct ebb_stats_s {
     size_t mapped_large;    /* mappings of live large blocks */
     size_t mapped_large_cached; /* freed large mappings kept for reuse */
     size_t small_used;      /* bytes of small blocks handed out (incl. thread caches) */
-    size_t small_cached;    /* bytes of small blocks sitting in thread caches */
+    size_t small_cached;    /* bytes of small blocks sitting in thread caches: the calling
+                             * thread's exactly, other threads' as of their last refill
+                             * or flush of each size class */
     size_t large_used;      /* bytes of live large mappings */
     size_t arenas;          /* number of arenas */
     size_t pools;           /* number of pools */

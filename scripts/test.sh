@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what it needs,
 # builds with gcc and clang (-Werror), then runs unit, API, stress, fork and
-# LD_PRELOAD tests, the same as a 32-bit program (gcc -m32), the ASan and UBSan
-# builds, a bounded fuzz run, and the peer suites (CPython's own tests,
+# LD_PRELOAD tests, the same as a 32-bit program (gcc -m32), the ASan, UBSan
+# and TSan builds, a bounded fuzz run, and the peer suites (CPython's own tests,
 # sqlite3, git, gcc, a C++ program) under ebb.
 #
 #   scripts/test.sh            everything (about 15 minutes on 2 cores)
@@ -82,6 +82,7 @@ stage "API tests, ebb_check on every slow path (EBB_DEBUG=2)" make -s check-debu
 stage "unit, API, stress and LD_PRELOAD tests as 32-bit (gcc -m32)" make -s check-m32
 stage "ASan"                     make -s check-asan
 stage "UBSan"                    make -s check-ubsan
+stage "TSan (stress, races, signals; no report)" make -s check-tsan
 if ((quick)); then
   stage "fuzz (10 s)"            make -s fuzz FUZZ_SECONDS=10
 else

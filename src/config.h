@@ -94,6 +94,22 @@
  * another mapping) before the kernel chooses: enough to step over a few
  * foreign mappings, few enough that a full address space costs little. */
 #define EBB_ARENA_PLACE_TRIES 8
+/* On 32-bit, when those are taken (large blocks have filled the gap down to
+ * the arenas), an arena goes to the lowest free place of the whole address
+ * space (found in /proc/self/maps), not where the kernel's top-down mmap
+ * would put it: in the highest hole, which is one a freed large block left
+ * in the middle of the gap.  There it stayed, pinned by a survivor, once the
+ * large blocks were gone, and cut the largest block a 32-bit program could
+ * get from 2047 MiB to 1381-1744 MiB (tests/api/test_gap.c, about 1 run in
+ * 60 under load, when the purger's timing changed how many arenas the run
+ * needed after the gap was full).  The lowest place is at the bottom of the
+ * space, below the program's image, where it splits nothing.  Off on
+ * 64-bit, where address space is not what runs out. */
+#if UINTPTR_MAX > 0xffffffffu
+#define EBB_ARENA_FROM_BOTTOM 0
+#else
+#define EBB_ARENA_FROM_BOTTOM 1
+#endif
 
 /* Empty arenas kept mapped against map/unmap thrash in alloc/free loops. */
 #define EBB_SPARE_ARENAS 1
@@ -315,6 +331,7 @@ _Static_assert(EBB_ARENA_BRK_GAP % EBB_ARENA_SIZE == 0 &&
                "the brk room is whole arenas and a small part of the address space");
 _Static_assert(EBB_ARENA_BELOW_BRK == 0 || EBB_ARENA_BELOW_BRK == 1, "below the break: on or off");
 _Static_assert(EBB_ARENA_PLACE_TRIES >= 1, "placement tries at least one address");
+_Static_assert(EBB_ARENA_FROM_BOTTOM == 0 || EBB_ARENA_FROM_BOTTOM == 1, "from the bottom: on or off");
 _Static_assert(EBB_LIMIT_SOFT_PERCENT > 0 && EBB_LIMIT_SOFT_PERCENT < 100,
                "the soft level lies below the limit");
 _Static_assert(EBB_LIMIT_AUTO_MARGIN_SHIFT >= 2 && EBB_LIMIT_AUTO_MARGIN_SHIFT <= 16,

@@ -379,9 +379,16 @@ unsigned ebb__thread_poke_all(void) EBB_HIDDEN;
 /* The calling thread is one of ebb's own (purger, watcher, reporter). */
 void ebb__thread_mark_internal(void) EBB_HIDDEN;
 int ebb__thread_is_internal(void) EBB_HIDDEN;
-/* Bytes cached in every thread's cache, the thread count and what the
- * caches map, into s. */
+/* Bytes cached in every thread's cache (the calling thread's exactly, the
+ * others' as their owners last published them), the thread count and what
+ * the caches map, into s.  Takes the registry lock. */
 void ebb__thread_stats(ebb_stats_t *s) EBB_HIDDEN;
+/* Registry lock held: blocks in stack cls of tc, exact if tc is the calling
+ * thread's own cache, else as of its owner's last slow path for cls. */
+size_t ebb__tcache_depth(const ebb__thread_t *tc, unsigned cls) EBB_HIDDEN;
+/* The calling thread's own cache, NULL if it has none: the only one whose
+ * stacks it may read (thread.c says why). */
+const ebb__thread_t *ebb__thread_own(void) EBB_HIDDEN;
 void *ebb__tcache_refill_pop(ebb__thread_t *t, unsigned cls) EBB_HIDDEN;
 void ebb__tcache_flush_push(ebb__thread_t *t, unsigned cls, void *blk) EBB_HIDDEN;
 void ebb__tcache_flush_all(ebb__thread_t *t) EBB_HIDDEN;
@@ -555,6 +562,10 @@ extern EBB_HIDDEN const ebb__lockset_t ebb__sample_locks, ebb__sample_unwind_loc
 void ebb__sample_start(void) EBB_HIDDEN;
 /* Load the unwinder now (it allocates on first use), if sampling is on. */
 void ebb__sample_prime(void) EBB_HIDDEN;
+/* The same whatever the rate, its allocations kept out of sampling: the
+ * purger's starter unwinds too.  From ebb's constructor only (a malloc may
+ * come from inside dlopen, where opening the unwinder's library fails). */
+void ebb__sample_unwinder_prime(void) EBB_HIDDEN;
 /* 1 if an allocation of n bytes is to be sampled (counts n against the
  * thread's gap). */
 int ebb__sample_tick(size_t n) EBB_HIDDEN;
@@ -594,15 +605,31 @@ extern EBB_HIDDEN const ebb__lockset_t ebb__purger_locks;
  * could not start: passes run inline on slow paths instead). */
 enum { EBB_PURGER_NONE = 0, EBB_PURGER_RUNNING, EBB_PURGER_INLINE };
 extern EBB_HIDDEN _Atomic int ebb__purger_state;
+/* A free could not start the purger (it was inside the loader, purger.c
+ * says why): the next slow path that can, does. */
+extern EBB_HIDDEN _Atomic int ebb__purger_start_owed;
 /* Start the purger thread if none runs (or run a pass inline where no
  * thread can start).  Holding no lock. */
 void ebb__purger_kick(void) EBB_HIDDEN;
+/* The same from free, which glibc may call holding the lock pthread_create
+ * takes: the start waits for a caller outside the loader. */
+void ebb__purger_kick_from_free(void) EBB_HIDDEN;
+static inline int ebb__purge_kick_due(void)
+{
+    return ebb__purge_owed | atomic_load_explicit(&ebb__purger_start_owed, memory_order_relaxed);
+}
 /* On the way out of a slow path, holding no lock: the kick this thread owes
- * if the mechanism announced purgeable memory on it. */
+ * if the mechanism announced purgeable memory on it, or a start another
+ * thread's free could not make. */
 static inline void ebb__purge_owed_kick(void)
 {
-    if (EBB_UNLIKELY(ebb__purge_owed))
+    if (EBB_UNLIKELY(ebb__purge_kick_due()))
         ebb__purger_kick();
+}
+static inline void ebb__purge_owed_kick_on_free(void)
+{
+    if (EBB_UNLIKELY(ebb__purge_kick_due()))
+        ebb__purger_kick_from_free();
 }
 
 /* ----------------------------------------------------- front/debug.c */

@@ -78,6 +78,8 @@ typedef struct {
     char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */
     int secure;              /* a privileged process (AT_SECURE): every EBB_*
                               * variable was ignored, and children lose them */
+    unsigned fault_one_in;   /* EBB__FAULT_ONE_IN (debug builds): fail 1 OS request in N */
+    unsigned fault_seed;     /* EBB__FAULT_SEED (debug builds): which ones */
 } ebb__options_t;
 
 /* Misuse seen (base/diag.c): the statistics report them. */
@@ -243,6 +245,12 @@ typedef struct {
 struct ebb__thread_s {
     ebb__tbin_t bin[EBB_CLASSES];  /* the thread cache; owner only */
     ebb__sample_counter_t sample;  /* owner only */
+    /* Blocks in each stack as of the owner's last slow path for the class
+     * (refill, flush, poke, exit): what other threads may read (statistics,
+     * ebb_check), since the fast paths change bin[] without a lock or an
+     * atomic.  Written by the owner with relaxed stores, beside, not inside,
+     * bin[], so the fast paths' stride and offsets stay what they were. */
+    _Atomic uint8_t published[EBB_CLASSES];
     ebb__heap_t *heap;
     ebb__thread_t *next, *prev;    /* registry list; registry lock */
     /* The owner's ebb__self, which the purger may point at the `poked`

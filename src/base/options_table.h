@@ -103,6 +103,12 @@
     EBB_OPTION(NO_CHILDREN, no_children, FLAG, 0, 0, 1, "1", "unset",                               \
                "ebb removes itself from the environment children get (`--no-children`)", LAUNCH)    \
     EBB_OPTION(_TEST_ROOT, test_root, PATH, 0, 0, 0, "DIR", "the real system",                      \
-               "read system files (cgroup, /proc) below DIR instead of /", TEST)
+               "read system files (cgroup, /proc) below DIR instead of /", TEST)                    \
+    EBB_OPTION(_FAULT_ONE_IN, fault_one_in, COUNT, 0, 0, 1000000, "N", "0 (off)",                   \
+               "fail about one in N of ebb's requests to the OS for memory or a thread, at "        \
+               "random (seeded by EBB__FAULT_SEED), as the system would when out of them", TEST)    \
+    EBB_OPTION(_FAULT_SEED, fault_seed, COUNT, 1, 0, 4294967295u, "N", "1",                        \
+               "the seed of EBB__FAULT_ONE_IN's choices: one seed, one sequence of failed requests", \
+               TEST)
 
 #endif /* EBB_OPTIONS_TABLE_H */

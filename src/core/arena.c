@@ -23,9 +23,12 @@
  * the bottom of the big gap while the kernel's top-down mmap fills it with
  * large blocks from the top: small survivors never sit between large blocks.
  * When those places are taken (a full address space, a foreign mapping) or
- * the break is unknown, the kernel places the arena.  On 32-bit, arenas
- * first fill the stretch between the program's image and its break
- * (EBB_ARENA_BELOW_BRK), room the brk heap never uses.  Measured on bench/rss
+ * the break is unknown, the kernel places the arena, except on 32-bit, where
+ * it goes to the lowest free place of the whole space first
+ * (EBB_ARENA_FROM_BOTTOM: the kernel would pick a hole between large
+ * blocks).  On 32-bit, arenas also first fill the stretch between the
+ * program's image and its break (EBB_ARENA_BELOW_BRK), room the brk heap
+ * never uses.  Measured on bench/rss
  * scenario 8 (32-bit, 100 rounds of 1-64 MiB buffers among small objects):
  * the largest block left after the rounds went from 1468 MiB (the kernel
  * placing every arena) to 1788-1792 MiB (glibc 1813-1835).  Nothing is
@@ -149,8 +152,9 @@ static ebb__arena_t *arena_place_in(uintptr_t i, uintptr_t end, unsigned *tries)
     return NULL;
 }
 
-/* A fresh arena at the lowest free place, else wherever the kernel puts it
- * (address space is full there, or the break is unknown). */
+/* A fresh arena at the lowest free place, else (on 32-bit) at the lowest
+ * free place of the whole space, else wherever the kernel puts it (address
+ * space is full there, or the break is unknown). */
 static ebb__arena_t *arena_map(void)
 {
     unsigned tries = 0;
@@ -158,6 +162,8 @@ static ebb__arena_t *arena_map(void)
     ebb__arena_t *a = arena_place_in(place.low, place.low_end, &tries);
     if (a == NULL)
         a = arena_place_in(place.base, EBB_MAP_ENTRIES, &tries);
+    if (a == NULL && EBB_ARENA_FROM_BOTTOM)
+        a = ebb__os_map_bottom(EBB_ARENA_SIZE, EBB_ARENA_SIZE);
     return a != NULL ? a : ebb__os_map_aligned(EBB_ARENA_SIZE, EBB_ARENA_SIZE);
 }
 

@@ -24,6 +24,10 @@ void ebb__core_setup(void)
         ebb__sizeclass_init();
         ebb__freed_key_init();
         ebb__options_start();
+#if EBB_DEBUG >= 1
+        if (ebb__opt.fault_one_in)
+            ebb__os_faults_random(ebb__opt.fault_seed, ebb__opt.fault_one_in);
+#endif
         unsigned heaps = ebb__opt.heaps ? ebb__opt.heaps : ebb__os_cpu_count();
         ebb__heaps_init(heaps);
         atomic_store_explicit(&ebb__core_ready, 1, memory_order_release);

@@ -29,6 +29,20 @@
  * front gave (it calls ebb__thread_exit, then acts on what the flush
  * recorded); after it the thread uses the `bypass` placeholder and goes
  * straight to its heap.
+ *
+ * Only the owner reads its stacks.  The fast paths move `top` and write
+ * entries with plain stores, in whatever order the compiler picks, so
+ * another thread reading them races (C11 undefined behaviour) and can see a
+ * new `top` over a stale entry: ebb_check in an EBB_DEBUG=2 build did, and
+ * aborted on a block that had already gone home (tests/api/test_fork.c, a few
+ * runs in a hundred under load).  What others may know of a cache is what its owner
+ * publishes on its slow paths: each stack's depth after every refill, flush,
+ * poke and exit (relaxed atomic stores, nothing on the fast paths).  So
+ * ebb_stats counts the calling thread's cache exactly and every other
+ * thread's as of its last slow path for the class (off by at most a
+ * stack's capacity per class while it runs), and ebb_check walks only the
+ * calling thread's stacks; in an EBB_DEBUG=2 build every thread checks its
+ * own on each of its slow paths.
  */
 #include "internal.h"
 
@@ -44,6 +58,15 @@ static __thread ebb__thread_t *tc_own __attribute__((tls_model("initial-exec")))
 static void tc_set(ebb__thread_t *tc)
 {
     atomic_store_explicit(&ebb__self, tc, memory_order_relaxed);
+}
+
+_Static_assert(EBB_TCACHE_MAX_COUNT <= UINT8_MAX, "a stack's depth fits its published byte");
+
+/* Owner only: stack cls's depth, for other threads to read. */
+static void publish(ebb__thread_t *tc, unsigned cls)
+{
+    const ebb__tbin_t *b = &tc->bin[cls];
+    atomic_store_explicit(&tc->published[cls], (uint8_t)(b->top - b->low), memory_order_relaxed);
 }
 
 static size_t tcache_entry_count(void)
@@ -70,6 +93,7 @@ static void tcache_layout(ebb__thread_t *tc)
         e += ebb__classes[c].tcache_cap;
         b->high = e;
         b->busy = 0;
+        atomic_store_explicit(&tc->published[c], 0, memory_order_relaxed);
     }
 }
 
@@ -102,7 +126,7 @@ static ebb__thread_t *tcache_new(void)
         ebb__threads.free = tc->next;
     } else {
         size_t size = tcache_map_size();
-        tc = ebb__os_map(size);
+        tc = ebb__os_map_meta(size);
         if (tc == NULL)
             return NULL;
         tc->map_size = size;
@@ -136,13 +160,15 @@ static void leave_cache_then_go_home(void)
     atomic_thread_fence(memory_order_seq_cst);
 }
 
-/* Every block of stack b goes home; `idle`: as blocks idle for a delay. */
-static void empty_stack(ebb__tbin_t *b, int idle)
+/* Every block of stack cls goes home; `idle`: as blocks idle for a delay. */
+static void empty_stack(ebb__thread_t *tc, unsigned cls, int idle)
 {
+    ebb__tbin_t *b = &tc->bin[cls];
     unsigned n = (unsigned)(b->top - b->low);
     if (n == 0)
         return;
     b->top = b->low; /* entries stay readable: only this thread pushes */
+    publish(tc, cls);
     leave_cache_then_go_home();
     if (idle)
         ebb__heap_free_idle(b->low, n);
@@ -153,7 +179,7 @@ static void empty_stack(ebb__tbin_t *b, int idle)
 void ebb__tcache_flush_all(ebb__thread_t *tc)
 {
     for (unsigned c = 0; c < EBB_CLASSES; c++)
-        empty_stack(&tc->bin[c], 0);
+        empty_stack(tc, c, 0);
 }
 
 void ebb__thread_exit(void *arg)
@@ -211,7 +237,7 @@ static void flush_for_poke(ebb__thread_t *tc)
 {
     for (unsigned c = 0; c < EBB_CLASSES; c++) {
         ebb__tbin_t *b = &tc->bin[c];
-        empty_stack(b, !b->busy);
+        empty_stack(tc, c, !b->busy);
         b->busy = 0;
     }
 }
@@ -271,8 +297,10 @@ void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
     unsigned want = cap / 2 ? cap / 2 : 1;
     b->busy = 1;
     unsigned got = ebb__heap_alloc(tc->heap, cls, b->low, want);
-    if (got == 0)
+    if (got == 0) {
+        publish(tc, cls);
         return NULL;
+    }
     /* Blocks come lowest address first; hand them out in that order. */
     for (unsigned i = 0, j = got - 1; i < j; i++, j--) {
         void *t = b->low[i];
@@ -280,6 +308,7 @@ void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
         b->low[j] = t;
     }
     b->top = b->low + got - 1;
+    publish(tc, cls);
     return *b->top;
 }
 
@@ -301,6 +330,7 @@ void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
         *b->top++ = blk;
     else
         ebb__heap_free(&blk, 1); /* a class with no capacity */
+    publish(tc, cls);
 }
 
 /* ------------------------------------------------ fork, statistics, flags */
@@ -327,12 +357,26 @@ EBB_HIDDEN const ebb__lockset_t ebb__thread_locks = { .name = "thread registry",
                                                        .one = &ebb__threads.lock,
                                                        .child = registry_fork_child };
 
+/* Blocks in stack cls of tc: exact for the calling thread's own cache,
+ * else as its owner last published them. */
+size_t ebb__tcache_depth(const ebb__thread_t *tc, unsigned cls)
+{
+    if (tc == tc_own)
+        return (size_t)(tc->bin[cls].top - tc->bin[cls].low);
+    return atomic_load_explicit(&tc->published[cls], memory_order_relaxed);
+}
+
+const ebb__thread_t *ebb__thread_own(void)
+{
+    return tc_own;
+}
+
 void ebb__thread_stats(ebb_stats_t *s)
 {
     ebb__lock(&ebb__threads.lock);
     for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next)
         for (unsigned c = 0; c < EBB_CLASSES; c++)
-            s->small_cached += (size_t)(tc->bin[c].top - tc->bin[c].low) * ebb__classes[c].size;
+            s->small_cached += ebb__tcache_depth(tc, c) * ebb__classes[c].size;
     s->threads = ebb__threads.count;
     s->mapped_meta += ebb__threads.bytes;
     ebb__unlock(&ebb__threads.lock);

@@ -124,6 +124,10 @@ __attribute__((constructor)) static void ebb__constructor(void)
     ebb__start();
     ebb__os_atfork(fork_prepare, fork_parent, fork_child);
     ebb__sample_prime();
+    /* Whatever the sampling rate: the purger's starter unwinds (purger.c),
+     * and only here is loading the unwinder sure to be safe (a malloc may
+     * come from inside dlopen, which cannot open another library). */
+    ebb__sample_unwinder_prime();
     atomic_store_explicit(&ebb__threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
     if (ebb__opt.verbose) {

@@ -385,7 +385,7 @@ EBB_NOINLINE void ebb__free_slow(void *p)
         else
             foreign("free", p);
     }
-    ebb__purge_owed_kick();
+    ebb__purge_owed_kick_on_free();
     errno = saved;
 }
 
@@ -440,7 +440,7 @@ static EBB_NOINLINE int free_if_managed_slow(void *p)
     }
     int saved = errno;
     int freed = large_free(p);
-    ebb__purge_owed_kick();
+    ebb__purge_owed_kick_on_free();
     errno = saved;
     return freed;
 }

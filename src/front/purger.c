@@ -25,6 +25,16 @@
  *     when none runs (creating one costs tens of microseconds, once per
  *     idle-to-busy change).  No system call is ever made on the malloc or
  *     free fast paths, which never reach this file;
+ *   - is never started from inside glibc's thread-stack cache.  glibc
+ *     frees an evicted cached stack's TLS vector (from the loader,
+ *     _dl_deallocate_tls) while it holds the cache's lock, and
+ *     pthread_create takes that lock: a free there that started the purger
+ *     deadlocked the thread on itself (tests/api/test_races.c, in
+ *     pthread_join once five 8 MiB stacks overflowed the 40 MiB cache).  So
+ *     a free starts the thread only if the loader is not among its callers
+ *     (ebb__os_inside_loader, one backtrace per start); otherwise the start
+ *     is owed, and the next slow path that is not inside the loader, of any
+ *     thread, makes it;
  *   - never keeps a process alive: a program whose last thread calls
  *     pthread_exit ends when its threads are gone.  The purger ends when
  *     idle, and when it finds itself the only thread left (checked before
@@ -42,6 +52,7 @@
 #include "internal.h"
 
 EBB_HIDDEN _Atomic int ebb__purger_state; /* EBB_PURGER_* */
+EBB_HIDDEN _Atomic int ebb__purger_start_owed;
 /* ms: the next inline pass, when no thread could be started. */
 static _Atomic uint32_t inline_due;
 
@@ -101,7 +112,15 @@ static void purge_inline(void)
         atomic_store_explicit(&inline_due, now + next, memory_order_relaxed);
 }
 
-void ebb__purger_kick(void)
+/* A free may start a thread only from outside the loader (see above); when
+ * that cannot be told (the unwinder was not loaded by ebb's constructor:
+ * a program that runs before it), it waits too. */
+static int may_start_here(int from_free)
+{
+    return !from_free || ebb__os_inside_loader() == 0;
+}
+
+static void kick(int from_free)
 {
     ebb__purge_owed = 0;
     if (ebb__purge_when() != EBB_PURGE_LATER)
@@ -110,6 +129,11 @@ void ebb__purger_kick(void)
     if (state == EBB_PURGER_NONE) {
         if (!ebb__may_start_threads())
             return; /* too early: a later free starts it */
+        if (!may_start_here(from_free)) {
+            atomic_store_explicit(&ebb__purger_start_owed, 1, memory_order_relaxed);
+            return;
+        }
+        atomic_store_explicit(&ebb__purger_start_owed, 0, memory_order_relaxed);
         /* RUNNING before the thread exists: a free meanwhile needs no wake,
          * the thread's first pass will see its work. */
         if (!atomic_compare_exchange_strong_explicit(&ebb__purger_state, &state, EBB_PURGER_RUNNING,
@@ -117,14 +141,29 @@ void ebb__purger_kick(void)
             return;
         if (ebb__os_thread_start(purger_main, NULL, "ebb-purge") != 0)
             atomic_store_explicit(&ebb__purger_state, EBB_PURGER_INLINE, memory_order_seq_cst);
-    } else if (state == EBB_PURGER_INLINE) {
-        purge_inline();
+    } else {
+        /* Written only when set: every busy thread's kicks come here. */
+        if (atomic_load_explicit(&ebb__purger_start_owed, memory_order_relaxed))
+            atomic_store_explicit(&ebb__purger_start_owed, 0, memory_order_relaxed);
+        if (state == EBB_PURGER_INLINE)
+            purge_inline();
     }
+}
+
+void ebb__purger_kick(void)
+{
+    kick(0);
+}
+
+void ebb__purger_kick_from_free(void)
+{
+    kick(1);
 }
 
 /* The child of a fork has no purger thread; it starts one when it needs it. */
 static void purger_fork_child(void)
 {
+    atomic_store_explicit(&ebb__purger_start_owed, 0, memory_order_relaxed);
     if (atomic_load_explicit(&ebb__purger_state, memory_order_relaxed) != EBB_PURGER_INLINE)
         atomic_store_explicit(&ebb__purger_state, EBB_PURGER_NONE, memory_order_relaxed);
 }

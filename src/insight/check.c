@@ -4,15 +4,17 @@
  * With every lock held (front/init.c takes them, from the one list), checks,
  * arena by arena and pool by pool, what the rest of the code assumes:
  * free-slot counts, slot classes, pool geometry, bitmap population against
- * the used count, bucket placement, bin membership and totals, thread-cache
- * contents (each cached block is allocated as far as its pool knows), the
- * large-block table, that the mapped categories add up to the mapped
- * counter, that every page under a block that is out is marked dirty (never
- * purged), the purge lists, and the count of clean pages behind the
- * committed estimate.  Each fault is one line on stderr; the return value is
- * how many.  Cost is linear in the heap's metadata, not in its bytes.  Debug
- * builds (EBB_DEBUG >= 2) run it on slow paths; tests call it after every
- * scenario.
+ * the used count, bucket placement, bin membership and totals, every thread
+ * cache's geometry and the calling thread's cache contents (each cached
+ * block is allocated as far as its pool knows; other threads' stacks are
+ * theirs alone to read, core/thread.c says why), the large-block table,
+ * that the mapped categories add up to the mapped counter, that every page
+ * under a block that is out is marked dirty (never purged), the purge
+ * lists, and the count of clean pages behind the committed estimate.  Each
+ * fault is one line on stderr; the return value is how many.  Cost is linear
+ * in the heap's metadata, not in its bytes.  Debug builds (EBB_DEBUG >= 2)
+ * run it on every slow path, so there each thread's cache is checked by its
+ * owner; tests call it after every scenario.
  */
 #include "internal.h"
 
@@ -205,27 +207,48 @@ static int check_bins(size_t *pools_listed, size_t *purge_listed)
     return faults;
 }
 
+/* The calling thread's stack cls: in bounds, every entry a block of the
+ * class that its pool counts as out. */
+static int check_own_stack(const ebb__thread_t *tc, unsigned c)
+{
+    int faults = 0;
+    const ebb__tbin_t *b = &tc->bin[c];
+    if (b->top < b->low || b->top > b->high)
+        return FAULT("thread cache %p class %u: top outside its stack\n", (void *)tc, c);
+    for (void *const *e = b->low; e < b->top; e++) {
+        uintptr_t a = (uintptr_t)*e;
+        ebb__arena_t *ar = ebb__arena_of(a);
+        ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
+        uint32_t idx;
+        if (p == NULL || p->cls != c || !ebb__pool_block_index(p, a, &idx) ||
+            ebb__pool_is_free(p, idx))
+            FAULT("thread cache %p class %u: entry %p is not an allocated block\n",
+                  (void *)tc, c, *e);
+    }
+    return faults;
+}
+
+/* Every cache's geometry (fixed while the registry lock is held) and
+ * published depths; the entries of the calling thread's own only: another
+ * thread's stacks change under its fast paths with no lock and no atomic
+ * (core/thread.c), so reading them would race with its pushes. */
 static int check_tcaches(void)
 {
     int faults = 0;
+    const ebb__thread_t *own = ebb__thread_own();
     for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next) {
         for (unsigned c = 0; c < EBB_CLASSES; c++) {
-            ebb__tbin_t *b = &tc->bin[c];
-            if (b->top < b->low || b->top > b->high ||
-                (size_t)(b->high - b->low) != ebb__classes[c].tcache_cap) {
+            const ebb__tbin_t *b = &tc->bin[c];
+            size_t cap = ebb__classes[c].tcache_cap;
+            if ((size_t)(b->high - b->low) != cap) {
                 FAULT("thread cache %p class %u: bad stack\n", (void *)tc, c);
                 continue;
             }
-            for (void **e = b->low; e < b->top; e++) {
-                uintptr_t a = (uintptr_t)*e;
-                ebb__arena_t *ar = ebb__arena_of(a);
-                ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
-                uint32_t idx;
-                if (p == NULL || p->cls != c || !ebb__pool_block_index(p, a, &idx) ||
-                    ebb__pool_is_free(p, idx))
-                    FAULT("thread cache %p class %u: entry %p is not an allocated block\n",
-                          (void *)tc, c, *e);
-            }
+            if (ebb__tcache_depth(tc, c) > cap)
+                FAULT("thread cache %p class %u: %zu blocks published, capacity %zu\n",
+                      (void *)tc, c, ebb__tcache_depth(tc, c), cap);
+            if (tc == own)
+                faults += check_own_stack(tc, c);
         }
     }
     return faults;

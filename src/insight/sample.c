@@ -159,6 +159,14 @@ void ebb__sample_prime(void)
     in_sampler = 0;
 }
 
+void ebb__sample_unwinder_prime(void)
+{
+    int was = in_sampler; /* the stack hook may allocate inside the sampler */
+    in_sampler = 1;
+    ebb__os_unwinder_prime();
+    in_sampler = was;
+}
+
 /* ------------------------------------------------------------ the gaps */
 
 static uint64_t mix64(uint64_t x)
@@ -354,7 +362,7 @@ static site_t *site_at(size_t i)
  * ebb's metadata; NULL if the OS refuses (the sample is dropped). */
 static void *table_map(size_t bytes)
 {
-    void *m = ebb__os_map(bytes);
+    void *m = ebb__os_map_meta(bytes);
     if (m) {
         ebb__mapped_add(bytes);
         sampler.table_bytes += bytes;

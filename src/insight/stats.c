@@ -27,9 +27,12 @@
  * purged with MADV_FREE, which stay resident until the kernel wants them.
  *
  * Counting happens on slow paths only (bins count blocks under their lock),
- * so the fast paths pay nothing; small_cached is read from other threads'
- * caches without their cooperation and may be off by a few blocks while
- * they run.
+ * so the fast paths pay nothing.  small_cached counts the calling thread's
+ * cache exactly and every other thread's as its owner last published it,
+ * on its last refill or flush of each class (core/thread.c: nobody else may
+ * read a thread's stacks), so while other threads run it may be off by up
+ * to a stack's capacity per class and thread.  Bins and caches are read at
+ * slightly different moments, so small_cached is capped at small_used.
  */
 #include "internal.h"
 
@@ -60,6 +63,8 @@ static void collect(ebb_stats_t *out, size_t per_class_used[EBB_CLASSES],
     s.heaps = ebb__heaps.n;
     s.foreign_frees = atomic_load_explicit(&ebb__misuse.foreign_frees, memory_order_relaxed);
     s.errors = atomic_load_explicit(&ebb__misuse.errors, memory_order_relaxed);
+    if (s.small_cached > s.small_used)
+        s.small_cached = s.small_used;
     *out = s;
 }
 

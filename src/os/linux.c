@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #endif
 #include "os.h"
+#include "linux.h"
 
 #include <errno.h>
 #include <dlfcn.h>
@@ -57,8 +58,50 @@ unsigned ebb__os_cpu_count(void)
     return count ? count : 1;
 }
 
+/*
+ * Fault injection (debug builds): every request for memory or a thread
+ * passes injected_failure() first, and fails as the system would when it
+ * says so: a countdown (ebb__os_fail_after: that many more succeed, then
+ * all fail), or at random (ebb__os_faults_random: about one request in N,
+ * decided by a hash of the seed and the request's number, so a
+ * single-threaded run fails the same requests every time).
+ */
 #if EBB_DEBUG >= 1
 __attribute__((visibility("hidden"))) _Atomic long ebb__os_fail_after = -1;
+static _Atomic uint64_t fault_seed, fault_calls;
+static _Atomic unsigned fault_one_in;
+static _Atomic unsigned long fault_count;
+
+void ebb__os_faults_random(uint64_t seed, unsigned one_in)
+{
+    atomic_store_explicit(&fault_seed, seed, memory_order_relaxed);
+    atomic_store_explicit(&fault_calls, 0, memory_order_relaxed);
+    atomic_store_explicit(&fault_one_in, one_in, memory_order_relaxed);
+}
+
+unsigned long ebb__os_faults_injected(void)
+{
+    return atomic_load_explicit(&fault_count, memory_order_relaxed);
+}
+
+static uint64_t fault_hash(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static int random_failure(void)
+{
+    unsigned one_in = atomic_load_explicit(&fault_one_in, memory_order_relaxed);
+    if (one_in == 0)
+        return 0;
+    uint64_t call = atomic_fetch_add_explicit(&fault_calls, 1, memory_order_relaxed);
+    uint64_t seed = atomic_load_explicit(&fault_seed, memory_order_relaxed);
+    return fault_hash(seed * 0x9e3779b97f4a7c15ull + call) % one_in == 0;
+}
 
 static int injected_failure(void)
 {
@@ -66,7 +109,10 @@ static int injected_failure(void)
     while (n > 0 && !atomic_compare_exchange_weak_explicit(&ebb__os_fail_after, &n, n - 1,
                                                            memory_order_relaxed, memory_order_relaxed)) {
     }
-    return n == 0;
+    if (n != 0 && !random_failure())
+        return 0;
+    atomic_fetch_add_explicit(&fault_count, 1, memory_order_relaxed);
+    return 1;
 }
 #else
 #define injected_failure() 0
@@ -127,6 +173,52 @@ void *ebb__os_map_at(void *addr, size_t size)
     }
     errno = saved;
     return p == MAP_FAILED ? NULL : p;
+}
+
+/* Bottom-up placement starts above the lowest addresses a kernel may keep
+ * from mmap (vm.mmap_min_addr, 64 KiB by default, more on some systems). */
+#define BOTTOM_FROM ((uintptr_t)1 << 20)
+
+/* Where the last bottom-up mapping ended: the next is tried there first,
+ * one mmap, and the maps are read only when that place is taken. */
+static _Atomic uintptr_t bottom_cursor;
+
+static uintptr_t round_up(uintptr_t a, size_t align)
+{
+    uintptr_t up = (a + align - 1) & ~(uintptr_t)(align - 1);
+    return up < a ? 0 : up;
+}
+
+static void *map_at_cursor(size_t size, size_t align)
+{
+    uintptr_t at = round_up(atomic_load_explicit(&bottom_cursor, memory_order_relaxed), align);
+    return at >= BOTTOM_FROM ? ebb__os_map_at((void *)at, size) : NULL;
+}
+
+void *ebb__os_map_bottom(size_t size, size_t align)
+{
+    void *p = map_at_cursor(size, align);
+    /* Else the lowest free place; another thread may take it between the
+     * look and the map: look again, a few times. */
+    for (int tries = 0; p == NULL && tries < 3; tries++) {
+        uintptr_t at = ebb__linux_lowest_free(size, align, BOTTOM_FROM);
+        if (at == 0)
+            return NULL;
+        p = ebb__os_map_at((void *)at, size);
+    }
+    if (p != NULL)
+        atomic_store_explicit(&bottom_cursor, (uintptr_t)p + size, memory_order_relaxed);
+    return p;
+}
+
+void *ebb__os_map_meta(size_t size)
+{
+#if UINTPTR_MAX <= 0xffffffffu
+    void *p = ebb__os_map_bottom(size, ebb__os_page_size());
+    if (p != NULL)
+        return p;
+#endif
+    return ebb__os_map(size);
 }
 
 uintptr_t ebb__os_program_break(void)
@@ -297,6 +389,8 @@ static void *thread_trampoline(void *raw)
 
 int ebb__os_thread_start(void (*fn)(void *), void *arg, const char *name)
 {
+    if (injected_failure())
+        return -1;
     int saved = errno;
     /* The start record comes from the OS, not from malloc: the caller may be
      * the allocator itself. */
@@ -367,7 +461,7 @@ extern void *__dso_handle __attribute__((weak));
 
 int ebb__os_on_thread_exit(void (*fn)(void *), void *arg)
 {
-    if (__cxa_thread_atexit_impl == NULL)
+    if (__cxa_thread_atexit_impl == NULL || injected_failure())
         return -1;
     int saved = errno;
     int rc = __cxa_thread_atexit_impl(fn, arg, &__dso_handle);

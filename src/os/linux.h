@@ -29,6 +29,11 @@
 
 /* ---------------------------------------------------- linux_proc.c */
 
+/* The lowest address at or above `from`, aligned to `align` (a power of
+ * two), where `size` bytes fit between the mappings /proc/self/maps lists;
+ * 0 if none, or if the file cannot be read. */
+uintptr_t ebb__linux_lowest_free(size_t size, size_t align, uintptr_t from) EBB__LINUX_PRIVATE;
+
 /* out = a b c, if it fits: 1, else 0 (out then unspecified). */
 int ebb__linux_join3(char *out, size_t len, const char *a, const char *b, const char *c)
     EBB__LINUX_PRIVATE;

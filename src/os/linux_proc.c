@@ -227,6 +227,57 @@ static int gap_line(char *line, void *ctx)
     return 0;
 }
 
+/* The lowest aligned place for `size` bytes at or above `from`, among the
+ * mappings as /proc/self/maps lists them (in address order). */
+typedef struct {
+    uintptr_t align, size, at, found;
+} low_scan_t;
+
+static uintptr_t align_up(uintptr_t a, uintptr_t align)
+{
+    uintptr_t up = (a + align - 1) & ~(align - 1);
+    return up < a ? 0 : up; /* 0: past the top */
+}
+
+/* The next mapping is [start, end): the candidate fits before it, or moves
+ * past it.  1 when the scan is over. */
+static int low_see(low_scan_t *l, uintptr_t start, uintptr_t end)
+{
+    if (l->at == 0)
+        return 1; /* past the top: nothing fits */
+    if (start >= l->at && start - l->at >= l->size) {
+        l->found = l->at;
+        return 1;
+    }
+    if (end > l->at)
+        l->at = align_up(end, l->align);
+    return 0;
+}
+
+static int low_line(char *line, void *ctx)
+{
+    const char *s = line;
+    uintptr_t lo = parse_hex(&s);
+    if (*s != '-')
+        return 0;
+    s++;
+    return low_see(ctx, lo, parse_hex(&s));
+}
+
+uintptr_t ebb__linux_lowest_free(size_t size, size_t align, uintptr_t from)
+{
+    int saved = errno;
+    low_scan_t l = { align, size, align_up(from, align), 0 };
+    const ebb__linux_split_t cut = { '\n', 1, EBB__LINUX_LINE - 1 };
+    int read = ebb__linux_read_lines("", "/proc/self/maps", &cut, low_line, &l) == 0;
+    errno = saved;
+    if (!read)
+        return 0;
+    if (!l.found)
+        low_see(&l, GAP_HIGH, GAP_HIGH);
+    return l.found;
+}
+
 size_t ebb__os_largest_gap(uintptr_t *start)
 {
     int saved = errno;

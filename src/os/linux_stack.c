@@ -5,6 +5,12 @@
  * allocated as the return addresses on the stack, and a report prints them
  * as symbols (os.h, "stacks").
  *
+ * It also tells the purger's starter whether the calling thread is inside
+ * the dynamic loader: glibc frees a cached thread stack's TLS vector from
+ * the loader (_dl_deallocate_tls) while holding the lock that
+ * pthread_create takes, so a free there must not start a thread
+ * (front/purger.c).
+ *
  * Why it is shaped so: the C library's unwinder follows the DWARF tables,
  * so it works without frame pointers, but it is loaded (through malloc) on
  * first use and takes the loader's lock, so os.h tells the caller when it
@@ -18,11 +24,18 @@
 #include "os.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <string.h>
+#include <sys/auxv.h>
 #ifdef __GLIBC__
 #include <execinfo.h>
 #endif
+
+/* The unwinder has run once (it is loaded: a backtrace no longer opens a
+ * library or allocates). */
+static _Atomic int unwinder_ready;
 
 /* glibc's backtrace() (libgcc's DWARF unwinder, loaded on first use) gives
  * the return address in this function first: dropped, so pcs[0] is in our
@@ -34,6 +47,7 @@ __attribute__((noinline)) int ebb__os_backtrace(void **pcs, int max)
     int saved = errno;
     int n = backtrace(raw, max + 1 < 128 ? max + 1 : 128);
     errno = saved;
+    atomic_store_explicit(&unwinder_ready, 1, memory_order_release);
     if (n <= 1)
         return 0;
     memcpy(pcs, raw + 1, (size_t)(n - 1) * sizeof(void *));
@@ -41,6 +55,65 @@ __attribute__((noinline)) int ebb__os_backtrace(void **pcs, int max)
 #else
     (void)pcs;
     (void)max;
+    return 0;
+#endif
+}
+
+void ebb__os_unwinder_prime(void)
+{
+    void *pcs[2];
+    if (!atomic_load_explicit(&unwinder_ready, memory_order_acquire))
+        (void)ebb__os_backtrace(pcs, 2);
+}
+
+/* The dynamic loader's code, [lo, hi), from the program headers the
+ * auxiliary vector points at: no system call, no allocation.  Both 0 in a
+ * static program, which has no loader. */
+static _Atomic uintptr_t loader_lo, loader_hi;
+static _Atomic int loader_known;
+
+static void find_loader(void)
+{
+    uintptr_t base = (uintptr_t)getauxval(AT_BASE), lo = UINTPTR_MAX, hi = 0;
+    if (base != 0) {
+        const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+        const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + eh->e_phoff);
+        for (unsigned i = 0; i < eh->e_phnum; i++)
+            if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+                uintptr_t a = base + ph[i].p_vaddr;
+                lo = a < lo ? a : lo;
+                hi = a + ph[i].p_memsz > hi ? a + ph[i].p_memsz : hi;
+            }
+    }
+    atomic_store_explicit(&loader_lo, hi ? lo : 0, memory_order_relaxed);
+    atomic_store_explicit(&loader_hi, hi, memory_order_relaxed);
+    atomic_store_explicit(&loader_known, 1, memory_order_release);
+}
+
+/* How many frames up the loader is looked for: ebb's own frames between
+ * the caller and the C library's free are three or four. */
+#define LOADER_FRAMES 12
+
+int ebb__os_inside_loader(void)
+{
+#ifdef __GLIBC__
+    if (!atomic_load_explicit(&unwinder_ready, memory_order_acquire))
+        return -1;
+    if (!atomic_load_explicit(&loader_known, memory_order_acquire))
+        find_loader();
+    uintptr_t lo = atomic_load_explicit(&loader_lo, memory_order_relaxed);
+    uintptr_t hi = atomic_load_explicit(&loader_hi, memory_order_relaxed);
+    if (hi == 0)
+        return 0;
+    void *pcs[LOADER_FRAMES];
+    int n = ebb__os_backtrace(pcs, LOADER_FRAMES);
+    for (int i = 0; i < n; i++) {
+        uintptr_t pc = (uintptr_t)pcs[i] - 1; /* a return address may end its function */
+        if (pc >= lo && pc < hi)
+            return 1;
+    }
+    return 0;
+#else
     return 0;
 #endif
 }

@@ -27,9 +27,18 @@ size_t ebb__os_page_size(void);
 unsigned ebb__os_cpu_count(void);
 
 #if EBB_DEBUG >= 1
-/* Fault injection for tests: when >= 0, that many more mappings succeed and
- * then every one fails, as if the system were out of memory. */
+/* Fault injection for tests, at every request for memory (map, map_at,
+ * remap growing) or a thread (thread_start, on_thread_exit): when >= 0,
+ * that many more requests succeed and then every one fails, as if the
+ * system were out of memory. */
 extern _Atomic long ebb__os_fail_after;
+/* Or fail about one request in one_in (0: none) at random, from seed: the
+ * n-th request fails by a hash of (seed, n), so a single-threaded run fails
+ * the same ones each time.  EBB__FAULT_ONE_IN and EBB__FAULT_SEED set it at
+ * start-up (core/setup.c). */
+void ebb__os_faults_random(uint64_t seed, unsigned one_in);
+/* Requests failed on purpose so far. */
+unsigned long ebb__os_faults_injected(void);
 #endif
 
 /* Fresh zeroed read-write memory, page aligned; NULL on failure. */
@@ -40,6 +49,19 @@ void *ebb__os_map_aligned(size_t size, size_t align);
  * nothing is mapped anywhere in [addr, addr + size); NULL otherwise, never
  * memory elsewhere and never a replaced mapping. */
 void *ebb__os_map_at(void *addr, size_t size);
+/* Fresh memory from the bottom of the address space up (above its first
+ * MiB; aligned to `align`, a power of two >= page size): where the last one
+ * ended, else at the lowest free place /proc/self/maps shows; NULL if there
+ * is none or it cannot be had.  Never replaces a mapping.  For what must
+ * not land in the middle of the big gap large blocks are mapped into, on
+ * 32-bit: the kernel's top-down mmap puts a mapping in the highest hole
+ * that fits, which may be one a freed large block left there, and a
+ * long-lived mapping then cuts the gap in two once the large blocks go. */
+void *ebb__os_map_bottom(size_t size, size_t align);
+/* Memory for ebb's own long-lived metadata (thread caches, tables): on
+ * 32-bit from the bottom up (ebb__os_map_bottom), else where the kernel
+ * puts it. */
+void *ebb__os_map_meta(size_t size);
 /* The program break (the end of the brk heap), 0 if unknown: the low end of
  * the large gap the kernel's top-down mmap fills from above. */
 uintptr_t ebb__os_program_break(void);
@@ -287,6 +309,17 @@ int ebb__os_on_signal(int sig, void (*fn)(int));
  * no ebb lock held and with the calling thread's allocations kept out of
  * sampling. */
 int ebb__os_backtrace(void **pcs, int max);
+/* Load the unwinder now, if no backtrace ran yet (it allocates and may
+ * take the loader's lock: the same rules as ebb__os_backtrace). */
+void ebb__os_unwinder_prime(void);
+/* 1 if the dynamic loader's code is among the calling thread's innermost
+ * frames, 0 if not (or the program has no loader: a static program, where
+ * this cannot be told), -1 if that cannot be told without loading the
+ * unwinder (not primed yet).  Once primed it allocates nothing and takes
+ * no lock glibc holds around a free (unwinding looks objects up with
+ * _dl_find_object, lock-free, or under the loader's list lock on older
+ * glibc), so a free inside glibc's thread-stack cache may ask. */
+int ebb__os_inside_loader(void);
 /* Describe code address pc as "symbol+0xoff (object)" (or "0x... (object)"
  * without a symbol) in buf, NUL-terminated; returns the length.  Never
  * allocates; takes the loader's lock, so not for a signal handler. */

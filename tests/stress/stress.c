@@ -16,6 +16,15 @@
  * At the end everything is freed and checked, ebb_check() must return 0,
  * and no large block or small byte may remain in use.
  *
+ * Under random OS faults (-DSTRESS_FAULTS, linked with the debug library,
+ * run with EBB__FAULT_ONE_IN=N EBB__FAULT_SEED=S): about one in N of ebb's
+ * requests to the OS for memory or a thread fails.  Then every failed call
+ * must be NULL (posix_memalign: ENOMEM) with errno ENOMEM, a failed realloc
+ * must leave its block as it was, ebb_check() must pass between rounds, and
+ * once the faults are switched off every kind of allocation must succeed
+ * and, everything freed, ebb_stats must show exactly what it showed at the
+ * start: nothing leaked by a failure half-way through.
+ *
  * Usage: stress [threads] [scale] [seed]
  *   scale also comes from EBB_STRESS_SCALE (default 1: some seconds on two
  *   cores); it multiplies the operations per thread and round.
@@ -76,11 +85,35 @@
 #define BASE_OPS 50000    /* per thread and round at scale 1 */
 #define ROUNDS 20
 #define KiB ((size_t)1024)
+#define ARRAY_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ------------------------------------------------------------------------ */
 
 static atomic_long failures;
 static atomic_long stat_ops, stat_xfree, stat_bytes;
+static atomic_long stat_enomem; /* allocations refused, under faults */
+
+#ifdef STRESS_FAULTS
+/* The debug library's fault injection (src/os/os.h). */
+void ebb__os_faults_random(uint64_t seed, unsigned one_in);
+unsigned long ebb__os_faults_injected(void);
+#define FAULTS 1
+#else
+#define FAULTS 0
+#endif
+
+/* A refused allocation: a failure, but under injected faults a clean
+ * ENOMEM is what must happen (and anything else still fails). */
+static int refusal_ok(const char *what, size_t n, int err)
+{
+    if (FAULTS && err == ENOMEM) {
+        atomic_fetch_add_explicit(&stat_enomem, 1, memory_order_relaxed);
+        return 1;
+    }
+    (void)what;
+    (void)n;
+    return 0;
+}
 
 static void failf(const char *fmt, ...)
 {
@@ -252,12 +285,16 @@ static unsigned char *alloc_block(uint64_t *s, size_t n, uint64_t id)
         what = "posix_memalign";
         int rc = A_posix_memalign(&q, align, n);
         p = rc == 0 ? q : NULL;
+        if (rc != 0)
+            errno = rc; /* it returns the error, errno is not its channel */
     } else {
         what = "memalign";
         p = A_memalign(align, n);
     }
     if (!p) {
-        failf("%s(%zu) failed (errno %d)", what, n, errno);
+        int err = errno;
+        if (!refusal_ok(what, n, err))
+            failf("%s(%zu) failed (errno %d)", what, n, err);
         return NULL;
     }
     if (kind >= 88 && ((uintptr_t)p & (align - 1))) {
@@ -338,7 +375,11 @@ static void *thread_main(void *argp)
             uintptr_t old = (uintptr_t)p; /* for messages only */
             unsigned char *q = A_realloc(p, m);
             if (!q) {
-                failf("realloc(%p, %zu -> %zu) failed", (void *)p, n, m);
+                int err = errno;
+                if (!refusal_ok("realloc", m, err))
+                    failf("realloc(%p, %zu -> %zu) failed (errno %d)", (void *)p, n, m, err);
+                else if (block_verify(p, "after a refused realloc") == SIZE_MAX)
+                    ws[j] = NULL;
                 continue; /* p is still valid */
             }
             size_t keep = n < m ? n : m;
@@ -396,6 +437,35 @@ static int find_ebb(void)
 }
 #endif
 
+static int heap_check(const char *when);
+
+#ifdef STRESS_FAULTS
+/* The faults stop: every kind of request succeeds again, at once. */
+static void after_the_faults(void)
+{
+    unsigned long injected = ebb__os_faults_injected();
+    ebb__os_faults_random(0, 0);
+    printf("stress: %lu OS requests failed on purpose, %ld allocations refused with ENOMEM\n",
+           injected, (long)atomic_load(&stat_enomem));
+    if (injected == 0 || atomic_load(&stat_enomem) == 0)
+        failf("no fault was injected or none reached the program: set EBB__FAULT_ONE_IN");
+    heap_check("after the faults");
+    static const size_t sizes[] = { 16, 100, 1000, 5000, 30000, 100000, 300000, 2000000 };
+    void *p[ARRAY_COUNT(sizes) * 3];
+    size_t k = 0;
+    for (size_t i = 0; i < ARRAY_COUNT(sizes); i++) {
+        p[k++] = A_malloc(sizes[i]);
+        p[k++] = A_calloc(1, sizes[i]);
+        p[k++] = A_aligned_alloc(4096, sizes[i]);
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (p[i] == NULL)
+            failf("allocation %zu failed once the faults stopped (errno %d)", i, errno);
+        A_free(p[i]);
+    }
+}
+#endif
+
 static int heap_check(const char *when)
 {
 #ifdef STRESS_USE_LIBC
@@ -447,6 +517,12 @@ int main(int argc, char **argv)
            MODE, cfg.threads, ROUNDS, (long)BASE_OPS * cfg.scale, cfg.seed);
     fflush(stdout);
 
+#ifndef STRESS_USE_LIBC
+    /* What the program holds before it starts (stdio's buffer is in it). */
+    ebb_collect(1);
+    ebb_stats_t st0;
+    ebb_stats(&st0);
+#endif
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_t tid[MAX_THREADS];
@@ -487,21 +563,30 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
 
 #ifndef STRESS_USE_LIBC
+#ifdef STRESS_FAULTS
+    after_the_faults();
+#endif
     ebb_collect(1);
     heap_check("after ebb_collect(1)");
     ebb_stats_t st;
     ebb_stats(&st);
     size_t small_live = st.small_used - st.small_cached;
+    size_t small_live0 = st0.small_used - st0.small_cached;
     printf("stress: end: mapped %zu, peak %zu, small_used %zu, small_cached %zu, "
            "large_blocks %zu, threads %zu, errors %zu, foreign_frees %zu\n",
            st.mapped, st.peak_mapped, st.small_used, st.small_cached, st.large_blocks,
            st.threads, st.errors, st.foreign_frees);
-    if (st.large_blocks != 0)
-        failf("%zu large blocks still live after everything was freed", st.large_blocks);
-    if (small_live > 64 * KiB)
+    if (st.large_blocks != st0.large_blocks)
+        failf("%zu large blocks still live after everything was freed (%zu at the start)",
+              st.large_blocks, st0.large_blocks);
+    /* glibc keeps a TLS vector (a few hundred bytes) per cached thread
+     * stack, and this program's malloc is ebb */
+    if (small_live > small_live0 + (FAULTS ? 4 : 64) * KiB)
         failf("%zu bytes of small blocks still in use after everything was freed "
-              "(small_used %zu - small_cached %zu)", small_live, st.small_used,
-              st.small_cached);
+              "(small_used %zu - small_cached %zu; %zu at the start)", small_live,
+              st.small_used, st.small_cached, small_live0);
+    printf("stress: small blocks in use: %zu bytes at the start, %zu at the end\n", small_live0,
+           small_live);
     if (st.errors != 0)
         failf("ebb detected %zu errors (misuse) in a correct program", st.errors);
     size_t sum = st.mapped_meta + st.mapped_pools + st.mapped_free_slots + st.mapped_large +

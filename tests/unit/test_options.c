@@ -44,6 +44,7 @@ NUMBER_FIELD(limit_percent) NUMBER_FIELD(limit_soft) NUMBER_FIELD(limit_psi)
 NUMBER_FIELD(report_off) NUMBER_FIELD(report_json) NUMBER_FIELD(report_signal)
 NUMBER_FIELD(sample_rate)
 TEXT_FIELD(report_path) TEXT_FIELD(blackbox_path)
+NUMBER_FIELD(fault_one_in) NUMBER_FIELD(fault_seed)
 
 /* For one variable and one field of ebb__options_t: each value the
  * variable is given, and what the field must then be (number or text). */
@@ -111,6 +112,10 @@ static const parse_row_t parse_rows[] = {
         V("1M", 1 << 20) } },
     { "EBB_BLACKBOX", &field_blackbox_path, { VT("/run/box.%p", "/run/box.%p"), VT("off", "") } },
     { "EBB_NOTHING", &field_blackbox_path, { VT("1", "") } },
+    /* Fault injection (debug builds): off by default; 0 is off. */
+    { "EBB__FAULT_ONE_IN", &field_fault_one_in,
+      { V("50", 50), V("0", 0), V("1", 1), V("2000000", 0), V("often", 0) } },
+    { "EBB__FAULT_SEED", &field_fault_seed, { V("7", 7), V("0", 0), V("x", 1) } },
 };
 
 static void test_parse_each_option(void **state)
