@@ -288,12 +288,19 @@ static int scenario_storm(void)
     int bad = finish("storm", faults);
     for (int i = 0; i < CHURNERS; i++) {
         printf("churner %d: %ld signals\n", i, churners[i].hits);
-        if (churners[i].hits < 100) {
-            printf("storm: churner %d was hardly interrupted: the storm did not happen\n", i);
+        /* At least once each: a churner the scheduler ran mostly before
+         * its timer started (seen under TSan on a loaded machine: 14) was
+         * still interrupted; the storm itself is the total below. */
+        if (churners[i].hits < 1) {
+            printf("storm: churner %d was never interrupted: the storm did not happen\n", i);
             bad = 1;
         }
     }
     printf("storm: %ld signals in all\n", (long)atomic_load(&hits_total));
+    if (atomic_load(&hits_total) < 100 * CHURNERS) {
+        printf("storm: too few signals: the storm did not happen\n");
+        bad = 1;
+    }
     ebb_collect(1);
     ebb_stats_t s1;
     ebb_stats(&s1);
