@@ -169,14 +169,6 @@ void ebb__sample_unwinder_prime(void)
 
 /* ------------------------------------------------------------ the gaps */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 static uint64_t next_random(ebb__sample_counter_t *t)
 {
@@ -247,7 +239,7 @@ static void restart(ebb__sample_counter_t *t, unsigned epoch)
 {
     if (t->rng == 0) {
         uint64_t seed = atomic_fetch_add_explicit(&sampler.seeds, 1, memory_order_relaxed);
-        t->rng = mix64(ebb__os_now_ns() ^ (uintptr_t)t ^ (seed << 40)) | 1;
+        t->rng = ebb__mix64(ebb__os_now_ns() ^ (uintptr_t)t ^ (seed << 40)) | 1;
     }
     t->epoch = epoch;
     t->left = next_gap(t, atomic_load_explicit(&sampler.rate, memory_order_relaxed));
@@ -345,12 +337,12 @@ static uint32_t hook_text(char *text)
 
 static uint64_t site_hash(void *const *pcs, uint32_t depth, const char *text, uint32_t len)
 {
-    uint64_t h = mix64(depth + ((uint64_t)len << 32));
+    uint64_t h = ebb__mix64(depth + ((uint64_t)len << 32));
     for (uint32_t i = 0; i < depth; i++)
-        h = mix64(h ^ (uintptr_t)pcs[i]);
+        h = ebb__mix64(h ^ (uintptr_t)pcs[i]);
     for (uint32_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)text[i]) * 0x100000001b3ull;
-    return mix64(h);
+    return ebb__mix64(h);
 }
 
 static site_t *site_at(size_t i)

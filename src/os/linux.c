@@ -84,15 +84,6 @@ unsigned long ebb__os_faults_injected(void)
     return atomic_load_explicit(&fault_count, memory_order_relaxed);
 }
 
-static uint64_t fault_hash(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 static int random_failure(void)
 {
     unsigned one_in = atomic_load_explicit(&fault_one_in, memory_order_relaxed);
@@ -100,7 +91,7 @@ static int random_failure(void)
         return 0;
     uint64_t call = atomic_fetch_add_explicit(&fault_calls, 1, memory_order_relaxed);
     uint64_t seed = atomic_load_explicit(&fault_seed, memory_order_relaxed);
-    return fault_hash(seed * 0x9e3779b97f4a7c15ull + call) % one_in == 0;
+    return ebb__mix64(seed * 0x9e3779b97f4a7c15ull + call) % one_in == 0;
 }
 
 static int injected_failure(void)

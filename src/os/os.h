@@ -92,6 +92,16 @@ uint64_t ebb__os_now_ns(void);
 /* 64 unpredictable bits from the kernel (a weaker mix of clock, pid and
  * address if it has none to give); for secrets such as the freed-block key. */
 uint64_t ebb__os_random64(void);
+/* Scrambles x so that nearby inputs give unrelated outputs (splitmix64's
+ * finaliser): for hashing and seeding, in this layer and the ones above. */
+static inline uint64_t ebb__mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
 /* Coarse monotonic clock in milliseconds, wrapping every 49 days (compare
  * with unsigned differences); cheap enough for slow paths. */
 uint32_t ebb__os_now_ms(void);

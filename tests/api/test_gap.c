@@ -64,6 +64,23 @@ static int big_step(void **b, size_t *n, size_t final, int grow)
     return m >= final;
 }
 
+/* The largest block ebb_malloc gives now, in MiB, up to hi MiB. */
+static size_t largest_block_mib(size_t hi)
+{
+    size_t lo = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2;
+        void *q = ebb_malloc(mid * MiB);
+        if (q != NULL) {
+            ebb_free(q);
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
 static void test_largest_block_after_mixed_rounds(void **state)
 {
     (void)state;
@@ -102,18 +119,8 @@ static void test_largest_block_after_mixed_rounds(void **state)
     for (int i = 0; i < ROUNDS * BIGS; i++)
         ebb_free(bigs[i]);
 
-    /* the largest block, in MiB, up to what one object may be */
-    size_t lo = 0, hi = sizeof(void *) == 4 ? (size_t)PTRDIFF_MAX / MiB : 4096;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo + 1) / 2;
-        void *q = ebb_malloc(mid * MiB);
-        if (q != NULL) {
-            ebb_free(q);
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
+    /* the largest block, up to what one object may be (4 GiB on 64-bit) */
+    size_t lo = largest_block_mib(sizeof(void *) == 4 ? (size_t)PTRDIFF_MAX / MiB : 4096);
     print_message("largest block after %d rounds: %zu MiB (%zu survivors)\n", ROUNDS, lo,
                   nsurvivors);
     EXPECT(lo >= 1536, "largest block %zu MiB", lo);
@@ -163,22 +170,6 @@ static uintptr_t distance(uintptr_t a, uintptr_t b)
     return a > b ? a - b : b - a;
 }
 
-static size_t largest_block_mib(void)
-{
-    size_t lo = 0, hi = (size_t)PTRDIFF_MAX / MiB;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo + 1) / 2;
-        void *q = ebb_malloc(mid * MiB);
-        if (q != NULL) {
-            ebb_free(q);
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    return lo;
-}
-
 #define SMALL_MAX (1u << 18)
 static void *smalls[SMALL_MAX];
 
@@ -222,7 +213,7 @@ static void test_new_arenas_after_the_gap_filled(void **state)
 
     for (size_t i = 0; i < nfill; i++)
         ebb_free(fill[i]);
-    size_t lo = largest_block_mib();
+    size_t lo = largest_block_mib((size_t)PTRDIFF_MAX / MiB);
     print_message("%zu large blocks filled the gap; hole at %#lx; %zu small blocks, arenas %zu "
                   "-> %zu%s; largest block after: %zu MiB\n", nfill, (unsigned long)hole, n,
                   s0.arenas, s.arenas, in_hole ? ", some in the hole" : "", lo);
