@@ -167,9 +167,10 @@ check-stress: $(B)/tests/stress $(B)/tests/stress-libc $(B)/tests/stress-faults 
 	EBB_STRESS_SCALE=$(STRESS_SCALE) $(TALLY) run "$(B)/tests/stress" $(B)/tests/stress
 	EBB_STRESS_SCALE=$(STRESS_SCALE) LD_PRELOAD=$(abspath $(B)/libebb.so) \
 	  $(TALLY) run "$(B)/tests/stress-libc under LD_PRELOAD" $(B)/tests/stress-libc
-	@echo "stress: again with the purger running every millisecond, then purging at once"
-	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB_PURGE_DELAY_MS=1 \
-	  $(TALLY) run "$(B)/tests/stress (EBB_PURGE_DELAY_MS=1)" $(B)/tests/stress
+	@echo "stress: again with the purger running every millisecond (and no sampling: every"
+	@echo "        large block must be gone at the end), then purging at once"
+	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB_PURGE_DELAY_MS=1 EBB_SAMPLE_RATE=0 \
+	  $(TALLY) run "$(B)/tests/stress (EBB_PURGE_DELAY_MS=1, no sampling)" $(B)/tests/stress
 	EBB_STRESS_SCALE=$(STRESS_SCALE) EBB_PURGE_DELAY_MS=0 LD_PRELOAD=$(abspath $(B)/libebb.so) \
 	  $(TALLY) run "$(B)/tests/stress-libc under LD_PRELOAD (EBB_PURGE_DELAY_MS=0)" $(B)/tests/stress-libc
 	@echo "stress: under random OS faults, 1 request in 40, then 1 in 3 (every failure a clean ENOMEM)"

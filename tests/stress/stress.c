@@ -576,7 +576,11 @@ int main(int argc, char **argv)
            "large_blocks %zu, threads %zu, errors %zu, foreign_frees %zu\n",
            st.mapped, st.peak_mapped, st.small_used, st.small_cached, st.large_blocks,
            st.threads, st.errors, st.foreign_frees);
-    if (st.large_blocks != st0.large_blocks)
+    /* The threads' TLS vectors that glibc keeps (below) are allocations
+     * like any other, and the profiler may have sampled one or two: a
+     * sampled block counts as a large one (seen once in a 32-bit run). */
+    size_t sampled_slack = ebb_sample_rate() ? 4 : 0;
+    if (st.large_blocks > st0.large_blocks + sampled_slack)
         failf("%zu large blocks still live after everything was freed (%zu at the start)",
               st.large_blocks, st0.large_blocks);
     /* glibc keeps a TLS vector (a few hundred bytes) per cached thread
