@@ -36,16 +36,16 @@
  * A box per process (a path with "%p") is removed when its process exits
  * normally; one left behind belongs to a process that was killed.
  *
- * One writer.  A box is locked (flock) while its process has it open, so a
+ * One writer.  A box is locked (flock) while its process has it mapped, so a
  * fixed path (no "%p") shared by several processes, or by a program and
  * the programs it execs, is kept by the first: the others go on without a
  * box, and say so in one line.
  *
  * Fork.  The child must not write its parent's box: it drops the mapping
- * and its copy of the descriptor and, if the path has "%p", opens its own
- * on its next refresh; without "%p" the child has no box.  exec keeps the
- * pid and closes the descriptor (releasing the lock), so the new image's
- * box is the same file, taken again and continued.
+ * and, if the path has "%p", opens its own on its next refresh; without
+ * "%p" the child has no box.  exec keeps the pid and drops the mapping
+ * (releasing the lock), so the new image's box is the same file, taken
+ * again and continued.  No descriptor stays open (os/linux_report.c).
  *
  * The path is made absolute when the options are read (base/options.c), so
  * a later chdir does not scatter boxes.
@@ -62,7 +62,7 @@ static struct {
     _Atomic uint32_t last_ms;    /* when the last refresh started */
     _Atomic size_t last_committed; /* committed then */
     ebb__blackbox_t *box;        /* the mapping, NULL until opened */
-    int fd;                      /* the file, open (and locked) while mapped */
+    int fd;                      /* -1: the mapping alone holds the file and its lock */
 } Box = { .lock = EBB_LOCK_INIT, .fd = -1 };
 
 enum { BOX_OFF = 0, BOX_WANTED, BOX_OPEN, BOX_FAILED };

@@ -150,11 +150,15 @@ void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t 
         if (p == MAP_FAILED)
             *why = ebb__os_error_text(errno);
     }
-    if (*why != NULL && fd >= 0) {
+    /* The descriptor goes either way.  Mapped, the lock stays: a flock
+     * belongs to the open file, which the mapping keeps open, and it is
+     * released when the mapping goes (at exit, at exec, or when a fork child
+     * unmaps its copy).  Keeping the descriptor would show the program, and
+     * every program it starts with ebb, a file descriptor it did not open:
+     * CPython's test_subprocess counts them. */
+    if (fd >= 0)
         close(fd);
-        fd = -1;
-    }
-    *fd_out = fd;
+    *fd_out = -1;
     errno = saved;
     return p == MAP_FAILED ? NULL : p;
 }
