@@ -118,8 +118,9 @@ void *ebb__debug_dress(void *block, size_t usable, size_t n, int zero)
 /* The requested size of debug block p (its usable size `usable`), checked:
  * a damaged record or guard, or a block already freed, is reported (fn
  * names the call) and (size_t)-1 returned. */
-static size_t checked_size(const char *fn, const char *p, size_t usable)
+size_t ebb__debug_size(const char *fn, const void *block, size_t usable)
 {
+    const char *p = block;
     VALGRIND_MAKE_MEM_DEFINED(p + usable - RECORD_BYTES, RECORD_BYTES);
     uint64_t r = record_read(p, usable);
     char fault[160];
@@ -152,11 +153,6 @@ static size_t checked_size(const char *fn, const char *p, size_t usable)
     return n;
 }
 
-size_t ebb__debug_size(const char *fn, const void *p, size_t usable)
-{
-    return checked_size(fn, p, usable);
-}
-
 /* A block leaves the quarantine: still all FREED_BYTE, or it was written
  * after it was freed. */
 static void leave_checked(char *p, size_t usable)
@@ -176,7 +172,7 @@ static void leave_checked(char *p, size_t usable)
 void *ebb__debug_release(const char *fn, void *block, size_t usable, size_t *out_usable)
 {
     char *p = block;
-    size_t n = checked_size(fn, p, usable);
+    size_t n = ebb__debug_size(fn, p, usable);
     if (n == (size_t)-1)
         return NULL; /* reported; the block is left alone */
     VALGRIND_MAKE_MEM_DEFINED(p, usable);

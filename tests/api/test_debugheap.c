@@ -79,10 +79,7 @@ static int scenario(const char *what, const char *on_error)
     return child_run_env(what, env, 2, out, sizeof out);
 }
 
-static void expect_in(const char *text)
-{
-    EXPECT(strstr(out, text) != NULL, "no \"%s\" in the child's output:\n%s", text, out);
-}
+#define expect_in(text) expect_output_has(out, text)
 
 static void test_fill_patterns_and_usable_size(void **state)
 {

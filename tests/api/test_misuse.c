@@ -214,10 +214,7 @@ static int scenario(const char *what, const char *mode)
     return child_run_env(what, env, 1, out, sizeof out);
 }
 
-static void expect_in(const char *text)
-{
-    EXPECT(strstr(out, text) != NULL, "no \"%s\" in the child's output:\n%s", text, out);
-}
+#define expect_in(text) expect_output_has(out, text)
 
 static void test_double_free_aborts_by_default_naming_the_block(void **state)
 {

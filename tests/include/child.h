@@ -181,4 +181,10 @@ static inline int child_killed(int status, int sig)
     return WIFSIGNALED(status) && WTERMSIG(status) == sig;
 }
 
+/* The check the misuse tests make of a child's captured output. */
+static inline void expect_output_has(const char *out, const char *text)
+{
+    EXPECT(strstr(out, text) != NULL, "no \"%s\" in the child's output:\n%s", text, out);
+}
+
 #endif
