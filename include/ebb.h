@@ -9,7 +9,9 @@
  * Every function here is thread-safe.  Failures return NULL with errno set to
  * ENOMEM (or EINVAL for a bad alignment); no function aborts on out-of-memory.
  * Pointers ebb did not make are recognised without touching them: ebb_free()
- * of such a pointer is reported on stderr (see EBB_ON_ERROR) and ignored.
+ * or ebb_realloc() of such a pointer is named on stderr and, by default,
+ * aborts as glibc does (see EBB_ON_ERROR: under warn or ignore the call is
+ * dropped and nothing is touched).
  */
 #ifndef EBB_H
 #define EBB_H
@@ -301,9 +303,11 @@ EBB_API const char *ebb_version(void);
 /* What a detected misuse does (EBB_ON_ERROR; ebb_on_error changes it while
  * the program runs).  Every misuse is counted and, but under IGNORE, named
  * in one line on stderr: the function, the pointer and the fault.
- *   EBB_ON_ERROR_DEFAULT  a double free, a free or realloc of a freed block,
- *                         or a corrupted block aborts (as glibc does); a
- *                         pointer ebb never made is reported and ignored
+ *   EBB_ON_ERROR_DEFAULT  a double free, a free or realloc of a freed block
+ *                         or of a pointer no block of ebb's starts at, or a
+ *                         corrupted block aborts (as glibc does);
+ *                         malloc_usable_size of such a pointer is reported
+ *                         and answers 0
  *   EBB_ON_ERROR_WARN     every misuse is reported and the bad call ignored
  *   EBB_ON_ERROR_ABORT    every misuse aborts
  *   EBB_ON_ERROR_IGNORE   every misuse is only counted; the bad call ignored

@@ -42,8 +42,8 @@
                USER)                                                                                \
     EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_DEFAULT, 0, 0, "warn|abort|ignore",         \
                "see right",                                                                         \
-               "what a detected misuse does; unset: a double free or a corrupted block aborts, a "  \
-               "pointer ebb never made is reported and ignored",                                    \
+               "what a detected misuse does; unset: a double free, a free of a pointer ebb never "  \
+               "made or a corrupted block aborts (as glibc), other misuses are reported",           \
                USER)                                                                                \
     EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER)   \
     EBB_OPTION(DEBUG, debug, FLAG, 0, 0, 1, "0|1", "0",                                             \
