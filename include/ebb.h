@@ -277,6 +277,22 @@ EBB_API int ebb_set_sample_rate(size_t bytes);
  * with n = 0 asks for it).  Never allocates. */
 EBB_API size_t ebb_sample_sites(ebb_site_t *out, size_t n);
 
+/* The peak: the highest committed memory the sampler saw, and the sites
+ * that held the most live bytes at that moment (with their live estimates
+ * then, not now), even if all of it was freed since.  A snapshot is taken
+ * when committed passes the last one's by a sixteenth (at least 1 MiB), so
+ * it is at most that far below the true peak. */
+typedef struct ebb_peak_s {
+    uint64_t committed;     /* committed memory at the snapshot, bytes */
+    uint64_t sampled_live;  /* estimated live bytes of every site then */
+    int64_t time;           /* when, seconds since the epoch */
+    unsigned snapshots;     /* snapshots taken; 0: none yet (no sample) */
+} ebb_peak_t;
+/* Fill *info (when not NULL) and copy up to n of the peak's sites, most
+ * live bytes first, to out; returns the number of sites the snapshot has
+ * (at most 64).  Never allocates. */
+EBB_API size_t ebb_peak_sites(ebb_peak_t *info, ebb_site_t *out, size_t n);
+
 typedef struct ebb_sample_stats_s {
     size_t rate;            /* mean bytes between samples, 0 off */
     size_t sites;           /* sites recorded */

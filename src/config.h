@@ -284,6 +284,14 @@
 #define EBB_REPORT_SITES_BRIEF 3
 #define EBB_REPORT_FRAMES 8
 
+/* The peak snapshot (peak.c): the sites it keeps (numbers and weights, 32
+ * bytes each), enough for a report's list and a flame graph's widest
+ * branches; and the least growth of committed memory past the last
+ * snapshot that takes a new one (else a sixteenth of it): a small program
+ * still gets a snapshot near its peak, and a big one takes a few dozen. */
+#define EBB_PEAK_SITES 64
+#define EBB_PEAK_MARGIN_MIN ((size_t)1 << 20)
+
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
 
@@ -364,6 +372,8 @@ _Static_assert(EBB_SAMPLE_SITES >= 64 && (EBB_SAMPLE_SITES & (EBB_SAMPLE_SITES -
 _Static_assert(EBB_SAMPLE_SITES % EBB_SAMPLE_CHUNK_SITES == 0, "sites come in whole chunks");
 _Static_assert((uint64_t)EBB_SAMPLE_CHUNK_RECORDS * EBB_SAMPLE_CHUNKS < UINT32_MAX,
                "a sample record's number fits a large-block entry's 32-bit tag");
+_Static_assert(EBB_PEAK_SITES >= EBB_REPORT_SITES && EBB_PEAK_SITES <= EBB_SAMPLE_SITES,
+               "the peak keeps at least what a report lists");
 _Static_assert(EBB_SAMPLE_RATE_DEFAULT >= 4096, "a sample is rare next to a page of cost");
 
 #endif /* EBB_CONFIG_H */

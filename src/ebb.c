@@ -38,6 +38,7 @@
 #include "policy/pressure.c"
 
 #include "insight/sample.c"
+#include "insight/peak.c"
 #include "insight/stats.c"
 #include "insight/check.c"
 #include "insight/report_out.c"

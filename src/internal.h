@@ -582,6 +582,21 @@ void ebb__sample_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 int ebb__sample_check(void) EBB_HIDDEN;
 /* The report writer's view: the sites, most live bytes first. */
 size_t ebb__sample_top(ebb__site_t *out, size_t n) EBB_HIDDEN;
+/* The peak's view: the n sites with the most live bytes now, as numbers
+ * and weights, most first; the number of them (<= n).  *all_live: the
+ * live bytes of every site. */
+size_t ebb__sample_top_weights(ebb__site_weight_t *out, size_t n, uint64_t *all_live) EBB_HIDDEN;
+/* Site w->site as it was at the peak: its frames and stack, w's weights. */
+void ebb__sample_site_at_peak(ebb__site_t *out, const ebb__site_weight_t *w) EBB_HIDDEN;
+
+/* ----------------------------------------------------- insight/peak.c */
+
+extern EBB_HIDDEN const ebb__lockset_t ebb__peak_locks;
+/* After a sample: a new snapshot if committed passed the last one's by
+ * the margin. */
+void ebb__peak_consider(void) EBB_HIDDEN;
+/* A copy of the snapshot; 0 if none was taken yet. */
+int ebb__peak_get(ebb__peak_t *out) EBB_HIDDEN;
 
 /* =============================================================== front */
 

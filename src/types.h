@@ -322,4 +322,20 @@ enum { EBB_PRESSURE_IDLE = 0, EBB_PRESSURE_WATCHING, EBB_PRESSURE_OFF };
 /* The report writer's view of an allocation site. */
 typedef ebb_site_t ebb__site_t;
 
+/* A site by its number in the sampler's table, with weights of a moment. */
+typedef struct {
+    uint32_t site;           /* index + 1 in the sampler's table */
+    uint64_t live_bytes, live_count, samples;
+} ebb__site_weight_t;
+
+/* The peak snapshot (insight/peak.c). */
+typedef struct {
+    size_t committed;        /* committed memory at the snapshot */
+    uint64_t sampled_live;   /* estimated live bytes of every site then */
+    int64_t wall_seconds;    /* when */
+    unsigned snapshots;      /* taken so far (0: none yet) */
+    size_t nsites;
+    ebb__site_weight_t site[EBB_PEAK_SITES];
+} ebb__peak_t;
+
 #endif /* EBB_TYPES_H */

@@ -43,6 +43,7 @@ static void register_locksets(void)
         &ebb__arena_locks,
         &ebb__large_locks,
         &ebb__limit_locks,         /* no other lock is taken under it */
+        &ebb__peak_locks,          /* the peak snapshot reads the sites */
         &ebb__sample_locks,        /* the profiler's sites */
         &ebb__debug_locks,         /* the debug heap's quarantine */
     };

@@ -76,6 +76,7 @@ static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     /* Sites with nothing live left are history, not what holds memory. */
     while (s->nsites > 0 && s->site[s->nsites - 1].live_bytes == 0)
         s->nsites--;
+    s->have_peak = ebb__peak_get(&s->peak);
 }
 
 /* ---------------------------------------------------------- public API */

@@ -68,6 +68,8 @@ typedef struct {
     ebb_sample_stats_t samples;
     size_t nsites;            /* entries of site[] filled */
     ebb__site_t site[EBB_REPORT_SITES];
+    int have_peak;            /* a peak snapshot was taken (peak.c) */
+    ebb__peak_t peak;         /* its sites are read as the walk writes them */
 } ebb__report_snapshot_t;
 
 /* Bytes the program holds in small blocks: handed out and not back in a

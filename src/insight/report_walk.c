@@ -339,10 +339,10 @@ static int frames_shown(const ebb__site_t *site, int brief)
     return site->depth < most ? site->depth : most;
 }
 
-static void walk_site(walker_t *w, const ebb__report_snapshot_t *s, size_t i)
+/* listed: the text shows the site (the JSON shows every one). */
+static void walk_site(walker_t *w, const ebb__site_t *site, size_t i, int brief, int listed)
 {
-    const ebb__site_t *site = &s->site[i];
-    walk_open(w, "site", "", 0);
+    walk_open(w, "site", listed ? "" : NULL, 0);
     walk_num(w, NULL, "  %s. ", EBB__REPORT_COUNT, i + 1);
     walk_num(w, "live_bytes", "~%s live", EBB__REPORT_BYTES, (size_t)site->live_bytes);
     walk_num(w, "live_blocks", " in ~%s blocks", EBB__REPORT_COUNT, (size_t)site->live_count);
@@ -354,7 +354,7 @@ static void walk_site(walker_t *w, const ebb__report_snapshot_t *s, size_t i)
      * has always had it after them. */
     walk_stack(w, NULL, "", site->stack);
     walk_open(w, "frames", "", 1);
-    int shown = frames_shown(site, s->brief);
+    int shown = frames_shown(site, brief);
     for (int f = 0; f < site->depth; f++) {
         const char *words = f == 0 ? "       in %s\n" : "       <- %s\n";
         walk_frame(w, f < shown ? words : NULL, site->pcs[f]);
@@ -386,7 +386,40 @@ static void walk_sites(walker_t *w, const ebb__report_snapshot_t *s)
         walk_say(w, "  none with live samples\n");
     walk_open(w, "top", "", 1);
     for (size_t i = 0; i < s->nsites; i++)
-        walk_site(w, s, i);
+        walk_site(w, &s->site[i], i, s->brief, 1);
+    walk_close(w);
+    walk_close(w);
+}
+
+/* What was live at the highest committed memory seen (peak.c): the sites
+ * as they were then, even if all of it was freed since. */
+static void walk_peak(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    const ebb__peak_t *p = &s->peak;
+    if (!s->have_peak) {
+        walk_null(w, "peak", NULL);
+        return;
+    }
+    char when[24];
+    ebb__os_format_utc(p->wall_seconds, when);
+    size_t most = s->brief ? EBB_REPORT_SITES_BRIEF : EBB_REPORT_SITES;
+    size_t shown = p->nsites < most ? p->nsites : most;
+    walk_open(w, "peak", "at the peak ", 0);
+    walk_num(w, "committed", "committed %s", EBB__REPORT_BYTES, p->committed);
+    walk_str(w, "time", " at %s", when);
+    walk_num(w, "sampled_live", "; the sites below are what held ~%s live then",
+             EBB__REPORT_BYTES, (size_t)p->sampled_live);
+    walk_num(w, "snapshots", NULL, EBB__REPORT_COUNT, p->snapshots);
+    walk_say(w, ":\n");
+    if (p->nsites == 0)
+        walk_say(w, "  none with live samples\n");
+    walk_open(w, "top", "", 1);
+    for (size_t i = 0; i < p->nsites; i++) {
+        ebb__site_t site;
+        ebb__sample_site_at_peak(&site, &p->site[i]);
+        /* The text lists a report's worth; the JSON keeps every one. */
+        walk_site(w, &site, i, s->brief, i < shown);
+    }
     walk_close(w);
     walk_close(w);
 }
@@ -418,6 +451,7 @@ void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
     walk_memory(&w, s);
     walk_classes(&w, s);
     walk_sites(&w, s);
+    walk_peak(&w, s);
     walk_address_space(&w, s);
     walk_say(&w, "== end of ebb report\n");
     walk_close(&w);
