@@ -293,6 +293,13 @@ typedef struct ebb_peak_s {
  * (at most 64).  Never allocates. */
 EBB_API size_t ebb_peak_sites(ebb_peak_t *info, ebb_site_t *out, size_t n);
 
+/* Write ebb's heap as text to fd: a row per arena (4 MiB), a character per
+ * 64 KiB slot: its header, a pool and how full it is (# full, 1-9 tenths,
+ * o empty, _ empty and given back) or a free slot (',' resident, ' ' not),
+ * with a legend.  0, or -1 if the copy it is drawn from could not be
+ * mapped (a line says so).  Never allocates with malloc. */
+EBB_API int ebb_heap_map(int fd);
+
 typedef struct ebb_sample_stats_s {
     size_t rate;            /* mean bytes between samples, 0 off */
     size_t sites;           /* sites recorded */

@@ -39,6 +39,7 @@
 
 #include "insight/sample.c"
 #include "insight/peak.c"
+#include "insight/heapmap.c"
 #include "insight/stats.c"
 #include "insight/check.c"
 #include "insight/report_out.c"

@@ -589,6 +589,19 @@ size_t ebb__sample_top_weights(ebb__site_weight_t *out, size_t n, uint64_t *all_
 /* Site w->site as it was at the peak: its frames and stack, w's weights. */
 void ebb__sample_site_at_peak(ebb__site_t *out, const ebb__site_weight_t *w) EBB_HIDDEN;
 
+/* -------------------------------------------------- insight/heapmap.c */
+
+/* A copy of every arena's slots, in address order; -1 if it cannot be
+ * mapped.  Takes the lend, bin and arena locks for the copy. */
+int ebb__heapmap_take(ebb__heapmap_t *m) EBB_HIDDEN;
+void ebb__heapmap_drop(ebb__heapmap_t *m) EBB_HIDDEN;
+uintptr_t ebb__heapmap_base(const ebb__heapmap_t *m, size_t arena) EBB_HIDDEN;
+/* 1 and *out if slot s of the arena starts a pool. */
+int ebb__heapmap_pool(const ebb__heapmap_t *m, size_t arena, unsigned s,
+                      ebb__heapmap_pool_t *out) EBB_HIDDEN;
+/* The text's character for slot s (heapmap.c has the legend). */
+char ebb__heapmap_cell(const ebb__heapmap_t *m, size_t arena, unsigned s) EBB_HIDDEN;
+
 /* ----------------------------------------------------- insight/peak.c */
 
 extern EBB_HIDDEN const ebb__lockset_t ebb__peak_locks;

@@ -328,6 +328,18 @@ typedef struct {
     uint64_t live_bytes, live_count, samples;
 } ebb__site_weight_t;
 
+/* The heap map (insight/heapmap.c): a copy of every arena's slots. */
+typedef struct {
+    void *arena;             /* the copy, mapped; opaque to readers */
+    size_t narenas, bytes;
+} ebb__heapmap_t;
+enum { EBB__POOL_FULL, EBB__POOL_PARTIAL, EBB__POOL_EMPTY, EBB__POOL_PURGED };
+/* One pool of the copy. */
+typedef struct {
+    unsigned slot, span, cls, state, resident_pages;
+    uint32_t block_size, blocks, used;
+} ebb__heapmap_pool_t;
+
 /* The peak snapshot (insight/peak.c). */
 typedef struct {
     size_t committed;        /* committed memory at the snapshot */

@@ -77,6 +77,13 @@ static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     while (s->nsites > 0 && s->site[s->nsites - 1].live_bytes == 0)
         s->nsites--;
     s->have_peak = ebb__peak_get(&s->peak);
+    s->have_map = !brief && ebb__heapmap_take(&s->map) == 0;
+}
+
+static void drop_snapshot(ebb__report_snapshot_t *s)
+{
+    if (s->have_map)
+        ebb__heapmap_drop(&s->map);
 }
 
 /* ---------------------------------------------------------- public API */
@@ -92,6 +99,7 @@ static int write_report(int fd, int format, const char *reason)
     take_snapshot(&s, reason, 0);
     ebb__report_walk(&o, format == EBB_REPORT_JSON ? &ebb__report_as_json : &ebb__report_as_text,
                      &s);
+    drop_snapshot(&s);
     ebb__report_flush(&o);
     if (o.failed) {
         errno = o.err;

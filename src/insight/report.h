@@ -68,6 +68,8 @@ typedef struct {
     ebb_sample_stats_t samples;
     size_t nsites;            /* entries of site[] filled */
     ebb__site_t site[EBB_REPORT_SITES];
+    int have_map;             /* map holds a heap map (full reports only) */
+    ebb__heapmap_t map;       /* mapped: dropped once the report is written */
     int have_peak;            /* a peak snapshot was taken (peak.c) */
     ebb__peak_t peak;         /* its sites are read as the walk writes them */
 } ebb__report_snapshot_t;

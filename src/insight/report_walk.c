@@ -435,6 +435,52 @@ static void walk_address_space(walker_t *w, const ebb__report_snapshot_t *s)
     walk_close(w);
 }
 
+static const char *const pool_state[] = {
+    [EBB__POOL_FULL] = "full",
+    [EBB__POOL_PARTIAL] = "partial",
+    [EBB__POOL_EMPTY] = "empty",
+    [EBB__POOL_PURGED] = "purged",
+};
+
+/* Every arena and its pools, for the HTML report's picture (heapmap.c);
+ * the JSON's only: the text's is ebb_heap_map(). */
+static void walk_heap_map(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    if (!s->have_map) {
+        walk_null(w, "heap_map", NULL);
+        return;
+    }
+    const ebb__heapmap_t *m = &s->map;
+    walk_open(w, "heap_map", NULL, 0);
+    walk_num(w, "slot_bytes", NULL, EBB__REPORT_BYTES, EBB_SLOT_SIZE);
+    walk_num(w, "arena_bytes", NULL, EBB__REPORT_BYTES, EBB_ARENA_SIZE);
+    walk_open(w, "arenas", NULL, 1);
+    for (size_t a = 0; a < m->narenas; a++) {
+        walk_open(w, "arena", NULL, 0);
+        walk_num(w, "base", NULL, EBB__REPORT_ADDRESS, ebb__heapmap_base(m, a));
+        walk_open(w, "pools", NULL, 1);
+        ebb__heapmap_pool_t p;
+        for (unsigned slot = 1; slot < EBB_SLOTS; slot++) {
+            if (!ebb__heapmap_pool(m, a, slot, &p))
+                continue;
+            walk_open(w, "pool", NULL, 0);
+            walk_num(w, "slot", NULL, EBB__REPORT_COUNT, p.slot);
+            walk_num(w, "span", NULL, EBB__REPORT_COUNT, p.span);
+            walk_num(w, "class", NULL, EBB__REPORT_COUNT, p.cls);
+            walk_num(w, "block_size", NULL, EBB__REPORT_BYTES, p.block_size);
+            walk_num(w, "blocks", NULL, EBB__REPORT_COUNT, p.blocks);
+            walk_num(w, "used", NULL, EBB__REPORT_COUNT, p.used);
+            walk_num(w, "resident_pages", NULL, EBB__REPORT_COUNT, p.resident_pages);
+            walk_str(w, "state", NULL, pool_state[p.state]);
+            walk_close(w);
+        }
+        walk_close(w);
+        walk_close(w);
+    }
+    walk_close(w);
+    walk_close(w);
+}
+
 void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
                       const ebb__report_snapshot_t *s)
 {
@@ -453,6 +499,7 @@ void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
     walk_sites(&w, s);
     walk_peak(&w, s);
     walk_address_space(&w, s);
+    walk_heap_map(&w, s);
     walk_say(&w, "== end of ebb report\n");
     walk_close(&w);
 }
