@@ -608,6 +608,8 @@ extern EBB_HIDDEN const ebb__lockset_t ebb__peak_locks;
 /* After a sample: a new snapshot if committed passed the last one's by
  * the margin. */
 void ebb__peak_consider(void) EBB_HIDDEN;
+/* A new snapshot if committed is at or above the last one's (reports). */
+void ebb__peak_refresh(void) EBB_HIDDEN;
 /* A copy of the snapshot; 0 if none was taken yet. */
 int ebb__peak_get(ebb__peak_t *out) EBB_HIDDEN;
 

@@ -69,6 +69,7 @@ typedef struct {
     int report_off;          /* EBB_REPORT=off */
     int report_json;         /* EBB_REPORT_FORMAT=json, or a path ending .json */
     int report_signal;       /* EBB_REPORT_SIGNAL: signal number, 0 none */
+    int report_native;       /* EBB_REPORT_NATIVE: sites' native frames in text */
     char report_path[EBB_OPTION_PATH_MAX];   /* EBB_REPORT=PATH, "" = stderr */
     char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
     size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */

@@ -20,7 +20,10 @@
  * grows to 1 GiB takes about 90 of them (each a walk of the site table, a
  * few microseconds for hundreds of sites), and one that goes up and down
  * below its peak takes none.  The snapshot kept is never more than a
- * margin and one sample gap below the true peak.
+ * margin and one sample gap below the true peak.  A full report refreshes
+ * it first when committed is at or above the snapshot's (the peak is now),
+ * so a report never shows an older, lower peak than the moment it
+ * describes.
  *
  * Invariants: `committed` only grows; the sites are in order of live bytes
  * at the peak, most first, and every number names a site of the sampler's
@@ -66,6 +69,19 @@ void ebb__peak_consider(void)
     if (now >= atomic_load_explicit(&top_moment.next, memory_order_relaxed)) {
         take(now);
         atomic_store_explicit(&top_moment.next, now + margin(now), memory_order_relaxed);
+    }
+    ebb__unlock(&top_moment.lock);
+}
+
+void ebb__peak_refresh(void)
+{
+    size_t now = ebb__committed_now();
+    ebb__lock(&top_moment.lock);
+    if (now >= top_moment.snap.committed && now > 0) {
+        take(now);
+        size_t due = now + margin(now);
+        if (due > atomic_load_explicit(&top_moment.next, memory_order_relaxed))
+            atomic_store_explicit(&top_moment.next, due, memory_order_relaxed);
     }
     ebb__unlock(&top_moment.lock);
 }

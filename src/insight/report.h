@@ -63,6 +63,7 @@ typedef struct {
     size_t gap;
     size_t rss;               /* the process's resident set, 0 if unknown */
     int brief;                /* the black box's: no address-space scan */
+    int native;               /* the text shows sites' native frames (EBB_REPORT_NATIVE) */
     size_t nclasses;
     ebb_class_stats_t cls[EBB_CLASSES];
     ebb_sample_stats_t samples;

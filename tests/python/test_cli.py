@@ -190,7 +190,7 @@ class CliTest(unittest.TestCase):
         p = ebb("run", sys.executable, "-c", self.SHRUNK)
         assert p.returncode == 128 + signal.SIGKILL, p.stderr
         m = re.search(r"at the peak committed ([0-9.]+) MiB at \S+; the sites below are what "
-                      r"held ~([0-9.]+) MiB live then:\n  1\. ~([0-9.]+) MiB live", p.stderr)
+                      r"held ~([0-9.]+) MiB live then:\n +1\. ~([0-9.]+) MiB in ", p.stderr)
         assert m, p.stderr
         committed, held, top = map(float, m.groups())
         assert committed >= 95 and held >= 80 and top >= 50, m.groups()
@@ -203,7 +203,7 @@ class CliTest(unittest.TestCase):
             assert p.returncode == 0
             p = ebb("blackbox", box)
             assert p.returncode == 0, p.stderr
-            assert p.stdout.startswith("black box of pid ") and "\ncommitted   " in p.stdout, p.stdout
+            assert p.stdout.startswith("black box of pid ") and "\nmemory      committed " in p.stdout, p.stdout
             junk = os.path.join(tmp, "junk")
             with open(junk, "w") as f:
                 f.write("not a box\n")
