@@ -63,7 +63,11 @@ $(B)/libebb.a: $(B)/ebb.o
 	ar rcs $@ $<
 
 # The command-line tool: an ordinary program on the C library's malloc.
-CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h
+# `ebb map` compiles the library's address-space analysis and /proc reader
+# in as they are (pure, and OS-only: src/insight/addrspace.c says why).
+CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h \
+           src/insight/addrspace.c src/insight/addrspace_out.c src/insight/addrspace.h src/os/linux_maps.c \
+           src/os/os.h src/config.h
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@
