@@ -80,11 +80,11 @@ static size_t as_fmt_size(char *buf, uint64_t v)
         u++;
     size_t n = as_fmt_u64(buf, v >> (10 * u));
     if (u > 0) {
-        /* tenths, rounded down: (v mod 1024^u) * 10 / 1024^u, without
-         * overflow for every u */
+        /* tenths, rounded down: (v mod 1024^u) * 10 / 1024^u, from the
+         * top 10 bits of the rest (no overflow for any u) */
         uint64_t rest = v & ((UINT64_C(1) << (10 * u)) - 1);
         buf[n++] = '.';
-        buf[n++] = (char)('0' + (unsigned)((rest >> (10 * u - 4)) * 10 >> 4));
+        buf[n++] = (char)('0' + (unsigned)((rest >> (10 * u - 10)) * 10 >> 10));
     }
     buf[n++] = ' ';
     strcpy(buf + n, unit[u]);

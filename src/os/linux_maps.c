@@ -155,9 +155,12 @@ uint64_t ebb__os_mmap_min_addr(void)
     ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
     if (fd >= 0)
         close(fd);
-    if (n <= 0)
-        return EBB__OS_MMAP_MIN_ADDR_DEFAULT;
     for (ssize_t i = 0; i < n && text[i] >= '0' && text[i] <= '9'; i++)
         v = v * 10 + (uint64_t)(text[i] - '0');
-    return v;
+    /* The sysctl is only the floor the administrator set; the kernel's
+     * is the larger of it and CONFIG_LSM_MMAP_MIN_ADDR (65536 where a
+     * security module is built in, as in the usual distribution kernels):
+     * measured here, with the sysctl at 4096, no mmap was placed below
+     * 0x10000. */
+    return v > EBB__OS_MMAP_MIN_ADDR_DEFAULT ? v : EBB__OS_MMAP_MIN_ADDR_DEFAULT;
 }

@@ -220,8 +220,8 @@ int ebb__os_proc_alive(long pid);
 /* The target of the link /proc/PID/NAME (exe, cwd) into buf: its length,
  * or -1 with errno. */
 long ebb__os_proc_link(long pid, const char *name, char *buf, size_t len);
-/* The lowest address mmap may give (vm.mmap_min_addr); the usual default
- * if it cannot be read. */
+/* The lowest address mmap gives: vm.mmap_min_addr, but at least 65536 (the
+ * kernel's own floor where a security module is built in; linux_maps.c). */
 #define EBB__OS_MMAP_MIN_ADDR_DEFAULT 65536
 uint64_t ebb__os_mmap_min_addr(void);
 
