@@ -52,6 +52,7 @@ typedef struct {
     int json;
     long interval_ms;
     double after; /* seconds; < 0: sample until exit */
+    FILE *to;     /* stdout, or the file of --output */
 } map_options_t;
 
 /* One reading of a process's map, with what it was read from. */
@@ -59,6 +60,8 @@ typedef struct {
     ebb__os_text_t text;
     int smaps;
     const char *file;
+    char exe[4096];  /* its program (the link), "" if unknown */
+    char comm[64];   /* its name, "" if unknown */
 } snapshot_t;
 
 /* A snapshot understood: mappings, analysis, grid (mallocs the tool's). */
@@ -72,8 +75,8 @@ typedef struct {
 
 static void map_usage(FILE *to)
 {
-    fputs("usage: ebb map [--json] PID\n"
-          "       ebb map [--json] [--interval MS | --after SECONDS] [--] program [args...]\n"
+    fputs("usage: ebb map [--json] [-o FILE] PID\n"
+          "       ebb map [--json] [-o FILE] [--interval MS | --after SECONDS] [--] program [args...]\n"
           "\n"
           "Draw the address space of a process (any process, on ebb or not, 64- or\n"
           "32-bit) from /proc/PID/smaps: a grid of the used span (a 32-bit space whole;\n"
@@ -89,6 +92,8 @@ static void map_usage(FILE *to)
           "\n"
           "options:\n"
           "  --json            the same as one JSON object (schema ebb.map/1)\n"
+          "  -o, --output FILE write the map to FILE, not standard output (which the\n"
+          "                    program it runs shares)\n"
           "  --interval MS     sample every MS ms (at least 1)\n"
           "  --after SECONDS   map the program once, SECONDS after it starts\n"
           "  -h, --help        print this help\n"
@@ -127,6 +132,14 @@ static int take(long pid, int want_smaps, snapshot_t *s)
 {
     s->smaps = want_smaps;
     s->file = want_smaps ? "smaps" : "maps";
+    s->exe[0] = s->comm[0] = '\0';
+    if (ebb__os_proc_link(pid, "exe", s->exe, sizeof s->exe) < 0)
+        s->exe[0] = '\0';
+    ebb__os_text_t t;
+    if (ebb__os_proc_read(pid, "comm", &t) == 0) {
+        snprintf(s->comm, sizeof s->comm, "%.*s", (int)strcspn(t.text, "\n"), t.text);
+        ebb__os_text_free(&t);
+    }
     if (ebb__os_proc_read(pid, s->file, &s->text) == 0)
         return 0;
     int err = errno;
@@ -164,10 +177,7 @@ static int analyse(long pid, const snapshot_t *s, analysis_t *a)
         analysis_free(a);
         return -1;
     }
-    char exe[4096];
-    ebb__as_input_t in = { .low = ebb__os_mmap_min_addr() };
-    if (ebb__os_proc_link(pid, "exe", exe, sizeof exe) > 0)
-        in.exe = exe;
+    ebb__as_input_t in = { .low = ebb__os_mmap_min_addr(), .exe = s->exe[0] ? s->exe : NULL };
     ebb__as_analyse(&a->as, a->maps, (size_t)n, s->smaps, &in);
     a->nrows = ebb__as_grid(&a->as, a->rows, MAP_ROWS, &a->cell);
     return 0;
@@ -178,21 +188,16 @@ static void put_stdout(void *ctx, const char *s, size_t n)
     fwrite(s, 1, n, ctx);
 }
 
-static void print_map(const map_options_t *o, long pid, const analysis_t *a, const char *when)
+static void print_map(const map_options_t *o, long pid, const snapshot_t *s,
+                      const analysis_t *a, const char *when)
 {
-    char comm[64] = "";
-    ebb__os_text_t t;
-    if (ebb__os_proc_read(pid, "comm", &t) == 0) {
-        snprintf(comm, sizeof comm, "%.*s", (int)strcspn(t.text, "\n"), t.text);
-        ebb__os_text_free(&t);
-    }
-    ebb__as_about_t about = { pid, comm[0] ? comm : NULL, when };
-    ebb__as_out_t out = { put_stdout, stdout };
+    ebb__as_about_t about = { pid, s->comm[0] ? s->comm : NULL, when };
+    ebb__as_out_t out = { put_stdout, o->to };
     if (o->json)
         ebb__as_write_json(&a->as, a->rows, a->nrows, a->cell, &about, &out);
     else
         ebb__as_write_text(&a->as, a->rows, a->nrows, a->cell, &about, &out);
-    fflush(stdout);
+    fflush(o->to);
 }
 
 /* ---------------------------------------------------------- ebb map PID */
@@ -213,7 +218,7 @@ static int map_pid(const map_options_t *o, long pid)
     analysis_t a;
     int rc = analyse(pid, &s, &a);
     if (rc == 0) {
-        print_map(o, pid, &a, NULL);
+        print_map(o, pid, &s, &a, NULL);
         analysis_free(&a);
     }
     ebb__os_text_free(&s.text);
@@ -337,7 +342,7 @@ static void print_best(const map_options_t *o, long pid, const best_t *best, con
         return;
     char when[160];
     snprintf(when, sizeof when, "%.2f s after it started%s", best->at, how);
-    print_map(o, pid, &a, when);
+    print_map(o, pid, &best->snap, &a, when);
     analysis_free(&a);
 }
 
@@ -397,7 +402,8 @@ static int parse_pid(const char *s, long *pid)
 
 int cmd_map(int argc, char **argv)
 {
-    map_options_t o = { 0, MAP_INTERVAL_MS, -1 };
+    map_options_t o = { 0, MAP_INTERVAL_MS, -1, stdout };
+    const char *output = NULL;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -410,6 +416,8 @@ int cmd_map(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             o.json = 1;
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) {
+            output = argv[++i];
         } else if (!strcmp(a, "--interval") && i + 1 < argc) {
             o.interval_ms = strtol(argv[++i], &end, 10);
             if (*end || o.interval_ms < 1 || o.interval_ms > 3600000) {
@@ -435,12 +443,19 @@ int cmd_map(int argc, char **argv)
     }
     long pid;
     int dashes = i > 1 && !strcmp(argv[i - 1], "--");
-    if (!dashes && i == argc - 1 && parse_pid(argv[i], &pid)) {
-        if (o.after >= 0) {
-            cli_error("map: --after is for a program it runs, not a PID");
-            return EBB_CLI_USAGE_ERROR;
-        }
-        return map_pid(&o, pid);
+    int by_pid = !dashes && i == argc - 1 && parse_pid(argv[i], &pid);
+    if (by_pid && o.after >= 0) {
+        cli_error("map: --after is for a program it runs, not a PID");
+        return EBB_CLI_USAGE_ERROR;
     }
-    return map_program(&o, argv + i);
+    if (output && (o.to = fopen(output, "w")) == NULL) {
+        cli_error("map: --output %s: %s", output, strerror(errno));
+        return 1;
+    }
+    int rc = by_pid ? map_pid(&o, pid) : map_program(&o, argv + i);
+    if (output && fclose(o.to) != 0) {
+        cli_error("map: --output %s: %s", output, strerror(errno));
+        rc = rc ? rc : 1;
+    }
+    return rc;
 }
