@@ -1,8 +1,8 @@
 /*
  * map.c -- `ebb map`: the address space of any process, drawn.
  *
- *   ebb map [--json] PID
- *   ebb map [--json] [--interval MS | --after SECONDS] -- program [args...]
+ *   ebb map [--json] [-o FILE] PID
+ *   ebb map [--json] [-o FILE] [--interval MS | --after SECONDS] -- program [args...]
  *
  * Any process, on ebb or not, 64- or 32-bit: its /proc/PID/smaps (or maps,
  * where smaps cannot be had) is read whole (src/os/linux_maps.c), analysed
@@ -19,9 +19,14 @@
  * and, each time the largest free region is smaller than at any sample
  * before (or as small, with more mapped), reads smaps (the page walk that
  * gives RSS) and keeps that map; when the program exits it prints the map
- * kept.  A peak shorter than the interval may be missed; the samples cost
- * the program nothing (they are reads of /proc by another process, no
- * ptrace, no stop).  --after SECONDS maps it once at that moment instead,
+ * kept.  In a 64-bit process the largest free region hardly moves (it is
+ * the tens of TiB below the program), so there the tie-break decides: the
+ * moment with the most mapped.  An exec starts a new address space, so the
+ * first map after one replaces what was kept (`python3` may be a wrapper
+ * script that execs the interpreter).  A peak shorter than the interval
+ * may be missed; the samples cost the program little (reads of /proc by
+ * another process: no ptrace, no stop; smaps walks the page tables, so it
+ * is read only when a sample is the best so far).  --after SECONDS maps it once at that moment instead,
  * prints the map at once, and lets it run on.  The tool ignores ^C and ^\
  * (they reach the program from the terminal), so interrupting a server
  * prints the tightest map it had; its exit status is the program's, as
@@ -119,8 +124,8 @@ static int read_failed(long pid, const char *file, int err)
     if (err == ENOENT || err == ESRCH)
         cli_error("map: no process %ld", pid);
     else if (err == EACCES || err == EPERM)
-        cli_error("map: not allowed to read the map of process %ld (/proc/%ld/%s: %s): it is "
-                  "another user's; run ebb map as that user or as root",
+        cli_error("map: not allowed to read the map of process %ld (/proc/%ld/%s: %s): the "
+                  "kernel lets only those who may trace it (its user, or root) read it",
                   pid, pid, file, strerror(err));
     else
         cli_error("map: cannot read /proc/%ld/%s: %s", pid, file, strerror(err));
@@ -268,13 +273,28 @@ static long start_program(char **argv)
     return pid;
 }
 
-/* The best map so far: tightest address space, then most mapped. */
+/* The best map so far: tightest address space, then most mapped, of the
+ * program image the process runs now (an exec starts a new address space,
+ * laid out afresh: maps from before it do not compare, so the first map of
+ * a new image replaces them; a wrapper script or launcher that execs the
+ * real program is common). */
 typedef struct {
     snapshot_t snap;
     int have;
     uint64_t largest, mapped;
+    uint64_t image; /* where the program's image starts (0 unknown) */
     double at;
 } best_t;
+
+/* Where the program's own file is mapped lowest: with its path, what tells
+ * one exec's address space from the next. */
+static uint64_t image_base(const ebb__as_t *as)
+{
+    for (size_t i = 0; i < as->n; i++)
+        if (as->maps[i].kind == EBB__AS_PROGRAM)
+            return as->maps[i].start;
+    return 0;
+}
 
 static uint64_t largest_free(const ebb__as_t *as)
 {
@@ -292,9 +312,11 @@ static void sample(long pid, double t0, best_t *best)
     ebb__os_text_free(&quick.text);
     if (!ok)
         return;
-    uint64_t largest = largest_free(&a.as), mapped = a.as.user.size;
+    uint64_t largest = largest_free(&a.as), mapped = a.as.user.size, image = image_base(&a.as);
     analysis_free(&a);
-    if (best->have && (largest > best->largest || (largest == best->largest && mapped <= best->mapped)))
+    int same_image = best->have && image == best->image && !strcmp(quick.exe, best->snap.exe);
+    if (same_image &&
+        (largest > best->largest || (largest == best->largest && mapped <= best->mapped)))
         return;
     snapshot_t full;
     if (take(pid, 1, &full) != 0)
@@ -305,7 +327,7 @@ static void sample(long pid, double t0, best_t *best)
     }
     if (best->have)
         ebb__os_text_free(&best->snap.text);
-    *best = (best_t){ full, 1, largest, mapped, now_seconds() - t0 };
+    *best = (best_t){ full, 1, largest, mapped, image, now_seconds() - t0 };
 }
 
 static void sleep_ms(long ms)
