@@ -34,7 +34,9 @@
  *     mapping is someone else's.  A mapping named "[anon:ebb...]" (a
  *     future ebb on a kernel that names) is ebb's too.
  *
- * Free space.  The user address space is [vm.mmap_min_addr, top): top is
+ * Free space.  The user address space is [low, top): low is the lowest
+ * address the kernel's mmap gives (the caller's: vm.mmap_min_addr, but at
+ * least 0x10000, src/os/linux_maps.c says why), top is
  * 0xffffe000 for a 32-bit program on a 64-bit kernel (the kernel's
  * IA32_PAGE_OFFSET) and 0x7ffffffff000 for a 64-bit one (47 bits; 56 if a
  * mapping lies above).  Every range no mapping covers is free, including
