@@ -108,6 +108,7 @@ install: lib tool
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/ebb
 	install -m 755 $(B)/ebb $(DESTDIR)$(BINDIR)/ebb
 	install -m 644 schema/ebb.report-1.json $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json
+	install -m 644 schema/ebb.map-1.json $(DESTDIR)$(DATADIR)/ebb/ebb.map-1.json
 	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
 	install -m 755 $(B)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
 	install -m 644 $(B)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
@@ -115,7 +116,8 @@ install: lib tool
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ebb $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
-	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json \
+	      $(DESTDIR)$(DATADIR)/ebb/ebb.map-1.json
 	-rmdir $(DESTDIR)$(DATADIR)/ebb
 
 clean:

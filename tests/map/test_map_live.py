@@ -34,6 +34,7 @@ PROBE32 = os.path.join(PROBES, "probe32")
 # The kernel keeps this much free below a stack that grows (stack_guard_gap,
 # 256 pages): an mmap of a whole free region right below [stack] gets less.
 STACK_GUARD_GAP = (1 << 20) + 4096
+SCHEMA = os.path.join(ROOT, "schema", "ebb.map-1.json")
 
 _probe32_error = None
 
@@ -76,6 +77,17 @@ def ebb_map(*args, **kw):
     return subprocess.run([TOOL, "map", *args], capture_output=True, text=True, timeout=120, **kw)
 
 
+def validate(test, doc):
+    """doc against schema/ebb.map-1.json, where jsonschema is installed
+    (scripts/deps.sh installs it; without it the other checks still run)."""
+    try:
+        import jsonschema
+    except ImportError:
+        return
+    with open(SCHEMA) as f:
+        jsonschema.Draft202012Validator(json.load(f)).validate(doc)
+
+
 def one_line_error(test, r, words):
     test.assertNotEqual(r.returncode, 0, r.stdout)
     lines = r.stderr.strip().splitlines()
@@ -89,6 +101,7 @@ class LiveMap(unittest.TestCase):
         r = ebb_map("--json", str(probe.pid))
         self.assertEqual(r.returncode, 0, r.stderr)
         m = json.loads(r.stdout)
+        validate(self, m)
         self.assertEqual(m["schema"], "ebb.map/1")
         self.assertEqual(m["pid"], probe.pid)
         self.assertEqual(m["bits"], bits)
@@ -176,6 +189,7 @@ class LiveMap(unittest.TestCase):
         self.assertEqual(r.stdout, "ready\n")        # the program's output, alone
         with open(out) as f:
             m = json.load(f)
+        validate(self, m)
         self.assertIn("largest free region was smallest", m["when"])
         # the moment kept came after the probe mapped its marker (tighter)
         self.assertIn(path, [x["name"] for x in m["mappings"]])
