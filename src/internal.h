@@ -18,7 +18,9 @@
  *   insight  insight/  reads every layer below, changes nothing there:
  *                      statistics (stats.c), ebb_check (check.c), reports
  *                      (report*.c), the black box (blackbox.c), the heap
- *                      profiler (sample.c).
+ *                      profiler (sample.c), the map of an address space
+ *                      (addrspace*.c: pure, on text; its own header,
+ *                      addrspace.h, as `ebb map` compiles it in).
  *      |
  *   policy   policy/   decides and acts through the mechanism: the purge pass
  *                      and ebb_collect (purge.c), the limit's episodes,
