@@ -594,8 +594,9 @@ void ebb__sample_site_at_peak(ebb__site_t *out, const ebb__site_weight_t *w) EBB
 /* -------------------------------------------------- insight/heapmap.c */
 
 /* A copy of every arena's slots, in address order; -1 if it cannot be
- * mapped.  Takes the lend, bin and arena locks for the copy. */
-int ebb__heapmap_take(ebb__heapmap_t *m) EBB_HIDDEN;
+ * mapped, or (wait 0) a purge pass has slots out.  Takes the lend, bin
+ * and arena locks for the copy. */
+int ebb__heapmap_take(ebb__heapmap_t *m, int wait) EBB_HIDDEN;
 void ebb__heapmap_drop(ebb__heapmap_t *m) EBB_HIDDEN;
 uintptr_t ebb__heapmap_base(const ebb__heapmap_t *m, size_t arena) EBB_HIDDEN;
 /* 1 and *out if slot s of the arena starts a pool. */
@@ -614,6 +615,10 @@ void ebb__peak_consider(void) EBB_HIDDEN;
 void ebb__peak_refresh(void) EBB_HIDDEN;
 /* A copy of the snapshot; 0 if none was taken yet. */
 int ebb__peak_get(ebb__peak_t *out) EBB_HIDDEN;
+/* use(the heap map of the last snapshot that took one, committed then,
+ * arg) under the peak's lock, if there is one. */
+void ebb__peak_with_map(void (*use)(const ebb__heapmap_t *m, size_t committed, void *arg),
+                        void *arg) EBB_HIDDEN;
 
 /* =============================================================== front */
 

@@ -36,6 +36,7 @@ static void register_locksets(void)
         &ebb__report_locks,        /* child: no reporter thread */
         &ebb__pressure_locks,      /* child: no watcher, its own files */
         &ebb__blackbox_locks,      /* child: its own box, or none */
+        &ebb__peak_locks,          /* a snapshot copies the heap and the sites */
         &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
         &ebb__arena_lend_locks,    /* a purge pass lends arena slots */
         &ebb__thread_locks,        /* the thread registry */
@@ -43,7 +44,6 @@ static void register_locksets(void)
         &ebb__arena_locks,
         &ebb__large_locks,
         &ebb__limit_locks,         /* no other lock is taken under it */
-        &ebb__peak_locks,          /* the peak snapshot reads the sites */
         &ebb__sample_locks,        /* the profiler's sites */
         &ebb__debug_locks,         /* the debug heap's quarantine */
     };

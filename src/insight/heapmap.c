@@ -18,7 +18,10 @@
  * Consistency.  Locks are taken in the order fork takes them: the lend
  * lock (a purge pass in flight has slots out of their arenas and is
  * touching their resident bits), every bin, then the arenas.  Under them
- * a slot's class, its pool's count and its resident bits agree.
+ * a slot's class, its pool's count and its resident bits agree.  The peak
+ * snapshot (peak.c) takes a map from inside an allocation: it does not
+ * wait for a purge pass (which holds the lend lock for up to 150 ms on a
+ * gigabyte), it keeps the map it had.
  */
 #include "internal.h"
 
@@ -87,7 +90,7 @@ static void sort_by_base(map_arena_t *v, size_t n)
     }
 }
 
-int ebb__heapmap_take(ebb__heapmap_t *m)
+int ebb__heapmap_take(ebb__heapmap_t *m, int wait)
 {
     memset(m, 0, sizeof *m);
     for (int tries = 0; tries < 4; tries++) {
@@ -97,7 +100,12 @@ int ebb__heapmap_take(ebb__heapmap_t *m)
         if (v == NULL)
             return -1;
         size_t n = 0;
-        ebb__lock(&ebb__arenas.lend_lock);
+        if (wait) {
+            ebb__lock(&ebb__arenas.lend_lock);
+        } else if (!ebb__trylock(&ebb__arenas.lend_lock)) {
+            ebb__os_unmap(v, bytes); /* a purge pass is out: not now */
+            return -1;
+        }
         ebb__heap_locks.lock();
         ebb__lock(&ebb__arenas.lock);
         int fits = ebb__arenas.count <= want;
@@ -225,7 +233,7 @@ static void put_text(int fd, const ebb__heapmap_t *m)
 EBB_API int ebb_heap_map(int fd)
 {
     ebb__heapmap_t m;
-    if (ebb__heapmap_take(&m) != 0) {
+    if (ebb__heapmap_take(&m, 1) != 0) {
         static const char none[] = "ebb heap map: not taken (no memory for its copy)\n";
         ebb__os_write_all(fd, none, sizeof none - 1);
         return -1;

@@ -29,11 +29,18 @@
  * at the peak, most first, and every number names a site of the sampler's
  * table (sites are never removed, so a number stays good).
  *
+ * The heap map.  Each snapshot also copies the heap (heapmap.c: 520 bytes
+ * an arena, taken under the bin and arena locks, a few microseconds an
+ * arena), so the HTML report can draw the heap at its worst next to the
+ * heap at the end.  A snapshot that finds a purge pass out keeps the map
+ * it had, which says at which committed size it was taken.
+ *
  * Locks: one, taken with trylock by the sampling thread (a thread that
  * finds another snapshotting skips its turn: the other is taking the same
  * moment) and with a plain lock by readers, which copy the snapshot out.
- * It comes before the sampler's lock (the snapshot reads the sites under
- * it), and fork and ebb_check take it in that order (front/init.c).
+ * It comes before the heap's locks and the sampler's (a snapshot copies
+ * both under it), and fork and ebb_check take it in that order
+ * (front/init.c).
  */
 #include "internal.h"
 
@@ -43,6 +50,8 @@ static struct {
     ebb__lock_t lock;
     _Atomic size_t next;   /* committed at which the next snapshot is due */
     ebb__peak_t snap;
+    ebb__heapmap_t map;    /* the heap at the snapshot (or an earlier one) */
+    size_t map_committed;  /* committed when map was taken */
 } top_moment = { .lock = EBB_LOCK_INIT };
 
 static size_t margin(size_t committed)
@@ -58,6 +67,12 @@ static void take(size_t committed)
     s->wall_seconds = ebb__os_wall_seconds();
     s->nsites = ebb__sample_top_weights(s->site, EBB_PEAK_SITES, &s->sampled_live);
     s->snapshots++;
+    ebb__heapmap_t m;
+    if (ebb__heapmap_take(&m, 0) == 0) {
+        ebb__heapmap_drop(&top_moment.map);
+        top_moment.map = m;
+        top_moment.map_committed = committed;
+    }
 }
 
 void ebb__peak_consider(void)
@@ -92,6 +107,15 @@ int ebb__peak_get(ebb__peak_t *out)
     *out = top_moment.snap;
     ebb__unlock(&top_moment.lock);
     return out->snapshots != 0;
+}
+
+void ebb__peak_with_map(void (*use)(const ebb__heapmap_t *m, size_t committed, void *arg),
+                        void *arg)
+{
+    ebb__lock(&top_moment.lock);
+    if (top_moment.map.arena)
+        use(&top_moment.map, top_moment.map_committed, arg);
+    ebb__unlock(&top_moment.lock);
 }
 
 EBB_API size_t ebb_peak_sites(ebb_peak_t *info, ebb_site_t *out, size_t n)

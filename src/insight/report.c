@@ -80,7 +80,7 @@ static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     if (!brief && s->samples.rate != 0)
         ebb__peak_refresh();
     s->have_peak = ebb__peak_get(&s->peak);
-    s->have_map = !brief && ebb__heapmap_take(&s->map) == 0;
+    s->have_map = !brief && ebb__heapmap_take(&s->map, 1) == 0;
 }
 
 static void drop_snapshot(ebb__report_snapshot_t *s)

@@ -527,16 +527,12 @@ static const char *const pool_state[] = {
 
 /* Every arena and its pools, for the HTML report's picture (heapmap.c);
  * the JSON's only: the text's is ebb_heap_map(). */
-static void walk_heap_map(walker_t *w, const ebb__report_snapshot_t *s)
+static void walk_map(walker_t *w, const char *key, const ebb__heapmap_t *m, size_t committed)
 {
-    if (!s->have_map) {
-        walk_null(w, "heap_map", NULL);
-        return;
-    }
-    const ebb__heapmap_t *m = &s->map;
-    walk_open(w, "heap_map", NULL, 0);
+    walk_open(w, key, NULL, 0);
     walk_num(w, "slot_bytes", NULL, EBB__REPORT_BYTES, EBB_SLOT_SIZE);
     walk_num(w, "arena_bytes", NULL, EBB__REPORT_BYTES, EBB_ARENA_SIZE);
+    walk_num(w, "committed", NULL, EBB__REPORT_BYTES, committed);
     walk_open(w, "arenas", NULL, 1);
     for (size_t a = 0; a < m->narenas; a++) {
         walk_open(w, "arena", NULL, 0);
@@ -564,6 +560,21 @@ static void walk_heap_map(walker_t *w, const ebb__report_snapshot_t *s)
     walk_close(w);
 }
 
+static void walk_peak_map(const ebb__heapmap_t *m, size_t committed, void *w)
+{
+    walk_map(w, "heap_map_peak", m, committed);
+}
+
+static void walk_heap_maps(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    if (s->have_map)
+        walk_map(w, "heap_map", &s->map, s->st.committed);
+    else
+        walk_null(w, "heap_map", NULL);
+    if (!s->brief)
+        ebb__peak_with_map(walk_peak_map, w);
+}
+
 void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
                       const ebb__report_snapshot_t *s)
 {
@@ -582,7 +593,7 @@ void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
     walk_peak(&w, s);
     walk_classes(&w, s);
     walk_address_space(&w, s);
-    walk_heap_map(&w, s);
+    walk_heap_maps(&w, s);
     walk_say(&w, "== end of ebb report\n");
     walk_close(&w);
 }

@@ -121,6 +121,18 @@ static void test_report_has_the_peak(void **state)
     EXPECT(strstr(text, "at the peak committed ") != NULL, "no peak in the text:\n%s", text);
     EXPECT(strstr(text, "\"peak\":{\"committed\":") != NULL, "no peak in the JSON:\n%s", text);
     EXPECT(strstr(text, "\"sampled_live\":") != NULL, "no sampled_live in the JSON");
+    /* The heap then and now: the peak's map has the big build's arenas. */
+    const char *now = strstr(text, "\"heap_map\":{"), *then = strstr(text, "\"heap_map_peak\":{");
+    EXPECT(now != NULL && then != NULL, "no heap maps in the JSON");
+    if (now && then) {
+        size_t arenas_now = 0, arenas_then = 0;
+        for (const char *p = now; p < then && (p = strstr(p, "\"base\":")) && p < then; p++)
+            arenas_now++;
+        for (const char *p = then; (p = strstr(p, "\"base\":")) != NULL; p++)
+            arenas_then++;
+        EXPECT(arenas_then >= arenas_now + 8, "arenas at the peak %zu, now %zu", arenas_then,
+               arenas_now);
+    }
 }
 
 API_TEST_MAIN("peak", T(test_peak_names_what_was_freed), T(test_report_has_the_peak))
