@@ -65,6 +65,9 @@ static struct {
     long owner;                /* the pid that writes them; 0 not started */
     _Atomic unsigned said;     /* bit i: a problem with file i was said */
     _Atomic int failed;        /* the failure's files were written */
+    ebb_failure_t failure;     /* that failure (under the lock): a later
+                                * report on another thread, or after the
+                                * thread's next success, still names it */
 } files = { .lock = EBB_LOCK_INIT };
 
 void ebb__report_files_start(void)
@@ -252,6 +255,12 @@ static void write_all(const char *reason)
     int saved = errno;
     ebb__report_snapshot_t s;
     ebb__report_snapshot(&s, reason, 0);
+    if (atomic_load_explicit(&files.failed, memory_order_relaxed)) {
+        if (files.failure.reason == EBB_FAIL_NONE)
+            files.failure = s.failure; /* the failure's own report */
+        else if (s.failure.reason == EBB_FAIL_NONE)
+            s.failure = files.failure;
+    }
     unsigned i = 0;
     char path[EBB_OPTION_PATH_MAX];
     for (const char *at = ebb__opt.report_files; *at; i++) {
