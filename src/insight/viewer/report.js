@@ -422,7 +422,9 @@
         g.append(r);
         const chars = Math.floor((w - 6) / 6.6);
         if (chars >= 3) {
-          const label = n.name.length > chars ? n.name.slice(0, chars - 1) + "\u2026" : n.name;
+          /* A Python line's directory is in the hover, not the label. */
+          const short = /^\/[^ ]*\/([^/ ]+:\d+ )/.test(n.name) ? n.name.replace(/^\/[^ ]*\//, "") : n.name;
+          const label = short.length > chars ? short.slice(0, chars - 1) + "\u2026" : short;
           g.append(sv("text", { x: (x0 + 3).toFixed(2), y: yy + rowH - 6, text: label }));
         }
       }
@@ -595,7 +597,8 @@
           class: "pool " + state, "data-class": p.class, "data-fill": fill.toFixed(3) });
         hover(r, "pool at slot " + s + (span > 1 ? "-" + (s + span - 1) : "") + " of " + (a.base || "its arena") +
           "\nclass " + p["class"] + ": " + bytes(p.block_size) + " blocks\n" + count(p.used) + " of " + count(p.blocks) +
-          " blocks out (" + (100 * fill).toFixed(0) + "%)\n" + state);
+          " blocks out (" + (100 * fill).toFixed(0) + "%)\n" + state +
+          (isNum(p.resident_pages) ? ", " + p.resident_pages + " of " + (span * slotBytes / 4096) + " pages resident" : ""));
         g.append(r);
       }
       for (let i = 0; i < slots; i++) {
@@ -720,9 +723,9 @@
   section("peak-flame", "Who held the peak", null, (b) => drawFlame(b, data));
   section("sites", "Top allocation sites now", null, (b) => drawSites(b, data));
   section("held", "Where the memory is", null, (b) => drawHeld(b, data));
+  section("heap-map", "Heap map", "Arenas as rows, pools as cells shaded by how full they are.", (b) => drawHeapMap(b, data));
   section("classes", "Size classes", "Small blocks by size class: blocks out, their bytes, and how full their pools are.",
     (b) => drawClasses(b, data));
-  section("heap-map", "Heap map", "Arenas as rows, pools as cells shaded by how full they are.", (b) => drawHeapMap(b, data));
   section("address-space", "Address space", null, (b) => drawAddressSpace(b, data));
   document.body.setAttribute("data-drawn", "1");
 })();
