@@ -46,6 +46,8 @@
 #include "insight/report_text.c"
 #include "insight/report_json.c"
 #include "insight/blackbox.c"
+#include "insight/timeline.c"
+#include "insight/status.c"
 
 #include "front/cpython.c"
 #include "front/purger.c"

@@ -71,6 +71,7 @@ typedef struct {
     int report_signal;       /* EBB_REPORT_SIGNAL: signal number, 0 none */
     char report_path[EBB_OPTION_PATH_MAX];   /* EBB_REPORT=PATH, "" = stderr */
     char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
+    int top;                 /* EBB_TOP: publish the status page `ebb top` reads */
     size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
     int python_stacks;       /* EBB_PYTHON_STACKS: the Python module's stack hook */
     int python;              /* EBB_PYTHON: set by `ebb run` */
@@ -281,8 +282,19 @@ typedef struct {
     _Atomic size_t peak_committed;
     _Atomic size_t purged;          /* bytes purged since start */
     _Atomic size_t purges;          /* purge calls made to the OS */
-    _Atomic unsigned purge_work;    /* bumped whenever purgeable memory appears */
+    _Atomic unsigned purge_work;    /* bumped whenever the purger has work: purgeable
+                                     * memory appeared, or a timeline point is owed */
+    _Atomic uint32_t peak_committed_ms; /* ms (ebb__os_now_ms): peak_committed last rose */
+    /* The watch on committed (ebb__ledger_watch): committed when the
+     * watcher (the timeline) last looked, and EBB_WATCH_*. */
+    _Atomic size_t watch_mark;
+    _Atomic int watch;
 } ebb__ledger_t;
+
+/* The watch on committed: idle; armed at a mark; moved by a step from it
+ * (a point is owed: the purger is to be kicked); kicked (the purger is
+ * started or woken, once per move). */
+enum { EBB_WATCH_OFF = 0, EBB_WATCH_ARMED, EBB_WATCH_MOVED, EBB_WATCH_KICKED };
 
 /* Whether memory that comes back is purged at once, after the purge delay,
  * or never (but by ebb_collect): ebb__purge_when(). */
@@ -321,5 +333,28 @@ enum { EBB_PRESSURE_IDLE = 0, EBB_PRESSURE_WATCHING, EBB_PRESSURE_OFF };
 
 /* The report writer's view of an allocation site. */
 typedef ebb_site_t ebb__site_t;
+
+/* One point of the memory timeline (insight/timeline.c).  Fixed-width
+ * fields: the status page carries the same figures to a reader that may be
+ * built for the other word size. */
+typedef struct {
+    uint64_t ms;         /* since ebb started (monotonic) */
+    uint64_t live;       /* bytes the program holds (small in use + large) */
+    uint64_t committed;  /* ebb's estimate of its resident memory */
+    uint64_t rss;        /* the process's resident set; 0 if unknown */
+    uint64_t limit;      /* the limit then; 0 none */
+    uint64_t purged;     /* bytes given back to the OS since start */
+} ebb__timeline_point_t;
+
+/* What the timeline knows besides its points. */
+typedef struct {
+    uint64_t now_ms;             /* ms since ebb started, now */
+    uint64_t started_wall_ms;    /* wall clock at ebb's start, ms since the epoch */
+    uint64_t peak_committed;     /* the highest committed so far */
+    uint64_t peak_committed_ms;  /* when (ms since ebb started) */
+    uint64_t kept;               /* points in the ring */
+    uint64_t stride;             /* samples each kept point stands for (1, 2, 4...) */
+    uint64_t samples;            /* samples taken since start */
+} ebb__timeline_info_t;
 
 #endif /* EBB_TYPES_H */

@@ -36,6 +36,7 @@ static void register_locksets(void)
         &ebb__report_locks,        /* child: no reporter thread */
         &ebb__pressure_locks,      /* child: no watcher, its own files */
         &ebb__blackbox_locks,      /* child: its own box, or none */
+        &ebb__status_locks,        /* child: its own status page, or none */
         &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
         &ebb__arena_lend_locks,    /* a purge pass lends arena slots */
         &ebb__thread_locks,        /* the thread registry */
@@ -45,6 +46,7 @@ static void register_locksets(void)
         &ebb__limit_locks,         /* no other lock is taken under it */
         &ebb__sample_locks,        /* the profiler's sites */
         &ebb__debug_locks,         /* the debug heap's quarantine */
+        &ebb__timeline_locks,      /* taken alone: a leaf */
     };
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         ebb__locksets_register(order[i]);
@@ -59,6 +61,8 @@ void ebb__start_slow(void)
         register_locksets();
         ebb__limit_start();
         ebb__blackbox_start();
+        ebb__timeline_start();
+        ebb__status_start();
         ebb__sample_start();
         ebb__debug_start();
         atomic_store_explicit(&ebb__started, 1, memory_order_release);
@@ -130,6 +134,9 @@ __attribute__((constructor)) static void ebb__constructor(void)
     ebb__sample_unwinder_prime();
     atomic_store_explicit(&ebb__threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
+    /* The timeline's first point, and the status page made and filled, so
+     * a process shows in `ebb top` from its start. */
+    ebb__purger_observe();
     if (ebb__opt.verbose) {
         extern int atexit(void (*)(void));
         atexit(at_exit_report);

@@ -1,0 +1,219 @@
+/*
+ * timeline.c -- memory over time: a bounded record of the whole run.
+ *
+ * Owns: the timeline's points (time, live, committed, RSS, limit, purged so
+ * far), when one is taken, how the record stays bounded, and the peak of
+ * committed with its time as the reports and the status page give it.
+ *
+ * When.  A point costs the statistics (every bin lock once) and a read of
+ * /proc/self/statm, about 25 us, so it is never taken on an allocation
+ * path; the purger thread takes them (front/purger.c calls the tick after
+ * each pass).  Two rules, and no clock of the timeline's own:
+ *   - when the purger wakes anyway, a point if the last one is
+ *     EBB_TIMELINE_INTERVAL_MS old: a busy process gets a steady trace;
+ *   - when committed has moved a sixteenth (at least 1 MiB) from the last
+ *     point, a point at once: the ledger watches for that move on the slow
+ *     paths that map, dirty, purge or unmap memory (core/ledger.c), and the
+ *     front starts or wakes the purger for it.  A fast climb towards the
+ *     limit or the OOM killer is recorded step by step; a fall too.
+ * An idle process takes no point and no wake-up: its purger has ended, and
+ * nothing it does moves committed.  Its last point stays the last one until
+ * something changes (the reports add a point for "now" themselves).
+ *
+ * Bounded.  The record holds EBB_TIMELINE_POINTS points, oldest first.  At
+ * first each point is one sample.  When the record is full, neighbours are
+ * merged pairwise, so it is half full, and from then on each point stands
+ * for twice as many samples as before (`stride`): the samples of a point are
+ * merged into a pending point, which joins the record once complete.  So
+ * every kept point stands for the same number of samples, and the record
+ * always covers the whole run, from ebb's start, at a resolution that halves
+ * as the run doubles.  A merge keeps the larger of each figure (the peak of
+ * live, committed, RSS; purged only grows), at the time of the larger
+ * committed: a peak is never averaged away, and a plot of the record shows
+ * the envelope of what happened.  The exact peak of committed and its time
+ * come from the ledger (ebb__ledger.peak_committed and its time), which
+ * sees every rise, not only those a point caught.
+ *
+ * Reading.  ebb__timeline_copy gives the points, oldest first (the pending
+ * one last), merged further the same way to fit the caller's room: the
+ * status page takes the whole record, a JSON report a smaller copy.  One
+ * lock, taken for the copy or to add a sample, never while taking the
+ * statistics.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static struct {
+    ebb__lock_t lock;                 /* guards everything below it */
+    ebb__timeline_point_t kept[EBB_TIMELINE_POINTS]; /* oldest first */
+    size_t nkept;
+    uint64_t stride;                  /* samples per kept point */
+    ebb__timeline_point_t pending;    /* the samples of the point being made */
+    uint64_t npending;
+    uint64_t samples;
+    /* Set once at start, read without the lock. */
+    _Atomic int started;
+    uint64_t t0_ns;                   /* ebb__os_now_ns at start */
+    uint32_t t0_ms;                   /* ebb__os_now_ms at start (the ledger's clock) */
+    uint64_t t0_wall_ms;
+    _Atomic uint32_t last_ms;         /* ebb__os_now_ms: the last sample */
+    _Atomic int any;                  /* a sample was taken */
+} tl = { .lock = EBB_LOCK_INIT, .stride = 1 };
+
+void ebb__timeline_start(void)
+{
+    if (atomic_load_explicit(&tl.started, memory_order_acquire))
+        return;
+    tl.t0_ns = ebb__os_now_ns();
+    tl.t0_ms = ebb__os_now_ms();
+    tl.t0_wall_ms = (uint64_t)ebb__os_wall_ms();
+    atomic_store_explicit(&tl.started, 1, memory_order_release);
+    ebb__ledger_watch(ebb__committed_now());
+}
+
+static uint64_t max64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* a and b as one point: the larger of each figure, at the time of the
+ * larger committed (the later one on a tie). */
+static ebb__timeline_point_t merge(const ebb__timeline_point_t *a, const ebb__timeline_point_t *b)
+{
+    ebb__timeline_point_t m;
+    m.ms = a->committed > b->committed ? a->ms : b->ms;
+    m.live = max64(a->live, b->live);
+    m.committed = max64(a->committed, b->committed);
+    m.rss = max64(a->rss, b->rss);
+    m.limit = max64(a->limit, b->limit);
+    m.purged = max64(a->purged, b->purged);
+    return m;
+}
+
+void ebb__timeline_now(ebb__timeline_point_t *p)
+{
+    ebb_stats_t s;
+    ebb_stats(&s);
+    ebb__os_usage_t use;
+    p->ms = (ebb__os_now_ns() - tl.t0_ns) / 1000000u;
+    p->live = (uint64_t)(s.small_used - s.small_cached) + s.large_used;
+    p->committed = s.committed;
+    p->rss = ebb__os_usage("", &use) ? use.resident : 0;
+    p->limit = atomic_load_explicit(&ebb__budget.limit, memory_order_relaxed);
+    p->purged = s.purged;
+}
+
+/* Lock held: the record halves, and each point from now on stands for
+ * twice the samples. */
+static void halve_locked(void)
+{
+    for (size_t i = 0; i < tl.nkept / 2; i++)
+        tl.kept[i] = merge(&tl.kept[2 * i], &tl.kept[2 * i + 1]);
+    tl.nkept /= 2;
+    tl.stride *= 2;
+}
+
+void ebb__timeline_record(const ebb__timeline_point_t *p)
+{
+    ebb__lock(&tl.lock);
+    tl.pending = tl.npending ? merge(&tl.pending, p) : *p;
+    tl.npending++;
+    tl.samples++;
+    atomic_store_explicit(&tl.any, 1, memory_order_relaxed);
+    if (tl.npending >= tl.stride) {
+        if (tl.nkept == EBB_TIMELINE_POINTS)
+            halve_locked(); /* the pending point is half of one now */
+        if (tl.npending >= tl.stride) {
+            tl.kept[tl.nkept++] = tl.pending;
+            tl.npending = 0;
+        }
+    }
+    ebb__unlock(&tl.lock);
+}
+
+int ebb__timeline_tick(void)
+{
+    if (!atomic_load_explicit(&tl.started, memory_order_acquire))
+        return 0;
+    uint32_t now = ebb__os_now_ms();
+    uint32_t last = atomic_load_explicit(&tl.last_ms, memory_order_relaxed);
+    int moved = atomic_load_explicit(&ebb__ledger.watch, memory_order_relaxed) >= EBB_WATCH_MOVED;
+    if (!moved && atomic_load_explicit(&tl.any, memory_order_relaxed) &&
+        !ebb__due(now, last, EBB_TIMELINE_INTERVAL_MS))
+        return 0;
+    if (!atomic_compare_exchange_strong_explicit(&tl.last_ms, &last, now, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return 0; /* another thread takes this one (inline passes) */
+    ebb__timeline_point_t p;
+    ebb__timeline_now(&p);
+    ebb__timeline_record(&p);
+    ebb__ledger_watch((size_t)p.committed);
+    return 1;
+}
+
+/* Lock held: the points, oldest first, the pending one last. */
+static size_t count_locked(void)
+{
+    return tl.nkept + (tl.npending != 0);
+}
+
+static const ebb__timeline_point_t *point_locked(size_t i)
+{
+    return i < tl.nkept ? &tl.kept[i] : &tl.pending;
+}
+
+size_t ebb__timeline_copy(ebb__timeline_point_t *out, size_t max)
+{
+    if (out == NULL || max == 0)
+        return 0;
+    ebb__lock(&tl.lock);
+    size_t n = count_locked();
+    /* Groups of `group` points each make one, as the record's own halving
+     * merges them; the last group may be short. */
+    size_t group = (n + max - 1) / max, written = 0;
+    if (group == 0)
+        group = 1;
+    for (size_t i = 0; i < n; i += group) {
+        ebb__timeline_point_t m = *point_locked(i);
+        for (size_t j = i + 1; j < i + group && j < n; j++)
+            m = merge(&m, point_locked(j));
+        out[written++] = m;
+    }
+    ebb__unlock(&tl.lock);
+    return written;
+}
+
+void ebb__timeline_info(ebb__timeline_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!atomic_load_explicit(&tl.started, memory_order_acquire))
+        return;
+    out->now_ms = (ebb__os_now_ns() - tl.t0_ns) / 1000000u;
+    out->started_wall_ms = tl.t0_wall_ms;
+    out->peak_committed = atomic_load_explicit(&ebb__ledger.peak_committed, memory_order_relaxed);
+    uint32_t at = atomic_load_explicit(&ebb__ledger.peak_committed_ms, memory_order_relaxed);
+    /* A peak before the timeline started (inside ebb's own start-up) is
+     * at its start.  (The ledger's clock wraps after 49 days.) */
+    uint64_t since = (uint32_t)(at - tl.t0_ms);
+    out->peak_committed_ms = since <= out->now_ms ? since : 0;
+    ebb__lock(&tl.lock);
+    out->kept = count_locked();
+    out->stride = tl.stride;
+    out->samples = tl.samples;
+    ebb__unlock(&tl.lock);
+}
+
+/* The child of a fork keeps the record (its memory until the fork was the
+ * parent's); its watch is armed again, since the parent's purger, which
+ * may have been about to take an owed point, is not in the child. */
+static void timeline_fork_child(void)
+{
+    atomic_store_explicit(&tl.last_ms, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&tl.started, memory_order_relaxed))
+        ebb__ledger_watch(ebb__committed_now());
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__timeline_locks = { .name = "timeline",
+                                                        .one = &tl.lock,
+                                                        .child = timeline_fork_child };
