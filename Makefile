@@ -63,7 +63,8 @@ $(B)/libebb.a: $(B)/ebb.o
 	ar rcs $@ $<
 
 # The command-line tool: an ordinary program on the C library's malloc.
-CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h
+CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h \
+            src/insight/status.h
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@

@@ -27,6 +27,10 @@ int cmd_options(int argc, char **argv);
 /* The EBB_* variables users set, one entry each (options.c). */
 void cli_print_options(FILE *to);
 int cmd_blackbox(int argc, char **argv);
+int cmd_top(int argc, char **argv);
+/* Remove the status pages of this user that no process holds any more
+ * (their processes were killed, or left through _exit). */
+void top_sweep_stale(void);
 /* After `ebb run`'s program died of SIGKILL: what its black box says. */
 void box_summary(const char *path, const char *prog);
 

@@ -23,6 +23,13 @@
  * on stderr cannot be written (SIGPIPE is ignored in the tool, not in the
  * program).  --no-blackbox: none.
  *
+ * The status page.  The program (and each process it starts) publishes
+ * what it holds for `ebb top` (EBB_TOP=1, src/insight/status.c): a page in
+ * memory (/dev/shm), mode 0600, that each process removes when it exits.
+ * When the program ends, the tool removes the pages no process holds any
+ * more (of processes that were killed or left through _exit).  --no-top:
+ * none.
+ *
  * --limit and --purge-delay are checked by the rules the library reads
  * EBB_LIMIT and EBB_PURGE_DELAY_MS with (src/base/size.h), so a value every
  * child would refuse is refused here, once.
@@ -61,6 +68,7 @@ static void run_usage(FILE *to)
           "  --stats            print ebb's statistics when the program exits (EBB_VERBOSE)\n"
           "  --no-blackbox      keep no black box (the last state, printed if the program\n"
           "                     is killed by SIGKILL, e.g. by the out-of-memory killer)\n"
+          "  --no-top           publish no status page for `ebb top` (EBB_TOP)\n"
           "  -h, --help         print this help\n"
           "\n"
           "The exit status is the program's; if a signal killed it, ebb says which and\n"
@@ -222,7 +230,7 @@ static int report_status(const char *prog, int status)
 int cmd_run(int argc, char **argv)
 {
     enum { OPT_NO_CHILDREN = 256, OPT_NO_PYTHON, OPT_PURGE_DELAY, OPT_LIMIT, OPT_STATS,
-           OPT_NO_BLACKBOX };
+           OPT_NO_BLACKBOX, OPT_NO_TOP };
     static const struct option opts[] = {
         { "no-children", no_argument, NULL, OPT_NO_CHILDREN },
         { "no-python", no_argument, NULL, OPT_NO_PYTHON },
@@ -230,10 +238,11 @@ int cmd_run(int argc, char **argv)
         { "limit", required_argument, NULL, OPT_LIMIT },
         { "stats", no_argument, NULL, OPT_STATS },
         { "no-blackbox", no_argument, NULL, OPT_NO_BLACKBOX },
+        { "no-top", no_argument, NULL, OPT_NO_TOP },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    int no_children = 0, python = 1, blackbox = 1, c;
+    int no_children = 0, python = 1, blackbox = 1, top = 1, c;
     const char *purge_delay = NULL, *limit = NULL;
     optind = 1;
     opterr = 0;
@@ -254,6 +263,7 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_STATS: setenv("EBB_VERBOSE", "1", 1); break;
         case OPT_NO_BLACKBOX: blackbox = 0; break;
+        case OPT_NO_TOP: top = 0; break;
         case 'h': run_usage(stdout); return 0;
         case ':':
             cli_error("run: option '%s' needs a value (ebb run --help)", argv[optind - 1]);
@@ -286,6 +296,10 @@ int cmd_run(int argc, char **argv)
         setenv("EBB_PURGE_DELAY_MS", purge_delay, 1);
     if (limit)
         setenv("EBB_LIMIT", limit, 1);
+    if (top)
+        setenv("EBB_TOP", "1", 1);
+    else
+        unsetenv("EBB_TOP");
 
     ignore_sigpipe();
     if (!blackbox)
@@ -324,5 +338,7 @@ int cmd_run(int argc, char **argv)
     }
     int rc = report_status(prog[0], status);
     remove_run_dir();
+    if (top)
+        top_sweep_stale();
     return rc;
 }

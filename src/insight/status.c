@@ -126,16 +126,18 @@ static int add_line(char *out, size_t cap, size_t *at, const char *line, size_t 
     return 1;
 }
 
-/* "symbol+0x1a (/usr/lib/x/libfoo.so.1)" -> "symbol+0x1a (libfoo.so.1)". */
+/* The object's directory dropped, to fit a line: "symbol+0x1a
+ * (/usr/lib/x/libfoo.so.1)" -> "symbol+0x1a (libfoo.so.1)", and
+ * "(/usr/bin/prog+0x4f2)" -> "(prog+0x4f2)". */
 static size_t short_object(char *sym, size_t n)
 {
-    char *open = strstr(sym, " (");
+    char *open = strrchr(sym, '(');
     char *slash = open ? strrchr(open, '/') : NULL;
     if (slash == NULL)
         return n;
     size_t tail = n - (size_t)(slash + 1 - sym);
-    memmove(open + 2, slash + 1, tail + 1);
-    return (size_t)(open + 2 - sym) + tail;
+    memmove(open + 1, slash + 1, tail + 1);
+    return (size_t)(open + 1 - sym) + tail;
 }
 
 /* Where a site is, in at most three lines: the runtime's stack lines
