@@ -46,7 +46,8 @@
 
 /* brief: the black box's snapshot, taken often, skips reading the
  * address-space map (a system call and a file read per refresh). */
-static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief)
+static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief,
+                          ebb__timeline_point_t *points)
 {
     s->reason = reason;
     s->pid = ebb__os_pid();
@@ -76,19 +77,35 @@ static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     /* Sites with nothing live left are history, not what holds memory. */
     while (s->nsites > 0 && s->site[s->nsites - 1].live_bytes == 0)
         s->nsites--;
+    /* Memory over time (timeline.c), and a last point for now, made of
+     * this snapshot's figures. */
+    ebb__timeline_info(&s->timeline);
+    s->point = points;
+    s->npoints = points ? ebb__timeline_copy(points, EBB_REPORT_TIMELINE_POINTS - 1) : 0;
+    if (points) {
+        ebb__timeline_point_t *now = &s->point[s->npoints++];
+        now->ms = s->timeline.now_ms;
+        now->live = (uint64_t)ebb__report_live_small(s) + s->st.large_used;
+        now->committed = s->st.committed;
+        now->rss = s->rss;
+        now->limit = s->limit;
+        now->purged = s->st.purged;
+    }
 }
 
 /* ---------------------------------------------------------- public API */
 
 static int write_report(int fd, int format, const char *reason)
 {
-    /* ~12 KiB of snapshot and 2 KiB of buffer: the stack, never the heap. */
+    /* ~12 KiB of snapshot, 6 KiB of timeline and 2 KiB of buffer: the
+     * stack, never the heap. */
     ebb__report_snapshot_t s;
+    ebb__timeline_point_t points[EBB_REPORT_TIMELINE_POINTS];
     ebb__report_out_t o;
     o.fd = fd;
     o.failed = 0;
     o.at = 0;
-    take_snapshot(&s, reason, 0);
+    take_snapshot(&s, reason, 0, points);
     ebb__report_walk(&o, format == EBB_REPORT_JSON ? &ebb__report_as_json : &ebb__report_as_text,
                      &s);
     ebb__report_flush(&o);
@@ -113,7 +130,7 @@ size_t ebb__report_brief(char *buf, size_t cap, const char *reason)
     o.mem_cap = cap;
     o.mem_len = 0;
     buf[0] = '\0';
-    take_snapshot(&s, reason, 1);
+    take_snapshot(&s, reason, 1, NULL);
     size_t live = ebb__report_live_small(&s) + s.st.large_used;
     ebb__report_putf(&o, "committed=%zu peak_committed=%zu live=%zu mapped=%zu limit=%zu "
                          "purged=%zu rss=%zu failure=%d request=%zu\n",

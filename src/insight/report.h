@@ -68,6 +68,12 @@ typedef struct {
     ebb_sample_stats_t samples;
     size_t nsites;            /* entries of site[] filled */
     ebb__site_t site[EBB_REPORT_SITES];
+    ebb__timeline_info_t timeline;
+    /* Memory over time, the last point "now": the writer's room (6 KiB),
+     * apart, since the black box's snapshot, taken on any thread's slow
+     * path, has none (NULL). */
+    ebb__timeline_point_t *point;
+    size_t npoints;
 } ebb__report_snapshot_t;
 
 /* Bytes the program holds in small blocks: handed out and not back in a
