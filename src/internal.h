@@ -587,8 +587,13 @@ size_t ebb__timeline_copy(ebb__timeline_point_t *out, size_t max) EBB_HIDDEN;
 void ebb__timeline_info(ebb__timeline_info_t *out) EBB_HIDDEN;
 /* A point for now, not kept (a report's last point).  Holding no lock. */
 void ebb__timeline_now(ebb__timeline_point_t *out) EBB_HIDDEN;
-/* Add a point to the record (the tick's second half; unit tests). */
+/* Add a point to the record (the tick's second half). */
 void ebb__timeline_record(const ebb__timeline_point_t *p) EBB_HIDDEN;
+/* The record's mechanics on any record (the caller serialises): add a
+ * sample; copy at most max points out, merged in groups as above. */
+void ebb__timeline_ring_add(ebb__timeline_ring_t *r, const ebb__timeline_point_t *p) EBB_HIDDEN;
+size_t ebb__timeline_ring_copy(const ebb__timeline_ring_t *r, ebb__timeline_point_t *out,
+                               size_t max) EBB_HIDDEN;
 
 /* -------------------------------------------------- insight/status.c */
 

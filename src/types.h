@@ -346,6 +346,18 @@ typedef struct {
     uint64_t purged;     /* bytes given back to the OS since start */
 } ebb__timeline_point_t;
 
+/* The record of points (insight/timeline.c says how it stays bounded):
+ * `kept` oldest first, each standing for `stride` samples, and the point
+ * being made of the samples since.  Its user serialises the calls. */
+typedef struct {
+    ebb__timeline_point_t kept[EBB_TIMELINE_POINTS];
+    size_t nkept;
+    uint64_t stride;                /* samples per kept point; 0 is taken for 1 */
+    ebb__timeline_point_t pending;  /* the samples since the last kept point, merged */
+    uint64_t npending;
+    uint64_t samples;               /* taken since start */
+} ebb__timeline_ring_t;
+
 /* What the timeline knows besides its points. */
 typedef struct {
     uint64_t now_ms;             /* ms since ebb started, now */

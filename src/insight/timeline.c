@@ -45,13 +45,8 @@
 #include <string.h>
 
 static struct {
-    ebb__lock_t lock;                 /* guards everything below it */
-    ebb__timeline_point_t kept[EBB_TIMELINE_POINTS]; /* oldest first */
-    size_t nkept;
-    uint64_t stride;                  /* samples per kept point */
-    ebb__timeline_point_t pending;    /* the samples of the point being made */
-    uint64_t npending;
-    uint64_t samples;
+    ebb__lock_t lock;                 /* guards the record */
+    ebb__timeline_ring_t ring;
     /* Set once at start, read without the lock. */
     _Atomic int started;
     uint64_t t0_ns;                   /* ebb__os_now_ns at start */
@@ -59,7 +54,7 @@ static struct {
     uint64_t t0_wall_ms;
     _Atomic uint32_t last_ms;         /* ebb__os_now_ms: the last sample */
     _Atomic int any;                  /* a sample was taken */
-} tl = { .lock = EBB_LOCK_INIT, .stride = 1 };
+} tl = { .lock = EBB_LOCK_INIT };
 
 void ebb__timeline_start(void)
 {
@@ -104,32 +99,70 @@ void ebb__timeline_now(ebb__timeline_point_t *p)
     p->purged = s.purged;
 }
 
-/* Lock held: the record halves, and each point from now on stands for
- * twice the samples. */
-static void halve_locked(void)
+/* The record halves, and each point from now on stands for twice the
+ * samples. */
+static void halve(ebb__timeline_ring_t *r)
 {
-    for (size_t i = 0; i < tl.nkept / 2; i++)
-        tl.kept[i] = merge(&tl.kept[2 * i], &tl.kept[2 * i + 1]);
-    tl.nkept /= 2;
-    tl.stride *= 2;
+    for (size_t i = 0; i < r->nkept / 2; i++)
+        r->kept[i] = merge(&r->kept[2 * i], &r->kept[2 * i + 1]);
+    r->nkept /= 2;
+    r->stride *= 2;
+}
+
+void ebb__timeline_ring_add(ebb__timeline_ring_t *r, const ebb__timeline_point_t *p)
+{
+    if (r->stride == 0)
+        r->stride = 1;
+    r->pending = r->npending ? merge(&r->pending, p) : *p;
+    r->npending++;
+    r->samples++;
+    if (r->npending < r->stride)
+        return;
+    if (r->nkept == EBB_TIMELINE_POINTS)
+        halve(r); /* the pending point is half of one now */
+    if (r->npending >= r->stride) {
+        r->kept[r->nkept++] = r->pending;
+        r->npending = 0;
+    }
+}
+
+/* The points, oldest first, the pending one last. */
+static size_t ring_count(const ebb__timeline_ring_t *r)
+{
+    return r->nkept + (r->npending != 0);
+}
+
+static const ebb__timeline_point_t *ring_point(const ebb__timeline_ring_t *r, size_t i)
+{
+    return i < r->nkept ? &r->kept[i] : &r->pending;
+}
+
+size_t ebb__timeline_ring_copy(const ebb__timeline_ring_t *r, ebb__timeline_point_t *out,
+                               size_t max)
+{
+    if (out == NULL || max == 0)
+        return 0;
+    size_t n = ring_count(r);
+    /* Groups of `group` points each make one, as the record's own halving
+     * merges them; the last group may be short. */
+    size_t group = (n + max - 1) / max, written = 0;
+    if (group == 0)
+        group = 1;
+    for (size_t i = 0; i < n; i += group) {
+        ebb__timeline_point_t m = *ring_point(r, i);
+        for (size_t j = i + 1; j < i + group && j < n; j++)
+            m = merge(&m, ring_point(r, j));
+        out[written++] = m;
+    }
+    return written;
 }
 
 void ebb__timeline_record(const ebb__timeline_point_t *p)
 {
     ebb__lock(&tl.lock);
-    tl.pending = tl.npending ? merge(&tl.pending, p) : *p;
-    tl.npending++;
-    tl.samples++;
-    atomic_store_explicit(&tl.any, 1, memory_order_relaxed);
-    if (tl.npending >= tl.stride) {
-        if (tl.nkept == EBB_TIMELINE_POINTS)
-            halve_locked(); /* the pending point is half of one now */
-        if (tl.npending >= tl.stride) {
-            tl.kept[tl.nkept++] = tl.pending;
-            tl.npending = 0;
-        }
-    }
+    ebb__timeline_ring_add(&tl.ring, p);
     ebb__unlock(&tl.lock);
+    atomic_store_explicit(&tl.any, 1, memory_order_relaxed);
 }
 
 int ebb__timeline_tick(void)
@@ -152,36 +185,12 @@ int ebb__timeline_tick(void)
     return 1;
 }
 
-/* Lock held: the points, oldest first, the pending one last. */
-static size_t count_locked(void)
-{
-    return tl.nkept + (tl.npending != 0);
-}
-
-static const ebb__timeline_point_t *point_locked(size_t i)
-{
-    return i < tl.nkept ? &tl.kept[i] : &tl.pending;
-}
-
 size_t ebb__timeline_copy(ebb__timeline_point_t *out, size_t max)
 {
-    if (out == NULL || max == 0)
-        return 0;
     ebb__lock(&tl.lock);
-    size_t n = count_locked();
-    /* Groups of `group` points each make one, as the record's own halving
-     * merges them; the last group may be short. */
-    size_t group = (n + max - 1) / max, written = 0;
-    if (group == 0)
-        group = 1;
-    for (size_t i = 0; i < n; i += group) {
-        ebb__timeline_point_t m = *point_locked(i);
-        for (size_t j = i + 1; j < i + group && j < n; j++)
-            m = merge(&m, point_locked(j));
-        out[written++] = m;
-    }
+    size_t n = ebb__timeline_ring_copy(&tl.ring, out, max);
     ebb__unlock(&tl.lock);
-    return written;
+    return n;
 }
 
 void ebb__timeline_info(ebb__timeline_info_t *out)
@@ -198,9 +207,9 @@ void ebb__timeline_info(ebb__timeline_info_t *out)
     uint64_t since = (uint32_t)(at - tl.t0_ms);
     out->peak_committed_ms = since <= out->now_ms ? since : 0;
     ebb__lock(&tl.lock);
-    out->kept = count_locked();
-    out->stride = tl.stride;
-    out->samples = tl.samples;
+    out->kept = ring_count(&tl.ring);
+    out->stride = tl.ring.stride ? tl.ring.stride : 1;
+    out->samples = tl.ring.samples;
     ebb__unlock(&tl.lock);
 }
 
