@@ -244,7 +244,7 @@ check-sanitizers: check-asan check-ubsan
 # starts its own purger thread, which TSan otherwise refuses after a
 # multi-threaded fork.  About a minute on two cores.
 SAN_tsan := -fsanitize=thread
-TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/stress/stress.c
+TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/api/test_top.c tests/stress/stress.c
 TSAN_OPTS := halt_on_error=1 exitcode=66 die_after_fork=0 second_deadlock_stack=1
 check-tsan: CC = clang
 check-tsan: $(B)/tsan/libebb-san.a
