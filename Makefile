@@ -239,7 +239,8 @@ check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
 check-sanitizers: check-asan check-ubsan
 
 # ThreadSanitizer (clang's): the stress test, and the tests of what runs
-# beside the churn (introspection, fork, signal storms).  Any report fails
+# beside the churn (introspection, fork, signal storms, the status page and
+# JSON reports read while the purger writes them).  Any report fails
 # the stage (halt_on_error, exitcode); die_after_fork=0 because a fork child
 # starts its own purger thread, which TSan otherwise refuses after a
 # multi-threaded fork.  About a minute on two cores.
