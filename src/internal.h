@@ -600,6 +600,9 @@ size_t ebb__timeline_ring_copy(const ebb__timeline_ring_t *r, ebb__timeline_poin
 /* The status page `ebb top` reads (EBB_TOP, status.c). */
 extern EBB_HIDDEN const ebb__lockset_t ebb__status_locks;
 void ebb__status_start(void) EBB_HIDDEN;
+/* From the constructor: this copy of ebb is the process's, so it may
+ * publish the page if EBB_TOP asked for one. */
+void ebb__status_enable(void) EBB_HIDDEN;
 /* From the purger after each pass (and the constructor once), holding no
  * lock: refresh the page if its interval passed, or at once if now_wanted
  * (a timeline point was just taken); made first if it is wanted. */

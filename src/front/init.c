@@ -135,7 +135,12 @@ __attribute__((constructor)) static void ebb__constructor(void)
     atomic_store_explicit(&ebb__threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
     /* The timeline's first point, and the status page made and filled, so
-     * a process shows in `ebb top` from its start. */
+     * a process shows in `ebb top` from its start: by the process's ebb,
+     * not by a second copy beside it (the Python package's private one,
+     * loaded under `ebb run`), which sees another ebb_malloc exported. */
+    void *exported = ebb__os_symbol("ebb_malloc");
+    if (exported == NULL || exported == (void *)ebb_malloc)
+        ebb__status_enable();
     ebb__purger_observe();
     if (ebb__opt.verbose) {
         extern int atexit(void (*)(void));

@@ -10,7 +10,10 @@
  *
  * When it exists.  With EBB_TOP=1, which `ebb run` sets (`--no-top`:
  * not), and never in a privileged process (AT_SECURE: the options are not
- * read there at all, base/options.c, and this file checks again).  The page
+ * read there at all, base/options.c, and this file checks again).  Only
+ * the copy of ebb that is the process's publishes: the Python package's
+ * private copy, loaded under `ebb run` beside libebb.so and unused, does
+ * not (the constructor tells, front/init.c).  The page
  * is made at start-up, by ebb's constructor, so a process shows up in
  * `ebb top` from its start; a fork child makes its own on its purger's first
  * refresh (a child that only calls exec never makes one).  It is memory
@@ -54,7 +57,10 @@ _Static_assert(EBB_STATUS_SITES <= EBB_STATUS_SITES_MAX && EBB_TIMELINE_POINTS <
 _Static_assert(sizeof(ebb_status_point_t) == sizeof(ebb__timeline_point_t),
                "a timeline point is a page's point");
 
-enum { PAGE_OFF = 0, PAGE_WANTED, PAGE_OPEN, PAGE_FAILED, PAGE_CLOSED };
+/* OFF: not asked for.  ASKED: EBB_TOP=1, until the constructor says this
+ * copy of ebb is the process's (ebb__status_enable).  WANTED: to be made
+ * at the next refresh. */
+enum { PAGE_OFF = 0, PAGE_ASKED, PAGE_WANTED, PAGE_OPEN, PAGE_FAILED, PAGE_CLOSED };
 
 static struct {
     ebb__lock_t lock;          /* one writer at a time; guards what follows */
@@ -73,7 +79,14 @@ static ebb__timeline_point_t points[EBB_STATUS_POINTS];
 void ebb__status_start(void)
 {
     if (ebb__opt.top && !ebb__opt.secure)
-        atomic_store_explicit(&Page.state, PAGE_WANTED, memory_order_relaxed);
+        atomic_store_explicit(&Page.state, PAGE_ASKED, memory_order_relaxed);
+}
+
+void ebb__status_enable(void)
+{
+    int asked = PAGE_ASKED;
+    atomic_compare_exchange_strong_explicit(&Page.state, &asked, PAGE_WANTED, memory_order_relaxed,
+                                            memory_order_relaxed);
 }
 
 static void page_open(void)
