@@ -574,7 +574,8 @@ extern EBB_HIDDEN const ebb__lockset_t ebb__timeline_locks;
 void ebb__timeline_start(void) EBB_HIDDEN;
 /* From the purger after each pass (or a slow path where no purger can
  * run), holding no lock: take a point if one is due (the interval passed,
- * or committed moved a step); 1 if one was taken. */
+ * or committed moved a step); 0 if none was taken, 1 for one on the
+ * interval, 2 for one because committed moved. */
 int ebb__timeline_tick(void) EBB_HIDDEN;
 /* The points, oldest first (the newest may still be gathering samples),
  * at most max of them: when more are kept, neighbours are merged in equal
@@ -605,7 +606,8 @@ void ebb__status_start(void) EBB_HIDDEN;
 void ebb__status_enable(void) EBB_HIDDEN;
 /* From the purger after each pass (and the constructor once), holding no
  * lock: refresh the page if its interval passed, or at once if now_wanted
- * (a timeline point was just taken); made first if it is wanted. */
+ * (committed moved: a timeline point was just taken for it); made first
+ * if it is wanted. */
 void ebb__status_tick(uint64_t purger_wakes, int now_wanted) EBB_HIDDEN;
 
 /* --------------------------------------------------- insight/sample.c */

@@ -72,7 +72,7 @@ static _Atomic unsigned long wakes;
 void ebb__purger_observe(void)
 {
     int point = ebb__timeline_tick();
-    ebb__status_tick(atomic_load_explicit(&wakes, memory_order_relaxed), point);
+    ebb__status_tick(atomic_load_explicit(&wakes, memory_order_relaxed), point == 2);
 }
 
 static void purger_main(void *arg)

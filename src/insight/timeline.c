@@ -182,7 +182,7 @@ int ebb__timeline_tick(void)
     ebb__timeline_now(&p);
     ebb__timeline_record(&p);
     ebb__ledger_watch((size_t)p.committed);
-    return 1;
+    return moved ? 2 : 1;
 }
 
 size_t ebb__timeline_copy(ebb__timeline_point_t *out, size_t max)
