@@ -91,7 +91,8 @@ void ebb__timeline_now(ebb__timeline_point_t *p)
     ebb_stats_t s;
     ebb_stats(&s);
     ebb__os_usage_t use;
-    p->ms = (ebb__os_now_ns() - tl.t0_ns) / 1000000u;
+    int started = atomic_load_explicit(&tl.started, memory_order_acquire);
+    p->ms = started ? (ebb__os_now_ns() - tl.t0_ns) / 1000000u : 0;
     p->live = (uint64_t)(s.small_used - s.small_cached) + s.large_used;
     p->committed = s.committed;
     p->rss = ebb__os_usage("", &use) ? use.resident : 0;
