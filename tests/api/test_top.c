@@ -419,6 +419,9 @@ static void test_idle_process_is_not_woken(void **state)
     waitpid(pid, NULL, 0);
     if (page)
         munmap(page, EBB_STATUS_PAGE_SIZE);
+    char path[128];
+    page_path(path, sizeof path, pid);
+    unlink(path); /* killed: its page stays, as `ebb top` would find it */
     print_message("idle for 2 s: %lld context switches over %d threads (%d before)\n", s1 - s0,
                   threads, threads0);
     EXPECT(!purger, "the purger did not end within 5 s of the last free");
