@@ -79,7 +79,7 @@ $(B)/libebb.a: $(B)/ebb.o
 # in as they are (pure, and OS-only: src/insight/addrspace.c says why).
 CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h \
            src/insight/addrspace.c src/insight/addrspace_out.c src/insight/addrspace.h src/os/linux_maps.c \
-           src/os/os.h src/config.h \
+           src/os/os.h src/config.h src/insight/status.h \
            $(VIEWER_H)
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
@@ -269,12 +269,13 @@ check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
 check-sanitizers: check-asan check-ubsan
 
 # ThreadSanitizer (clang's): the stress test, and the tests of what runs
-# beside the churn (introspection, fork, signal storms).  Any report fails
+# beside the churn (introspection, fork, signal storms, the status page and
+# JSON reports read while the purger writes them).  Any report fails
 # the stage (halt_on_error, exitcode); die_after_fork=0 because a fork child
 # starts its own purger thread, which TSan otherwise refuses after a
 # multi-threaded fork.  About a minute on two cores.
 SAN_tsan := -fsanitize=thread
-TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/stress/stress.c
+TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/api/test_top.c tests/stress/stress.c
 TSAN_OPTS := halt_on_error=1 exitcode=66 die_after_fork=0 second_deadlock_stack=1
 check-tsan: CC = clang
 check-tsan: $(B)/tsan/libebb-san.a

@@ -47,6 +47,11 @@ int cli_box_load(const char *path, cli_box_t *box, int quiet);
  * (sig 0) exited with status without writing them.  1 if all were written. */
 int cli_reports_from_box(const char *box_path, char *const *files, size_t nfiles,
                          const char *folded, int sig, int status);
+
+int cmd_top(int argc, char **argv);
+/* Remove the status pages of this user that no process holds any more
+ * (their processes were killed, or left through _exit). */
+void top_sweep_stale(void);
 /* After `ebb run`'s program died of SIGKILL: what its black box says. */
 void box_summary(const char *path, const char *prog);
 

@@ -6,6 +6,8 @@
  *   ebb blackbox FILE                          print a black box (box.c)
  *   ebb map [--json] PID | -- command [args]  draw a process's address
  *                                              space (map.c)
+ *   ebb top [--once] [PID]                     the ebb processes of this user,
+ *                                              live (top.c)
  *   ebb options [--markdown]                   the EBB_* variables (options.c)
  *   ebb version | --version                    print the version
  *   ebb help | --help                          print this overview
@@ -129,6 +131,8 @@ static void usage(FILE *to)
           "                 draw the address space of a process (any process, 32- or\n"
           "                 64-bit): what is mapped where, RSS per kind, the largest\n"
           "                 free regions (ebb map --help)\n"
+          "  top [PID]      the ebb processes of this user, live: memory, its peak and\n"
+          "                 limit, what was purged, memory over time, top allocation sites\n"
           "  options        the EBB_* environment variables libebb.so reads\n"
           "  version        print ebb's version\n"
           "  help           print this help (ebb run --help: the options of run)\n",
@@ -148,6 +152,8 @@ int main(int argc, char **argv)
         return cmd_blackbox(argc - 1, argv + 1);
     if (!strcmp(cmd, "map"))
         return cmd_map(argc - 1, argv + 1);
+    if (!strcmp(cmd, "top"))
+        return cmd_top(argc - 1, argv + 1);
     if (!strcmp(cmd, "options"))
         return cmd_options(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

@@ -31,6 +31,13 @@
  * tool writes them from it (cli/report.c).  With --no-blackbox there is
  * nothing to write them from after a kill.
  *
+ * The status page.  The program (and each process it starts) publishes
+ * what it holds for `ebb top` (EBB_TOP=1, src/insight/status.c): a page in
+ * memory (/dev/shm), mode 0600, that each process removes when it exits.
+ * When the program ends, the tool removes the pages no process holds any
+ * more (of processes that were killed or left through _exit).  --no-top:
+ * none.
+ *
  * --limit and --purge-delay are checked by the rules the library reads
  * EBB_LIMIT and EBB_PURGE_DELAY_MS with (src/base/size.h), so a value every
  * child would refuse is refused here, once.
@@ -78,6 +85,7 @@ static void run_usage(FILE *to)
           "                     (EBB_REPORT_FILE)\n"
           "  --folded FILE      the peak's stacks, folded (flamegraph.pl, speedscope), with\n"
           "                     the report files (EBB_REPORT_FOLDED)\n"
+          "  --no-top           publish no status page for `ebb top` (EBB_TOP)\n"
           "  -h, --help         print this help\n"
           "\n"
           "The exit status is the program's; if a signal killed it, ebb says which and\n"
@@ -296,7 +304,7 @@ static int report_status(const char *prog, int status)
 int cmd_run(int argc, char **argv)
 {
     enum { OPT_NO_CHILDREN = 256, OPT_NO_PYTHON, OPT_PURGE_DELAY, OPT_LIMIT, OPT_STATS,
-           OPT_NO_BLACKBOX, OPT_NATIVE, OPT_REPORT, OPT_FOLDED };
+           OPT_NO_BLACKBOX, OPT_NATIVE, OPT_REPORT, OPT_FOLDED, OPT_NO_TOP };
     static const struct option opts[] = {
         { "no-children", no_argument, NULL, OPT_NO_CHILDREN },
         { "no-python", no_argument, NULL, OPT_NO_PYTHON },
@@ -307,10 +315,11 @@ int cmd_run(int argc, char **argv)
         { "native", no_argument, NULL, OPT_NATIVE },
         { "report", required_argument, NULL, OPT_REPORT },
         { "folded", required_argument, NULL, OPT_FOLDED },
+        { "no-top", no_argument, NULL, OPT_NO_TOP },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    int no_children = 0, python = 1, blackbox = 1, c;
+    int no_children = 0, python = 1, blackbox = 1, top = 1, c;
     const char *purge_delay = NULL, *limit = NULL;
     optind = 1;
     opterr = 0;
@@ -343,6 +352,7 @@ int cmd_run(int argc, char **argv)
             }
             folded_file = optarg;
             break;
+        case OPT_NO_TOP: top = 0; break;
         case 'h': run_usage(stdout); return 0;
         case ':':
             cli_error("run: option '%s' needs a value (ebb run --help)", argv[optind - 1]);
@@ -380,6 +390,10 @@ int cmd_run(int argc, char **argv)
         return 1;
     }
     unsetenv("EBB_REPORT_PID");
+    if (top)
+        setenv("EBB_TOP", "1", 1);
+    else
+        unsetenv("EBB_TOP");
 
     ignore_sigpipe();
     if (!blackbox)
@@ -426,5 +440,7 @@ int cmd_run(int argc, char **argv)
     int rc = report_status(prog[0], status);
     reports_after_death(status);
     remove_run_dir();
+    if (top)
+        top_sweep_stale();
     return rc;
 }

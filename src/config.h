@@ -256,6 +256,37 @@
  * about 0.2%; and a process killed while growing fast leaves a state at
  * most this old (or a sixteenth of its size smaller). */
 #define EBB_BLACKBOX_INTERVAL_MS 10
+/* The memory timeline (insight/timeline.c): points of (time, live,
+ * committed, RSS, limit, purged) for a plot of the whole run.  Points are
+ * taken by the purger thread when it wakes anyway, at most one per
+ * EBB_TIMELINE_INTERVAL_MS (100 ms: a run of a few seconds still gets tens
+ * of points, and a point costs ~25 us -- ebb_stats and a read of
+ * /proc/self/statm -- so at most 0.03% of a core), and whenever committed
+ * has moved by 1/2^EBB_TIMELINE_STEP_SHIFT (a sixteenth, as the black box's
+ * rule) and at least EBB_TIMELINE_STEP_MIN since the last point: a climb
+ * from 1 MiB to 1 GiB is ~115 points, each a purger start or wake at
+ * most, so the shape of a fast climb is kept without any clock.  The ring
+ * keeps EBB_TIMELINE_POINTS; when full, neighbours are merged pairwise
+ * (the larger of each figure, so peaks survive) and each point from then
+ * on stands for twice as many samples: the whole run at an even
+ * resolution, in 24 KiB. */
+#define EBB_TIMELINE_POINTS 512
+#define EBB_TIMELINE_INTERVAL_MS 100
+#define EBB_TIMELINE_STEP_SHIFT 4
+#define EBB_TIMELINE_STEP_MIN ((size_t)1 << 20)
+/* The status page (insight/status.c) that `ebb top` reads: refreshed by the
+ * purger at most this often (besides with every timeline point), four
+ * times per `ebb top` refresh; a refresh is ~100 us (statistics, the top
+ * sites named with dladdr), so 0.04% of a core. */
+#define EBB_STATUS_INTERVAL_MS 250
+/* Sites the page names (as the text report), and the bytes of text each
+ * gets: three lines of a Python stack or native frames. */
+#define EBB_STATUS_SITES 10
+/* Points of the timeline a JSON report carries (merged as the ring merges
+ * them): enough for a plot, small enough for the report's stack snapshot
+ * (48 bytes a point, 6 KiB). */
+#define EBB_REPORT_TIMELINE_POINTS 128
+
 /* Sampling heap profiler (sample.c).  On average one sample per this many
  * bytes allocated (option EBB_SAMPLE_RATE; 0 off), the issue's figure and
  * close to tcmalloc's heap profiler (512 KiB).  Each sample costs a native
@@ -377,6 +408,19 @@ _Static_assert(EBB_REPORT_LINE_FRAMES >= 1 && EBB_REPORT_LINE_BYTES >= 64 &&
 _Static_assert(EBB_REPORT_CLASSES >= 1 && EBB_REPORT_CLASSES <= EBB_CLASSES,
                "a report lists some classes, at most all");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
+
+_Static_assert(EBB_TIMELINE_POINTS >= 16 && EBB_TIMELINE_POINTS % 2 == 0 &&
+               EBB_REPORT_TIMELINE_POINTS >= 2 && EBB_REPORT_TIMELINE_POINTS <= EBB_TIMELINE_POINTS,
+               "the ring halves into whole pairs; a report carries some of it");
+_Static_assert(EBB_TIMELINE_STEP_SHIFT >= 2 && EBB_TIMELINE_STEP_SHIFT <= 8 &&
+               EBB_TIMELINE_STEP_MIN >= 4096,
+               "a point per noticeable move of committed, not per page");
+_Static_assert(EBB_TIMELINE_INTERVAL_MS >= 10 && EBB_STATUS_INTERVAL_MS >= EBB_TIMELINE_INTERVAL_MS &&
+               EBB_STATUS_INTERVAL_MS <= 1000,
+               "points and page refreshes are rare next to the purger's work; the page is "
+               "fresher than `ebb top`'s one-second refresh");
+_Static_assert(EBB_STATUS_SITES >= 1 && EBB_STATUS_SITES <= EBB_REPORT_SITES,
+               "the page names a few sites, no more than a report");
 
 _Static_assert(EBB_SAMPLE_SITES >= 64 && (EBB_SAMPLE_SITES & (EBB_SAMPLE_SITES - 1)) == 0,
                "the site index is a power of two, twice the sites");

@@ -52,6 +52,8 @@
 #include "insight/blackbox.c"
 #include "insight/addrspace.c"
 #include "insight/addrspace_out.c"
+#include "insight/timeline.c"
+#include "insight/status.c"
 
 #include "front/cpython.c"
 #include "front/purger.c"

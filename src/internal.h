@@ -18,9 +18,11 @@
  *   insight  insight/  reads every layer below, changes nothing there:
  *                      statistics (stats.c), ebb_check (check.c), reports
  *                      (report*.c), the black box (blackbox.c), the heap
- *                      profiler (sample.c), the map of an address space
- *                      (addrspace*.c: pure, on text; its own header,
- *                      addrspace.h, as `ebb map` compiles it in).
+ *                      profiler (sample.c), memory over time (timeline.c),
+ *                      the status page `ebb top` reads (status.c), the map
+ *                      of an address space (addrspace*.c: pure, on text;
+ *                      its own header, addrspace.h, as `ebb map` compiles
+ *                      it in).
  *      |
  *   policy   policy/   decides and acts through the mechanism: the purge pass
  *                      and ebb_collect (purge.c), the limit's episodes,
@@ -56,8 +58,8 @@
  *
  * Lock order (the order base/process.c's list takes them in): the sampler's
  * unwind lock (fork only) -> arena lend -> thread registry -> bin (one at a
- * time) -> arena -> large -> limit -> sampler sites.  The fast paths take
- * none.
+ * time) -> arena -> large -> limit -> sampler sites -> timeline.  The fast
+ * paths take none.
  */
 #ifndef EBB_INTERNAL_H
 #define EBB_INTERNAL_H
@@ -228,6 +230,13 @@ void ebb__mapped_add(size_t n) EBB_HIDDEN;
 void ebb__mapped_sub(size_t n) EBB_HIDDEN;
 void ebb__pages_dirtied(size_t pages) EBB_HIDDEN;
 void ebb__pages_cleaned(size_t pages) EBB_HIDDEN;
+/* Watch committed from `mark` on: once it moves a step (a sixteenth, at
+ * least 1 MiB) away, the purger's work counter is bumped and the moving
+ * thread owes a kick (the timeline's points, ledger.c says why). */
+void ebb__ledger_watch(size_t mark) EBB_HIDDEN;
+/* 1 for the one caller that is to kick the purger for a move (the move is
+ * then marked kicked); 0 if none is owed or it was kicked already. */
+int ebb__ledger_watch_kick(void) EBB_HIDDEN;
 /* Give pages back to the OS (EBB_PURGE_MODE says how) and count them: the
  * only call that purges. */
 void ebb__purge_range(void *p, size_t bytes) EBB_HIDDEN;
@@ -574,6 +583,54 @@ static inline void ebb__blackbox_tick(void)
         ebb__blackbox_tick_slow();
 }
 
+/* ------------------------------------------------ insight/timeline.c */
+
+/* Memory over time, for plots: points of (ms since ebb started, live,
+ * committed, RSS, limit, purged so far), oldest first, kept for the whole
+ * run at a resolution that halves as the run doubles (timeline.c says
+ * when a point is taken and how points merge). */
+extern EBB_HIDDEN const ebb__lockset_t ebb__timeline_locks;
+/* From start-up: the clock starts, and the ledger's watch on committed is
+ * armed. */
+void ebb__timeline_start(void) EBB_HIDDEN;
+/* From the purger after each pass (or a slow path where no purger can
+ * run), holding no lock: take a point if one is due (the interval passed,
+ * or committed moved a step); 0 if none was taken, 1 for one on the
+ * interval, 2 for one because committed moved. */
+int ebb__timeline_tick(void) EBB_HIDDEN;
+/* The points, oldest first (the newest may still be gathering samples),
+ * at most max of them: when more are kept, neighbours are merged in equal
+ * groups (the larger of each figure, at the time of the larger committed).
+ * Returns how many were written.  Takes the timeline's lock only: callable
+ * from any thread that holds no ebb lock.  The HTML report's door. */
+size_t ebb__timeline_copy(ebb__timeline_point_t *out, size_t max) EBB_HIDDEN;
+/* The clock, the peak of committed and when it was, and the record's
+ * resolution. */
+void ebb__timeline_info(ebb__timeline_info_t *out) EBB_HIDDEN;
+/* A point for now, not kept (a report's last point).  Holding no lock. */
+void ebb__timeline_now(ebb__timeline_point_t *out) EBB_HIDDEN;
+/* Add a point to the record (the tick's second half). */
+void ebb__timeline_record(const ebb__timeline_point_t *p) EBB_HIDDEN;
+/* The record's mechanics on any record (the caller serialises): add a
+ * sample; copy at most max points out, merged in groups as above. */
+void ebb__timeline_ring_add(ebb__timeline_ring_t *r, const ebb__timeline_point_t *p) EBB_HIDDEN;
+size_t ebb__timeline_ring_copy(const ebb__timeline_ring_t *r, ebb__timeline_point_t *out,
+                               size_t max) EBB_HIDDEN;
+
+/* -------------------------------------------------- insight/status.c */
+
+/* The status page `ebb top` reads (EBB_TOP, status.c). */
+extern EBB_HIDDEN const ebb__lockset_t ebb__status_locks;
+void ebb__status_start(void) EBB_HIDDEN;
+/* From the constructor: this copy of ebb is the process's, so it may
+ * publish the page if EBB_TOP asked for one. */
+void ebb__status_enable(void) EBB_HIDDEN;
+/* From the purger after each pass (and the constructor once), holding no
+ * lock: refresh the page if its interval passed, or at once if now_wanted
+ * (committed moved: a timeline point was just taken for it); made first
+ * if it is wanted. */
+void ebb__status_tick(uint64_t purger_wakes, int now_wanted) EBB_HIDDEN;
+
 /* --------------------------------------------------- insight/sample.c */
 
 extern EBB_HIDDEN const ebb__lockset_t ebb__sample_locks, ebb__sample_unwind_locks;
@@ -669,6 +726,9 @@ void ebb__purger_kick(void) EBB_HIDDEN;
 /* The same from free, which glibc may call holding the lock pthread_create
  * takes: the start waits for a caller outside the loader. */
 void ebb__purger_kick_from_free(void) EBB_HIDDEN;
+/* Take a timeline point and refresh the status page now, as the purger
+ * does after a pass (ebb's constructor, for the first state). */
+void ebb__purger_observe(void) EBB_HIDDEN;
 static inline int ebb__purge_kick_due(void)
 {
     return ebb__purge_owed | atomic_load_explicit(&ebb__purger_start_owed, memory_order_relaxed);

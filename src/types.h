@@ -75,6 +75,7 @@ typedef struct {
     char report_folded[EBB_OPTION_PATH_MAX]; /* EBB_REPORT_FOLDED=PATH, "" = none */
     unsigned report_pid;     /* EBB_REPORT_PID: the one process that writes them, 0 any */
     char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
+    int top;                 /* EBB_TOP: publish the status page `ebb top` reads */
     size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
     int python_stacks;       /* EBB_PYTHON_STACKS: the Python module's stack hook */
     int python;              /* EBB_PYTHON: set by `ebb run` */
@@ -285,8 +286,19 @@ typedef struct {
     _Atomic size_t peak_committed;
     _Atomic size_t purged;          /* bytes purged since start */
     _Atomic size_t purges;          /* purge calls made to the OS */
-    _Atomic unsigned purge_work;    /* bumped whenever purgeable memory appears */
+    _Atomic unsigned purge_work;    /* bumped whenever the purger has work: purgeable
+                                     * memory appeared, or a timeline point is owed */
+    _Atomic uint32_t peak_committed_ms; /* ms (ebb__os_now_ms): peak_committed last rose */
+    /* The watch on committed (ebb__ledger_watch): committed when the
+     * watcher (the timeline) last looked, and EBB_WATCH_*. */
+    _Atomic size_t watch_mark;
+    _Atomic int watch;
 } ebb__ledger_t;
+
+/* The watch on committed: idle; armed at a mark; moved by a step from it
+ * (a point is owed: the purger is to be kicked); kicked (the purger is
+ * started or woken, once per move). */
+enum { EBB_WATCH_OFF = 0, EBB_WATCH_ARMED, EBB_WATCH_MOVED, EBB_WATCH_KICKED };
 
 /* Whether memory that comes back is purged at once, after the purge delay,
  * or never (but by ebb_collect): ebb__purge_when(). */
@@ -353,5 +365,40 @@ typedef struct {
     size_t nsites;
     ebb__site_weight_t site[EBB_PEAK_SITES];
 } ebb__peak_t;
+
+/* One point of the memory timeline (insight/timeline.c).  Fixed-width
+ * fields: the status page carries the same figures to a reader that may be
+ * built for the other word size. */
+typedef struct {
+    uint64_t ms;         /* since ebb started (monotonic) */
+    uint64_t live;       /* bytes the program holds (small in use + large) */
+    uint64_t committed;  /* ebb's estimate of its resident memory */
+    uint64_t rss;        /* the process's resident set; 0 if unknown */
+    uint64_t limit;      /* the limit then; 0 none */
+    uint64_t purged;     /* bytes given back to the OS since start */
+} ebb__timeline_point_t;
+
+/* The record of points (insight/timeline.c says how it stays bounded):
+ * `kept` oldest first, each standing for `stride` samples, and the point
+ * being made of the samples since.  Its user serialises the calls. */
+typedef struct {
+    ebb__timeline_point_t kept[EBB_TIMELINE_POINTS];
+    size_t nkept;
+    uint64_t stride;                /* samples per kept point; 0 is taken for 1 */
+    ebb__timeline_point_t pending;  /* the samples since the last kept point, merged */
+    uint64_t npending;
+    uint64_t samples;               /* taken since start */
+} ebb__timeline_ring_t;
+
+/* What the timeline knows besides its points. */
+typedef struct {
+    uint64_t now_ms;             /* ms since ebb started, now */
+    uint64_t started_wall_ms;    /* wall clock at ebb's start, ms since the epoch */
+    uint64_t peak_committed;     /* the highest committed so far */
+    uint64_t peak_committed_ms;  /* when (ms since ebb started) */
+    uint64_t kept;               /* points in the ring */
+    uint64_t stride;             /* samples each kept point stands for (1, 2, 4...) */
+    uint64_t samples;            /* samples taken since start */
+} ebb__timeline_info_t;
 
 #endif /* EBB_TYPES_H */

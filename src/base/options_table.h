@@ -98,6 +98,9 @@
                USER)                                                                                \
     EBB_OPTION(BLACKBOX, blackbox_path, PATH, 0, 0, 0, "PATH", "none (`ebb run`: one per process)", \
                "keep the last state in PATH (`%p`: the pid) for after a SIGKILL", USER)             \
+    EBB_OPTION(TOP, top, FLAG, 0, 0, 1, "0|1", "0 (`ebb run`: 1)",                                 \
+               "publish this process's memory, top sites and timeline for `ebb top`, in a page in " \
+               "memory (`/dev/shm/ebb-UID-PID`, mode 0600, removed at exit)", USER)                 \
     EBB_OPTION(SAMPLE_RATE, sample_rate, SIZE, EBB_SAMPLE_RATE_DEFAULT, EBB_SAMPLE_RATE_FLOOR, 0,   \
                "SIZE", "512K",                                                                      \
                "mean bytes allocated between heap-profile samples (`ebb_set_sample_rate`), at "     \

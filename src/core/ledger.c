@@ -27,19 +27,84 @@
  * announcing thread as owing a kick: whoever drove that thread into the
  * mechanism (a slow path of malloc or free, a thread's exit) starts the
  * purger on its way out, holding no lock.
+ *
+ * The watch on committed.  The timeline (insight/timeline.c) wants a point
+ * whenever committed has moved by a sixteenth since its last one, without
+ * a clock and without being called from the mechanism.  So it leaves a
+ * mark here (ebb__ledger_watch), and every change of committed (the four
+ * counters' writers below, all on slow paths) compares against it: one
+ * relaxed load while the watch is not armed, a subtraction while it is.
+ * The move is recorded like purgeable memory -- the purger's work counter
+ * bumped, the thread owing a kick -- and the front starts or wakes the
+ * purger on its way out (front/purger.c), which takes the point.  The
+ * state goes ARMED -> MOVED here (once per move), MOVED -> KICKED by the
+ * one kick that acts on it, and back to ARMED with the next mark.
+ *
+ * The peak of committed carries its time (the coarse clock, read only when
+ * the peak rises: during growth, once per page first touched, next to that
+ * page's fault).
  */
 #include "internal.h"
 
 EBB_HIDDEN ebb__ledger_t ebb__ledger;
 EBB_HIDDEN __thread int ebb__purge_owed __attribute__((tls_model("initial-exec")));
 
-static void raise_peak(_Atomic size_t *peak, size_t now)
+/* 1 if now became the peak. */
+static int raise_peak(_Atomic size_t *peak, size_t now)
 {
     size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
-    while (now > seen && !atomic_compare_exchange_weak_explicit(peak, &seen, now,
-                                                                memory_order_relaxed,
-                                                                memory_order_relaxed)) {
+    while (now > seen) {
+        if (atomic_compare_exchange_weak_explicit(peak, &seen, now, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return 1;
     }
+    return 0;
+}
+
+static void raise_committed_peak(size_t committed)
+{
+    if (raise_peak(&ebb__ledger.peak_committed, committed))
+        atomic_store_explicit(&ebb__ledger.peak_committed_ms, ebb__os_now_ms(),
+                              memory_order_relaxed);
+}
+
+/* committed changed: if the watch is armed and committed moved a step from
+ * its mark, the move is recorded and this thread owes the purger a kick. */
+static void watch_check(size_t committed)
+{
+    if (EBB_LIKELY(atomic_load_explicit(&ebb__ledger.watch, memory_order_relaxed) !=
+                   EBB_WATCH_ARMED))
+        return;
+    size_t mark = atomic_load_explicit(&ebb__ledger.watch_mark, memory_order_relaxed);
+    size_t step = mark >> EBB_TIMELINE_STEP_SHIFT;
+    if (step < EBB_TIMELINE_STEP_MIN)
+        step = EBB_TIMELINE_STEP_MIN;
+    size_t moved = committed > mark ? committed - mark : mark - committed;
+    int armed = EBB_WATCH_ARMED;
+    if (moved < step || !atomic_compare_exchange_strong_explicit(&ebb__ledger.watch, &armed,
+                                                                 EBB_WATCH_MOVED,
+                                                                 memory_order_relaxed,
+                                                                 memory_order_relaxed))
+        return;
+    atomic_fetch_add_explicit(&ebb__ledger.purge_work, 1, memory_order_seq_cst);
+    ebb__purge_owed = 1;
+}
+
+void ebb__ledger_watch(size_t mark)
+{
+    atomic_store_explicit(&ebb__ledger.watch_mark, mark, memory_order_relaxed);
+    atomic_store_explicit(&ebb__ledger.watch, EBB_WATCH_ARMED, memory_order_release);
+    /* A move made while the mark was being set is caught now, not only at
+     * the next change. */
+    watch_check(ebb__committed_now());
+}
+
+int ebb__ledger_watch_kick(void)
+{
+    int moved = EBB_WATCH_MOVED;
+    return atomic_load_explicit(&ebb__ledger.watch, memory_order_relaxed) == EBB_WATCH_MOVED &&
+           atomic_compare_exchange_strong_explicit(&ebb__ledger.watch, &moved, EBB_WATCH_KICKED,
+                                                   memory_order_relaxed, memory_order_relaxed);
 }
 
 size_t ebb__committed_now(void)
@@ -53,23 +118,29 @@ void ebb__mapped_add(size_t n)
 {
     size_t now = atomic_fetch_add_explicit(&ebb__ledger.mapped, n, memory_order_relaxed) + n;
     raise_peak(&ebb__ledger.peak_mapped, now);
-    raise_peak(&ebb__ledger.peak_committed, ebb__committed_now());
+    size_t committed = ebb__committed_now();
+    raise_committed_peak(committed);
+    watch_check(committed);
 }
 
 void ebb__mapped_sub(size_t n)
 {
     atomic_fetch_sub_explicit(&ebb__ledger.mapped, n, memory_order_relaxed);
+    watch_check(ebb__committed_now());
 }
 
 void ebb__pages_dirtied(size_t pages)
 {
     atomic_fetch_sub_explicit(&ebb__ledger.clean_pages, pages, memory_order_relaxed);
-    raise_peak(&ebb__ledger.peak_committed, ebb__committed_now());
+    size_t committed = ebb__committed_now();
+    raise_committed_peak(committed);
+    watch_check(committed);
 }
 
 void ebb__pages_cleaned(size_t pages)
 {
     atomic_fetch_add_explicit(&ebb__ledger.clean_pages, pages, memory_order_relaxed);
+    watch_check(ebb__committed_now());
 }
 
 void ebb__purge_range(void *p, size_t bytes)

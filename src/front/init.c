@@ -37,6 +37,7 @@ static void register_locksets(void)
         &ebb__report_files_locks,  /* child: the lock made usable */
         &ebb__pressure_locks,      /* child: no watcher, its own files */
         &ebb__blackbox_locks,      /* child: its own box, or none */
+        &ebb__status_locks,        /* child: its own status page, or none */
         &ebb__peak_locks,          /* a snapshot copies the heap and the sites */
         &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
         &ebb__arena_lend_locks,    /* a purge pass lends arena slots */
@@ -47,6 +48,7 @@ static void register_locksets(void)
         &ebb__limit_locks,         /* no other lock is taken under it */
         &ebb__sample_locks,        /* the profiler's sites */
         &ebb__debug_locks,         /* the debug heap's quarantine */
+        &ebb__timeline_locks,      /* taken alone: a leaf */
     };
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         ebb__locksets_register(order[i]);
@@ -62,6 +64,8 @@ void ebb__start_slow(void)
         ebb__limit_start();
         ebb__blackbox_start();
         ebb__report_files_start();
+        ebb__timeline_start();
+        ebb__status_start();
         ebb__sample_start();
         ebb__debug_start();
         atomic_store_explicit(&ebb__started, 1, memory_order_release);
@@ -134,6 +138,14 @@ __attribute__((constructor)) static void ebb__constructor(void)
     ebb__sample_unwinder_prime();
     atomic_store_explicit(&ebb__threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
+    /* The timeline's first point, and the status page made and filled, so
+     * a process shows in `ebb top` from its start: by the process's ebb,
+     * not by a second copy beside it (the Python package's private one,
+     * loaded under `ebb run`), which sees another ebb_malloc exported. */
+    void *exported = ebb__os_symbol("ebb_malloc");
+    if (exported == NULL || exported == (void *)ebb_malloc)
+        ebb__status_enable();
+    ebb__purger_observe();
     /* Registered here, before the program's own handlers (they run in the
      * reverse order): the report files describe the state after them. */
     if (ebb__opt.verbose || ebb__report_files_wanted()) {

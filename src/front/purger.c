@@ -48,6 +48,17 @@
  * The thread is a driver, like the malloc front: it calls the policy
  * (policy/purge.c's pass) and the black box (insight/blackbox.c), and
  * nothing below calls it.
+ *
+ * Observing.  After each pass the purger also takes the memory timeline's
+ * point (insight/timeline.c) and refreshes the status page `ebb top` reads
+ * (insight/status.c), each when its interval passed: wake-ups it makes
+ * anyway, none of their own.  One more reason starts or wakes it: the
+ * ledger saw committed move a sixteenth since the timeline's last point
+ * (core/ledger.c's watch), which the front's kick on its way out of the
+ * slow path acts on once per move -- a start if no purger runs, a wake if
+ * it sleeps -- whatever the purge delay says (with EBB_PURGE_DELAY_MS 0 or
+ * -1 the thread then runs no pass, takes the point and ends).  Growth and
+ * shrinkage are activity; an idle process still sees no wake-up.
  */
 #include "internal.h"
 
@@ -55,6 +66,14 @@ EBB_HIDDEN _Atomic int ebb__purger_state; /* EBB_PURGER_* */
 EBB_HIDDEN _Atomic int ebb__purger_start_owed;
 /* ms: the next inline pass, when no thread could be started. */
 static _Atomic uint32_t inline_due;
+/* The purger's wake-ups since start (passes run), for the status page. */
+static _Atomic unsigned long wakes;
+
+void ebb__purger_observe(void)
+{
+    int point = ebb__timeline_tick();
+    ebb__status_tick(atomic_load_explicit(&wakes, memory_order_relaxed), point == 2);
+}
 
 static void purger_main(void *arg)
 {
@@ -62,8 +81,12 @@ static void purger_main(void *arg)
     ebb__thread_mark_internal();
     for (;;) {
         unsigned seen = atomic_load_explicit(&ebb__ledger.purge_work, memory_order_seq_cst);
-        uint32_t next = ebb__purge_pass(ebb__os_now_ms(), ebb__opt.purge_delay);
+        atomic_fetch_add_explicit(&wakes, 1, memory_order_relaxed);
+        uint32_t next = ebb__purge_when() == EBB_PURGE_LATER
+                            ? ebb__purge_pass(ebb__os_now_ms(), ebb__opt.purge_delay)
+                            : UINT32_MAX; /* started for a timeline point only */
         ebb__blackbox_tick();
+        ebb__purger_observe();
         if (next == 0)
             continue; /* more was due than one pass takes per lock hold */
         if (next != UINT32_MAX) {
@@ -96,9 +119,13 @@ static void purger_main(void *arg)
     }
 }
 
-/* Without a purger thread: a pass on this slow path, at most once per delay. */
+/* Without a purger thread: a pass on this slow path, at most once per delay
+ * (and what the purger observes after a pass, each at its own pace). */
 static void purge_inline(void)
 {
+    ebb__purger_observe();
+    if (ebb__purge_when() != EBB_PURGE_LATER)
+        return;
     uint32_t now = ebb__os_now_ms();
     uint32_t due = atomic_load_explicit(&inline_due, memory_order_relaxed);
     if ((int32_t)(now - due) < 0)
@@ -123,14 +150,18 @@ static int may_start_here(int from_free)
 static void kick(int from_free)
 {
     ebb__purge_owed = 0;
-    if (ebb__purge_when() != EBB_PURGE_LATER)
+    /* Committed moved a step: the timeline owes a point. */
+    int moved = atomic_load_explicit(&ebb__ledger.watch, memory_order_relaxed) == EBB_WATCH_MOVED;
+    if (ebb__purge_when() != EBB_PURGE_LATER && !moved)
         return;
     int state = atomic_load_explicit(&ebb__purger_state, memory_order_seq_cst);
     if (state == EBB_PURGER_NONE) {
-        if (!ebb__may_start_threads())
-            return; /* too early: a later free starts it */
-        if (!may_start_here(from_free)) {
-            atomic_store_explicit(&ebb__purger_start_owed, 1, memory_order_relaxed);
+        /* Too early (before ebb's constructor): a later free starts it, and
+         * for a point owed the next slow path of any thread. */
+        int early = !ebb__may_start_threads();
+        if (early || !may_start_here(from_free)) {
+            if (!early || moved)
+                atomic_store_explicit(&ebb__purger_start_owed, 1, memory_order_relaxed);
             return;
         }
         atomic_store_explicit(&ebb__purger_start_owed, 0, memory_order_relaxed);
@@ -139,6 +170,7 @@ static void kick(int from_free)
         if (!atomic_compare_exchange_strong_explicit(&ebb__purger_state, &state, EBB_PURGER_RUNNING,
                                                      memory_order_seq_cst, memory_order_relaxed))
             return;
+        (void)ebb__ledger_watch_kick(); /* the new thread takes the point */
         if (ebb__os_thread_start(purger_main, NULL, "ebb-purge") != 0)
             atomic_store_explicit(&ebb__purger_state, EBB_PURGER_INLINE, memory_order_seq_cst);
     } else {
@@ -147,6 +179,8 @@ static void kick(int from_free)
             atomic_store_explicit(&ebb__purger_start_owed, 0, memory_order_relaxed);
         if (state == EBB_PURGER_INLINE)
             purge_inline();
+        else if (moved && ebb__ledger_watch_kick())
+            ebb__os_wake_all(&ebb__purger_state); /* once per move */
     }
 }
 

@@ -48,7 +48,8 @@
 
 /* brief: the black box's snapshot, taken often, skips reading the
  * address-space map (a system call and a file read per refresh). */
-void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief)
+void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief,
+                          ebb__timeline_point_t *points)
 {
     s->reason = reason;
     s->pid = ebb__os_pid();
@@ -85,6 +86,20 @@ void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     s->have_map = !brief && ebb__heapmap_take(&s->map, 1) == 0;
     s->json_peak_sites = brief ? EBB_REPORT_SITES : 0;
     s->json_frames = brief ? EBB_REPORT_FRAMES : 0;
+    /* Memory over time (timeline.c), and a last point for now, made of
+     * this snapshot's figures. */
+    ebb__timeline_info(&s->timeline);
+    s->point = points;
+    s->npoints = points ? ebb__timeline_copy(points, EBB_REPORT_TIMELINE_POINTS - 1) : 0;
+    if (points) {
+        ebb__timeline_point_t *now = &s->point[s->npoints++];
+        now->ms = s->timeline.now_ms;
+        now->live = (uint64_t)ebb__report_live_small(s) + s->st.large_used;
+        now->committed = s->st.committed;
+        now->rss = s->rss;
+        now->limit = s->limit;
+        now->purged = s->st.purged;
+    }
 }
 
 void ebb__report_snapshot_drop(ebb__report_snapshot_t *s)
@@ -97,11 +112,13 @@ void ebb__report_snapshot_drop(ebb__report_snapshot_t *s)
 
 static int write_report(int fd, int format, const char *reason)
 {
-    /* ~12 KiB of snapshot and 2 KiB of buffer: the stack, never the heap. */
+    /* ~12 KiB of snapshot, 6 KiB of timeline and 2 KiB of buffer: the
+     * stack, never the heap. */
     ebb__report_snapshot_t s;
+    ebb__timeline_point_t points[EBB_REPORT_TIMELINE_POINTS];
     ebb__report_out_t o;
     ebb__report_out_init(&o, fd, NULL, 0);
-    ebb__report_snapshot(&s, reason, 0);
+    ebb__report_snapshot(&s, reason, 0, points);
     ebb__report_walk(&o, format == EBB_REPORT_JSON ? &ebb__report_as_json : &ebb__report_as_text,
                      &s);
     ebb__report_snapshot_drop(&s);
@@ -127,7 +144,7 @@ void ebb__report_brief(char *text, size_t text_cap, char *json, size_t json_cap,
     ebb__report_snapshot_t s;
     ebb__report_out_t o;
     ebb__report_out_init(&o, -1, text, text_cap);
-    ebb__report_snapshot(&s, reason, 1);
+    ebb__report_snapshot(&s, reason, 1, NULL);
     size_t live = ebb__report_live_small(&s) + s.st.large_used;
     ebb__report_putf(&o, "committed=%zu peak_committed=%zu live=%zu mapped=%zu limit=%zu "
                          "purged=%zu rss=%zu failure=%d request=%zu\n",

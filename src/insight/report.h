@@ -80,11 +80,19 @@ typedef struct {
      * (blackbox.h), and each native frame it names costs a dladdr. */
     size_t json_peak_sites;   /* peak sites listed; every one if 0 */
     int json_frames;          /* native frames per site; every one if 0 */
+    ebb__timeline_info_t timeline;
+    /* Memory over time, the last point "now": the writer's room (6 KiB),
+     * apart, since the black box's snapshot, taken on any thread's slow
+     * path, has none (NULL). */
+    ebb__timeline_point_t *point;
+    size_t npoints;
 } ebb__report_snapshot_t;
 
 /* A snapshot of now (report.c): brief, the black box's (no address-space
- * scan, fewer sites). */
-void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief) EBB_HIDDEN;
+ * scan, fewer sites); points, room for EBB_REPORT_TIMELINE_POINTS points
+ * of the timeline, or NULL for none. */
+void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief,
+                          ebb__timeline_point_t *points) EBB_HIDDEN;
 /* What a snapshot holds beyond itself (the heap map's buffer), let go. */
 void ebb__report_snapshot_drop(ebb__report_snapshot_t *s) EBB_HIDDEN;
 /* An output into memory, or to a file descriptor (mem NULL). */

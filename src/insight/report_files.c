@@ -254,7 +254,8 @@ static void write_all(const char *reason)
     ebb__lock(&files.lock);
     int saved = errno;
     ebb__report_snapshot_t s;
-    ebb__report_snapshot(&s, reason, 0);
+    static ebb__timeline_point_t points[EBB_REPORT_TIMELINE_POINTS]; /* files.lock */
+    ebb__report_snapshot(&s, reason, 0, points);
     if (atomic_load_explicit(&files.failed, memory_order_relaxed)) {
         if (files.failure.reason == EBB_FAIL_NONE)
             files.failure = s.failure; /* the failure's own report */

@@ -518,6 +518,35 @@ static void walk_peak(walker_t *w, const ebb__report_snapshot_t *s)
     walk_close(w);
 }
 
+/* Memory over time: a line of the text, every point in the JSON. */
+static void walk_timeline(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    const ebb__timeline_info_t *t = &s->timeline;
+    walk_open(w, "timeline", s->brief ? NULL : "timeline    ", 0);
+    walk_num(w, "samples", "%s points taken", EBB__REPORT_COUNT, (size_t)t->samples);
+    walk_num(w, "now_ms", " over %s ms", EBB__REPORT_COUNT, (size_t)t->now_ms);
+    walk_num(w, "peak_committed", "; committed peaked at %s", EBB__REPORT_BYTES,
+             (size_t)t->peak_committed);
+    walk_num(w, "peak_committed_ms", " at %s ms\n", EBB__REPORT_COUNT,
+             (size_t)t->peak_committed_ms);
+    walk_num(w, "started_ms", NULL, EBB__REPORT_COUNT, (size_t)t->started_wall_ms);
+    walk_num(w, "stride", NULL, EBB__REPORT_COUNT, (size_t)t->stride);
+    walk_open(w, "points", NULL, 1);
+    for (size_t i = 0; i < s->npoints; i++) {
+        const ebb__timeline_point_t *p = &s->point[i];
+        walk_open(w, "point", NULL, 0);
+        walk_num(w, "ms", NULL, EBB__REPORT_COUNT, (size_t)p->ms);
+        walk_num(w, "live", NULL, EBB__REPORT_BYTES, (size_t)p->live);
+        walk_num(w, "committed", NULL, EBB__REPORT_BYTES, (size_t)p->committed);
+        walk_num(w, "rss", NULL, EBB__REPORT_BYTES, (size_t)p->rss);
+        walk_num(w, "limit", NULL, EBB__REPORT_BYTES, (size_t)p->limit);
+        walk_num(w, "purged", NULL, EBB__REPORT_BYTES, (size_t)p->purged);
+        walk_close(w);
+    }
+    walk_close(w);
+    walk_close(w);
+}
+
 static void walk_address_space(walker_t *w, const ebb__report_snapshot_t *s)
 {
     int known = s->gap != 0;
@@ -602,6 +631,7 @@ void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
     walk_memory(&w, s);
     walk_sites(&w, s);
     walk_peak(&w, s);
+    walk_timeline(&w, s);
     walk_classes(&w, s);
     walk_address_space(&w, s);
     walk_heap_maps(&w, s);

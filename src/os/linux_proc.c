@@ -153,6 +153,26 @@ int ebb__os_usage(const char *root, ebb__os_usage_t *out)
     return ok && f[0] <= UINT64_MAX / page;
 }
 
+size_t ebb__os_cmdline(char *buf, size_t len)
+{
+    int saved = errno;
+    long n = len > 0 ? ebb__linux_read_text("", "/proc/self/cmdline", buf, len) : 0;
+    errno = saved;
+    if (n <= 0) {
+        if (len > 0)
+            buf[0] = '\0';
+        return 0;
+    }
+    size_t end = (size_t)n;
+    while (end > 0 && buf[end - 1] == '\0')
+        end--;
+    for (size_t i = 0; i < end; i++)
+        if (buf[i] == '\0' || buf[i] == '\n')
+            buf[i] = ' ';
+    buf[end] = '\0';
+    return end;
+}
+
 unsigned ebb__os_thread_count(void)
 {
     int saved = errno;

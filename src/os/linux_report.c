@@ -220,6 +220,102 @@ void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t 
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* A stale status page: a regular file of this user, with one name, that no
+ * process holds locked (a live page's writer holds its lock as long as it
+ * maps it).  The lock taken to find out is the caller's to drop. */
+static int stale_page(int fd)
+{
+    struct stat st;
+    int rc;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        st.st_nlink != 1)
+        return 0;
+    while ((rc = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    return rc == 0;
+}
+
+/* The new file's lock.  A reader (`ebb top`) that found the file between
+ * its creation and this lock may hold the lock for a moment, to see whether
+ * the page is stale (it never removes one without its magic): wait for it,
+ * a little. */
+static const char *lock_new_page(int fd)
+{
+    for (int tries = 0; tries < 50; tries++) {
+        const char *why = lock_box(fd);
+        if (why == NULL || errno != EWOULDBLOCK)
+            return why;
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    return "another process holds its lock";
+}
+
+void *ebb__os_page_publish(const char *path, size_t size, const char **why)
+{
+    int saved = errno, fd = -1;
+    void *p = MAP_FAILED;
+    *why = NULL;
+    for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST || attempt > 0)
+            break;
+        /* A page of this pid is left over: from a process killed before it
+         * could remove it (the pid was reused), or from this process before
+         * it called exec.  Nothing holds it: it goes. */
+        int old = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        int stale = old >= 0 && stale_page(old);
+        if (stale)
+            unlink(path);
+        if (old >= 0)
+            close(old);
+        if (!stale) {
+            errno = EEXIST;
+            break;
+        }
+    }
+    if (fd < 0)
+        *why = errno == ELOOP    ? "a symbolic link"
+               : errno == EEXIST ? "a page of another process, or not ebb's, is there"
+                                 : ebb__os_error_text(errno);
+    else if ((*why = lock_new_page(fd)) == NULL && reserve(fd, size) != 0)
+        *why = ebb__os_error_text(errno);
+    if (fd >= 0 && *why == NULL) {
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED)
+            *why = ebb__os_error_text(errno);
+    }
+    if (fd >= 0 && *why != NULL)
+        unlink(path); /* made here, and not to be used */
+    /* The descriptor goes: the mapping keeps the open file, and its lock,
+     * until the process unmaps it, execs or ends (as the black box's). */
+    if (fd >= 0)
+        close(fd);
+    errno = saved;
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int ebb__os_page_dir_exists(const char *dir)
+{
+    int saved = errno;
+    struct stat st;
+    int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+    errno = saved;
+    return ok;
+}
+
+unsigned ebb__os_uid(void)
+{
+    return (unsigned)geteuid();
+}
+
+long long ebb__os_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 const char *ebb__os_error_text(int err)
 {
     /* strerror may translate, and so allocate; the description does not. */

@@ -195,6 +195,9 @@ typedef struct {
 } ebb__os_usage_t;
 /* 1 if read. */
 int ebb__os_usage(const char *root, ebb__os_usage_t *out);
+/* The command line (/proc/self/cmdline, arguments joined by spaces) into
+ * buf, NUL-terminated and cut to len - 1 bytes; its length. */
+size_t ebb__os_cmdline(char *buf, size_t len);
 /* Live threads in this process (0 if unknown).  Never allocates. */
 unsigned ebb__os_thread_count(void);
 /* The largest range of user address space no mapping covers (from
@@ -331,6 +334,21 @@ int ebb__os_create_new(const char *path);
 /* Rename from to `to`, replacing what is there (a link is replaced, never
  * followed); 0, or -1 with errno set. */
 int ebb__os_rename(const char *from, const char *to);
+
+/* The status page `ebb top` reads: path created new (mode 0600, never
+ * through a symbolic link, close-on-exec), or, if a stale page is there (a
+ * regular file of this user that no process holds), that one removed and
+ * the page created again; locked while this process maps it, so that a
+ * reader tells a live page from a stale one by trying the lock (flock);
+ * sized to `size` with its room reserved, and mapped shared and writable.
+ * NULL on failure (nothing left at path), *why then saying why. */
+void *ebb__os_page_publish(const char *path, size_t size, const char **why);
+/* 1 if dir is a directory. */
+int ebb__os_page_dir_exists(const char *dir);
+/* The effective user id. */
+unsigned ebb__os_uid(void);
+/* Milliseconds since the epoch. */
+long long ebb__os_wall_ms(void);
 /* Words for an errno value, never translated (so never allocating). */
 const char *ebb__os_error_text(int err);
 /* The process id; seconds since the epoch. */

@@ -3,8 +3,9 @@
  * (the kernel sets AT_SECURE): the caller chose its environment, so every
  * EBB_* variable is ignored.  EBB_BLACKBOX naming a root-owned file leaves
  * it untouched, EBB_REPORT naming a root-only directory creates nothing
- * there, EBB_LIMIT injects no failure, EBB_ON_ERROR=abort no abort; and the
- * variables are gone from the environment the program's children get.
+ * there, EBB_LIMIT injects no failure, EBB_ON_ERROR=abort no abort, EBB_TOP
+ * publishes no status page; and the variables are gone from the
+ * environment the program's children get.
  *
  * The program is this test binary (linked with libebb.a): a root-owned,
  * setuid copy of it, in a directory where setuid works, run as `nobody`
@@ -58,6 +59,10 @@ static int child_main(const char *what)
         return 2;
     printf("ruid=%d euid=%d at_secure=%lu\n", (int)getuid(), (int)geteuid(),
            getauxval(AT_SECURE));
+    /* EBB_TOP=1 would have made the status page at start-up. */
+    char page[96];
+    snprintf(page, sizeof page, "/dev/shm/ebb-%d-%d", (int)geteuid(), (int)getpid());
+    printf("status_page=%d %s\n", access(page, F_OK) == 0, page);
     int refused = 0;
     for (int i = 0; i < 48; i++) {
         char *p = ebb_malloc(1 << 20);
@@ -228,7 +233,7 @@ static void test_setuid_program_ignores_ebb_variables(void **state)
     snprintf(env_box, sizeof env_box, "EBB_BLACKBOX=%s", box);
     snprintf(env_report, sizeof env_report, "EBB_REPORT=%s", report);
     char *envp[] = { env_box, env_report, "EBB_LIMIT=8M", "EBB_ON_ERROR=abort",
-                     "EBB_REPORT_SIGNAL=USR1", NULL };
+                     "EBB_REPORT_SIGNAL=USR1", "EBB_TOP=1", NULL };
     char *argv[] = { (char *)setpriv, uid, gid, "--clear-groups", "--", prog, "child", "secure",
                      NULL };
     char out[8192], text[256];
@@ -248,6 +253,7 @@ static void test_setuid_program_ignores_ebb_variables(void **state)
     SOFT(box_ok, "the root-owned file EBB_BLACKBOX named was changed:\n%s", out);
     SOFT(!report_made, "EBB_REPORT made a file in a root-only directory:\n%s", out);
     SOFT(strstr(out, "children get EBB_LIMIT=(unset)\n") != NULL, "%s", out);
+    SOFT(strstr(out, "status_page=0 ") != NULL, "EBB_TOP published a status page:\n%s", out);
     SOFT(strstr(out, "ebb: ignoring the EBB_* variables: ") != NULL, "no word of it:\n%s", out);
     END_SOFT();
 }
@@ -269,10 +275,16 @@ static void test_control_without_setuid_obeys_them(void **state)
     char env_box[PATH_MAX + 64], env_report[PATH_MAX + 64];
     snprintf(env_box, sizeof env_box, "EBB_BLACKBOX=%s", box);
     snprintf(env_report, sizeof env_report, "EBB_REPORT=%s", report);
-    char *envp[] = { env_box, env_report, "EBB_LIMIT=8M", "EBB_ON_ERROR=abort", NULL };
+    char *envp[] = { env_box, env_report, "EBB_LIMIT=8M", "EBB_ON_ERROR=abort", "EBB_TOP=1",
+                     NULL };
     char *argv[] = { prog, "child", "secure", NULL };
     char out[8192];
     int st = spawn(argv, envp, out, sizeof out);
+    /* The abort left the page behind (no exit, no removal). */
+    const char *page = strstr(out, "status_page=1 ");
+    char path[96] = "";
+    if (page && sscanf(page, "status_page=1 %95s", path) == 1)
+        unlink(path);
     int box_made = access(box, F_OK) == 0, report_made = access(report, F_OK) == 0;
     remove_dir();
     SOFT(strstr(out, "at_secure=0\n") != NULL, "%s", out);
@@ -280,6 +292,7 @@ static void test_control_without_setuid_obeys_them(void **state)
     SOFT(strstr(out, "refused=0\n") == NULL, "EBB_LIMIT refused nothing:\n%s", out);
     SOFT(box_made && report_made, "box %d, report %d:\n%s", box_made, report_made, out);
     SOFT(strstr(out, "children get EBB_LIMIT=8M\n") != NULL, "%s", out);
+    SOFT(page != NULL, "EBB_TOP=1 made no status page:\n%s", out);
     SOFT(strstr(out, "ebb: ignoring the EBB_* variables") == NULL, "%s", out);
     END_SOFT();
 }

@@ -21,7 +21,7 @@ LIB = os.path.join(BUILD, "libebb.so")
 def child_env(extra=None):
     env = dict(os.environ)
     for k in ("LD_PRELOAD", "PYTHONMALLOC", "EBB_PYTHON", "EBB_NO_CHILDREN", "EBB_LIMIT",
-              "EBB_BLACKBOX", "EBB_REPORT", "EBB_REPORT_FORMAT", "EBB_REPORT_SIGNAL"):
+              "EBB_BLACKBOX", "EBB_REPORT", "EBB_REPORT_FORMAT", "EBB_REPORT_SIGNAL", "EBB_TOP"):
         env.pop(k, None)
     env["PYTHONPATH"] = PYPATH
     env.update(extra or {})

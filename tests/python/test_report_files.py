@@ -291,9 +291,17 @@ class ReportPageInBrowserTest(unittest.TestCase):
         zw = b.evaluate("+[...document.querySelectorAll('#flame rect')].find(r => r.dataset.name.endsWith(' main'))"
                         ".getAttribute('width')")
         assert abs(w - zw) < 1, (w, zw)
-        # What this report does not hold is said, not drawn.
+        # The run's own timeline is plotted, a point per point of its JSON;
+        # what the report does not hold is said, not drawn.
+        with open(self.files["json"]) as f:
+            points = json.load(f)["timeline"]
+        points = points.get("points", points) if isinstance(points, dict) else points
+        assert len(points) >= 2, points
+        n = b.evaluate("+(document.querySelector('#timeline path.series.committed') || "
+                       "{dataset: {points: 0}}).dataset.points")
+        assert n == len(points), (n, len(points))
         text = b.evaluate("document.body.innerText")
-        assert "Memory over time (the timeline): not recorded" in text, text[:2000]
+        assert "Memory over time (the timeline): not recorded" not in text, text[:2000]
         assert "No allocation failed" in text
         assert self.count("#classes tbody tr") > 3 and self.count("#held-bar div") > 1
         assert b.errors() == [], b.errors()
