@@ -136,18 +136,21 @@ class Measure:
 
     def summary(self, name):
         if self.new_high:
-            peak = ("peak %s (a new high for the process, so the test's own)"
-                    % format_size(self.peak_after))
+            measured = ("peak %s committed, %s above the start (a new high for the process, so "
+                        "the test's own peak); %s at the end"
+                        % (format_size(self.peak_after), format_size(self.used),
+                           format_size(self.end)))
         else:
-            peak = ("the process's peak %s is from before the test, so the test's own is not "
-                    "known; at most that" % format_size(self.peak_after))
+            measured = ("%s committed at the end, %s above the start; the test's own peak is "
+                        "not known (the process's, %s, is from before it)"
+                        % (format_size(self.end), format_size(self.used),
+                           format_size(self.peak_after)))
         lines = [
             "ebb: %s used more memory than limit_memory(%r) allows: %s"
             % (name, self.text, self.verdict()),
             "  allowed   %s of growth over the %s ebb held committed at the start of the call"
             % (format_size(self.amount), format_size(self.start)),
-            "  measured  %s above the start: %s; %s at the end; %d request(s) refused at the limit"
-            % (format_size(self.used), peak, format_size(self.end), self.refusals),
+            "  measured  %s; %d request(s) refused at the limit" % (measured, self.refusals),
         ]
         if self.outer:
             lines.append("  limit     %s, the limit in force before the test (tighter than the "
@@ -296,7 +299,8 @@ class EbbPlugin:
             if m in _measuring:
                 _measuring.remove(m)
             ebb.set_limit(previous)
-        if not m.new_high and m.refusals and not m.memory_error and not m.over:
+        if (m.refusals and not m.memory_error and not m.over and not m.new_high
+                and m.peak_before - m.start > m.amount):
             warnings.warn(pytest.PytestWarning(
                 "ebb: %s: %d request(s) refused at its limit, and the test went on (it caught "
                 "the MemoryError); whether it then went past the amount through ebb's emergency "
