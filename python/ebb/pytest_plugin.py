@@ -68,10 +68,17 @@ def parse_size(value):
 
 
 def format_size(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
+    """As ebb's text report writes sizes (tenths truncated), so that the
+    figures above the report read the same as those in it."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    sign, n = ("-" if n < 0 else ""), abs(n)
+    u = 0
+    while n >> (10 * u) >= 1024 and u + 1 < len(units):
+        u += 1
+    if u == 0:
+        return "%s%d B" % (sign, n)
+    tenths = n * 10 >> (10 * u)
+    return "%s%d.%d %s" % (sign, tenths // 10, tenths % 10, units[u])
 
 
 def _safe_name(nodeid, taken):
