@@ -81,12 +81,13 @@ class PackagingTest(unittest.TestCase):
             def test_over():
                 chunks = [bytearray(1 << 20) for i in range(32)]
         """))
-        p = subprocess.run(run + ["-rf", "test_marked.py"], capture_output=True, text=True,
-                           env=env, cwd=str(tests))
-        assert p.returncode == 1, p.stdout + p.stderr
-        for text in ("ebb: allocator installed by the plugin", "== ebb report: pid",
-                     "FAILED test_marked.py::test_over - MemoryError"):
-            assert text in p.stdout, p.stdout
+        for named in ([], ["-p", "ebb"]):  # -p ebb names the plugin the entry point loaded
+            p = subprocess.run(run + named + ["-rf", "test_marked.py"], capture_output=True,
+                               text=True, env=env, cwd=str(tests))
+            assert p.returncode == 1, p.stdout + p.stderr
+            for text in ("ebb: allocator installed by the plugin", "== ebb report: pid",
+                         "FAILED test_marked.py::test_over - MemoryError"):
+                assert text in p.stdout, p.stdout
 
 
 
