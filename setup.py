@@ -73,4 +73,8 @@ setup(
     package_data={"ebb": ["__init__.pyi", "py.typed"]},
     ext_modules=[ebb],
     python_requires=">=3.8",
+    # pytest finds the plugin (ebb/pytest_plugin.py) once the package is
+    # installed; it stays inert unless asked for (-p ebb, --ebb-report, or
+    # a test marked limit_memory).
+    entry_points={"pytest11": ["ebb = ebb.pytest_plugin"]},
 )

@@ -21,6 +21,10 @@ from ._ebb import (  # noqa: F401
 )
 from ._ebb import _report
 
+# `pytest -p ebb` registers this module as a plugin, and pytest then loads
+# the plugin itself (ebb/pytest_plugin.py, also the pytest11 entry point).
+pytest_plugins = ["ebb.pytest_plugin"]
+
 __all__ = ["install", "installed", "stats", "collect", "set_limit", "get_limit",
            "limit_info", "on_pressure", "check", "report", "heap", "heap_map", "__version__"]
 

@@ -52,8 +52,42 @@ class PackagingTest(unittest.TestCase):
         p = subprocess.run([py, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path))
         assert p.returncode == 0, p.stderr
         files = p.stdout
-        for name in ("__init__.py", "__init__.pyi", "py.typed", "_ebb."):
+        for name in ("__init__.py", "__init__.pyi", "py.typed", "_ebb.", "pytest_plugin.py"):
             assert name in files, files
+        self.check_pytest_entry_point(py, env, tmp_path)
+
+    def check_pytest_entry_point(self, py, env, tmp_path):
+        """Installed, the pytest plugin is found through its pytest11 entry
+        point: it says and does nothing in a run that does not use it, and
+        a test marked limit_memory works without -p ebb."""
+        if subprocess.run([py, "-c", "import pytest"], env=env).returncode != 0:
+            return  # no pytest here: test_pytest_plugin.py says so
+        tests = tmp_path / "tests"
+        tests.mkdir()
+        (tests / "test_plain.py").write_text(textwrap.dedent("""
+            import ebb
+            def test_plain():
+                assert not ebb.installed()
+        """))
+        run = [py, "-m", "pytest", "-p", "no:cacheprovider"]
+        p = subprocess.run(run + ["test_plain.py"], capture_output=True, text=True, env=env,
+                           cwd=str(tests))
+        assert p.returncode == 0, p.stdout + p.stderr
+        # pytest lists it among its plugins ("plugins: ebb-0.1.0"), no more
+        assert "plugins: ebb-" in p.stdout and "ebb:" not in p.stdout, p.stdout
+        (tests / "test_marked.py").write_text(textwrap.dedent("""
+            import pytest
+            @pytest.mark.limit_memory("4 MB")
+            def test_over():
+                chunks = [bytearray(1 << 20) for i in range(32)]
+        """))
+        for named in ([], ["-p", "ebb"]):  # -p ebb names the plugin the entry point loaded
+            p = subprocess.run(run + named + ["-rf", "test_marked.py"], capture_output=True,
+                               text=True, env=env, cwd=str(tests))
+            assert p.returncode == 1, p.stdout + p.stderr
+            for text in ("ebb: allocator installed by the plugin", "== ebb report: pid",
+                         "FAILED test_marked.py::test_over - MemoryError"):
+                assert text in p.stdout, p.stdout
 
 
 
