@@ -141,6 +141,8 @@ static EBB_ENTRY EBB_NOINLINE void *sampled_alloc(size_t n, size_t align, int ze
     void *p = large_alloc_tagged(usable > n ? usable : n, align, zero, tag, usable);
     if (p == NULL && tag)
         ebb__sample_forget(tag);
+    else if (tag)
+        ebb__peak_consider(); /* once the block is there: a refused one never counts */
     return settle(p, n);
 }
 
@@ -599,6 +601,8 @@ static EBB_ENTRY EBB_NOINLINE void *resampled(void *q, size_t n, uint32_t tag)
         uint32_t fresh = ebb__sample_begin(n);
         if (fresh && !ebb__large_set_tag(q, fresh))
             ebb__sample_forget(fresh);
+        else if (fresh)
+            ebb__peak_consider();
     }
     return q;
 }

@@ -12,8 +12,10 @@
  * moment", needs a copy of the live sites taken at that moment, and kept
  * while everything after it is freed.
  *
- * When.  The sampler calls ebb__peak_consider() after each sample it keeps
- * (never on the fast path: about one call per EBB_SAMPLE_RATE bytes).  A
+ * When.  malloc calls ebb__peak_consider() after each sampled block it
+ * serves (never on the fast path: about one call per EBB_SAMPLE_RATE bytes;
+ * a sampled request that is refused never counts, or the peak would hold
+ * the weight of a block that never existed).  A
  * snapshot is taken when committed memory passes the last snapshot's by
  * a margin, the larger of a sixteenth and EBB_PEAK_MARGIN_MIN, so the
  * snapshots of a growing program are a geometric series: a program that

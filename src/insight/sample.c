@@ -476,8 +476,6 @@ EBB_ENTRY EBB_NOINLINE uint32_t ebb__sample_begin(size_t n)
     if (tag == 0)
         sampler.dropped++;
     ebb__unlock(&sampler.lock);
-    if (tag)
-        ebb__peak_consider();
     return tag;
 }
 

@@ -57,6 +57,25 @@ static void *top_site_now(void)
 
 static ebb_site_t peak_site[64];
 
+/* First, while no snapshot exists: a huge request, sampled (a block that
+ * big always is) and refused, never stands at the peak. */
+static void test_refused_request_never_at_the_peak(void **state)
+{
+    (void)state;
+    void *volatile keep = ebb_malloc(1000);
+    size_t huge = (size_t)1 << 46;
+    void *p = ebb_malloc(huge);
+    assert_null(p);
+    ebb_peak_t info;
+    size_t n = ebb_peak_sites(&info, peak_site, 64);
+    for (size_t i = 0; i < n; i++)
+        EXPECT(peak_site[i].live_bytes < huge / 2, "a refused request at the peak: ~%llu bytes",
+               (unsigned long long)peak_site[i].live_bytes);
+    EXPECT(info.sampled_live < huge / 2, "the peak's sampled live %llu",
+           (unsigned long long)info.sampled_live);
+    ebb_free(keep);
+}
+
 static void test_peak_names_what_was_freed(void **state)
 {
     (void)state;
@@ -135,4 +154,4 @@ static void test_report_has_the_peak(void **state)
     }
 }
 
-API_TEST_MAIN("peak", T(test_peak_names_what_was_freed), T(test_report_has_the_peak))
+API_TEST_MAIN("peak", T(test_refused_request_never_at_the_peak), T(test_peak_names_what_was_freed), T(test_report_has_the_peak))
