@@ -94,7 +94,9 @@ int ebb__heapmap_take(ebb__heapmap_t *m, int wait)
 {
     memset(m, 0, sizeof *m);
     for (int tries = 0; tries < 4; tries++) {
-        size_t want = ebb__arenas.count + 4; /* unlocked: a guess, checked below */
+        ebb__lock(&ebb__arenas.lock); /* a guess at the room, checked below */
+        size_t want = ebb__arenas.count + 4;
+        ebb__unlock(&ebb__arenas.lock);
         size_t bytes = (want * sizeof(map_arena_t) + EBB_PAGE - 1) & ~(size_t)(EBB_PAGE - 1);
         map_arena_t *v = ebb__os_map_meta(bytes);
         if (v == NULL)
