@@ -40,6 +40,7 @@
 #include "insight/sample.c"
 #include "insight/stats.c"
 #include "insight/check.c"
+#include "insight/rss.c"
 #include "insight/report_out.c"
 #include "insight/report.c"
 #include "insight/report_walk.c"

@@ -5,7 +5,7 @@
  * Owns: `mapped` (address space ebb has mapped, with its peak), the count of
  * arena pages known not to be resident (`clean_pages`), and so `committed`
  * (mapped less clean pages: ebb's estimate of its resident memory, with its
- * peak); what was purged (bytes and calls); the one place that asks the OS to
+ * peak and the moment it was reached); what was purged (bytes and calls); the one place that asks the OS to
  * purge pages; and the record that purgeable memory appeared.
  *
  * Why a module of its own.  The mechanism (arenas, pools, heaps, large
@@ -33,13 +33,32 @@
 EBB_HIDDEN ebb__ledger_t ebb__ledger;
 EBB_HIDDEN __thread int ebb__purge_owed __attribute__((tls_model("initial-exec")));
 
-static void raise_peak(_Atomic size_t *peak, size_t now)
+void ebb__ledger_start(void)
+{
+    ebb__ledger.start_ns = ebb__os_now_ns();
+}
+
+/* 1 if `now` became the peak. */
+static int raise_peak(_Atomic size_t *peak, size_t now)
 {
     size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
-    while (now > seen && !atomic_compare_exchange_weak_explicit(peak, &seen, now,
-                                                                memory_order_relaxed,
-                                                                memory_order_relaxed)) {
+    while (now > seen) {
+        if (atomic_compare_exchange_weak_explicit(peak, &seen, now, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return 1;
     }
+    return 0;
+}
+
+/* The clock is read only when the peak rises, which growth does at most once
+ * per page made resident or mapping made: the slow paths that grow, never
+ * the fast paths.  Two threads raising it at once may leave the time of the
+ * smaller raise, a moment apart: the time is the peak's to within that. */
+static void raise_committed_peak(void)
+{
+    if (raise_peak(&ebb__ledger.peak_committed, ebb__committed_now()))
+        atomic_store_explicit(&ebb__ledger.peak_committed_ns, ebb__os_now_ns(),
+                              memory_order_relaxed);
 }
 
 size_t ebb__committed_now(void)
@@ -53,7 +72,7 @@ void ebb__mapped_add(size_t n)
 {
     size_t now = atomic_fetch_add_explicit(&ebb__ledger.mapped, n, memory_order_relaxed) + n;
     raise_peak(&ebb__ledger.peak_mapped, now);
-    raise_peak(&ebb__ledger.peak_committed, ebb__committed_now());
+    raise_committed_peak();
 }
 
 void ebb__mapped_sub(size_t n)
@@ -64,7 +83,7 @@ void ebb__mapped_sub(size_t n)
 void ebb__pages_dirtied(size_t pages)
 {
     atomic_fetch_sub_explicit(&ebb__ledger.clean_pages, pages, memory_order_relaxed);
-    raise_peak(&ebb__ledger.peak_committed, ebb__committed_now());
+    raise_committed_peak();
 }
 
 void ebb__pages_cleaned(size_t pages)
