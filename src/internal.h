@@ -554,6 +554,13 @@ void ebb__pressure_info(ebb_limit_info_t *out) EBB_HIDDEN;
 /* Every lock held: walk every structure; faults found (each on stderr). */
 int ebb__check_locked(void) EBB_HIDDEN;
 
+/* ---------------------------------------------------- insight/stats.c */
+
+/* When peak_committed was reached: on the wall clock (ns since the epoch)
+ * and in ns since ebb started (both 0 if nothing was ever committed);
+ * returns ns since ebb started, now. */
+uint64_t ebb__peak_committed_times(uint64_t *wall_ns, uint64_t *uptime_ns) EBB_HIDDEN;
+
 /* ------------------------------------------------------ insight/rss.c */
 
 /* ebb_rss's reading into *out (the whole struct): takes every lock on the

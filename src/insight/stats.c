@@ -102,6 +102,16 @@ static uint64_t wall_of(uint64_t mono_ns)
     return wall_now > ago ? wall_now - ago : 0;
 }
 
+uint64_t ebb__peak_committed_times(uint64_t *wall_ns, uint64_t *uptime_ns)
+{
+    ebb__ensure_init();
+    uint64_t start = ebb__ledger.start_ns, now = ebb__os_now_ns();
+    uint64_t peak = atomic_load_explicit(&ebb__ledger.peak_committed_ns, memory_order_relaxed);
+    *wall_ns = peak ? wall_of(peak) : 0;
+    *uptime_ns = peak > start ? peak - start : 0;
+    return now - start;
+}
+
 static void small_detail(ebb_stats_ex_t *x, const ebb__class_walk_t walk[EBB_CLASSES])
 {
     size_t used_bytes = 0;
@@ -140,13 +150,8 @@ EBB_API size_t ebb_stats_ex(ebb_stats_ex_t *out, size_t size)
     ebb__lock(ebb__large_locks.one);
     ebb__large_detail_locked(&x.large_cached_blocks, &x.large_sampled);
     ebb__unlock(ebb__large_locks.one);
-    uint64_t start = ebb__ledger.start_ns, now = ebb__os_now_ns();
-    uint64_t peak = atomic_load_explicit(&ebb__ledger.peak_committed_ns, memory_order_relaxed);
-    x.uptime_ns = now - start;
-    if (peak) {
-        x.peak_committed_uptime_ns = peak > start ? peak - start : 0;
-        x.peak_committed_wall_ns = wall_of(peak);
-    }
+    x.uptime_ns = ebb__peak_committed_times(&x.peak_committed_wall_ns,
+                                            &x.peak_committed_uptime_ns);
     return ebb__copy_sized(out, size, &x, sizeof x);
 }
 

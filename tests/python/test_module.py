@@ -355,9 +355,13 @@ class BothWays:
         # The schema is not vacuous: a missing category, a negative size or
         # another version fails.
         damaged = []
+        assert limited["rss"]["rss"] > 0 and limited["memory"]["peak_committed_time"], limited
         for damage in (lambda r: r["held"].pop("metadata"),
                        lambda r: r["limit"].update(bytes=-1),
-                       lambda r: r.update(schema="ebb.report/2")):
+                       lambda r: r.update(schema="ebb.report/2"),
+                       lambda r: r["rss"].pop("live_small"),
+                       lambda r: r["rss"].update(ebb=-1),
+                       lambda r: r["memory"].update(peak_committed_time="yesterday")):
             bad = copy.deepcopy(limited)
             damage(bad)
             damaged.append(bad)
