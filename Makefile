@@ -27,7 +27,7 @@ VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' includ
 SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h
 
 .PHONY: all lib tool python bench-python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
-        check-preload check-sanitizers check-asan check-ubsan check-tsan check-m32 check-layers fuzz peer bench bench-python demo
+        check-preload check-sanitizers check-asan check-ubsan check-tsan check-m32 check-layers check-map fuzz peer bench bench-python demo
 
 all: lib tool
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
@@ -40,6 +40,7 @@ help:
 	@echo "make check-sanitizers   API tests under ASan and UBSan"
 	@echo "make check-tsan    stress, races and signal tests under ThreadSanitizer (clang): no report"
 	@echo "make check-layers  no lower layer of src/ calls an upper one (and the check's own test)"
+	@echo "make check-map     ebb map on live 64- and 32-bit processes, ebb map -- program, its errors"
 	@echo "make check-m32     unit, API, stress and LD_PRELOAD tests as a 32-bit (gcc -m32) program, in $(B)/m32"
 	@echo "                   (needs gcc-multilib and libcmocka-dev:i386: scripts/deps.sh m32)"
 	@echo "make B=build/m32 ARCHFLAGS=-m32 build/m32/libebb.so"
@@ -63,7 +64,11 @@ $(B)/libebb.a: $(B)/ebb.o
 	ar rcs $@ $<
 
 # The command-line tool: an ordinary program on the C library's malloc.
-CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h
+# `ebb map` compiles the library's address-space analysis and /proc reader
+# in as they are (pure, and OS-only: src/insight/addrspace.c says why).
+CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h \
+           src/insight/addrspace.c src/insight/addrspace_out.c src/insight/addrspace.h src/os/linux_maps.c \
+           src/os/os.h src/config.h
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@
@@ -103,6 +108,7 @@ install: lib tool
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/ebb
 	install -m 755 $(B)/ebb $(DESTDIR)$(BINDIR)/ebb
 	install -m 644 schema/ebb.report-1.json $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json
+	install -m 644 schema/ebb.map-1.json $(DESTDIR)$(DATADIR)/ebb/ebb.map-1.json
 	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
 	install -m 755 $(B)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
 	install -m 644 $(B)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
@@ -110,7 +116,8 @@ install: lib tool
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ebb $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
-	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json \
+	      $(DESTDIR)$(DATADIR)/ebb/ebb.map-1.json
 	-rmdir $(DESTDIR)$(DATADIR)/ebb
 
 clean:
@@ -190,6 +197,18 @@ check: check-unit check-api check-stress check-preload check-install
 
 check-install: lib
 	$(TALLY) run "make install, then a program built with pkg-config" tests/install/check.sh
+
+# `ebb map` on live processes (tests/map/test_map_live.py): 64-bit, on ebb,
+# 32-bit (the test builds its 32-bit probe with $(CC) -m32, and skips by
+# name without gcc-multilib), `ebb map -- program`, and the errors.  The
+# analysis itself is unit-tested on fixtures (tests/unit/test_addrspace.c).
+$(B)/map/probe64: tests/map/probe.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) -g -O1 $(EXTRA_CFLAGS) $< -lpthread -o $@
+
+check-map: tool lib $(B)/map/probe64
+	EBB_TOOL=$(abspath $(B)/ebb) EBB_LIB=$(abspath $(B)/libebb.so) EBB_MAP_PROBES=$(abspath $(B)/map) \
+	  CC="$(CC)" python3 tests/tally/tally.py tests/map/test_map_live.py
 
 # The layering of src/ (src/internal.h draws it): every file compiled on its
 # own, no symbol of an upper layer referred to by a lower one, no cycle of

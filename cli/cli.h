@@ -27,6 +27,8 @@ int cmd_options(int argc, char **argv);
 /* The EBB_* variables users set, one entry each (options.c). */
 void cli_print_options(FILE *to);
 int cmd_blackbox(int argc, char **argv);
+/* `ebb map`: the address space of a process, drawn (map.c). */
+int cmd_map(int argc, char **argv);
 /* After `ebb run`'s program died of SIGKILL: what its black box says. */
 void box_summary(const char *path, const char *prog);
 

@@ -59,6 +59,8 @@ static void run_usage(FILE *to)
           "                     of the effective limit (cgroup, rlimit, memory + swap,\n"
           "                     less what ebb does not manage)\n"
           "  --stats            print ebb's statistics when the program exits (EBB_VERBOSE)\n"
+          "  --native           text reports show every site's native frames, not only its\n"
+          "                     innermost frames on one line (EBB_REPORT_NATIVE)\n"
           "  --no-blackbox      keep no black box (the last state, printed if the program\n"
           "                     is killed by SIGKILL, e.g. by the out-of-memory killer)\n"
           "  -h, --help         print this help\n"
@@ -222,7 +224,7 @@ static int report_status(const char *prog, int status)
 int cmd_run(int argc, char **argv)
 {
     enum { OPT_NO_CHILDREN = 256, OPT_NO_PYTHON, OPT_PURGE_DELAY, OPT_LIMIT, OPT_STATS,
-           OPT_NO_BLACKBOX };
+           OPT_NO_BLACKBOX, OPT_NATIVE };
     static const struct option opts[] = {
         { "no-children", no_argument, NULL, OPT_NO_CHILDREN },
         { "no-python", no_argument, NULL, OPT_NO_PYTHON },
@@ -230,6 +232,7 @@ int cmd_run(int argc, char **argv)
         { "limit", required_argument, NULL, OPT_LIMIT },
         { "stats", no_argument, NULL, OPT_STATS },
         { "no-blackbox", no_argument, NULL, OPT_NO_BLACKBOX },
+        { "native", no_argument, NULL, OPT_NATIVE },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -254,6 +257,7 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_STATS: setenv("EBB_VERBOSE", "1", 1); break;
         case OPT_NO_BLACKBOX: blackbox = 0; break;
+        case OPT_NATIVE: setenv("EBB_REPORT_NATIVE", "1", 1); break;
         case 'h': run_usage(stdout); return 0;
         case ':':
             cli_error("run: option '%s' needs a value (ebb run --help)", argv[optind - 1]);

@@ -51,6 +51,7 @@ typedef struct {
     size_t (*stats_ex)(ebb_stats_ex_t *, size_t);
     size_t (*class_stats_ex)(ebb_class_ex_t *, size_t, size_t);
     int (*rss)(ebb_rss_t *, size_t);
+    int (*heap_map)(int);
 } ebbmod_api_t;
 
 /* Filled before the module object exists (PyInit__ebb), never changed. */
@@ -80,6 +81,7 @@ PyObject *ebb_stats_py(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *ebb_collect_py(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *ebb_check_py(PyObject *self, PyObject *unused);
 PyObject *ebb_report_py(PyObject *self, PyObject *json);
+PyObject *ebb_heap_map_py(PyObject *self, PyObject *unused);
 
 /* limit.c */
 PyObject *ebb_set_limit_py(PyObject *self, PyObject *nbytes);

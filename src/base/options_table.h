@@ -42,8 +42,8 @@
                USER)                                                                                \
     EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_DEFAULT, 0, 0, "warn|abort|ignore",         \
                "see right",                                                                         \
-               "what a detected misuse does; unset: a double free or a corrupted block aborts, a "  \
-               "pointer ebb never made is reported and ignored",                                    \
+               "what a detected misuse does; unset: a double free, a free of a pointer ebb never "  \
+               "made or a corrupted block aborts (as glibc), other misuses are reported",           \
                USER)                                                                                \
     EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER)   \
     EBB_OPTION(DEBUG, debug, FLAG, 0, 0, 1, "0|1", "0",                                             \
@@ -79,6 +79,10 @@
                USER)                                                                                \
     EBB_OPTION(REPORT_FORMAT, report_json, CHOICE, 0, 0, 0, "text|json", "text",                    \
                "the format of those reports", USER)                                                 \
+    EBB_OPTION(REPORT_NATIVE, report_native, FLAG, 0, 0, 1, "0|1", "0",                            \
+               "text reports show each site's native frames on lines of their own, not only "      \
+               "its innermost frames on one line (`ebb run --native`; JSON always has them)",      \
+               USER)                                                                                \
     EBB_OPTION(REPORT_SIGNAL, report_signal, SIGNAL, 0, 0, 0, "NAME|N", "none",                     \
                "a signal that makes ebb write a report: `USR1`, `USR2` or a real-time one "         \
                "(`RTMIN+1`), by name or number (`SIGUSR2`, `12`); no other",                        \

@@ -62,6 +62,7 @@ static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     memcpy(s->pressure_source, li.pressure_source, sizeof li.pressure_source);
     ebb_last_failure(&s->failure, 0);
     s->brief = brief;
+    s->native = !brief && ebb__opt.report_native;
     s->gap_at = 0;
     s->gap = brief ? 0 : ebb__os_largest_gap(&s->gap_at);
     ebb__os_usage_t use;
@@ -83,6 +84,16 @@ static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     /* Sites with nothing live left are history, not what holds memory. */
     while (s->nsites > 0 && s->site[s->nsites - 1].live_bytes == 0)
         s->nsites--;
+    if (!brief && s->samples.rate != 0)
+        ebb__peak_refresh();
+    s->have_peak = ebb__peak_get(&s->peak);
+    s->have_map = !brief && ebb__heapmap_take(&s->map, 1) == 0;
+}
+
+static void drop_snapshot(ebb__report_snapshot_t *s)
+{
+    if (s->have_map)
+        ebb__heapmap_drop(&s->map);
 }
 
 /* ---------------------------------------------------------- public API */
@@ -98,6 +109,7 @@ static int write_report(int fd, int format, const char *reason)
     take_snapshot(&s, reason, 0);
     ebb__report_walk(&o, format == EBB_REPORT_JSON ? &ebb__report_as_json : &ebb__report_as_text,
                      &s);
+    drop_snapshot(&s);
     ebb__report_flush(&o);
     if (o.failed) {
         errno = o.err;

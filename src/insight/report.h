@@ -67,11 +67,16 @@ typedef struct {
     int rss_read;             /* rss_parts holds a reading (never in the brief) */
     ebb_rss_t rss_parts;      /* the resident set taken apart (ebb_rss) */
     int brief;                /* the black box's: no address-space scan */
+    int native;               /* the text shows sites' native frames (EBB_REPORT_NATIVE) */
     size_t nclasses;
     ebb_class_stats_t cls[EBB_CLASSES];
     ebb_sample_stats_t samples;
     size_t nsites;            /* entries of site[] filled */
     ebb__site_t site[EBB_REPORT_SITES];
+    int have_map;             /* map holds a heap map (full reports only) */
+    ebb__heapmap_t map;       /* mapped: dropped once the report is written */
+    int have_peak;            /* a peak snapshot was taken (peak.c) */
+    ebb__peak_t peak;         /* its sites are read as the walk writes them */
 } ebb__report_snapshot_t;
 
 /* Bytes the program holds in small blocks: handed out and not back in a

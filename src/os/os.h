@@ -235,6 +235,30 @@ int ebb__os_vmas(const char *root, void (*fn)(const ebb__os_vma_t *, void *), vo
  * sum over its mappings as the kernel counts them); 1 if read. */
 int ebb__os_rss(const char *root, uint64_t *rss);
 
+/* ---------------------------------------- address spaces (linux_maps.c)
+ * A process's /proc files read whole, for the map of its address space
+ * (src/insight/addrspace.c).  The text lives in memory mapped for it, not
+ * in malloc's; this file compiles on its own into the `ebb map` tool. */
+
+typedef struct {
+    char *text;  /* len bytes and a NUL */
+    size_t len, cap;
+} ebb__os_text_t;
+/* Read /proc/PID/NAME (pid 0: this process) whole into t: 0, or -1 with
+ * errno (ENOENT: no such process; EACCES: not allowed to read it).  An
+ * empty text is a process that has exited (or is exiting). */
+int ebb__os_proc_read(long pid, const char *name, ebb__os_text_t *t);
+void ebb__os_text_free(ebb__os_text_t *t);
+/* 1 if process pid exists and has not exited (is no zombie). */
+int ebb__os_proc_alive(long pid);
+/* The target of the link /proc/PID/NAME (exe, cwd) into buf: its length,
+ * or -1 with errno. */
+long ebb__os_proc_link(long pid, const char *name, char *buf, size_t len);
+/* The lowest address mmap gives: vm.mmap_min_addr, but at least 65536 (the
+ * kernel's own floor where a security module is built in; linux_maps.c). */
+#define EBB__OS_MMAP_MIN_ADDR_DEFAULT 65536
+uint64_t ebb__os_mmap_min_addr(void);
+
 /* -------------------------------------- memory bounds (linux_limits.c)
  * What the system lets this process use, for EBB_LIMIT=auto (limit.c).
  * Paths are read below `root`: "" for the real system, a fixture tree in
