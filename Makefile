@@ -24,7 +24,8 @@ TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc -Itests/include $(ARCHFLAGS
 API_LINK := -rdynamic
 VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' include/ebb.h)
 
-SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h
+VIEWER_H := $(B)/gen/ebb_viewer.h
+SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h $(VIEWER_H)
 
 .PHONY: all lib tool python bench-python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
         check-preload check-sanitizers check-asan check-ubsan check-tsan check-m32 check-layers check-map fuzz peer bench bench-python demo
@@ -51,10 +52,20 @@ help:
 	@echo "make bench         benchmark table against glibc, mimalloc, jemalloc, tcmalloc"
 	@echo "make bench-python  Python workloads: ebb run, ebb.install() against pymalloc and the peers"
 
+# The HTML report's viewer (src/insight/viewer/: the page, its CSS and JS) as
+# a C header in the build directory, which the library and the tool write
+# pages from (scripts/embed_viewer.sh).  Every build of src/ebb.c below gets
+# it through VIEWER_FLAGS; one without it writes a page that shows the JSON.
+VIEWER_SRC   := $(wildcard src/insight/viewer/*)
+VIEWER_FLAGS := -I$(B)/gen -DEBB_HAVE_VIEWER=1
+$(VIEWER_H): $(VIEWER_SRC) scripts/embed_viewer.sh
+	@mkdir -p $(@D)
+	sh scripts/embed_viewer.sh src/insight/viewer $@
+
 # ------------------------------------------------------------------ library
 $(B)/ebb.o: $(SRC)
 	@mkdir -p $(@D)
-	$(CC) $(LIBFLAGS) -c src/ebb.c -o $@
+	$(CC) $(LIBFLAGS) $(VIEWER_FLAGS) -c src/ebb.c -o $@
 
 $(B)/libebb.so: $(B)/ebb.o
 	$(CC) $(ARCHFLAGS) -shared -Wl,-soname,libebb.so -Wl,-z,now -o $@ $< $(LDFLAGS)
@@ -68,10 +79,11 @@ $(B)/libebb.a: $(B)/ebb.o
 # in as they are (pure, and OS-only: src/insight/addrspace.c says why).
 CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h \
            src/insight/addrspace.c src/insight/addrspace_out.c src/insight/addrspace.h src/os/linux_maps.c \
-           src/os/os.h src/config.h
+           src/os/os.h src/config.h \
+           $(VIEWER_H)
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
-	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@
+	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) -I$(B)/gen $(filter %.c,$(CLI_SRC)) -o $@
 
 # The Python package (setup.py): built for $(PYTHON) into $(B)/python, the
 # directory to put on PYTHONPATH.  Debian's interpreter by default, the one
@@ -129,7 +141,7 @@ clean:
 DBG := $(B)/debug
 $(DBG)/libebb.a: $(SRC)
 	@mkdir -p $(@D)
-	$(CC) $(BASE) -O1 -DEBB_DEBUG=1 -fvisibility=default -c src/ebb.c -o $(DBG)/ebb.o
+	$(CC) $(BASE) $(VIEWER_FLAGS) -O1 -DEBB_DEBUG=1 -fvisibility=default -c src/ebb.c -o $(DBG)/ebb.o
 	rm -f $@ && ar rcs $@ $(DBG)/ebb.o
 
 # Every test run is recorded in the tally (tests/tally/tally.sh: one record
@@ -222,7 +234,7 @@ check-layers:
 # each slow path: slow, thorough.
 check-debug: $(SRC)
 	@mkdir -p $(B)/debug2/tests
-	$(CC) $(BASE) -O1 -DEBB_DEBUG=2 -c src/ebb.c -o $(B)/debug2/ebb.o
+	$(CC) $(BASE) $(VIEWER_FLAGS) -O1 -DEBB_DEBUG=2 -c src/ebb.c -o $(B)/debug2/ebb.o
 	rm -f $(B)/debug2/libebb.a && ar rcs $(B)/debug2/libebb.a $(B)/debug2/ebb.o
 	@rc=0; for src in $(API_SRC); do t=$(B)/debug2/tests/$$(basename $$src .c); \
 	  $(CC) $(TESTFLAGS) $(API_LINK) $$src $(B)/debug2/libebb.a -lcmocka -lpthread -o $$t || exit 1; \
@@ -234,7 +246,7 @@ SAN_asan  := -fsanitize=address -fno-omit-frame-pointer
 SAN_ubsan := -fsanitize=undefined -fno-sanitize-recover=all
 $(B)/%/libebb-san.a: $(SRC)
 	@mkdir -p $(@D)
-	$(CC) $(BASE) -O1 -DEBB_DEBUG=1 -DEBB_NO_OVERRIDE $(SAN_$*) -c src/ebb.c -o $(@D)/ebb.o
+	$(CC) $(BASE) $(VIEWER_FLAGS) -O1 -DEBB_DEBUG=1 -DEBB_NO_OVERRIDE $(SAN_$*) -c src/ebb.c -o $(@D)/ebb.o
 	rm -f $@ && ar rcs $@ $(@D)/ebb.o
 
 # test_fork is left out of the ASan run: forking a multi-threaded process

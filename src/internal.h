@@ -581,7 +581,25 @@ static inline void ebb__report_arm(void)
     if (EBB_UNLIKELY(ebb__opt.report_signal != 0) && ebb__may_start_threads())
         ebb__report_arm_slow();
 }
-size_t ebb__report_brief(char *buf, size_t cap, const char *reason) EBB_HIDDEN;
+/* The black box's record: its text, and (json not NULL) the brief JSON and
+ * the folded stacks, each NUL-terminated in its room. */
+void ebb__report_brief(char *text, size_t text_cap, char *json, size_t json_cap, char *folded,
+                       size_t folded_cap, const char *reason) EBB_HIDDEN;
+
+/* --------------------------------------------- insight/report_files.c */
+
+/* EBB_REPORT_FILE and EBB_REPORT_FOLDED: files replaced with the latest
+ * report (report_files.c says when, and how safely). */
+extern EBB_HIDDEN const ebb__lockset_t ebb__report_files_locks;
+/* At start-up: which process writes them. */
+void ebb__report_files_start(void) EBB_HIDDEN;
+/* Files are named, and this process is the one that writes them. */
+int ebb__report_files_wanted(void) EBB_HIDDEN;
+/* Holding no ebb lock: write them for the first failed allocation (once),
+ * for EBB_REPORT_SIGNAL, at a normal exit. */
+void ebb__report_files_failure(const char *reason) EBB_HIDDEN;
+void ebb__report_files_signal(void) EBB_HIDDEN;
+void ebb__report_files_at_exit(void) EBB_HIDDEN;
 
 /* ------------------------------------------------- insight/blackbox.c */
 

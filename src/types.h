@@ -71,6 +71,9 @@ typedef struct {
     int report_signal;       /* EBB_REPORT_SIGNAL: signal number, 0 none */
     int report_native;       /* EBB_REPORT_NATIVE: sites' native frames in text */
     char report_path[EBB_OPTION_PATH_MAX];   /* EBB_REPORT=PATH, "" = stderr */
+    char report_files[EBB_OPTION_PATH_MAX];  /* EBB_REPORT_FILE: absolute paths, ':' between */
+    char report_folded[EBB_OPTION_PATH_MAX]; /* EBB_REPORT_FOLDED=PATH, "" = none */
+    unsigned report_pid;     /* EBB_REPORT_PID: the one process that writes them, 0 any */
     char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
     size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
     int python_stacks;       /* EBB_PYTHON_STACKS: the Python module's stack hook */

@@ -87,6 +87,15 @@
                "a signal that makes ebb write a report: `USR1`, `USR2` or a real-time one "         \
                "(`RTMIN+1`), by name or number (`SIGUSR2`, `12`); no other",                        \
                USER)                                                                                \
+    EBB_OPTION(REPORT_FILE, report_files, PATHS, 0, 0, 0, "PATH[:PATH...]", "none",                \
+               "report files rewritten at exit, on the first allocation refused for want of "       \
+               "memory and on `EBB_REPORT_SIGNAL`: `.html` a page with plots and a flame graph, "   \
+               "`.json` the JSON, anything else the text (`ebb run --report`; see *Report files*)", \
+               USER)                                                                                \
+    EBB_OPTION(REPORT_FOLDED, report_folded, PATH, 0, 0, 0, "PATH", "none",                         \
+               "the peak's stacks in the folded format of flamegraph.pl and speedscope, written "   \
+               "with the report files (`ebb run --folded`)",                                        \
+               USER)                                                                                \
     EBB_OPTION(BLACKBOX, blackbox_path, PATH, 0, 0, 0, "PATH", "none (`ebb run`: one per process)", \
                "keep the last state in PATH (`%p`: the pid) for after a SIGKILL", USER)             \
     EBB_OPTION(SAMPLE_RATE, sample_rate, SIZE, EBB_SAMPLE_RATE_DEFAULT, EBB_SAMPLE_RATE_FLOOR, 0,   \
@@ -104,6 +113,9 @@
                USER)                                                                                \
     EBB_OPTION(PYTHON, python, FLAG, 0, 0, 1, "1", "unset",                                         \
                "make ebb CPython's allocator before the interpreter starts", LAUNCH)                \
+    EBB_OPTION(REPORT_PID, report_pid, COUNT, 0, 0, 2147483647, "PID", "unset",                      \
+               "only process PID writes the report files (`ebb run`: its program; a fork or exec'd " \
+               "child does not)", LAUNCH)                                                           \
     EBB_OPTION(NO_CHILDREN, no_children, FLAG, 0, 0, 1, "1", "unset",                               \
                "ebb removes itself from the environment children get (`--no-children`)", LAUNCH)    \
     EBB_OPTION(_TEST_ROOT, test_root, PATH, 0, 0, 0, "DIR", "the real system",                      \

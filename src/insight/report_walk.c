@@ -462,9 +462,10 @@ static size_t site_line(const ebb__site_t *site, char *line, size_t cap)
 
 /* listed: the text shows the site (the JSON shows every one); native: the
  * text shows it in full, runtime stack and native frames on lines of their
- * own, rather than as one line. */
+ * own, rather than as one line.  json_frames: the JSON's native frames, 0
+ * every one, -1 none. */
 static void walk_site(walker_t *w, const ebb__site_t *site, size_t i, int brief, int listed,
-                      int native)
+                      int native, int json_frames)
 {
     walk_open(w, "site", listed ? "" : NULL, 0);
     walk_num(w, NULL, "  %s. ", EBB__REPORT_COUNT, i + 1);
@@ -484,7 +485,13 @@ static void walk_site(walker_t *w, const ebb__site_t *site, size_t i, int brief,
     walk_stack(w, NULL, native ? "" : NULL, site->stack);
     walk_open(w, "frames", "", 1);
     int shown = native ? frames_shown(site, brief) : 0;
-    for (int f = 0; f < site->depth; f++) {
+    /* The JSON's frames, all unless the snapshot says fewer (-1: none). */
+    int depth = site->depth;
+    if (json_frames != 0 && json_frames < depth)
+        depth = json_frames > shown ? json_frames : shown;
+    for (int f = 0; f < depth; f++) {
+        if (f >= json_frames && json_frames != 0 && walk_name(w, "frame", NULL) != NULL)
+            break; /* this format is the JSON, and it has all it keeps */
         const char *words = f == 0 ? "       in %s\n" : "       <- %s\n";
         walk_frame(w, f < shown ? words : NULL, site->pcs[f]);
     }
@@ -515,7 +522,7 @@ static void walk_sites(walker_t *w, const ebb__report_snapshot_t *s)
         walk_say(w, "  none with live samples\n");
     walk_open(w, "top", "", 1);
     for (size_t i = 0; i < s->nsites; i++)
-        walk_site(w, &s->site[i], i, s->brief, 1, s->native);
+        walk_site(w, &s->site[i], i, s->brief, 1, s->native, s->json_frames);
     walk_close(w);
     walk_close(w);
 }
@@ -543,11 +550,15 @@ static void walk_peak(walker_t *w, const ebb__report_snapshot_t *s)
     if (p->nsites == 0)
         walk_say(w, "  none with live samples\n");
     walk_open(w, "top", "", 1);
-    for (size_t i = 0; i < p->nsites; i++) {
+    /* The text lists a report's worth; the JSON keeps every one (or the
+     * snapshot's json_peak_sites: the black box's room is counted). */
+    size_t listed = p->nsites;
+    if (s->json_peak_sites != 0 && s->json_peak_sites < listed)
+        listed = s->json_peak_sites > shown ? s->json_peak_sites : shown;
+    for (size_t i = 0; i < listed; i++) {
         ebb__site_t site;
         ebb__sample_site_at_peak(&site, &p->site[i]);
-        /* The text lists a report's worth; the JSON keeps every one. */
-        walk_site(w, &site, i, s->brief, i < shown, s->native);
+        walk_site(w, &site, i, s->brief, i < shown, s->native, s->json_frames);
     }
     walk_close(w);
     walk_close(w);

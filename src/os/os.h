@@ -350,6 +350,21 @@ void ebb__os_remove_file(const char *path);
  * then saying why in a few words. */
 void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t magic_len,
                        int *fd, const char **why);
+/* A file ebb may replace (report files): 0 if nothing is at path; 1 if a
+ * regular file of this process's user with no other name is, its first
+ * bytes (up to cap) then in head and their count in *len; -1 if anything
+ * else is there (a symbolic link, which is not followed, a directory, a
+ * device, another user's file, a hard link) or it cannot be examined, *why
+ * then saying why in a few words. */
+int ebb__os_file_head(const char *path, char *head, size_t cap, size_t *len, const char **why);
+/* Create a new file at path (mode 0600, never through a symbolic link, not
+ * inherited across exec) for writing, removing a file or link already at
+ * that name first (a temporary name of ebb's own); a descriptor, or -1
+ * with errno set. */
+int ebb__os_create_new(const char *path);
+/* Rename from to `to`, replacing what is there (a link is replaced, never
+ * followed); 0, or -1 with errno set. */
+int ebb__os_rename(const char *from, const char *to);
 /* Words for an errno value, never translated (so never allocating). */
 const char *ebb__os_error_text(int err);
 /* The process id; seconds since the epoch. */
