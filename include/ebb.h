@@ -135,6 +135,125 @@ typedef struct ebb_class_stats_s {
  * the number of classes ebb has, so a NULL out with n = 0 asks for it. */
 EBB_API size_t ebb_class_stats(ebb_class_stats_t *out, size_t n);
 
+/* ------------------------------------------------- extended statistics
+ * ebb_stats_t and ebb_class_stats_t are fixed: a program compiled against
+ * this header passes their size implicitly, so a field added to them would
+ * be written past the end of an older program's struct (and would change
+ * the stride of its ebb_class_stats array).  What came after them goes
+ * through the functions below, which take the size of the caller's struct:
+ * they write at most that many bytes, zero the fields of a newer caller
+ * that this library does not know, and return the bytes they filled.
+ * Fields are only ever added at the end. */
+
+/* ebb_stats_t, plus the peak's time, the small blocks' free space and the
+ * large blocks' detail.  Times: wall_ns is CLOCK_REALTIME (nanoseconds since
+ * the epoch, comparable with time.time_ns()), uptime_ns nanoseconds after
+ * ebb started (its constructor, before main, in a program that links or
+ * preloads it; the first import for the Python module's private copy). */
+typedef struct ebb_stats_ex_s {
+    ebb_stats_t base;         /* what ebb_stats gives */
+    /* When `base.peak_committed` was reached (0: nothing committed yet).
+     * Two threads growing at once may leave the time of the smaller raise,
+     * a moment apart. */
+    uint64_t peak_committed_wall_ns;
+    uint64_t peak_committed_uptime_ns;
+    uint64_t uptime_ns;       /* now, on the same clock */
+    /* Small blocks, summed over the classes (ebb_class_stats_ex has each). */
+    size_t small_live;        /* bytes the program holds: base.small_used - base.small_cached */
+    size_t pools_in_use;      /* pools with a block out */
+    size_t pools_empty;       /* pools with none, kept until the purge returns
+                               * them to their arena */
+    size_t pool_free;         /* bytes of pools in use that no block out covers */
+    size_t pools_committed;   /* committed bytes (pages counted resident) of pools */
+    size_t pools_empty_committed; /* of them, in empty pools */
+    size_t free_slots_committed;  /* committed bytes of arena slots in no pool */
+    /* Large blocks (> 128 KiB): base.large_blocks and base.large_used are the
+     * live ones, base.mapped_large_cached the cached ones' bytes. */
+    size_t large_cached_blocks; /* freed mappings kept for reuse */
+    size_t large_sampled;     /* live large mappings that serve one sampled small
+                               * block each (the profiler's); their bytes are in
+                               * base.large_used */
+} ebb_stats_ex_t;
+
+/* Fill *out (at most `size` bytes of it; pass sizeof *out): 0 and the
+ * bytes filled, or 0 if out is NULL or size too small for `base`. */
+EBB_API size_t ebb_stats_ex(ebb_stats_ex_t *out, size_t size);
+
+/* One size class in detail.  The first four fields are ebb_class_stats_t's.
+ * Blocks out of a pool are live (the program holds them) or in a thread
+ * cache; `used` also counts sampled blocks of the class, which the profiler
+ * serves from large mappings, so used = live + cached + sampled. */
+typedef struct ebb_class_ex_s {
+    size_t size;              /* block size in bytes */
+    size_t used;              /* blocks handed out, caches and sampled ones included */
+    size_t pools;             /* pools of this class, empty ones included */
+    size_t pool_bytes;        /* bytes those pools span */
+    size_t live;              /* blocks the program holds, in pools */
+    size_t live_bytes;        /* live * size */
+    size_t cached;            /* blocks in thread caches (other threads' as they
+                               * last published them: ebb_stats says how) */
+    size_t sampled;           /* blocks served by the profiler from large mappings */
+    size_t pools_empty;       /* pools with no block out */
+    size_t free_bytes;        /* bytes of pools in use that no block out covers */
+    size_t committed;         /* committed bytes of the class's pools */
+    size_t empty_committed;   /* of them, in empty pools */
+} ebb_class_ex_t;
+
+/* Fill out[0..n) with the first n classes, each entry `size` bytes apart
+ * (pass sizeof *out) and at most that many bytes of it written; returns the
+ * number of classes (NULL out or n = 0 asks only that). */
+EBB_API size_t ebb_class_stats_ex(ebb_class_ex_t *out, size_t n, size_t size);
+
+/* The process's resident memory (RSS) taken apart: ebb's part, measured
+ * page by page (mincore) over every mapping ebb holds, and the rest, by
+ * mapping from /proc/self/smaps.  Every resident byte of ebb's is in
+ * exactly one of ebb's categories, every other in one of the others', and
+ * rss = ebb + other + unaccounted, where `unaccounted` is what the process
+ * changed between the reads (0 in a quiet one).  On demand only: it takes
+ * every lock of ebb's for the walk (as ebb_check does), then reads smaps
+ * (about a millisecond per hundred mappings) without any; allocates
+ * nothing (its list of ebb's mappings is a mapping of its own, counted in
+ * `metadata` while it lives). */
+typedef struct ebb_rss_s {
+    uint64_t rss;             /* resident bytes, /proc/self/smaps_rollup's Rss */
+    uint64_t ebb;             /* ebb's resident bytes: the sum of the next eight */
+    uint64_t live_small;      /* small blocks the program holds */
+    uint64_t live_large;      /* large blocks the program holds */
+    uint64_t thread_caches;   /* freed small blocks in thread caches */
+    uint64_t pool_free;       /* free space in pools that hold blocks */
+    uint64_t pools_empty;     /* pools with no block out, not purged yet */
+    uint64_t free_slots;      /* arena slots in no pool, not purged yet */
+    uint64_t large_cached;    /* freed large blocks kept for reuse */
+    uint64_t metadata;        /* arena headers, thread caches' arrays, tables,
+                               * ebb's static tables (the ownership map, the
+                               * heaps), this reading's list */
+    /* ebb's estimate against the kernel: ebb = committed - committed_not_resident
+     * + resident_not_committed. */
+    uint64_t committed;       /* ebb's committed (ebb_stats), read during the walk */
+    uint64_t committed_not_resident; /* counted committed, not in memory: parts of
+                               * large blocks never written, pages swapped out */
+    uint64_t resident_not_committed; /* in memory, not counted: pages purged with
+                               * MADV_FREE the kernel has not taken yet, pages
+                               * only read (the zero page), static tables */
+    /* Everything else (/proc/self/smaps, less ebb's pages in each mapping):
+     * the sum of the next five. */
+    uint64_t other;
+    uint64_t files;           /* file mappings: the program's and libraries' code
+                               * and data, mapped files, shared memory */
+    uint64_t stacks;          /* the main stack and thread stacks */
+    uint64_t brk_heap;        /* [heap]: the program break (the C library's heap
+                               * or another sbrk user's, if any) */
+    uint64_t anonymous;       /* other anonymous memory: other allocators', the
+                               * program's own mappings, libraries' bss */
+    uint64_t kernel;          /* [vdso], [vvar] and the like */
+    int64_t unaccounted;      /* rss - ebb - other */
+} ebb_rss_t;
+
+/* Fill *out (at most `size` bytes; pass sizeof *out).  0, or -1 with errno
+ * ENOENT if /proc could not be read (ebb's part is then filled, the rest
+ * 0), EINVAL for a NULL out. */
+EBB_API int ebb_rss(ebb_rss_t *out, size_t size);
+
 /* ---------------------------------------------------------------- limit
  * A ceiling on `committed`, ebb's estimate of its resident memory.  Growth
  * past the soft level (90% of it unless EBB_LIMIT_SOFT says otherwise)

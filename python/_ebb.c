@@ -35,6 +35,7 @@ static const ebbmod_api_t module_copy = {
     ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
     ebb_on_pressure, ebb_last_failure, ebb_version, ebb_python_domains, ebb_check,
     ebb_report, ebb_set_stack_hook, ebb_set_limit_auto, ebb_limit_info, ebb_get_option,
+    ebb_stats_ex, ebb_class_stats_ex, ebb_rss,
     ebb_heap_map,
 };
 
@@ -77,6 +78,9 @@ static void choose_ebb(void)
     FIND(set_limit_auto, "ebb_set_limit_auto");
     FIND(limit_info, "ebb_limit_info");
     FIND(get_option, "ebb_get_option");
+    FIND(stats_ex, "ebb_stats_ex");
+    FIND(class_stats_ex, "ebb_class_stats_ex");
+    FIND(rss, "ebb_rss");
     FIND(heap_map, "ebb_heap_map");
     if (complete) {
         ebbmod_api = found;
@@ -155,12 +159,22 @@ PyDoc_STRVAR(install_doc, "install() -> bool\n\n"
 "restarted on top of ebb (its traces so far are lost).");
 PyDoc_STRVAR(installed_doc, "installed() -> bool\n\n"
 "True if ebb allocates for all three of CPython's domains.");
-PyDoc_STRVAR(stats_doc, "stats() -> dict\n\n"
+PyDoc_STRVAR(stats_doc, "stats(rss=False) -> dict\n\n"
 "ebb's counters, in bytes unless named otherwise: live (held by the program),\n"
 "committed (ebb's estimate of its resident memory), resident (the process's\n"
-"RSS, from the kernel), peak_committed, purged (given back), the mapped_*\n"
-"categories that add up to mapped, limit (0: none), and classes: one dict\n"
-"per size class (size, used blocks, used_bytes, pools, pool_bytes).");
+"RSS, from the kernel), peak_committed and when it was reached\n"
+"(peak_committed_time_ns: time.time_ns()'s clock; peak_committed_uptime_ns:\n"
+"since ebb started; uptime_ns: now), purged (given back), the mapped_*\n"
+"categories that add up to mapped, limit (0: none), the pools' state\n"
+"(small_live, pools_in_use, pools_empty, pool_free, pools_committed,\n"
+"pools_empty_committed, free_slots_committed); classes: one dict per size\n"
+"class (size, used, used_bytes, pools, pool_bytes, live, live_bytes, cached,\n"
+"cached_bytes, sampled, pools_empty, free_bytes, committed,\n"
+"empty_committed); large: blocks, bytes, cached_blocks, cached_bytes,\n"
+"mapped, sampled.  rss=True adds rss: the process's RSS taken apart (ebb's\n"
+"live, thread_caches, pool_free, ... and the rest: files, stacks, brk_heap,\n"
+"anonymous, kernel; they add up to rss but for unaccounted), which reads\n"
+"/proc/self/smaps: tens of milliseconds for a heap of hundreds of MiB.");
 PyDoc_STRVAR(collect_doc, "collect(force=False) -> None\n\n"
 "Give back to the OS everything free in the whole process now.  force=True\n"
 "also unmaps the spare empty arena kept against map/unmap thrash.");
@@ -205,7 +219,8 @@ PyDoc_STRVAR(raw_stress_doc, "_raw_stress(threads, rounds) -> int\n\n"
 static PyMethodDef methods[] = {
     { "install", ebb_install_py, METH_NOARGS, install_doc },
     { "installed", ebb_installed_py, METH_NOARGS, installed_doc },
-    { "stats", ebb_stats_py, METH_NOARGS, stats_doc },
+    { "stats", (PyCFunction)(void (*)(void))ebb_stats_py, METH_VARARGS | METH_KEYWORDS,
+      stats_doc },
     { "collect", (PyCFunction)(void (*)(void))ebb_collect_py, METH_VARARGS | METH_KEYWORDS,
       collect_doc },
     { "set_limit", ebb_set_limit_py, METH_O, set_limit_doc },

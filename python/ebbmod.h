@@ -48,6 +48,9 @@ typedef struct {
     int (*set_limit_auto)(unsigned);
     int (*limit_info)(ebb_limit_info_t *);
     int (*get_option)(const char *, long long *);
+    size_t (*stats_ex)(ebb_stats_ex_t *, size_t);
+    size_t (*class_stats_ex)(ebb_class_ex_t *, size_t, size_t);
+    int (*rss)(ebb_rss_t *, size_t);
     int (*heap_map)(int);
 } ebbmod_api_t;
 
@@ -74,7 +77,7 @@ PyObject *ebb_install_py(PyObject *self, PyObject *unused);
 PyObject *ebb_installed_py(PyObject *self, PyObject *unused);
 
 /* stats.c */
-PyObject *ebb_stats_py(PyObject *self, PyObject *unused);
+PyObject *ebb_stats_py(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *ebb_collect_py(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *ebb_check_py(PyObject *self, PyObject *unused);
 PyObject *ebb_report_py(PyObject *self, PyObject *json);

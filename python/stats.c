@@ -7,23 +7,17 @@
  *
  * stats() adds one number ebb does not keep, the process's resident set
  * size as the kernel counts it, so that a user can set ebb's estimate
- * (committed) beside the truth.  A purge and the writing of a report run
+ * (committed) beside the truth; and, asked for with stats(rss=True), that
+ * resident set taken apart (ebb_rss: ebb's part by category, the rest by
+ * kind of mapping).  Only when asked: the kernel takes tens of milliseconds
+ * to write /proc/self/smaps for a heap of a few hundred MiB (it walks every
+ * page), and stats() is polled by programs that want `committed`.  A purge and the writing of a report run
  * without the GIL: other threads need not wait on ebb's work.
  */
 #include "ebbmod.h"
 
 #include <stdio.h>
 #include <unistd.h>
-
-static int put_size(PyObject *d, const char *key, size_t v)
-{
-    PyObject *o = PyLong_FromSize_t(v);
-    if (o == NULL)
-        return -1;
-    int rc = PyDict_SetItemString(d, key, o);
-    Py_DECREF(o);
-    return rc;
-}
 
 /* The process's resident set size, as the kernel counts it. */
 static size_t resident_bytes(void)
@@ -38,20 +32,61 @@ static size_t resident_bytes(void)
     return (size_t)rss * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* A table of named numbers, for the dicts below. */
+typedef struct {
+    const char *key;
+    unsigned long long v; /* wide enough for a time in ns on 32-bit too */
+} field_t;
+
+static int put_fields(PyObject *d, const field_t *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        PyObject *o = PyLong_FromUnsignedLongLong(f[i].v);
+        int rc = o ? PyDict_SetItemString(d, f[i].key, o) : -1;
+        Py_XDECREF(o);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static PyObject *class_dict(const ebb_class_ex_t *c)
+{
+    const field_t f[] = {
+        { "size", c->size },
+        { "used", c->used },
+        { "used_bytes", c->used * c->size },
+        { "pools", c->pools },
+        { "pool_bytes", c->pool_bytes },
+        { "live", c->live },
+        { "live_bytes", c->live_bytes },
+        { "cached", c->cached },
+        { "cached_bytes", c->cached * c->size },
+        { "sampled", c->sampled },
+        { "pools_empty", c->pools_empty },
+        { "free_bytes", c->free_bytes },
+        { "committed", c->committed },
+        { "empty_committed", c->empty_committed },
+    };
+    PyObject *d = PyDict_New();
+    if (d && put_fields(d, f, COUNT(f)))
+        Py_CLEAR(d);
+    return d;
+}
+
 static PyObject *class_list(void)
 {
-    size_t n = ebbmod_api.class_stats(NULL, 0);
-    ebb_class_stats_t *c = PyMem_RawCalloc(n, sizeof *c);
+    size_t n = ebbmod_api.class_stats_ex(NULL, 0, 0);
+    ebb_class_ex_t *c = PyMem_RawCalloc(n, sizeof *c);
     if (c == NULL)
         return PyErr_NoMemory();
-    ebbmod_api.class_stats(c, n);
+    ebbmod_api.class_stats_ex(c, n, sizeof *c);
     PyObject *list = PyList_New(0);
     for (size_t i = 0; list && i < n; i++) {
-        PyObject *d = PyDict_New();
-        if (d == NULL || put_size(d, "size", c[i].size) || put_size(d, "used", c[i].used) ||
-            put_size(d, "used_bytes", c[i].used * c[i].size) ||
-            put_size(d, "pools", c[i].pools) || put_size(d, "pool_bytes", c[i].pool_bytes) ||
-            PyList_Append(list, d)) {
+        PyObject *d = class_dict(&c[i]);
+        if (d == NULL || PyList_Append(list, d)) {
             Py_XDECREF(d);
             Py_CLEAR(list);
             break;
@@ -62,19 +97,83 @@ static PyObject *class_list(void)
     return list;
 }
 
-PyObject *ebb_stats_py(PyObject *self, PyObject *unused)
+static PyObject *large_dict(const ebb_stats_ex_t *x)
 {
-    (void)self, (void)unused;
-    ebb_stats_t s;
-    ebbmod_api.stats(&s);
+    const ebb_stats_t *s = &x->base;
+    const field_t f[] = {
+        { "blocks", s->large_blocks },
+        { "bytes", s->large_used },
+        { "cached_blocks", x->large_cached_blocks },
+        { "cached_bytes", s->mapped_large_cached },
+        { "mapped", s->mapped_large + s->mapped_large_cached },
+        { "sampled", x->large_sampled },
+    };
+    PyObject *d = PyDict_New();
+    if (d && put_fields(d, f, COUNT(f)))
+        Py_CLEAR(d);
+    return d;
+}
+
+/* The process's RSS taken apart (ebb_rss): reads /proc, without the GIL. */
+static PyObject *rss_dict(void)
+{
+    ebb_rss_t r;
+    Py_BEGIN_ALLOW_THREADS
+    ebbmod_api.rss(&r, sizeof r);
+    Py_END_ALLOW_THREADS
+    const field_t f[] = {
+        { "rss", r.rss },
+        { "ebb", r.ebb },
+        { "live_small", r.live_small },
+        { "live_large", r.live_large },
+        { "thread_caches", r.thread_caches },
+        { "pool_free", r.pool_free },
+        { "pools_empty", r.pools_empty },
+        { "free_slots", r.free_slots },
+        { "large_cached", r.large_cached },
+        { "metadata", r.metadata },
+        { "committed", r.committed },
+        { "committed_not_resident", r.committed_not_resident },
+        { "resident_not_committed", r.resident_not_committed },
+        { "other", r.other },
+        { "files", r.files },
+        { "stacks", r.stacks },
+        { "brk_heap", r.brk_heap },
+        { "anonymous", r.anonymous },
+        { "kernel", r.kernel },
+    };
+    PyObject *d = PyDict_New(), *u = NULL;
+    if (d == NULL || put_fields(d, f, COUNT(f)) ||
+        (u = PyLong_FromLongLong((long long)r.unaccounted)) == NULL ||
+        PyDict_SetItemString(d, "unaccounted", u))
+        Py_CLEAR(d);
+    Py_XDECREF(u);
+    return d;
+}
+
+/* Set d[key] to a new reference, which it steals; -1 on failure. */
+static int put_new(PyObject *d, const char *key, PyObject *v)
+{
+    int rc = v ? PyDict_SetItemString(d, key, v) : -1;
+    Py_XDECREF(v);
+    return rc;
+}
+
+PyObject *ebb_stats_py(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *names[] = { "rss", NULL };
+    int rss = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:stats", names, &rss))
+        return NULL;
+    ebb_stats_ex_t x;
+    ebbmod_api.stats_ex(&x, sizeof x);
+    const ebb_stats_t s = x.base;
     PyObject *d = PyDict_New();
     if (d == NULL)
         return NULL;
     size_t live = s.small_used - s.small_cached + s.large_used;
-    const struct {
-        const char *key;
-        size_t v;
-    } fields[] = {
+    const field_t fields[] = {
         { "live", live },
         { "committed", s.committed },
         { "resident", resident_bytes() },
@@ -99,20 +198,23 @@ PyObject *ebb_stats_py(PyObject *self, PyObject *unused)
         { "foreign_frees", s.foreign_frees },
         { "errors", s.errors },
         { "limit", ebbmod_api.get_limit() },
+        /* Added with ebb_stats_ex: the peak's time, the pools' state. */
+        { "peak_committed_time_ns", x.peak_committed_wall_ns },
+        { "peak_committed_uptime_ns", x.peak_committed_uptime_ns },
+        { "uptime_ns", x.uptime_ns },
+        { "small_live", x.small_live },
+        { "pools_in_use", x.pools_in_use },
+        { "pools_empty", x.pools_empty },
+        { "pool_free", x.pool_free },
+        { "pools_committed", x.pools_committed },
+        { "pools_empty_committed", x.pools_empty_committed },
+        { "free_slots_committed", x.free_slots_committed },
     };
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (put_size(d, fields[i].key, fields[i].v)) {
-            Py_DECREF(d);
-            return NULL;
-        }
-    }
-    PyObject *classes = class_list();
-    if (classes == NULL || PyDict_SetItemString(d, "classes", classes)) {
-        Py_XDECREF(classes);
+    if (put_fields(d, fields, COUNT(fields)) || put_new(d, "classes", class_list()) ||
+        put_new(d, "large", large_dict(&x)) || (rss && put_new(d, "rss", rss_dict()))) {
         Py_DECREF(d);
         return NULL;
     }
-    Py_DECREF(classes);
     return d;
 }
 

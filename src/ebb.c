@@ -43,6 +43,7 @@
 #include "insight/heapmap.c"
 #include "insight/stats.c"
 #include "insight/check.c"
+#include "insight/rss.c"
 #include "insight/report_out.c"
 #include "insight/report.c"
 #include "insight/report_walk.c"

@@ -101,6 +101,18 @@ _Noreturn void ebb__assert_fail(const char *cond, const char *file, int line) EB
 #define ebb__assert(c) ((void)0)
 #endif
 
+/* A struct of the public API that grows (ebb_stats_ex, ebb_rss): copy the
+ * `have` bytes this library fills into the caller's `want`, zeroing what a
+ * newer caller has beyond them; the bytes filled. */
+static inline size_t ebb__copy_sized(void *out, size_t want, const void *have, size_t have_size)
+{
+    size_t n = want < have_size ? want : have_size;
+    memcpy(out, have, n);
+    if (want > n)
+        memset((char *)out + n, 0, want - n);
+    return n;
+}
+
 /* ----------------------------------------------------- base/misuse.c */
 
 extern EBB_HIDDEN ebb__misuse_t ebb__misuse;
@@ -225,6 +237,8 @@ void ebb__owner_set(ebb__arena_t *a, int ours) EBB_HIDDEN;
 /* ---------------------------------------------------- core/ledger.c */
 
 extern EBB_HIDDEN ebb__ledger_t ebb__ledger;
+/* The mechanism starts: the clock peak times are measured from. */
+void ebb__ledger_start(void) EBB_HIDDEN;
 size_t ebb__committed_now(void) EBB_HIDDEN;
 void ebb__mapped_add(size_t n) EBB_HIDDEN;
 void ebb__mapped_sub(size_t n) EBB_HIDDEN;
@@ -301,6 +315,8 @@ void ebb__arena_collect(int force) EBB_HIDDEN;
 uint32_t ebb__arena_purge(uint32_t now, long delay) EBB_HIDDEN;
 /* The arena counters into s; the caller holds the arena lock. */
 void ebb__arena_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
+/* Arena lock held: pages of free slots counted resident. */
+size_t ebb__arena_free_committed_locked(void) EBB_HIDDEN;
 static inline ebb__arena_t *ebb__arena_of_pool(const ebb__pool_t *p)
 {
     return (ebb__arena_t *)((uintptr_t)p & ~(EBB_ARENA_SIZE - 1));
@@ -353,6 +369,9 @@ uint32_t ebb__heap_purge(uint32_t now, long delay) EBB_HIDDEN;
  * pools[]; their bytes into s->small_used.  Takes each bin lock in turn. */
 void ebb__heap_stats(ebb_stats_t *s, size_t used[EBB_CLASSES],
                      size_t pools[EBB_CLASSES]) EBB_HIDDEN;
+/* Every pool of every class, summed into out[] (zeroed first): blocks out,
+ * pools empty and in use, committed pages.  Takes each bin lock in turn. */
+void ebb__heap_class_walk(ebb__class_walk_t out[EBB_CLASSES]) EBB_HIDDEN;
 
 /* ---------------------------------------------------- core/thread.c */
 
@@ -397,6 +416,11 @@ void ebb__thread_stats(ebb_stats_t *s) EBB_HIDDEN;
 /* Registry lock held: blocks in stack cls of tc, exact if tc is the calling
  * thread's own cache, else as of its owner's last slow path for cls. */
 size_t ebb__tcache_depth(const ebb__thread_t *tc, unsigned cls) EBB_HIDDEN;
+/* Blocks in every thread's cache, by class, added to cached[] (as
+ * ebb__thread_stats counts them).  Takes the registry lock. */
+void ebb__thread_cached_classes(size_t cached[EBB_CLASSES]) EBB_HIDDEN;
+/* Registry lock held: fn on every thread cache's mapping (EBB_RANGE_META). */
+void ebb__thread_each_map_locked(ebb__range_fn fn, void *ctx) EBB_HIDDEN;
 /* The calling thread's own cache, NULL if it has none: the only one whose
  * stacks it may read (thread.c says why). */
 const ebb__thread_t *ebb__thread_own(void) EBB_HIDDEN;
@@ -465,6 +489,10 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized,
 uint32_t ebb__large_purge(uint32_t now, long delay) EBB_HIDDEN;
 /* The large-block counters into s; the caller holds the large-block lock. */
 void ebb__large_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
+/* Lock held: cached mappings, and live blocks serving sampled small ones. */
+void ebb__large_detail_locked(size_t *cached_blocks, size_t *sampled) EBB_HIDDEN;
+/* Lock held: fn on every live block, cached mapping and the grown table. */
+void ebb__large_each_locked(ebb__range_fn fn, void *ctx) EBB_HIDDEN;
 /* Lock held: the table's invariants; faults found (each on stderr). */
 int ebb__large_check(void) EBB_HIDDEN;
 /* Add the live sampled blocks that stand in for small blocks to used[],
@@ -536,6 +564,20 @@ void ebb__pressure_info(ebb_limit_info_t *out) EBB_HIDDEN;
 
 /* Every lock held: walk every structure; faults found (each on stderr). */
 int ebb__check_locked(void) EBB_HIDDEN;
+
+/* ---------------------------------------------------- insight/stats.c */
+
+/* When peak_committed was reached: on the wall clock (ns since the epoch)
+ * and in ns since ebb started (both 0 if nothing was ever committed);
+ * returns ns since ebb started, now. */
+uint64_t ebb__peak_committed_times(uint64_t *wall_ns, uint64_t *uptime_ns) EBB_HIDDEN;
+
+/* ------------------------------------------------------ insight/rss.c */
+
+/* ebb_rss's reading into *out (the whole struct): takes every lock on the
+ * list for its walk of ebb's mappings, then reads /proc with none; 0, or
+ * -1 if /proc could not be read. */
+int ebb__rss_read(ebb_rss_t *out) EBB_HIDDEN;
 
 /* --------------------------------------------------- insight/report.c */
 
@@ -656,6 +698,8 @@ uint32_t ebb__sample_begin(size_t n) EBB_HIDDEN;
 void ebb__sample_forget(uint32_t tag) EBB_HIDDEN;
 /* Sample lock held (stats, ebb_check): what the profiler maps, into s. */
 void ebb__sample_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
+/* Sample lock held: fn on each of the profiler's mappings (EBB_RANGE_META). */
+void ebb__sample_each_map_locked(ebb__range_fn fn, void *ctx) EBB_HIDDEN;
 int ebb__sample_check(void) EBB_HIDDEN;
 /* The report writer's view: the sites, most live bytes first. */
 size_t ebb__sample_top(ebb__site_t *out, size_t n) EBB_HIDDEN;

@@ -284,6 +284,10 @@ typedef struct {
      * be resident (never touched, or purged).  committed = mapped - these. */
     _Atomic size_t clean_pages;
     _Atomic size_t peak_committed;
+    /* Monotonic ns when peak_committed last rose (0: never), and when the
+     * mechanism started: statistics give the peak's time from them. */
+    _Atomic uint64_t peak_committed_ns;
+    uint64_t start_ns;              /* written once, before any allocation */
     _Atomic size_t purged;          /* bytes purged since start */
     _Atomic size_t purges;          /* purge calls made to the OS */
     _Atomic unsigned purge_work;    /* bumped whenever the purger has work: purgeable
@@ -299,6 +303,25 @@ typedef struct {
  * (a point is owed: the purger is to be kicked); kicked (the purger is
  * started or woken, once per move). */
 enum { EBB_WATCH_OFF = 0, EBB_WATCH_ARMED, EBB_WATCH_MOVED, EBB_WATCH_KICKED };
+
+/* One size class as a walk of its pools finds it (core/heap.c), for the
+ * statistics' detail. */
+typedef struct {
+    size_t used;              /* blocks out of pools (thread caches included) */
+    size_t pools, pools_empty;
+    size_t in_use_bytes;      /* bytes spanned by pools with a block out */
+    size_t committed_pages;   /* pages of the class's pools counted resident */
+    size_t empty_committed_pages; /* of them, in empty pools */
+} ebb__class_walk_t;
+
+/* Each of ebb's own mappings, for a walk over them (the RSS reading): what
+ * a module passes to the visitor it is given. */
+enum {
+    EBB_RANGE_LARGE,          /* a live large block */
+    EBB_RANGE_LARGE_CACHED,   /* a freed large mapping kept for reuse */
+    EBB_RANGE_META            /* ebb's metadata: tables, thread caches */
+};
+typedef void (*ebb__range_fn)(void *ctx, const void *start, size_t size, int kind);
 
 /* Whether memory that comes back is purged at once, after the purge delay,
  * or never (but by ebb_collect): ebb__purge_when(). */

@@ -432,6 +432,15 @@ void ebb__arena_stats_locked(ebb_stats_t *s)
     s->mapped_free_slots = ebb__arenas.count * (EBB_SLOTS - 1) * EBB_SLOT_SIZE - s->mapped_pools;
 }
 
+size_t ebb__arena_free_committed_locked(void)
+{
+    size_t pages = 0;
+    for (unsigned n = 0; n < EBB_SLOTS; n++)
+        for (const ebb__arena_t *a = ebb__arenas.by_nfree[n]; a; a = a->next)
+            pages += dirty_pages(a, a->free_mask);
+    return pages;
+}
+
 EBB_HIDDEN const ebb__lockset_t ebb__arena_locks = { .name = "arenas",
                                                       .one = &ebb__arenas.lock };
 

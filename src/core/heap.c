@@ -510,6 +510,47 @@ void ebb__heap_stats(ebb_stats_t *s, size_t used[EBB_CLASSES], size_t pools[EBB_
     }
 }
 
+/* Bin lock held: pages of p counted resident. */
+static size_t pool_committed_pages(const ebb__pool_t *p)
+{
+    const ebb__arena_t *a = ebb__arena_of_pool(p);
+    size_t n = 0;
+    for (unsigned s = p->head_slot; s < p->head_slot + p->span; s++)
+        n += (size_t)__builtin_popcount(a->dirty[s]);
+    return n;
+}
+
+static void bin_walk(ebb__bin_t *b, ebb__class_walk_t *w)
+{
+    for (unsigned k = 0; k <= EBB_POOL_BUCKETS; k++) {
+        for (const ebb__pool_t *p = b->bucket[k]; p; p = p->next) {
+            size_t pages = pool_committed_pages(p);
+            w->pools++;
+            w->used += p->used;
+            w->committed_pages += pages;
+            if (p->used == 0) {
+                w->pools_empty++;
+                w->empty_committed_pages += pages;
+            } else {
+                w->in_use_bytes += (size_t)p->span * EBB_SLOT_SIZE;
+            }
+        }
+    }
+}
+
+void ebb__heap_class_walk(ebb__class_walk_t out[EBB_CLASSES])
+{
+    memset(out, 0, EBB_CLASSES * sizeof *out);
+    for (unsigned h = 0; h < ebb__heaps.n; h++) {
+        for (unsigned c = 0; c < EBB_CLASSES; c++) {
+            ebb__bin_t *b = &ebb__heaps.heap[h].bin[c];
+            ebb__lock(&b->lock);
+            bin_walk(b, &out[c]);
+            ebb__unlock(&b->lock);
+        }
+    }
+}
+
 /* Every bin lock, heap by heap and class by class; released the other way. */
 static void lock_bins(void)
 {

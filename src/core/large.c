@@ -578,6 +578,26 @@ void ebb__large_stats_locked(ebb_stats_t *s)
     s->mapped_meta += large.table_bytes;
 }
 
+void ebb__large_detail_locked(size_t *cached_blocks, size_t *sampled)
+{
+    size_t n = 0;
+    for (unsigned c = 0; c < EBB_CLASSES; c++)
+        n += large.sampled_small[c];
+    *cached_blocks = large.ncache;
+    *sampled = n;
+}
+
+void ebb__large_each_locked(ebb__range_fn fn, void *ctx)
+{
+    for (size_t i = 0; large.table && i < large.cap; i++)
+        if (large.table[i].addr)
+            fn(ctx, (const void *)large.table[i].addr, large.table[i].size, EBB_RANGE_LARGE);
+    for (unsigned i = 0; i < large.ncache; i++)
+        fn(ctx, (const void *)large.cache[i].addr, large.cache[i].size, EBB_RANGE_LARGE_CACHED);
+    if (large.table_bytes)
+        fn(ctx, large.table, large.table_bytes, EBB_RANGE_META);
+}
+
 /* Lock held by the caller (ebb_check takes every lock). */
 int ebb__large_check(void)
 {

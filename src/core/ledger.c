@@ -5,7 +5,7 @@
  * Owns: `mapped` (address space ebb has mapped, with its peak), the count of
  * arena pages known not to be resident (`clean_pages`), and so `committed`
  * (mapped less clean pages: ebb's estimate of its resident memory, with its
- * peak); what was purged (bytes and calls); the one place that asks the OS to
+ * peak and the moment it was reached); what was purged (bytes and calls); the one place that asks the OS to
  * purge pages; and the record that purgeable memory appeared.
  *
  * Why a module of its own.  The mechanism (arenas, pools, heaps, large
@@ -49,7 +49,12 @@
 EBB_HIDDEN ebb__ledger_t ebb__ledger;
 EBB_HIDDEN __thread int ebb__purge_owed __attribute__((tls_model("initial-exec")));
 
-/* 1 if now became the peak. */
+void ebb__ledger_start(void)
+{
+    ebb__ledger.start_ns = ebb__os_now_ns();
+}
+
+/* 1 if `now` became the peak. */
 static int raise_peak(_Atomic size_t *peak, size_t now)
 {
     size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
@@ -61,11 +66,19 @@ static int raise_peak(_Atomic size_t *peak, size_t now)
     return 0;
 }
 
+/* The clocks are read only when the peak rises, which growth does at most
+ * once per page made resident or mapping made: the slow paths that grow,
+ * never the fast paths.  Two threads raising it at once may leave the time
+ * of the smaller raise, a moment apart: the time is the peak's to within
+ * that.  Two clocks: the statistics' (ns) and the timeline's (coarse ms). */
 static void raise_committed_peak(size_t committed)
 {
-    if (raise_peak(&ebb__ledger.peak_committed, committed))
+    if (raise_peak(&ebb__ledger.peak_committed, committed)) {
+        atomic_store_explicit(&ebb__ledger.peak_committed_ns, ebb__os_now_ns(),
+                              memory_order_relaxed);
         atomic_store_explicit(&ebb__ledger.peak_committed_ms, ebb__os_now_ms(),
                               memory_order_relaxed);
+    }
 }
 
 /* committed changed: if the watch is armed and committed moved a step from

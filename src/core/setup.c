@@ -21,6 +21,7 @@ void ebb__core_setup(void)
     static ebb__lock_t setup_lock = EBB_LOCK_INIT;
     ebb__lock(&setup_lock);
     if (!atomic_load_explicit(&ebb__core_ready, memory_order_relaxed)) {
+        ebb__ledger_start();
         ebb__sizeclass_init();
         ebb__freed_key_init();
         ebb__options_start();

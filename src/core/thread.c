@@ -382,6 +382,23 @@ void ebb__thread_stats(ebb_stats_t *s)
     ebb__unlock(&ebb__threads.lock);
 }
 
+void ebb__thread_cached_classes(size_t cached[EBB_CLASSES])
+{
+    ebb__lock(&ebb__threads.lock);
+    for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next)
+        for (unsigned c = 0; c < EBB_CLASSES; c++)
+            cached[c] += ebb__tcache_depth(tc, c);
+    ebb__unlock(&ebb__threads.lock);
+}
+
+void ebb__thread_each_map_locked(ebb__range_fn fn, void *ctx)
+{
+    for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next)
+        fn(ctx, tc, tc->map_size, EBB_RANGE_META);
+    for (ebb__thread_t *tc = ebb__threads.free; tc; tc = tc->next)
+        fn(ctx, tc, tc->map_size, EBB_RANGE_META);
+}
+
 /* The sampler's countdown of a thread without a cache (it goes straight to
  * a heap: EBB_TCACHE=0, or after its cache was torn down). */
 static __thread ebb__sample_counter_t spare_counter __attribute__((tls_model("initial-exec")));

@@ -26,6 +26,8 @@
  */
 #include "internal.h"
 
+#include <errno.h>
+
 EBB_HIDDEN _Atomic int ebb__started;
 
 /* Every module's locks, in the lock order; the child-only sets first. */
@@ -99,6 +101,23 @@ EBB_API int ebb_check(void)
     int faults = ebb__check_locked();
     ebb__unlock_everything(0);
     return faults;
+}
+
+/* Here, beside ebb_check, because the walk takes every lock on the list,
+ * which ebb's start fills. */
+EBB_API int ebb_rss(ebb_rss_t *out, size_t size)
+{
+    if (out == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    ebb__start();
+    ebb_rss_t r;
+    int rc = ebb__rss_read(&r);
+    ebb__copy_sized(out, size, &r, sizeof r);
+    if (rc != 0)
+        errno = ENOENT;
+    return rc;
 }
 
 #if EBB_DEBUG >= 2

@@ -70,6 +70,13 @@ void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     s->gap = brief ? 0 : ebb__os_largest_gap(&s->gap_at);
     ebb__os_usage_t use;
     s->rss = ebb__os_usage("", &use) ? (size_t)use.resident : 0;
+    uint64_t wall_ns;
+    ebb__peak_committed_times(&wall_ns, &s->peak_uptime_ns);
+    s->peak_when[0] = '\0';
+    if (wall_ns)
+        ebb__os_format_utc((long long)(wall_ns / 1000000000u), s->peak_when);
+    /* Reading smaps walks every page of the process: not every 10 ms. */
+    s->rss_read = !brief && ebb__rss_read(&s->rss_parts) == 0;
     s->nclasses = ebb_class_stats(s->cls, EBB_CLASSES);
     if (s->nclasses > EBB_CLASSES)
         s->nclasses = EBB_CLASSES;

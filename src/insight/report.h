@@ -65,6 +65,10 @@ typedef struct {
     uintptr_t gap_at;
     size_t gap;
     size_t rss;               /* the process's resident set, 0 if unknown */
+    uint64_t peak_uptime_ns;  /* when st.peak_committed was reached: ns after start */
+    char peak_when[24];       /* ...and in UTC; "" if never */
+    int rss_read;             /* rss_parts holds a reading (never in the brief) */
+    ebb_rss_t rss_parts;      /* the resident set taken apart (ebb_rss) */
     int brief;                /* the black box's: no address-space scan */
     int native;               /* the text shows sites' native frames (EBB_REPORT_NATIVE) */
     size_t nclasses;
@@ -112,6 +116,7 @@ typedef enum {
     EBB__REPORT_NULL,     /* none: the JSON's null; the text has only the words */
     EBB__REPORT_BYTES,    /* n bytes: "12.5 KiB" for people, the number for programs */
     EBB__REPORT_COUNT,    /* n of something */
+    EBB__REPORT_SIGNED,   /* n bytes, n read as signed (two's complement) */
     EBB__REPORT_PERCENT,  /* n per cent */
     EBB__REPORT_FLAG,     /* n != 0: true */
     EBB__REPORT_ADDRESS,  /* the address n */

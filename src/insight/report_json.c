@@ -78,6 +78,10 @@ static void json_item(ebb__report_out_t *o, const ebb__report_at_t *at, const ch
     case EBB__REPORT_PERCENT:
         ebb__report_putf(o, "%zu", v->n);
         break;
+    case EBB__REPORT_SIGNED:
+        ebb__report_putf(o, (ptrdiff_t)v->n < 0 ? "-%zu" : "%zu",
+                         (ptrdiff_t)v->n < 0 ? -v->n : v->n);
+        break;
     case EBB__REPORT_FLAG:
         ebb__report_putf(o, "%s", v->n ? "true" : "false");
         break;

@@ -67,6 +67,11 @@ static void text_item(ebb__report_out_t *o, const ebb__report_at_t *at, const ch
     case EBB__REPORT_COUNT:
         len = ebb__format(num, sizeof num, "%zu", v->n);
         break;
+    case EBB__REPORT_SIGNED:
+        num[0] = '-';
+        len = (ptrdiff_t)v->n < 0 ? 1 + text_size(num + 1, sizeof num - 1, -v->n)
+                                  : text_size(num, sizeof num, v->n);
+        break;
     case EBB__REPORT_PERCENT:
         len = ebb__format(num, sizeof num, "%zu%%", v->n);
         break;

@@ -2,7 +2,8 @@
  * report_walk.c -- what a report says, once, for both of its formats.
  *
  * Owns: the order and the content of the report (the limit, the last
- * failure, the memory and the categories it is held in, the size classes,
+ * failure, the memory and the categories it is held in, the resident set
+ * taken apart, the size classes,
  * the sampled sites with their frames and stack lines, the address space),
  * each value with its unit, and the names both formats give it.
  *
@@ -203,7 +204,14 @@ static void walk_memory(walker_t *w, const ebb__report_snapshot_t *s)
     size_t small = ebb__report_live_small(s);
     walk_open(w, "memory", "", 0);
     walk_num(w, "committed", "memory      committed %s", EBB__REPORT_BYTES, st->committed);
-    walk_num(w, "peak_committed", " (peak %s)", EBB__REPORT_BYTES, st->peak_committed);
+    walk_num(w, "peak_committed", " (peak %s", EBB__REPORT_BYTES, st->peak_committed);
+    if (s->peak_when[0])
+        walk_str(w, "peak_committed_time", " at %s", s->peak_when);
+    else
+        walk_null(w, "peak_committed_time", NULL);
+    walk_num(w, "peak_committed_uptime_ms", NULL, EBB__REPORT_COUNT,
+             (size_t)(s->peak_uptime_ns / 1000000u));
+    walk_say(w, ")");
     walk_num(w, "live", ", live %s", EBB__REPORT_BYTES, small + st->large_used);
     if (s->rss)
         walk_num(w, NULL, ", the process's RSS %s", EBB__REPORT_BYTES, s->rss);
@@ -239,6 +247,44 @@ static void walk_memory(walker_t *w, const ebb__report_snapshot_t *s)
              EBB__REPORT_BYTES, away);
     walk_num(w, NULL, "given back  %s", EBB__REPORT_BYTES, st->purged);
     walk_num(w, NULL, " in %s calls since start\n", EBB__REPORT_COUNT, st->purges);
+}
+
+/* The process's resident set taken apart (insight/rss.c): ebb's part by
+ * category, the rest by kind of mapping; they add up to `rss` but for what
+ * changed between the reads.  Not in the black box's brief report. */
+static void walk_rss(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    const ebb_rss_t *r = &s->rss_parts;
+    if (!s->rss_read) {
+        walk_null(w, "rss", NULL);
+        return;
+    }
+    walk_open(w, "rss", "", 0);
+    walk_num(w, "rss", "resident    RSS %s", EBB__REPORT_BYTES, r->rss);
+    walk_num(w, "ebb", " = ebb's %s", EBB__REPORT_BYTES, r->ebb);
+    walk_num(w, "other", " + not ebb's %s", EBB__REPORT_BYTES, r->other);
+    walk_num(w, "unaccounted", " + %s changed between the reads\n", EBB__REPORT_SIGNED,
+             (size_t)r->unaccounted);
+    walk_num(w, "live_small", "            ebb's: live small %s", EBB__REPORT_BYTES,
+             r->live_small);
+    walk_num(w, "live_large", ", large %s", EBB__REPORT_BYTES, r->live_large);
+    walk_num(w, "thread_caches", ", thread caches %s", EBB__REPORT_BYTES, r->thread_caches);
+    walk_num(w, "pool_free", ", free in pools %s", EBB__REPORT_BYTES, r->pool_free);
+    walk_num(w, "pools_empty", ", empty pools %s", EBB__REPORT_BYTES, r->pools_empty);
+    walk_num(w, "free_slots", ", free slots %s", EBB__REPORT_BYTES, r->free_slots);
+    walk_num(w, "large_cached", ", large cached %s", EBB__REPORT_BYTES, r->large_cached);
+    walk_num(w, "metadata", ", metadata %s", EBB__REPORT_BYTES, r->metadata);
+    walk_num(w, "committed", NULL, EBB__REPORT_BYTES, r->committed);
+    walk_num(w, "committed_not_resident", "; committed, not resident %s", EBB__REPORT_BYTES,
+             r->committed_not_resident);
+    walk_num(w, "resident_not_committed", ", the other way %s\n", EBB__REPORT_BYTES,
+             r->resident_not_committed);
+    walk_num(w, "files", "            not ebb's: files %s", EBB__REPORT_BYTES, r->files);
+    walk_num(w, "stacks", ", stacks %s", EBB__REPORT_BYTES, r->stacks);
+    walk_num(w, "brk_heap", ", brk heap %s", EBB__REPORT_BYTES, r->brk_heap);
+    walk_num(w, "anonymous", ", anonymous %s", EBB__REPORT_BYTES, r->anonymous);
+    walk_num(w, "kernel", ", kernel %s\n", EBB__REPORT_BYTES, r->kernel);
+    walk_close(w);
 }
 
 static void walk_class(walker_t *w, const ebb_class_stats_t *c)
@@ -629,6 +675,7 @@ void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
     walk_failure(&w, s);
     walk_limit(&w, s);
     walk_memory(&w, s);
+    walk_rss(&w, s);
     walk_sites(&w, s);
     walk_peak(&w, s);
     walk_timeline(&w, s);

@@ -677,6 +677,16 @@ void ebb__sample_stats_locked(ebb_stats_t *s)
     s->mapped_meta += sampler.table_bytes;
 }
 
+void ebb__sample_each_map_locked(ebb__range_fn fn, void *ctx)
+{
+    if (sampler.index)
+        fn(ctx, sampler.index, INDEX_SLOTS * sizeof(uint32_t), EBB_RANGE_META);
+    for (size_t c = 0; c < EBB_SAMPLE_SITES / EBB_SAMPLE_CHUNK_SITES && sampler.sites[c]; c++)
+        fn(ctx, sampler.sites[c], EBB_SAMPLE_CHUNK_SITES * sizeof(site_t), EBB_RANGE_META);
+    for (unsigned c = 0; c < sampler.nchunks; c++)
+        fn(ctx, sampler.chunk[c], EBB_SAMPLE_CHUNK_RECORDS * sizeof(record_t), EBB_RANGE_META);
+}
+
 int ebb__sample_check(void)
 {
     uint64_t live = 0, weights = 0;

@@ -92,6 +92,100 @@ EBB_API size_t ebb_class_stats(ebb_class_stats_t *out, size_t n)
     return EBB_CLASSES;
 }
 
+/* ------------------------------------------------- extended statistics */
+
+/* Nanoseconds on the monotonic clock to the wall clock's, through now. */
+static uint64_t wall_of(uint64_t mono_ns)
+{
+    uint64_t mono_now = ebb__os_now_ns(), wall_now = ebb__os_wall_ns();
+    uint64_t ago = mono_now > mono_ns ? mono_now - mono_ns : 0;
+    return wall_now > ago ? wall_now - ago : 0;
+}
+
+uint64_t ebb__peak_committed_times(uint64_t *wall_ns, uint64_t *uptime_ns)
+{
+    ebb__ensure_init();
+    uint64_t start = ebb__ledger.start_ns, now = ebb__os_now_ns();
+    uint64_t peak = atomic_load_explicit(&ebb__ledger.peak_committed_ns, memory_order_relaxed);
+    *wall_ns = peak ? wall_of(peak) : 0;
+    *uptime_ns = peak > start ? peak - start : 0;
+    return now - start;
+}
+
+static void small_detail(ebb_stats_ex_t *x, const ebb__class_walk_t walk[EBB_CLASSES])
+{
+    size_t used_bytes = 0;
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        const ebb__class_walk_t *w = &walk[c];
+        size_t out = w->used * ebb__classes[c].size;
+        used_bytes += out;
+        x->pools_in_use += w->pools - w->pools_empty;
+        x->pools_empty += w->pools_empty;
+        x->pool_free += w->in_use_bytes > out ? w->in_use_bytes - out : 0;
+        x->pools_committed += w->committed_pages * EBB_PAGE;
+        x->pools_empty_committed += w->empty_committed_pages * EBB_PAGE;
+    }
+    /* The walk and ebb_stats read the bins at different moments: the
+     * walk's figures are the ones its other fields come from. */
+    x->base.small_used = used_bytes;
+    if (x->base.small_cached > used_bytes)
+        x->base.small_cached = used_bytes;
+    x->small_live = used_bytes - x->base.small_cached;
+}
+
+EBB_API size_t ebb_stats_ex(ebb_stats_ex_t *out, size_t size)
+{
+    if (out == NULL || size < sizeof(ebb_stats_t))
+        return 0;
+    ebb_stats_ex_t x;
+    memset(&x, 0, sizeof x);
+    size_t per_class[EBB_CLASSES] = { 0 }, pools[EBB_CLASSES] = { 0 };
+    ebb__class_walk_t walk[EBB_CLASSES];
+    collect(&x.base, per_class, pools);
+    ebb__heap_class_walk(walk);
+    small_detail(&x, walk);
+    ebb__lock(ebb__arena_locks.one);
+    x.free_slots_committed = ebb__arena_free_committed_locked() * EBB_PAGE;
+    ebb__unlock(ebb__arena_locks.one);
+    ebb__lock(ebb__large_locks.one);
+    ebb__large_detail_locked(&x.large_cached_blocks, &x.large_sampled);
+    ebb__unlock(ebb__large_locks.one);
+    x.uptime_ns = ebb__peak_committed_times(&x.peak_committed_wall_ns,
+                                            &x.peak_committed_uptime_ns);
+    return ebb__copy_sized(out, size, &x, sizeof x);
+}
+
+EBB_API size_t ebb_class_stats_ex(ebb_class_ex_t *out, size_t n, size_t size)
+{
+    if (out == NULL || n == 0 || size == 0)
+        return EBB_CLASSES;
+    ebb__ensure_init();
+    ebb__class_walk_t walk[EBB_CLASSES];
+    size_t cached[EBB_CLASSES] = { 0 }, sampled[EBB_CLASSES] = { 0 };
+    ebb__heap_class_walk(walk);
+    ebb__thread_cached_classes(cached);
+    ebb__large_sampled_classes(sampled);
+    for (size_t c = 0; c < n && c < EBB_CLASSES; c++) {
+        const ebb__class_walk_t *w = &walk[c];
+        ebb_class_ex_t e;
+        e.size = ebb__classes[c].size;
+        e.cached = cached[c] < w->used ? cached[c] : w->used;
+        e.sampled = sampled[c];
+        e.used = w->used + e.sampled;
+        e.live = w->used - e.cached;
+        e.live_bytes = e.live * e.size;
+        e.pools = w->pools;
+        e.pool_bytes = w->pools * ebb__classes[c].span * EBB_SLOT_SIZE;
+        e.pools_empty = w->pools_empty;
+        size_t out_bytes = w->used * e.size;
+        e.free_bytes = w->in_use_bytes > out_bytes ? w->in_use_bytes - out_bytes : 0;
+        e.committed = w->committed_pages * EBB_PAGE;
+        e.empty_committed = w->empty_committed_pages * EBB_PAGE;
+        ebb__copy_sized((char *)out + c * size, size, &e, sizeof e);
+    }
+    return EBB_CLASSES;
+}
+
 EBB_API void ebb_stats_print(void)
 {
     size_t per_class[EBB_CLASSES] = { 0 }, pools[EBB_CLASSES] = { 0 };

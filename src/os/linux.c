@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -272,6 +273,34 @@ void ebb__os_purge_lazy(void *p, size_t size)
     ebb__os_purge(p, size); /* kernel before 4.5: no MADV_FREE */
 }
 
+/* mincore fills a byte per page: a vector on the stack covers 16 MiB a call,
+ * so a walk over gigabytes makes a few hundred calls and maps nothing. */
+#define RESIDENT_VEC 4096
+
+size_t ebb__os_resident(const void *p, size_t size, unsigned char *pages)
+{
+    int saved = errno;
+    size_t page = ebb__os_page_size(), resident = 0;
+    uintptr_t start = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    size_t n = (size + ((uintptr_t)p - start) + page - 1) / page;
+    unsigned char vec[RESIDENT_VEC];
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < RESIDENT_VEC ? n - done : RESIDENT_VEC;
+        unsigned char *v = pages ? pages + done : vec;
+        /* ENOMEM: part of the range is not mapped (unmapped since it was
+         * listed); those pages are resident nowhere. */
+        if (mincore((void *)(start + done * page), k * page, v) != 0)
+            memset(v, 0, k);
+        for (size_t i = 0; i < k; i++) {
+            v[i] &= 1;
+            resident += v[i];
+        }
+        done += k;
+    }
+    errno = saved;
+    return resident * page;
+}
+
 void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move)
 {
     if (new_size > old_size && injected_failure())
@@ -314,6 +343,13 @@ uint64_t ebb__os_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ebb__os_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 

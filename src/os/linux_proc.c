@@ -312,3 +312,117 @@ size_t ebb__os_largest_gap(uintptr_t *start)
     *start = g.best_start;
     return g.best;
 }
+
+/* ----------------------------------------------- resident memory, by mapping */
+
+/* One header line of smaps, "start-end perms offset dev inode   name", read
+ * into the mapping it opens; its Rss line follows.  A thread stack is told
+ * by its neighbour: glibc maps a thread's stack and guard as one mapping and
+ * makes the guard, at the low end, inaccessible, so the stack is the
+ * writable anonymous mapping that starts where an inaccessible anonymous one
+ * ends (threads' stacks that glibc keeps cached for reuse look the same). */
+typedef struct {
+    void (*fn)(const ebb__os_vma_t *, void *);
+    void *ctx;
+    ebb__os_vma_t cur;
+    int open;                 /* cur is a mapping whose lines are being read */
+    uintptr_t guard_end;      /* end of the last inaccessible anonymous mapping */
+} vma_scan_t;
+
+static const char *skip_field(const char *s)
+{
+    while (*s && *s != ' ')
+        s++;
+    while (*s == ' ')
+        s++;
+    return s;
+}
+
+static int vma_kind(const char *perms, const char *name, uintptr_t start, vma_scan_t *v)
+{
+    int anon = name[0] == '\0' || strncmp(name, "[anon", 5) == 0;
+    if (!anon) {
+        if (name[0] != '[')
+            return EBB__OS_VMA_FILE;
+        if (strcmp(name, "[heap]") == 0)
+            return EBB__OS_VMA_HEAP;
+        return strncmp(name, "[stack", 6) == 0 ? EBB__OS_VMA_STACK : EBB__OS_VMA_OTHER;
+    }
+    if (perms[0] == '-' && perms[1] == '-' && perms[2] == '-')
+        return EBB__OS_VMA_ANON; /* a guard, or space reserved: never resident */
+    return perms[1] == 'w' && start == v->guard_end ? EBB__OS_VMA_THREAD_STACK : EBB__OS_VMA_ANON;
+}
+
+static void vma_flush(vma_scan_t *v)
+{
+    if (v->open)
+        v->fn(&v->cur, v->ctx);
+    v->open = 0;
+}
+
+static void vma_header(vma_scan_t *v, const char *line)
+{
+    const char *s = line;
+    uintptr_t start = parse_hex(&s), end;
+    if (*s++ != '-')
+        return;
+    end = parse_hex(&s);
+    if (*s++ != ' ')
+        return;
+    const char *perms = s;
+    s = skip_field(perms);                   /* to the offset */
+    s = skip_field(skip_field(skip_field(s))); /* past offset, device, inode */
+    vma_flush(v);
+    v->cur = (ebb__os_vma_t){ .start = start, .end = end, .kind = vma_kind(perms, s, start, v) };
+    v->open = 1;
+    int anon = s[0] == '\0' || strncmp(s, "[anon", 5) == 0;
+    if (anon && perms[0] == '-' && perms[1] == '-' && perms[2] == '-')
+        v->guard_end = end;
+}
+
+static int vma_line(char *line, void *ctx)
+{
+    vma_scan_t *v = ctx;
+    char c = line[0];
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
+        vma_header(v, line);
+        return 0;
+    }
+    uint64_t kb;
+    if (v->open && strncmp(line, "Rss:", 4) == 0 && ebb__linux_scan_u64(line + 4, &kb))
+        v->cur.rss = kb * 1024;
+    return 0;
+}
+
+int ebb__os_vmas(const char *root, void (*fn)(const ebb__os_vma_t *, void *), void *ctx)
+{
+    int saved = errno;
+    vma_scan_t v = { .fn = fn, .ctx = ctx };
+    /* A header with a long file name still leads with what is parsed. */
+    const ebb__linux_split_t cut = { '\n', 1, EBB__LINUX_LINE - 1 };
+    int read = ebb__linux_read_lines(root, "/proc/self/smaps", &cut, vma_line, &v) == 0;
+    vma_flush(&v);
+    errno = saved;
+    return read;
+}
+
+static int rollup_line(char *line, void *ctx)
+{
+    uint64_t kb;
+    if (strncmp(line, "Rss:", 4) != 0 || !ebb__linux_scan_u64(line + 4, &kb))
+        return 0;
+    *(uint64_t *)ctx = kb * 1024;
+    return 1;
+}
+
+int ebb__os_rss(const char *root, uint64_t *rss)
+{
+    int saved = errno;
+    uint64_t got = UINT64_MAX;
+    int read = ebb__linux_each_line(root, "/proc/self/smaps_rollup", rollup_line, &got) == 0;
+    errno = saved;
+    if (!read || got == UINT64_MAX)
+        return 0;
+    *rss = got;
+    return 1;
+}

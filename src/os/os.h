@@ -77,6 +77,12 @@ void ebb__os_purge(void *p, size_t size);
  * purge, but RSS drops only under memory pressure, and a page written before
  * then keeps its new contents; untouched, it reads as zeros or as before. */
 void ebb__os_purge_lazy(void *p, size_t size);
+/* Bytes of [p, p + size) the kernel holds in memory now (mincore; what
+ * /proc counts as RSS, but that mincore also counts a never-written page
+ * that was read, which maps the shared zero page).  If `pages` is not NULL
+ * it gets one byte per page from p's page on, 1 resident, 0 not.  Pages not
+ * mapped count as not resident.  Allocates nothing. */
+size_t ebb__os_resident(const void *p, size_t size, unsigned char *pages);
 /* Resize a mapping, moving it if `may_move`; NULL if the OS cannot. */
 void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move);
 
@@ -89,6 +95,8 @@ void *ebb__os_symbol(const char *name);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t ebb__os_now_ns(void);
+/* Wall clock (CLOCK_REALTIME) in nanoseconds since the epoch. */
+uint64_t ebb__os_wall_ns(void);
 /* 64 unpredictable bits from the kernel (a weaker mix of clock, pid and
  * address if it has none to give); for secrets such as the freed-block key. */
 uint64_t ebb__os_random64(void);
@@ -203,6 +211,32 @@ unsigned ebb__os_thread_count(void);
 /* The largest range of user address space no mapping covers (from
  * /proc/self/maps); 0 if it cannot be read. */
 size_t ebb__os_largest_gap(uintptr_t *start);
+
+/* What a mapping of /proc/self/smaps holds, by its name and neighbours. */
+enum {
+    EBB__OS_VMA_ANON = 0,     /* anonymous memory (no name, or "[anon:...]") */
+    EBB__OS_VMA_FILE,         /* a file: code and data of the program and its
+                               * libraries, mapped files, shared memory */
+    EBB__OS_VMA_HEAP,         /* [heap]: the program break */
+    EBB__OS_VMA_STACK,        /* [stack]: the main thread's stack */
+    EBB__OS_VMA_THREAD_STACK, /* anonymous, writable, right above an inaccessible
+                               * anonymous mapping: a thread stack over its guard
+                               * (how glibc lays them out) */
+    EBB__OS_VMA_OTHER,        /* the kernel's: [vdso], [vvar], [vsyscall], ... */
+    EBB__OS_VMA_KINDS
+};
+typedef struct {
+    uintptr_t start, end;
+    uint64_t rss;             /* resident bytes (its Rss line) */
+    int kind;                 /* EBB__OS_VMA_* */
+} ebb__os_vma_t;
+/* Call fn on each mapping of root/proc/self/smaps, in address order, as the
+ * file streams through a buffer on the stack (it may be megabytes); 1 if the
+ * file was read. */
+int ebb__os_vmas(const char *root, void (*fn)(const ebb__os_vma_t *, void *), void *ctx);
+/* The process's resident bytes (the Rss of root/proc/self/smaps_rollup, the
+ * sum over its mappings as the kernel counts them); 1 if read. */
+int ebb__os_rss(const char *root, uint64_t *rss);
 
 /* ---------------------------------------- address spaces (linux_maps.c)
  * A process's /proc files read whole, for the map of its address space

@@ -5,8 +5,8 @@
  * Four threads churn (mostly small blocks, some large ones, aligned ones,
  * realloc, and blocks handed between threads through shared slots, so many
  * frees are cross-thread); a fifth calls everything that reads or changes
- * the whole heap, over and over: ebb_stats, ebb_class_stats, ebb_report
- * (text and JSON), ebb_check, ebb_collect, ebb_set_limit, ebb_sample_sites
+ * the whole heap, over and over: ebb_stats, ebb_class_stats and their
+ * extended forms, ebb_rss, ebb_report (text and JSON), ebb_check, ebb_collect, ebb_set_limit, ebb_sample_sites
  * and ebb_sample_stats; the main thread forks five times meanwhile, and each
  * child checks the heap it inherited, allocates, and checks again.
  *
@@ -180,6 +180,22 @@ static void *inspector(void *arg)
         size_t n = ebb_class_stats(cls, ARRAY_LEN(cls));
         if (n == 0 || n > ARRAY_LEN(cls))
             bad("ebb_class_stats gave %zu classes", n);
+        ebb_stats_ex_t x;
+        if (ebb_stats_ex(&x, sizeof x) != sizeof x || x.small_live > x.base.small_used)
+            bad("ebb_stats_ex: small live %zu of %zu used", x.small_live, x.base.small_used);
+        ebb_class_ex_t ex[128];
+        if (ebb_class_stats_ex(ex, n, sizeof ex[0]) != n)
+            bad("ebb_class_stats_ex disagrees on the number of classes");
+        /* The walk of every mapping, with the churners at work: its parts
+         * still add up (what changed meanwhile is `unaccounted`). */
+        ebb_rss_t r;
+        if (round % 4 == 0 && (ebb_rss(&r, sizeof r) != 0 ||
+                               r.ebb != r.live_small + r.live_large + r.thread_caches +
+                                            r.pool_free + r.pools_empty + r.free_slots +
+                                            r.large_cached + r.metadata ||
+                               (int64_t)(r.rss - r.ebb - r.other) != r.unaccounted))
+            bad("ebb_rss: parts do not add up (ebb %llu, rss %llu)",
+                (unsigned long long)r.ebb, (unsigned long long)r.rss);
         if (ebb_report(devnull, round % 2 ? EBB_REPORT_JSON : EBB_REPORT_TEXT) != 0)
             bad("ebb_report failed (errno %d)", errno);
         int f = ebb_check();

@@ -67,6 +67,8 @@ static void test_text_report(void **state)
         ", live ", "\nheld        ", " mapped = live ", " + free in pools ", " + metadata ",
         " + thread caches ", "\ngiven back  ", "size classes by pool bytes", "  4096 B: ",
         "address space: largest free range ", "== end of ebb report",
+        "\nresident    RSS ", "\n            ebb's: live small ",
+        "\n            not ebb's: files ", " changed between the reads\n",
     };
     for (size_t i = 0; i < ARRAY_LEN(lines); i++)
         EXPECT(strstr(r, lines[i]) != NULL, "no \"%s\" in:\n%s", lines[i], r);
@@ -96,6 +98,25 @@ static void test_json_report_adds_up(void **state)
     size_t mapped = json_number(j, "mapped");
     EXPECT(sum == mapped, "held categories sum to %zu, mapped %zu", sum, mapped);
     EXPECT(json_number(j, "live_large") >= 2 * MiB, "%.400s", j);
+    /* The resident set taken apart: ebb's parts sum to ebb's, the rest's to
+     * other, and with what changed between the reads to rss. */
+    const char *rss = strstr(j, "\"rss\":{");
+    EXPECT(rss != NULL, "no rss section in %.400s", j);
+    const char *mine[] = { "live_small", "live_large", "thread_caches", "pool_free",
+                           "pools_empty", "free_slots", "large_cached", "metadata" };
+    const char *rest[] = { "files", "stacks", "brk_heap", "anonymous", "kernel" };
+    size_t ebb = 0, other = 0;
+    for (size_t i = 0; i < ARRAY_LEN(mine); i++)
+        ebb += json_number(rss, mine[i]);
+    for (size_t i = 0; i < ARRAY_LEN(rest); i++)
+        other += json_number(rss, rest[i]);
+    EXPECT(ebb == json_number(rss, "ebb") && other == json_number(rss, "other"),
+           "rss parts: %.600s", rss);
+    const char *u = strstr(rss, "\"unaccounted\":");
+    long long unaccounted = u ? strtoll(u + 14, NULL, 10) : 1LL << 40;
+    EXPECT((long long)json_number(rss + 7, "rss") == (long long)(ebb + other) + unaccounted,
+           "rss != ebb + other + unaccounted: %.600s", rss);
+    EXPECT(strstr(j, "\"peak_committed_time\":\"20") != NULL, "%.400s", j);
     /* Structurally sound: balanced, no empty members, one line. */
     int depth = 0, in_str = 0;
     for (const char *c = j; *c; c++) {

@@ -177,6 +177,81 @@ class BothWays:
             del keep
         """, self.way)
 
+    def test_stats_detail_peak_time_and_rss(self):
+        # Builds ~150 MiB of small objects and large buffers, frees most:
+        # the per-class detail adds up to the totals, the peak keeps the time
+        # it was reached, and stats(rss=True) takes the RSS apart into parts
+        # that add up to smaps' figure within 2%.
+        out = run_python("""
+            import ebb, time
+            def rss_checked(tag):
+                s = ebb.stats(rss=True)
+                r = s["rss"]
+                ebb_parts = ("live_small", "live_large", "thread_caches", "pool_free",
+                             "pools_empty", "free_slots", "large_cached", "metadata")
+                other_parts = ("files", "stacks", "brk_heap", "anonymous", "kernel")
+                assert r["ebb"] == sum(r[k] for k in ebb_parts), r
+                assert r["other"] == sum(r[k] for k in other_parts), r
+                assert r["rss"] == r["ebb"] + r["other"] + r["unaccounted"], r
+                assert abs(r["unaccounted"]) * 50 <= r["rss"], (tag, r)
+                assert r["ebb"] == (r["committed"] - r["committed_not_resident"]
+                                    + r["resident_not_committed"]), r
+                # statm's RSS, read a moment apart from smaps'
+                assert abs(s["resident"] - r["rss"]) <= r["rss"] // 20 + (2 << 20), (s, r)
+                assert r["files"] > 0 and r["stacks"] > 0 and r["metadata"] > 0, r
+                print("%s: rss %d, unaccounted %d (%.3f%%)"
+                      % (tag, r["rss"], r["unaccounted"], 100.0 * r["unaccounted"] / r["rss"]))
+                return s
+
+            def detail_checked(s):
+                slack = 1 << 20   # stats() allocates while it reads
+                cls = s["classes"]
+                for c in cls:
+                    for k in ("live", "live_bytes", "cached", "cached_bytes", "sampled",
+                              "pools_empty", "free_bytes", "committed", "empty_committed"):
+                        assert k in c, (k, c)
+                    assert c["used"] == c["live"] + c["cached"] + c["sampled"], c
+                    assert c["live_bytes"] == c["live"] * c["size"], c
+                    assert c["empty_committed"] <= c["committed"] <= c["pool_bytes"], c
+                live = sum(c["live_bytes"] for c in cls)
+                assert abs(live - s["small_live"]) <= slack, (live, s["small_live"])
+                assert abs(s["small_live"] + s["small_cached"] - s["small_used"]) <= slack, s
+                assert abs(sum(c["pool_bytes"] for c in cls) - s["mapped_pools"]) <= slack, s
+                pools = sum(c["pools"] for c in cls)
+                assert abs(pools - s["pools_in_use"] - s["pools_empty"]) <= 16, s
+                lg = s["large"]
+                assert lg["blocks"] == s["large_blocks"] and lg["bytes"] == s["large_used"], lg
+                assert lg["cached_bytes"] == s["mapped_large_cached"], lg
+                assert lg["mapped"] == s["mapped_large"] + s["mapped_large_cached"], lg
+
+            s0 = rss_checked("start")
+            t0 = time.time_ns()
+            keep = [(i, str(i) * 3) for i in range(1000000)]          # ~100 MiB small
+            bufs = [bytearray(1 << 20) for _ in range(48)]          # 48 MiB large
+            s1 = rss_checked("built")
+            t1 = time.time_ns()
+            detail_checked(s1)
+            assert s1["peak_committed"] > s0["peak_committed"] + (120 << 20), (s0, s1)
+            assert t0 - 5000000 <= s1["peak_committed_time_ns"] <= t1 + 5000000, (t0, t1)
+            assert 0 < s1["peak_committed_uptime_ns"] <= s1["uptime_ns"], s1
+            del keep[::2]
+            s2 = rss_checked("half freed")
+            detail_checked(s2)
+            assert s2["pool_free"] > 20 << 20, s2
+            del keep, bufs
+            ebb.collect()
+            s3 = rss_checked("freed")
+            # Shrinking leaves the peak and its time where they were (s2's:
+            # s1's reading itself allocated after it was taken).
+            assert s3["committed"] < s2["committed"] - (100 << 20)
+            assert s3["peak_committed"] == s2["peak_committed"]
+            assert s3["peak_committed_uptime_ns"] == s2["peak_committed_uptime_ns"]
+            drift = abs(s3["peak_committed_time_ns"] - s2["peak_committed_time_ns"])
+            assert drift < 5000000, drift  # wall time from the monotonic clock
+            assert "rss" not in ebb.stats()
+        """, self.way).stdout
+        assert out.count("unaccounted") == 4, out
+
     def test_report_text_and_json(self):
         run_python('''
             import ebb
@@ -280,9 +355,13 @@ class BothWays:
         # The schema is not vacuous: a missing category, a negative size or
         # another version fails.
         damaged = []
+        assert limited["rss"]["rss"] > 0 and limited["memory"]["peak_committed_time"], limited
         for damage in (lambda r: r["held"].pop("metadata"),
                        lambda r: r["limit"].update(bytes=-1),
-                       lambda r: r.update(schema="ebb.report/2")):
+                       lambda r: r.update(schema="ebb.report/2"),
+                       lambda r: r["rss"].pop("live_small"),
+                       lambda r: r["rss"].update(ebb=-1),
+                       lambda r: r["memory"].update(peak_committed_time="yesterday")):
             bad = copy.deepcopy(limited)
             damage(bad)
             damaged.append(bad)
