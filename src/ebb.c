@@ -48,6 +48,8 @@
 #include "insight/blackbox.c"
 
 #include "front/cpython.c"
+#include "front/pyframes.c"
+#include "front/pymemerror.c"
 #include "front/purger.c"
 #include "front/debug.c"
 #include "front/init.c"

@@ -11,7 +11,9 @@
  * the black box (insight/).  A module whose API is called before any
  * allocation starts itself the same way.  ebb's constructor starts
  * everything eagerly, registers the fork handlers, loads the unwinder, lets
- * ebb's threads start, and does what `ebb run` asked for (cpython.c).
+ * ebb's threads start, does what `ebb run` asked for, and in a CPython
+ * process reads its Python stacks and names the limit in MemoryError
+ * (cpython.c).
  *
  * Locks.  Every module's locks are registered here, once, in the lock order
  * (internal.h draws it): fork and ebb_check take them all from that one
@@ -130,6 +132,7 @@ __attribute__((constructor)) static void ebb__constructor(void)
     ebb__sample_unwinder_prime();
     atomic_store_explicit(&ebb__threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
+    ebb__python_attach();
     if (ebb__opt.verbose) {
         extern int atexit(void (*)(void));
         atexit(at_exit_report);
