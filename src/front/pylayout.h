@@ -60,8 +60,9 @@ typedef struct ebb__pylayout_s {
     uint16_t str_state;     /* the 32-bit word of bit fields */
     uint16_t str_size;      /* sizeof(PyASCIIObject) */
     uint32_t str_compact, str_ascii, str_ready; /* masks in the state word; ready: 0 from 3.12 */
-    /* PyTypeObject: the slots pymemerror.c wraps */
-    uint16_t tp_str, tp_init;
+    /* PyTypeObject: the slots pymemerror.c wraps, and the base they are
+     * inherited from when the type does not set them */
+    uint16_t tp_str, tp_init, tp_base;
     /* 3.13: where _PyRuntime.debug_offsets (_Py_DebugOffsets, at
      * dbg_at) states each of the offsets above, so that pyframes.c can check
      * the running interpreter agrees with this row; EBB_PY_NONE before 3.13 */
@@ -83,12 +84,12 @@ static inline const ebb__pylayout_t *ebb__pylayout_for(unsigned minor)
           .co_name = 0x70, .co_firsttraceable = EBB_PY_NONE, .co_code = EBB_PY_NONE, .ob_type = 8,
           .str_length = 0x10, .str_state = 0x20, .str_size = 0x30, .str_compact = 0x20,
           .str_ascii = 0x40, .str_ready = 0x80, .tp_str = 0x88, .tp_init = 0x128,
-          .dbg_at = EBB_PY_NONE, .dbg_version = EBB_PY_NONE, .dbg_free_threaded = EBB_PY_NONE,
-          .dbg_ts_frame = EBB_PY_NONE, .dbg_f_back = EBB_PY_NONE, .dbg_f_code = EBB_PY_NONE,
-          .dbg_f_instr = EBB_PY_NONE, .dbg_f_owner = EBB_PY_NONE, .dbg_co_filename = EBB_PY_NONE,
-          .dbg_co_name = EBB_PY_NONE, .dbg_co_code = EBB_PY_NONE, .dbg_ob_type = EBB_PY_NONE,
-          .dbg_str_state = EBB_PY_NONE, .dbg_str_length = EBB_PY_NONE,
-          .dbg_str_size = EBB_PY_NONE, },
+          .tp_base = 0x100, .dbg_at = EBB_PY_NONE, .dbg_version = EBB_PY_NONE,
+          .dbg_free_threaded = EBB_PY_NONE, .dbg_ts_frame = EBB_PY_NONE,
+          .dbg_f_back = EBB_PY_NONE, .dbg_f_code = EBB_PY_NONE, .dbg_f_instr = EBB_PY_NONE,
+          .dbg_f_owner = EBB_PY_NONE, .dbg_co_filename = EBB_PY_NONE, .dbg_co_name = EBB_PY_NONE,
+          .dbg_co_code = EBB_PY_NONE, .dbg_ob_type = EBB_PY_NONE, .dbg_str_state = EBB_PY_NONE,
+          .dbg_str_length = EBB_PY_NONE, .dbg_str_size = EBB_PY_NONE, },
         /* 3.9.18: measured by tests/python/pylayout_check.c --print */
         { .minor = 9, .frames = 1, .lasti_unit = 1, .owner_generator = 0xff, .owner_cstack = 0xff,
           .ts_frame = 0x18, .cframe_frame = EBB_PY_NONE, .f_back = 0x18, .f_code = 0x20,
@@ -96,12 +97,12 @@ static inline const ebb__pylayout_t *ebb__pylayout_for(unsigned minor)
           .co_name = 0x70, .co_firsttraceable = EBB_PY_NONE, .co_code = EBB_PY_NONE, .ob_type = 8,
           .str_length = 0x10, .str_state = 0x20, .str_size = 0x30, .str_compact = 0x20,
           .str_ascii = 0x40, .str_ready = 0x80, .tp_str = 0x88, .tp_init = 0x128,
-          .dbg_at = EBB_PY_NONE, .dbg_version = EBB_PY_NONE, .dbg_free_threaded = EBB_PY_NONE,
-          .dbg_ts_frame = EBB_PY_NONE, .dbg_f_back = EBB_PY_NONE, .dbg_f_code = EBB_PY_NONE,
-          .dbg_f_instr = EBB_PY_NONE, .dbg_f_owner = EBB_PY_NONE, .dbg_co_filename = EBB_PY_NONE,
-          .dbg_co_name = EBB_PY_NONE, .dbg_co_code = EBB_PY_NONE, .dbg_ob_type = EBB_PY_NONE,
-          .dbg_str_state = EBB_PY_NONE, .dbg_str_length = EBB_PY_NONE,
-          .dbg_str_size = EBB_PY_NONE, },
+          .tp_base = 0x100, .dbg_at = EBB_PY_NONE, .dbg_version = EBB_PY_NONE,
+          .dbg_free_threaded = EBB_PY_NONE, .dbg_ts_frame = EBB_PY_NONE,
+          .dbg_f_back = EBB_PY_NONE, .dbg_f_code = EBB_PY_NONE, .dbg_f_instr = EBB_PY_NONE,
+          .dbg_f_owner = EBB_PY_NONE, .dbg_co_filename = EBB_PY_NONE, .dbg_co_name = EBB_PY_NONE,
+          .dbg_co_code = EBB_PY_NONE, .dbg_ob_type = EBB_PY_NONE, .dbg_str_state = EBB_PY_NONE,
+          .dbg_str_length = EBB_PY_NONE, .dbg_str_size = EBB_PY_NONE, },
         /* 3.10.13: measured by tests/python/pylayout_check.c --print */
         { .minor = 10, .frames = 1, .lasti_unit = 2, .owner_generator = 0xff,
           .owner_cstack = 0xff, .ts_frame = 0x18, .cframe_frame = EBB_PY_NONE, .f_back = 0x18,
@@ -109,20 +110,21 @@ static inline const ebb__pylayout_t *ebb__pylayout_for(unsigned minor)
           .co_filename = 0x68, .co_name = 0x70, .co_firsttraceable = EBB_PY_NONE,
           .co_code = EBB_PY_NONE, .ob_type = 8, .str_length = 0x10, .str_state = 0x20,
           .str_size = 0x30, .str_compact = 0x20, .str_ascii = 0x40, .str_ready = 0x80,
-          .tp_str = 0x88, .tp_init = 0x128, .dbg_at = EBB_PY_NONE, .dbg_version = EBB_PY_NONE,
-          .dbg_free_threaded = EBB_PY_NONE, .dbg_ts_frame = EBB_PY_NONE,
-          .dbg_f_back = EBB_PY_NONE, .dbg_f_code = EBB_PY_NONE, .dbg_f_instr = EBB_PY_NONE,
-          .dbg_f_owner = EBB_PY_NONE, .dbg_co_filename = EBB_PY_NONE, .dbg_co_name = EBB_PY_NONE,
-          .dbg_co_code = EBB_PY_NONE, .dbg_ob_type = EBB_PY_NONE, .dbg_str_state = EBB_PY_NONE,
-          .dbg_str_length = EBB_PY_NONE, .dbg_str_size = EBB_PY_NONE, },
+          .tp_str = 0x88, .tp_init = 0x128, .tp_base = 0x100, .dbg_at = EBB_PY_NONE,
+          .dbg_version = EBB_PY_NONE, .dbg_free_threaded = EBB_PY_NONE,
+          .dbg_ts_frame = EBB_PY_NONE, .dbg_f_back = EBB_PY_NONE, .dbg_f_code = EBB_PY_NONE,
+          .dbg_f_instr = EBB_PY_NONE, .dbg_f_owner = EBB_PY_NONE, .dbg_co_filename = EBB_PY_NONE,
+          .dbg_co_name = EBB_PY_NONE, .dbg_co_code = EBB_PY_NONE, .dbg_ob_type = EBB_PY_NONE,
+          .dbg_str_state = EBB_PY_NONE, .dbg_str_length = EBB_PY_NONE,
+          .dbg_str_size = EBB_PY_NONE, },
         /* 3.11.7: measured by tests/python/pylayout_check.c --print */
         { .minor = 11, .frames = 2, .lasti_unit = 0, .owner_generator = 1, .owner_cstack = 0xff,
           .ts_frame = 0x38, .cframe_frame = 8, .f_back = 0x30, .f_code = 0x20, .f_instr = 0x38,
           .f_owner = 0x45, .co_size = 0x10, .co_filename = 0x70, .co_name = 0x78,
           .co_firsttraceable = 0xa8, .co_code = 0xb8, .ob_type = 8, .str_length = 0x10,
           .str_state = 0x20, .str_size = 0x30, .str_compact = 0x20, .str_ascii = 0x40,
-          .str_ready = 0x80, .tp_str = 0x88, .tp_init = 0x128, .dbg_at = EBB_PY_NONE,
-          .dbg_version = EBB_PY_NONE, .dbg_free_threaded = EBB_PY_NONE,
+          .str_ready = 0x80, .tp_str = 0x88, .tp_init = 0x128, .tp_base = 0x100,
+          .dbg_at = EBB_PY_NONE, .dbg_version = EBB_PY_NONE, .dbg_free_threaded = EBB_PY_NONE,
           .dbg_ts_frame = EBB_PY_NONE, .dbg_f_back = EBB_PY_NONE, .dbg_f_code = EBB_PY_NONE,
           .dbg_f_instr = EBB_PY_NONE, .dbg_f_owner = EBB_PY_NONE, .dbg_co_filename = EBB_PY_NONE,
           .dbg_co_name = EBB_PY_NONE, .dbg_co_code = EBB_PY_NONE, .dbg_ob_type = EBB_PY_NONE,
@@ -134,8 +136,8 @@ static inline const ebb__pylayout_t *ebb__pylayout_for(unsigned minor)
           .f_owner = 0x46, .co_size = 0x10, .co_filename = 0x70, .co_name = 0x78,
           .co_firsttraceable = 0xb0, .co_code = 0xc0, .ob_type = 8, .str_length = 0x10,
           .str_state = 0x20, .str_size = 0x28, .str_compact = 0x20, .str_ascii = 0x40,
-          .str_ready = 0, .tp_str = 0x88, .tp_init = 0x128, .dbg_at = EBB_PY_NONE,
-          .dbg_version = EBB_PY_NONE, .dbg_free_threaded = EBB_PY_NONE,
+          .str_ready = 0, .tp_str = 0x88, .tp_init = 0x128, .tp_base = 0x100,
+          .dbg_at = EBB_PY_NONE, .dbg_version = EBB_PY_NONE, .dbg_free_threaded = EBB_PY_NONE,
           .dbg_ts_frame = EBB_PY_NONE, .dbg_f_back = EBB_PY_NONE, .dbg_f_code = EBB_PY_NONE,
           .dbg_f_instr = EBB_PY_NONE, .dbg_f_owner = EBB_PY_NONE, .dbg_co_filename = EBB_PY_NONE,
           .dbg_co_name = EBB_PY_NONE, .dbg_co_code = EBB_PY_NONE, .dbg_ob_type = EBB_PY_NONE,
@@ -147,9 +149,9 @@ static inline const ebb__pylayout_t *ebb__pylayout_for(unsigned minor)
           .f_instr = 0x38, .f_owner = 0x46, .co_size = 0x10, .co_filename = 0x70, .co_name = 0x78,
           .co_firsttraceable = 0xb8, .co_code = 0xc8, .ob_type = 8, .str_length = 0x10,
           .str_state = 0x20, .str_size = 0x28, .str_compact = 0x20, .str_ascii = 0x40,
-          .str_ready = 0, .tp_str = 0x88, .tp_init = 0x128, .dbg_at = 0, .dbg_version = 8,
-          .dbg_free_threaded = 0x10, .dbg_ts_frame = 0xb8, .dbg_f_back = 0xe8, .dbg_f_code = 0xf0,
-          .dbg_f_instr = 0xf8, .dbg_f_owner = 0x108, .dbg_co_filename = 0x118,
+          .str_ready = 0, .tp_str = 0x88, .tp_init = 0x128, .tp_base = 0x100, .dbg_at = 0,
+          .dbg_version = 8, .dbg_free_threaded = 0x10, .dbg_ts_frame = 0xb8, .dbg_f_back = 0xe8,
+          .dbg_f_code = 0xf0, .dbg_f_instr = 0xf8, .dbg_f_owner = 0x108, .dbg_co_filename = 0x118,
           .dbg_co_name = 0x120, .dbg_co_code = 0x158, .dbg_ob_type = 0x168,
           .dbg_str_state = 0x220, .dbg_str_length = 0x228, .dbg_str_size = 0x230, },
 #endif

@@ -25,9 +25,12 @@
  * MemoryError the program raises itself, with its own message, keeps it.
  *
  * The slots are written in the type object itself, a static object of the
- * interpreter (its layout: pylayout.h's tp_str and tp_init, the same in
- * 3.8 to 3.13).  Under `ebb run` or LD_PRELOAD this happens before the
- * interpreter starts (its PyType_Ready keeps slots already set); in the
+ * interpreter (its layout: pylayout.h's tp_str, tp_init and tp_base, the
+ * same in 3.8 to 3.13).  Under `ebb run` or LD_PRELOAD this happens before
+ * the interpreter starts: MemoryError's tp_str is still NULL then (it is
+ * inherited from BaseException when the type is made ready), so the wrapper
+ * calls the slot the base chain has, and PyType_Ready keeps a slot already
+ * set; in the
  * copy of ebb inside the Python extension, at the import, with the GIL
  * held.  The wrappers call the interpreter's public C API only (through
  * the symbols found at start-up), holding the GIL as any tp_str does.
@@ -115,6 +118,22 @@ static py_object_t *str_naming_the_limit(py_object_t *e)
     return api.str(e);
 }
 
+/* The slot at `at` of a type: its own, or (before the interpreter started,
+ * when PyType_Ready has not copied it down yet) the first base's that sets
+ * it, which is what PyType_Ready will inherit (MemoryError sets tp_init,
+ * but takes tp_str from BaseException). */
+static void (*inherited_slot(const ebb__pylayout_t *l, const char *type, size_t at))(void)
+{
+    for (int depth = 0; type != NULL && depth < 8; depth++) {
+        void (*slot)(void);
+        memcpy(&slot, type + at, sizeof slot);
+        if (slot != NULL)
+            return slot;
+        memcpy(&type, type + l->tp_base, sizeof type);
+    }
+    return NULL;
+}
+
 void ebb__pymemerror_start(const ebb__pylayout_t *l)
 {
     static int done;
@@ -132,8 +151,8 @@ void ebb__pymemerror_start(const ebb__pylayout_t *l)
         !api.from_string || !api.clear || !api.decref)
         return;
     char *type = (char *)*type_at;
-    memcpy(&api.init, type + l->tp_init, sizeof api.init);
-    memcpy(&api.str, type + l->tp_str, sizeof api.str);
+    api.init = (init_fn)inherited_slot(l, type, l->tp_init);
+    api.str = (str_fn)inherited_slot(l, type, l->tp_str);
     if (api.init == NULL || api.str == NULL)
         return; /* not the type these offsets describe */
     init_fn init = init_naming_the_limit;

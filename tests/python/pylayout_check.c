@@ -61,6 +61,7 @@ static ebb__pylayout_t measure(void)
 #endif
     m.tp_str = offsetof(PyTypeObject, tp_str);
     m.tp_init = offsetof(PyTypeObject, tp_init);
+    m.tp_base = offsetof(PyTypeObject, tp_base);
     /* What the walker reads with which width. */
     _Static_assert(sizeof(((PyASCIIObject *)0)->length) == sizeof(Py_ssize_t), "length");
     _Static_assert(sizeof(((PyASCIIObject *)0)->state) == sizeof(uint32_t), "state");
@@ -136,11 +137,11 @@ static ebb__pylayout_t measure(void)
     X(ts_frame) X(cframe_frame) X(f_back) X(f_code) X(f_instr) X(f_owner)     \
     X(co_size) X(co_filename) X(co_name) X(co_firsttraceable) X(co_code)      \
     X(ob_type) X(str_length) X(str_state) X(str_size) X(str_compact)          \
-    X(str_ascii) X(str_ready) X(tp_str) X(tp_init) X(dbg_at) X(dbg_version)   \
-    X(dbg_free_threaded) X(dbg_ts_frame) X(dbg_f_back) X(dbg_f_code)          \
-    X(dbg_f_instr) X(dbg_f_owner) X(dbg_co_filename) X(dbg_co_name)           \
-    X(dbg_co_code) X(dbg_ob_type) X(dbg_str_state) X(dbg_str_length)          \
-    X(dbg_str_size)
+    X(str_ascii) X(str_ready) X(tp_str) X(tp_init) X(tp_base) X(dbg_at)       \
+    X(dbg_version) X(dbg_free_threaded) X(dbg_ts_frame) X(dbg_f_back)         \
+    X(dbg_f_code) X(dbg_f_instr) X(dbg_f_owner) X(dbg_co_filename)            \
+    X(dbg_co_name) X(dbg_co_code) X(dbg_ob_type) X(dbg_str_state)             \
+    X(dbg_str_length) X(dbg_str_size)
 
 static void print_row(const ebb__pylayout_t *m)
 {
