@@ -14,6 +14,9 @@ cd "$(dirname "$0")/../.." || exit 2
 root=$PWD
 tally=$root/tests/tally/tally.sh
 pys=("$@")
+# The layouts first, for the same interpreters (its own skips when none given).
+failed=0
+tests/python/layouts.sh "$@" || failed=1
 if ((${#pys[@]} == 0)); then
     for v in 3.8 3.9 3.10 3.11 3.12 3.13; do
         where="${PYENV_ROOT:-$HOME/.pyenv}/versions/$v.*/bin/python3"
@@ -26,8 +29,7 @@ if ((${#pys[@]} == 0)); then
         fi
     done
 fi
-failed=0; ran=0
-tests/python/layouts.sh "${pys[@]}" || failed=1
+ran=0
 for py in "${pys[@]}"; do
     v=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || {
         echo "versions: $py does not run"; "$tally" record fail "$py" "does not run"; failed=1; continue; }
