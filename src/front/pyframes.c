@@ -122,8 +122,10 @@ typedef struct {
 
 static void put_chars(text_t *t, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n && t->at + 1 < t->cap; i++)
-        t->buf[t->at++] = s[i];
+    size_t room = t->cap - 1 - t->at;
+    n = n < room ? n : room;
+    memcpy(t->buf + t->at, s, n);
+    t->at += n;
 }
 
 static void put_uint(text_t *t, unsigned v)
