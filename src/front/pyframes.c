@@ -87,9 +87,14 @@ static struct {
 /* Could p be an object or frame of the interpreter's: set, aligned, in the
  * lower half of the address space (user space on x86-64: 47 bits, unless a
  * program asks mmap for more, which CPython does not)? */
+#if UINTPTR_MAX > 0xffffffffu
+#define USER_END ((uintptr_t)1 << 47)
+#else
+#define USER_END UINTPTR_MAX /* no rows on 32-bit: never used */
+#endif
 static int plausible(uintptr_t p)
 {
-    return p >= 4096 && (p & (sizeof(void *) - 1)) == 0 && p < ((uintptr_t)1 << 47);
+    return p >= 4096 && (p & (sizeof(void *) - 1)) == 0 && p < USER_END;
 }
 
 static uintptr_t load_ptr(uintptr_t at)
