@@ -24,10 +24,11 @@ TESTFLAGS := -std=c11 $(WARN) -g -O1 -Iinclude -Isrc -Itests/include $(ARCHFLAGS
 API_LINK := -rdynamic
 VERSION  := $(shell sed -n 's/^\#define EBB_VERSION_STRING "\(.*\)"/\1/p' include/ebb.h)
 
-SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h
+VIEWER_H := $(B)/gen/ebb_viewer.h
+SRC      := $(wildcard src/*.c src/*/*.c) $(wildcard src/*.h src/*/*.h) include/ebb.h $(VIEWER_H)
 
 .PHONY: all lib tool python bench-python check-python check-python-versions install uninstall clean help check check-debug check-install check-unit check-api check-stress \
-        check-preload check-sanitizers check-asan check-ubsan check-tsan check-m32 check-layers fuzz peer bench bench-python demo
+        check-preload check-sanitizers check-asan check-ubsan check-tsan check-m32 check-layers check-map fuzz peer bench bench-python demo
 
 all: lib tool
 lib: $(B)/libebb.so $(B)/libebb.a $(B)/ebb.pc
@@ -40,6 +41,7 @@ help:
 	@echo "make check-sanitizers   API tests under ASan and UBSan"
 	@echo "make check-tsan    stress, races and signal tests under ThreadSanitizer (clang): no report"
 	@echo "make check-layers  no lower layer of src/ calls an upper one (and the check's own test)"
+	@echo "make check-map     ebb map on live 64- and 32-bit processes, ebb map -- program, its errors"
 	@echo "make check-m32     unit, API, stress and LD_PRELOAD tests as a 32-bit (gcc -m32) program, in $(B)/m32"
 	@echo "                   (needs gcc-multilib and libcmocka-dev:i386: scripts/deps.sh m32)"
 	@echo "make B=build/m32 ARCHFLAGS=-m32 build/m32/libebb.so"
@@ -50,10 +52,20 @@ help:
 	@echo "make bench         benchmark table against glibc, mimalloc, jemalloc, tcmalloc"
 	@echo "make bench-python  Python workloads: ebb run, ebb.install() against pymalloc and the peers"
 
+# The HTML report's viewer (src/insight/viewer/: the page, its CSS and JS) as
+# a C header in the build directory, which the library and the tool write
+# pages from (scripts/embed_viewer.sh).  Every build of src/ebb.c below gets
+# it through VIEWER_FLAGS; one without it writes a page that shows the JSON.
+VIEWER_SRC   := $(wildcard src/insight/viewer/*)
+VIEWER_FLAGS := -I$(B)/gen -DEBB_HAVE_VIEWER=1
+$(VIEWER_H): $(VIEWER_SRC) scripts/embed_viewer.sh
+	@mkdir -p $(@D)
+	sh scripts/embed_viewer.sh src/insight/viewer $@
+
 # ------------------------------------------------------------------ library
 $(B)/ebb.o: $(SRC)
 	@mkdir -p $(@D)
-	$(CC) $(LIBFLAGS) -c src/ebb.c -o $@
+	$(CC) $(LIBFLAGS) $(VIEWER_FLAGS) -c src/ebb.c -o $@
 
 $(B)/libebb.so: $(B)/ebb.o
 	$(CC) $(ARCHFLAGS) -shared -Wl,-soname,libebb.so -Wl,-z,now -o $@ $< $(LDFLAGS)
@@ -63,10 +75,15 @@ $(B)/libebb.a: $(B)/ebb.o
 	ar rcs $@ $<
 
 # The command-line tool: an ordinary program on the C library's malloc.
-CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h
+# `ebb map` compiles the library's address-space analysis and /proc reader
+# in as they are (pure, and OS-only: src/insight/addrspace.c says why).
+CLI_SRC := $(wildcard cli/*.c) cli/cli.h include/ebb.h src/base/size.h src/base/options_table.h src/insight/blackbox.h \
+           src/insight/addrspace.c src/insight/addrspace_out.c src/insight/addrspace.h src/os/linux_maps.c \
+           src/os/os.h src/config.h \
+           $(VIEWER_H)
 $(B)/ebb: $(CLI_SRC)
 	@mkdir -p $(@D)
-	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) $(filter %.c,$(CLI_SRC)) -o $@
+	$(CC) -std=c11 $(WARN) -g $(OPT) $(ARCHFLAGS) $(EXTRA_CFLAGS) -I$(B)/gen $(filter %.c,$(CLI_SRC)) -o $@
 
 # The Python package (setup.py): built for $(PYTHON) into $(B)/python, the
 # directory to put on PYTHONPATH.  Debian's interpreter by default, the one
@@ -103,6 +120,7 @@ install: lib tool
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/ebb
 	install -m 755 $(B)/ebb $(DESTDIR)$(BINDIR)/ebb
 	install -m 644 schema/ebb.report-1.json $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json
+	install -m 644 schema/ebb.map-1.json $(DESTDIR)$(DATADIR)/ebb/ebb.map-1.json
 	install -m 644 include/ebb.h $(DESTDIR)$(INCDIR)/ebb.h
 	install -m 755 $(B)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.so
 	install -m 644 $(B)/libebb.a $(DESTDIR)$(LIBDIR)/libebb.a
@@ -110,7 +128,8 @@ install: lib tool
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ebb $(DESTDIR)$(INCDIR)/ebb.h $(DESTDIR)$(LIBDIR)/libebb.so $(DESTDIR)$(LIBDIR)/libebb.a \
-	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/ebb.pc $(DESTDIR)$(DATADIR)/ebb/ebb.report-1.json \
+	      $(DESTDIR)$(DATADIR)/ebb/ebb.map-1.json
 	-rmdir $(DESTDIR)$(DATADIR)/ebb
 
 clean:
@@ -122,7 +141,7 @@ clean:
 DBG := $(B)/debug
 $(DBG)/libebb.a: $(SRC)
 	@mkdir -p $(@D)
-	$(CC) $(BASE) -O1 -DEBB_DEBUG=1 -fvisibility=default -c src/ebb.c -o $(DBG)/ebb.o
+	$(CC) $(BASE) $(VIEWER_FLAGS) -O1 -DEBB_DEBUG=1 -fvisibility=default -c src/ebb.c -o $(DBG)/ebb.o
 	rm -f $@ && ar rcs $@ $(DBG)/ebb.o
 
 # Every test run is recorded in the tally (tests/tally/tally.sh: one record
@@ -191,6 +210,18 @@ check: check-unit check-api check-stress check-preload check-install
 check-install: lib
 	$(TALLY) run "make install, then a program built with pkg-config" tests/install/check.sh
 
+# `ebb map` on live processes (tests/map/test_map_live.py): 64-bit, on ebb,
+# 32-bit (the test builds its 32-bit probe with $(CC) -m32, and skips by
+# name without gcc-multilib), `ebb map -- program`, and the errors.  The
+# analysis itself is unit-tested on fixtures (tests/unit/test_addrspace.c).
+$(B)/map/probe64: tests/map/probe.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) -g -O1 $(EXTRA_CFLAGS) $< -lpthread -o $@
+
+check-map: tool lib $(B)/map/probe64
+	EBB_TOOL=$(abspath $(B)/ebb) EBB_LIB=$(abspath $(B)/libebb.so) EBB_MAP_PROBES=$(abspath $(B)/map) \
+	  CC="$(CC)" python3 tests/tally/tally.py tests/map/test_map_live.py
+
 # The layering of src/ (src/internal.h draws it): every file compiled on its
 # own, no symbol of an upper layer referred to by a lower one, no cycle of
 # more than three files; then the check's own test, which breaks a copy of
@@ -203,7 +234,7 @@ check-layers:
 # each slow path: slow, thorough.
 check-debug: $(SRC)
 	@mkdir -p $(B)/debug2/tests
-	$(CC) $(BASE) -O1 -DEBB_DEBUG=2 -c src/ebb.c -o $(B)/debug2/ebb.o
+	$(CC) $(BASE) $(VIEWER_FLAGS) -O1 -DEBB_DEBUG=2 -c src/ebb.c -o $(B)/debug2/ebb.o
 	rm -f $(B)/debug2/libebb.a && ar rcs $(B)/debug2/libebb.a $(B)/debug2/ebb.o
 	@rc=0; for src in $(API_SRC); do t=$(B)/debug2/tests/$$(basename $$src .c); \
 	  $(CC) $(TESTFLAGS) $(API_LINK) $$src $(B)/debug2/libebb.a -lcmocka -lpthread -o $$t || exit 1; \
@@ -215,7 +246,7 @@ SAN_asan  := -fsanitize=address -fno-omit-frame-pointer
 SAN_ubsan := -fsanitize=undefined -fno-sanitize-recover=all
 $(B)/%/libebb-san.a: $(SRC)
 	@mkdir -p $(@D)
-	$(CC) $(BASE) -O1 -DEBB_DEBUG=1 -DEBB_NO_OVERRIDE $(SAN_$*) -c src/ebb.c -o $(@D)/ebb.o
+	$(CC) $(BASE) $(VIEWER_FLAGS) -O1 -DEBB_DEBUG=1 -DEBB_NO_OVERRIDE $(SAN_$*) -c src/ebb.c -o $(@D)/ebb.o
 	rm -f $@ && ar rcs $@ $(@D)/ebb.o
 
 # test_fork is left out of the ASan run: forking a multi-threaded process

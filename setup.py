@@ -12,6 +12,7 @@ functions that exist only for the tests (python/test_hooks.c); a plain
 """
 import os
 import re
+import subprocess
 
 from setuptools import Extension, setup
 
@@ -29,11 +30,34 @@ if os.environ.get("EBB_BUILD_TEST_HOOKS") == "1":
     SOURCES.append("python/test_hooks.c")
     MACROS.append(("EBB_PY_TEST_HOOKS", "1"))
 
+
+
+def viewer_header():
+    """The HTML report's viewer as a C header (scripts/embed_viewer.sh, as the
+    Makefile makes it), for the report files the module's own copy of ebb
+    writes; its directory, or None when the tree has no viewer (the page
+    then shows the JSON as text)."""
+    if not os.path.isdir(os.path.join("src", "insight", "viewer")):
+        return None
+    out = os.path.join("build", "gen-python")
+    os.makedirs(out, exist_ok=True)
+    subprocess.run(["sh", os.path.join("scripts", "embed_viewer.sh"),
+                    os.path.join("src", "insight", "viewer"), os.path.join(out, "ebb_viewer.h")],
+                   check=True)
+    return out
+
+
+INCLUDES = ["include", "src"]
+VIEWER = viewer_header()
+if VIEWER:
+    INCLUDES.append(VIEWER)
+    MACROS.append(("EBB_HAVE_VIEWER", "1"))
+
 ebb = Extension(
     "ebb._ebb",
     sources=SOURCES + ["src/ebb.c"],
     depends=["python/ebbmod.h"],
-    include_dirs=["include", "src"],
+    include_dirs=INCLUDES,
     define_macros=MACROS,
     extra_compile_args=FLAGS,
     extra_link_args=["-pthread"],

@@ -5,7 +5,9 @@
  * The box's current slot is whole whenever the writer was stopped (the
  * writer publishes a slot only after filling it), so a box left by a
  * killed process is read as it stands; a box still being written may show
- * a slot one refresh old.
+ * a slot one refresh old.  Both layouts are read: version 1 (a text a
+ * slot) and version 2 (the text, the brief JSON and the folded stacks:
+ * cli/report.c makes the report files from the last two).
  */
 #define _GNU_SOURCE
 #include "cli.h"
@@ -18,13 +20,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../src/insight/blackbox.h"
-
-/* The current slot's text into out (NUL-terminated) and the header into
- * *h; 0 with a message if the file is not a box or holds nothing yet. */
-static int box_read(const char *path, ebb__blackbox_t *h, char *out, size_t len, int quiet)
+/* The box at path, read whole (version 1 or 2), into *box: its header and
+ * the current slot's texts, pointers into a static copy (the next load
+ * replaces them); 0 with a message (unless quiet) if the file is not a box
+ * or holds nothing yet. */
+int cli_box_load(const char *path, cli_box_t *box, int quiet)
 {
-    static char file[EBB_BLACKBOX_FILE_SIZE];
+    static char file[EBB_BLACKBOX_FILE_SIZE + 1];
+    ebb__blackbox_t *h = &box->h;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (!quiet)
@@ -33,12 +36,17 @@ static int box_read(const char *path, ebb__blackbox_t *h, char *out, size_t len,
     }
     ssize_t n = read(fd, file, sizeof file);
     close(fd);
-    memcpy(h, file, sizeof *h);
-    if (n < (ssize_t)sizeof file || memcmp(h->magic, EBB_BLACKBOX_MAGIC, 8) != 0 ||
-        h->version != EBB_BLACKBOX_VERSION || h->slot_size != EBB_BLACKBOX_SLOT ||
+    memset(h, 0, sizeof *h);
+    memcpy(h, file, n > (ssize_t)sizeof *h ? sizeof *h : (size_t)(n > 0 ? n : 0));
+    int v1 = h->version == 1 && h->slot_size == EBB_BLACKBOX_V1_SLOT &&
+             n == (ssize_t)EBB_BLACKBOX_V1_FILE_SIZE;
+    int v2 = h->version == 2 && h->slot_size == EBB_BLACKBOX_SLOT &&
+             h->text_size == EBB_BLACKBOX_TEXT && h->json_size == EBB_BLACKBOX_JSON &&
+             h->folded_size == EBB_BLACKBOX_FOLDED && n == (ssize_t)EBB_BLACKBOX_FILE_SIZE;
+    if (n < (ssize_t)sizeof *h || memcmp(h->magic, EBB_BLACKBOX_MAGIC, 8) != 0 || !(v1 || v2) ||
         h->current > 1) {
         if (!quiet)
-            cli_error("%s: not an ebb black box (version %u)", path, EBB_BLACKBOX_VERSION);
+            cli_error("%s: not an ebb black box (versions 1 and 2 are read)", path);
         return 0;
     }
     if (h->seq == 0) {
@@ -46,12 +54,20 @@ static int box_read(const char *path, ebb__blackbox_t *h, char *out, size_t len,
             cli_error("%s: the process recorded nothing yet", path);
         return 0;
     }
-    const char *slot = file + EBB_BLACKBOX_HEADER + h->current * EBB_BLACKBOX_SLOT;
-    size_t k = strnlen(slot, EBB_BLACKBOX_SLOT);
-    if (k >= len)
-        k = len - 1;
-    memcpy(out, slot, k);
-    out[k] = '\0';
+    char *slot = file + EBB_BLACKBOX_HEADER + h->current * h->slot_size;
+    /* Each text ends within its room, whatever the file holds. */
+    size_t text = v1 ? EBB_BLACKBOX_V1_SLOT : EBB_BLACKBOX_TEXT;
+    slot[text - 1] = '\0';
+    box->text = slot;
+    const char *nl = strchr(slot, '\n');
+    box->body = nl ? nl + 1 : slot;
+    box->json = box->folded = NULL;
+    if (v2) {
+        char *json = slot + EBB_BLACKBOX_TEXT, *folded = json + EBB_BLACKBOX_JSON;
+        json[EBB_BLACKBOX_JSON - 1] = folded[EBB_BLACKBOX_FOLDED - 1] = '\0';
+        box->json = json;
+        box->folded = folded;
+    }
     return 1;
 }
 
@@ -86,14 +102,14 @@ static void print_size(FILE *to, unsigned long long n)
 
 void box_summary(const char *path, const char *prog)
 {
-    ebb__blackbox_t h;
-    static char text[EBB_BLACKBOX_SLOT];
-    if (!box_read(path, &h, text, sizeof text, 1)) {
+    cli_box_t box;
+    if (!cli_box_load(path, &box, 1)) {
         fprintf(stderr, "ebb: %s left no black box state (it may not have allocated through ebb)\n",
                 prog);
         return;
     }
-    long long ago = (long long)time(NULL) - h.updated;
+    const char *text = box.text;
+    long long ago = (long long)time(NULL) - box.h.updated;
     fprintf(stderr, "ebb: at its last record (%llds before its death was seen), ebb held ",
             ago < 0 ? 0 : ago);
     print_size(stderr, counter(text, "committed"));
@@ -109,8 +125,7 @@ void box_summary(const char *path, const char *prog)
         print_size(stderr, limit);
     }
     fputs(".\nebb: its last record:\n", stderr);
-    const char *body = strchr(text, '\n');
-    fputs(body ? body + 1 : text, stderr);
+    fputs(box.body, stderr);
 }
 
 int cmd_blackbox(int argc, char **argv)
@@ -121,17 +136,16 @@ int cmd_blackbox(int argc, char **argv)
               argc == 2 ? stdout : stderr);
         return argc == 2 ? 0 : EBB_CLI_USAGE_ERROR;
     }
-    ebb__blackbox_t h;
-    static char text[EBB_BLACKBOX_SLOT];
-    if (!box_read(argv[1], &h, text, sizeof text, 0))
+    cli_box_t box;
+    if (!cli_box_load(argv[1], &box, 0))
         return 1;
+    const ebb__blackbox_t h = box.h;
     char started[32], updated[32];
     time_t t0 = (time_t)h.started, t1 = (time_t)h.updated;
     strftime(started, sizeof started, "%Y-%m-%d %H:%M:%S", localtime(&t0));
     strftime(updated, sizeof updated, "%Y-%m-%d %H:%M:%S", localtime(&t1));
     printf("black box of pid %lld, started %s, last refresh %s (refresh %llu)\n",
            (long long)h.pid, started, updated, (unsigned long long)h.seq);
-    const char *body = strchr(text, '\n');
-    fputs(body ? body + 1 : text, stdout);
+    fputs(box.body, stdout);
     return 0;
 }

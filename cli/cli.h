@@ -27,6 +27,26 @@ int cmd_options(int argc, char **argv);
 /* The EBB_* variables users set, one entry each (options.c). */
 void cli_print_options(FILE *to);
 int cmd_blackbox(int argc, char **argv);
+/* `ebb map`: the address space of a process, drawn (map.c). */
+int cmd_map(int argc, char **argv);
+
+#include "../src/insight/blackbox.h"
+
+/* A black box read whole (box.c): its header and the current slot's texts
+ * (json and folded NULL in a version 1 box, "" when the process kept
+ * none); pointers into a static copy that the next load replaces. */
+typedef struct {
+    ebb__blackbox_t h;
+    const char *text;   /* the counters line, then the text report */
+    const char *body;   /* the text report alone */
+    const char *json, *folded;
+} cli_box_t;
+int cli_box_load(const char *path, cli_box_t *box, int quiet);
+/* The report files and folded stacks (NULL none) of `ebb run --report`,
+ * made from the box a program left (report.c): it died of signal sig, or
+ * (sig 0) exited with status without writing them.  1 if all were written. */
+int cli_reports_from_box(const char *box_path, char *const *files, size_t nfiles,
+                         const char *folded, int sig, int status);
 /* After `ebb run`'s program died of SIGKILL: what its black box says. */
 void box_summary(const char *path, const char *prog);
 

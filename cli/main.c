@@ -4,6 +4,8 @@
  *   ebb run [options] [--] command [args...]   run a command with ebb as its
  *                                              memory manager (run.c)
  *   ebb blackbox FILE                          print a black box (box.c)
+ *   ebb map [--json] PID | -- command [args]  draw a process's address
+ *                                              space (map.c)
  *   ebb options [--markdown]                   the EBB_* variables (options.c)
  *   ebb version | --version                    print the version
  *   ebb help | --help                          print this overview
@@ -123,6 +125,10 @@ static void usage(FILE *to)
           "                 run a program with ebb as its memory manager: its malloc,\n"
           "                 and for Python all of CPython's allocations\n"
           "  blackbox FILE  print the last state a process kept in its black box\n"
+          "  map [--json] PID | map [options] -- program [args...]\n"
+          "                 draw the address space of a process (any process, 32- or\n"
+          "                 64-bit): what is mapped where, RSS per kind, the largest\n"
+          "                 free regions (ebb map --help)\n"
           "  options        the EBB_* environment variables libebb.so reads\n"
           "  version        print ebb's version\n"
           "  help           print this help (ebb run --help: the options of run)\n",
@@ -140,6 +146,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "blackbox"))
         return cmd_blackbox(argc - 1, argv + 1);
+    if (!strcmp(cmd, "map"))
+        return cmd_map(argc - 1, argv + 1);
     if (!strcmp(cmd, "options"))
         return cmd_options(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {

@@ -23,6 +23,14 @@
  * on stderr cannot be written (SIGPIPE is ignored in the tool, not in the
  * program).  --no-blackbox: none.
  *
+ * Report files.  --report FILE (repeatable) and --folded FILE name files the
+ * library rewrites with the latest report (EBB_REPORT_FILE,
+ * EBB_REPORT_FOLDED; src/insight/report_files.c), in the program only
+ * (EBB_REPORT_PID, set in the child before exec).  A program that dies
+ * without writing them, by a signal or _exit, leaves its black box, and the
+ * tool writes them from it (cli/report.c).  With --no-blackbox there is
+ * nothing to write them from after a kill.
+ *
  * --limit and --purge-delay are checked by the rules the library reads
  * EBB_LIMIT and EBB_PURGE_DELAY_MS with (src/base/size.h), so a value every
  * child would refuse is refused here, once.
@@ -59,8 +67,17 @@ static void run_usage(FILE *to)
           "                     of the effective limit (cgroup, rlimit, memory + swap,\n"
           "                     less what ebb does not manage)\n"
           "  --stats            print ebb's statistics when the program exits (EBB_VERBOSE)\n"
+          "  --native           text reports show every site's native frames, not only its\n"
+          "                     innermost frames on one line (EBB_REPORT_NATIVE)\n"
           "  --no-blackbox      keep no black box (the last state, printed if the program\n"
           "                     is killed by SIGKILL, e.g. by the out-of-memory killer)\n"
+          "  --report FILE      write the report to FILE at exit, on the first allocation\n"
+          "                     refused for want of memory, or (from the black box) after\n"
+          "                     a kill: FILE.html a page with plots and a flame graph,\n"
+          "                     FILE.json the JSON, any other name the text; repeatable\n"
+          "                     (EBB_REPORT_FILE)\n"
+          "  --folded FILE      the peak's stacks, folded (flamegraph.pl, speedscope), with\n"
+          "                     the report files (EBB_REPORT_FOLDED)\n"
           "  -h, --help         print this help\n"
           "\n"
           "The exit status is the program's; if a signal killed it, ebb says which and\n"
@@ -200,6 +217,63 @@ static void summarize_box(const char *prog)
     box_summary(path, prog);
 }
 
+/* --report and --folded: the files, and the value of EBB_REPORT_FILE. */
+static char *report_files[64];
+static size_t nreport_files;
+static const char *folded_file;
+
+static int add_report_file(const char *path)
+{
+    if (strchr(path, ':') != NULL || *path == '\0') {
+        cli_error("run: --report %s: a report file's name may not %s", path,
+                  *path ? "contain ':' (EBB_REPORT_FILE separates names with it)" : "be empty");
+        return 0;
+    }
+    if (nreport_files == sizeof report_files / sizeof report_files[0]) {
+        cli_error("run: at most %zu --report files", nreport_files);
+        return 0;
+    }
+    report_files[nreport_files++] = (char *)path;
+    return 1;
+}
+
+static int set_report_env(void)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < nreport_files; i++)
+        n += strlen(report_files[i]) + 1;
+    char *v = calloc(n, 1);
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; i < nreport_files; i++) {
+        if (i)
+            strcat(v, ":");
+        strcat(v, report_files[i]);
+    }
+    int rc = nreport_files ? setenv("EBB_REPORT_FILE", v, 1) : unsetenv("EBB_REPORT_FILE");
+    free(v);
+    if (rc == 0)
+        rc = folded_file ? setenv("EBB_REPORT_FOLDED", folded_file, 1)
+                         : unsetenv("EBB_REPORT_FOLDED");
+    return rc;
+}
+
+/* The program ended without writing its report files (a signal killed it,
+ * or it left by _exit: its box is still there, which a normal exit
+ * removes): the tool writes them from the black box. */
+static void reports_after_death(int status)
+{
+    if ((nreport_files == 0 && folded_file == NULL) || run_dir[0] == '\0')
+        return;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/box.%ld", run_dir, (long)child);
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    if (!sig && access(path, F_OK) != 0)
+        return; /* a normal exit: the library wrote them */
+    cli_reports_from_box(path, report_files, nreport_files, folded_file, sig,
+                         WIFEXITED(status) ? WEXITSTATUS(status) : 0);
+}
+
 /* The program's fate as the tool's exit status, in words if a signal. */
 static int report_status(const char *prog, int status)
 {
@@ -222,7 +296,7 @@ static int report_status(const char *prog, int status)
 int cmd_run(int argc, char **argv)
 {
     enum { OPT_NO_CHILDREN = 256, OPT_NO_PYTHON, OPT_PURGE_DELAY, OPT_LIMIT, OPT_STATS,
-           OPT_NO_BLACKBOX };
+           OPT_NO_BLACKBOX, OPT_NATIVE, OPT_REPORT, OPT_FOLDED };
     static const struct option opts[] = {
         { "no-children", no_argument, NULL, OPT_NO_CHILDREN },
         { "no-python", no_argument, NULL, OPT_NO_PYTHON },
@@ -230,6 +304,9 @@ int cmd_run(int argc, char **argv)
         { "limit", required_argument, NULL, OPT_LIMIT },
         { "stats", no_argument, NULL, OPT_STATS },
         { "no-blackbox", no_argument, NULL, OPT_NO_BLACKBOX },
+        { "native", no_argument, NULL, OPT_NATIVE },
+        { "report", required_argument, NULL, OPT_REPORT },
+        { "folded", required_argument, NULL, OPT_FOLDED },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -254,6 +331,18 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_STATS: setenv("EBB_VERBOSE", "1", 1); break;
         case OPT_NO_BLACKBOX: blackbox = 0; break;
+        case OPT_NATIVE: setenv("EBB_REPORT_NATIVE", "1", 1); break;
+        case OPT_REPORT:
+            if (!add_report_file(optarg))
+                return EBB_CLI_USAGE_ERROR;
+            break;
+        case OPT_FOLDED:
+            if (*optarg == '\0') {
+                cli_error("run: --folded needs a file name");
+                return EBB_CLI_USAGE_ERROR;
+            }
+            folded_file = optarg;
+            break;
         case 'h': run_usage(stdout); return 0;
         case ':':
             cli_error("run: option '%s' needs a value (ebb run --help)", argv[optind - 1]);
@@ -286,6 +375,11 @@ int cmd_run(int argc, char **argv)
         setenv("EBB_PURGE_DELAY_MS", purge_delay, 1);
     if (limit)
         setenv("EBB_LIMIT", limit, 1);
+    if ((nreport_files || folded_file) && set_report_env() != 0) {
+        cli_error("cannot set EBB_REPORT_FILE: %s", strerror(errno));
+        return 1;
+    }
+    unsetenv("EBB_REPORT_PID");
 
     ignore_sigpipe();
     if (!blackbox)
@@ -308,6 +402,13 @@ int cmd_run(int argc, char **argv)
     if (child == 0) {
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
         sigaction(SIGPIPE, &tool_pipe, NULL);
+        /* The report files are this process's (exec keeps the pid): the
+         * programs it starts inherit the variables, not the files. */
+        if (nreport_files || folded_file) {
+            char pid[24];
+            snprintf(pid, sizeof pid, "%ld", (long)getpid());
+            setenv("EBB_REPORT_PID", pid, 1);
+        }
         execvp(prog[0], prog);
         int err = errno;
         cli_error("cannot run '%s': %s", prog[0], strerror(err));
@@ -323,6 +424,7 @@ int cmd_run(int argc, char **argv)
         }
     }
     int rc = report_status(prog[0], status);
+    reports_after_death(status);
     remove_run_dir();
     return rc;
 }

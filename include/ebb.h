@@ -9,7 +9,9 @@
  * Every function here is thread-safe.  Failures return NULL with errno set to
  * ENOMEM (or EINVAL for a bad alignment); no function aborts on out-of-memory.
  * Pointers ebb did not make are recognised without touching them: ebb_free()
- * of such a pointer is reported on stderr (see EBB_ON_ERROR) and ignored.
+ * or ebb_realloc() of such a pointer is named on stderr and, by default,
+ * aborts as glibc does (see EBB_ON_ERROR: under warn or ignore the call is
+ * dropped and nothing is touched).
  */
 #ifndef EBB_H
 #define EBB_H
@@ -275,6 +277,29 @@ EBB_API int ebb_set_sample_rate(size_t bytes);
  * with n = 0 asks for it).  Never allocates. */
 EBB_API size_t ebb_sample_sites(ebb_site_t *out, size_t n);
 
+/* The peak: the highest committed memory the sampler saw, and the sites
+ * that held the most live bytes at that moment (with their live estimates
+ * then, not now), even if all of it was freed since.  A snapshot is taken
+ * when committed passes the last one's by a sixteenth (at least 1 MiB), so
+ * it is at most that far below the true peak. */
+typedef struct ebb_peak_s {
+    uint64_t committed;     /* committed memory at the snapshot, bytes */
+    uint64_t sampled_live;  /* estimated live bytes of every site then */
+    int64_t time;           /* when, seconds since the epoch */
+    unsigned snapshots;     /* snapshots taken; 0: none yet (no sample) */
+} ebb_peak_t;
+/* Fill *info (when not NULL) and copy up to n of the peak's sites, most
+ * live bytes first, to out; returns the number of sites the snapshot has
+ * (at most 64).  Never allocates. */
+EBB_API size_t ebb_peak_sites(ebb_peak_t *info, ebb_site_t *out, size_t n);
+
+/* Write ebb's heap as text to fd: a row per arena (4 MiB), a character per
+ * 64 KiB slot: its header, a pool and how full it is (# full, 1-9 tenths,
+ * o empty, _ empty and given back) or a free slot (',' resident, ' ' not),
+ * with a legend.  0, or -1 if the copy it is drawn from could not be
+ * mapped (a line says so).  Never allocates with malloc. */
+EBB_API int ebb_heap_map(int fd);
+
 typedef struct ebb_sample_stats_s {
     size_t rate;            /* mean bytes between samples, 0 off */
     size_t sites;           /* sites recorded */
@@ -301,9 +326,11 @@ EBB_API const char *ebb_version(void);
 /* What a detected misuse does (EBB_ON_ERROR; ebb_on_error changes it while
  * the program runs).  Every misuse is counted and, but under IGNORE, named
  * in one line on stderr: the function, the pointer and the fault.
- *   EBB_ON_ERROR_DEFAULT  a double free, a free or realloc of a freed block,
- *                         or a corrupted block aborts (as glibc does); a
- *                         pointer ebb never made is reported and ignored
+ *   EBB_ON_ERROR_DEFAULT  a double free, a free or realloc of a freed block
+ *                         or of a pointer no block of ebb's starts at, or a
+ *                         corrupted block aborts (as glibc does);
+ *                         malloc_usable_size of such a pointer is reported
+ *                         and answers 0
  *   EBB_ON_ERROR_WARN     every misuse is reported and the bad call ignored
  *   EBB_ON_ERROR_ABORT    every misuse aborts
  *   EBB_ON_ERROR_IGNORE   every misuse is only counted; the bad call ignored

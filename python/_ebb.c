@@ -40,7 +40,7 @@ static const ebbmod_api_t module_copy = {
     ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,  ebb_free_if_managed, ebb_manages,
     ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
     ebb_on_pressure, ebb_version, ebb_python_domains, ebb_check,
-    ebb_report, ebb_set_limit_auto, ebb_limit_info,
+    ebb_report, ebb_set_limit_auto, ebb_limit_info, ebb_heap_map,
 };
 
 #define FIND(field, name)                                                     \
@@ -79,6 +79,7 @@ static void choose_ebb(void)
     FIND(report, "ebb_report");
     FIND(set_limit_auto, "ebb_set_limit_auto");
     FIND(limit_info, "ebb_limit_info");
+    FIND(heap_map, "ebb_heap_map");
     if (complete) {
         ebbmod_api = found;
         heap_kind = "process";
@@ -173,6 +174,9 @@ PyDoc_STRVAR(check_doc, "check() -> int\n\n"
 "number of faults (each described on stderr).");
 PyDoc_STRVAR(report_doc, "_report(json) -> str\n\n"
 "ebb's report as text, or as JSON text if json is true (ebb.report parses it).");
+PyDoc_STRVAR(heap_map_doc, "heap_map() -> str\n\n"
+"ebb's heap as text: a row per 4 MiB arena, a character per 64 KiB slot (its\n"
+"header, a pool and how full it is, or a free slot), with a legend.");
 #ifdef EBB_PY_TEST_HOOKS
 PyDoc_STRVAR(manages_doc, "_manages(obj) -> bool\n\n"
 "True if the memory of obj was allocated by ebb (for tests).");
@@ -196,6 +200,7 @@ static PyMethodDef methods[] = {
     { "on_pressure", ebb_on_pressure_py, METH_O, on_pressure_doc },
     { "check", ebb_check_py, METH_NOARGS, check_doc },
     { "_report", ebb_report_py, METH_O, report_doc },
+    { "heap_map", ebb_heap_map_py, METH_NOARGS, heap_map_doc },
 #ifdef EBB_PY_TEST_HOOKS /* setup.py: only when the tests build the module */
     { "_manages", ebb_manages_py, METH_O, manages_doc },
     { "_raw_stress", ebb_raw_stress_py, METH_VARARGS, raw_stress_doc },

@@ -42,6 +42,7 @@ typedef struct {
     int (*report)(int, int);
     int (*set_limit_auto)(unsigned);
     int (*limit_info)(ebb_limit_info_t *);
+    int (*heap_map)(int);
 } ebbmod_api_t;
 
 /* Filled before the module object exists (PyInit__ebb), never changed. */
@@ -71,6 +72,7 @@ PyObject *ebb_stats_py(PyObject *self, PyObject *unused);
 PyObject *ebb_collect_py(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *ebb_check_py(PyObject *self, PyObject *unused);
 PyObject *ebb_report_py(PyObject *self, PyObject *json);
+PyObject *ebb_heap_map_py(PyObject *self, PyObject *unused);
 
 /* limit.c */
 PyObject *ebb_set_limit_py(PyObject *self, PyObject *nbytes);

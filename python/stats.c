@@ -139,21 +139,18 @@ PyObject *ebb_check_py(PyObject *self, PyObject *unused)
 
 /* ebb writes its report to a file descriptor without allocating; here it
  * goes to an unnamed temporary file, read back as a str. */
-PyObject *ebb_report_py(PyObject *self, PyObject *arg)
+/* What write(fd, arg) wrote to a temporary file, as a str. */
+static PyObject *written(int (*write)(int fd, int arg), int arg)
 {
-    (void)self;
-    int json = PyObject_IsTrue(arg);
-    if (json < 0)
-        return NULL;
     FILE *f = tmpfile();
     if (f == NULL)
         return PyErr_SetFromErrno(PyExc_OSError);
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = ebbmod_api.report(fileno(f), json ? EBB_REPORT_JSON : EBB_REPORT_TEXT);
+    rc = write(fileno(f), arg);
     Py_END_ALLOW_THREADS
-    long size = rc == 0 && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0 || (rc != 0 && size == 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
         fclose(f);
         return NULL;
@@ -161,7 +158,7 @@ PyObject *ebb_report_py(PyObject *self, PyObject *arg)
     PyObject *text = PyBytes_FromStringAndSize(NULL, size);
     if (text && fread(PyBytes_AS_STRING(text), 1, (size_t)size, f) != (size_t)size) {
         Py_CLEAR(text);
-        PyErr_SetString(PyExc_OSError, "report: short read of the report");
+        PyErr_SetString(PyExc_OSError, "short read of what ebb wrote");
     }
     fclose(f);
     if (text == NULL)
@@ -169,4 +166,25 @@ PyObject *ebb_report_py(PyObject *self, PyObject *arg)
     PyObject *str = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(text), size, "replace");
     Py_DECREF(text);
     return str;
+}
+
+PyObject *ebb_report_py(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    int json = PyObject_IsTrue(arg);
+    if (json < 0)
+        return NULL;
+    return written(ebbmod_api.report, json ? EBB_REPORT_JSON : EBB_REPORT_TEXT);
+}
+
+static int heap_map_to(int fd, int unused)
+{
+    (void)unused;
+    return ebbmod_api.heap_map(fd);
+}
+
+PyObject *ebb_heap_map_py(PyObject *self, PyObject *unused)
+{
+    (void)self, (void)unused;
+    return written(heap_map_to, 0);
 }

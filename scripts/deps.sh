@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages ebb's build, tests, demo and benchmarks need.
 # Idempotent: installs only what is missing.  Usage: scripts/deps.sh [build|m32|test|demo|bench|python]
-# (m32: what 32-bit builds need, `make check-m32` and a -m32 libebb.so; test includes it.)
+# (m32: what 32-bit builds need, `make check-m32` and a -m32 libebb.so; test includes it;
+# chromium: the HTML report's page is loaded in it, tests/python/test_report_files.py.)
 # Exits non-zero, naming the packages, unless every one is installed at the
 # end: a test that would skip for want of one must not pass unnoticed.
 set -euo pipefail
@@ -19,7 +20,7 @@ case "$what" in
   bench) pkgs+=(python3 libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 valgrind) ;;
   test)  pkgs+=(clang libclang-rt-14-dev libcmocka-dev python3 python3.11 libpython3.11-testsuite
                python3-dev python3-setuptools python3-pytest python3-venv python3-jsonschema
-               sqlite3 git g++ valgrind "${m32[@]}") ;;
+               sqlite3 git g++ valgrind chromium "${m32[@]}") ;;
   *) echo "usage: $0 [build|m32|test|demo|bench|python]" >&2; exit 2 ;;
 esac
 

@@ -74,6 +74,7 @@ stage "unit tests"               make -s check-unit
 stage "API tests"                make -s check-api
 stage "stress (direct and LD_PRELOAD)" make -s check-stress
 stage "LD_PRELOAD smoke"         make -s check-preload
+stage "ebb map on live 64- and 32-bit processes" make -s check-map
 stage "install + pkg-config"     make -s check-install
 stage "Python module and ebb run (Debian's CPython, pytest)" make -s check-python
 stage "Python module and ebb run under CPython 3.8-3.13 (those present)" make -s check-python-versions

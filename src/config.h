@@ -247,7 +247,7 @@
 /* Size classes a text report lists, the biggest first (report.c); the rest
  * are summed in one line, so the report stays about one screen long.  The
  * JSON report lists every class in use. */
-#define EBB_REPORT_CLASSES 12
+#define EBB_REPORT_CLASSES 8
 
 /* The black box (blackbox.c) is refreshed at most this often.  A refresh
  * takes every bin lock once for the statistics and names the top sites'
@@ -296,6 +296,22 @@
 #define EBB_REPORT_SITES 10
 #define EBB_REPORT_SITES_BRIEF 3
 #define EBB_REPORT_FRAMES 8
+/* A site in the text report is one line: its innermost frames (Python's
+ * when it has them), this many, in a line of at most this many bytes;
+ * with EBB_REPORT_NATIVE=1 it gets EBB_REPORT_FRAMES lines instead.  Ten
+ * sites, the peak's five and eight classes keep the report within about
+ * 45 lines, one screen. */
+#define EBB_REPORT_LINE_FRAMES 3
+#define EBB_REPORT_LINE_BYTES 256
+#define EBB_REPORT_PEAK_SITES 5
+
+/* The peak snapshot (peak.c): the sites it keeps (numbers and weights, 32
+ * bytes each), enough for a report's list and a flame graph's widest
+ * branches; and the least growth of committed memory past the last
+ * snapshot that takes a new one (else a sixteenth of it): a small program
+ * still gets a snapshot near its peak, and a big one takes a few dozen. */
+#define EBB_PEAK_SITES 64
+#define EBB_PEAK_MARGIN_MIN ((size_t)1 << 20)
 
 /* Alignment every block gets without asking (max_align_t on x86-64). */
 #define EBB_MIN_ALIGN 16
@@ -368,6 +384,9 @@ _Static_assert(EBB_BLACKBOX_INTERVAL_MS >= 1 && EBB_BLACKBOX_INTERVAL_MS < EBB_P
 _Static_assert(EBB_REPORT_SITES_BRIEF >= 1 && EBB_REPORT_SITES_BRIEF <= EBB_REPORT_SITES &&
                EBB_REPORT_FRAMES >= 2 && EBB_REPORT_FRAMES <= EBB_SITE_DEPTH,
                "reports list a few sites, with some of their frames");
+_Static_assert(EBB_REPORT_LINE_FRAMES >= 1 && EBB_REPORT_LINE_BYTES >= 64 &&
+               EBB_REPORT_PEAK_SITES >= 1 && EBB_REPORT_PEAK_SITES <= EBB_REPORT_SITES,
+               "a site's line shows a frame at least; the peak lists at most a report's sites");
 _Static_assert(EBB_REPORT_CLASSES >= 1 && EBB_REPORT_CLASSES <= EBB_CLASSES,
                "a report lists some classes, at most all");
 _Static_assert(EBB_CLASSES <= 255, "a class fits a byte, 255 means no class");
@@ -378,6 +397,8 @@ _Static_assert(EBB_SAMPLE_SITES % EBB_SAMPLE_CHUNK_SITES == 0, "sites come in wh
 _Static_assert((uint64_t)EBB_SAMPLE_CHUNK_RECORDS * EBB_SAMPLE_CHUNKS < UINT32_MAX,
                "a sample record's number fits a large-block entry's 32-bit tag");
 _Static_assert(EBB_PY_WALK_STEPS >= EBB_PY_STACK_FRAMES, "the walk can reach the frames kept");
+_Static_assert(EBB_PEAK_SITES >= EBB_REPORT_SITES && EBB_PEAK_SITES <= EBB_SAMPLE_SITES,
+               "the peak keeps at least what a report lists");
 _Static_assert(EBB_SAMPLE_RATE_DEFAULT >= 4096, "a sample is rare next to a page of cost");
 
 #endif /* EBB_CONFIG_H */

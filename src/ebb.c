@@ -11,6 +11,7 @@
 #include "os/linux.c"
 #include "os/linux_env.c"
 #include "os/linux_proc.c"
+#include "os/linux_maps.c"
 #include "os/linux_limits.c"
 #include "os/linux_pressure.c"
 #include "os/linux_report.c"
@@ -38,6 +39,8 @@
 #include "policy/pressure.c"
 
 #include "insight/sample.c"
+#include "insight/peak.c"
+#include "insight/heapmap.c"
 #include "insight/stats.c"
 #include "insight/check.c"
 #include "insight/report_out.c"
@@ -45,7 +48,10 @@
 #include "insight/report_walk.c"
 #include "insight/report_text.c"
 #include "insight/report_json.c"
+#include "insight/report_files.c"
 #include "insight/blackbox.c"
+#include "insight/addrspace.c"
+#include "insight/addrspace_out.c"
 
 #include "front/cpython.c"
 #include "front/pyframes.c"

@@ -19,7 +19,9 @@
  *   insight  insight/  reads every layer below, changes nothing there:
  *                      statistics (stats.c), ebb_check (check.c), reports
  *                      (report*.c), the black box (blackbox.c), the heap
- *                      profiler (sample.c).
+ *                      profiler (sample.c), the map of an address space
+ *                      (addrspace*.c: pure, on text; its own header,
+ *                      addrspace.h, as `ebb map` compiles it in).
  *      |
  *   policy   policy/   decides and acts through the mechanism: the purge pass
  *                      and ebb_collect (purge.c), the limit's episodes,
@@ -538,7 +540,25 @@ static inline void ebb__report_arm(void)
     if (EBB_UNLIKELY(ebb__opt.report_signal != 0) && ebb__may_start_threads())
         ebb__report_arm_slow();
 }
-size_t ebb__report_brief(char *buf, size_t cap, const char *reason) EBB_HIDDEN;
+/* The black box's record: its text, and (json not NULL) the brief JSON and
+ * the folded stacks, each NUL-terminated in its room. */
+void ebb__report_brief(char *text, size_t text_cap, char *json, size_t json_cap, char *folded,
+                       size_t folded_cap, const char *reason) EBB_HIDDEN;
+
+/* --------------------------------------------- insight/report_files.c */
+
+/* EBB_REPORT_FILE and EBB_REPORT_FOLDED: files replaced with the latest
+ * report (report_files.c says when, and how safely). */
+extern EBB_HIDDEN const ebb__lockset_t ebb__report_files_locks;
+/* At start-up: which process writes them. */
+void ebb__report_files_start(void) EBB_HIDDEN;
+/* Files are named, and this process is the one that writes them. */
+int ebb__report_files_wanted(void) EBB_HIDDEN;
+/* Holding no ebb lock: write them for the first failed allocation (once),
+ * for EBB_REPORT_SIGNAL, at a normal exit. */
+void ebb__report_files_failure(const char *reason) EBB_HIDDEN;
+void ebb__report_files_signal(void) EBB_HIDDEN;
+void ebb__report_files_at_exit(void) EBB_HIDDEN;
 
 /* ------------------------------------------------- insight/blackbox.c */
 
@@ -583,6 +603,41 @@ void ebb__sample_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 int ebb__sample_check(void) EBB_HIDDEN;
 /* The report writer's view: the sites, most live bytes first. */
 size_t ebb__sample_top(ebb__site_t *out, size_t n) EBB_HIDDEN;
+/* The peak's view: the n sites with the most live bytes now, as numbers
+ * and weights, most first; the number of them (<= n).  *all_live: the
+ * live bytes of every site. */
+size_t ebb__sample_top_weights(ebb__site_weight_t *out, size_t n, uint64_t *all_live) EBB_HIDDEN;
+/* Site w->site as it was at the peak: its frames and stack, w's weights. */
+void ebb__sample_site_at_peak(ebb__site_t *out, const ebb__site_weight_t *w) EBB_HIDDEN;
+
+/* -------------------------------------------------- insight/heapmap.c */
+
+/* A copy of every arena's slots, in address order; -1 if it cannot be
+ * mapped, or (wait 0) a purge pass has slots out.  Takes the lend, bin
+ * and arena locks for the copy. */
+int ebb__heapmap_take(ebb__heapmap_t *m, int wait) EBB_HIDDEN;
+void ebb__heapmap_drop(ebb__heapmap_t *m) EBB_HIDDEN;
+uintptr_t ebb__heapmap_base(const ebb__heapmap_t *m, size_t arena) EBB_HIDDEN;
+/* 1 and *out if slot s of the arena starts a pool. */
+int ebb__heapmap_pool(const ebb__heapmap_t *m, size_t arena, unsigned s,
+                      ebb__heapmap_pool_t *out) EBB_HIDDEN;
+/* The text's character for slot s (heapmap.c has the legend). */
+char ebb__heapmap_cell(const ebb__heapmap_t *m, size_t arena, unsigned s) EBB_HIDDEN;
+
+/* ----------------------------------------------------- insight/peak.c */
+
+extern EBB_HIDDEN const ebb__lockset_t ebb__peak_locks;
+/* After a sample: a new snapshot if committed passed the last one's by
+ * the margin. */
+void ebb__peak_consider(void) EBB_HIDDEN;
+/* A new snapshot if committed is at or above the last one's (reports). */
+void ebb__peak_refresh(void) EBB_HIDDEN;
+/* A copy of the snapshot; 0 if none was taken yet. */
+int ebb__peak_get(ebb__peak_t *out) EBB_HIDDEN;
+/* use(the heap map of the last snapshot that took one, committed then,
+ * arg) under the peak's lock, if there is one. */
+void ebb__peak_with_map(void (*use)(const ebb__heapmap_t *m, size_t committed, void *arg),
+                        void *arg) EBB_HIDDEN;
 
 /* =============================================================== front */
 

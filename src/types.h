@@ -69,7 +69,11 @@ typedef struct {
     int report_off;          /* EBB_REPORT=off */
     int report_json;         /* EBB_REPORT_FORMAT=json, or a path ending .json */
     int report_signal;       /* EBB_REPORT_SIGNAL: signal number, 0 none */
+    int report_native;       /* EBB_REPORT_NATIVE: sites' native frames in text */
     char report_path[EBB_OPTION_PATH_MAX];   /* EBB_REPORT=PATH, "" = stderr */
+    char report_files[EBB_OPTION_PATH_MAX];  /* EBB_REPORT_FILE: absolute paths, ':' between */
+    char report_folded[EBB_OPTION_PATH_MAX]; /* EBB_REPORT_FOLDED=PATH, "" = none */
+    unsigned report_pid;     /* EBB_REPORT_PID: the one process that writes them, 0 any */
     char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
     size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
     int python_stacks;       /* EBB_PYTHON_STACKS: front/pyframes.c's stack hook */
@@ -321,5 +325,33 @@ enum { EBB_PRESSURE_IDLE = 0, EBB_PRESSURE_WATCHING, EBB_PRESSURE_OFF };
 
 /* The report writer's view of an allocation site. */
 typedef ebb_site_t ebb__site_t;
+
+/* A site by its number in the sampler's table, with weights of a moment. */
+typedef struct {
+    uint32_t site;           /* index + 1 in the sampler's table */
+    uint64_t live_bytes, live_count, samples;
+} ebb__site_weight_t;
+
+/* The heap map (insight/heapmap.c): a copy of every arena's slots. */
+typedef struct {
+    void *arena;             /* the copy, mapped; opaque to readers */
+    size_t narenas, bytes;
+} ebb__heapmap_t;
+enum { EBB__POOL_FULL, EBB__POOL_PARTIAL, EBB__POOL_EMPTY, EBB__POOL_PURGED };
+/* One pool of the copy. */
+typedef struct {
+    unsigned slot, span, cls, state, resident_pages;
+    uint32_t block_size, blocks, used;
+} ebb__heapmap_pool_t;
+
+/* The peak snapshot (insight/peak.c). */
+typedef struct {
+    size_t committed;        /* committed memory at the snapshot */
+    uint64_t sampled_live;   /* estimated live bytes of every site then */
+    int64_t wall_seconds;    /* when */
+    unsigned snapshots;      /* taken so far (0: none yet) */
+    size_t nsites;
+    ebb__site_weight_t site[EBB_PEAK_SITES];
+} ebb__peak_t;
 
 #endif /* EBB_TYPES_H */

@@ -11,6 +11,7 @@ from ._ebb import (  # noqa: F401
     collect,
     get_limit,
     heap,
+    heap_map,
     install,
     installed,
     limit_info,
@@ -21,7 +22,7 @@ from ._ebb import (  # noqa: F401
 from ._ebb import _report
 
 __all__ = ["install", "installed", "stats", "collect", "set_limit", "get_limit",
-           "limit_info", "on_pressure", "check", "report", "heap", "__version__"]
+           "limit_info", "on_pressure", "check", "report", "heap", "heap_map", "__version__"]
 
 
 def report(format="text"):

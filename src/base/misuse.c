@@ -9,14 +9,17 @@
  * pointer and the fault ("ebb: free(0x...): double free of a 64-byte
  * block, ..."), then handled as the setting says.  Two kinds, because they
  * differ in what going on risks:
- *   - corruption (a double free, a free or realloc of a freed block, a
- *     block whose guard was overwritten): going on would hand one block to
- *     two owners or build on damaged memory, so by default ebb aborts, as
- *     glibc does;
- *   - a bad pointer (one ebb never made, an interior pointer): the call is
- *     ignored and nothing of ebb's is touched, so by default ebb reports it
- *     and goes on (a Python extension freeing a block of the allocator that
- *     was in place before ebb was installed must not kill the interpreter).
+ *   - corruption (a double free, a free or realloc of a freed block or of a
+ *     pointer no block of ebb's starts at, a block whose guard was
+ *     overwritten): going on would hand one block to two owners, or the
+ *     program's idea of what it owns is wrong and what it frees next may be
+ *     live, so by default ebb aborts, as glibc does ("free(): invalid
+ *     pointer");
+ *   - a question about a bad pointer (malloc_usable_size of one ebb never
+ *     made): nothing is freed or moved, so by default ebb reports it, the
+ *     answer is 0 and the program goes on.
+ * A block of the allocator CPython had before `ebb.install()` never reaches
+ * here: the installed wrappers hand it to that allocator (python/install.c).
  * EBB_ON_ERROR=warn|abort|ignore makes both kinds do the same.  Whoever
  * detects a misuse calls here at once, under whatever lock it holds:
  * nothing here takes a lock or allocates.

@@ -43,7 +43,8 @@ enum {
     EBB_OPT_LIMIT,   /* size_t limit, with limit_percent: SIZE (0, or at least
                       * EBB_LIMIT_FLOOR), N% or auto */
     EBB_OPT_REPORT,  /* report_path, with report_off and report_json */
-    EBB_OPT_PATH     /* char[]: a path; "off" or "0" for none */
+    EBB_OPT_PATH,    /* char[]: a path; "off" or "0" for none */
+    EBB_OPT_PATHS    /* char[]: paths separated by ':', each made absolute */
 };
 
 /* The field size each kind stores into. */
@@ -57,6 +58,7 @@ enum {
 #define EBB_OPT_BYTES_LIMIT sizeof(size_t)
 #define EBB_OPT_BYTES_REPORT EBB_OPTION_PATH_MAX
 #define EBB_OPT_BYTES_PATH EBB_OPTION_PATH_MAX
+#define EBB_OPT_BYTES_PATHS EBB_OPTION_PATH_MAX
 
 typedef struct {
     const char *name;   /* "EBB_HEAPS" */
@@ -272,6 +274,39 @@ static const char *parse_report(ebb__options_t *o, const char *v)
     return NULL;
 }
 
+/* PATH[:PATH...] into dst (cap bytes): each path made absolute (as
+ * store_path does), joined by ':' again; empty pieces are dropped.  NULL,
+ * or why the list is refused (dst is then ""): it is taken whole or not at
+ * all, since a list cut short would quietly write fewer files. */
+static const char *store_paths(char *dst, size_t cap, const char *v)
+{
+    size_t at = 0;
+    dst[0] = '\0';
+    while (*v) {
+        const char *colon = strchr(v, ':');
+        size_t len = colon ? (size_t)(colon - v) : strlen(v);
+        if (len > 0) {
+            char one[EBB_OPTION_PATH_MAX];
+            const char *why = "longer than PATH_MAX";
+            if (len < sizeof one) {
+                memcpy(one, v, len);
+                one[len] = '\0';
+                why = at + 1 < cap ? store_path(dst + at + (at > 0), cap - at - (at > 0), one)
+                                   : "longer than PATH_MAX once made absolute";
+            }
+            if (why != NULL) {
+                dst[0] = '\0';
+                return why;
+            }
+            if (at > 0)
+                dst[at] = ':';
+            at += (at > 0) + strlen(dst + at + (at > 0));
+        }
+        v += len + (colon != NULL);
+    }
+    return NULL;
+}
+
 /* Parse variable `row` (set to v) into o: NULL, or why v is refused (in
  * words, perhaps in buf). */
 static const char *parse_row(ebb__options_t *o, const option_t *row, const char *v, char *buf,
@@ -289,6 +324,10 @@ static const char *parse_row(ebb__options_t *o, const option_t *row, const char 
         if (v[0] == '\0' || !strcmp(v, "off") || !strcmp(v, "0"))
             return NULL;
         return store_path((char *)o + row->offset, EBB_OPT_BYTES_PATH, v);
+    case EBB_OPT_PATHS:
+        if (!strcmp(v, "off") || !strcmp(v, "0"))
+            return NULL;
+        return store_paths((char *)o + row->offset, EBB_OPT_BYTES_PATHS, v);
     default:
         if ((rc = parse_number(row, v, &n)) != EBB_VALUE_OK)
             return explain(row, rc, buf, cap);
@@ -310,6 +349,7 @@ static void set_default(ebb__options_t *o, const option_t *row)
         o->report_path[0] = '\0';
         break;
     case EBB_OPT_PATH:
+    case EBB_OPT_PATHS:
         ((char *)o + row->offset)[0] = '\0';
         break;
     default:
@@ -386,6 +426,7 @@ EBB_API int ebb_get_option(const char *name, long long *value)
         const void *field = (const char *)&ebb__opt + row->offset;
         switch (row->kind) {
         case EBB_OPT_PATH:
+        case EBB_OPT_PATHS:
         case EBB_OPT_REPORT:
             break; /* text, not a number */
         case EBB_OPT_COUNT:

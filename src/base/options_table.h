@@ -42,8 +42,8 @@
                USER)                                                                                \
     EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_DEFAULT, 0, 0, "warn|abort|ignore",         \
                "see right",                                                                         \
-               "what a detected misuse does; unset: a double free or a corrupted block aborts, a "  \
-               "pointer ebb never made is reported and ignored",                                    \
+               "what a detected misuse does; unset: a double free, a free of a pointer ebb never "  \
+               "made or a corrupted block aborts (as glibc), other misuses are reported",           \
                USER)                                                                                \
     EBB_OPTION(VERBOSE, verbose, FLAG, 0, 0, 1, "0|1", "0", "print the statistics at exit", USER)   \
     EBB_OPTION(DEBUG, debug, FLAG, 0, 0, 1, "0|1", "0",                                             \
@@ -79,9 +79,22 @@
                USER)                                                                                \
     EBB_OPTION(REPORT_FORMAT, report_json, CHOICE, 0, 0, 0, "text|json", "text",                    \
                "the format of those reports", USER)                                                 \
+    EBB_OPTION(REPORT_NATIVE, report_native, FLAG, 0, 0, 1, "0|1", "0",                            \
+               "text reports show each site's native frames on lines of their own, not only "      \
+               "its innermost frames on one line (`ebb run --native`; JSON always has them)",      \
+               USER)                                                                                \
     EBB_OPTION(REPORT_SIGNAL, report_signal, SIGNAL, 0, 0, 0, "NAME|N", "none",                     \
                "a signal that makes ebb write a report: `USR1`, `USR2` or a real-time one "         \
                "(`RTMIN+1`), by name or number (`SIGUSR2`, `12`); no other",                        \
+               USER)                                                                                \
+    EBB_OPTION(REPORT_FILE, report_files, PATHS, 0, 0, 0, "PATH[:PATH...]", "none",                \
+               "report files rewritten at exit, on the first allocation refused for want of "       \
+               "memory and on `EBB_REPORT_SIGNAL`: `.html` a page with plots and a flame graph, "   \
+               "`.json` the JSON, anything else the text (`ebb run --report`; see *Report files*)", \
+               USER)                                                                                \
+    EBB_OPTION(REPORT_FOLDED, report_folded, PATH, 0, 0, 0, "PATH", "none",                         \
+               "the peak's stacks in the folded format of flamegraph.pl and speedscope, written "   \
+               "with the report files (`ebb run --folded`)",                                        \
                USER)                                                                                \
     EBB_OPTION(BLACKBOX, blackbox_path, PATH, 0, 0, 0, "PATH", "none (`ebb run`: one per process)", \
                "keep the last state in PATH (`%p`: the pid) for after a SIGKILL", USER)             \
@@ -100,6 +113,9 @@
                USER)                                                                                \
     EBB_OPTION(PYTHON, python, FLAG, 0, 0, 1, "1", "unset",                                         \
                "make ebb CPython's allocator before the interpreter starts", LAUNCH)                \
+    EBB_OPTION(REPORT_PID, report_pid, COUNT, 0, 0, 2147483647, "PID", "unset",                      \
+               "only process PID writes the report files (`ebb run`: its program; a fork or exec'd " \
+               "child does not)", LAUNCH)                                                           \
     EBB_OPTION(NO_CHILDREN, no_children, FLAG, 0, 0, 1, "1", "unset",                               \
                "ebb removes itself from the environment children get (`--no-children`)", LAUNCH)    \
     EBB_OPTION(_TEST_ROOT, test_root, PATH, 0, 0, 0, "DIR", "the real system",                      \

@@ -36,8 +36,10 @@ static void register_locksets(void)
     static const ebb__lockset_t *const order[] = {
         &ebb__purger_locks,        /* child: no purger thread */
         &ebb__report_locks,        /* child: no reporter thread */
+        &ebb__report_files_locks,  /* child: the lock made usable */
         &ebb__pressure_locks,      /* child: no watcher, its own files */
         &ebb__blackbox_locks,      /* child: its own box, or none */
+        &ebb__peak_locks,          /* a snapshot copies the heap and the sites */
         &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
         &ebb__arena_lend_locks,    /* a purge pass lends arena slots */
         &ebb__thread_locks,        /* the thread registry */
@@ -61,6 +63,7 @@ void ebb__start_slow(void)
         register_locksets();
         ebb__limit_start();
         ebb__blackbox_start();
+        ebb__report_files_start();
         ebb__sample_start();
         ebb__debug_start();
         atomic_store_explicit(&ebb__started, 1, memory_order_release);
@@ -119,6 +122,7 @@ static void at_exit_report(void)
 {
     if (ebb__opt.verbose)
         ebb_stats_print();
+    ebb__report_files_at_exit();
 }
 
 __attribute__((constructor)) static void ebb__constructor(void)
@@ -133,7 +137,9 @@ __attribute__((constructor)) static void ebb__constructor(void)
     atomic_store_explicit(&ebb__threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
     ebb__python_attach();
-    if (ebb__opt.verbose) {
+    /* Registered here, before the program's own handlers (they run in the
+     * reverse order): the report files describe the state after them. */
+    if (ebb__opt.verbose || ebb__report_files_wanted()) {
         extern int atexit(void (*)(void));
         atexit(at_exit_report);
     }

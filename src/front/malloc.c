@@ -297,10 +297,14 @@ EBB_API EBB_ENTRY void *ebb_pvalloc(size_t n)
 
 /* ------------------------------------------------------------------ free */
 
+/* free or realloc of a pointer ebb never made: glibc aborts ("free():
+ * invalid pointer"), and so does ebb by default: the program's idea of
+ * what it owns is wrong, and whatever it frees next may be live.  Nothing
+ * of ebb's is touched, so under warn or ignore the call is dropped. */
 static void foreign(const char *fn, const void *p)
 {
     atomic_fetch_add_explicit(&ebb__misuse.foreign_frees, 1, memory_order_relaxed);
-    ebb__report_misuse(fn, p, "pointer was not allocated by ebb; ignored");
+    ebb__report_corruption(fn, p, "invalid pointer: not allocated by ebb");
 }
 
 /* A large block of ours is freed (0 if p is not one); its sample, if it
@@ -368,7 +372,7 @@ EBB_NOINLINE void ebb__free_slow(void *p)
                                               "this address (a block freed here went home "
                                               "with its pool)");
         } else if (!is_block_start(ar, s, cls, a)) {
-            ebb__report_misuse("free", p, "not the start of a block; ignored");
+            ebb__report_corruption("free", p, "invalid pointer: not the start of a block");
         } else {
             ebb__thread_t *self = front_thread();
             if (!freed_again("free", cls, p)) {
@@ -623,7 +627,7 @@ EBB_API EBB_ENTRY void *ebb_realloc(void *p, size_t n)
     if (ar) {
         size_t usable = small_usable(ar, a);
         if (usable == 0) {
-            ebb__report_misuse("realloc", p, "pointer was not allocated by ebb; left alone");
+            ebb__report_corruption("realloc", p, "invalid pointer: no block of ebb's starts here");
             errno = EINVAL;
             return NULL;
         }

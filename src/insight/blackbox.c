@@ -11,7 +11,13 @@
  * process.  No system call is needed to update it, and none to flush it.
  *
  * What is written: the brief report of report.c (counters on a first line
- * for programs, then the text report without the address-space scan).
+ * for programs, then the text report without the address-space scan), and,
+ * when the process names report files (EBB_REPORT_FILE, EBB_REPORT_FOLDED),
+ * the brief JSON and the folded stacks, from which `ebb run` writes those
+ * files if the process dies without writing them (blackbox.h has the
+ * layout and the sizes).  Only then: the JSON names up to 80 native frames,
+ * a dladdr each, which a process that asked for no report should not pay
+ * at every refresh.
  * When: from the allocation slow paths that hold no lock (a refill, a large
  * block, a failure) and after each purge pass: at most once every
  * EBB_BLACKBOX_INTERVAL_MS, unless committed grew by a sixteenth since the
@@ -116,6 +122,9 @@ static void box_open(void)
     memcpy(b->magic, EBB_BLACKBOX_MAGIC, sizeof b->magic);
     b->version = EBB_BLACKBOX_VERSION;
     b->slot_size = EBB_BLACKBOX_SLOT;
+    b->text_size = EBB_BLACKBOX_TEXT;
+    b->json_size = EBB_BLACKBOX_JSON;
+    b->folded_size = EBB_BLACKBOX_FOLDED;
     b->pid = ebb__os_pid();
     b->started = ebb__os_wall_seconds();
     Box.box = b;
@@ -132,7 +141,14 @@ static void refresh(const char *why)
     if (b != NULL) {
         uint32_t next = 1 - __atomic_load_n(&b->current, __ATOMIC_RELAXED);
         char *slot = (char *)b + EBB_BLACKBOX_HEADER + next * EBB_BLACKBOX_SLOT;
-        ebb__report_brief(slot, EBB_BLACKBOX_SLOT, why);
+        char *json = slot + EBB_BLACKBOX_TEXT, *folded = json + EBB_BLACKBOX_JSON;
+        if (ebb__report_files_wanted()) {
+            ebb__report_brief(slot, EBB_BLACKBOX_TEXT, json, EBB_BLACKBOX_JSON, folded,
+                              EBB_BLACKBOX_FOLDED, why);
+        } else {
+            ebb__report_brief(slot, EBB_BLACKBOX_TEXT, NULL, 0, NULL, 0, why);
+            json[0] = folded[0] = '\0';
+        }
         b->updated = ebb__os_wall_seconds();
         b->seq++;
         __atomic_store_n(&b->current, next, __ATOMIC_RELEASE);

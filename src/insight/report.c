@@ -31,6 +31,8 @@
  * report.  Automatic reports are appended to EBB_REPORT (a JSON one is one
  * line, so a file of them is JSON Lines), and a lock keeps two at once
  * apart.  One that cannot be written (ENOSPC, EIO) is said once on stderr.
+ * The report files (EBB_REPORT_FILE, report_files.c) are rewritten on the
+ * same two occasions and at exit.
  *
  * The JSON has a versioned schema ("schema": "ebb.report/1"): keys are
  * only ever added within a version; a change of meaning makes version 2.
@@ -46,7 +48,7 @@
 
 /* brief: the black box's snapshot, taken often, skips reading the
  * address-space map (a system call and a file read per refresh). */
-static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief)
+void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief)
 {
     s->reason = reason;
     s->pid = ebb__os_pid();
@@ -62,6 +64,7 @@ static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     memcpy(s->pressure_source, li.pressure_source, sizeof li.pressure_source);
     ebb_last_failure(&s->failure, 0);
     s->brief = brief;
+    s->native = !brief && ebb__opt.report_native;
     s->gap_at = 0;
     s->gap = brief ? 0 : ebb__os_largest_gap(&s->gap_at);
     ebb__os_usage_t use;
@@ -76,6 +79,18 @@ static void take_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     /* Sites with nothing live left are history, not what holds memory. */
     while (s->nsites > 0 && s->site[s->nsites - 1].live_bytes == 0)
         s->nsites--;
+    if (!brief && s->samples.rate != 0)
+        ebb__peak_refresh();
+    s->have_peak = ebb__peak_get(&s->peak);
+    s->have_map = !brief && ebb__heapmap_take(&s->map, 1) == 0;
+    s->json_peak_sites = brief ? EBB_REPORT_SITES : 0;
+    s->json_frames = brief ? EBB_REPORT_FRAMES : 0;
+}
+
+void ebb__report_snapshot_drop(ebb__report_snapshot_t *s)
+{
+    if (s->have_map)
+        ebb__heapmap_drop(&s->map);
 }
 
 /* ---------------------------------------------------------- public API */
@@ -85,12 +100,11 @@ static int write_report(int fd, int format, const char *reason)
     /* ~12 KiB of snapshot and 2 KiB of buffer: the stack, never the heap. */
     ebb__report_snapshot_t s;
     ebb__report_out_t o;
-    o.fd = fd;
-    o.failed = 0;
-    o.at = 0;
-    take_snapshot(&s, reason, 0);
+    ebb__report_out_init(&o, fd, NULL, 0);
+    ebb__report_snapshot(&s, reason, 0);
     ebb__report_walk(&o, format == EBB_REPORT_JSON ? &ebb__report_as_json : &ebb__report_as_text,
                      &s);
+    ebb__report_snapshot_drop(&s);
     ebb__report_flush(&o);
     if (o.failed) {
         errno = o.err;
@@ -99,21 +113,21 @@ static int write_report(int fd, int format, const char *reason)
     return 0;
 }
 
-/* The black box's text (blackbox.c): a first line of key=value counters
- * for `ebb run` to read, then the text report without the address space.
- * Returns the length written into buf (NUL-terminated). */
-size_t ebb__report_brief(char *buf, size_t cap, const char *reason)
+/* The black box's record (blackbox.c), from one snapshot: the text, a first
+ * line of key=value counters for `ebb run` to read, then the text report
+ * without the address space; and, when json is not NULL, the brief JSON and
+ * the folded stacks that `ebb run` makes the report files from after a
+ * kill.  Each is NUL-terminated in its buffer.  A JSON that does not fit
+ * its room is written again with fewer native frames a site (a cut one
+ * would not parse): the room is sized for the usual case, not for sites
+ * whose every frame is a 255-byte C++ name (blackbox.h has the figures). */
+void ebb__report_brief(char *text, size_t text_cap, char *json, size_t json_cap, char *folded,
+                       size_t folded_cap, const char *reason)
 {
     ebb__report_snapshot_t s;
     ebb__report_out_t o;
-    o.fd = -1;
-    o.failed = 0;
-    o.at = 0;
-    o.mem = buf;
-    o.mem_cap = cap;
-    o.mem_len = 0;
-    buf[0] = '\0';
-    take_snapshot(&s, reason, 1);
+    ebb__report_out_init(&o, -1, text, text_cap);
+    ebb__report_snapshot(&s, reason, 1);
     size_t live = ebb__report_live_small(&s) + s.st.large_used;
     ebb__report_putf(&o, "committed=%zu peak_committed=%zu live=%zu mapped=%zu limit=%zu "
                          "purged=%zu rss=%zu failure=%d request=%zu\n",
@@ -121,7 +135,27 @@ size_t ebb__report_brief(char *buf, size_t cap, const char *reason)
                      s.rss, s.failure.reason, s.failure.request);
     ebb__report_walk(&o, &ebb__report_as_text, &s);
     ebb__report_flush(&o);
-    return o.mem_len;
+    if (json == NULL)
+        return;
+    for (int frames = s.json_frames;; frames /= 4) {
+        s.json_frames = frames > 0 ? frames : -1;
+        ebb__report_out_init(&o, -1, json, json_cap);
+        ebb__report_walk(&o, &ebb__report_as_json, &s);
+        ebb__report_flush(&o);
+        if (!o.cut)
+            break;
+        if (frames <= 0) {
+            json[0] = '\0'; /* not even without frames: none rather than a cut one */
+            break;
+        }
+    }
+    ebb__report_out_init(&o, -1, folded, folded_cap);
+    ebb__report_folded(&o, &s);
+    ebb__report_flush(&o);
+    if (o.cut) { /* keep the whole lines that fit */
+        char *nl = strrchr(folded, '\n');
+        *(nl ? nl + 1 : folded) = '\0';
+    }
 }
 
 EBB_API int ebb_report(int fd, int format)
@@ -214,8 +248,10 @@ void ebb__report_failure(void)
         return;
     if (atomic_exchange_explicit(&auto_reports.failure_done, 1, memory_order_relaxed))
         return;
-    auto_report(reason == EBB_FAIL_LIMIT ? "first allocation refused at the limit"
-                                         : "first allocation the system refused");
+    const char *why = reason == EBB_FAIL_LIMIT ? "first allocation refused at the limit"
+                                               : "first allocation the system refused";
+    auto_report(why);
+    ebb__report_files_failure(why);
 }
 
 static void on_report_signal(int sig)
@@ -231,8 +267,10 @@ static void reporter_main(void *arg)
     ebb__thread_mark_internal();
     for (;;) {
         ebb__os_wait(&auto_reports.asked, 0, -1);
-        if (atomic_exchange_explicit(&auto_reports.asked, 0, memory_order_relaxed))
+        if (atomic_exchange_explicit(&auto_reports.asked, 0, memory_order_relaxed)) {
             auto_report("signal EBB_REPORT_SIGNAL");
+            ebb__report_files_signal();
+        }
     }
 }
 

@@ -37,6 +37,9 @@ typedef struct {
     int err;
     char *mem;   /* fd < 0: the report goes here, cut at mem_cap - 1 */
     size_t mem_cap, mem_len;
+    int cut;     /* in memory: something did not fit */
+    int html;    /* JSON inside an HTML page: every '<' written as \u003c (so
+                  * no "</script>" in a string ends the page's data early) */
     size_t at;
     char buf[2048];
 } ebb__report_out_t;
@@ -63,12 +66,29 @@ typedef struct {
     size_t gap;
     size_t rss;               /* the process's resident set, 0 if unknown */
     int brief;                /* the black box's: no address-space scan */
+    int native;               /* the text shows sites' native frames (EBB_REPORT_NATIVE) */
     size_t nclasses;
     ebb_class_stats_t cls[EBB_CLASSES];
     ebb_sample_stats_t samples;
     size_t nsites;            /* entries of site[] filled */
     ebb__site_t site[EBB_REPORT_SITES];
+    int have_map;             /* map holds a heap map (full reports only) */
+    ebb__heapmap_t map;       /* mapped: dropped once the report is written */
+    int have_peak;            /* a peak snapshot was taken (peak.c) */
+    ebb__peak_t peak;         /* its sites are read as the walk writes them */
+    /* What the JSON keeps of the sites: the black box's must fit its slot
+     * (blackbox.h), and each native frame it names costs a dladdr. */
+    size_t json_peak_sites;   /* peak sites listed; every one if 0 */
+    int json_frames;          /* native frames per site; every one if 0 */
 } ebb__report_snapshot_t;
+
+/* A snapshot of now (report.c): brief, the black box's (no address-space
+ * scan, fewer sites). */
+void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int brief) EBB_HIDDEN;
+/* What a snapshot holds beyond itself (the heap map's buffer), let go. */
+void ebb__report_snapshot_drop(ebb__report_snapshot_t *s) EBB_HIDDEN;
+/* An output into memory, or to a file descriptor (mem NULL). */
+void ebb__report_out_init(ebb__report_out_t *o, int fd, char *mem, size_t cap) EBB_HIDDEN;
 
 /* Bytes the program holds in small blocks: handed out and not back in a
  * thread cache. */
@@ -123,5 +143,11 @@ extern EBB_HIDDEN const ebb__report_back_t ebb__report_as_json;
 /* The one walk: the whole report, from the snapshot, to one back end. */
 void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
                       const ebb__report_snapshot_t *s) EBB_HIDDEN;
+
+/* ----------------------------------------------------------- report files */
+
+/* The peak's stacks, folded (report_files.c): a line per site, frames
+ * outermost first joined by ';', then its live bytes. */
+void ebb__report_folded(ebb__report_out_t *o, const ebb__report_snapshot_t *s) EBB_HIDDEN;
 
 #endif

@@ -202,42 +202,43 @@ static void walk_memory(walker_t *w, const ebb__report_snapshot_t *s)
     const ebb_stats_t *st = &s->st;
     size_t small = ebb__report_live_small(s);
     walk_open(w, "memory", "", 0);
-    walk_num(w, "committed", "committed   %s", EBB__REPORT_BYTES, st->committed);
-    walk_num(w, "peak_committed", " (peak %s): ebb's estimate of its resident memory",
-             EBB__REPORT_BYTES, st->peak_committed);
+    walk_num(w, "committed", "memory      committed %s", EBB__REPORT_BYTES, st->committed);
+    walk_num(w, "peak_committed", " (peak %s)", EBB__REPORT_BYTES, st->peak_committed);
+    walk_num(w, "live", ", live %s", EBB__REPORT_BYTES, small + st->large_used);
     if (s->rss)
-        walk_num(w, NULL, "; the process's RSS %s", EBB__REPORT_BYTES, s->rss);
+        walk_num(w, NULL, ", the process's RSS %s", EBB__REPORT_BYTES, s->rss);
     walk_say(w, "\n");
-    /* The text says `mapped` last, as the sum of the categories below. */
     walk_num(w, "mapped", NULL, EBB__REPORT_BYTES, st->mapped);
     walk_num(w, "peak_mapped", NULL, EBB__REPORT_BYTES, st->peak_mapped);
-    walk_num(w, "live", "live        %s", EBB__REPORT_BYTES, small + st->large_used);
-    walk_num(w, "live_small", ": small blocks %s", EBB__REPORT_BYTES, small);
-    walk_num(w, "live_large", ", large blocks %s", EBB__REPORT_BYTES, st->large_used);
-    walk_num(w, "large_blocks", " in %s\n", EBB__REPORT_COUNT, st->large_blocks);
-    walk_num(w, "purged", "purged      %s", EBB__REPORT_BYTES, st->purged);
-    walk_num(w, "purges", " given back in %s calls since start\n", EBB__REPORT_COUNT, st->purges);
+    walk_num(w, "live_small", NULL, EBB__REPORT_BYTES, small);
+    walk_num(w, "live_large", NULL, EBB__REPORT_BYTES, st->large_used);
+    walk_num(w, "large_blocks", NULL, EBB__REPORT_COUNT, st->large_blocks);
+    walk_num(w, "purged", NULL, EBB__REPORT_BYTES, st->purged);
+    walk_num(w, "purges", NULL, EBB__REPORT_COUNT, st->purges);
     walk_num(w, "process_rss", NULL, EBB__REPORT_BYTES, s->rss);
     walk_close(w);
 
-    /* The categories of `mapped`: they add up to it. */
-    walk_num(w, NULL, "mapped      %s", EBB__REPORT_BYTES, st->mapped);
-    walk_num(w, NULL, " (peak %s), in exactly one of:\n", EBB__REPORT_BYTES, st->peak_mapped);
+    /* What ebb holds beyond the live bytes: the categories of `mapped`
+     * add up to it, and what of it is not resident is said last. */
+    walk_num(w, NULL, "held        %s mapped = ", EBB__REPORT_BYTES, st->mapped);
+    walk_num(w, NULL, "live %s", EBB__REPORT_BYTES, small + st->mapped_large);
     walk_open(w, "held", "", 0);
-    walk_num(w, "metadata", "  metadata              %s  arena headers, thread caches, tables\n",
-             EBB__REPORT_BYTES, st->mapped_meta);
-    walk_num(w, "small_in_use", "  small blocks in use   %s\n", EBB__REPORT_BYTES, small);
-    walk_num(w, "thread_caches",
-             "  in thread caches      %s  freed, kept for reuse by their thread\n",
-             EBB__REPORT_BYTES, st->small_cached);
-    walk_num(w, "free_in_pools", "  free in pools         %s  space between live small blocks\n",
-             EBB__REPORT_BYTES, pool_free_bytes(s));
-    walk_num(w, "free_arena_slots", "  free arena slots      %s\n", EBB__REPORT_BYTES,
+    walk_num(w, "small_in_use", NULL, EBB__REPORT_BYTES, small);
+    walk_num(w, "large", NULL, EBB__REPORT_BYTES, st->mapped_large);
+    walk_num(w, "free_in_pools", " + free in pools %s", EBB__REPORT_BYTES, pool_free_bytes(s));
+    walk_num(w, "thread_caches", " + thread caches %s\n           ", EBB__REPORT_BYTES,
+             st->small_cached);
+    walk_num(w, "large_cached", " + large cached %s", EBB__REPORT_BYTES,
+             st->mapped_large_cached);
+    walk_num(w, "free_arena_slots", " + free arena slots %s", EBB__REPORT_BYTES,
              st->mapped_free_slots);
-    walk_num(w, "large", "  large blocks          %s\n", EBB__REPORT_BYTES, st->mapped_large);
-    walk_num(w, "large_cached", "  large, cached         %s  freed, kept for reuse\n",
-             EBB__REPORT_BYTES, st->mapped_large_cached);
+    walk_num(w, "metadata", " + metadata %s", EBB__REPORT_BYTES, st->mapped_meta);
     walk_close(w);
+    size_t away = st->mapped > st->committed ? st->mapped - st->committed : 0;
+    walk_num(w, NULL, "; %s of it not resident (given back or never touched)\n",
+             EBB__REPORT_BYTES, away);
+    walk_num(w, NULL, "given back  %s", EBB__REPORT_BYTES, st->purged);
+    walk_num(w, NULL, " in %s calls since start\n", EBB__REPORT_COUNT, st->purges);
 }
 
 static void walk_class(walker_t *w, const ebb_class_stats_t *c)
@@ -329,8 +330,9 @@ static void walk_stack(walker_t *w, const char *key, const char *words, const ch
     walk_close(w);
 }
 
-/* Native frames the text shows per site: the allocating call and its
- * callers, fewer when the runtime's stack says the rest. */
+/* Native frames the text shows per site with EBB_REPORT_NATIVE=1: the
+ * allocating call and its callers, fewer when the runtime's stack says
+ * the rest. */
 static int frames_shown(const ebb__site_t *site, int brief)
 {
     int most = site->stack[0] ? EBB_REPORT_FRAMES / 2 : EBB_REPORT_FRAMES;
@@ -339,23 +341,111 @@ static int frames_shown(const ebb__site_t *site, int brief)
     return site->depth < most ? site->depth : most;
 }
 
-static void walk_site(walker_t *w, const ebb__report_snapshot_t *s, size_t i)
+/* Append s[0..n) to line at *at, keeping room for the NUL. */
+static void line_put(char *line, size_t cap, size_t *at, const char *s, size_t n)
 {
-    const ebb__site_t *site = &s->site[i];
-    walk_open(w, "site", "", 0);
+    for (size_t i = 0; i < n && *at + 1 < cap; i++)
+        line[(*at)++] = s[i];
+    line[*at] = '\0';
+}
+
+/* A runtime stack entry "path/file.py:12 function" as "file.py:12 function". */
+static void put_stack_entry(char *line, size_t cap, size_t *at, const char *e, size_t n)
+{
+    size_t colon = n, file = 0;
+    for (size_t i = 0; i < n; i++)
+        if (e[i] == ':' && colon == n && i > 0)
+            colon = i;
+    for (size_t i = 0; i < colon; i++)
+        if (e[i] == '/')
+            file = i + 1;
+    line_put(line, cap, at, e + file, n - file);
+}
+
+/* A symbolised frame, "name+0x1f (/path/object)" or "(/path/object+0x1f)",
+ * as "name+0x1f" or "object+0x1f". */
+static void put_frame_short(char *line, size_t cap, size_t *at, const void *pc)
+{
+    char sym[256];
+    size_t n = ebb__os_symbolise(pc, sym, sizeof sym);
+    const char *start = sym, *end = sym + n;
+    if (n > 0 && sym[0] == '(') {
+        start = sym + 1;
+        if (end > start && end[-1] == ')')
+            end--;
+        for (const char *c = start; c < end; c++)
+            if (*c == '/')
+                start = c + 1;
+    } else {
+        const char *paren = memchr(sym, '(', n);
+        if (paren)
+            end = paren > sym && paren[-1] == ' ' ? paren - 1 : paren;
+    }
+    line_put(line, cap, at, start, (size_t)(end - start));
+}
+
+/* The text's one line for a site: its innermost few frames, the
+ * runtime's ("app.py:4 load <- app.py:7 main") when it has them, else the
+ * native ones, innermost first. */
+static size_t site_line(const ebb__site_t *site, char *line, size_t cap)
+{
+    size_t at = 0, n;
+    int shown = 0;
+    line[0] = '\0';
+    const char *text = site->stack, *entry;
+    while ((entry = next_line(&text, &n)) != NULL && shown < EBB_REPORT_LINE_FRAMES) {
+        if (shown++)
+            line_put(line, cap, &at, " <- ", 4);
+        put_stack_entry(line, cap, &at, entry, n);
+    }
+    if (shown == 0)
+        for (int f = 0; f < site->depth && shown < EBB_REPORT_LINE_FRAMES; f++) {
+            if (shown++)
+                line_put(line, cap, &at, " <- ", 4);
+            else
+                line_put(line, cap, &at, "in ", 3);
+            put_frame_short(line, cap, &at, site->pcs[f]);
+        }
+    int more = site->stack[0] ? next_line(&text, &n) != NULL : site->depth > shown;
+    if (more)
+        line_put(line, cap, &at, " <- ...", 7);
+    if (shown == 0)
+        line_put(line, cap, &at, "(no stack)", 10);
+    return at;
+}
+
+/* listed: the text shows the site (the JSON shows every one); native: the
+ * text shows it in full, runtime stack and native frames on lines of their
+ * own, rather than as one line.  json_frames: the JSON's native frames, 0
+ * every one, -1 none. */
+static void walk_site(walker_t *w, const ebb__site_t *site, size_t i, int brief, int listed,
+                      int native, int json_frames)
+{
+    walk_open(w, "site", listed ? "" : NULL, 0);
     walk_num(w, NULL, "  %s. ", EBB__REPORT_COUNT, i + 1);
-    walk_num(w, "live_bytes", "~%s live", EBB__REPORT_BYTES, (size_t)site->live_bytes);
+    walk_num(w, "live_bytes", "~%s", EBB__REPORT_BYTES, (size_t)site->live_bytes);
     walk_num(w, "live_blocks", " in ~%s blocks", EBB__REPORT_COUNT, (size_t)site->live_count);
-    walk_num(w, "total_bytes", " (~%s allocated in all)\n", EBB__REPORT_BYTES,
+    walk_num(w, "total_bytes", native ? " (~%s allocated in all)\n" : NULL, EBB__REPORT_BYTES,
              (size_t)site->total_bytes);
     walk_num(w, "total_blocks", NULL, EBB__REPORT_COUNT, (size_t)site->total_count);
     walk_num(w, "samples", NULL, EBB__REPORT_COUNT, (size_t)site->samples);
+    if (!native && walk_name(w, NULL, "x") != NULL) {
+        char line[EBB_REPORT_LINE_BYTES];
+        size_t n = site_line(site, line, sizeof line);
+        walk_strn(w, NULL, "  %s\n", line, n);
+    }
     /* The runtime's stack reads best above the native frames; the JSON
      * has always had it after them. */
-    walk_stack(w, NULL, "", site->stack);
+    walk_stack(w, NULL, native ? "" : NULL, site->stack);
     walk_open(w, "frames", "", 1);
-    int shown = frames_shown(site, s->brief);
-    for (int f = 0; f < site->depth; f++) {
+    int shown = native ? frames_shown(site, brief) : 0;
+    /* The JSON's frames, all unless the snapshot says fewer (-1: none). */
+    int depth = site->depth;
+    if (json_frames != 0 && json_frames < depth)
+        depth = json_frames > shown ? json_frames : shown;
+    for (int f = 0; f < depth; f++) {
+        if (f >= json_frames && json_frames != 0 && walk_name(w, "frame", NULL) != NULL)
+            break; /* this format is the JSON, and it has all it keeps */
         const char *words = f == 0 ? "       in %s\n" : "       <- %s\n";
         walk_frame(w, f < shown ? words : NULL, site->pcs[f]);
     }
@@ -381,12 +471,49 @@ static void walk_sites(walker_t *w, const ebb__report_snapshot_t *s)
     walk_num(w, "sites", ", %s sites", EBB__REPORT_COUNT, st->sites);
     walk_num(w, "dropped", st->dropped ? ", %s dropped: the site table was full" : NULL,
              EBB__REPORT_COUNT, (size_t)st->dropped);
-    walk_say(w, "):\n");
+    walk_say(w, s->native || s->brief ? "):\n" : "; every frame: EBB_REPORT_NATIVE=1 or JSON):\n");
     if (s->nsites == 0)
         walk_say(w, "  none with live samples\n");
     walk_open(w, "top", "", 1);
     for (size_t i = 0; i < s->nsites; i++)
-        walk_site(w, s, i);
+        walk_site(w, &s->site[i], i, s->brief, 1, s->native, s->json_frames);
+    walk_close(w);
+    walk_close(w);
+}
+
+/* What was live at the highest committed memory seen (peak.c): the sites
+ * as they were then, even if all of it was freed since. */
+static void walk_peak(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    const ebb__peak_t *p = &s->peak;
+    if (!s->have_peak) {
+        walk_null(w, "peak", NULL);
+        return;
+    }
+    char when[24];
+    ebb__os_format_utc(p->wall_seconds, when);
+    size_t most = s->brief ? EBB_REPORT_SITES_BRIEF : EBB_REPORT_PEAK_SITES;
+    size_t shown = p->nsites < most ? p->nsites : most;
+    walk_open(w, "peak", "at the peak ", 0);
+    walk_num(w, "committed", "committed %s", EBB__REPORT_BYTES, p->committed);
+    walk_str(w, "time", " at %s", when);
+    walk_num(w, "sampled_live", "; the sites below are what held ~%s live then",
+             EBB__REPORT_BYTES, (size_t)p->sampled_live);
+    walk_num(w, "snapshots", NULL, EBB__REPORT_COUNT, p->snapshots);
+    walk_say(w, ":\n");
+    if (p->nsites == 0)
+        walk_say(w, "  none with live samples\n");
+    walk_open(w, "top", "", 1);
+    /* The text lists a report's worth; the JSON keeps every one (or the
+     * snapshot's json_peak_sites: the black box's room is counted). */
+    size_t listed = p->nsites;
+    if (s->json_peak_sites != 0 && s->json_peak_sites < listed)
+        listed = s->json_peak_sites > shown ? s->json_peak_sites : shown;
+    for (size_t i = 0; i < listed; i++) {
+        ebb__site_t site;
+        ebb__sample_site_at_peak(&site, &p->site[i]);
+        walk_site(w, &site, i, s->brief, i < shown, s->native, s->json_frames);
+    }
     walk_close(w);
     walk_close(w);
 }
@@ -402,6 +529,63 @@ static void walk_address_space(walker_t *w, const ebb__report_snapshot_t *s)
     walk_close(w);
 }
 
+static const char *const pool_state[] = {
+    [EBB__POOL_FULL] = "full",
+    [EBB__POOL_PARTIAL] = "partial",
+    [EBB__POOL_EMPTY] = "empty",
+    [EBB__POOL_PURGED] = "purged",
+};
+
+/* Every arena and its pools, for the HTML report's picture (heapmap.c);
+ * the JSON's only: the text's is ebb_heap_map(). */
+static void walk_map(walker_t *w, const char *key, const ebb__heapmap_t *m, size_t committed)
+{
+    walk_open(w, key, NULL, 0);
+    walk_num(w, "slot_bytes", NULL, EBB__REPORT_BYTES, EBB_SLOT_SIZE);
+    walk_num(w, "arena_bytes", NULL, EBB__REPORT_BYTES, EBB_ARENA_SIZE);
+    walk_num(w, "committed", NULL, EBB__REPORT_BYTES, committed);
+    walk_open(w, "arenas", NULL, 1);
+    for (size_t a = 0; a < m->narenas; a++) {
+        walk_open(w, "arena", NULL, 0);
+        walk_num(w, "base", NULL, EBB__REPORT_ADDRESS, ebb__heapmap_base(m, a));
+        walk_open(w, "pools", NULL, 1);
+        ebb__heapmap_pool_t p;
+        for (unsigned slot = 1; slot < EBB_SLOTS; slot++) {
+            if (!ebb__heapmap_pool(m, a, slot, &p))
+                continue;
+            walk_open(w, "pool", NULL, 0);
+            walk_num(w, "slot", NULL, EBB__REPORT_COUNT, p.slot);
+            walk_num(w, "span", NULL, EBB__REPORT_COUNT, p.span);
+            walk_num(w, "class", NULL, EBB__REPORT_COUNT, p.cls);
+            walk_num(w, "block_size", NULL, EBB__REPORT_BYTES, p.block_size);
+            walk_num(w, "blocks", NULL, EBB__REPORT_COUNT, p.blocks);
+            walk_num(w, "used", NULL, EBB__REPORT_COUNT, p.used);
+            walk_num(w, "resident_pages", NULL, EBB__REPORT_COUNT, p.resident_pages);
+            walk_str(w, "state", NULL, pool_state[p.state]);
+            walk_close(w);
+        }
+        walk_close(w);
+        walk_close(w);
+    }
+    walk_close(w);
+    walk_close(w);
+}
+
+static void walk_peak_map(const ebb__heapmap_t *m, size_t committed, void *w)
+{
+    walk_map(w, "heap_map_peak", m, committed);
+}
+
+static void walk_heap_maps(walker_t *w, const ebb__report_snapshot_t *s)
+{
+    if (s->have_map)
+        walk_map(w, "heap_map", &s->map, s->st.committed);
+    else
+        walk_null(w, "heap_map", NULL);
+    if (!s->brief)
+        ebb__peak_with_map(walk_peak_map, w);
+}
+
 void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
                       const ebb__report_snapshot_t *s)
 {
@@ -413,12 +597,14 @@ void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
     walk_str(&w, "time", "%s, ", s->when);
     walk_str(&w, NULL, "ebb %s\n", ebb_version());
     walk_str(&w, "reason", "reason      %s\n", s->reason);
-    walk_limit(&w, s);
     walk_failure(&w, s);
+    walk_limit(&w, s);
     walk_memory(&w, s);
-    walk_classes(&w, s);
     walk_sites(&w, s);
+    walk_peak(&w, s);
+    walk_classes(&w, s);
     walk_address_space(&w, s);
+    walk_heap_maps(&w, s);
     walk_say(&w, "== end of ebb report\n");
     walk_close(&w);
 }

@@ -476,6 +476,8 @@ EBB_ENTRY EBB_NOINLINE uint32_t ebb__sample_begin(size_t n)
     if (tag == 0)
         sampler.dropped++;
     ebb__unlock(&sampler.lock);
+    if (tag)
+        ebb__peak_consider();
     return tag;
 }
 
@@ -582,6 +584,46 @@ size_t ebb__sample_top(ebb__site_t *out, size_t n)
         fill(&out[i], site_at((size_t)out[i].depth));
     ebb__unlock(&sampler.lock);
     return total;
+}
+
+/* Keep out[0..*k) the (at most n) heaviest seen, most first: an insertion,
+ * and most sites are lighter than the last kept and cost one compare. */
+static void keep_heaviest(ebb__site_weight_t *out, size_t n, size_t *k, const site_t *s,
+                          uint32_t number)
+{
+    if (s->live_bytes == 0 || (*k == n && out[n - 1].live_bytes >= s->live_bytes))
+        return;
+    size_t j = *k < n ? (*k)++ : n - 1;
+    for (; j > 0 && out[j - 1].live_bytes < s->live_bytes; j--)
+        out[j] = out[j - 1];
+    out[j] = (ebb__site_weight_t){ .site = number, .live_bytes = s->live_bytes,
+                                   .live_count = s->live_count, .samples = s->live_samples };
+}
+
+size_t ebb__sample_top_weights(ebb__site_weight_t *out, size_t n, uint64_t *all_live)
+{
+    size_t k = 0;
+    uint64_t live = 0;
+    ebb__lock(&sampler.lock);
+    for (size_t i = 0; i < sampler.nsites; i++) {
+        const site_t *s = site_at(i);
+        live += s->live_bytes;
+        if (n)
+            keep_heaviest(out, n, &k, s, (uint32_t)i + 1);
+    }
+    ebb__unlock(&sampler.lock);
+    *all_live = live;
+    return k;
+}
+
+void ebb__sample_site_at_peak(ebb__site_t *out, const ebb__site_weight_t *w)
+{
+    ebb__lock(&sampler.lock);
+    fill(out, site_at(w->site - 1));
+    ebb__unlock(&sampler.lock);
+    out->live_bytes = w->live_bytes;
+    out->live_count = count_of(w->live_count);
+    out->samples = w->samples;
 }
 
 EBB_API size_t ebb_sample_sites(ebb_site_t *out, size_t n)

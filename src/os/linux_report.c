@@ -19,7 +19,10 @@
  * never inherited across exec; a report is only appended to, and the black
  * box is created new, or taken only if it is a box this user left (a file
  * ebb did not make is never truncated) and no other process holds (a lock
- * on it, kept with the descriptor for the process's life).
+ * on it, kept with the descriptor for the process's life).  A report file
+ * (EBB_REPORT_FILE) is written whole to a new file beside it and renamed
+ * over it, after file_head showed what is there, so that report_files.c
+ * can refuse to replace anything but a report of ebb's.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -29,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h> /* rename(2), nothing of stdio's buffering */
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -54,6 +58,59 @@ int ebb__os_write_all(int fd, const void *buf, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+int ebb__os_file_head(const char *path, char *head, size_t cap, size_t *len, const char **why)
+{
+    int saved = errno;
+    *len = 0;
+    *why = NULL;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int err = errno;
+        errno = saved;
+        if (err == ENOENT)
+            return 0;
+        *why = err == ELOOP ? "a symbolic link" : ebb__os_error_text(err);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        *why = "cannot be examined";
+    else if (!S_ISREG(st.st_mode))
+        *why = "not a regular file";
+    else if (st.st_uid != geteuid())
+        *why = "owned by another user";
+    else if (st.st_nlink != 1)
+        *why = "a file with other names (hard links)";
+    if (*why == NULL) {
+        ssize_t n = pread(fd, head, cap, 0);
+        if (n < 0)
+            *why = ebb__os_error_text(errno);
+        else
+            *len = (size_t)n;
+    }
+    close(fd);
+    errno = saved;
+    return *why == NULL ? 1 : -1;
+}
+
+int ebb__os_create_new(const char *path)
+{
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = open(path, flags, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        /* Left by a process of the same pid that died writing: the name is
+         * ebb's own; unlink removes a link planted there, not its target. */
+        unlink(path);
+        fd = open(path, flags, 0600);
+    }
+    return fd;
+}
+
+int ebb__os_rename(const char *from, const char *to)
+{
+    return rename(from, to);
 }
 
 void ebb__os_remove_file(const char *path)

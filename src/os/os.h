@@ -201,6 +201,30 @@ unsigned ebb__os_thread_count(void);
  * /proc/self/maps); 0 if it cannot be read. */
 size_t ebb__os_largest_gap(uintptr_t *start);
 
+/* ---------------------------------------- address spaces (linux_maps.c)
+ * A process's /proc files read whole, for the map of its address space
+ * (src/insight/addrspace.c).  The text lives in memory mapped for it, not
+ * in malloc's; this file compiles on its own into the `ebb map` tool. */
+
+typedef struct {
+    char *text;  /* len bytes and a NUL */
+    size_t len, cap;
+} ebb__os_text_t;
+/* Read /proc/PID/NAME (pid 0: this process) whole into t: 0, or -1 with
+ * errno (ENOENT: no such process; EACCES: not allowed to read it).  An
+ * empty text is a process that has exited (or is exiting). */
+int ebb__os_proc_read(long pid, const char *name, ebb__os_text_t *t);
+void ebb__os_text_free(ebb__os_text_t *t);
+/* 1 if process pid exists and has not exited (is no zombie). */
+int ebb__os_proc_alive(long pid);
+/* The target of the link /proc/PID/NAME (exe, cwd) into buf: its length,
+ * or -1 with errno. */
+long ebb__os_proc_link(long pid, const char *name, char *buf, size_t len);
+/* The lowest address mmap gives: vm.mmap_min_addr, but at least 65536 (the
+ * kernel's own floor where a security module is built in; linux_maps.c). */
+#define EBB__OS_MMAP_MIN_ADDR_DEFAULT 65536
+uint64_t ebb__os_mmap_min_addr(void);
+
 /* -------------------------------------- memory bounds (linux_limits.c)
  * What the system lets this process use, for EBB_LIMIT=auto (limit.c).
  * Paths are read below `root`: "" for the real system, a fixture tree in
@@ -292,6 +316,21 @@ void ebb__os_remove_file(const char *path);
  * then saying why in a few words. */
 void *ebb__os_box_open(const char *path, size_t size, const char *magic, size_t magic_len,
                        int *fd, const char **why);
+/* A file ebb may replace (report files): 0 if nothing is at path; 1 if a
+ * regular file of this process's user with no other name is, its first
+ * bytes (up to cap) then in head and their count in *len; -1 if anything
+ * else is there (a symbolic link, which is not followed, a directory, a
+ * device, another user's file, a hard link) or it cannot be examined, *why
+ * then saying why in a few words. */
+int ebb__os_file_head(const char *path, char *head, size_t cap, size_t *len, const char **why);
+/* Create a new file at path (mode 0600, never through a symbolic link, not
+ * inherited across exec) for writing, removing a file or link already at
+ * that name first (a temporary name of ebb's own); a descriptor, or -1
+ * with errno set. */
+int ebb__os_create_new(const char *path);
+/* Rename from to `to`, replacing what is there (a link is replaced, never
+ * followed); 0, or -1 with errno set. */
+int ebb__os_rename(const char *from, const char *to);
 /* Words for an errno value, never translated (so never allocating). */
 const char *ebb__os_error_text(int err);
 /* The process id; seconds since the epoch. */

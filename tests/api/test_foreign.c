@@ -6,7 +6,8 @@
  * mmap()s, wild addresses, interior pointers of large blocks) must neither
  * crash nor corrupt anything:
  *   - ebb_free ignores it, prints a one-line diagnosis on stderr
- *     (EBB_ON_ERROR=warn, the default) and counts it in stats.foreign_frees;
+ *     (under EBB_ON_ERROR=warn, which this test sets; by default it aborts,
+ *     as glibc does: test_misuse.c) and counts it in stats.foreign_frees;
  *   - ebb_usable_size returns 0, ebb_owns returns 0;
  *   - ebb_realloc returns NULL with errno EINVAL and leaves the memory alone;
  *   - afterwards ebb_check() == 0 and the allocator still works.

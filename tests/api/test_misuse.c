@@ -9,6 +9,10 @@
  * and realloc in the normal build (one function, two names) and still ebb's
  * in the sanitizer builds, where malloc is the sanitizer's.
  *
+ * Invalid pointers (one ebb never made, one into the middle of a block) to
+ * free or realloc abort by default too, as glibc's "free(): invalid
+ * pointer" does; malloc_usable_size of one answers 0 and goes on.
+ *
  * Each scenario runs in a child (an abort must not end the test runner);
  * the child prints what it saw, and the test reads it.
  */
@@ -188,6 +192,24 @@ static int child_main(const char *what)
         ebb_on_error(EBB_ON_ERROR_DEFAULT);
         ebb_free(again());
         printf("not reached\n");
+    } else if (!strncmp(what, "invalid_", 8)) {
+        static char not_ours[64];
+        char *block = ebb_malloc(64);
+        printf("usable of a foreign pointer: %zu\n", ebb_usable_size(not_ours + 16));
+        if (!strcmp(what, "invalid_free"))
+            ebb_free(not_ours + 16);
+        else if (!strcmp(what, "invalid_interior"))
+            ebb_free(block + 16);
+        else if (!strcmp(what, "invalid_realloc")) {
+            errno = 0;
+            void *q = ebb_realloc(not_ours + 16, 100);
+            printf("realloc gave %s, errno %s\n", q ? "a block" : "NULL",
+                   errno == EINVAL ? "EINVAL" : "other");
+        } else
+            return 2;
+        memset(block, 'y', 64); /* still the program's */
+        ebb_free(block);
+        printf("went on\n");
     } else if (!strcmp(what, "ignore")) {
         void *p = keep(ebb_malloc(64));
         ebb_free(p);
@@ -305,6 +327,33 @@ static void test_on_error_api(void **state)
     EXPECT(strstr(out, "not reached") == NULL, "the default did not abort:\n%s", out);
 }
 
+/* As glibc ("free(): invalid pointer"): a free or realloc of a pointer
+ * no block of ebb's starts at aborts by default, naming it; under warn the
+ * call is dropped and the program goes on; malloc_usable_size answers 0. */
+static void test_invalid_pointer_aborts_by_default(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        { "invalid_free", "ebb: free(0x" },
+        { "invalid_interior", "ebb: free(0x" },
+        { "invalid_realloc", "ebb: realloc(0x" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int st = scenario(cases[i][0], NULL);
+        EXPECT(child_killed(st, SIGABRT), "%s: status %d; output:\n%s", cases[i][0], st, out);
+        expect_in(cases[i][1]);
+        expect_in("invalid pointer");
+        expect_in("; aborting");
+        expect_in("usable of a foreign pointer: 0\n");
+        EXPECT(strstr(out, "went on") == NULL, "%s went on:\n%s", cases[i][0], out);
+        st = scenario(cases[i][0], "warn");
+        EXPECT(child_exited(st, 0), "%s, warn: status %d; output:\n%s", cases[i][0], st, out);
+        expect_in("invalid pointer");
+        expect_in("went on\n");
+    }
+    expect_in("realloc gave NULL, errno EINVAL");
+}
+
 static void test_ignore_counts_silently(void **state)
 {
     (void)state;
@@ -320,4 +369,5 @@ CHILD_TEST_MAIN("misuse", child_main, T(test_double_free_aborts_by_default_namin
                 T(test_double_free_after_the_block_went_home),
                 T(test_double_free_after_its_pool_went_back), T(test_cross_thread_double_free),
                 T(test_realloc_of_a_freed_block), T(test_large_double_free_is_named_so),
-                T(test_on_error_api), T(test_ignore_counts_silently))
+                T(test_on_error_api), T(test_invalid_pointer_aborts_by_default),
+                T(test_ignore_counts_silently))

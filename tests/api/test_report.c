@@ -63,14 +63,15 @@ static void test_text_report(void **state)
     const char *r = report_of(EBB_REPORT_TEXT);
     EXPECT(strncmp(r, "== ebb report: pid ", 19) == 0, "%.80s", r);
     const char *lines[] = {
-        "reason      asked for (ebb_report)\n", "limit       none\n", "\ncommitted   ",
-        "\nlive        ", "\nmapped      ", "  metadata  ", "  free in pools  ",
-        "  large blocks          3.0 MiB\n", "size classes by pool bytes", "  4096 B: ",
-        "address space: largest free range ", "== end of ebb report\n",
+        "reason      asked for (ebb_report)\n", "limit       none\n", "\nmemory      committed ",
+        ", live ", "\nheld        ", " mapped = live ", " + free in pools ", " + metadata ",
+        " + thread caches ", "\ngiven back  ", "size classes by pool bytes", "  4096 B: ",
+        "address space: largest free range ", "== end of ebb report",
     };
     for (size_t i = 0; i < ARRAY_LEN(lines); i++)
         EXPECT(strstr(r, lines[i]) != NULL, "no \"%s\" in:\n%s", lines[i], r);
     EXPECT(strstr(r, "failed ") == NULL, "no failure yet:\n%s", r);
+
     for (int i = 0; i < 200; i++)
         ebb_free(p[i]);
     ebb_free(big);
@@ -161,7 +162,43 @@ static void test_top_site_is_the_hog(void **state)
     for (int i = 0; i < 100; i++)
         ebb_free(other[i]);
     r = report_of(EBB_REPORT_TEXT);
-    EXPECT(strstr(r, "report_test_hog") == NULL, "freed, yet the hog is listed:\n%s", r);
+    /* Gone from what is live now; still what was live at the peak. */
+    const char *peak = strstr(r, "\nat the peak committed ");
+    EXPECT(peak != NULL, "no peak section:\n%s", r);
+    const char *hog = strstr(r, "report_test_hog");
+    EXPECT(hog != NULL && peak != NULL && hog > peak,
+           "freed, yet the hog is listed as live, or not at the peak:\n%s", r);
+    ebb_set_sample_rate(rate);
+}
+
+static int count(const char *hay, const char *needle);
+
+/* Distinct stacks: a site per depth. */
+__attribute__((noinline)) static void *alloc_at_depth(int depth, size_t n)
+{
+    void *p = depth > 0 ? alloc_at_depth(depth - 1, n) : ebb_malloc(n);
+    __asm__ volatile("" ::: "memory"); /* no tail call: each depth its own frame */
+    return p;
+}
+
+/* One screen: at most about 60 lines, whatever the heap holds: here
+ * thirty sites, every size class, a peak. */
+static void test_text_report_fits_a_screen(void **state)
+{
+    (void)state;
+    size_t rate = ebb_sample_rate();
+    ebb_set_sample_rate(4 * KiB);
+    enum { DEPTHS = 30, EACH = 200 };
+    static void *v[DEPTHS * EACH];
+    for (int d = 0; d < DEPTHS; d++)
+        for (int i = 0; i < EACH; i++)
+            v[d * EACH + i] = alloc_at_depth(d, (size_t)(16 + (d * EACH + i) * 97 % 60000));
+    const char *r = report_of(EBB_REPORT_TEXT);
+    int lines = count(r, "\n");
+    EXPECT(lines <= 60, "%d lines:\n%s", lines, r);
+    EXPECT(count(r, "\n  1") >= 2 && strstr(r, "\n  10. ~") != NULL, "ten sites:\n%s", r);
+    for (int i = 0; i < DEPTHS * EACH; i++)
+        ebb_free(v[i]);
     ebb_set_sample_rate(rate);
 }
 
@@ -354,6 +391,6 @@ static int child_main(const char *what)
 
 CHILD_TEST_MAIN("report", child_main,
                 T(test_text_report), T(test_json_report_adds_up), T(test_top_site_is_the_hog),
-                T(test_bad_arguments), T(test_first_failure_report_once),
+                T(test_text_report_fits_a_screen), T(test_bad_arguments), T(test_first_failure_report_once),
                 T(test_failure_report_json), T(test_no_report_for_impossible_size_or_when_off),
                 T(test_report_on_signal), T(test_report_file_opened_safely))

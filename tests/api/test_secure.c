@@ -49,8 +49,9 @@ static const char *const setprivs[] = { "/usr/bin/setpriv", "/bin/setpriv", "/us
 
 /* What the program sees and does, printed for the test to check: its ids,
  * what an 8 MiB limit would refuse, whether the variables reached its
- * environment; then a free of a pointer ebb never made, which
- * EBB_ON_ERROR=abort would make fatal. */
+ * environment; then malloc_usable_size of a pointer ebb never made, a
+ * misuse that is only reported by default and that EBB_ON_ERROR=abort
+ * would make fatal. */
 static int child_main(const char *what)
 {
     if (strcmp(what, "secure") != 0)
@@ -70,8 +71,8 @@ static int child_main(const char *what)
     printf("children get EBB_LIMIT=%s\n", limit ? limit : "(unset)");
     fflush(stdout);
     static char not_ours[64];
-    ebb_free(not_ours + 16);
-    printf("survived the foreign free\n");
+    size_t usable = ebb_usable_size(not_ours + 16);
+    printf("survived the foreign pointer (usable %zu)\n", usable);
     return 0;
 }
 

@@ -177,6 +177,24 @@ class CliTest(unittest.TestCase):
         p = ebb("run", "--no-blackbox", sys.executable, "-c", self.HOG)
         assert p.returncode == 128 + signal.SIGKILL and "ebb held" not in p.stderr, p.stderr
 
+    # Grows to about 100 MiB, frees it, holds 10 MiB, then is killed.
+    SHRUNK = ("import os\n"
+              "x = [bytearray(1000) for i in range(100000)]\n"
+              "del x\n"
+              "y = [bytearray(1000) for i in range(10000)]\n"
+              "os.kill(os.getpid(), 9)\n")
+
+    def test_sigkill_box_names_the_peak(self):
+        """After a kill, the black box still says what was live at the
+        peak, though it was freed before the end (insight/peak.c)."""
+        p = ebb("run", sys.executable, "-c", self.SHRUNK)
+        assert p.returncode == 128 + signal.SIGKILL, p.stderr
+        m = re.search(r"at the peak committed ([0-9.]+) MiB at \S+; the sites below are what "
+                      r"held ~([0-9.]+) MiB live then:\n +1\. ~([0-9.]+) MiB in ", p.stderr)
+        assert m, p.stderr
+        committed, held, top = map(float, m.groups())
+        assert committed >= 95 and held >= 80 and top >= 50, m.groups()
+
     def test_blackbox_command(self):
         with tempfile.TemporaryDirectory() as tmp:
             box = os.path.join(tmp, "box")
@@ -185,7 +203,7 @@ class CliTest(unittest.TestCase):
             assert p.returncode == 0
             p = ebb("blackbox", box)
             assert p.returncode == 0, p.stderr
-            assert p.stdout.startswith("black box of pid ") and "\ncommitted   " in p.stdout, p.stdout
+            assert p.stdout.startswith("black box of pid ") and "\nmemory      committed " in p.stdout, p.stdout
             junk = os.path.join(tmp, "junk")
             with open(junk, "w") as f:
                 f.write("not a box\n")

@@ -183,7 +183,7 @@ class BothWays:
             keep = [bytes(900) for _ in range(20000)]           # 20 MiB in the 1024-byte class
             text = ebb.report()
             assert text.startswith("== ebb report: pid ") and text.endswith("== end of ebb report\\n")
-            for words in ("reason      asked for (ebb_report)", "limit       none", "\\nlive        ",
+            for words in ("reason      asked for (ebb_report)", "limit       none", ", live ",
                           "size classes by pool bytes", "\\n  1024 B: ", "largest free range"):
                 assert words in text, (words, text)
             j = ebb.report("json")
@@ -312,8 +312,8 @@ class BothWays:
             assert j["sites"]["estimated"] is True and first["live_bytes"] > 8 << 20, first
         ''', self.way, extra_env={"EBB_SAMPLE_RATE": "64K"})
         line = int(p.stdout.split()[0])
-        assert ("       at <string>:%d <listcomp>\n" % line in p.stdout or
-                "       at <string>:%d build_paths\n" % line in p.stdout), p.stdout
+        assert (" blocks  <string>:%d <listcomp> <- " % line in p.stdout or
+                " blocks  <string>:%d build_paths <- " % line in p.stdout), p.stdout
         # Without the hook the sites have no Python stack.
         p = run_python('''
             import ebb
