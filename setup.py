@@ -23,8 +23,7 @@ FLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fno-semantic-interposition
          "-fvisibility=hidden",
          "-O2"]
 
-SOURCES = ["python/_ebb.c", "python/install.c", "python/stats.c", "python/limit.c",
-           "python/frames.c"]
+SOURCES = ["python/_ebb.c", "python/install.c", "python/stats.c", "python/limit.c"]
 MACROS = [("EBB_NO_OVERRIDE", "1"),
           ("EBB_API", '__attribute__((visibility("hidden")))')]
 if os.environ.get("EBB_BUILD_TEST_HOOKS") == "1":

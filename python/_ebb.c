@@ -2,7 +2,7 @@
  * _ebb.c -- the C half of the `ebb` Python package (ebb/__init__.py is the
  * rest): the module ebb._ebb itself.  It owns what happens once per process
  * on the first import (choosing which ebb the module talks to, registering
- * the Python-stack hook and the gc hook, setting up the limit's machinery)
+ * the gc hook, setting up the limit's machinery)
  * and the module's face: its one method table, with every function's name
  * and docstring.  The functions themselves live in the files ebbmod.h lists,
  * one concern each.
@@ -17,6 +17,12 @@
  *
  * After every full collection (gc.callbacks, generation 2), ebb purges, so
  * memory the collector freed goes back to the OS at once.
+ *
+ * What the module does not do: the Python stacks of heap-profile samples
+ * and the MemoryError that names the limit are the library's own
+ * (src/front/pyframes.c, pymemerror.c), set up by the constructor of
+ * whichever ebb serves the process (libebb.so, or the copy built into this
+ * module when the process has none), so they work without `import ebb`.
  */
 #include "ebbmod.h"
 
@@ -30,13 +36,30 @@
 ebbmod_api_t ebbmod_api;
 static const char *heap_kind;
 
+/* Designated: the table grows with every new call, and order must not matter. */
 static const ebbmod_api_t module_copy = {
-    ebb_malloc, ebb_calloc,      ebb_realloc,   ebb_free,  ebb_free_if_managed, ebb_manages,
-    ebb_collect, ebb_stats,      ebb_class_stats, ebb_set_limit,    ebb_get_limit,
-    ebb_on_pressure, ebb_last_failure, ebb_version, ebb_python_domains, ebb_check,
-    ebb_report, ebb_set_stack_hook, ebb_set_limit_auto, ebb_limit_info, ebb_get_option,
-    ebb_stats_ex, ebb_class_stats_ex, ebb_rss,
-    ebb_heap_map,
+    .malloc = ebb_malloc,
+    .calloc = ebb_calloc,
+    .realloc = ebb_realloc,
+    .free = ebb_free,
+    .free_if_managed = ebb_free_if_managed,
+    .manages = ebb_manages,
+    .collect = ebb_collect,
+    .stats = ebb_stats,
+    .class_stats = ebb_class_stats,
+    .set_limit = ebb_set_limit,
+    .get_limit = ebb_get_limit,
+    .on_pressure = ebb_on_pressure,
+    .version = ebb_version,
+    .python_domains = ebb_python_domains,
+    .check = ebb_check,
+    .report = ebb_report,
+    .set_limit_auto = ebb_set_limit_auto,
+    .limit_info = ebb_limit_info,
+    .stats_ex = ebb_stats_ex,
+    .class_stats_ex = ebb_class_stats_ex,
+    .rss = ebb_rss,
+    .heap_map = ebb_heap_map,
 };
 
 #define FIND(field, name)                                                     \
@@ -69,15 +92,12 @@ static void choose_ebb(void)
     FIND(set_limit, "ebb_set_limit");
     FIND(get_limit, "ebb_get_limit");
     FIND(on_pressure, "ebb_on_pressure");
-    FIND(last_failure, "ebb_last_failure");
     FIND(version, "ebb_version");
     FIND(python_domains, "ebb_python_domains");
     FIND(check, "ebb_check");
     FIND(report, "ebb_report");
-    FIND(set_stack_hook, "ebb_set_stack_hook");
     FIND(set_limit_auto, "ebb_set_limit_auto");
     FIND(limit_info, "ebb_limit_info");
-    FIND(get_option, "ebb_get_option");
     FIND(stats_ex, "ebb_stats_ex");
     FIND(class_stats_ex, "ebb_class_stats_ex");
     FIND(rss, "ebb_rss");
@@ -93,22 +113,6 @@ static void choose_ebb(void)
         ebbmod_api = module_copy;
         heap_kind = "module";
     }
-}
-
-/* ------------------------------------------------------ Python stacks */
-
-/* Samples carry the Python stack (EBB_PYTHON_STACKS=0: not, as ebb's
- * options table reads it; where frames.c does not know the interpreter's
- * frames, 3.13 and later: not yet). */
-static void python_stacks(void)
-{
-    ebb_stack_hook_fn hook = ebbmod_stack_hook();
-    long long wanted = 1;
-    if (hook == NULL)
-        return;
-    (void)ebbmod_api.get_option("EBB_PYTHON_STACKS", &wanted);
-    if (wanted)
-        ebbmod_api.set_stack_hook(hook, NULL);
 }
 
 /* ----------------------------------------------------------- gc hook */
@@ -250,7 +254,6 @@ static struct PyModuleDef module_def = {
 static int setup_process(void)
 {
     choose_ebb();
-    python_stacks();
     if (purge_after_full_collections() < 0)
         return -1;
     return ebbmod_limit_setup();

@@ -7,13 +7,10 @@
  * them apart from ebb's own names inside the one shared object.
  *
  *   _ebb.c        the module: init, which ebb, the method table and the
- *                 docstrings, the Python-stack hook's registration, the
- *                 gc hook
+ *                 docstrings, the gc hook
  *   install.c     install()/installed(): ebb under CPython's three domains
  *   stats.c       stats(), collect(), check(), _report()
- *   limit.c       the limit, on_pressure() and the MemoryError that names it
- *   frames.c      the Python stack for heap-profile samples (the only file
- *                 that reads CPython's internals)
+ *   limit.c       the limit and on_pressure()
  *   test_hooks.c  _manages(), _raw_stress(): built only for the tests
  */
 #ifndef EBBMOD_H
@@ -39,15 +36,12 @@ typedef struct {
     int (*set_limit)(size_t);
     size_t (*get_limit)(void);
     int (*on_pressure)(ebb_pressure_fn, void *);
-    int (*last_failure)(ebb_failure_t *, int);
     const char *(*version)(void);
     int (*python_domains)(void);
     int (*check)(void);
     int (*report)(int, int);
-    int (*set_stack_hook)(ebb_stack_hook_fn, void *);
     int (*set_limit_auto)(unsigned);
     int (*limit_info)(ebb_limit_info_t *);
-    int (*get_option)(const char *, long long *);
     size_t (*stats_ex)(ebb_stats_ex_t *, size_t);
     size_t (*class_stats_ex)(ebb_class_ex_t *, size_t, size_t);
     int (*rss)(ebb_rss_t *, size_t);
@@ -93,12 +87,8 @@ PyObject *ebb_on_pressure_py(PyObject *self, PyObject *callback);
 PyObject *ebb_manages_py(PyObject *self, PyObject *obj);
 PyObject *ebb_raw_stress_py(PyObject *self, PyObject *args);
 
-/* limit.c: the pressure callback and the MemoryError patch, once per
- * process from the main interpreter.  0, or -1 with an exception set. */
+/* limit.c: the pressure callback, once per process from the main
+ * interpreter.  0, or -1 with an exception set. */
 int ebbmod_limit_setup(void);
-
-/* frames.c: the hook that writes the allocating thread's Python stack as
- * text, or NULL where this interpreter's frames are not known. */
-ebb_stack_hook_fn ebbmod_stack_hook(void);
 
 #endif

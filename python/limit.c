@@ -1,10 +1,9 @@
 /*
  * limit.c -- ebb's limit as Python sees it: set_limit(), get_limit() and
- * limit_info(), what runs as the limit comes near (on_pressure()), and the
- * MemoryError that says the limit was the cause.  One file because the
- * three only make sense together: a limit is useful to a Python program
- * when the interpreter gets a chance to free memory before it is reached,
- * and tells the user plainly when it was.
+ * limit_info(), and what runs as the limit comes near (on_pressure()).
+ * One file because they only make sense together: a limit is useful to a
+ * Python program when the interpreter gets a chance to free memory before
+ * it is reached.
  *
  * Pressure.  The module registers a pressure callback with ebb.  It runs on
  * whichever thread allocates, possibly inside the interpreter in the middle
@@ -15,12 +14,12 @@
  * purge.  A request refused at the hard limit fails at once (MemoryError);
  * the soft level, 90% of the limit, is there so that the collection usually
  * runs before anything is refused.  A MemoryError that follows a refusal at
- * the limit on the same thread says so in its message, naming the limit.
+ * the limit names the limit in its message: the library does that itself
+ * (src/front/pymemerror.c), also for programs that never import ebb.
  */
 #include "ebbmod.h"
 
 #include <stdatomic.h>
-#include <stdio.h>
 
 #include "base/size.h"
 
@@ -163,69 +162,6 @@ static void on_ebb_pressure(void *arg, int level, size_t request, size_t committ
         atomic_store(&pressure_pending, 0); /* the queue is full: next time */
 }
 
-/* ------------------------------------------------------- MemoryError */
-
-/* MemoryError after a refusal at the limit names the limit.  CPython raises
- * MemoryError() without arguments wherever an allocation fails, on the
- * failing thread, so the thread's last ebb failure tells whether it was
- * ours.  Up to 3.11 the exception is made by calling the type, and the
- * message goes in at initialisation (which would otherwise reset the
- * arguments to the empty tuple).  From 3.12 on CPython takes a ready-made
- * instance from its free list without calling the type; there the message
- * goes in when the exception is first turned into text (str, print, a
- * traceback), if by then this thread has had no other failure. */
-static initproc memory_error_init;
-static reprfunc memory_error_str;
-
-static void format_mib(char *buf, size_t len, size_t bytes)
-{
-    snprintf(buf, len, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
-}
-
-static int has_no_args(PyObject *e)
-{
-    PyObject *args = PyObject_GetAttrString(e, "args");
-    int empty = args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) == 0;
-    Py_XDECREF(args);
-    if (args == NULL)
-        PyErr_Clear();
-    return empty;
-}
-
-/* Give e the limit's message if this thread's last failure was a refusal
- * at the limit (and forget that failure). */
-static void name_the_limit(PyObject *e)
-{
-    ebb_failure_t f;
-    if (ebbmod_api.last_failure(&f, 0) != EBB_FAIL_LIMIT || !has_no_args(e))
-        return;
-    ebbmod_api.last_failure(NULL, 1);
-    char limit[32], committed[32], request[32], msg[200];
-    format_mib(limit, sizeof limit, f.limit);
-    format_mib(committed, sizeof committed, f.committed);
-    format_mib(request, sizeof request, f.request);
-    snprintf(msg, sizeof msg, "ebb memory limit of %s reached (%s committed, %s requested)", limit,
-             committed, request);
-    PyObject *new_args = Py_BuildValue("(s)", msg);
-    if (new_args == NULL || PyObject_SetAttrString(e, "args", new_args) < 0)
-        PyErr_Clear(); /* still a MemoryError, only without the message */
-    Py_XDECREF(new_args);
-}
-
-static int memory_error_init_with_limit(PyObject *e, PyObject *args, PyObject *kw)
-{
-    if (memory_error_init(e, args, kw) < 0)
-        return -1;
-    name_the_limit(e);
-    return 0;
-}
-
-static PyObject *memory_error_str_with_limit(PyObject *e)
-{
-    name_the_limit(e);
-    return memory_error_str(e);
-}
-
 /* ------------------------------------------------------------- setup */
 
 int ebbmod_limit_setup(void)
@@ -240,10 +176,5 @@ int ebbmod_limit_setup(void)
         PyErr_SetString(PyExc_RuntimeError, "ebb: no room for another pressure callback");
         return -1;
     }
-    PyTypeObject *me = (PyTypeObject *)PyExc_MemoryError;
-    memory_error_init = me->tp_init;
-    me->tp_init = memory_error_init_with_limit;
-    memory_error_str = me->tp_str;
-    me->tp_str = memory_error_str_with_limit;
     return 0;
 }

@@ -308,6 +308,19 @@
 #define EBB_SAMPLE_CHUNK_RECORDS 1024
 #define EBB_SAMPLE_CHUNKS 1024
 
+/* The Python stack a sample carries (front/pyframes.c): the innermost
+ * frames kept, the characters kept of a file name (its end, after "...")
+ * and of a function's name: as the extension's hook had them, so reports
+ * read the same.  Frames go into the site's text (EBB_SITE_TEXT, 512
+ * bytes) whole, while they fit: six of typical length do (about 40 bytes
+ * each), six of the longest names would not.  The walk visits at most
+ * EBB_PY_WALK_STEPS frames, kept or skipped (frames being set up, C-stack
+ * entry frames): bounded even if a chain it read were circular. */
+#define EBB_PY_STACK_FRAMES 6
+#define EBB_PY_FILE_CHARS 48
+#define EBB_PY_NAME_CHARS 64
+#define EBB_PY_WALK_STEPS 64
+
 /* Allocation sites a report lists (report.c), and the black box's brief
  * one; native frames shown per site (half as many when the runtime's own
  * stack is there too).  A site is ~820 bytes of the report's stack. */
@@ -427,6 +440,7 @@ _Static_assert(EBB_SAMPLE_SITES >= 64 && (EBB_SAMPLE_SITES & (EBB_SAMPLE_SITES -
 _Static_assert(EBB_SAMPLE_SITES % EBB_SAMPLE_CHUNK_SITES == 0, "sites come in whole chunks");
 _Static_assert((uint64_t)EBB_SAMPLE_CHUNK_RECORDS * EBB_SAMPLE_CHUNKS < UINT32_MAX,
                "a sample record's number fits a large-block entry's 32-bit tag");
+_Static_assert(EBB_PY_WALK_STEPS >= EBB_PY_STACK_FRAMES, "the walk can reach the frames kept");
 _Static_assert(EBB_PEAK_SITES >= EBB_REPORT_SITES && EBB_PEAK_SITES <= EBB_SAMPLE_SITES,
                "the peak keeps at least what a report lists");
 _Static_assert(EBB_SAMPLE_RATE_DEFAULT >= 4096, "a sample is rare next to a page of cost");

@@ -57,6 +57,8 @@
 #include "insight/status.c"
 
 #include "front/cpython.c"
+#include "front/pyframes.c"
+#include "front/pymemerror.c"
 #include "front/purger.c"
 #include "front/debug.c"
 #include "front/init.c"

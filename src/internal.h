@@ -8,7 +8,8 @@
  * layer defines.
  *
  *   front    front/    the doors: malloc and friends (malloc.c, override.c),
- *                      CPython's domains (cpython.c), start-up and fork
+ *                      CPython's domains (cpython.c), its Python stacks
+ *                      (pyframes.c) and MemoryError (pymemerror.c), start-up and fork
  *                      (init.c), the purger thread (purger.c), the debug
  *                      heap (debug.c).  Drivers: they
  *                      call the mechanism, and on their way out act on what
@@ -819,6 +820,23 @@ void ebb__free_slow(void *p) EBB_HIDDEN;
 
 /* From the constructor: what `ebb run` asked for. */
 void ebb__launched_setup(void) EBB_HIDDEN;
+/* From the constructor: Python stacks and the MemoryError, in a CPython. */
+void ebb__python_attach(void) EBB_HIDDEN;
+
+/* -------------------------------------------------- front/pyframes.c */
+
+/* One row of front/pylayout.h: where a CPython version keeps things. */
+typedef struct ebb__pylayout_s ebb__pylayout_t;
+/* The process's CPython, found once: its layout row, NULL if the process
+ * is not a CPython, or not one whose layout ebb knows. */
+const ebb__pylayout_t *ebb__python_find(void) EBB_HIDDEN;
+/* Register the Python-stack hook with the sampler (if found). */
+void ebb__pyframes_start(void) EBB_HIDDEN;
+
+/* ------------------------------------------------ front/pymemerror.c */
+
+/* Make MemoryError name the limit (once). */
+void ebb__pymemerror_start(const ebb__pylayout_t *l) EBB_HIDDEN;
 
 #if EBB_DEBUG >= 2
 /* ebb_check on every slow path; aborts on a fault. */

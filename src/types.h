@@ -77,7 +77,7 @@ typedef struct {
     char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
     int top;                 /* EBB_TOP: publish the status page `ebb top` reads */
     size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
-    int python_stacks;       /* EBB_PYTHON_STACKS: the Python module's stack hook */
+    int python_stacks;       /* EBB_PYTHON_STACKS: front/pyframes.c's stack hook */
     int python;              /* EBB_PYTHON: set by `ebb run` */
     int no_children;         /* EBB_NO_CHILDREN: set by `ebb run --no-children` */
     char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */

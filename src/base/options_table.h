@@ -107,8 +107,8 @@
                "least `4K`; `0` off",                                                               \
                USER)                                                                                \
     EBB_OPTION(PYTHON_STACKS, python_stacks, FLAG, 1, 0, 1, "0|1", "1",                             \
-               "once `import ebb` ran: record the Python stack of each sample (CPython 3.8 to "     \
-               "3.12)",                                                                             \
+               "in a CPython process (3.8 to 3.13, x86-64): record the Python stack of each "       \
+               "sample",                                                                            \
                USER)                                                                                \
     EBB_OPTION(PURGE_MODE, purge_lazy, CHOICE, 0, 0, 0, "dontneed|free", "dontneed",                \
                "`MADV_DONTNEED` (RSS drops at once) or `MADV_FREE` (cheaper; the kernel takes "     \

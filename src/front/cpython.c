@@ -25,6 +25,13 @@
  * non-NULL pointer (ebb_malloc(0) does); PyMem_Realloc(p, 0) resizes and
  * never frees (ebb_realloc(p, 0) frees, as glibc does: asked for 1 byte).
  *
+ * Whatever allocates for it, a CPython process ebb serves gets two more
+ * things from the constructor (ebb__python_attach): its samples carry
+ * their Python stacks (pyframes.c) and a MemoryError at the limit says so
+ * (pymemerror.c).  Only the process's ebb does this: the copy of ebb
+ * inside the Python extension stays out when the process has an ebb of
+ * its own (the extension then uses that one).
+ *
  * EBB_NO_CHILDREN=1 (`ebb run --no-children`): the constructor removes
  * libebb.so from LD_PRELOAD and the two variables from the environment, in
  * place, before the program reads it, so children start without ebb.  A
@@ -101,6 +108,23 @@ void ebb__launched_setup(void)
         ebb__os_env_remove("EBB_PYTHON");
         ebb__os_env_remove("EBB_NO_CHILDREN");
     }
+}
+
+/* From the constructor, after the above: if the process is a CPython ebb
+ * knows the layout of, its Python stacks and its MemoryError. */
+void ebb__python_attach(void)
+{
+    /* Another ebb is the process's (this is the extension's copy and the
+     * process has libebb.so): that one attaches, its heap is Python's. */
+    void *process_ebb = ebb__os_symbol("ebb_malloc");
+    if (process_ebb != NULL && process_ebb != (void *)ebb_malloc)
+        return;
+    const ebb__pylayout_t *l = ebb__python_find();
+    if (l == NULL)
+        return;
+    if (ebb__opt.python_stacks)
+        ebb__pyframes_start();
+    ebb__pymemerror_start(l);
 }
 
 EBB_API int ebb_python_domains(void)

@@ -11,7 +11,9 @@
  * the black box (insight/).  A module whose API is called before any
  * allocation starts itself the same way.  ebb's constructor starts
  * everything eagerly, registers the fork handlers, loads the unwinder, lets
- * ebb's threads start, and does what `ebb run` asked for (cpython.c).
+ * ebb's threads start, does what `ebb run` asked for, and in a CPython
+ * process reads its Python stacks and names the limit in MemoryError
+ * (cpython.c).
  *
  * Locks.  Every module's locks are registered here, once, in the lock order
  * (internal.h draws it): fork and ebb_check take them all from that one
@@ -165,6 +167,7 @@ __attribute__((constructor)) static void ebb__constructor(void)
     if (exported == NULL || exported == (void *)ebb_malloc)
         ebb__status_enable();
     ebb__purger_observe();
+    ebb__python_attach();
     /* Registered here, before the program's own handlers (they run in the
      * reverse order): the report files describe the state after them. */
     if (ebb__opt.verbose || ebb__report_files_wanted()) {

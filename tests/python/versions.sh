@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The Python tests (module, launcher, pytest plugin) under every CPython 3.8 to 3.13 this
-# machine has besides Debian's (pyenv's, here): each builds the module for
-# itself (with the machine's setuptools when it has none of its own) and runs
-# the tests with unittest, each test recorded in the tally
+# The Python tests (module, launcher, Python stacks, pytest plugin) under
+# every CPython 3.8 to 3.13 this machine has besides Debian's (pyenv's, here):
+# first the frame walker's layout rows against each version's headers
+# (layouts.sh), then each version builds the module for itself (with the
+# machine's setuptools when it has none of its own) and runs the tests with
+# unittest, each test recorded in the tally
 # (tests/tally/tally.py; $TEST_TALLY).  A version not found is a skip, named
 # as one; finding none at all, so that no test ran, is a failure.
 #
@@ -12,6 +14,9 @@ cd "$(dirname "$0")/../.." || exit 2
 root=$PWD
 tally=$root/tests/tally/tally.sh
 pys=("$@")
+# The layouts first, for the same interpreters (its own skips when none given).
+failed=0
+tests/python/layouts.sh "$@" || failed=1
 if ((${#pys[@]} == 0)); then
     for v in 3.8 3.9 3.10 3.11 3.12 3.13; do
         where="${PYENV_ROOT:-$HOME/.pyenv}/versions/$v.*/bin/python3"
@@ -24,7 +29,7 @@ if ((${#pys[@]} == 0)); then
         fi
     done
 fi
-failed=0; ran=0
+ran=0
 for py in "${pys[@]}"; do
     v=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || {
         echo "versions: $py does not run"; "$tally" record fail "$py" "does not run"; failed=1; continue; }
@@ -39,7 +44,7 @@ for py in "${pys[@]}"; do
     fi
     ran=$((ran + 1))
     if ! (cd tests/python && EBB_PYTHONPATH="$root/$b/python" \
-            "$py" "$root/tests/tally/tally.py" --name "CPython $v: " test_module test_cli test_pytest_plugin); then
+            "$py" "$root/tests/tally/tally.py" --name "CPython $v: " test_module test_cli test_pytest_plugin test_pystack); then
         echo "== CPython $v: FAILED"; failed=1
     fi
 done
