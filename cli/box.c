@@ -20,6 +20,18 @@
 
 #include "../src/insight/blackbox.h"
 
+/* The crash note's line (src/insight/crash.c) the header holds, or "". */
+static const char *box_note(const ebb__blackbox_t *h)
+{
+    static char line[EBB_BLACKBOX_NOTE + 2];
+    size_t n = h->note_len < EBB_BLACKBOX_NOTE ? h->note_len : EBB_BLACKBOX_NOTE;
+    memcpy(line, h->note, n);
+    if (n > 0 && line[n - 1] != '\n')
+        line[n++] = '\n';
+    line[n] = '\0';
+    return line;
+}
+
 /* The current slot's text into out (NUL-terminated) and the header into
  * *h; 0 with a message if the file is not a box or holds nothing yet. */
 static int box_read(const char *path, ebb__blackbox_t *h, char *out, size_t len, int quiet)
@@ -108,7 +120,9 @@ void box_summary(const char *path, const char *prog)
         fputs("; ebb's limit ", stderr);
         print_size(stderr, limit);
     }
-    fputs(".\nebb: its last record:\n", stderr);
+    fputs(".\n", stderr);
+    fputs(box_note(&h), stderr);
+    fputs("ebb: its last record:\n", stderr);
     const char *body = strchr(text, '\n');
     fputs(body ? body + 1 : text, stderr);
 }
@@ -131,6 +145,7 @@ int cmd_blackbox(int argc, char **argv)
     strftime(updated, sizeof updated, "%Y-%m-%d %H:%M:%S", localtime(&t1));
     printf("black box of pid %lld, started %s, last refresh %s (refresh %llu)\n",
            (long long)h.pid, started, updated, (unsigned long long)h.seq);
+    fputs(box_note(&h), stdout); /* its last words, if a fault followed a refusal */
     const char *body = strchr(text, '\n');
     fputs(body ? body + 1 : text, stdout);
     return 0;

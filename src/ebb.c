@@ -16,6 +16,7 @@
 #include "os/linux_pressure.c"
 #include "os/linux_report.c"
 #include "os/linux_stack.c"
+#include "os/linux_fault.c"
 
 #include "base/diag.c"
 #include "base/options.c"
@@ -51,6 +52,7 @@
 #include "insight/blackbox.c"
 #include "insight/addrspace.c"
 #include "insight/addrspace_out.c"
+#include "insight/crash.c"
 
 #include "front/cpython.c"
 #include "front/purger.c"

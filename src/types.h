@@ -74,6 +74,7 @@ typedef struct {
     char blackbox_path[EBB_OPTION_PATH_MAX]; /* EBB_BLACKBOX=PATH ("%p": the pid), "" = none */
     size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
     int python_stacks;       /* EBB_PYTHON_STACKS: the Python module's stack hook */
+    int crash_note;          /* EBB_CRASH_NOTE: a line when a fault follows a refusal */
     int python;              /* EBB_PYTHON: set by `ebb run` */
     int no_children;         /* EBB_NO_CHILDREN: set by `ebb run --no-children` */
     char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */

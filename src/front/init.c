@@ -131,6 +131,7 @@ __attribute__((constructor)) static void ebb__constructor(void)
     ebb__sample_unwinder_prime();
     atomic_store_explicit(&ebb__threads_allowed, 1, memory_order_release);
     ebb__launched_setup();
+    ebb__crash_start();
     if (ebb__opt.verbose) {
         extern int atexit(void (*)(void));
         atexit(at_exit_report);

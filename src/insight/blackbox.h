@@ -12,6 +12,11 @@
  * request; bytes unless named otherwise), then ebb's text report.  A
  * writer fills the other slot, then stores `current` with release order;
  * `seq` counts refreshes (0: nothing written yet).
+ *
+ * `note` (in the header, after the fields above; zeros in a box written
+ * before it existed, which reads as no note) holds the crash note's line
+ * (insight/crash.c) once a fault followed a refused allocation: its text,
+ * then `note_len` stored with release order.
  */
 #ifndef EBB_BLACKBOX_H
 #define EBB_BLACKBOX_H
@@ -23,6 +28,7 @@
 #define EBB_BLACKBOX_HEADER 4096u
 #define EBB_BLACKBOX_SLOT 16384u
 #define EBB_BLACKBOX_FILE_SIZE (EBB_BLACKBOX_HEADER + 2u * EBB_BLACKBOX_SLOT)
+#define EBB_BLACKBOX_NOTE 2048u
 
 typedef struct {
     char magic[8];        /* EBB_BLACKBOX_MAGIC */
@@ -34,6 +40,9 @@ typedef struct {
     int64_t pid;
     int64_t started;      /* wall clock, seconds since the epoch */
     int64_t updated;      /* wall clock of the last refresh */
+    uint32_t note_len;    /* bytes of note, 0: none */
+    uint32_t note_pad;
+    char note[EBB_BLACKBOX_NOTE]; /* the crash note's line, not NUL-terminated */
 } ebb__blackbox_t;
 
 _Static_assert(sizeof(ebb__blackbox_t) <= EBB_BLACKBOX_HEADER, "the header fits its page");
