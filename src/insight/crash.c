@@ -189,7 +189,7 @@ static size_t crash_compose(char *buf, size_t cap, int sig, const void *addr, in
 {
     size_t at = ebb__format(buf, cap, "ebb: %s", ebb__os_fault_name(sig));
     if (sent)
-        at = crash_put(buf, at, cap, " (raised again by a handler, so no address)");
+        at = crash_put(buf, at, cap, " (sent with kill or raise, so no address)");
     else
         at += ebb__format(buf + at, cap - at, " at %p,", addr);
     at = crash_put(buf, at, cap, " ");
