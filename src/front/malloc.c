@@ -240,10 +240,12 @@ static EBB_ENTRY void *alloc_aligned(size_t align, size_t n, const char *fn)
 EBB_API EBB_ENTRY void *ebb_calloc(size_t count, size_t size)
 {
     size_t n;
-    if (__builtin_mul_overflow(count, size, &n) || n > (size_t)PTRDIFF_MAX)
+    if (__builtin_mul_overflow(count, size, &n))
         return enomem();
     if (n > EBB_LARGE_THRESHOLD) {
         ebb__start();
+        if (n > (size_t)PTRDIFF_MAX)
+            return settle(NULL, n, "calloc"); /* refused as malloc refuses it */
         if (EBB_UNLIKELY(ebb__debug_on))
             return debug_alloc(n, 0, 1, "calloc");
         if (EBB_UNLIKELY(sample_tick(n)))
