@@ -199,8 +199,12 @@ class CrashNoteTest(unittest.TestCase):
         self.assertEqual(p.returncode, SEGV, p.stderr)
         m = self.note(p.stderr)
         self.assertEqual(m.group(1), "at 0x10,")
-        self.assertRegex(m.group(3), r"^" + re.escape(app) + r":6 load_and_crash <- " +
-                         re.escape(app) + r":8 <module>, in crash_writer\+0x")
+        python_lines = re.escape(app) + r":6 load_and_crash <- " + re.escape(app) + r":8 <module>, in "
+        if sys.version_info >= (3, 13):
+            # The module reads no frames of 3.13 yet (README): the native
+            # frames alone, unless a frame walker reads them by now.
+            python_lines = "(" + python_lines + ")?"
+        self.assertRegex(m.group(3), r"^" + python_lines + r"crash_writer\+0x")
 
     def test_python_faulthandler_still_prints_its_traceback(self):
         # ctypes.CDLL lets the GIL go: no Python stack can be read at the

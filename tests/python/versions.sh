@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Python tests (module and launcher) under every CPython 3.8 to 3.13 this
+# The Python tests (module, launcher, crash note) under every CPython 3.8 to 3.13 this
 # machine has besides Debian's (pyenv's, here): each builds the module for
 # itself (with the machine's setuptools when it has none of its own) and runs
 # the tests with unittest, each test recorded in the tally
@@ -39,7 +39,7 @@ for py in "${pys[@]}"; do
     fi
     ran=$((ran + 1))
     if ! (cd tests/python && EBB_PYTHONPATH="$root/$b/python" \
-            "$py" "$root/tests/tally/tally.py" --name "CPython $v: " test_module test_cli); then
+            "$py" "$root/tests/tally/tally.py" --name "CPython $v: " test_module test_cli test_crash); then
         echo "== CPython $v: FAILED"; failed=1
     fi
 done
