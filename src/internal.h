@@ -18,9 +18,10 @@
  *   insight  insight/  reads every layer below, changes nothing there:
  *                      statistics (stats.c), ebb_check (check.c), reports
  *                      (report*.c), the black box (blackbox.c), the heap
- *                      profiler (sample.c), the map of an address space
- *                      (addrspace*.c: pure, on text; its own header,
- *                      addrspace.h, as `ebb map` compiles it in).
+ *                      profiler (sample.c), the crash note (crash.c), the
+ *                      map of an address space (addrspace*.c: pure, on
+ *                      text; its own header, addrspace.h, as `ebb map`
+ *                      compiles it in).
  *      |
  *   policy   policy/   decides and acts through the mechanism: the purge pass
  *                      and ebb_collect (purge.c), the limit's episodes,
@@ -561,6 +562,7 @@ static inline void ebb__blackbox_tick(void)
 
 /* ---------------------------------------------------- insight/crash.c */
 
+extern EBB_HIDDEN const ebb__lockset_t ebb__crash_locks;
 /* EBB_CRASH_NOTE: handle SIGSEGV and SIGBUS (from ebb's constructor). */
 void ebb__crash_start(void) EBB_HIDDEN;
 /* Allocation call fn ("malloc", ...) of n bytes failed for good: kept, with

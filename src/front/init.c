@@ -36,6 +36,7 @@ static void register_locksets(void)
         &ebb__report_locks,        /* child: no reporter thread */
         &ebb__pressure_locks,      /* child: no watcher, its own files */
         &ebb__blackbox_locks,      /* child: its own box, or none */
+        &ebb__crash_locks,         /* child: the record's writer lock usable */
         &ebb__peak_locks,          /* a snapshot copies the heap and the sites */
         &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
         &ebb__arena_lend_locks,    /* a purge pass lends arena slots */

@@ -39,8 +39,11 @@
  * generation (odd while written, a seqlock), so a reader that raced two
  * refusals in a row tries again rather than print a torn site.  One writer
  * at a time (a trylock: two threads refused at the same instant, one
- * record kept); a refusal while recording (the unwinder's own first
- * allocation) is not recorded.
+ * record kept; the lock is in no lock order, as nothing is taken under it
+ * and nothing waits for it, and a fork child makes it usable again); a
+ * refusal while recording (the unwinder's own first allocation) is not
+ * recorded.  A fork child keeps its parent's record: the NULL it may write
+ * through was its parent's too.
  */
 #include "internal.h"
 
@@ -240,6 +243,17 @@ static void crash_note(int sig, const void *addr, int sent)
         return;
     }
 }
+
+/* A fork child may find the writer lock held by a thread it does not have
+ * (only a trylock ever takes it, so nothing waits on it, but the child's
+ * refusals would never be recorded). */
+static void crash_fork_child(void)
+{
+    ebb__lock_reset(&Crash.lock);
+}
+
+EBB_HIDDEN const ebb__lockset_t ebb__crash_locks = { .name = "crash note",
+                                                     .child = crash_fork_child };
 
 void ebb__crash_start(void)
 {

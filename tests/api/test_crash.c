@@ -112,6 +112,18 @@ LET_IT_FAULT static void bus_error(void)
     (void)m[0];
 }
 
+/* Recursion that overflows the stack (not a loop: the result needs every
+ * frame). */
+static volatile int bottomless = 1; /* the compiler cannot see the end never comes */
+LET_IT_FAULT static int deeper(int n)
+{
+    volatile char frame[512];
+    frame[n % 512] = (char)n;
+    if (!bottomless)
+        return n;
+    return deeper(n + 1) + frame[(n * 7) % 512];
+}
+
 static int child_main(const char *what)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -138,6 +150,9 @@ static int child_main(const char *what)
     } else if (!strcmp(what, "refused_then_bus")) {
         if (crash_test_refused_here(HUGE) == NULL)
             bus_error();
+    } else if (!strcmp(what, "refused_then_overflow")) {
+        if (crash_test_refused_here(HUGE) == NULL)
+            return deeper(0);
     } else if (!strcmp(what, "at_the_limit")) {
         char *p = crash_test_refused_here(64 * MiB);
         write_at(p, 4096);
@@ -248,6 +263,18 @@ static void test_sent_signal_and_sigbus(void **state)
            "%s", out);
 }
 
+/* The main thread's stack overflows: the handler runs on its alternate
+ * stack (without one the kernel could not deliver the signal and would
+ * kill the process unexplained). */
+static void test_stack_overflow_runs_on_the_alternate_stack(void **state)
+{
+    (void)state;
+    int status = run("refused_then_overflow", NULL, NULL);
+    EXPECT(child_killed(status, SIGSEGV), "status %#x, not SIGSEGV:\n%s", status, out);
+    expect_output_has(out, "ebb: SIGSEGV at 0x");
+    expect_output_has(out, " after malloc(" HUGE_TEXT ") was refused ");
+}
+
 static void test_handler_installed_before_still_runs(void **state)
 {
     (void)state;
@@ -292,5 +319,6 @@ static void test_the_line_is_in_the_black_box(void **state)
 CHILD_TEST_MAIN("crash", child_main, T(test_fault_after_refusal_is_named_and_still_kills),
                 T(test_nothing_said_without_a_refusal), T(test_nothing_said_when_off),
                 T(test_the_call_and_the_thread_are_named), T(test_refused_at_the_limit),
-                T(test_sent_signal_and_sigbus), T(test_handler_installed_before_still_runs),
+                T(test_sent_signal_and_sigbus), T(test_stack_overflow_runs_on_the_alternate_stack),
+                T(test_handler_installed_before_still_runs),
                 T(test_the_line_is_in_the_black_box))
