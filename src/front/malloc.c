@@ -73,7 +73,7 @@ static int sample_tick(size_t n)
 
 static void *debug_alloc(size_t n, size_t align, int zero, const char *fn);
 
-static EBB_ENTRY void *small_alloc_once(unsigned cls)
+static void *small_alloc_once(unsigned cls)
 {
     ebb__thread_t *self = front_thread();
     if (self && ebb__classes[cls].tcache_cap) {
@@ -120,7 +120,7 @@ static EBB_ENTRY void *small_alloc_slow(unsigned cls, size_t n, const char *fn)
     return settle(p, n, fn);
 }
 
-static EBB_ENTRY void *large_alloc_tagged(size_t n, size_t align, int zero, uint32_t tag, uint32_t usable)
+static void *large_alloc_tagged(size_t n, size_t align, int zero, uint32_t tag, uint32_t usable)
 {
     void *p = ebb__large_alloc(n, align, zero, tag, usable);
     if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())

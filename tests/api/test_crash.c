@@ -168,7 +168,8 @@ static char out[1 << 16];
  * a child still running after this is a failure, not a wait. */
 #define CRASH_DEADLINE_MS (120 * 1000L)
 
-#define SAN_ENV "ASAN_OPTIONS=handle_segv=0:handle_sigbus=0:detect_leaks=0:allow_user_segv_handler=1"
+#define SAN_ENV                                                                                   \
+    "ASAN_OPTIONS=handle_segv=0:handle_sigbus=0:detect_leaks=0:allow_user_segv_handler=1"
 #define UBSAN_ENV "UBSAN_OPTIONS=handle_segv=0:handle_sigbus=0"
 
 static int run(const char *what, const char *more, const char *more2)

@@ -199,7 +199,8 @@ class CrashNoteTest(unittest.TestCase):
         self.assertEqual(p.returncode, SEGV, p.stderr)
         m = self.note(p.stderr)
         self.assertEqual(m.group(1), "at 0x10,")
-        python_lines = re.escape(app) + r":6 load_and_crash <- " + re.escape(app) + r":8 <module>, in "
+        python_lines = (re.escape(app) + r":6 load_and_crash <- " + re.escape(app) +
+                        r":8 <module>, in ")
         if sys.version_info >= (3, 13):
             # The module reads no frames of 3.13 yet (README): the native
             # frames alone, unless a frame walker reads them by now.
