@@ -20,6 +20,18 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The crash note's line (src/insight/crash.c) the header holds, or "". */
+static const char *box_note(const ebb__blackbox_t *h)
+{
+    static char line[EBB_BLACKBOX_NOTE + 2];
+    size_t n = h->note_len < EBB_BLACKBOX_NOTE ? h->note_len : EBB_BLACKBOX_NOTE;
+    memcpy(line, h->note, n);
+    if (n > 0 && line[n - 1] != '\n')
+        line[n++] = '\n';
+    line[n] = '\0';
+    return line;
+}
+
 /* The box at path, read whole (version 1 or 2), into *box: its header and
  * the current slot's texts, pointers into a static copy (the next load
  * replaces them); 0 with a message (unless quiet) if the file is not a box
@@ -124,7 +136,9 @@ void box_summary(const char *path, const char *prog)
         fputs("; ebb's limit ", stderr);
         print_size(stderr, limit);
     }
-    fputs(".\nebb: its last record:\n", stderr);
+    fputs(".\n", stderr);
+    fputs(box_note(&box.h), stderr);
+    fputs("ebb: its last record:\n", stderr);
     fputs(box.body, stderr);
 }
 
@@ -146,6 +160,7 @@ int cmd_blackbox(int argc, char **argv)
     strftime(updated, sizeof updated, "%Y-%m-%d %H:%M:%S", localtime(&t1));
     printf("black box of pid %lld, started %s, last refresh %s (refresh %llu)\n",
            (long long)h.pid, started, updated, (unsigned long long)h.seq);
+    fputs(box_note(&box.h), stdout); /* its last words, if a fault followed a refusal */
     fputs(box.body, stdout);
     return 0;
 }

@@ -38,6 +38,11 @@
  * more (of processes that were killed or left through _exit).  --no-top:
  * none.
  *
+ * The crash note.  The program gets EBB_CRASH_NOTE=1 (unless the user set
+ * it): if it dies of SIGSEGV or SIGBUS right after ebb refused it memory,
+ * ebb says so in one line on stderr, before the tool's "killed by signal"
+ * (src/insight/crash.c).
+ *
  * --limit and --purge-delay are checked by the rules the library reads
  * EBB_LIMIT and EBB_PURGE_DELAY_MS with (src/base/size.h), so a value every
  * child would refuse is refused here, once.
@@ -375,6 +380,9 @@ int cmd_run(int argc, char **argv)
         cli_error("cannot set LD_PRELOAD: %s", strerror(errno));
         return 1;
     }
+    /* A fault right after a refused allocation is named (the user's own
+     * EBB_CRASH_NOTE=0 wins). */
+    setenv("EBB_CRASH_NOTE", "1", 0);
     if (python)
         setenv("EBB_PYTHON", "1", 1);
     else

@@ -287,6 +287,26 @@
  * (48 bytes a point, 6 KiB). */
 #define EBB_REPORT_TIMELINE_POINTS 128
 
+/* The crash note (crash.c, EBB_CRASH_NOTE).  Its SIGSEGV and SIGBUS
+ * handler runs on an alternate stack of this many bytes: the note itself
+ * needs about 2 KiB (its line is built on the stack), but a handler of the
+ * program's that it hands the signal on to runs there too and may unwind
+ * or print (glibc's backtrace_symbols_fd, Python's faulthandler); glibc's
+ * own SIGSTKSZ is 8 KiB and grows with the CPU's register state.  Pages
+ * are touched only by a signal, so the size costs address space alone. */
+#define EBB_CRASH_STACK ((size_t)64 << 10)
+/* The refused allocation's site, as text named at refusal time (the handler
+ * may not ask the loader for names): a few Python lines and native frames
+ * of up to a hundred bytes or so each (a path and a symbol). */
+#define EBB_CRASH_SITE_TEXT 1024
+/* Frames of each stack (the runtime's, native) the note names: the
+ * innermost few say where; the line stays one line. */
+#define EBB_CRASH_FRAMES 3
+/* A fault below this address, or below the refused size, is "near NULL":
+ * an offset into the block the program thought it had.  The kernel maps
+ * nothing below vm.mmap_min_addr, 64 KiB by default, so an access there
+ * is a NULL (or a small integer) used as a pointer. */
+#define EBB_CRASH_NULL_SPAN ((uintptr_t)64 << 10)
 /* Sampling heap profiler (sample.c).  On average one sample per this many
  * bytes allocated (option EBB_SAMPLE_RATE; 0 off), the issue's figure and
  * close to tcmalloc's heap profiler (512 KiB).  Each sample costs a native
@@ -412,6 +432,8 @@ _Static_assert(EBB_LIMIT_RESERVE >= 2 * EBB_MAX_POOL_SPAN * EBB_SLOT_SIZE &&
                "the reserve holds a few of the largest pools, and refusals start above the soft level");
 _Static_assert(EBB_BLACKBOX_INTERVAL_MS >= 1 && EBB_BLACKBOX_INTERVAL_MS < EBB_PURGE_DELAY_MS,
                "the box is refreshed often, at least once per purge delay");
+_Static_assert(EBB_CRASH_STACK >= (16 << 10) && EBB_CRASH_SITE_TEXT >= 256 && EBB_CRASH_FRAMES >= 1,
+               "the note's handler has room to run and its site room for a frame or two");
 _Static_assert(EBB_REPORT_SITES_BRIEF >= 1 && EBB_REPORT_SITES_BRIEF <= EBB_REPORT_SITES &&
                EBB_REPORT_FRAMES >= 2 && EBB_REPORT_FRAMES <= EBB_SITE_DEPTH,
                "reports list a few sites, with some of their frames");

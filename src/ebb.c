@@ -16,6 +16,7 @@
 #include "os/linux_pressure.c"
 #include "os/linux_report.c"
 #include "os/linux_stack.c"
+#include "os/linux_fault.c"
 
 #include "base/diag.c"
 #include "base/options.c"
@@ -55,6 +56,7 @@
 #include "insight/addrspace_out.c"
 #include "insight/timeline.c"
 #include "insight/status.c"
+#include "insight/crash.c"
 
 #include "front/cpython.c"
 #include "front/pyframes.c"

@@ -20,10 +20,10 @@
  *                      statistics (stats.c), ebb_check (check.c), reports
  *                      (report*.c), the black box (blackbox.c), the heap
  *                      profiler (sample.c), memory over time (timeline.c),
- *                      the status page `ebb top` reads (status.c), the map
- *                      of an address space (addrspace*.c: pure, on text;
- *                      its own header, addrspace.h, as `ebb map` compiles
- *                      it in).
+ *                      the status page `ebb top` reads (status.c), the
+ *                      crash note (crash.c), the map of an address space
+ *                      (addrspace*.c: pure, on text; its own header,
+ *                      addrspace.h, as `ebb map` compiles it in).
  *      |
  *   policy   policy/   decides and acts through the mechanism: the purge pass
  *                      and ebb_collect (purge.c), the limit's episodes,
@@ -618,6 +618,9 @@ extern EBB_HIDDEN const ebb__lockset_t ebb__blackbox_locks;
 void ebb__blackbox_start(void) EBB_HIDDEN;
 void ebb__blackbox_tick_slow(void) EBB_HIDDEN;
 void ebb__blackbox_failed(void) EBB_HIDDEN;
+/* The crash note's line into the box's header (async-signal-safe: a copy
+ * into the mapping, if the box is open). */
+void ebb__blackbox_note(const char *line, size_t n) EBB_HIDDEN;
 /* From slow paths holding no lock: bring the black box up to date if it is
  * kept and its interval has passed. */
 static inline void ebb__blackbox_tick(void)
@@ -674,6 +677,17 @@ void ebb__status_enable(void) EBB_HIDDEN;
  * if it is wanted. */
 void ebb__status_tick(uint64_t purger_wakes, int now_wanted) EBB_HIDDEN;
 
+/* ---------------------------------------------------- insight/crash.c */
+
+extern EBB_HIDDEN const ebb__lockset_t ebb__crash_locks;
+/* EBB_CRASH_NOTE: handle SIGSEGV and SIGBUS (from ebb's constructor). */
+void ebb__crash_start(void) EBB_HIDDEN;
+/* Allocation call fn ("malloc", ...) of n bytes failed for good: kept, with
+ * its site, for the note a fault would write.  From the front's way out,
+ * holding no lock, after ebb__limit_record_failure.  Nothing without
+ * EBB_CRASH_NOTE. */
+void ebb__crash_refused(const char *fn, size_t n) EBB_HIDDEN;
+
 /* --------------------------------------------------- insight/sample.c */
 
 extern EBB_HIDDEN const ebb__lockset_t ebb__sample_locks, ebb__sample_unwind_locks;
@@ -695,6 +709,10 @@ int ebb__sample_fired(size_t n) EBB_HIDDEN;
 /* Record a sample of n bytes at the caller's site; its record's tag, 0 if
  * it could not be recorded (table full).  Holds no lock while it unwinds. */
 uint32_t ebb__sample_begin(size_t n) EBB_HIDDEN;
+/* The calling thread's site now, as a sample records it: native frames
+ * into pcs (EBB_SITE_DEPTH), the stack hook's text into text
+ * (EBB_SITE_TEXT, its length in *text_len); none inside the sampler. */
+uint32_t ebb__sample_site_now(void **pcs, char *text, uint32_t *text_len) EBB_HIDDEN;
 /* The sampled block with record `tag` is gone. */
 void ebb__sample_forget(uint32_t tag) EBB_HIDDEN;
 /* Sample lock held (stats, ebb_check): what the profiler maps, into s. */
@@ -813,7 +831,8 @@ void *ebb__debug_release(const char *fn, void *block, size_t usable,
 
 /* ---------------------------------------------------- front/malloc.c */
 
-void *ebb__malloc_slow(size_t n) EBB_HIDDEN;
+/* fn: the call to name if the request is refused (crash.c). */
+void *ebb__malloc_slow(size_t n, const char *fn) EBB_HIDDEN;
 void ebb__free_slow(void *p) EBB_HIDDEN;
 
 /* --------------------------------------------------- front/cpython.c */

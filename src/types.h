@@ -78,6 +78,7 @@ typedef struct {
     int top;                 /* EBB_TOP: publish the status page `ebb top` reads */
     size_t sample_rate;      /* EBB_SAMPLE_RATE: mean bytes between samples, 0 off */
     int python_stacks;       /* EBB_PYTHON_STACKS: front/pyframes.c's stack hook */
+    int crash_note;          /* EBB_CRASH_NOTE: a line when a fault follows a refusal */
     int python;              /* EBB_PYTHON: set by `ebb run` */
     int no_children;         /* EBB_NO_CHILDREN: set by `ebb run --no-children` */
     char test_root[EBB_OPTION_PATH_MAX];     /* EBB__TEST_ROOT (debug builds): system files' root */

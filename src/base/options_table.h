@@ -114,6 +114,11 @@
                "`MADV_DONTNEED` (RSS drops at once) or `MADV_FREE` (cheaper; the kernel takes "     \
                "the pages when it needs memory, so RSS may stay until then)",                       \
                USER)                                                                                \
+    EBB_OPTION(CRASH_NOTE, crash_note, FLAG, 0, 0, 1, "0|1", "0 (`ebb run`: 1)",                    \
+               "when SIGSEGV or SIGBUS follows an allocation ebb refused, say so in one line on "    \
+               "stderr and in the black box (the call, its size, where it was made), then die of "  \
+               "the same signal (see *When a refused allocation kills*)",                           \
+               USER)                                                                                \
     EBB_OPTION(PYTHON, python, FLAG, 0, 0, 1, "1", "unset",                                         \
                "make ebb CPython's allocator before the interpreter starts", LAUNCH)                \
     EBB_OPTION(REPORT_PID, report_pid, COUNT, 0, 0, 2147483647, "PID", "unset",                      \

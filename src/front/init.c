@@ -42,6 +42,7 @@ static void register_locksets(void)
         &ebb__pressure_locks,      /* child: no watcher, its own files */
         &ebb__blackbox_locks,      /* child: its own box, or none */
         &ebb__status_locks,        /* child: its own status page, or none */
+        &ebb__crash_locks,         /* child: the record's writer lock usable */
         &ebb__peak_locks,          /* a snapshot copies the heap and the sites */
         &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
         &ebb__arena_lend_locks,    /* a purge pass lends arena slots */
@@ -168,6 +169,7 @@ __attribute__((constructor)) static void ebb__constructor(void)
         ebb__status_enable();
     ebb__purger_observe();
     ebb__python_attach();
+    ebb__crash_start();
     /* Registered here, before the program's own handlers (they run in the
      * reverse order): the report files describe the state after them. */
     if (ebb__opt.verbose || ebb__report_files_wanted()) {

@@ -21,8 +21,9 @@
  * the thread's distance to its next sample; every other allocation path
  * counts it on its slow path.  A sampled allocation is served by the large-
  * block allocator, tagged with its sample record, so free needs no test.
- * Every function that can be on the stack when a sample unwinds is marked
- * EBB_ENTRY.
+ * Every function that can be on the stack when a sample unwinds, or when a
+ * refused request's site is taken for the crash note (insight/crash.c), is
+ * marked EBB_ENTRY.
  */
 #include "internal.h"
 
@@ -70,7 +71,7 @@ static int sample_tick(size_t n)
 
 /* ------------------------------------------------------------ allocation */
 
-static void *debug_alloc(size_t n, size_t align, int zero);
+static void *debug_alloc(size_t n, size_t align, int zero, const char *fn);
 
 static void *small_alloc_once(unsigned cls)
 {
@@ -87,12 +88,15 @@ static void *small_alloc_once(unsigned cls)
 }
 
 /* Every slow-path allocation ends here, holding no lock: a failure is
- * recorded for ebb_last_failure (limit.c), a success polls for pressure;
- * either way the purger is kicked if the mechanism made memory purgeable. */
-static void *settle(void *p, size_t n)
+ * recorded for ebb_last_failure (limit.c) and for the crash note (crash.c,
+ * which names fn, the call the program made), a success polls for
+ * pressure; either way the purger is kicked if the mechanism made memory
+ * purgeable. */
+static EBB_ENTRY void *settle(void *p, size_t n, const char *fn)
 {
     if (EBB_UNLIKELY(p == NULL)) {
         ebb__limit_record_failure(n);
+        ebb__crash_refused(fn, n);
         ebb__report_failure();
         ebb__blackbox_failed();
         ebb__purge_owed_kick();
@@ -106,14 +110,14 @@ static void *settle(void *p, size_t n)
 
 /* A request refused at the limit is tried once more, after the pressure
  * callbacks ran and everything free was purged. */
-static void *small_alloc_slow(unsigned cls, size_t n)
+static EBB_ENTRY void *small_alloc_slow(unsigned cls, size_t n, const char *fn)
 {
     void *p = small_alloc_once(cls);
     if (EBB_UNLIKELY(p == NULL) && ebb__limit_relieve())
         p = small_alloc_once(cls);
     if (p)
         ebb__block_mark_live(p);
-    return settle(p, n);
+    return settle(p, n, fn);
 }
 
 static void *large_alloc_tagged(size_t n, size_t align, int zero, uint32_t tag, uint32_t usable)
@@ -124,9 +128,9 @@ static void *large_alloc_tagged(size_t n, size_t align, int zero, uint32_t tag, 
     return p;
 }
 
-static void *large_alloc(size_t n, size_t align, int zero)
+static EBB_ENTRY void *large_alloc(size_t n, size_t align, int zero, const char *fn)
 {
-    return settle(large_alloc_tagged(n, align, zero, 0, 0), n);
+    return settle(large_alloc_tagged(n, align, zero, 0, 0), n, fn);
 }
 
 /* A sampled allocation: recorded at its site, then served by the large-
@@ -134,7 +138,8 @@ static void *large_alloc(size_t n, size_t align, int zero)
  * cls: the class a pool would have served it from (EBB_NO_CLASS for a
  * large request); the block is at least that big and says it is that big,
  * so usable sizes and realloc's choices stay what they are unsampled. */
-static EBB_ENTRY EBB_NOINLINE void *sampled_alloc(size_t n, size_t align, int zero, unsigned cls)
+static EBB_ENTRY EBB_NOINLINE void *sampled_alloc(size_t n, size_t align, int zero, unsigned cls,
+                                                  const char *fn)
 {
     uint32_t usable = cls < EBB_CLASSES ? ebb__classes[cls].size : 0;
     uint32_t tag = ebb__sample_begin(n);
@@ -143,39 +148,41 @@ static EBB_ENTRY EBB_NOINLINE void *sampled_alloc(size_t n, size_t align, int ze
         ebb__sample_forget(tag);
     else if (tag)
         ebb__peak_consider(); /* once the block is there: a refused one never counts */
-    return settle(p, n);
+    return settle(p, n, fn);
 }
 
-EBB_ENTRY EBB_NOINLINE void *ebb__malloc_slow(size_t n)
+/* fn: the call the program made ("malloc", or "calloc" and "realloc",
+ * which come here for their blocks), named if the request is refused. */
+EBB_ENTRY EBB_NOINLINE void *ebb__malloc_slow(size_t n, const char *fn)
 {
     ebb__start();
     if (EBB_UNLIKELY(ebb__debug_on))
-        return debug_alloc(n, 0, 0);
+        return debug_alloc(n, 0, 0, fn);
     ebb__expensive_check();
     ebb__report_arm();
     if (n > (size_t)PTRDIFF_MAX)
-        return settle(NULL, n);
+        return settle(NULL, n, fn);
     unsigned cls = n <= EBB_LARGE_THRESHOLD ? ebb__class_of(n) : EBB_NO_CLASS;
     if (EBB_UNLIKELY(sample_tick(n)))
-        return sampled_alloc(n, 0, 0, cls);
+        return sampled_alloc(n, 0, 0, cls, fn);
     if (cls != EBB_NO_CLASS)
-        return small_alloc_slow(cls, n);
-    return large_alloc(n, 0, 0);
+        return small_alloc_slow(cls, n, fn);
+    return large_alloc(n, 0, 0, fn);
 }
 
 /* The fast path's sample counter ran out: this request was counted
  * already. */
-static EBB_ENTRY EBB_NOINLINE void *malloc_counted(size_t n)
+static EBB_ENTRY EBB_NOINLINE void *malloc_counted(size_t n, const char *fn)
 {
     if (EBB_UNLIKELY(ebb__sample_fired(n)))
-        return sampled_alloc(n, 0, 0, ebb__class_of(n));
-    return small_alloc_slow(ebb__class_of(n), n);
+        return sampled_alloc(n, 0, 0, ebb__class_of(n), fn);
+    return small_alloc_slow(ebb__class_of(n), n, fn);
 }
 
 /* The sample counter is charged only once the pop is sure to succeed, so
  * the placeholder caches (empty stacks) are never written: a subtract from
- * memory and a branch on its sign. */
-EBB_API EBB_ENTRY void *ebb_malloc(size_t n)
+ * memory and a branch on its sign.  fn is passed on the slow paths only. */
+static inline EBB_ENTRY void *malloc_as(size_t n, const char *fn)
 {
     if (EBB_LIKELY(n <= EBB_TCACHE_MAX_SIZE)) {
         ebb__thread_t *self = ebb__self_get();
@@ -183,14 +190,19 @@ EBB_API EBB_ENTRY void *ebb_malloc(size_t n)
         void **top = b->top;
         if (EBB_LIKELY(top != b->low)) {
             if (EBB_UNLIKELY((self->sample.left -= (ptrdiff_t)n) < 0))
-                return malloc_counted(n);
+                return malloc_counted(n, fn);
             b->top = top - 1;
             void *p = top[-1];
             ebb__block_mark_live(p);
             return p;
         }
     }
-    return ebb__malloc_slow(n);
+    return ebb__malloc_slow(n, fn);
+}
+
+EBB_API EBB_ENTRY void *ebb_malloc(size_t n)
+{
+    return malloc_as(n, "malloc");
 }
 
 /* Smallest class whose size is a multiple of align (<= one slot) and holds n:
@@ -208,39 +220,41 @@ static int aligned_class(size_t n, size_t align, unsigned *out)
     return 0;
 }
 
-static EBB_ENTRY void *alloc_aligned(size_t align, size_t n)
+static EBB_ENTRY void *alloc_aligned(size_t align, size_t n, const char *fn)
 {
     if (align <= EBB_MIN_ALIGN)
-        return ebb_malloc(n);
-    if (n > (size_t)PTRDIFF_MAX)
-        return enomem();
+        return malloc_as(n, fn);
     ebb__start();
+    if (n > (size_t)PTRDIFF_MAX)
+        return settle(NULL, n, fn);
     if (EBB_UNLIKELY(ebb__debug_on))
-        return debug_alloc(n, align, 0);
+        return debug_alloc(n, align, 0, fn);
     unsigned cls;
     int small = aligned_class(n, align, &cls);
     if (EBB_UNLIKELY(sample_tick(n)))
         return sampled_alloc(n, align < page_size() ? page_size() : align, 0,
-                             small ? cls : EBB_NO_CLASS);
+                             small ? cls : EBB_NO_CLASS, fn);
     if (small)
-        return small_alloc_slow(cls, n);
-    return large_alloc(n, align < page_size() ? page_size() : align, 0);
+        return small_alloc_slow(cls, n, fn);
+    return large_alloc(n, align < page_size() ? page_size() : align, 0, fn);
 }
 
 EBB_API EBB_ENTRY void *ebb_calloc(size_t count, size_t size)
 {
     size_t n;
-    if (__builtin_mul_overflow(count, size, &n) || n > (size_t)PTRDIFF_MAX)
+    if (__builtin_mul_overflow(count, size, &n))
         return enomem();
     if (n > EBB_LARGE_THRESHOLD) {
         ebb__start();
+        if (n > (size_t)PTRDIFF_MAX)
+            return settle(NULL, n, "calloc"); /* refused as malloc refuses it */
         if (EBB_UNLIKELY(ebb__debug_on))
-            return debug_alloc(n, 0, 1);
+            return debug_alloc(n, 0, 1, "calloc");
         if (EBB_UNLIKELY(sample_tick(n)))
-            return sampled_alloc(n, 0, 1, EBB_NO_CLASS);
-        return large_alloc(n, 0, 1);
+            return sampled_alloc(n, 0, 1, EBB_NO_CLASS, "calloc");
+        return large_alloc(n, 0, 1, "calloc");
     }
-    void *p = ebb_malloc(n);
+    void *p = malloc_as(n, "calloc");
     if (p)
         memset(p, 0, n);
     return p;
@@ -252,7 +266,7 @@ EBB_API EBB_ENTRY void *ebb_aligned_alloc(size_t align, size_t n)
         errno = EINVAL;
         return NULL;
     }
-    return alloc_aligned(align, n);
+    return alloc_aligned(align, n, "aligned_alloc");
 }
 
 EBB_API EBB_ENTRY void *ebb_memalign(size_t align, size_t n)
@@ -267,7 +281,7 @@ EBB_API EBB_ENTRY void *ebb_memalign(size_t align, size_t n)
             a <<= 1;
         align = a;
     }
-    return alloc_aligned(align, n);
+    return alloc_aligned(align, n, "memalign");
 }
 
 EBB_API EBB_ENTRY int ebb_posix_memalign(void **out, size_t align, size_t n)
@@ -275,7 +289,7 @@ EBB_API EBB_ENTRY int ebb_posix_memalign(void **out, size_t align, size_t n)
     if (align < sizeof(void *) || (align & (align - 1)) || align % sizeof(void *))
         return EINVAL;
     int saved = errno;
-    void *p = alloc_aligned(align, n);
+    void *p = alloc_aligned(align, n, "posix_memalign");
     errno = saved;
     if (p == NULL)
         return ENOMEM;
@@ -285,7 +299,7 @@ EBB_API EBB_ENTRY int ebb_posix_memalign(void **out, size_t align, size_t n)
 
 EBB_API EBB_ENTRY void *ebb_valloc(size_t n)
 {
-    return alloc_aligned(page_size(), n);
+    return alloc_aligned(page_size(), n, "valloc");
 }
 
 EBB_API EBB_ENTRY void *ebb_pvalloc(size_t n)
@@ -294,7 +308,7 @@ EBB_API EBB_ENTRY void *ebb_pvalloc(size_t n)
     if (n > SIZE_MAX - page)
         return enomem();
     n = n ? (n + page - 1) & ~(page - 1) : page;
-    return alloc_aligned(page, n);
+    return alloc_aligned(page, n, "pvalloc");
 }
 
 /* ------------------------------------------------------------------ free */
@@ -495,20 +509,20 @@ static size_t block_usable(const void *p)
 
 /* An ordinary block with room for n bytes and the debug layout
  * (front/debug.c), by the same routes as without. */
-static void *debug_alloc(size_t n, size_t align, int zero)
+static EBB_ENTRY void *debug_alloc(size_t n, size_t align, int zero, const char *fn)
 {
     size_t m = ebb__debug_request(n);
     if (m > (size_t)PTRDIFF_MAX)
-        return settle(NULL, n);
+        return settle(NULL, n, fn);
     unsigned cls;
     void *p;
     if (align <= EBB_MIN_ALIGN && m <= EBB_LARGE_THRESHOLD)
-        p = small_alloc_slow(ebb__class_of(m), m);
+        p = small_alloc_slow(ebb__class_of(m), m, fn);
     else if (align > EBB_MIN_ALIGN && aligned_class(m, align, &cls))
-        p = small_alloc_slow(cls, m);
+        p = small_alloc_slow(cls, m, fn);
     else
         p = large_alloc(m, align <= EBB_MIN_ALIGN ? 0 : align < page_size() ? page_size() : align,
-                        0);
+                        0, fn);
     return p ? ebb__debug_dress(p, block_usable(p), n, zero) : NULL;
 }
 
@@ -523,7 +537,7 @@ static void *debug_free(const char *fn, void *p)
 
 /* realloc on the debug heap always moves: a pointer kept to the old block
  * then points into the quarantine, where a write through it is caught. */
-static void *debug_realloc(void *p, size_t n)
+static EBB_ENTRY void *debug_realloc(void *p, size_t n)
 {
     size_t usable = block_usable(p);
     if (usable == 0) {
@@ -536,7 +550,7 @@ static void *debug_realloc(void *p, size_t n)
         errno = EINVAL;
         return NULL;
     }
-    void *q = ebb_malloc(n);
+    void *q = malloc_as(n, "realloc");
     if (q) {
         memcpy(q, p, old < n ? old : n);
         ebb_free(p);
@@ -582,7 +596,7 @@ EBB_API int ebb_manages(const void *p)
 
 static EBB_ENTRY void *move_block(void *p, size_t old_usable, size_t n)
 {
-    void *q = ebb_malloc(n);
+    void *q = malloc_as(n, "realloc");
     if (q == NULL)
         return NULL;
     memcpy(q, p, old_usable < n ? old_usable : n);
@@ -617,13 +631,13 @@ static int shrink_saves_a_quarter(size_t n, size_t usable)
 EBB_API EBB_ENTRY void *ebb_realloc(void *p, size_t n)
 {
     if (p == NULL)
-        return ebb_malloc(n);
+        return malloc_as(n, "realloc");
     if (n == 0) {
         ebb_free(p);
         return NULL;
     }
     if (n > (size_t)PTRDIFF_MAX)
-        return settle(NULL, n);
+        return settle(NULL, n, "realloc");
     if (EBB_UNLIKELY(ebb__debug_on))
         return debug_realloc(p, n);
     uintptr_t a = (uintptr_t)p;

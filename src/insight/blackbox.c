@@ -127,7 +127,8 @@ static void box_open(void)
     b->folded_size = EBB_BLACKBOX_FOLDED;
     b->pid = ebb__os_pid();
     b->started = ebb__os_wall_seconds();
-    Box.box = b;
+    __atomic_store_n(&b->note_len, 0, __ATOMIC_RELAXED); /* a box taken again: no old note */
+    __atomic_store_n(&Box.box, b, __ATOMIC_RELEASE); /* the crash note reads it */
     atomic_store_explicit(&Box.state, BOX_OPEN, memory_order_relaxed);
 }
 
@@ -187,6 +188,21 @@ void ebb__blackbox_failed(void)
         refresh("an allocation failed");
 }
 
+/* From a signal handler (insight/crash.c): a copy into the mapping, no
+ * lock; the line stays in the file after the death, where `ebb blackbox`
+ * prints it.  A box not open yet (no refresh ran, so no allocation failed)
+ * gets nothing. */
+void ebb__blackbox_note(const char *line, size_t n)
+{
+    ebb__blackbox_t *b = __atomic_load_n(&Box.box, __ATOMIC_ACQUIRE);
+    if (b == NULL)
+        return;
+    if (n > sizeof b->note)
+        n = sizeof b->note;
+    memcpy(b->note, line, n);
+    __atomic_store_n(&b->note_len, (uint32_t)n, __ATOMIC_RELEASE);
+}
+
 void ebb__blackbox_start(void)
 {
     if (ebb__opt.blackbox_path[0] == '\0')
@@ -208,9 +224,10 @@ __attribute__((destructor)) static void box_remove_at_exit(void)
 static void box_fork_child(void)
 {
     ebb__lock_reset(&Box.lock);
-    if (Box.box != NULL) {
-        ebb__os_unmap(Box.box, EBB_BLACKBOX_FILE_SIZE); /* the parent's */
-        Box.box = NULL;
+    ebb__blackbox_t *parents = Box.box;
+    if (parents != NULL) {
+        __atomic_store_n(&Box.box, NULL, __ATOMIC_RELAXED); /* before it goes: the crash note */
+        ebb__os_unmap(parents, EBB_BLACKBOX_FILE_SIZE);
     }
     if (Box.fd >= 0) {
         ebb__os_close(Box.fd); /* the parent's lock stays the parent's */

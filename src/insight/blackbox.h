@@ -37,6 +37,11 @@
  * at most the Python stack or 8 frames, under 8 KiB.  The text keeps its
  * 16 KiB.  Two slots of 72 KiB and a header page: a 148 KiB file per
  * process, its room reserved on disk when it is opened.
+ *
+ * `note` (in the header, after the fields above; zeros in a box written
+ * before it existed, which reads as no note) holds the crash note's line
+ * (insight/crash.c) once a fault followed a refused allocation: its text,
+ * then `note_len` stored with release order.
  */
 #ifndef EBB_BLACKBOX_H
 #define EBB_BLACKBOX_H
@@ -51,6 +56,7 @@
 #define EBB_BLACKBOX_FOLDED 8192u
 #define EBB_BLACKBOX_SLOT (EBB_BLACKBOX_TEXT + EBB_BLACKBOX_JSON + EBB_BLACKBOX_FOLDED)
 #define EBB_BLACKBOX_FILE_SIZE (EBB_BLACKBOX_HEADER + 2u * EBB_BLACKBOX_SLOT)
+#define EBB_BLACKBOX_NOTE 2048u
 
 /* Version 1's layout, for readers of boxes an older ebb left. */
 #define EBB_BLACKBOX_V1_SLOT 16384u
@@ -71,6 +77,10 @@ typedef struct {
     uint32_t json_size;   /* EBB_BLACKBOX_JSON */
     uint32_t folded_size; /* EBB_BLACKBOX_FOLDED */
     uint32_t reserved2;
+    /* In either version, zeros in a box an ebb before it wrote (no note): */
+    uint32_t note_len;    /* bytes of note, 0: none */
+    uint32_t note_pad;
+    char note[EBB_BLACKBOX_NOTE]; /* the crash note's line, not NUL-terminated */
 } ebb__blackbox_t;
 
 _Static_assert(sizeof(ebb__blackbox_t) <= EBB_BLACKBOX_HEADER, "the header fits its page");

@@ -479,6 +479,23 @@ EBB_ENTRY EBB_NOINLINE uint32_t ebb__sample_begin(size_t n)
     return tag;
 }
 
+/* The site of an allocation ebb refused (insight/crash.c): what a sample
+ * would record there.  Nothing from inside the sampler (its unwinder's first
+ * load or the hook allocated, and unwinding again would take the unwind lock
+ * twice) nor before ebb's constructor loaded the unwinder. */
+EBB_ENTRY EBB_NOINLINE uint32_t ebb__sample_site_now(void **pcs, char *text, uint32_t *text_len)
+{
+    *text_len = 0;
+    text[0] = 0;
+    if (in_sampler || !atomic_load_explicit(&ebb__threads_allowed, memory_order_acquire))
+        return 0;
+    in_sampler = 1;
+    uint32_t depth = capture(pcs);
+    *text_len = hook_text(text);
+    in_sampler = 0;
+    return depth;
+}
+
 void ebb__sample_forget(uint32_t tag)
 {
     ebb__lock(&sampler.lock);

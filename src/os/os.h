@@ -399,6 +399,25 @@ int ebb__os_report_signal(const char *name);
  * success.  fn must be async-signal-safe. */
 int ebb__os_on_signal(int sig, void (*fn)(int));
 
+/* ----------------------------------------------- faults (linux_fault.c)
+ * One line before SIGSEGV or SIGBUS kills the process (insight/crash.c). */
+
+/* What the handler calls first: sig, the faulting address (NULL if the
+ * signal was sent, not raised by an access: then `sent` is 1).  It must only
+ * read memory and write (async-signal-safe, no allocation, no lock). */
+typedef void (*ebb__os_fault_fn)(int sig, const void *addr, int sent);
+/* Handle SIGSEGV and SIGBUS on an alternate stack (of stack_size bytes at
+ * least, given to the calling thread unless it has one): call fn, then hand the signal on to the
+ * disposition it replaced (a handler of the program's, called as the kernel
+ * would; else the default action, so the process dies of the same signal).
+ * Once per process (later calls do nothing); 0, or -1 if a handler could
+ * not be installed. */
+int ebb__os_fault_watch(ebb__os_fault_fn fn, size_t stack_size);
+/* "SIGSEGV" or "SIGBUS". */
+const char *ebb__os_fault_name(int sig);
+/* The calling thread's id (the kernel's; async-signal-safe). */
+long ebb__os_thread_id(void);
+
 /* ---------------------------------------------- stacks (linux_stack.c)
  * For sample.c's heap profiler and the reports that print its sites. */
 

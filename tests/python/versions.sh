@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The Python tests (module, launcher, Python stacks, pytest plugin) under
-# every CPython 3.8 to 3.13 this machine has besides Debian's (pyenv's, here):
-# first the frame walker's layout rows against each version's headers
+# The Python tests (module, launcher, Python stacks, pytest plugin, crash
+# note) under every CPython 3.8 to 3.13 this machine has besides Debian's
+# (pyenv's, here): first the frame walker's layout rows against each version's headers
 # (layouts.sh), then each version builds the module for itself (with the
 # machine's setuptools when it has none of its own) and runs the tests with
 # unittest, each test recorded in the tally
@@ -44,7 +44,7 @@ for py in "${pys[@]}"; do
     fi
     ran=$((ran + 1))
     if ! (cd tests/python && EBB_PYTHONPATH="$root/$b/python" \
-            "$py" "$root/tests/tally/tally.py" --name "CPython $v: " test_module test_cli test_pytest_plugin test_pystack); then
+            "$py" "$root/tests/tally/tally.py" --name "CPython $v: " test_module test_cli test_pytest_plugin test_pystack test_crash); then
         echo "== CPython $v: FAILED"; failed=1
     fi
 done
