@@ -366,6 +366,7 @@ typedef ebb_site_t ebb__site_t;
 typedef struct {
     uint32_t site;           /* index + 1 in the sampler's table */
     uint64_t live_bytes, live_count, samples;
+    uint64_t text_hash;      /* of its runtime stack's text; 0 if it has none */
 } ebb__site_weight_t;
 
 /* The heap map (insight/heapmap.c): a copy of every arena's slots. */

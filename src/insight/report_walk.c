@@ -464,13 +464,83 @@ static size_t site_line(const ebb__site_t *site, char *line, size_t cap)
  * text shows it in full, runtime stack and native frames on lines of their
  * own, rather than as one line.  json_frames: the JSON's native frames, 0
  * every one, -1 none. */
-static void walk_site(walker_t *w, const ebb__site_t *site, size_t i, int brief, int listed,
-                      int native, int json_frames)
+/* What the text says of a site.  Sites whose runtime stacks read the same
+ * (one Python line reached through different native paths) are one line
+ * there, their estimates summed, at the place of the heaviest; the JSON
+ * keeps them apart, since their native frames differ. */
+typedef struct {
+    int listed;         /* the text shows it (else it is summed into another) */
+    size_t number;      /* its number in the text's list, from 1 */
+    uint64_t bytes, count;
+} site_text_t;
+
+static int never_same(const void *sites, size_t i, size_t j)
 {
-    walk_open(w, "site", listed ? "" : NULL, 0);
-    walk_num(w, NULL, "  %s. ", EBB__REPORT_COUNT, i + 1);
-    walk_num(w, "live_bytes", "~%s", EBB__REPORT_BYTES, (size_t)site->live_bytes);
-    walk_num(w, "live_blocks", " in ~%s blocks", EBB__REPORT_COUNT, (size_t)site->live_count);
+    (void)sites, (void)i, (void)j;
+    return 0;
+}
+
+/* Report sites i and j have the same runtime stack (none is never the same). */
+static int same_stack(const void *sites, size_t i, size_t j)
+{
+    const ebb__site_t *v = sites;
+    return v[i].stack[0] && !strcmp(v[i].stack, v[j].stack);
+}
+
+/* The peak's sites i and j: the same by the hash of their runtime stack. */
+static int same_text_hash(const void *sites, size_t i, size_t j)
+{
+    const ebb__site_weight_t *v = sites;
+    return v[i].text_hash != 0 && v[i].text_hash == v[j].text_hash;
+}
+
+/* Group sites[0..n) (most live bytes first) by runtime stack: same_as(i,
+ * j) says whether sites i and j read the same.  order[] gets the sites that
+ * head a line, by the line's sum, most first: at most `most` of them, the
+ * count returned. */
+static size_t group_sites(site_text_t *t, size_t *order, size_t n, size_t most,
+                          int (*same_as)(const void *sites, size_t i, size_t j),
+                          const void *sites, const uint64_t *bytes, const uint64_t *count)
+{
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++) {
+        t[i] = (site_text_t){ .listed = 0, .bytes = bytes[i], .count = count[i] };
+        size_t j = 0;
+        while (j < i && !(t[j].listed && same_as(sites, i, j)))
+            j++;
+        if (j < i) {
+            t[j].bytes += bytes[i];
+            t[j].count += count[i];
+        } else {
+            t[i].listed = 1;
+            order[lines++] = i;
+        }
+    }
+    /* The lines by their sums, most first (an insertion sort of a few). */
+    for (size_t a = 1; a < lines; a++) {
+        size_t x = order[a], b = a;
+        for (; b > 0 && t[order[b - 1]].bytes < t[x].bytes; b--)
+            order[b] = order[b - 1];
+        order[b] = x;
+    }
+    if (lines > most)
+        lines = most;
+    for (size_t a = 0; a < lines; a++)
+        t[order[a]].number = a + 1;
+    return lines;
+}
+
+/* A site, for the JSON (key "site": every site, in the sampler's order)
+ * or for the text (key NULL: a listed line, in the order of its sums). */
+static void walk_site(walker_t *w, const char *key, const ebb__site_t *site, const site_text_t *t,
+                      int brief, int native, int json_frames)
+{
+    walk_open(w, key, key ? NULL : "", 0);
+    walk_num(w, NULL, "  %s. ", EBB__REPORT_COUNT, t->number);
+    walk_num(w, "live_bytes", NULL, EBB__REPORT_BYTES, (size_t)site->live_bytes);
+    walk_num(w, NULL, "~%s", EBB__REPORT_BYTES, (size_t)t->bytes);
+    walk_num(w, "live_blocks", NULL, EBB__REPORT_COUNT, (size_t)site->live_count);
+    walk_num(w, NULL, " in ~%s blocks", EBB__REPORT_COUNT, (size_t)t->count);
     walk_num(w, "total_bytes", native ? " (~%s allocated in all)\n" : NULL, EBB__REPORT_BYTES,
              (size_t)site->total_bytes);
     walk_num(w, "total_blocks", NULL, EBB__REPORT_COUNT, (size_t)site->total_count);
@@ -521,8 +591,19 @@ static void walk_sites(walker_t *w, const ebb__report_snapshot_t *s)
     if (s->nsites == 0)
         walk_say(w, "  none with live samples\n");
     walk_open(w, "top", "", 1);
+    site_text_t t[EBB_REPORT_SITES];
+    uint64_t bytes[EBB_REPORT_SITES], count[EBB_REPORT_SITES];
+    for (size_t i = 0; i < s->nsites; i++) {
+        bytes[i] = s->site[i].live_bytes;
+        count[i] = s->site[i].live_count;
+    }
+    size_t order[EBB_REPORT_SITES];
+    size_t lines = group_sites(t, order, s->nsites, EBB_REPORT_SITES,
+                               s->native ? never_same : same_stack, s->site, bytes, count);
     for (size_t i = 0; i < s->nsites; i++)
-        walk_site(w, &s->site[i], i, s->brief, 1, s->native, s->json_frames);
+        walk_site(w, "site", &s->site[i], &t[i], s->brief, s->native, s->json_frames);
+    for (size_t l = 0; l < lines; l++)
+        walk_site(w, NULL, &s->site[order[l]], &t[order[l]], s->brief, s->native, s->json_frames);
     walk_close(w);
     walk_close(w);
 }
@@ -540,6 +621,15 @@ static void walk_peak(walker_t *w, const ebb__report_snapshot_t *s)
     ebb__os_format_utc(p->wall_seconds, when);
     size_t most = s->brief ? EBB_REPORT_SITES_BRIEF : EBB_REPORT_PEAK_SITES;
     size_t shown = p->nsites < most ? p->nsites : most;
+    site_text_t t[EBB_PEAK_SITES];
+    uint64_t bytes[EBB_PEAK_SITES], count[EBB_PEAK_SITES];
+    for (size_t i = 0; i < p->nsites; i++) {
+        bytes[i] = p->site[i].live_bytes;
+        count[i] = p->site[i].live_count >> 16; /* fixed point, as the sampler keeps it */
+    }
+    size_t order[EBB_PEAK_SITES];
+    size_t lines = group_sites(t, order, p->nsites, most, s->native ? never_same : same_text_hash,
+                               p->site, bytes, count);
     walk_open(w, "peak", "at the peak ", 0);
     walk_num(w, "committed", "committed %s", EBB__REPORT_BYTES, p->committed);
     walk_str(w, "time", " at %s", when);
@@ -558,7 +648,12 @@ static void walk_peak(walker_t *w, const ebb__report_snapshot_t *s)
     for (size_t i = 0; i < listed; i++) {
         ebb__site_t site;
         ebb__sample_site_at_peak(&site, &p->site[i]);
-        walk_site(w, &site, i, s->brief, i < shown, s->native, s->json_frames);
+        walk_site(w, "site", &site, &t[i], s->brief, s->native, s->json_frames);
+    }
+    for (size_t l = 0; l < lines; l++) {
+        ebb__site_t site;
+        ebb__sample_site_at_peak(&site, &p->site[order[l]]);
+        walk_site(w, NULL, &site, &t[order[l]], s->brief, s->native, s->json_frames);
     }
     walk_close(w);
     walk_close(w);

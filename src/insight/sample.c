@@ -626,6 +626,11 @@ size_t ebb__sample_top_weights(ebb__site_weight_t *out, size_t n, uint64_t *all_
         if (n)
             keep_heaviest(out, n, &k, s, (uint32_t)i + 1);
     }
+    /* The text's hash, for a report that sums sites reading the same. */
+    for (size_t i = 0; i < k; i++) {
+        const site_t *s = site_at(out[i].site - 1);
+        out[i].text_hash = s->text_len ? site_hash(NULL, 0, s->text, s->text_len) | 1 : 0;
+    }
     ebb__unlock(&sampler.lock);
     *all_live = live;
     return k;
