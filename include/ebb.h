@@ -354,13 +354,14 @@ EBB_API int ebb_last_failure(ebb_failure_t *out, int clear);
  * thread's last allocation failed, committed, live and purged bytes, the
  * categories of everything mapped (they add up), each size class in use,
  * and the largest free range of the address space.  EBB_REPORT_TEXT is for
- * people; EBB_REPORT_JSON is one object with "schema": "ebb.report/1".
+ * people; EBB_REPORT_JSON is one object with "schema": "ebb.report/1";
+ * EBB_REPORT_HTML a self-contained page (the viewer around the JSON).
  * Written to fd without allocating (safe when memory has run out); returns
  * 0, or -1 with errno (EINVAL for a bad fd or format, else the write's).
  * ebb also writes one by itself: on the first allocation that fails for
  * want of memory, and on the signal EBB_REPORT_SIGNAL, to EBB_REPORT
  * (default stderr) in EBB_REPORT_FORMAT. */
-enum { EBB_REPORT_TEXT = 0, EBB_REPORT_JSON = 1 };
+enum { EBB_REPORT_TEXT = 0, EBB_REPORT_JSON = 1, EBB_REPORT_HTML = 2 };
 EBB_API int ebb_report(int fd, int format);
 /* ------------------------------------------------------------- sampling
  * A sampling heap profiler: about one allocation per `rate` bytes allocated

@@ -205,7 +205,8 @@ PyDoc_STRVAR(check_doc, "check() -> int\n\n"
 "Walk every structure of ebb and verify it; 0 when consistent, else the\n"
 "number of faults (each described on stderr).");
 PyDoc_STRVAR(report_doc, "_report(json) -> str\n\n"
-"ebb's report as text, or as JSON text if json is true (ebb.report parses it).");
+"_report(format): ebb's report as text (0), JSON text (1: ebb.report parses it) or an\n"
+"HTML page (2).");
 PyDoc_STRVAR(heap_map_doc, "heap_map() -> str\n\n"
 "ebb's heap as text: a row per 4 MiB arena, a character per 64 KiB slot (its\n"
 "header, a pool and how full it is, or a free slot), with a legend.");

@@ -273,10 +273,14 @@ static PyObject *written(int (*write)(int fd, int arg), int arg)
 PyObject *ebb_report_py(PyObject *self, PyObject *arg)
 {
     (void)self;
-    int json = PyObject_IsTrue(arg);
-    if (json < 0)
+    long format = PyLong_AsLong(arg);
+    if (format == -1 && PyErr_Occurred())
         return NULL;
-    return written(ebbmod_api.report, json ? EBB_REPORT_JSON : EBB_REPORT_TEXT);
+    if (format != EBB_REPORT_TEXT && format != EBB_REPORT_JSON && format != EBB_REPORT_HTML) {
+        PyErr_SetString(PyExc_ValueError, "_report: format must be 0 (text), 1 (JSON) or 2 (HTML)");
+        return NULL;
+    }
+    return written(ebbmod_api.report, (int)format);
 }
 
 static int heap_map_to(int fd, int unused)

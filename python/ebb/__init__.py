@@ -31,13 +31,17 @@ __all__ = ["install", "installed", "stats", "collect", "set_limit", "get_limit",
 
 def report(format="text"):
     """ebb's report: the limit and its source, committed, live and purged
-    bytes, what every mapped byte is held for, the size classes, and the
-    largest free range of the address space.  format="text" returns it as a
-    str for people; format="json" returns the parsed JSON object (a dict
-    whose "schema" is "ebb.report/1")."""
+    bytes, what every mapped byte is held for, the sites holding memory (now
+    and at the peak), the size classes, and the largest free range of the
+    address space.  format="text" returns it as a str for people;
+    format="json" returns the parsed JSON object (a dict whose "schema" is
+    "ebb.report/1"); format="html" returns a self-contained page (the JSON
+    inside a viewer: plots, a flame graph of the peak, heap maps) as a str."""
     if format == "text":
-        return _report(False)
+        return _report(0)
     if format == "json":
         import json
-        return json.loads(_report(True))
-    raise ValueError("report: format must be 'text' or 'json', not %r" % (format,))
+        return json.loads(_report(1))
+    if format == "html":
+        return _report(2)
+    raise ValueError("report: format must be 'text', 'json' or 'html', not %r" % (format,))

@@ -116,7 +116,7 @@ class Measure:
         self.outer = False            # a tighter limit was already in force
         self.refusals = 0             # requests refused at the limit (hard pressure)
         self.memory_error = False
-        self.report_text = self.report_json = None
+        self.report_text = self.report_json = self.report_html = None
 
     @property
     def new_high(self):
@@ -301,6 +301,7 @@ class EbbPlugin:
                 m.report_text = ebb.report()
                 if self.report_dir:
                     m.report_json = ebb.report("json")
+                    m.report_html = ebb.report("html")
             self.measures[item.nodeid] = m
         finally:
             if m in _measuring:
@@ -332,12 +333,13 @@ class EbbPlugin:
         if rep.failed and self.report_dir and item.nodeid not in self.written:
             if m is not None and m.report_text is not None:
                 head = m.summary(item.name) if failing else ""
-                text, data = m.report_text, m.report_json
+                text, data, page = m.report_text, m.report_json, m.report_html
             else:
                 head, text, data = "", ebb.report(), ebb.report("json")
-            self.write_report(item.nodeid, rep.when, head, text, data)
+                page = ebb.report("html")
+            self.write_report(item.nodeid, rep.when, head, text, data, page)
 
-    def write_report(self, nodeid, when, head, text, data):
+    def write_report(self, nodeid, when, head, text, data, page):
         os.makedirs(self.report_dir, exist_ok=True)
         name = _safe_name(nodeid, self.names)
         self.written[nodeid] = name
@@ -348,3 +350,5 @@ class EbbPlugin:
         with open(path + ".json", "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
+        with open(path + ".html", "w") as f:
+            f.write(page)

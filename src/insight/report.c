@@ -126,8 +126,11 @@ static int write_report(int fd, int format, const char *reason)
     ebb__report_out_t o;
     ebb__report_out_init(&o, fd, NULL, 0);
     ebb__report_snapshot(&s, reason, 0, points);
-    ebb__report_walk(&o, format == EBB_REPORT_JSON ? &ebb__report_as_json : &ebb__report_as_text,
-                     &s);
+    if (format == EBB_REPORT_HTML)
+        ebb__report_html(&o, &s);
+    else
+        ebb__report_walk(&o, format == EBB_REPORT_JSON ? &ebb__report_as_json
+                                                       : &ebb__report_as_text, &s);
     ebb__report_snapshot_drop(&s);
     ebb__report_flush(&o);
     if (o.failed) {
@@ -184,7 +187,8 @@ void ebb__report_brief(char *text, size_t text_cap, char *json, size_t json_cap,
 
 EBB_API int ebb_report(int fd, int format)
 {
-    if (fd < 0 || (format != EBB_REPORT_TEXT && format != EBB_REPORT_JSON)) {
+    if (fd < 0 || (format != EBB_REPORT_TEXT && format != EBB_REPORT_JSON &&
+                   format != EBB_REPORT_HTML)) {
         errno = EINVAL;
         return -1;
     }

@@ -153,6 +153,9 @@ typedef struct {
 extern EBB_HIDDEN const ebb__report_back_t ebb__report_as_text;
 extern EBB_HIDDEN const ebb__report_back_t ebb__report_as_json;
 
+/* The page: the viewer around the JSON report (report_files.c). */
+void ebb__report_html(ebb__report_out_t *o, const ebb__report_snapshot_t *s) EBB_HIDDEN;
+
 /* The one walk: the whole report, from the snapshot, to one back end. */
 void ebb__report_walk(ebb__report_out_t *o, const ebb__report_back_t *back,
                       const ebb__report_snapshot_t *s) EBB_HIDDEN;

@@ -187,6 +187,15 @@ void ebb__report_folded(ebb__report_out_t *o, const ebb__report_snapshot_t *s)
     }
 }
 
+void ebb__report_html(ebb__report_out_t *o, const ebb__report_snapshot_t *s)
+{
+    ebb__report_put(o, ebb__viewer_head, sizeof ebb__viewer_head - 1);
+    o->html = 1;
+    ebb__report_walk(o, &ebb__report_as_json, s);
+    o->html = 0;
+    ebb__report_put(o, ebb__viewer_tail, sizeof ebb__viewer_tail - 1);
+}
+
 /* --------------------------------------------------------------- files */
 
 static void write_content(ebb__report_out_t *o, int kind, const ebb__report_snapshot_t *s)
@@ -199,11 +208,7 @@ static void write_content(ebb__report_out_t *o, int kind, const ebb__report_snap
         ebb__report_walk(o, &ebb__report_as_json, s);
         break;
     case FILE_HTML:
-        ebb__report_put(o, ebb__viewer_head, sizeof ebb__viewer_head - 1);
-        o->html = 1;
-        ebb__report_walk(o, &ebb__report_as_json, s);
-        o->html = 0;
-        ebb__report_put(o, ebb__viewer_tail, sizeof ebb__viewer_tail - 1);
+        ebb__report_html(o, s);
         break;
     default:
         ebb__report_folded(o, s);

@@ -25,7 +25,7 @@
 #include "api.h"
 #include "child.h"
 
-static char report_buf[256 * 1024];
+static char report_buf[4 << 20]; /* a page: the viewer and the JSON with its heap maps */
 
 /* The report ebb writes to a fresh temporary file, as a string. */
 static const char *report_of(int format)
@@ -223,6 +223,26 @@ static void test_text_report_fits_a_screen(void **state)
     ebb_set_sample_rate(rate);
 }
 
+/* EBB_REPORT_HTML: the viewer around the JSON, whose every '<' is escaped
+ * so nothing in it can end its script element early. */
+static void test_html_report(void **state)
+{
+    (void)state;
+    const char *r = report_of(EBB_REPORT_HTML);
+    EXPECT(strncmp(r, "<!DOCTYPE html>", 15) == 0, "%.200s", r);
+    const char *data = strstr(r, "<script type=\"application/json\" id=\"ebb-data\">\n");
+    EXPECT(data != NULL, "no data element in the page");
+    if (data) {
+        data = strchr(data, '\n') + 1;
+        const char *end = strstr(data, "</script>");
+        EXPECT(end != NULL && strncmp(data, "{\"schema\":\"ebb.report/1\"", 24) == 0,
+               "%.200s", data);
+        EXPECT(end != NULL && memchr(data, '<', (size_t)(end - data)) == NULL,
+               "a '<' inside the page's JSON");
+    }
+    EXPECT(strstr(r, "</html>") != NULL, "the page does not end");
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -412,6 +432,6 @@ static int child_main(const char *what)
 
 CHILD_TEST_MAIN("report", child_main,
                 T(test_text_report), T(test_json_report_adds_up), T(test_top_site_is_the_hog),
-                T(test_text_report_fits_a_screen), T(test_bad_arguments), T(test_first_failure_report_once),
+                T(test_text_report_fits_a_screen), T(test_html_report), T(test_bad_arguments), T(test_first_failure_report_once),
                 T(test_failure_report_json), T(test_no_report_for_impossible_size_or_when_off),
                 T(test_report_on_signal), T(test_report_file_opened_safely))

@@ -276,10 +276,12 @@ class BothWays:
                 raise AssertionError("64 MiB allocated with the limit 16 MiB away")
             j = ebb.report("json")
             assert j["limit"]["source"] == "ebb_set_limit", j["limit"]
+            page = ebb.report("html")
+            assert page.startswith("<!DOCTYPE html>") and '"schema":"ebb.report/1"' in page, page[:300]
             try:
                 ebb.report("xml")
             except ValueError as e:
-                assert "'text' or 'json'" in str(e)
+                assert "'text', 'json' or 'html'" in str(e)
             else:
                 raise AssertionError("report('xml') accepted")
         ''', self.way)

@@ -10,6 +10,7 @@ CPython: where the interpreter has no pytest, each case is a named skip."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -195,8 +196,10 @@ class PluginTest(unittest.TestCase):
         self.assertIn("2 failed, 3 passed", out)
         self.assertIn("ebb: a report for each failing test in %s" % reports, out)
         names = sorted(os.listdir(reports))
-        self.assertEqual(names, ["test_cases.py--test_fails_a_b_c.json",
+        self.assertEqual(names, ["test_cases.py--test_fails_a_b_c.html",
+                                 "test_cases.py--test_fails_a_b_c.json",
                                  "test_cases.py--test_fails_a_b_c.txt",
+                                 "test_cases.py--test_over.html",
                                  "test_cases.py--test_over.json",
                                  "test_cases.py--test_over.txt"])
         for base in ("test_cases.py--test_over", "test_cases.py--test_fails_a_b_c"):
@@ -206,6 +209,14 @@ class PluginTest(unittest.TestCase):
             with open(os.path.join(reports, base + ".json")) as f:
                 data = json.load(f)
             self.assertEqual(data["schema"], "ebb.report/1")
+            # The page: the viewer around the same kind of JSON.
+            with open(os.path.join(reports, base + ".html")) as f:
+                page = f.read()
+            self.assertTrue(page.startswith("<!DOCTYPE html>"), page[:100])
+            m = re.search(r'<script type="application/json" id="ebb-data">\n(.*?)</script>', page,
+                          re.S)
+            self.assertIsNotNone(m, page[:500])
+            self.assertEqual(json.loads(m.group(1))["schema"], "ebb.report/1")
         with open(os.path.join(reports, "test_cases.py--test_over.txt")) as f:
             text = f.read()
         self.assertTrue(text.startswith("ebb report for test_cases.py::test_over (failed in "
