@@ -355,6 +355,9 @@
 #define EBB_REPORT_LINE_FRAMES 3
 #define EBB_REPORT_LINE_BYTES 256
 #define EBB_REPORT_PEAK_SITES 5
+/* Rows of the address-space grid in a full JSON report (as `ebb map`):
+ * 40 rows of 64 cells draw a 32-bit space whole at 2 MiB a cell. */
+#define EBB_REPORT_MAP_ROWS 40
 
 /* The peak snapshot (peak.c): the sites it keeps (numbers and weights, 32
  * bytes each), enough for a report's list and a flame graph's widest

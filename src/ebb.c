@@ -50,6 +50,7 @@
 #include "insight/report_walk.c"
 #include "insight/report_text.c"
 #include "insight/report_json.c"
+#include "insight/report_addrmap.c"
 #include "insight/report_files.c"
 #include "insight/blackbox.c"
 #include "insight/addrspace.c"

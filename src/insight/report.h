@@ -120,7 +120,8 @@ typedef enum {
     EBB__REPORT_PERCENT,  /* n per cent */
     EBB__REPORT_FLAG,     /* n != 0: true */
     EBB__REPORT_ADDRESS,  /* the address n */
-    EBB__REPORT_TEXT      /* the len bytes at str */
+    EBB__REPORT_TEXT,     /* the len bytes at str */
+    EBB__REPORT_RAW       /* JSON written by raw(out, arg) itself (the JSON's only) */
 } ebb__report_unit_t;
 
 typedef struct {
@@ -128,6 +129,8 @@ typedef struct {
     size_t n;
     const char *str;
     size_t len;
+    void (*raw)(ebb__report_out_t *o, void *arg);
+    void *arg;
 } ebb__report_value_t;
 
 _Static_assert(sizeof(size_t) >= sizeof(uintptr_t), "an address fits a value's n");
@@ -152,6 +155,10 @@ typedef struct {
 
 extern EBB_HIDDEN const ebb__report_back_t ebb__report_as_text;
 extern EBB_HIDDEN const ebb__report_back_t ebb__report_as_json;
+
+/* This process's address space as `ebb map --json` writes it, or null
+ * (report_addrmap.c): a raw value for the JSON. */
+void ebb__report_address_map(ebb__report_out_t *o, void *unused) EBB_HIDDEN;
 
 /* The page: the viewer around the JSON report (report_files.c). */
 void ebb__report_html(ebb__report_out_t *o, const ebb__report_snapshot_t *s) EBB_HIDDEN;

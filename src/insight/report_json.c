@@ -91,6 +91,9 @@ static void json_item(ebb__report_out_t *o, const ebb__report_at_t *at, const ch
     case EBB__REPORT_TEXT:
         json_string(o, v->str, v->len);
         break;
+    case EBB__REPORT_RAW:
+        v->raw(o, v->arg);
+        break;
     }
 }
 

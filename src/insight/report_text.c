@@ -86,6 +86,8 @@ static void text_item(ebb__report_out_t *o, const ebb__report_at_t *at, const ch
         value = v->str;
         len = v->len;
         break;
+    case EBB__REPORT_RAW: /* JSON: the text has its own words for it */
+        break;
     }
     /* Words without a "%s" are all there is to say (a value-less item). */
     const char *slot = strstr(words, "%s");

@@ -690,6 +690,10 @@ static void walk_timeline(walker_t *w, const ebb__report_snapshot_t *s)
 
 static void walk_address_space(walker_t *w, const ebb__report_snapshot_t *s)
 {
+    /* The whole map (the HTML report draws it): full reports' JSON only. */
+    if (!s->brief)
+        walk_item(w, "address_space_map", NULL,
+                  (ebb__report_value_t){ .unit = EBB__REPORT_RAW, .raw = ebb__report_address_map });
     int known = s->gap != 0;
     walk_open(w, "address_space", s->brief ? NULL : "address space: largest free range ", 0);
     if (!known)

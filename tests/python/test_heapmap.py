@@ -42,6 +42,12 @@ print("JSON", json.dumps(ebb.report("json")))
                     assert pool["state"] == "full", pool
                 used[pool["block_size"]] = used.get(pool["block_size"], 0) + pool["used"]
                 pools[pool["block_size"]] = pools.get(pool["block_size"], 0) + 1
+        # The address space too, as `ebb map --json` has it: ebb's arenas in it.
+        am = report["address_space_map"]
+        assert am["schema"] == "ebb.map/1" and am["ebb"] is True, am.get("schema")
+        arenas = [g for g in am["groups"] if g["kind"] == "ebb"]
+        assert arenas and arenas[0]["size"] >= len(hm["arenas"]) * hm["arena_bytes"], arenas
+        assert am["free"]["largest"] and am["grid"], am["free"]
         # The map and the class statistics are two views of one heap.
         for c in report["classes"]:
             self.assertEqual(used.get(c["size"], 0), c["blocks"], c)

@@ -300,6 +300,11 @@ class ReportPageInBrowserTest(unittest.TestCase):
         n = b.evaluate("+(document.querySelector('#timeline path.series.committed') || "
                        "{dataset: {points: 0}}).dataset.points")
         assert n == len(points), (n, len(points))
+        # ... and so is its own address space, a cell per cell of its grid.
+        with open(self.files["json"]) as f:
+            grid = json.load(f)["address_space_map"]["grid"]
+        cells = sum(len(r["cells"]) for r in grid["rows"] if "cells" in r)
+        assert self.count("#addrmap rect.cell") == cells > 0, cells
         text = b.evaluate("document.body.innerText")
         assert "Memory over time (the timeline): not recorded" not in text, text[:2000]
         assert "No allocation failed" in text
