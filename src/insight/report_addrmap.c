@@ -19,9 +19,17 @@
 
 #include <string.h>
 
+/* The map's JSON without its line ends (whitespace to JSON): a report is
+ * one line, so a file of them is JSON Lines. */
 static void put_report(void *ctx, const char *s, size_t n)
 {
-    ebb__report_put(ctx, s, n);
+    size_t from = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\n') {
+            ebb__report_put(ctx, s + from, i - from);
+            from = i + 1;
+        }
+    ebb__report_put(ctx, s + from, n - from);
 }
 
 void ebb__report_address_map(ebb__report_out_t *o, void *unused)
