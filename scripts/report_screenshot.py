@@ -18,8 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
 
 APP = '''\
-import ebb  # Python stacks in the samples
-import time
+import time  # no import of ebb: ebb run records the Python stacks itself
 
 def load_rows(n):
     return [("row-%d" % i).encode() * 8 for i in range(n)]
