@@ -276,6 +276,13 @@
  * chunks, which covers a live heap of about 512 GiB at the default rate. */
 #define EBB_SAMPLE_CHUNK_RECORDS 1024
 #define EBB_SAMPLE_CHUNKS 1024
+/* The unwinder's cache of frame rules (os/linux_unwind.c): one 64-bit word
+ * per return address, direct mapped by its low 12 bits (the rest of the
+ * address is the word's tag, so this count is fixed at 2^12).  32 KiB of
+ * zeroed memory, resident only where used: a program's sampled stacks
+ * pass through a few hundred distinct return addresses (Python churn:
+ * measured in sample.c), so collisions are rare. */
+#define EBB_UNWIND_CACHE_SLOTS 4096
 
 /* Allocation sites a report lists (report.c), and the black box's brief
  * one; native frames shown per site (half as many when the runtime's own
