@@ -55,12 +55,16 @@ static __attribute__((noinline)) void compare_here(const char *what)
     int n = ebb__os_unwind(a, MAXF);
     int m = backtrace(b, MAXF);
     compared++;
+    /* A sanitizer's runtime intercepts backtrace() and adds its own frame
+     * in front: line the two up on ebb's second frame (this function's
+     * caller), which must come first or second. */
+    int shift = m > 2 && n > 1 && b[1] != a[1] && b[2] == a[1] ? 1 : 0;
     int at = 1;
-    while (at < n && at < m && a[at] == b[at])
+    while (at < n && at + shift < m && a[at] == b[at + shift])
         at++;
-    if ((n != m || n < 2 || at < n) && !differed++)
+    if ((n + shift != m || n < 2 || at < n) && !differed++)
         snprintf(why, sizeof why, "%s: ebb %d frames, backtrace %d; frame %d: %p vs %p", what, n,
-                 m, at, at < n ? a[at] : NULL, at < m ? b[at] : NULL);
+                 m - shift, at, at < n ? a[at] : NULL, at + shift < m ? b[at + shift] : NULL);
 }
 
 /* Call chains: recursion to a depth, mutual recursion, a frame too big for
