@@ -31,31 +31,53 @@
  * Sampling off is a gap of PTRDIFF_MAX (redrawn when it runs out, every
  * 2 GiB on 32-bit).  A rate change bumps an epoch that each thread checks
  * on its slow paths, which come at least every half a cache of
- * allocations.  The slow path of a sample unwinds the stack (glibc's
- * backtrace(), libgcc's DWARF unwinder: frame pointers are not there in
- * most distribution code), calls the stack hook and takes the
- * site lock; ebb's own frames are dropped by address (every function that
- * can be on the stack between the program's call and the unwind lives in
- * the `ebb_entry` section).  The unwind is the price: about 17,000
- * instructions for a 5-frame stack (callgrind, bench larson: 129 samples,
- * 2.2M instructions, 4% of the run), against 90,000 once for loading
- * libgcc_s (done in the constructor, so the first sample does not pay it).
- * At --cg-scale 0.1 a sample costs 15,500 (prodcons) to 20,100 (realloc)
- * instructions, nearly all unwinding: about 1,700 a frame, and half the
- * frames unwound are ebb's own (backtrace, ebb__os_backtrace, capture,
- * ebb__sample_begin, sampled_alloc).  libunwind 1.6 (Debian's
- * libunwind8), whose unw_backtrace keeps a per-thread cache of frame
- * rules, was tried: 1,250 to 1,420 instructions an unwind once a thread's
- * cache is warm (churn +0.3% against sampling off instead of +1.7%), but
- * a thread's first unwind costs about 100,000 and a 256 KiB mapping
- * (larson, whose threads come and go: 9,700 an unwind, +3.1%), and it is
- * not fit to run inside every process's malloc: it keeps a pipe open
- * (the lowest free descriptors, 3 and 4 in a fresh process) and checks
- * addresses by writing them to it, so a program that closes what it
- * inherited and opens files there has a byte read from its fd 3 and one
- * written to its fd 4 (shown with a test program); linked in, its
- * exported backtrace and _Unwind_* would stand in for glibc's and
- * libgcc's in the program's own lookups.  So glibc's backtrace stays.
+ * allocations.
+ *
+ * The unwind.  A sample's slow path unwinds the stack with ebb's own
+ * unwinder (os/linux_unwind.c, x86-64 with glibc 2.35 or later): the
+ * call-frame rules of a return address (CFA = rsp or rbp + n, the return
+ * address at CFA - 8, rbp unchanged or saved at CFA - 8k) are read once
+ * from its object's .eh_frame and kept in a cache of one atomic word per
+ * address, so a warm unwind costs about 25 instructions a frame, reads only
+ * the thread's own stack (checked against its bounds) and takes no lock:
+ * objects are found with _dl_find_object, which takes none of the
+ * loader's, and only rules of objects that are never unloaded are cached,
+ * so no dlclose can leave a stale one.  Where it refuses (a rule it does
+ * not model, a signal frame, a stack it cannot bound, 32-bit x86), glibc's
+ * backtrace() does the unwind (libgcc's DWARF unwinder, about 1,700
+ * instructions a frame, loaded in the constructor, since the purger's
+ * starter uses it too).  ebb's own frames are unwound like any other (they
+ * hit the cache) and dropped by address: every function that can be on the
+ * stack between the program's call and the unwind lives in the `ebb_entry`
+ * section.  Measured (callgrind, bench larson and churn at --cg-scale
+ * 0.05, instructions inside ebb__sample_begin per sample, first parses
+ * included): 1,231 (larson) and 1,389 (churn), against 18,000 and 19,838
+ * with backtrace() for every sample; the sampler's share of the run fell
+ * from 4.3% to 0.3% (larson) and from 1.6% to 0.1% (churn).  Before that,
+ * libunwind 1.6 (Debian's libunwind8), whose unw_backtrace keeps a
+ * per-thread cache of frame rules, was tried: 1,250 to 1,420 instructions
+ * an unwind once a thread's cache is warm, but about 100,000 and a 256 KiB
+ * mapping for each thread's first, and not fit to run inside every
+ * process's malloc: it keeps a pipe on the lowest free descriptors and
+ * writes addresses to it to check them, and linked in, its exported
+ * backtrace and _Unwind_* would replace glibc's and libgcc's for the whole
+ * program.
+ *
+ * Threads.  No lock is shared on the path of a sample, and a thread does
+ * one sample at a time (in_sampler).  Sites are claimed from an atomic
+ * counter and written before a compare-and-swap puts them in the index,
+ * so a reader sees them whole; two threads that add the same new site at
+ * once both claim one, the loser finds the winner's in the slot it lost
+ * and uses it (its own stays unused: `nsites` counts the listed ones).
+ * Site counters are atomic adds.  Free records are a stack whose head
+ * carries a version, popped and pushed by compare-and-swap.  Fork safety
+ * and ebb_check's view of the tables at rest come from two gates (see
+ * "gates" below): each sampling thread counts itself in and out of the
+ * unwind and of its change to the tables; fork's prepare handler closes
+ * the unwind gate first (no thread inside an unwinder, whose loader locks
+ * the child would inherit held), and fork and ebb_check close the tables'
+ * last, holding every lock, and wait for the threads inside to leave.
+ * The stack hook and its argument are read as a pair by a sequence count.
  *
  * Recognising a sampled block at free time.  A sampled block is served by
  * the large-block allocator (large.c), whatever its size, and its entry
@@ -71,14 +93,15 @@
  * weight goes, the new size is ticked like any allocation.  A realloc that
  * keeps the block as it is changes nothing.
  *
- * Reentrancy.  The first backtrace() loads libgcc_s, which allocates, and
- * the stack hook may allocate: while a thread is in the sampler its own
+ * Reentrancy.  A thread's first unwind asks for its stack's bounds
+ * (pthread_getattr_np allocates), backtrace() may load libgcc_s, and the
+ * stack hook may allocate: while a thread is in the sampler its own
  * allocations are never sampled (a per-thread flag), and no ebb lock is
  * held.  Samples are taken only once ebb's constructor ran, never from
  * allocations the dynamic loader makes before the program starts.
  *
  * Memory.  The site table (EBB_SAMPLE_SITES sites, about 850 bytes each,
- * plus an index of twice as many 32-bit slots) is mapped at the first
+ * plus an index of twice as many 64-bit slots) is mapped at the first
  * sample; pages get resident as sites are used.  Records are mapped a chunk
  * at a time.  A full table, or a record that cannot be mapped, drops the
  * sample (counted): the block is still served, unsampled.
