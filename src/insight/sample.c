@@ -78,6 +78,16 @@
  * the child would inherit held), and fork and ebb_check close the tables'
  * last, holding every lock, and wait for the threads inside to leave.
  * The stack hook and its argument are read as a pair by a sequence count.
+ * Measured (bench larson at scale 5, 2 threads handing their blocks to
+ * fresh threads, 5 interleaved runs, medians): voluntary context switches
+ * with sampling on against off went from 205 against 64 (the old global
+ * unwind and site locks) to 48 against 50; futex calls under strace -f
+ * from 1,332 against 1,418 to 327 against 233 (strace's own slowing makes
+ * these vary by 2x from run to run).  At one sample per 4 KiB, to stress
+ * the path: 20,000 to 87,000 switches and 25,000 to 38,000 futex calls a
+ * run before, 11,000 to 14,000 and about 4,400 now, nearly all of those
+ * at the large-block lock (large.c), which serves every sampled block:
+ * at the default rate it does not show.
  *
  * Recognising a sampled block at free time.  A sampled block is served by
  * the large-block allocator (large.c), whatever its size, and its entry
