@@ -38,13 +38,14 @@
  * call-frame rules of a return address (CFA = rsp or rbp + n, the return
  * address at CFA - 8, rbp unchanged or saved at CFA - 8k) are read once
  * from its object's .eh_frame and kept in a cache of one atomic word per
- * address, so a warm unwind costs about 25 instructions a frame, reads only
+ * address, so a warm unwind costs about 65 instructions a frame (libgcc:
+ * 2,000), reads only
  * the thread's own stack (checked against its bounds) and takes no lock:
  * objects are found with _dl_find_object, which takes none of the
  * loader's, and only rules of objects that are never unloaded are cached,
  * so no dlclose can leave a stale one.  Where it refuses (a rule it does
  * not model, a signal frame, a stack it cannot bound, 32-bit x86), glibc's
- * backtrace() does the unwind (libgcc's DWARF unwinder, about 1,700
+ * backtrace() does the unwind (libgcc's DWARF unwinder, 1,700 to 2,000
  * instructions a frame, loaded in the constructor, since the purger's
  * starter uses it too).  ebb's own frames are unwound like any other (they
  * hit the cache) and dropped by address: every function that can be on the

@@ -6,7 +6,7 @@
  * Owns: the rule cache, the list of objects that can never be unloaded, and
  * each thread's stack bounds.
  *
- * Why.  glibc's backtrace() (libgcc's unwinder) costs about 1,700
+ * Why.  glibc's backtrace() (libgcc's unwinder) costs 1,700 to 2,000
  * instructions a frame: it finds the object, searches its .eh_frame_hdr,
  * parses the CIE and FDE, runs the call-frame program and fills a context
  * of every register, for every frame of every sample.  Nearly every frame
@@ -16,7 +16,8 @@
  * bits; with the return address itself they fit one 64-bit word, so the
  * cache is an array of such words, written and read with single atomic
  * stores and loads: no lock, no torn entry, a lost race costs a re-parse.
- * A hit is about 25 instructions a frame.
+ * A warm unwind costs about 65 instructions a frame (callgrind: 1,611 for
+ * a 25-frame stack, against 50,063 with backtrace()).
  *
  * The cache.  Direct mapped, EBB_UNWIND_CACHE_SLOTS words, indexed by the
  * low bits of the return address; the word holds the remaining bits as its
