@@ -279,9 +279,8 @@
 /* The unwinder's cache of frame rules (os/linux_unwind.c): one 64-bit word
  * per return address, direct mapped by its low 12 bits (the rest of the
  * address is the word's tag, so this count is fixed at 2^12).  32 KiB of
- * zeroed memory, resident only where used: a program's sampled stacks
- * pass through a few hundred distinct return addresses (Python churn:
- * measured in sample.c), so collisions are rare. */
+ * zeroed memory, resident only where used.  Not tuned: a collision costs
+ * a re-parse, and no workload here was seen to need more. */
 #define EBB_UNWIND_CACHE_SLOTS 4096
 
 /* Allocation sites a report lists (report.c), and the black box's brief

@@ -29,8 +29,9 @@
  * the program dlopened, or one it links) is looked up afresh each time,
  * through _dl_find_object (lock-free: it takes none of the loader's locks,
  * so a fork or another thread's dlopen never waits on a sample) and a
- * binary search of the object's .eh_frame_hdr (about 500 to 1,500
- * instructions a frame, still cheaper than libgcc's).  glibc's
+ * binary search of the object's .eh_frame_hdr and a run of its call-frame
+ * program, each time (not measured apart; the tests' dlopened library
+ * takes this path).  glibc's
  * dl_iterate_phdr, whose adds and subs counters would tell a dlclose, takes
  * the loader's lock: not on this path.
  *
