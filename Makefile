@@ -162,6 +162,17 @@ $(B)/tests/api/%: tests/api/%.c $(TEST_INC) $(B)/libebb.a
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) $(API_LINK) $< $(B)/libebb.a -lcmocka -lpthread -o $@
 
+# test_unwind dlopens two builds of one library beside its executable: the
+# same code with frames of different sizes (test_unwind.c says why).
+%/libcallback_a.so: tests/api/callback_lib.c
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) -fPIC -shared -DFRAME=256 $< -o $@
+%/libcallback_b.so: tests/api/callback_lib.c
+	@mkdir -p $(@D)
+	$(CC) $(TESTFLAGS) -fPIC -shared -DFRAME=4096 $< -o $@
+CALLBACK_LIBS = $(1)/libcallback_a.so $(1)/libcallback_b.so
+$(B)/tests/api/test_unwind: $(call CALLBACK_LIBS,$(B)/tests/api)
+
 check-unit: $(UNIT_BIN)
 	@rc=0; for t in $(UNIT_BIN); do echo "== $$t"; $(TALLY) cmocka $$t || rc=1; done; exit $$rc
 
@@ -232,7 +243,7 @@ check-layers:
 
 # The API tests against a library that walks every structure (ebb_check) on
 # each slow path: slow, thorough.
-check-debug: $(SRC)
+check-debug: $(SRC) $(call CALLBACK_LIBS,$(B)/debug2/tests)
 	@mkdir -p $(B)/debug2/tests
 	$(CC) $(BASE) $(VIEWER_FLAGS) -O1 -DEBB_DEBUG=2 -c src/ebb.c -o $(B)/debug2/ebb.o
 	rm -f $(B)/debug2/libebb.a && ar rcs $(B)/debug2/libebb.a $(B)/debug2/ebb.o
@@ -256,6 +267,8 @@ $(B)/%/libebb-san.a: $(SRC)
 # every other build (release, clang, UBSan, EBB_DEBUG=2).
 SAN_SKIP_asan := tests/api/test_fork.c
 SAN_SKIP_WHY_asan := fork of a multi-threaded process deadlocks in ASan's runtime (google/sanitizers 774); it runs in every other build
+check-asan: $(call CALLBACK_LIBS,$(B)/asan/tests)
+check-ubsan: $(call CALLBACK_LIBS,$(B)/ubsan/tests)
 check-asan check-ubsan: check-%: $(B)/%/libebb-san.a
 	@rc=0; mkdir -p $(B)/$*/tests; \
 	for src in $(SAN_SKIP_$*); do \
@@ -275,10 +288,11 @@ check-sanitizers: check-asan check-ubsan
 # starts its own purger thread, which TSan otherwise refuses after a
 # multi-threaded fork.  About a minute on two cores.
 SAN_tsan := -fsanitize=thread
-TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/api/test_top.c tests/stress/stress.c
+TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/api/test_top.c tests/api/test_unwind.c \
+            tests/stress/stress.c
 TSAN_OPTS := halt_on_error=1 exitcode=66 die_after_fork=0 second_deadlock_stack=1
 check-tsan: CC = clang
-check-tsan: $(B)/tsan/libebb-san.a
+check-tsan: $(B)/tsan/libebb-san.a $(call CALLBACK_LIBS,$(B)/tsan/tests)
 	@set -e; mkdir -p $(B)/tsan/tests; \
 	for src in $(TSAN_SRC); do \
 	  t=$(B)/tsan/tests/$$(basename $$src .c); \

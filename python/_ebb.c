@@ -207,6 +207,8 @@ PyDoc_STRVAR(check_doc, "check() -> int\n\n"
 PyDoc_STRVAR(report_doc, "_report(json) -> str\n\n"
 "_report(format): ebb's report as text (0), JSON text (1: ebb.report parses it) or an\n"
 "HTML page (2).");
+PyDoc_STRVAR(report_to_doc, "_report_to(fd, format): the report (0 text, 1 JSON, 2 HTML) written\n"
+"to the file descriptor fd by ebb, without making a Python object of it.");
 PyDoc_STRVAR(heap_map_doc, "heap_map() -> str\n\n"
 "ebb's heap as text: a row per 4 MiB arena, a character per 64 KiB slot (its\n"
 "header, a pool and how full it is, or a free slot), with a legend.");
@@ -235,6 +237,7 @@ static PyMethodDef methods[] = {
     { "check", ebb_check_py, METH_NOARGS, check_doc },
     { "_report", ebb_report_py, METH_O, report_doc },
     { "heap_map", ebb_heap_map_py, METH_NOARGS, heap_map_doc },
+    { "_report_to", ebb_report_to_py, METH_VARARGS, report_to_doc },
 #ifdef EBB_PY_TEST_HOOKS /* setup.py: only when the tests build the module */
     { "_manages", ebb_manages_py, METH_O, manages_doc },
     { "_raw_stress", ebb_raw_stress_py, METH_VARARGS, raw_stress_doc },

@@ -76,6 +76,7 @@ PyObject *ebb_collect_py(PyObject *self, PyObject *args, PyObject *kw);
 PyObject *ebb_check_py(PyObject *self, PyObject *unused);
 PyObject *ebb_report_py(PyObject *self, PyObject *json);
 PyObject *ebb_heap_map_py(PyObject *self, PyObject *unused);
+PyObject *ebb_report_to_py(PyObject *self, PyObject *args);
 
 /* limit.c */
 PyObject *ebb_set_limit_py(PyObject *self, PyObject *nbytes);

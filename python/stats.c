@@ -283,6 +283,22 @@ PyObject *ebb_report_py(PyObject *self, PyObject *arg)
     return written(ebbmod_api.report, (int)format);
 }
 
+/* _report_to(fd, format): the report written straight to fd, nothing made
+ * in Python's heap (the pytest plugin, at a test's limit). */
+PyObject *ebb_report_to_py(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int fd, format, rc;
+    if (!PyArg_ParseTuple(args, "ii", &fd, &format))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = ebbmod_api.report(fd, format);
+    Py_END_ALLOW_THREADS
+    if (rc != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
 static int heap_map_to(int fd, int unused)
 {
     (void)unused;

@@ -327,6 +327,12 @@
  * chunks, which covers a live heap of about 512 GiB at the default rate. */
 #define EBB_SAMPLE_CHUNK_RECORDS 1024
 #define EBB_SAMPLE_CHUNKS 1024
+/* The unwinder's cache of frame rules (os/linux_unwind.c): one 64-bit word
+ * per return address, direct mapped by its low 12 bits (the rest of the
+ * address is the word's tag, so this count is fixed at 2^12).  32 KiB of
+ * zeroed memory, resident only where used.  Not tuned: a collision costs
+ * a re-parse, and no workload here was seen to need more. */
+#define EBB_UNWIND_CACHE_SLOTS 4096
 
 /* The Python stack a sample carries (front/pyframes.c): the innermost
  * frames kept, the characters kept of a file name (its end, after "...")

@@ -17,6 +17,7 @@
 #include "os/linux_report.c"
 #include "os/linux_stack.c"
 #include "os/linux_fault.c"
+#include "os/linux_unwind.c"
 
 #include "base/diag.c"
 #include "base/options.c"

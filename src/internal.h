@@ -58,9 +58,11 @@
  *   space says whether an arena lives there.
  *
  * Lock order (the order base/process.c's list takes them in): the sampler's
- * unwind lock (fork only) -> arena lend -> thread registry -> bin (one at a
- * time) -> arena -> large -> limit -> sampler sites -> timeline.  The fast
- * paths take none.
+ * unwind gate (fork only) -> arena lend -> thread registry -> bin (one at a
+ * time) -> arena -> large -> limit -> sampler tables (its gate, and the
+ * stack hook writers' lock) -> timeline.  A gate is no lock: threads pass it without
+ * waiting for one another, and closing it waits for those inside
+ * (insight/sample.c).  The fast paths take none.
  */
 #ifndef EBB_INTERNAL_H
 #define EBB_INTERNAL_H

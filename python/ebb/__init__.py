@@ -19,7 +19,7 @@ from ._ebb import (  # noqa: F401
     set_limit,
     stats,
 )
-from ._ebb import _report
+from ._ebb import _report, _report_to
 
 # `pytest -p ebb` registers this module as a plugin, and pytest then loads
 # the plugin itself (ebb/pytest_plugin.py, also the pytest11 entry point).

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import warnings
 from decimal import Decimal, InvalidOperation
 
@@ -281,6 +282,11 @@ class EbbPlugin:
             yield
             return
         m = Measure(*budget)
+        # Files for the reports, made now: under the test's limit the
+        # reports are written straight into them by ebb (nothing allocated
+        # in Python: a page is ~100 KiB, more than a test at its limit has
+        # left) and read back once the limit is lifted.
+        spool = {fmt: tempfile.TemporaryFile() for fmt in ("text", "json", "html")}
         gc.collect()
         ebb.collect()
         previous = ebb.get_limit()
@@ -297,16 +303,28 @@ class EbbPlugin:
             m.memory_error = exc is not None and issubclass(exc[0], MemoryError)
             # While the test's frames are still held by the traceback and
             # its limit is in force: what ebb held when it failed.
-            if m.memory_error or m.over or (exc is not None and self.report_dir):
-                m.report_text = ebb.report()
-                if self.report_dir:
-                    m.report_json = ebb.report("json")
-                    m.report_html = ebb.report("html")
+            wanted = m.memory_error or m.over or (exc is not None and self.report_dir)
+            if wanted:
+                for fmt, code in (("text", 0), ("json", 1), ("html", 2)):
+                    if fmt == "text" or self.report_dir:
+                        ebb._report_to(spool[fmt].fileno(), code)
             self.measures[item.nodeid] = m
         finally:
             if m in _measuring:
                 _measuring.remove(m)
             ebb.set_limit(previous)
+        for fmt, f in spool.items():
+            f.seek(0)
+            data = f.read().decode("utf-8", "replace")
+            f.close()
+            if not data:
+                continue
+            if fmt == "text":
+                m.report_text = data
+            elif fmt == "json":
+                m.report_json = json.loads(data)
+            else:
+                m.report_html = data
         if (m.refusals and not m.memory_error and not m.over and not m.new_high
                 and m.peak_before - m.start > m.amount):
             warnings.warn(pytest.PytestWarning(

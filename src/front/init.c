@@ -20,7 +20,7 @@
  * list (base/process.c).  Sets that carry only a fork-child handler come
  * first, so that in a child they run after every lock is usable again.
  *
- * Fork: the prepare handler takes every lock, the sampler's unwind lock
+ * Fork: the prepare handler takes every lock, the sampler's unwind gate
  * first (no unwind in flight across a fork), so the child inherits
  * consistent structures; the child makes the locks usable again, gives back
  * the blocks cached by threads it does not have, and drops ebb's threads
@@ -51,7 +51,7 @@ static void register_locksets(void)
         &ebb__arena_locks,
         &ebb__large_locks,
         &ebb__limit_locks,         /* no other lock is taken under it */
-        &ebb__sample_locks,        /* the profiler's sites */
+        &ebb__sample_locks,        /* the profiler's tables (a gate) */
         &ebb__debug_locks,         /* the debug heap's quarantine */
         &ebb__timeline_locks,      /* taken alone: a leaf */
     };

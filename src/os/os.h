@@ -432,6 +432,19 @@ int ebb__os_backtrace(void **pcs, int max);
 /* Load the unwinder now, if no backtrace ran yet (it allocates and may
  * take the loader's lock: the same rules as ebb__os_backtrace). */
 void ebb__os_unwinder_prime(void);
+/* The same from the call-frame tables, without libgcc (linux_unwind.c):
+ * the rules of frames are cached per return address, nothing is locked and
+ * nothing allocated, except once per thread (learning its stack's bounds
+ * may allocate, and so must be called as ebb__os_backtrace is).  -1 if it
+ * cannot unwind this stack (a rule it does not model, a stack it cannot
+ * bound, or 32-bit and other systems): the caller falls back to
+ * ebb__os_backtrace.  Works only once ebb__os_unwind_prime ran. */
+int ebb__os_unwind(void **pcs, int max);
+/* Find what the unwinder needs from the loader (it may take the loader's
+ * lock and allocate): from ebb's constructor. */
+void ebb__os_unwind_prime(void);
+/* Stacks ebb__os_unwind refused so far (for tests and the essay). */
+unsigned long ebb__os_unwind_refusals(void);
 /* 1 if the dynamic loader's code is among the calling thread's innermost
  * frames, 0 if not (or the program has no loader: a static program, where
  * this cannot be told), -1 if that cannot be told without loading the
