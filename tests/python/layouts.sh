@@ -11,22 +11,14 @@
 #   tests/python/layouts.sh [python...]      default: ~/.pyenv/versions/3.{8..13}* and /usr/bin/python3
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
+. tests/python/pyenv_versions.sh
 tally=$PWD/tests/tally/tally.sh
 CC=${CC:-cc}
 out=${B:-build}/pylayout
 mkdir -p "$out"
 pys=("$@")
 if ((${#pys[@]} == 0)); then
-    for v in 3.8 3.9 3.10 3.11 3.12 3.13; do
-        where="${PYENV_ROOT:-$HOME/.pyenv}/versions/$v.*/bin/python3"
-        found=$(ls -d $where 2>/dev/null | head -1)
-        if [ -n "$found" ]; then
-            pys+=("$found")
-        else
-            echo "layouts: no CPython $v here (skipped)"
-            "$tally" record skip "CPython $v: the frame walker's layout row" "no $where on this machine"
-        fi
-    done
+    add_pyenv_versions layouts "the frame walker's layout row"
     [ -x /usr/bin/python3 ] && pys+=(/usr/bin/python3)
 fi
 failed=0

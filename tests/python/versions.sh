@@ -11,6 +11,7 @@
 #   tests/python/versions.sh [python...]     default: ~/.pyenv/versions/3.{8..13}*
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
+. tests/python/pyenv_versions.sh
 root=$PWD
 tally=$root/tests/tally/tally.sh
 pys=("$@")
@@ -18,16 +19,7 @@ pys=("$@")
 failed=0
 tests/python/layouts.sh "$@" || failed=1
 if ((${#pys[@]} == 0)); then
-    for v in 3.8 3.9 3.10 3.11 3.12 3.13; do
-        where="${PYENV_ROOT:-$HOME/.pyenv}/versions/$v.*/bin/python3"
-        found=$(ls -d $where 2>/dev/null | head -1)
-        if [ -n "$found" ]; then
-            pys+=("$found")
-        else
-            echo "versions: no CPython $v here (skipped)"
-            "$tally" record skip "CPython $v: the module and launcher tests" "no $where on this machine"
-        fi
-    done
+    add_pyenv_versions versions "the module and launcher tests"
 fi
 ran=0
 for py in "${pys[@]}"; do
