@@ -133,6 +133,11 @@ static inline int ebb__may_start_threads(void)
 {
     return atomic_load_explicit(&ebb__threads_allowed, memory_order_acquire);
 }
+/* Start one of ebb's threads (ebb__os_thread_start) with the calling
+ * thread marked quiet meanwhile: the C library's allocations for the new
+ * thread are not sampled as the program's. */
+extern EBB_HIDDEN __thread int ebb__quiet;
+int ebb__start_thread(void (*fn)(void *), void *arg, const char *name) EBB_HIDDEN;
 /* Add a module's locks to the list, after those already there: the order
  * of registration is the lock order (front/init.c registers them all). */
 void ebb__locksets_register(const ebb__lockset_t *set) EBB_HIDDEN;

@@ -9,6 +9,13 @@
  * first allocations come from the dynamic loader and other constructors,
  * before the program could start a thread of its own.  The constructor
  * (front/init.c) sets the flag; the modules that start threads read it.
+ * They start them through ebb__start_thread, which marks the calling
+ * thread (ebb__quiet) while the C library makes the new thread: what it
+ * allocates for it (its TLS vector, a few hundred bytes) is ebb's doing,
+ * on a program's thread, in the middle of the program's malloc, and the
+ * sampler must not charge it to the program's line (seen: a test's
+ * allocation site kept ~4 KiB "live" after it had freed every block, the
+ * purger thread's vector, started from its malloc).
  *
  * Locks.  fork() must find no lock of ebb's held by another thread, or the
  * child, which has only the forking thread, could never take it again; and
@@ -23,6 +30,15 @@
 #include "internal.h"
 
 EBB_HIDDEN _Atomic int ebb__threads_allowed;
+EBB_HIDDEN __thread int ebb__quiet __attribute__((tls_model("initial-exec")));
+
+int ebb__start_thread(void (*fn)(void *), void *arg, const char *name)
+{
+    ebb__quiet++;
+    int rc = ebb__os_thread_start(fn, arg, name);
+    ebb__quiet--;
+    return rc;
+}
 
 /* Modules with locks or fork duties: a dozen; room for a few more. */
 #define MAX_LOCKSETS 24

@@ -171,7 +171,7 @@ static void kick(int from_free)
                                                      memory_order_seq_cst, memory_order_relaxed))
             return;
         (void)ebb__ledger_watch_kick(); /* the new thread takes the point */
-        if (ebb__os_thread_start(purger_main, NULL, "ebb-purge") != 0)
+        if (ebb__start_thread(purger_main, NULL, "ebb-purge") != 0)
             atomic_store_explicit(&ebb__purger_state, EBB_PURGER_INLINE, memory_order_seq_cst);
     } else {
         /* Written only when set: every busy thread's kicks come here. */

@@ -313,7 +313,7 @@ void ebb__report_arm_slow(void)
                                                              memory_order_relaxed,
                                                              memory_order_relaxed))
         return;
-    if (ebb__os_thread_start(reporter_main, NULL, "ebb-report") != 0) {
+    if (ebb__start_thread(reporter_main, NULL, "ebb-report") != 0) {
         ebb__diag("ebb: cannot start the report thread; EBB_REPORT_SIGNAL ignored\n");
         return;
     }

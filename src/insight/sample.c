@@ -303,7 +303,7 @@ static int fire(ebb__sample_counter_t *t)
 {
     size_t rate = atomic_load_explicit(&sampler.rate, memory_order_relaxed);
     t->left = next_gap(t, rate);
-    return rate != 0 && !in_sampler &&
+    return rate != 0 && !in_sampler && !ebb__quiet &&
            atomic_load_explicit(&ebb__threads_allowed, memory_order_relaxed);
 }
 

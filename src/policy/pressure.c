@@ -143,7 +143,7 @@ static int watcher_start(const ebb__os_pressure_t *p)
 {
     watcher.h = *p;
     set_source(p->source);
-    if (ebb__os_thread_start(watcher_main, NULL, "ebb-pressure") == 0)
+    if (ebb__start_thread(watcher_main, NULL, "ebb-pressure") == 0)
         return 0;
     watcher_end(EBB_PRESSURE_OFF);
     return -1;
