@@ -133,7 +133,11 @@ static void *churner(void *arg)
     uint64_t s = 0x5eed0000u + (uintptr_t)arg;
     unsigned char *ws[WSET] = { 0 };
     long ops = ops_per_churner();
-    for (long op = 0; op < ops; op++) {
+    /* The budget of operations, and on until the inspector has made as
+     * many rounds as there are forks: a slow inspection (a full report
+     * reads /proc under TSan) must still overlap the churn, whatever the
+     * machine's speed (the watchdog bounds the whole). */
+    for (long op = 0; op < ops || atomic_load(&inspections) < FORKS; op++) {
         uint64_t r = rng(&s);
         unsigned j = (unsigned)(r % WSET), act = (unsigned)(r >> 16) % 8;
         if (ws[j] == NULL) {
