@@ -58,7 +58,8 @@
  *   space says whether an arena lives there.
  *
  * Lock order (the order base/process.c's list takes them in): the sampler's
- * unwind gate (fork only) -> arena lend -> thread registry -> bin (one at a
+ * unwind gate (fork only, first: an unwind may allocate) -> the child-only
+ * sets and the peak snapshot's lock -> arena lend -> thread registry -> bin (one at a
  * time) -> arena -> large -> limit -> sampler tables (its gate, and the
  * stack hook writers' lock) -> timeline.  A gate is no lock: threads pass it without
  * waiting for one another, and closing it waits for those inside

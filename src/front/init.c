@@ -32,10 +32,17 @@
 
 EBB_HIDDEN _Atomic int ebb__started;
 
-/* Every module's locks, in the lock order; the child-only sets first. */
+/* Every module's locks, in the lock order; the child-only sets first, but
+ * for the unwind gate, which fork closes before it holds anything: an
+ * unwind in flight may allocate (a thread's first unwind asks
+ * pthread_getattr_np, which mallocs), and an allocation may take any lock
+ * (EBB_DEBUG=2 checks the heap on every slow path), so a fork that held
+ * one while it waited for the unwind to end would wait forever (seen:
+ * test_unwind's fork while sampling, hung 2 runs in 6 in that build). */
 static void register_locksets(void)
 {
     static const ebb__lockset_t *const order[] = {
+        &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
         &ebb__purger_locks,        /* child: no purger thread */
         &ebb__report_locks,        /* child: no reporter thread */
         &ebb__report_files_locks,  /* child: the lock made usable */
@@ -44,7 +51,6 @@ static void register_locksets(void)
         &ebb__status_locks,        /* child: its own status page, or none */
         &ebb__crash_locks,         /* child: the record's writer lock usable */
         &ebb__peak_locks,          /* a snapshot copies the heap and the sites */
-        &ebb__sample_unwind_locks, /* fork only: no unwind in flight */
         &ebb__arena_lend_locks,    /* a purge pass lends arena slots */
         &ebb__thread_locks,        /* the thread registry */
         &ebb__heap_locks,          /* every bin */
