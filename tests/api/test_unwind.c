@@ -292,11 +292,15 @@ static void test_threads_share_a_site(void **state)
     (void)state;
     ebb_set_sample_rate(RATE);
     ebb_sample_stats_t a, b;
-    ebb_sample_stats(&a);
     pthread_t t[SAME_THREADS];
-    pthread_barrier_init(&barrier, NULL, SAME_THREADS);
+    /* The threads are made first, then counted from: pthread_create's own
+     * allocations (the new threads' TLS vectors, made by this thread) are
+     * sampled at their own site, and would be counted in `taken`. */
+    pthread_barrier_init(&barrier, NULL, SAME_THREADS + 1);
     for (int i = 0; i < SAME_THREADS; i++)
         assert_int_equal(pthread_create(&t[i], NULL, same_thread, same_blocks[i]), 0);
+    ebb_sample_stats(&a);
+    pthread_barrier_wait(&barrier);
     for (int i = 0; i < SAME_THREADS; i++)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&barrier);
