@@ -5,7 +5,7 @@
 # and TSan builds, a bounded fuzz run, and the peer suites (CPython's own tests,
 # sqlite3, git, gcc, a C++ program) under ebb.
 #
-#   scripts/test.sh            everything (about 23 minutes on 2 cores)
+#   scripts/test.sh            everything (about 20 minutes on 2 cores)
 #   scripts/test.sh --quick    no peer suites, short fuzz
 #
 # It counts tests, not stages: each test records its result in its stage's
