@@ -69,6 +69,9 @@ static void take(size_t committed)
     s->wall_seconds = ebb__os_wall_seconds();
     s->nsites = ebb__sample_top_weights(s->site, EBB_PEAK_SITES, &s->sampled_live);
     s->snapshots++;
+    size_t due = committed + margin(committed);
+    if (due > atomic_load_explicit(&top_moment.next, memory_order_relaxed))
+        atomic_store_explicit(&top_moment.next, due, memory_order_relaxed);
     ebb__heapmap_t m;
     if (ebb__heapmap_take(&m, 0) == 0) {
         ebb__heapmap_drop(&top_moment.map);
@@ -83,10 +86,8 @@ void ebb__peak_consider(void)
     size_t due = atomic_load_explicit(&top_moment.next, memory_order_relaxed);
     if (now < due || !ebb__trylock(&top_moment.lock))
         return;
-    if (now >= atomic_load_explicit(&top_moment.next, memory_order_relaxed)) {
+    if (now >= atomic_load_explicit(&top_moment.next, memory_order_relaxed))
         take(now);
-        atomic_store_explicit(&top_moment.next, now + margin(now), memory_order_relaxed);
-    }
     ebb__unlock(&top_moment.lock);
 }
 
@@ -94,12 +95,8 @@ void ebb__peak_refresh(void)
 {
     size_t now = ebb__committed_now();
     ebb__lock(&top_moment.lock);
-    if (now >= top_moment.snap.committed && now > 0) {
+    if (now >= top_moment.snap.committed && now > 0)
         take(now);
-        size_t due = now + margin(now);
-        if (due > atomic_load_explicit(&top_moment.next, memory_order_relaxed))
-            atomic_store_explicit(&top_moment.next, due, memory_order_relaxed);
-    }
     ebb__unlock(&top_moment.lock);
 }
 
