@@ -195,6 +195,18 @@ class CliTest(unittest.TestCase):
         committed, held, top = map(float, m.groups())
         assert committed >= 95 and held >= 80 and top >= 50, m.groups()
 
+    def test_native_shows_every_frame(self):
+        """--native (EBB_REPORT_NATIVE=1): a site's native frames on lines of
+        their own; by default one line a site, Python's frames."""
+        code = ("x = [bytearray(1000) for i in range(20000)]\n"
+                "import ctypes; ctypes.CDLL(None).ebb_report(1, 0)\n")
+        plain = ebb("run", sys.executable, "-c", code).stdout
+        native = ebb("run", "--native", sys.executable, "-c", code).stdout
+        assert re.search(r"\n  1\. ~[0-9.]+ [KMG]iB in ~[0-9]+ blocks  <string>:1 ", plain), plain
+        assert "\n       in " not in plain and "EBB_REPORT_NATIVE=1" in plain, plain
+        assert "\n       in " in native and "\n       <- " in native, native
+        assert "allocated in all" in native, native
+
     def test_blackbox_command(self):
         with tempfile.TemporaryDirectory() as tmp:
             box = os.path.join(tmp, "box")
