@@ -283,6 +283,10 @@ compare_way() {
         return 0
     fi
     sed '$d' "$compare_out" | sed 's/^/    /'
+    # The last lines are what a caller shows of this log: what broke, and why.
+    peer_log "($way) why, from the rerun's log ($PEER_TMP/$way-rerun/log.txt):"
+    "$PY" "$RESULTS" failures "$PEER_TMP/$way-rerun/log.txt" | sed 's/^/    /'
+    grep -E ', ebb (fail|error|missing|crashed|timed_out|failed)$' "$compare_out" | head -n 8 | sed 's/^/    broken: /' || true
     peer_log "FAIL ($way): results differ from the stock run, also when run again"
     return 1
 }

@@ -19,6 +19,9 @@
       fail under ebb where they pass stock (each with its reason); a test
       file that fails only by them does not count as differing.
 
+  cpython_results.py failures LOG
+      Print the start of the first few unittest failure reports in LOG.
+
   cpython_results.py merge SUMMARY RERUN OUT
       Replace, in SUMMARY, every test file that RERUN covers by the
       rerun's lines.
@@ -161,13 +164,23 @@ def load_expected(path, way):
     return expected
 
 
+def difference_rank(stock, ebb):
+    """0 for a case ebb broke (it passed stock), 1 for other changes, 2 for
+    a case only ebb's run has (its file crashed or timed out stock)."""
+    if stock == "missing":
+        return 2
+    if stock in ("pass", "skip") and ebb in ("fail", "error", "missing"):
+        return 0
+    return 1
+
+
 def compare(a, b, expected_path=None, way=None):
     fa, ca = load(a)
     fb, cb = load(b)
     expected = load_expected(expected_path, way)
     differing = set()
     excused = {}  # test file -> its expected differing cases
-    shown = 0
+    found = []  # (rank, line): what ebb broke first, so that a log's tail shows it
     for name in sorted(set(ca) | set(cb)):
         if name == "?":
             continue  # regrtest writes a failing subTest as a bare <testcase/>
@@ -183,11 +196,13 @@ def compare(a, b, expected_path=None, way=None):
             print("expected: test case %s: stock pass, ebb %s (%s)" % (name, sb[1], expected[name]))
             continue
         differing.add(sa[0] or sb[0])
-        if shown < 40:
-            print("test case %s: stock %s, ebb %s" % (name, sa[1], sb[1]))
-        shown += 1
-    if shown > 40:
-        print("... and %d more differing test cases" % (shown - 40))
+        found.append((difference_rank(sa[1], sb[1]),
+                      "test case %s: stock %s, ebb %s" % (name, sa[1], sb[1])))
+    found.sort(key=lambda item: item[0])
+    for _, line in found[:40]:
+        print(line)
+    if len(found) > 40:
+        print("... and %d more differing test cases" % (len(found) - 40))
     for name in sorted(set(fa) | set(fb)):
         sa, sb = fa.get(name, "missing"), fb.get(name, "missing")
         if sa == sb:
@@ -198,6 +213,33 @@ def compare(a, b, expected_path=None, way=None):
         differing.add(name)
     print("DIFFERING: %s" % " ".join(sorted(differing)))
     return 1 if differing else 0
+
+
+def failures(log, most=3, lines=14):
+    """Print the start of the first few failure reports unittest wrote in
+    LOG (the blocks that open with a line of "=" and "FAIL:" or "ERROR:"),
+    so that a failing run's log says why without opening it."""
+    with open(log, encoding="utf-8", errors="replace") as f:
+        text = f.read().splitlines()
+    shown = 0
+    i = 0
+    while i < len(text) and shown < most:
+        if text[i].startswith("=" * 20) and i + 1 < len(text) and \
+                text[i + 1].startswith(("FAIL:", "ERROR:")):
+            block = [text[i + 1]]
+            j = i + 2
+            while j < len(text) and not text[j].startswith(("=" * 20, "Ran ")):
+                block.append(text[j])
+                j += 1
+            block = [b for b in block if b.strip() and not b.startswith("-" * 20)]
+            for b in block[:lines]:
+                print(b)
+            if len(block) > lines:
+                print("    ... (%d more lines in %s)" % (len(block) - lines, log))
+            shown += 1
+            i = j
+        else:
+            i += 1
 
 
 def merge(summary, rerun, out):
@@ -220,6 +262,8 @@ def main():
         sys.exit(compare(*args[1:]))
     elif len(args) == 3 and args[0] == "compare":
         sys.exit(compare(*args[1:]))
+    elif len(args) == 2 and args[0] == "failures":
+        failures(args[1])
     elif len(args) == 4 and args[0] == "merge":
         merge(*args[1:])
     else:

@@ -101,7 +101,7 @@ for s in "${SUITES[@]}"; do
         fi
         "$TALLY" record fail "peer suite $s" "$why; log: $log"
         printf 'FAIL  %-8s %7ss  (%s; log: %s)\n' "$s" "$t" "$why" "$log"
-        tail -n 25 "$log" | sed 's/^/      | /'
+        tail -n 40 "$log" | sed 's/^/      | /'
     fi
 done
 
