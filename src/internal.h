@@ -413,6 +413,8 @@ ebb__thread_t *ebb__thread_create(void (*on_exit)(void *)) EBB_HIDDEN;
 void ebb__thread_exit(void *state) EBB_HIDDEN;
 /* The sampler's countdown of the calling thread. */
 ebb__sample_counter_t *ebb__thread_sample_counter(void) EBB_HIDDEN;
+/* The calling thread's unwind memo (os.h), NULL if it has no cache. */
+ebb__unwind_memo_t *ebb__thread_unwind_memo(void) EBB_HIDDEN;
 /* Ask every thread to give back its cached blocks; how many were asked. */
 unsigned ebb__thread_poke_all(void) EBB_HIDDEN;
 /* The calling thread is one of ebb's own (purger, watcher, reporter). */

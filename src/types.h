@@ -264,6 +264,7 @@ struct ebb__thread_s {
     _Atomic(ebb__thread_t *) *tls_slot;
     size_t map_size;
     int state;                     /* EBB_TC_* */
+    ebb__unwind_memo_t unwind_memo; /* the sampler's last unwind; owner only */
     void *entries[];
 };
 

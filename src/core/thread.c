@@ -86,6 +86,7 @@ static size_t tcache_map_size(void)
 
 static void tcache_layout(ebb__thread_t *tc)
 {
+    tc->unwind_memo.sp = 0; /* a cache an exited thread left: its memo is not this one's */
     void **e = tc->entries;
     for (unsigned c = 0; c < EBB_CLASSES; c++) {
         ebb__tbin_t *b = &tc->bin[c];
@@ -407,6 +408,12 @@ ebb__sample_counter_t *ebb__thread_sample_counter(void)
 {
     ebb__thread_t *tc = ebb__thread_get_slow();
     return tc ? &tc->sample : &spare_counter;
+}
+
+ebb__unwind_memo_t *ebb__thread_unwind_memo(void)
+{
+    ebb__thread_t *tc = tc_own;
+    return tc ? &tc->unwind_memo : NULL;
 }
 
 /* ebb's own threads (the purger, the pressure watcher, the reporter) never

@@ -432,6 +432,21 @@ int ebb__os_backtrace(void **pcs, int max);
 /* Load the unwinder now, if no backtrace ran yet (it allocates and may
  * take the loader's lock: the same rules as ebb__os_backtrace). */
 void ebb__os_unwinder_prime(void);
+/* A thread's last unwind, kept so that the next one from the same place is
+ * confirmed (every stack word it read still holds what it held) instead of
+ * redone: a sampled program allocates from a few call paths, over and
+ * over.  Owner thread only; sp 0 is empty.  Opaque to callers. */
+#define EBB__UNWIND_MEMO_FRAMES 48
+typedef struct {
+    uintptr_t sp, rbp, ra; /* where that unwind started */
+    int max, n;            /* frames asked for and found */
+    int rbp_used;          /* rbp as it started located a frame: part of the key */
+    uint32_t note;         /* the caller's, about this stack; 0 whenever it changes */
+    int reads;             /* stack words it read */
+    void *pcs[EBB__UNWIND_MEMO_FRAMES];
+    uintptr_t at[2 * EBB__UNWIND_MEMO_FRAMES];   /* each word's address */
+    uintptr_t seen[2 * EBB__UNWIND_MEMO_FRAMES]; /* and what it held */
+} ebb__unwind_memo_t;
 /* The same from the call-frame tables, without libgcc (linux_unwind.c):
  * the rules of frames are cached per return address, nothing is locked and
  * nothing allocated, except once per thread (learning its stack's bounds
@@ -440,6 +455,12 @@ void ebb__os_unwinder_prime(void);
  * bound, or 32-bit and other systems): the caller falls back to
  * ebb__os_backtrace.  Works only once ebb__os_unwind_prime ran. */
 int ebb__os_unwind(void **pcs, int max);
+/* The same, through the calling thread's memo (max at most
+ * EBB__UNWIND_MEMO_FRAMES to be kept; NULL: none).  The answer is always
+ * the one ebb__os_unwind gives, memo or not. */
+int ebb__os_unwind_memo(void **pcs, int max, ebb__unwind_memo_t *memo);
+/* Unwinds answered from a memo so far (for tests and the essay). */
+unsigned long ebb__os_unwind_memo_hits(void);
 /* Find what the unwinder needs from the loader (it may take the loader's
  * lock and allocate): from ebb's constructor. */
 void ebb__os_unwind_prime(void);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "os/os.h" /* the memo's type */
 
 /* The OS layer's unwinder and its refusal count (hidden in libebb.so; the
  * tests link libebb.a). */
@@ -129,6 +130,95 @@ static void test_matches_backtrace(void **state)
     EXPECT(compared > 20, "%d compared", compared);
     EXPECT(ebb__os_unwind_refusals() == refused, "%lu stacks refused",
            ebb__os_unwind_refusals() - refused);
+}
+
+/* ------------------------------------------------------------ the memo */
+
+/* A thread's memo of its last unwind answers the next one from the same
+ * place without redoing it, when every stack word it read is unchanged.
+ * Its answer must be the plain unwind's, wherever the two could part: the
+ * same stack pointer and return address but another caller further up
+ * (twins of one frame size), and a caller whose frame is found through rbp
+ * (a variable-length array), of two sizes in turn. */
+int ebb__os_unwind_memo(void **pcs, int max, ebb__unwind_memo_t *memo);
+unsigned long ebb__os_unwind_memo_hits(void);
+
+static ebb__unwind_memo_t memo;
+static int memo_calls, memo_differed;
+
+static __attribute__((noinline)) void memo_leaf(void)
+{
+    void *a[MAXF], *b[MAXF];
+    int n = ebb__os_unwind_memo(a, MAXF - 16, &memo);
+    int m = ebb__os_unwind(b, MAXF - 16);
+    memo_calls++;
+    /* a[0] and b[0] are the two calls' own return addresses here */
+    if (n != m || n < 3 || memcmp(a + 1, b + 1, (size_t)(n - 1) * sizeof a[0]) != 0) {
+        if (!memo_differed++)
+            snprintf(why, sizeof why, "call %d: memo %d frames, plain %d", memo_calls, n, m);
+    }
+}
+
+static __attribute__((noinline)) int twin_a(int k)
+{
+    memo_leaf();
+    __asm__ volatile("" ::: "memory");
+    return k + 1;
+}
+static __attribute__((noinline)) int twin_b(int k)
+{
+    memo_leaf();
+    __asm__ volatile("" ::: "memory");
+    return k + 2;
+}
+/* A variable-length array makes the compiler keep a frame pointer: this
+ * frame's CFA is found from rbp, whose value the memo then keys on. */
+static __attribute__((noinline)) int with_frame_pointer(int k)
+{
+    volatile char vla[8 + (k & 1) * 64];
+    vla[0] = (char)k;
+    memo_leaf();
+    return vla[0];
+}
+/* On a thread of its own: the test's own stack passes through libcmocka,
+ * a library that could be unloaded, and the memo keeps only stacks whose
+ * every frame is in an object that never is (the program, the C library,
+ * the loader, ebb). */
+static volatile int twice = 2; /* not unrolled into two call sites */
+
+static void *memo_rounds(void *arg)
+{
+    int sink = 0;
+    (void)arg;
+    for (int round = 0; round < 20; round++) {
+        for (int again = 0; again < twice; again++) /* one call site: the second hits */
+            sink += twin_a(round);
+        sink += twin_b(round); /* same sp and ra, another caller */
+        for (int again = 0; again < twice; again++)
+            sink += with_frame_pointer(round); /* two frame sizes, round by round */
+    }
+    return sink != 0 ? arg : NULL;
+}
+
+static void test_memo_answers_as_the_unwind_does(void **state)
+{
+    (void)state;
+    skip_without_unwinder();
+    memset(&memo, 0, sizeof memo);
+    memo_calls = memo_differed = 0;
+    unsigned long hits = ebb__os_unwind_memo_hits();
+    pthread_t t;
+    EXPECT(pthread_create(&t, NULL, memo_rounds, NULL) == 0, "thread started");
+    pthread_join(t, NULL);
+    memo_leaf(); /* under cmocka's frames: answered, never kept */
+    memo_leaf();
+    EXPECT(memo_calls == 102, "%d calls", memo_calls);
+    EXPECT(memo_differed == 0, "%d of %d memo answers differ; first: %s", memo_differed,
+           memo_calls, why);
+    unsigned long got = ebb__os_unwind_memo_hits() - hits;
+    /* at least the second twin_a and the repeated frame-pointer call of
+     * each round */
+    EXPECT(got >= 40, "%lu of %d unwinds answered by the memo", got, memo_calls);
 }
 
 /* ---------------------------------------------- through a dlopened library */
@@ -326,5 +416,6 @@ static void test_threads_share_a_site(void **state)
             ebb_free(same_blocks[i][j]);
 }
 
-API_TEST_MAIN("unwind", T(test_matches_backtrace), T(test_through_dlopened_library),
+API_TEST_MAIN("unwind", T(test_matches_backtrace), T(test_memo_answers_as_the_unwind_does),
+              T(test_through_dlopened_library),
               T(test_fork_while_sampling), T(test_threads_share_a_site))
