@@ -200,7 +200,7 @@ void ebb__sample_start(void)
     ebb__unlock(&start_lock);
 }
 
-static uint32_t capture(void **pcs, ebb__unwind_memo_t *memo);
+static uint32_t capture(void **pcs, ebb__unwind_memo_t *memo, uint32_t *site);
 
 void ebb__sample_prime(void)
 {
@@ -209,7 +209,7 @@ void ebb__sample_prime(void)
         return;
     in_sampler = 1;
     ebb__os_unwind_prime(); /* looks the loader up: may allocate */
-    (void)capture(pcs, NULL);
+    (void)capture(pcs, NULL, NULL);
     in_sampler = 0;
 }
 
@@ -446,7 +446,8 @@ static int in_ebb(const void *pc)
 /* The stack of the allocating call, ebb's frames dropped: ebb's own
  * unwinder (os/linux_unwind.c: rules cached per return address), or glibc's
  * backtrace() where that one refuses. */
-static EBB_ENTRY EBB_NOINLINE uint32_t capture(void **pcs, ebb__unwind_memo_t *memo)
+static EBB_ENTRY EBB_NOINLINE uint32_t capture(void **pcs, ebb__unwind_memo_t *memo,
+                                                uint32_t *site)
 {
     void *raw[EBB_SITE_DEPTH + 16];
     int max = (int)(sizeof raw / sizeof raw[0]);
@@ -458,6 +459,11 @@ static EBB_ENTRY EBB_NOINLINE uint32_t capture(void **pcs, ebb__unwind_memo_t *m
             memo->note = 0; /* a stack the memo does not hold */
     }
     gate_leave(&unwind_gate, &in_unwind);
+    /* The memo's stack, whose site the sampler noted: no frames needed. */
+    if (site && memo && memo->note) {
+        *site = memo->note;
+        return 0;
+    }
     /* Everything up to the outermost frame of ebb's: frames above it that
      * are not ebb's own belong to an unwinder's wrapper (ASan intercepts
      * backtrace()), or to a pressure callback that allocated, whose blocks
@@ -724,18 +730,19 @@ EBB_ENTRY EBB_NOINLINE uint32_t ebb__sample_begin(size_t n)
     void *pcs[EBB_SITE_DEPTH];
     char text[EBB_SITE_TEXT];
     ebb__unwind_memo_t *memo = ebb__thread_unwind_memo();
+    /* The same stack as this thread's last sample, and no text: the same
+     * site (sites are never removed), without copying the frames, hashing
+     * them or looking them up. */
+    uint32_t site = 0;
     in_sampler = 1;
-    uint32_t depth = capture(pcs, memo);
     uint32_t len = hook_text(text);
+    uint32_t depth = capture(pcs, memo, len == 0 ? &site : NULL);
     in_sampler = 0;
     size_t rate = atomic_load_explicit(&sampler.rate, memory_order_relaxed);
     if (rate == 0)
         return 0; /* turned off meanwhile */
     uint32_t tag = 0;
     gate_enter(&table_gate, &in_table);
-    /* The same stack as this thread's last sample, and no text: the same
-     * site (sites are never removed), without hashing or looking it up. */
-    uint32_t site = memo && memo->note && len == 0 ? memo->note : 0;
     if (site == 0) {
         site = site_find_or_add(pcs, depth, text, len);
         if (memo && len == 0)
@@ -761,7 +768,7 @@ EBB_ENTRY EBB_NOINLINE uint32_t ebb__sample_site_now(void **pcs, char *text, uin
     if (in_sampler || !atomic_load_explicit(&ebb__threads_allowed, memory_order_acquire))
         return 0;
     in_sampler = 1;
-    uint32_t depth = capture(pcs, ebb__thread_unwind_memo());
+    uint32_t depth = capture(pcs, ebb__thread_unwind_memo(), NULL);
     *text_len = hook_text(text);
     in_sampler = 0;
     return depth;

@@ -106,7 +106,12 @@ int ebb__os_inside_loader(void)
     if (hi == 0)
         return 0;
     void *pcs[LOADER_FRAMES];
-    int n = ebb__os_backtrace(pcs, LOADER_FRAMES);
+    /* ebb's own unwinder where it can answer without allocating (about
+     * 1,000 instructions; glibc's backtrace() costs 19,000, once per start
+     * of the purger, which the timeline restarts often). */
+    int n = ebb__os_unwind_no_alloc(pcs, LOADER_FRAMES);
+    if (n < 0)
+        n = ebb__os_backtrace(pcs, LOADER_FRAMES);
     for (int i = 0; i < n; i++) {
         uintptr_t pc = (uintptr_t)pcs[i] - 1; /* a return address may end its function */
         if (pc >= lo && pc < hi)

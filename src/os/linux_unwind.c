@@ -676,11 +676,16 @@ static __thread int stack_state __attribute__((tls_model("initial-exec")));
  * top for it to grow into, so [sp, top) is the stack itself. */
 #define MAIN_STACK_SPAN ((uintptr_t)128 << 20)
 
+static int main_thread(void)
+{
+    return syscall(SYS_gettid) == getpid();
+}
+
 static void learn_stack(void)
 {
     int saved = errno;
     stack_state = -1;
-    if (syscall(SYS_gettid) == getpid()) {
+    if (main_thread()) {
         uintptr_t top = (uintptr_t)__libc_stack_end, span = MAIN_STACK_SPAN;
         struct rlimit rl;
         if (getrlimit(RLIMIT_STACK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
@@ -794,13 +799,17 @@ static void memo_keep(ebb__unwind_memo_t *m, const unsigned char *needed)
 /* The unwind itself, from a frame that keeps a frame pointer (fp: saved
  * rbp, then the return address, then the caller's stack). */
 static inline __attribute__((always_inline)) int unwind_from(const uintptr_t *fp, void **pcs,
-                                                              int max, ebb__unwind_memo_t *m)
+                                                              int max, ebb__unwind_memo_t *m,
+                                                              int may_allocate)
 {
     if (!atomic_load_explicit(&unwinder_ok, memory_order_acquire))
         return -1;
     uintptr_t sp = (uintptr_t)(fp + 2), rbp = fp[0], ra = fp[1];
-    if (__builtin_expect(stack_state == 0, 0))
+    if (__builtin_expect(stack_state == 0, 0)) {
+        if (!may_allocate && !main_thread())
+            return -1; /* learning this thread's stack would allocate */
         learn_stack();
+    }
     uintptr_t hi = stack_hi;
     if (stack_state < 0 || sp < stack_lo || sp >= hi)
         return refuse();
@@ -880,12 +889,17 @@ static inline __attribute__((always_inline)) int unwind_from(const uintptr_t *fp
  * one), so the unwind starts in its caller. */
 __attribute__((noinline)) int ebb__os_unwind(void **pcs, int max)
 {
-    return unwind_from(__builtin_frame_address(0), pcs, max, NULL);
+    return unwind_from(__builtin_frame_address(0), pcs, max, NULL, 1);
 }
 
 __attribute__((noinline)) int ebb__os_unwind_memo(void **pcs, int max, ebb__unwind_memo_t *memo)
 {
-    return unwind_from(__builtin_frame_address(0), pcs, max, memo);
+    return unwind_from(__builtin_frame_address(0), pcs, max, memo, 1);
+}
+
+__attribute__((noinline)) int ebb__os_unwind_no_alloc(void **pcs, int max)
+{
+    return unwind_from(__builtin_frame_address(0), pcs, max, NULL, 0);
 }
 
 #else /* !OWN_UNWINDER */
@@ -904,6 +918,11 @@ int ebb__os_unwind(void **pcs, int max)
 int ebb__os_unwind_memo(void **pcs, int max, ebb__unwind_memo_t *memo)
 {
     (void)memo;
+    return ebb__os_unwind(pcs, max);
+}
+
+int ebb__os_unwind_no_alloc(void **pcs, int max)
+{
     return ebb__os_unwind(pcs, max);
 }
 

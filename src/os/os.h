@@ -464,6 +464,9 @@ int ebb__os_unwind(void **pcs, int max);
  * EBB__UNWIND_MEMO_FRAMES to be kept; NULL: none).  The answer is always
  * the one ebb__os_unwind gives, memo or not. */
 int ebb__os_unwind_memo(void **pcs, int max, ebb__unwind_memo_t *memo);
+/* The same, but -1 rather than learn the stack's bounds of a thread other
+ * than the main one (which allocates): for a caller that must not. */
+int ebb__os_unwind_no_alloc(void **pcs, int max);
 /* Unwinds answered from a memo so far (for tests and the essay). */
 unsigned long ebb__os_unwind_memo_hits(void);
 /* Find what the unwinder needs from the loader (it may take the loader's
