@@ -99,7 +99,6 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     ebb__locksets_fork_child();
-    ebb__os_proc_fork_child();
 }
 
 /* ---------------------------------------------------------------- check */
@@ -159,7 +158,6 @@ static void at_exit_report(void)
 __attribute__((constructor)) static void ebb__constructor(void)
 {
     ebb__start();
-    ebb__os_proc_hold();
     ebb__os_atfork(fork_prepare, fork_parent, fork_child);
     ebb__sample_prime();
     /* Whatever the sampling rate: the purger's starter unwinds (purger.c),

@@ -41,9 +41,6 @@ int ebb__linux_join3(char *out, size_t len, const char *a, const char *b, const 
  * (ENAMETOOLONG when root and path together are 2 * EBB__LINUX_PATH bytes
  * or more). */
 int ebb__linux_open_below(const char *root, const char *path, int flags) EBB__LINUX_PRIVATE;
-/* fd moved to a high number (close-on-exec), out of the way of the
- * program's own; fd itself if it cannot be (or is negative). */
-int ebb__linux_move_high(int fd) EBB__LINUX_PRIVATE;
 /* Up to len - 1 bytes of root/path into buf, NUL-terminated: the length
  * read, or -1 if the file cannot be read. */
 long ebb__linux_read_text(const char *root, const char *path, char *buf, size_t len)

@@ -95,6 +95,21 @@ static int psi_open(const char *root, const char *path, const char *trigger)
     return fd;
 }
 
+/* Descriptors ebb keeps open for long go high (from EBB_OS_FD_FLOOR, if
+ * the limit allows), out of the way of a program's own low numbers. */
+#define EBB_OS_FD_FLOOR 900
+
+static int move_high(int fd)
+{
+    if (fd < 0 || fd >= EBB_OS_FD_FLOOR)
+        return fd;
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, EBB_OS_FD_FLOOR);
+    if (hi < 0)
+        return fd;
+    close(fd);
+    return hi;
+}
+
 static void file_id(int fd, uint64_t id[2])
 {
     struct stat st;
@@ -175,7 +190,7 @@ int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressur
     out->source[0] = '\0';
     int cgroup = cgroup2_pressure_dir(root, dir, sizeof dir);
     if (cgroup && ebb__linux_join3(path, sizeof path, dir, "/memory.events", "")) {
-        int fd = ebb__linux_move_high(ebb__linux_open_below(root, path, O_RDONLY));
+        int fd = move_high(ebb__linux_open_below(root, path, O_RDONLY));
         if (fd >= 0 && ebb__os_pressure_events_open(out, fd) != 0)
             close(fd);
         if (out->events >= 0)
@@ -190,7 +205,7 @@ int ebb__os_pressure_open(const char *root, const char *trigger, ebb__os_pressur
         out->psi = psi_open(root, path, trigger);
         err = out->psi < 0 && errno != ENOENT ? errno : err;
     }
-    ebb__os_pressure_adopt(out, ebb__linux_move_high(out->psi));
+    ebb__os_pressure_adopt(out, move_high(out->psi));
     if (out->psi >= 0) /* the PSI file names the watch; memory.events goes with it */
         ebb__linux_join3(out->source, sizeof out->source, path, "", "");
     int ok = out->psi >= 0 || out->events >= 0;

@@ -25,9 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 int ebb__linux_join3(char *out, size_t len, const char *a, const char *b, const char *c)
@@ -50,21 +48,6 @@ int ebb__linux_open_below(const char *root, const char *path, int flags)
         return -1;
     }
     return open(full, flags | O_CLOEXEC);
-}
-
-/* Descriptors ebb keeps open for long go high (from EBB_OS_FD_FLOOR, if
- * the limit allows), out of the way of a program's own low numbers. */
-#define EBB_OS_FD_FLOOR 900
-
-int ebb__linux_move_high(int fd)
-{
-    if (fd < 0 || fd >= EBB_OS_FD_FLOOR)
-        return fd;
-    int hi = fcntl(fd, F_DUPFD_CLOEXEC, EBB_OS_FD_FLOOR);
-    if (hi < 0)
-        return fd;
-    close(fd);
-    return hi;
 }
 
 long ebb__linux_read_text(const char *root, const char *path, char *buf, size_t len)
@@ -148,108 +131,6 @@ int ebb__linux_parse_u64(const char *s, uint64_t *out)
     return *s == '\0';
 }
 
-/* ---------------------------------------------------- files kept open
- *
- * statm and stat are read by ebb's own threads: the purger before each
- * sleep and for the timeline, the pressure watcher.  A descriptor those
- * threads opened for a moment would show up in the program's own
- * bookkeeping of descriptors, done in its other threads: one that lists
- * them (a test for leaked descriptors), or that dup2s onto every number it
- * finds unused, as CPython's multiprocessing tests do (test_large_fd_transfer:
- * the descriptor ebb then read and closed was the test's socket; CI saw it
- * fail under ebb.install()).  So the two are opened once, while the process
- * is single-threaded (ebb's constructor; a fork child, in the fork, before
- * it returns), moved to a high number (EBB_OS_FD_FLOOR, as the pressure
- * files are) with close-on-exec, and read with pread.  Before each read an
- * fstat confirms the number is still that file: a program may close every
- * descriptor it did not open and reuse the number.  One that is no longer
- * ours is forgotten, never closed, and the file is opened afresh.  A read
- * below a fixture root (tests) opens its file each time, as before. */
-
-typedef struct {
-    const char *path;
-    _Atomic int fd;       /* -1: not open */
-    uint64_t id[2];       /* its device and inode, set before fd is */
-    atomic_flag opening;  /* one (re)opener at a time */
-} held_t;
-
-static held_t held_statm = { "/proc/self/statm", -1, { 0, 0 }, ATOMIC_FLAG_INIT };
-static held_t held_stat = { "/proc/self/stat", -1, { 0, 0 }, ATOMIC_FLAG_INIT };
-
-static int held_is(int fd, const uint64_t id[2])
-{
-    struct stat st;
-    return fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_dev == id[0] &&
-           (uint64_t)st.st_ino == id[1];
-}
-
-/* Open h afresh (forgetting, not closing, what it held); -1 if it cannot
- * be, or another thread is opening it now. */
-static int held_open(held_t *h)
-{
-    if (atomic_flag_test_and_set_explicit(&h->opening, memory_order_acquire))
-        return -1;
-    atomic_store_explicit(&h->fd, -1, memory_order_relaxed);
-    int fd = ebb__linux_move_high(open(h->path, O_RDONLY | O_CLOEXEC));
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0) {
-        h->id[0] = (uint64_t)st.st_dev;
-        h->id[1] = (uint64_t)st.st_ino;
-        atomic_store_explicit(&h->fd, fd, memory_order_release);
-    } else if (fd >= 0) {
-        close(fd);
-        fd = -1;
-    }
-    atomic_flag_clear_explicit(&h->opening, memory_order_release);
-    return fd;
-}
-
-void ebb__os_proc_hold(void)
-{
-    int saved = errno;
-    held_open(&held_statm);
-    held_open(&held_stat);
-    errno = saved;
-}
-
-void ebb__os_proc_fork_child(void)
-{
-    /* The parent's files, read through its pid: ours to close, in the
-     * child, and open again as the child's. */
-    held_t *all[] = { &held_statm, &held_stat };
-    int saved = errno;
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        int fd = atomic_load_explicit(&all[i]->fd, memory_order_relaxed);
-        if (fd >= 0 && held_is(fd, all[i]->id))
-            close(fd);
-        atomic_flag_clear(&all[i]->opening);
-        held_open(all[i]);
-    }
-    errno = saved;
-}
-
-/* Up to len - 1 bytes of h's file from its start, NUL-terminated; the
- * count, -1 if it cannot be read. */
-static long held_read(held_t *h, char *buf, size_t len)
-{
-    int fd = atomic_load_explicit(&h->fd, memory_order_acquire);
-    if (fd < 0 || !held_is(fd, h->id))
-        fd = held_open(h);
-    if (fd < 0)
-        return ebb__linux_read_text("", h->path, buf, len);
-    size_t got = 0;
-    while (got + 1 < len) {
-        ssize_t n = pread(fd, buf + got, len - 1 - got, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    return got > 0 ? (long)got : -1;
-}
-
 /* ------------------------------------------------ answers from /proc */
 
 int ebb__os_usage(const char *root, ebb__os_usage_t *out)
@@ -259,8 +140,7 @@ int ebb__os_usage(const char *root, ebb__os_usage_t *out)
     /* Pages: size resident shared text lib data dirty */
     uint64_t f[6];
     const char *s = buf;
-    int ok = (*root ? ebb__linux_read_text(root, "/proc/self/statm", buf, sizeof buf)
-                    : held_read(&held_statm, buf, sizeof buf)) > 0;
+    int ok = ebb__linux_read_text(root, "/proc/self/statm", buf, sizeof buf) > 0;
     for (int i = 0; ok && i < 6; i++)
         ok = (s = ebb__linux_scan_u64(s, &f[i])) != NULL;
     uint64_t page = ebb__os_page_size();
@@ -297,7 +177,7 @@ unsigned ebb__os_thread_count(void)
 {
     int saved = errno;
     char buf[1024];
-    long n = held_read(&held_stat, buf, sizeof buf);
+    long n = ebb__linux_read_text("", "/proc/self/stat", buf, sizeof buf);
     errno = saved;
     if (n <= 0)
         return 0;

@@ -208,11 +208,6 @@ int ebb__os_usage(const char *root, ebb__os_usage_t *out);
 size_t ebb__os_cmdline(char *buf, size_t len);
 /* Live threads in this process (0 if unknown).  Never allocates. */
 unsigned ebb__os_thread_count(void);
-/* Open the files the two above read, for good (linux_proc.c says why):
- * from ebb's constructor, while the process is single-threaded; and again
- * in a fork child, before fork returns there. */
-void ebb__os_proc_hold(void);
-void ebb__os_proc_fork_child(void);
 /* The largest range of user address space no mapping covers (from
  * /proc/self/maps); 0 if it cannot be read. */
 size_t ebb__os_largest_gap(uintptr_t *start);

@@ -2,16 +2,11 @@
 #include "unit.h"
 #include "child.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 static void test_page_and_cpus(void **state)
 {
@@ -222,107 +217,6 @@ static void test_signal_names(void **state)
     assert_int_equal(ebb__os_report_signal(""), 0);
 }
 
-/* ------------------------------------------ /proc files kept open
- * ebb's own threads read statm and stat through descriptors opened once,
- * at start-up and in a fork child, so that they never open one while the
- * program's threads count or reuse theirs (linux_proc.c). */
-
-/* The descriptor at or above 900 this process holds open on
- * /proc/PID/name, PID its own; -1 if none. */
-static int held_fd(const char *name)
-{
-    char want[64], link[256], path[64];
-    snprintf(want, sizeof want, "/proc/%d/%s", (int)getpid(), name);
-    for (int fd = 900; fd < 1024; fd++) {
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(path, link, sizeof link - 1);
-        if (n <= 0)
-            continue;
-        link[n] = '\0';
-        if (strcmp(link, want) == 0)
-            return fd;
-    }
-    return -1;
-}
-
-static void test_proc_reads_open_nothing(void **state)
-{
-    (void)state;
-    struct rlimit was;
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &was), 0);
-    if (was.rlim_cur < 902)
-        SKIP_TEST("RLIMIT_NOFILE is %lu: ebb's files stay below 900, where this test does "
-                  "not look", (unsigned long)was.rlim_cur);
-    assert_true(held_fd("statm") >= 900);
-    assert_true(held_fd("stat") >= 900);
-    /* No descriptor can be had: every number from the lowest free one up
-     * is past the limit.  The reads must still answer. */
-    int lowest = dup(0);
-    assert_true(lowest >= 0);
-    close(lowest);
-    struct rlimit none = { (rlim_t)lowest, was.rlim_max };
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
-    int probe = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    int probe_errno = errno;
-    ebb__os_usage_t use = { 0, 0, 0 };
-    int read_ok = ebb__os_usage("", &use);
-    unsigned threads = ebb__os_thread_count();
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &was), 0);
-    if (probe >= 0)
-        close(probe);
-    assert_int_equal(probe, -1); /* the test itself: nothing could be opened */
-    assert_int_equal(probe_errno, EMFILE);
-    assert_true(read_ok);
-    assert_true(use.resident > 0 && use.size >= use.resident);
-    assert_true(threads >= 1);
-}
-
-static void test_proc_files_follow_a_fork(void **state)
-{
-    (void)state;
-    if (held_fd("statm") < 0)
-        SKIP_TEST("no /proc file held at 900 or above (RLIMIT_NOFILE below 902?)");
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* held_fd looks for this pid's files: the parent's are gone */
-        ebb__os_usage_t use;
-        int ok = held_fd("statm") >= 0 && held_fd("stat") >= 0 && ebb__os_usage("", &use) &&
-                 ebb__os_thread_count() == 1;
-        _exit(ok ? 0 : 1);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
-/* A program that closes descriptors it did not open, and gets the number
- * back for a file of its own: ebb must neither read nor close that one. */
-static void test_proc_reused_number_left_alone(void **state)
-{
-    (void)state;
-    int fd = held_fd("statm");
-    if (fd < 0)
-        SKIP_TEST("no /proc file held at 900 or above (RLIMIT_NOFILE below 902?)");
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    assert_true(null >= 0);
-    assert_int_equal(dup2(null, fd), fd); /* closes ebb's statm */
-    close(null);
-    ebb__os_usage_t use = { 0, 0, 0 };
-    assert_true(ebb__os_usage("", &use));
-    assert_true(use.resident > 0);
-    char path[64], link[256];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(path, link, sizeof link - 1);
-    assert_true(n > 0);
-    link[n] = '\0';
-    assert_string_equal(link, "/dev/null");
-    assert_true(held_fd("statm") >= 0); /* opened afresh, elsewhere */
-    assert_int_not_equal(held_fd("statm"), fd);
-    close(fd);
-}
-
 int main(int argc, char **argv)
 {
     const char *what = child_what(argc, argv);
@@ -341,9 +235,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_utc_dates),
         cmocka_unit_test(test_largest_gap),
         cmocka_unit_test(test_signal_names),
-        cmocka_unit_test(test_proc_reads_open_nothing),
-        cmocka_unit_test(test_proc_files_follow_a_fork),
-        cmocka_unit_test(test_proc_reused_number_left_alone),
     };
     return cmocka_run_group_tests_name("os", tests, NULL, NULL);
 }
