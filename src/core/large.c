@@ -386,6 +386,16 @@ int ebb__large_free(void *p, uint32_t *tag)
 
 /* p, not a live block, was one: it is among the last blocks freed, or
  * inside a freed mapping the cache keeps. */
+/* a lies inside a live large block (large.lock held): a walk of the
+ * table, on the error path only. */
+static int inside_live(uintptr_t a)
+{
+    for (size_t i = 0; large.table && i < large.cap; i++)
+        if (large.table[i].addr != 0 && a - large.table[i].addr < large.table[i].size)
+            return 1;
+    return 0;
+}
+
 int ebb__large_was_freed(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
@@ -396,6 +406,11 @@ int ebb__large_was_freed(const void *p)
             freed = a != 0 && large.freed[i] == a;
         for (unsigned i = 0; i < large.ncache && !freed; i++)
             freed = a - large.cache[i].addr < large.cache[i].size;
+        /* A block freed here once, whose pages a later block now covers:
+         * p is inside that one, not a block freed again (seen when a new
+         * mapping took the old one's place a page lower). */
+        if (freed && inside_live(a))
+            freed = 0;
     }
     ebb__unlock(&large.lock);
     return freed;
