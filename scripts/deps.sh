@@ -16,11 +16,11 @@ case "$what" in
   build) ;;
   m32)   pkgs+=("${m32[@]}") ;;
   demo)  pkgs+=(python3) ;;
-  python) pkgs+=(python3 python3-dev python3-setuptools python3-pytest python3-venv python3-jsonschema) ;;
+  python) pkgs+=(python3 python3-dev python3-setuptools python3-pytest python3-venv python3-jsonschema strace) ;;
   bench) pkgs+=(python3 libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 valgrind) ;;
   test)  pkgs+=(clang libclang-rt-14-dev libcmocka-dev python3 python3.11 libpython3.11-testsuite
                python3-dev python3-setuptools python3-pytest python3-venv python3-jsonschema
-               sqlite3 git g++ valgrind chromium "${m32[@]}") ;;
+               sqlite3 git g++ valgrind strace chromium "${m32[@]}") ;;
   *) echo "usage: $0 [build|m32|test|demo|bench|python]" >&2; exit 2 ;;
 esac
 

@@ -420,6 +420,18 @@ unsigned ebb__thread_poke_all(void) EBB_HIDDEN;
 /* The calling thread is one of ebb's own (purger, watcher, reporter). */
 void ebb__thread_mark_internal(void) EBB_HIDDEN;
 int ebb__thread_is_internal(void) EBB_HIDDEN;
+/* ebb's own threads may be the last ones only once the main thread has
+ * left through pthread_exit; they check by reading /proc
+ * (ebb__os_thread_count), a file they must not open while the program may
+ * be counting its descriptors (timeline.c says why).  So they look only
+ * once the main thread is known gone, or when that cannot be known (ebb
+ * started on another thread): front/init.c watches for it. */
+extern EBB_HIDDEN _Atomic int ebb__main_thread_watch; /* 0 unknown, 1 watched, 2 gone */
+static inline int ebb__maybe_last_thread(void)
+{
+    return atomic_load_explicit(&ebb__main_thread_watch, memory_order_relaxed) != 1 &&
+           ebb__os_thread_count() == 1;
+}
 /* Bytes cached in every thread's cache (the calling thread's exactly, the
  * others' as their owners last published them), the thread count and what
  * the caches map, into s.  Takes the registry lock. */
@@ -681,6 +693,8 @@ void ebb__status_start(void) EBB_HIDDEN;
 /* From the constructor: this copy of ebb is the process's, so it may
  * publish the page if EBB_TOP asked for one. */
 void ebb__status_enable(void) EBB_HIDDEN;
+/* The page is published (or about to be). */
+int ebb__status_wanted(void) EBB_HIDDEN;
 /* From the purger after each pass (and the constructor once), holding no
  * lock: refresh the page if its interval passed, or at once if now_wanted
  * (committed moved: a timeline point was just taken for it); made first

@@ -38,7 +38,11 @@
  *   - never keeps a process alive: a program whose last thread calls
  *     pthread_exit ends when its threads are gone.  The purger ends when
  *     idle, and when it finds itself the only thread left (checked before
- *     every sleep, and it sleeps at most EBB_PURGE_MAX_SLEEP_MS);
+ *     every sleep once the main thread has left through pthread_exit, the
+ *     only way it can be; it sleeps at most EBB_PURGE_MAX_SLEEP_MS).  The
+ *     check reads /proc, so it is not made otherwise: a descriptor opened
+ *     here shows in the program's table (insight/timeline.c says why that
+ *     matters);
  *   - has every signal blocked, and is not inherited by a fork child (the
  *     child starts its own when it first needs one).  Fork waits for a pass
  *     to give back the arena slots it has lent (arena.c's lend lock).
@@ -93,7 +97,7 @@ static void purger_main(void *arg)
             /* The program's threads are all gone (the last one called
              * pthread_exit): the process ends as soon as this thread does,
              * as it would have without ebb; pending purges do not matter. */
-            if (ebb__os_thread_count() == 1)
+            if (ebb__maybe_last_thread())
                 return;
             /* Nobody wakes a running purger: this is a plain timed sleep,
              * short enough to notice the above soon. */

@@ -86,6 +86,23 @@ static ebb__timeline_point_t merge(const ebb__timeline_point_t *a, const ebb__ti
     return m;
 }
 
+/* RSS is read from /proc/self/statm: a file opened for a moment.  On one
+ * of ebb's own threads that descriptor appears, for those microseconds, in
+ * the program's table while its threads may be listing their descriptors
+ * or dup2ing onto the numbers they found free (CPython's fd_status.py child
+ * in test_subprocess, multiprocessing's test_large_fd_transfer: both failed
+ * in CI under ebb.install(), seen here too).  So the purger reads it only
+ * for a consumer that follows the run as it goes, the status page (`ebb
+ * top`), report files written at exit or on failure, the black box; a
+ * point taken on a program's thread (an inline pass) always reads it, and a
+ * report made on demand adds its own "now" with RSS.  Otherwise the point
+ * says 0: not recorded. */
+static int rss_wanted(void)
+{
+    return !ebb__thread_is_internal() || ebb__status_wanted() || ebb__report_files_wanted() ||
+           atomic_load_explicit(&ebb__blackbox_active, memory_order_relaxed);
+}
+
 void ebb__timeline_now(ebb__timeline_point_t *p)
 {
     ebb_stats_t s;
@@ -95,7 +112,7 @@ void ebb__timeline_now(ebb__timeline_point_t *p)
     p->ms = started ? (ebb__os_now_ns() - tl.t0_ns) / 1000000u : 0;
     p->live = (uint64_t)(s.small_used - s.small_cached) + s.large_used;
     p->committed = s.committed;
-    p->rss = ebb__os_usage("", &use) ? use.resident : 0;
+    p->rss = rss_wanted() && ebb__os_usage("", &use) ? use.resident : 0;
     p->limit = atomic_load_explicit(&ebb__budget.limit, memory_order_relaxed);
     p->purged = s.purged;
 }

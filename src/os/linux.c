@@ -496,6 +496,33 @@ int ebb__os_on_thread_exit(void (*fn)(void *), void *arg)
     return rc;
 }
 
+/* The main thread's pthread_exit: glibc runs no C++ thread_local
+ * destructors for it (the hook above), but it does run pthread keys'. */
+static void (*main_exit_fn)(void);
+static pthread_key_t main_exit_key;
+static int main_exit_armed;
+
+static void main_exit_destructor(void *value)
+{
+    (void)value;
+    if (main_exit_fn)
+        main_exit_fn();
+}
+
+int ebb__os_watch_main_exit(void (*fn)(void))
+{
+    int saved = errno;
+    int ok = 0;
+    if (syscall(SYS_gettid) == getpid()) {
+        if (!main_exit_armed && pthread_key_create(&main_exit_key, main_exit_destructor) == 0)
+            main_exit_armed = 1;
+        main_exit_fn = fn;
+        ok = main_exit_armed && pthread_setspecific(main_exit_key, (void *)1) == 0;
+    }
+    errno = saved;
+    return ok ? 0 : -1;
+}
+
 void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
     pthread_atfork(prepare, parent, child);

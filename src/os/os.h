@@ -159,6 +159,11 @@ static inline void ebb__lock_reset(ebb__lock_t *l)
  * destructors may still allocate.  May allocate itself (through ebb, which
  * must be ready to be re-entered).  0 on success. */
 int ebb__os_on_thread_exit(void (*fn)(void *), void *arg);
+/* Call fn when the main thread leaves through pthread_exit (the process
+ * then lives on as long as its other threads do).  Only from the main
+ * thread; 0 if armed, -1 if not (another thread, or no key to be had):
+ * then the caller cannot know. */
+int ebb__os_watch_main_exit(void (*fn)(void));
 /* Register the fork handlers once. */
 void ebb__os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 

@@ -47,7 +47,7 @@
  * leaves with pthread_exit, the process lasts as long as any thread does:
  * so the watcher wakes every EBB_PRESSURE_ALIVE_MS (its poll's timeout),
  * and ends once it finds itself the only thread left (as purge.c's purger
- * does).  A fork child has no watcher: its files are the parent's (the
+ * does, and, as there, looking only once the main thread has left).  A fork child has no watcher: its files are the parent's (the
  * kernel keeps one trigger per open file, so a child must not share it),
  * and the child closes them and opens its own on its first slow path.
  */
@@ -131,7 +131,7 @@ static void watcher_main(void *arg)
         /* The program's threads are all gone (main called pthread_exit):
          * end, so the process does.  The state stays WATCHING: nothing will
          * start another. */
-        if (ebb__os_thread_count() == 1) {
+        if (ebb__maybe_last_thread()) {
             ebb__os_pressure_close(&watcher.h);
             return;
         }

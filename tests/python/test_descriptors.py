@@ -1,0 +1,84 @@
+"""ebb's own threads open no file while the program runs.
+
+A descriptor that one of ebb's threads opens, even for microseconds, shows
+in the program's table while the program's own threads may be listing it
+(CPython's fd_status.py child in test_subprocess asserts that only the
+descriptors it passed are open) or dup2ing onto every number they found
+free (multiprocessing's test_large_fd_transfer: ebb then read the test's
+socket and closed it).  Both failed in CI under ebb.install(), when the
+purger read /proc/self/stat before every sleep and /proc/self/statm for
+each timeline point.  Now those reads happen on ebb's threads only when the
+program's main thread has left (pthread_exit) or a consumer follows the run
+(`ebb top`, report files, the black box): none of which a plain run has.
+
+strace -f records every open of a busy run with the thread that made it:
+none may come from a thread other than the main one (the purger runs all
+along: the run frees tens of MiB, over and over, for a second)."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from helpers import LIB, child_env
+
+BUSY = """
+import time
+end = time.monotonic() + 1.2
+while time.monotonic() < end:
+    blocks = [bytearray(256 << 10) for _ in range(120)]  # 30 MiB, freed at once
+    del blocks
+    time.sleep(0.02)  # the purger gives it back meanwhile
+"""
+
+OPEN = re.compile(r'^(\d+)\s+(?:openat|open)\((?:AT_FDCWD, )?"([^"]*)"')
+
+
+class OwnThreadsOpenNothingTest(unittest.TestCase):
+    def setUp(self):
+        if shutil.which("strace") is None:
+            self.skipTest("strace is not installed (scripts/deps.sh test installs it)")
+
+    def opens_by_other_threads(self, cmd, env):
+        with tempfile.TemporaryDirectory() as d:
+            log = os.path.join(d, "strace.log")
+            p = subprocess.run(["strace", "-f", "-qq", "-e", "trace=open,openat", "-o", log] + cmd,
+                               env=env, capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+            with open(log) as f:
+                lines = f.read().splitlines()
+        self.assertTrue(lines, "strace recorded nothing")
+        main = lines[0].split()[0]
+        seen_proc = any(m and m.group(2).startswith("/proc/") for m in map(OPEN.match, lines))
+        others = [line for line in lines
+                  if (m := OPEN.match(line)) and m.group(1) != main]
+        return others, seen_proc
+
+    def test_install(self):
+        code = "import ebb\nassert ebb.install() is True\n" + BUSY
+        others, _ = self.opens_by_other_threads([sys.executable, "-c", code], child_env())
+        self.assertEqual(others, [], "ebb's threads opened files")
+
+    def test_preload(self):
+        env = child_env({"LD_PRELOAD": LIB, "PYTHONMALLOC": "malloc"})
+        others, _ = self.opens_by_other_threads([sys.executable, "-c", BUSY], env)
+        self.assertEqual(others, [], "ebb's threads opened files")
+
+    def test_the_check_sees_a_thread_that_opens(self):
+        """The check itself: a thread of the program's that opens a file is
+        seen."""
+        code = BUSY + """
+import threading
+t = threading.Thread(target=lambda: open("/proc/self/statm").read())
+t.start(); t.join()
+"""
+        env = child_env({"LD_PRELOAD": LIB, "PYTHONMALLOC": "malloc"})
+        others, seen_proc = self.opens_by_other_threads([sys.executable, "-c", code], env)
+        self.assertTrue(seen_proc)
+        self.assertTrue(any("/proc/self/statm" in line for line in others), others)
+
+
+if __name__ == "__main__":
+    unittest.main()
