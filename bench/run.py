@@ -171,7 +171,8 @@ def callgrind_mode(args, allocs, workloads, tmpdir):
         what = "%s under %s (callgrind%s)" % (w, name, ", rep %d" % rep if args.reps > 1 else "")
         t0 = time.time()
         ir, out = benchlib.callgrind(what, [str(BUILD / w), scale], path, env,
-                                     args.timeout * 20, tmpdir)
+                                     args.timeout * 20, tmpdir,
+                                     program_threads=args.cg_program_threads)
         if not args.quiet:
             log("callgrind %-10s %-10s Ir %15d  (%.0f s)%s" % (
                 w, name, ir, time.time() - t0, "  rep %d" % rep if args.reps > 1 else ""))
@@ -357,6 +358,10 @@ def main():
                     "--reps runs each)")
     ap.add_argument("--cg-scale", type=float, default=0.02,
                     help="scale for --callgrind (default 0.02)")
+    ap.add_argument("--cg-program-threads", action="store_true",
+                    help="with --callgrind, count only the threads the workload "
+                    "started, not ebb's own (the purger, which wakes by the clock: "
+                    "for comparing ebb with itself, e.g. sampling on and off)")
     ap.add_argument("--timeout", type=float, default=300,
                     help="seconds before a run is killed (x20 under callgrind)")
     ap.add_argument("--no-build", action="store_true",

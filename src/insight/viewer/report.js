@@ -276,7 +276,9 @@
     for (const s of series) {
       let dpath = "", n = 0;
       for (const p of pts) {
-        if (!isNum(p[s.key]) || (s.key === "limit" && p[s.key] <= 0)) continue;
+        /* a limit of 0 is none; an RSS of 0 was not recorded (the purger reads
+         * it only for a consumer that follows the run: timeline.c) */
+        if (!isNum(p[s.key]) || ((s.key === "limit" || s.key === "rss") && p[s.key] <= 0)) continue;
         dpath += (n ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p[s.key]).toFixed(1);
         n++;
       }
@@ -296,7 +298,8 @@
       cursor.setAttribute("x2", x(best.t));
       cursor.setAttribute("visibility", "visible");
       showTip(ev, best.t.toFixed(3) + " s\n" +
-        series.map((s) => s.name + ": " + bytes(best[s.key])).join("\n"));
+        series.map((s) => s.name + ": " + (s.key === "rss" && !(best.rss > 0) ? "not recorded"
+          : bytes(best[s.key]))).join("\n"));
     });
     hit.addEventListener("mouseleave", () => { cursor.setAttribute("visibility", "hidden"); hideTip(); });
     const legend = el("div", { class: "legend" });
