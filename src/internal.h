@@ -425,8 +425,11 @@ int ebb__thread_is_internal(void) EBB_HIDDEN;
  * (ebb__os_thread_count), a file they must not open while the program may
  * be counting its descriptors (timeline.c says why).  So they look only
  * once the main thread is known gone, or when that cannot be known (ebb
- * started on another thread): front/init.c watches for it. */
+ * started on another thread): base/process.c watches for it. */
 extern EBB_HIDDEN _Atomic int ebb__main_thread_watch; /* 0 unknown, 1 watched, 2 gone */
+/* On the main thread (ebb's constructor; a fork child's handler): watch
+ * for its pthread_exit (base/process.c). */
+void ebb__watch_main_thread(void) EBB_HIDDEN;
 static inline int ebb__maybe_last_thread(void)
 {
     return atomic_load_explicit(&ebb__main_thread_watch, memory_order_relaxed) != 1 &&
@@ -693,8 +696,6 @@ void ebb__status_start(void) EBB_HIDDEN;
 /* From the constructor: this copy of ebb is the process's, so it may
  * publish the page if EBB_TOP asked for one. */
 void ebb__status_enable(void) EBB_HIDDEN;
-/* The page is published (or about to be). */
-int ebb__status_wanted(void) EBB_HIDDEN;
 /* From the purger after each pass (and the constructor once), holding no
  * lock: refresh the page if its interval passed, or at once if now_wanted
  * (committed moved: a timeline point was just taken for it); made first

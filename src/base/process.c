@@ -2,7 +2,8 @@
  * process.c -- the process around ebb: whether ebb may start threads yet,
  * and every lock ebb has, in one list.
  *
- * Owns: ebb__threads_allowed and the list of lock sets.
+ * Owns: ebb__threads_allowed, whether the main thread has left, and the
+ * list of lock sets.
  *
  * Threads.  ebb's own threads (the purger, the pressure watcher, the
  * reporter) start on slow paths, never before ebb's constructor ran: the
@@ -31,6 +32,22 @@
 
 EBB_HIDDEN _Atomic int ebb__threads_allowed;
 EBB_HIDDEN __thread int ebb__quiet __attribute__((tls_model("initial-exec")));
+
+/* The main thread and its pthread_exit (internal.h says why ebb's own
+ * threads care): 0 not known, 1 watched, 2 gone. */
+EBB_HIDDEN _Atomic int ebb__main_thread_watch;
+
+static void main_thread_gone(void)
+{
+    atomic_store_explicit(&ebb__main_thread_watch, 2, memory_order_relaxed);
+}
+
+void ebb__watch_main_thread(void)
+{
+    atomic_store_explicit(&ebb__main_thread_watch,
+                          ebb__os_watch_main_exit(main_thread_gone) == 0 ? 1 : 0,
+                          memory_order_relaxed);
+}
 
 int ebb__start_thread(void (*fn)(void *), void *arg, const char *name)
 {

@@ -96,26 +96,10 @@ static void fork_parent(void)
     ebb__unlock_everything(1);
 }
 
-EBB_HIDDEN _Atomic int ebb__main_thread_watch;
-
-static void main_thread_gone(void)
-{
-    atomic_store_explicit(&ebb__main_thread_watch, 2, memory_order_relaxed);
-}
-
-/* On the main thread (the constructor's, usually; a fork child's only
- * thread): its pthread_exit will be seen. */
-static void watch_main_thread(void)
-{
-    atomic_store_explicit(&ebb__main_thread_watch,
-                          ebb__os_watch_main_exit(main_thread_gone) == 0 ? 1 : 0,
-                          memory_order_relaxed);
-}
-
 static void fork_child(void)
 {
     ebb__locksets_fork_child();
-    watch_main_thread(); /* the forking thread is the child's main thread */
+    ebb__watch_main_thread(); /* the forking thread is the child's main thread */
 }
 
 /* ---------------------------------------------------------------- check */
@@ -175,7 +159,7 @@ static void at_exit_report(void)
 __attribute__((constructor)) static void ebb__constructor(void)
 {
     ebb__start();
-    watch_main_thread();
+    ebb__watch_main_thread();
     ebb__os_atfork(fork_prepare, fork_parent, fork_child);
     ebb__sample_prime();
     /* Whatever the sampling rate: the purger's starter unwinds (purger.c),

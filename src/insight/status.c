@@ -76,12 +76,6 @@ static ebb_status_data_t scratch;
 static ebb__site_t top_sites[EBB_STATUS_SITES];
 static ebb__timeline_point_t points[EBB_STATUS_POINTS];
 
-int ebb__status_wanted(void)
-{
-    int state = atomic_load_explicit(&Page.state, memory_order_relaxed);
-    return state == PAGE_WANTED || state == PAGE_OPEN;
-}
-
 void ebb__status_start(void)
 {
     if (ebb__opt.top && !ebb__opt.secure)

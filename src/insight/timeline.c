@@ -99,8 +99,9 @@ static ebb__timeline_point_t merge(const ebb__timeline_point_t *a, const ebb__ti
  * says 0: not recorded. */
 static int rss_wanted(void)
 {
-    return !ebb__thread_is_internal() || ebb__status_wanted() || ebb__report_files_wanted() ||
-           atomic_load_explicit(&ebb__blackbox_active, memory_order_relaxed);
+    /* From the options: those modules read the timeline, not the reverse. */
+    return !ebb__thread_is_internal() || ebb__opt.top || ebb__opt.report_files[0] ||
+           ebb__opt.report_folded[0] || ebb__opt.blackbox_path[0];
 }
 
 void ebb__timeline_now(ebb__timeline_point_t *p)

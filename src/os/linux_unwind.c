@@ -722,10 +722,12 @@ void ebb__os_unwind_prime(void)
     if (find_object == NULL)
         return;
     /* The program (its entry point), the loader, the C library (one of its
-     * functions) and the object this file is in. */
+     * functions: one no sanitizer intercepts, for an interceptor is the
+     * program's, and TSan's dl_iterate_phdr left the C library out: no
+     * rule of it cached, no memo kept) and the object this file is in. */
     const void *anchors[PERMANENT] = {
         (const void *)getauxval(AT_ENTRY), (const void *)getauxval(AT_BASE),
-        ebb__os_symbol("dl_iterate_phdr"), (const void *)(uintptr_t)&ebb__os_unwind_prime,
+        ebb__os_symbol("gnu_get_libc_version"), (const void *)(uintptr_t)&ebb__os_unwind_prime,
     };
     unsigned n = 0;
     for (unsigned i = 0; i < PERMANENT; i++) {

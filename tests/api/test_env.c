@@ -61,7 +61,15 @@ static void test_report_signal_only_usr_and_realtime(void **state)
     for (size_t i = 0; i < ARRAY_LEN(refused); i++) {
         char what[32];
         snprintf(what, sizeof what, "raise_%d", refused[i].sig);
+        /* The child must start with the default action: a shell's
+         * background job ignores SIGQUIT, nohup SIGHUP, and an ignored
+         * disposition survives exec. */
+        struct sigaction dfl, was;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigaction(refused[i].sig, &dfl, &was);
         int st = run(what, refused[i].env, NULL, NULL);
+        sigaction(refused[i].sig, &was, NULL);
         SOFT(child_killed(st, refused[i].sig), "%s: status %#x, not killed by its signal:\n%s",
              refused[i].env, st, out);
         SOFT(has("ebb: ignoring EBB_REPORT_SIGNAL=") &&
