@@ -38,7 +38,8 @@
                "per-thread caches (0: every call goes to a locked heap; for debugging)", USER)      \
     EBB_OPTION(LARGE_CACHE, large_cache, SIZE, EBB_LARGE_CACHE_BYTES, 0, 0, "SIZE",                 \
                "64M (0 on 32-bit)",                                                                 \
-               "bytes of freed large blocks (> 128 KiB) kept for reuse; `K`, `M`, `G` suffixes",    \
+               "bytes of freed large blocks (> 128 KiB) kept for reuse, or half the live large "     \
+               "bytes if more (up to 512M); `0` keeps none; `K`, `M`, `G` suffixes",                \
                USER)                                                                                \
     EBB_OPTION(ON_ERROR, on_error, CHOICE, EBB_ON_ERROR_DEFAULT, 0, 0, "warn|abort|ignore",         \
                "see right",                                                                         \

@@ -12,7 +12,8 @@
  * a foreign pointer is recognised by not being in the table.
  *
  * The cache keeps up to EBB_LARGE_CACHE_SLOTS freed mappings, at most
- * EBB_LARGE_CACHE bytes (64 MiB by default): a program that frees and
+ * EBB_LARGE_CACHE bytes (64 MiB by default) or half the live large bytes
+ * if that is more (up to 512 MiB: config.h has the numbers): a program that frees and
  * allocates a same-sized buffer in a loop (the malloc-large pattern, where
  * mimalloc and jemalloc pay 6 to 7 times glibc's time refaulting pages)
  * reuses the mapping with no system call and no page fault; a bigger cached
@@ -315,14 +316,27 @@ void *ebb__large_alloc(size_t size, size_t align, int zero, uint32_t tag, uint32
     return p; /* fresh mappings are zero */
 }
 
+/* What the cache may hold: EBB_LARGE_CACHE, or half the live large bytes
+ * if more (up to EBB_LARGE_CACHE_GROWN_MAX); nothing when the option is 0
+ * (32-bit's default) or freed memory goes back at once. */
+static size_t cache_limit(void)
+{
+    size_t floor = ebb__opt.large_cache;
+    if (ebb__purge_when() == EBB_PURGE_NOW || floor == 0)
+        return 0;
+    size_t grown = large.live_bytes / 2;
+    if (grown > EBB_LARGE_CACHE_GROWN_MAX)
+        grown = EBB_LARGE_CACHE_GROWN_MAX;
+    return grown > floor ? grown : floor;
+}
+
 /* Keep a freed mapping if the cache allows, merged with cached neighbours
  * (a split tail meets its head again); returns what to unmap. */
 static ebb__large_entry_t cache_put(uintptr_t a, size_t size, ebb__large_entry_t *evicted,
                                     unsigned *nevicted)
 {
     ebb__large_entry_t rest = { 0, 0, { 0 }, 0 };
-    /* Purged at once: nothing is kept, freed means given back. */
-    size_t limit = ebb__purge_when() == EBB_PURGE_NOW ? 0 : ebb__opt.large_cache;
+    size_t limit = cache_limit();
     for (unsigned i = 0; i < large.ncache;) {
         ebb__large_entry_t c = large.cache[i];
         /* Merged entries stay within the limit, or the next eviction would

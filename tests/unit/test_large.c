@@ -59,6 +59,37 @@ static void test_cache_is_bounded(void **state)
     assert_int_equal(s.mapped_large_cached, 0);
 }
 
+/* With many big blocks live, the cache's budget grows past the option to
+ * half the live large bytes: blocks freed one by one while 40 MiB or more
+ * stay live are kept beyond the 4 MiB floor, which alone would keep one. */
+static void test_cache_grows_with_live_blocks(void **state)
+{
+    (void)state;
+    ebb_collect(0);
+    size_t saved = ebb__opt.large_cache;
+    ebb__opt.large_cache = 4 * MiB;
+    enum { N = 16 };
+    void *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = ebb_malloc(4 * MiB);
+        assert_non_null(p[i]);
+    }
+    for (int i = 0; i < 6; i++) /* 40 MiB stay live: a budget of 20 MiB */
+        ebb_free(p[i]);
+    ebb_stats_t s;
+    ebb_stats(&s);
+    size_t kept = s.mapped_large_cached;
+    for (int i = 6; i < N; i++)
+        ebb_free(p[i]);
+    ebb__opt.large_cache = saved;
+    ebb_collect(0);
+    /* the floor alone keeps at most 4 MiB (one block); neighbours merge
+     * only up to half the budget, so not all six stay */
+    assert_true(kept > 8 * MiB && kept <= 24 * MiB + 64 * 1024);
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 0);
+}
+
 static void test_table_grows(void **state)
 {
     (void)state;
@@ -114,6 +145,7 @@ int main(void)
         cmocka_unit_test_teardown(test_large_block_lives_outside_arenas, unit_teardown_check),
         cmocka_unit_test_teardown(test_freed_mapping_is_reused, unit_teardown_check),
         cmocka_unit_test_teardown(test_cache_is_bounded, unit_teardown_check),
+        cmocka_unit_test_teardown(test_cache_grows_with_live_blocks, unit_teardown_check),
         cmocka_unit_test_teardown(test_table_grows, unit_teardown_check),
         cmocka_unit_test_teardown(test_realloc_grows_by_remap, unit_teardown_check),
         cmocka_unit_test_teardown(test_foreign_pointer_not_in_table, unit_teardown_check),
