@@ -94,6 +94,23 @@ static inline size_t py_size(rng_t *r)
     return (size_t)rng_range(r, 1024, 8192);
 }
 
+/*
+ * Three bands of sizes from 16 bytes: [16, small] with probability
+ * small_pct %, (small, medium] up to medium_pct %, (medium, large] for the
+ * rest.  The mixes of the threaded workloads, which differ in their bands
+ * only.
+ */
+static inline size_t banded_size(rng_t *r, uint64_t small_pct, uint64_t small,
+                                 uint64_t medium_pct, uint64_t medium, uint64_t large)
+{
+    uint64_t p = rng_below(r, 100);
+    if (p < small_pct)
+        return (size_t)rng_range(r, 16, small);
+    if (p < medium_pct)
+        return (size_t)rng_range(r, small + 1, medium);
+    return (size_t)rng_range(r, medium + 1, large);
+}
+
 /* ---- command line, metrics ------------------------------------------------ */
 
 /* argv[1] is a positive scale factor (default 1.0) multiplying the amount of

@@ -88,12 +88,7 @@ static bool consumer_may_go(void)
 
 static size_t item_size(rng_t *r)
 {
-    uint64_t p = rng_below(r, 100);
-    if (p < 60)
-        return (size_t)rng_range(r, 16, 64);
-    if (p < 95)
-        return (size_t)rng_range(r, 65, 512);
-    return (size_t)rng_range(r, 513, 4096);
+    return banded_size(r, 60, 64, 95, 512, 4096);
 }
 
 static void *producer(void *arg)

@@ -132,12 +132,7 @@ static void stop_sending(struct queue *q)
 /* Mostly small objects, a tail of medium ones, a few up to 1 KiB. */
 static size_t block_size(rng_t *r)
 {
-    uint64_t p = rng_below(r, 100);
-    if (p < 70)
-        return (size_t)rng_range(r, 16, 64);
-    if (p < 92)
-        return (size_t)rng_range(r, 65, 256);
-    return (size_t)rng_range(r, 257, MAX_BLOCK);
+    return banded_size(r, 70, 64, 92, 256, MAX_BLOCK);
 }
 
 static void *allocate_only(void *arg)

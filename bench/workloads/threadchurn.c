@@ -62,12 +62,7 @@ static size_t surv_head, surv_tail;
  * rare buffers of several KiB. */
 static size_t small_size(rng_t *r)
 {
-    uint64_t p = rng_below(r, 100);
-    if (p < 70)
-        return (size_t)rng_range(r, 16, 64);
-    if (p < 93)
-        return (size_t)rng_range(r, 65, 160);
-    return (size_t)rng_range(r, 161, MAXBLK);
+    return banded_size(r, 70, 64, 93, 160, MAXBLK);
 }
 
 static unsigned char *make(rng_t *r)
