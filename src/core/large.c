@@ -398,8 +398,6 @@ int ebb__large_free(void *p, uint32_t *tag)
     return 1;
 }
 
-/* p, not a live block, was one: it is among the last blocks freed, or
- * inside a freed mapping the cache keeps. */
 /* a lies inside a live large block (large.lock held): a walk of the
  * table, on the error path only. */
 static int inside_live(uintptr_t a)
@@ -409,6 +407,9 @@ static int inside_live(uintptr_t a)
             return 1;
     return 0;
 }
+
+/* p, not a live block, was one: it is among the last blocks freed, or
+ * inside a freed mapping the cache keeps. */
 
 int ebb__large_was_freed(const void *p)
 {

@@ -89,9 +89,9 @@ static ebb__timeline_point_t merge(const ebb__timeline_point_t *a, const ebb__ti
 /* RSS is read from /proc/self/statm: a file opened for a moment.  On one
  * of ebb's own threads that descriptor appears, for those microseconds, in
  * the program's table while its threads may be listing their descriptors
- * or dup2ing onto the numbers they found free (CPython's fd_status.py child
- * in test_subprocess, multiprocessing's test_large_fd_transfer: both failed
- * in CI under ebb.install(), seen here too).  So the purger reads it only
+ * or dup2ing onto the numbers they found free (under ebb.install(),
+ * CPython's test_subprocess failed in CI, whose fd_status.py child lists
+ * them, and multiprocessing's test_large_fd_transfer here).  So the purger reads it only
  * for a consumer that follows the run as it goes, the status page (`ebb
  * top`), report files written at exit or on failure, the black box; a
  * point taken on a program's thread (an inline pass) always reads it, and a

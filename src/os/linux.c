@@ -513,7 +513,7 @@ int ebb__os_watch_main_exit(void (*fn)(void))
 {
     int saved = errno;
     int ok = 0;
-    if (syscall(SYS_gettid) == getpid()) {
+    if (ebb__os_thread_id() == ebb__os_pid()) {
         if (!main_exit_armed && pthread_key_create(&main_exit_key, main_exit_destructor) == 0)
             main_exit_armed = 1;
         main_exit_fn = fn;

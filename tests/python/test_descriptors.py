@@ -5,8 +5,8 @@ in the program's table while the program's own threads may be listing it
 (CPython's fd_status.py child in test_subprocess asserts that only the
 descriptors it passed are open) or dup2ing onto every number they found
 free (multiprocessing's test_large_fd_transfer: ebb then read the test's
-socket and closed it).  Both failed in CI under ebb.install(), when the
-purger read /proc/self/stat before every sleep and /proc/self/statm for
+socket and closed it).  Under ebb.install() the first failed in CI and
+the second here, when the purger read /proc/self/stat before every sleep and /proc/self/statm for
 each timeline point.  Now those reads happen on ebb's threads only when the
 program's main thread has left (pthread_exit) or a consumer follows the run
 (`ebb top`, report files, the black box): none of which a plain run has.
