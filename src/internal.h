@@ -347,7 +347,9 @@ void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls) EBB_HIDDEN;
 void ebb__pool_bits_release(ebb__pool_t *p) EBB_HIDDEN;
 /* A new arena's header fields (all but the bitmaps) count as resident. */
 void ebb__pool_header_init(ebb__arena_t *a) EBB_HIDDEN;
-unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want) EBB_HIDDEN;
+/* Bin lock held: up to `want` free blocks of p, lowest address first, stored
+ * downwards from `end` (end[-1] is the lowest); how many. */
+unsigned ebb__pool_take(ebb__pool_t *p, void **end, unsigned want) EBB_HIDDEN;
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx) EBB_HIDDEN;
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 /* Bin lock held: the blocks at the start of `blocks` that lie in p go
@@ -363,7 +365,10 @@ size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages) EBB_HIDDEN;
 extern EBB_HIDDEN ebb__heap_set_t ebb__heaps;
 extern EBB_HIDDEN const ebb__lockset_t ebb__heap_locks;
 void ebb__heaps_init(unsigned n) EBB_HIDDEN;
-unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want) EBB_HIDDEN;
+/* Up to `want` blocks of class cls from heap h, stored downwards from `end`,
+ * lowest address at end[-1]: a thread cache's stack pops from its top, so
+ * it hands them out lowest address first without reordering them. */
+unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want) EBB_HIDDEN;
 void ebb__heap_free(void *const *blocks, unsigned n) EBB_HIDDEN;
 /* 1 if p is a block its pool holds as free (takes the pool's bin lock). */
 int ebb__heap_block_is_free(const void *p) EBB_HIDDEN;

@@ -203,8 +203,12 @@ typedef struct {
 
 /* ------------------------------------------------------------------ heaps */
 
+/* A bin starts a cache line and its size is a power of two (128 bytes on
+ * 64-bit), so &heap->bin[cls] is a shift on the free and refill paths, not
+ * a multiply by 112, and two bins' locks never share a line between
+ * threads. */
 typedef struct {
-    ebb__lock_t lock;
+    _Alignas(64) ebb__lock_t lock;
     uint32_t nonempty;                          /* bit b: bucket b has pools */
     ebb__pool_t *bucket[EBB_POOL_BUCKETS + 1];  /* + the full list */
     size_t used;                                /* blocks out of pools */
@@ -213,6 +217,7 @@ typedef struct {
      * due time (heap.c says when they are purged). */
     ebb__pool_t *purge_head, *purge_tail;
 } ebb__bin_t;
+_Static_assert((sizeof(ebb__bin_t) & (sizeof(ebb__bin_t) - 1)) == 0, "a bin's size is a power of two");
 
 struct ebb__heap_s {
     ebb__bin_t bin[EBB_CLASSES];

@@ -73,13 +73,19 @@ static void bin_unlink(ebb__bin_t *b, ebb__pool_t *p)
     p->bucket = EBB_BUCKET_NONE;
 }
 
-static void bin_rebucket(ebb__bin_t *b, ebb__pool_t *p)
+static EBB_NOINLINE void bin_move(ebb__bin_t *b, ebb__pool_t *p, unsigned k)
+{
+    bin_unlink(b, p);
+    bin_link(b, p, k);
+}
+
+/* After every run of blocks taken or returned: most leave the pool in its
+ * bucket (eight buckets), so the move is out of line. */
+static inline void bin_rebucket(ebb__bin_t *b, ebb__pool_t *p)
 {
     unsigned k = bucket_for(p);
-    if (k != p->bucket) {
-        bin_unlink(b, p);
-        bin_link(b, p, k);
-    }
+    if (EBB_UNLIKELY(k != p->bucket))
+        bin_move(b, p, k);
 }
 
 /* ------------------------------------------------------------ purge list */
@@ -202,7 +208,7 @@ static ebb__pool_t *bin_pool_with_room(ebb__heap_t *h, ebb__bin_t *b, unsigned c
     return p;
 }
 
-unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want)
+unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want)
 {
     ebb__bin_t *b = &h->bin[cls];
     unsigned got = 0;
@@ -212,7 +218,7 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want
         ebb__pool_t *p = bin_pool_with_room(h, b, cls);
         if (p == NULL)
             break;
-        got += ebb__pool_take(p, out + got, want - got);
+        got += ebb__pool_take(p, end - got, want - got);
         bin_rebucket(b, p);
         if (p->listed)
             purge_list_touch(p, clock_read(&now));
@@ -287,30 +293,37 @@ static void after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
  * an index multiply and a bit test-and-set. */
 #define NO_POOL "double free (the block is in no pool: freed, and its pool given back)"
 
+/* The pool block a lies in and the heap that owns it, or NULL. */
+static ebb__pool_t *home_pool(uintptr_t a, ebb__heap_t **h)
+{
+    ebb__arena_t *ar = ebb__arena_of(a);
+    ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
+    *h = p ? __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE) : NULL;
+    return *h ? p : NULL;
+}
+
 static void heap_free(void *const *blocks, unsigned n, int idle)
 {
     ebb__bin_t *locked = NULL;
     uint32_t now = 0;
     for (unsigned i = 0; i < n;) {
-        uintptr_t a = (uintptr_t)blocks[i];
-        ebb__arena_t *ar = ebb__arena_of(a);
-        ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
-        ebb__heap_t *h = p ? __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE) : NULL;
-        if (h == NULL) {
-            ebb__report_corruption("free", (void *)a, NO_POOL);
-            i++;
-            continue;
-        }
-        ebb__bin_t *b = &h->bin[p->cls];
-        if (b != locked) {
+        ebb__heap_t *h;
+        ebb__pool_t *p = home_pool((uintptr_t)blocks[i], &h);
+        ebb__bin_t *b = p ? &h->bin[p->cls] : NULL;
+        if (b != locked && b != NULL) {
             if (locked)
                 ebb__unlock(&locked->lock);
             ebb__lock(&b->lock);
             locked = b;
+            /* Read before the lock: the pool may have changed hands since.
+             * Under the lock it cannot (a pool changes bins only under the
+             * lock of both), so a run in the bin already held needs no
+             * second look. */
+            if (p->heap != h || &h->bin[p->cls] != b)
+                b = NULL;
         }
-        /* A stale pointer may have seen the pool change hands meanwhile. */
-        if (p->heap != h || &h->bin[p->cls] != b) {
-            ebb__report_corruption("free", (void *)a, NO_POOL);
+        if (EBB_UNLIKELY(b == NULL)) {
+            ebb__report_corruption("free", blocks[i], NO_POOL);
             i++;
             continue;
         }

@@ -132,17 +132,20 @@ static void mark_dirty(ebb__pool_t *p, size_t first, size_t last)
         ebb__pages_dirtied(dirtied);
 }
 
-unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want)
+unsigned ebb__pool_take(ebb__pool_t *p, void **end, unsigned want)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
     uint64_t *bits = ebb__pool_bitmap(p);
+    void **out = end;
     unsigned words = (c->blocks + 63) / 64, got = 0, w = p->scan;
     for (; w < words && got < want; w++) {
         uint64_t m = bits[w];
+        uint8_t *base = p->start + (size_t)w * 64 * c->size;
         while (m && got < want) {
             unsigned b = (unsigned)__builtin_ctzll(m);
             m &= m - 1;
-            out[got++] = p->start + ((size_t)w * 64 + b) * c->size;
+            *--out = base + (size_t)b * c->size;
+            got++;
         }
         bits[w] = m;
         if (m)
@@ -155,8 +158,8 @@ unsigned ebb__pool_take(ebb__pool_t *p, void **out, unsigned want)
      * and the last taken was already out, so the pages from the first to the
      * end of the last are exactly the ones to mark. */
     if (got) {
-        size_t lo = (size_t)((uint8_t *)out[0] - p->start);
-        size_t hi = (size_t)((uint8_t *)out[got - 1] - p->start) + c->size - 1;
+        size_t lo = (size_t)((uint8_t *)end[-1] - p->start);
+        size_t hi = (size_t)((uint8_t *)end[-(ptrdiff_t)got] - p->start) + c->size - 1;
         mark_dirty(p, lo >> EBB_PAGE_SHIFT, hi >> EBB_PAGE_SHIFT);
     }
     return got;
@@ -269,8 +272,10 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)
  * the next. */
 EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks, unsigned n)
 {
-    const ebb__class_t *c = &ebb__classes[p->cls];
-    uintptr_t start = (uintptr_t)p->start, span = (uintptr_t)c->blocks * c->size;
+    const unsigned cls = p->cls;
+    const uintptr_t start = (uintptr_t)p->start;
+    const uintptr_t span = (uintptr_t)ebb__classes[cls].blocks * ebb__class_size[cls];
+    const uint64_t recip = ebb__class_recip[cls];
     uint64_t *bits = ebb__pool_bitmap(p);
     uint32_t returned = 0, scan = p->scan;
     unsigned i = 0;
@@ -278,20 +283,22 @@ EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks
         uintptr_t off = (uintptr_t)blocks[i] - start;
         if (off >= span)
             break; /* another pool's */
-        uint32_t idx;
-        if (!ebb__offset_to_index(off, p->cls, &idx)) {
+        /* The free paths checked this before the block entered a cache;
+         * checked again here, for a multiply, since a pointer that is not
+         * a block's start would set the bit of another block. */
+        uint32_t idx = (uint32_t)(((uint64_t)off * recip) >> 48);
+        if (EBB_UNLIKELY((uintptr_t)idx * ebb__class_size[cls] != off)) {
             ebb__report_misuse("free", blocks[i], "not the start of a block");
             continue;
         }
-        uint64_t bit = (uint64_t)1 << (idx % 64);
-        if (bits[idx / 64] & bit) {
+        uint64_t *word = &bits[idx / 64], bit = (uint64_t)1 << (idx % 64);
+        if (EBB_UNLIKELY(*word & bit)) {
             ebb__report_corruption("free", blocks[i],
                                    "double free (its pool holds the block as free)");
             continue;
         }
-        bits[idx / 64] |= bit;
-        if (idx / 64 < scan)
-            scan = idx / 64;
+        *word |= bit;
+        scan = idx / 64 < scan ? idx / 64 : scan;
         returned++;
     }
     ebb__assert(p->used >= returned);

@@ -297,17 +297,15 @@ void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
     unsigned cap = (unsigned)(b->high - b->low);
     unsigned want = cap / 2 ? cap / 2 : 1;
     b->busy = 1;
-    unsigned got = ebb__heap_alloc(tc->heap, cls, b->low, want);
+    unsigned got = ebb__heap_alloc(tc->heap, cls, b->low + want, want);
     if (got == 0) {
         publish(tc, cls);
         return NULL;
     }
-    /* Blocks come lowest address first; hand them out in that order. */
-    for (unsigned i = 0, j = got - 1; i < j; i++, j--) {
-        void *t = b->low[i];
-        b->low[i] = b->low[j];
-        b->low[j] = t;
-    }
+    /* Stored downwards from low + want, lowest address on top: handed out
+     * lowest first, so a pool fills from its bottom. */
+    if (got < want)
+        memmove(b->low, b->low + (want - got), got * sizeof(void *));
     b->top = b->low + got - 1;
     publish(tc, cls);
     return *b->top;

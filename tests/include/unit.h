@@ -20,6 +20,27 @@ static inline int unit_teardown_check(void **state)
     return 0;
 }
 
+/* The library stores taken blocks downwards, lowest address on top (what a
+ * thread cache pops first); the tests read them in address order: out[0]
+ * is the lowest. */
+static inline unsigned unit_pool_take(ebb__pool_t *p, void **out, unsigned want)
+{
+    void *tmp[want ? want : 1];
+    unsigned got = ebb__pool_take(p, tmp + want, want);
+    for (unsigned i = 0; i < got; i++)
+        out[i] = tmp[want - 1 - i];
+    return got;
+}
+
+static inline unsigned unit_heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want)
+{
+    void *tmp[want ? want : 1];
+    unsigned got = ebb__heap_alloc(h, cls, tmp + want, want);
+    for (unsigned i = 0; i < got; i++)
+        out[i] = tmp[want - 1 - i];
+    return got;
+}
+
 /* Give block idx of pool p back, as a thread cache's flush does (the pool's
  * bin lock held, or the pool private to the test). */
 static inline void unit_pool_put(ebb__pool_t *p, uint32_t idx)

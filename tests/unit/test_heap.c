@@ -22,16 +22,16 @@ static void test_fullest_pool_first(void **state)
     unsigned n = ebb__classes[CLS].blocks; /* 6 */
     void *a[6], *b[6];
     assert_int_equal(n, 6);
-    assert_int_equal(ebb__heap_alloc(h, CLS, a, n), n);
-    assert_int_equal(ebb__heap_alloc(h, CLS, b, n), n);
+    assert_int_equal(unit_heap_alloc(h, CLS, a, n), n);
+    assert_int_equal(unit_heap_alloc(h, CLS, b, n), n);
     ebb__pool_t *pa = pool_of(a[0]), *pb = pool_of(b[0]);
     assert_ptr_not_equal(pa, pb);
     ebb__heap_free(a, 5);     /* pool A: 1 of 6 used */
     ebb__heap_free(&b[0], 1); /* pool B: 5 of 6 used */
     void *x;
-    assert_int_equal(ebb__heap_alloc(h, CLS, &x, 1), 1);
+    assert_int_equal(unit_heap_alloc(h, CLS, &x, 1), 1);
     assert_ptr_equal(x, b[0]); /* taken from the fuller pool B */
-    assert_int_equal(ebb__heap_alloc(h, CLS, &x, 1), 1);
+    assert_int_equal(unit_heap_alloc(h, CLS, &x, 1), 1);
     assert_ptr_equal(pool_of(x), pa); /* B is full now */
     ebb__heap_free(&x, 1);
     ebb__heap_free(&a[5], 1);
@@ -45,7 +45,7 @@ static void test_empty_pool_released_unless_last(void **state)
     ebb__bin_t *bin = &h->bin[CLS];
     assert_true(bin->pools <= 1 && bin->used == 0); /* at most the kept pool */
     void *a[12];
-    assert_int_equal(ebb__heap_alloc(h, CLS, a, 12), 12);
+    assert_int_equal(unit_heap_alloc(h, CLS, a, 12), 12);
     assert_int_equal(bin->pools, 2);
     ebb__pool_t *first = pool_of(a[0]);
     void *mine[6], *other[6];
@@ -74,7 +74,7 @@ static void test_double_free_and_interior_pointer_caught(void **state)
     int saved = ebb__opt.on_error;
     ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
     void *a[2];
-    assert_int_equal(ebb__heap_alloc(h, CLS, a, 2), 2);
+    assert_int_equal(unit_heap_alloc(h, CLS, a, 2), 2);
     size_t errors = ebb__misuse.errors;
     void *inner = (char *)a[1] + 64;
     ebb__heap_free(&inner, 1);
@@ -93,7 +93,7 @@ static void test_used_counter_tracks_blocks(void **state)
     unsigned cls = 20;
     size_t used0 = h->bin[cls].used;
     static void *b[3000];
-    assert_int_equal(ebb__heap_alloc(h, cls, b, 3000), 3000);
+    assert_int_equal(unit_heap_alloc(h, cls, b, 3000), 3000);
     assert_int_equal(h->bin[cls].used, used0 + 3000);
     ebb__heap_free(b, 3000);
     assert_int_equal(h->bin[cls].used, used0);

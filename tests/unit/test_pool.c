@@ -19,7 +19,7 @@ static void test_takes_lowest_address_first(void **state)
     unsigned cls = 4; /* 80 bytes */
     ebb__pool_t *p = new_pool(cls);
     void *b[100];
-    assert_int_equal(ebb__pool_take(p, b, 100), 100);
+    assert_int_equal(unit_pool_take(p, b, 100), 100);
     for (int i = 0; i < 100; i++)
         assert_ptr_equal(b[i], p->start + (size_t)i * 80);
     assert_int_equal(p->used, 100);
@@ -31,7 +31,7 @@ static void test_takes_lowest_address_first(void **state)
     unit_pool_put(p, i2);
     assert_true(ebb__pool_is_free(p, i1));
     void *again[2];
-    assert_int_equal(ebb__pool_take(p, again, 2), 2);
+    assert_int_equal(unit_pool_take(p, again, 2), 2);
     assert_ptr_equal(again[0], b[30]);
     assert_ptr_equal(again[1], b[70]);
     ebb__arena_release_pool(p);
@@ -61,8 +61,8 @@ static void test_fills_to_capacity_exactly(void **state)
         ebb__pool_t *p = new_pool(cls);
         uint32_t n = ebb__classes[cls].blocks;
         void **b = ebb__os_map(n * sizeof(void *) + 4096);
-        assert_int_equal(ebb__pool_take(p, b, n + 10), n);
-        assert_int_equal(ebb__pool_take(p, b, 1), 0);
+        assert_int_equal(unit_pool_take(p, b, n + 10), n);
+        assert_int_equal(unit_pool_take(p, b, 1), 0);
         for (uint32_t i = 0; i < n; i++) {
             uint32_t idx;
             assert_true(ebb__pool_block_index(p, (uintptr_t)b[i], &idx));
@@ -80,7 +80,7 @@ static void test_bookkeeping_survives_purge(void **state)
     unsigned cls = 0; /* 16 bytes: 4096 blocks over 16 pages */
     ebb__pool_t *p = new_pool(cls);
     static void *b[4096];
-    assert_int_equal(ebb__pool_take(p, b, 4096), 4096);
+    assert_int_equal(unit_pool_take(p, b, 4096), 4096);
     memset(p->start, 0xee, EBB_SLOT_SIZE);
     /* free every block on pages 4..11 and let the OS drop those pages */
     for (int i = 4 * 256; i < 12 * 256; i++) {
@@ -90,7 +90,7 @@ static void test_bookkeeping_survives_purge(void **state)
     }
     ebb__os_purge(p->start + 4 * 4096, 8 * 4096);
     void *again[8 * 256];
-    assert_int_equal(ebb__pool_take(p, again, 8 * 256), 8 * 256);
+    assert_int_equal(unit_pool_take(p, again, 8 * 256), 8 * 256);
     for (int i = 0; i < 8 * 256; i++) {
         assert_ptr_equal(again[i], b[4 * 256 + i]);
         assert_int_equal(*(unsigned char *)again[i], 0); /* zero after purge */

@@ -63,10 +63,10 @@ static void test_take_marks_exactly_the_pages_touched(void **state)
     size_t clean = clean_now();
     void *b[1024];
     /* 64 blocks fill page 0; the 65th lies on page 1. */
-    assert_int_equal(ebb__pool_take(p, b, 65), 65);
+    assert_int_equal(unit_pool_take(p, b, 65), 65);
     assert_int_equal(dirty_of(p), 0x3);
     assert_int_equal(clean_now(), clean - 2);
-    assert_int_equal(ebb__pool_take(p, b + 65, 1024 - 65), 1024 - 65);
+    assert_int_equal(unit_pool_take(p, b + 65, 1024 - 65), 1024 - 65);
     assert_int_equal(dirty_of(p), 0xffff);
     assert_int_equal(clean_now(), clean - 16);
     put_range(p, 0, 1023);
@@ -79,7 +79,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
     (void)state;
     ebb__pool_t *p = clean_pool(CLS64);
     void *b[1024];
-    assert_int_equal(ebb__pool_take(p, b, 1024), 1024);
+    assert_int_equal(unit_pool_take(p, b, 1024), 1024);
     for (int i = 0; i < 1024; i++)
         memset(b[i], (i & 0x7f) + 1, 64);
     size_t clean = clean_now(), purged = atomic_load(&ebb__ledger.purged);
@@ -103,7 +103,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
     assert_int_equal(ebb__pool_purge(p, 1), 0);
     /* A purged page handed out again reads as zeros and is dirty again. */
     void *again[200];
-    assert_int_equal(ebb__pool_take(p, again, 128), 128);
+    assert_int_equal(unit_pool_take(p, again, 128), 128);
     assert_ptr_equal(again[0], b[128]);
     for (int k = 0; k < 64; k++)
         assert_int_equal(((unsigned char *)again[0])[k], 0);
@@ -123,7 +123,7 @@ static void test_blocks_larger_than_a_page(void **state)
     ebb__pool_t *p = clean_pool(cls);
     const ebb__class_t *c = &ebb__classes[cls];
     void *b[64];
-    unsigned n = ebb__pool_take(p, b, c->blocks);
+    unsigned n = unit_pool_take(p, b, c->blocks);
     assert_int_equal(n, c->blocks);
     for (unsigned i = 0; i < n; i++)
         memset(b[i], 0x5a, c->size);
@@ -172,7 +172,7 @@ static ebb__bin_t *bin_of(ebb__heap_t *h, unsigned cls)
 /* n 64-byte blocks from heap h, each filled with `byte`. */
 static void take_filled(ebb__heap_t *h, void **blk, unsigned n, int byte)
 {
-    assert_int_equal(ebb__heap_alloc(h, CLS64, blk, n), n);
+    assert_int_equal(unit_heap_alloc(h, CLS64, blk, n), n);
     for (unsigned i = 0; i < n; i++)
         memset(blk[i], byte, 64);
 }
@@ -275,7 +275,7 @@ static void test_allocating_from_a_listed_pool_restarts_its_clock(void **state)
     ebb__bin_t *b = bin_of(h, cls);
     static void *blk[3072];
     /* Three full pools: A, B, C in address order of taking. */
-    assert_int_equal(ebb__heap_alloc(h, cls, blk, 3072), 3072);
+    assert_int_equal(unit_heap_alloc(h, cls, blk, 3072), 3072);
     ebb__heap_free(blk, 100);        /* pool A listed */
     ebb__heap_free(blk + 1024, 100); /* pool B listed after it */
     ebb__pool_t *a = b->purge_head, *bb = a->purge_next;
@@ -284,7 +284,7 @@ static void test_allocating_from_a_listed_pool_restarts_its_clock(void **state)
     /* Allocation takes from the fullest pool with room; both have 924 used.
      * Whichever it takes from moves to the tail of the list. */
     void *one;
-    assert_int_equal(ebb__heap_alloc(h, cls, &one, 1), 1);
+    assert_int_equal(unit_heap_alloc(h, cls, &one, 1), 1);
     ebb__pool_t *taken = ebb__pool_of(ebb__arena_of((uintptr_t)one), (uintptr_t)one);
     assert_ptr_equal(b->purge_tail, taken);
     assert_ptr_equal(b->purge_head, taken == a ? bb : a);
@@ -303,7 +303,7 @@ static void test_idle_empty_pool_is_released_clean(void **state)
     QUIET_HEAP(h);
     ebb__bin_t *b = bin_of(h, cls);
     void *blk[1024];
-    assert_int_equal(ebb__heap_alloc(h, cls, blk, 1024), 1024);
+    assert_int_equal(unit_heap_alloc(h, cls, blk, 1024), 1024);
     size_t pools = b->pools;
     ebb__heap_free(blk, 1024); /* the only pool: kept, empty, listed */
     assert_int_equal(b->pools, pools);
@@ -321,7 +321,7 @@ static void test_free_slots_purged_when_due(void **state)
     (void)state;
     ebb__pool_t *p = clean_pool(CLS64);
     void *b[1024];
-    ebb__pool_take(p, b, 1024);
+    unit_pool_take(p, b, 1024);
     memset(b[0], 1, 64 * 1024);
     put_range(p, 0, 1023);
     ebb__arena_t *a = ebb__arena_of_pool(p);
