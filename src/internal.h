@@ -169,8 +169,9 @@ extern EBB_HIDDEN ebb__class_t ebb__classes[EBB_CLASSES];
 /* The two fields the free fast path needs, packed for cheap indexing. */
 extern EBB_HIDDEN uint64_t ebb__class_recip[EBB_CLASSES];
 extern EBB_HIDDEN uint32_t ebb__class_size[EBB_CLASSES];
-/* ceil(2^64 / size): the free fast path's test for a block start. */
-extern EBB_HIDDEN uint64_t ebb__class_divisor_test[EBB_CLASSES];
+/* ceil(2^64 / size): the free fast path's test for a block start; indexed
+ * by any class byte, 0 (never a start) for those that are no class. */
+extern EBB_HIDDEN uint64_t ebb__class_divisor_test[256];
 extern EBB_HIDDEN uint8_t ebb__class_lut[(1024 / EBB_SMALL_STEP) + 1];
 
 void ebb__sizeclass_init(void) EBB_HIDDEN;

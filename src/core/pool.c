@@ -273,11 +273,11 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)
 EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks, unsigned n)
 {
     const unsigned cls = p->cls;
-    const uintptr_t start = (uintptr_t)p->start;
-    const uintptr_t span = (uintptr_t)ebb__classes[cls].blocks * ebb__class_size[cls];
+    const uintptr_t start = (uintptr_t)p->start, size = ebb__class_size[cls];
+    const uintptr_t span = (uintptr_t)ebb__classes[cls].blocks * size;
     const uint64_t recip = ebb__class_recip[cls];
     uint64_t *bits = ebb__pool_bitmap(p);
-    uint32_t returned = 0, scan = p->scan;
+    uint32_t skipped = 0, scan = p->scan;
     unsigned i = 0;
     for (; i < n; i++) {
         uintptr_t off = (uintptr_t)blocks[i] - start;
@@ -287,23 +287,22 @@ EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks
          * checked again here, for a multiply, since a pointer that is not
          * a block's start would set the bit of another block. */
         uint32_t idx = (uint32_t)(((uint64_t)off * recip) >> 48);
-        if (EBB_UNLIKELY((uintptr_t)idx * ebb__class_size[cls] != off)) {
-            ebb__report_misuse("free", blocks[i], "not the start of a block");
-            continue;
-        }
         uint64_t *word = &bits[idx / 64], bit = (uint64_t)1 << (idx % 64);
-        if (EBB_UNLIKELY(*word & bit)) {
+        if (EBB_UNLIKELY((uintptr_t)idx * size != off)) {
+            ebb__report_misuse("free", blocks[i], "not the start of a block");
+            skipped++;
+        } else if (EBB_UNLIKELY(*word & bit)) {
             ebb__report_corruption("free", blocks[i],
                                    "double free (its pool holds the block as free)");
-            continue;
+            skipped++;
+        } else {
+            *word |= bit;
+            scan = idx / 64 < scan ? idx / 64 : scan;
         }
-        *word |= bit;
-        scan = idx / 64 < scan ? idx / 64 : scan;
-        returned++;
     }
-    ebb__assert(p->used >= returned);
+    ebb__assert(p->used >= i - skipped);
     p->scan = scan;
-    p->used -= returned;
+    p->used -= i - skipped;
     return i ? i : 1;
 }
 

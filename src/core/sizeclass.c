@@ -22,7 +22,10 @@ EBB_HIDDEN ebb__class_t ebb__classes[EBB_CLASSES];
 EBB_HIDDEN uint8_t ebb__class_lut[(1024 / EBB_SMALL_STEP) + 1];
 EBB_HIDDEN uint64_t ebb__class_recip[EBB_CLASSES];
 EBB_HIDDEN uint32_t ebb__class_size[EBB_CLASSES];
-EBB_HIDDEN uint64_t ebb__class_divisor_test[EBB_CLASSES];
+/* One entry per value of a slot's class byte: 0 past the last class (a free
+ * slot, the header: EBB_NO_CLASS), where the test always fails, so the free
+ * fast path needs no separate range check of the byte. */
+EBB_HIDDEN uint64_t ebb__class_divisor_test[256];
 
 static uint32_t class_size(unsigned i)
 {

@@ -421,7 +421,9 @@ static inline int free_to_cache(void *p)
         unsigned s = ebb__slot_of(a);
         unsigned cls = __atomic_load_n(&ar->slot_class[s], __ATOMIC_RELAXED);
         uintptr_t key = ebb__freed_key;
-        if (EBB_LIKELY(cls < EBB_CLASSES && is_block_start(ar, s, cls, a))) {
+        /* A slot in no pool has the class byte EBB_NO_CLASS, whose block
+         * start test always fails: no range check needed here. */
+        if (EBB_LIKELY(is_block_start(ar, s, cls, a))) {
             ebb__tbin_t *b = &ebb__self_get()->bin[cls];
             void **top = b->top;
             /* The block is read only when it can be cached: a thread

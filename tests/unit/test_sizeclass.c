@@ -95,6 +95,20 @@ static void test_block_start_test_exact(void **state)
     }
 }
 
+/* The free fast path tests a slot's class byte only through the start test:
+ * a byte that is no class (EBB_NO_CLASS marks the header and free slots)
+ * must fail it at every offset, or a pointer into a free slot would be
+ * cached. */
+static void test_no_class_is_never_a_block_start(void **state)
+{
+    setup_classes(state);
+    for (unsigned c = EBB_CLASSES; c < 256; c++)
+        for (uint64_t off = 0; off < (uint64_t)EBB_SLOTS * EBB_SLOT_SIZE; off++)
+            if (ebb__offset_is_block_start((uintptr_t)off, c))
+                fail_msg("class byte %u offset %llu passes the start test", c,
+                         (unsigned long long)off);
+}
+
 static void test_bucket_formula_exact(void **state)
 {
     setup_classes(state);
@@ -129,6 +143,7 @@ int main(void)
         cmocka_unit_test(test_pool_spans),
         cmocka_unit_test(test_recip_index_exact),
         cmocka_unit_test(test_block_start_test_exact),
+        cmocka_unit_test(test_no_class_is_never_a_block_start),
         cmocka_unit_test(test_bucket_formula_exact),
         cmocka_unit_test(test_tcache_caps),
     };
