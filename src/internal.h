@@ -410,6 +410,9 @@ extern EBB_HIDDEN ebb__thread_t ebb__thread_unset, ebb__thread_bypass, ebb__thre
 /* This thread's state if it has a cache (a poke answered first: its cached
  * blocks gone home); NULL if it has none yet, or goes straight to a heap. */
 ebb__thread_t *ebb__thread_get_slow(void) EBB_HIDDEN;
+/* This thread allocates past its cache until resumed with what pause gave. */
+ebb__thread_t *ebb__thread_cache_pause(void) EBB_HIDDEN;
+void ebb__thread_cache_resume(ebb__thread_t *tc) EBB_HIDDEN;
 /* Make the calling thread's cache (it has none yet); on_exit(state) is to
  * run when the thread exits.  NULL if it cannot be made: the thread then
  * goes straight to a heap for good. */

@@ -264,6 +264,26 @@ ebb__thread_t *ebb__thread_get_slow(void)
     return tc == &ebb__thread_bypass || tc == &ebb__thread_unset ? NULL : tc;
 }
 
+/* Until ebb__thread_cache_resume, this thread's allocations go straight to
+ * its heap, past its cache: for what the C library allocates while ebb
+ * starts a thread of its own (on 32-bit, the new thread's TLS vector at
+ * every start), which must not refill the cache of the thread that happened
+ * to start it (ebb_collect has just emptied it, and says so).  A poke that
+ * lands meanwhile is dropped; the purger pokes again a delay later. */
+ebb__thread_t *ebb__thread_cache_pause(void)
+{
+    ebb__thread_t *tc = ebb__thread_get_slow();
+    if (tc)
+        tc_set(&ebb__thread_bypass);
+    return tc;
+}
+
+void ebb__thread_cache_resume(ebb__thread_t *tc)
+{
+    if (tc)
+        tc_set(tc);
+}
+
 ebb__thread_t *ebb__thread_create(void (*on_exit)(void *))
 {
     ebb__ensure_init();
@@ -415,12 +435,16 @@ ebb__unwind_memo_t *ebb__thread_unwind_memo(void)
 }
 
 /* ebb's own threads (the purger, the pressure watcher, the reporter) never
- * run the program's pressure callbacks. */
+ * run the program's pressure callbacks, and keep no cache: they allocate
+ * rarely, and a cache of theirs would hold blocks (pinning their pages)
+ * that no flush of the program's own ever reaches. */
 static __thread int internal __attribute__((tls_model("initial-exec")));
 
 void ebb__thread_mark_internal(void)
 {
     internal = 1;
+    if (tc_own == NULL)
+        tc_set(&ebb__thread_bypass);
 }
 
 int ebb__thread_is_internal(void)

@@ -145,9 +145,17 @@ static void purge_inline(void)
 
 /* A free may start a thread only from outside the loader (see above); when
  * that cannot be told (the unwinder was not loaded by ebb's constructor:
- * a program that runs before it), it waits too. */
+ * a program that runs before it), it waits too, and so does any call from
+ * one of ebb's own threads (the start is owed to the program's next slow
+ * path). */
 static int may_start_here(int from_free)
 {
+    /* Nor from one of ebb's own threads: an exiting purger frees its TLS
+     * vector (on 32-bit, where its stack is ebb's, glibc frees it at every
+     * exit), and that free would start the next purger, which would do the
+     * same when it ends. */
+    if (ebb__thread_is_internal())
+        return 0;
     return !from_free || ebb__os_inside_loader() == 0;
 }
 
@@ -175,7 +183,10 @@ static void kick(int from_free)
                                                      memory_order_seq_cst, memory_order_relaxed))
             return;
         (void)ebb__ledger_watch_kick(); /* the new thread takes the point */
-        if (ebb__start_thread(purger_main, NULL, "ebb-purge") != 0)
+        ebb__thread_t *paused = ebb__thread_cache_pause();
+        int rc = ebb__start_thread(purger_main, NULL, "ebb-purge");
+        ebb__thread_cache_resume(paused);
+        if (rc != 0)
             atomic_store_explicit(&ebb__purger_state, EBB_PURGER_INLINE, memory_order_seq_cst);
     } else {
         /* Written only when set: every busy thread's kicks come here. */

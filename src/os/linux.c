@@ -401,15 +401,101 @@ void ebb__os_wake_all(_Atomic int *word)
     errno = saved;
 }
 
+/*
+ * ebb's own thread stacks on 32-bit.  glibc maps a thread's stack top-down,
+ * into the highest hole that fits; after large blocks came and went, that
+ * hole can be in the middle of the one gap a 32-bit program needs whole
+ * (tests/api/test_gap.c shows how such a hole forms), and a 128 KiB stack
+ * there cuts it in two as surely as an arena would.  So on 32-bit ebb maps
+ * its threads' stacks from the bottom up, as it does its arenas, keeps a few,
+ * and gives one to the next thread once its last thread is gone: the kernel
+ * answers tgkill(tid, 0) with ESRCH only after the thread's final
+ * instruction, so nothing runs on the stack any more.  A thread id the
+ * kernel reused makes a free stack look busy (a new one is mapped), never
+ * the other way.  Where no stack can be had, glibc places it as before.
+ */
+#define OWN_STACK_SIZE ((size_t)128 << 10)
+
+typedef struct {
+    uint8_t *base;   /* a guard page, then the stack; NULL until first mapped */
+    _Atomic int tid; /* 0 never used, -1 being started, else its thread's id */
+} own_stack_t;
+
+#if UINTPTR_MAX <= 0xffffffffu
+#define OWN_STACKS 4 /* ebb runs at most three threads at once */
+static own_stack_t own_stacks[OWN_STACKS];
+
+static int thread_is_gone(int tid)
+{
+    int saved = errno;
+    int gone = syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH;
+    errno = saved;
+    return gone;
+}
+
+/* A stack slot claimed for a new thread (tid -1), its stack mapped; NULL if
+ * none (glibc's placement then). */
+static own_stack_t *own_stack_claim(void)
+{
+    for (unsigned i = 0; i < OWN_STACKS; i++) {
+        own_stack_t *s = &own_stacks[i];
+        int tid = atomic_load_explicit(&s->tid, memory_order_acquire);
+        if (tid == -1 || (tid > 0 && !thread_is_gone(tid)))
+            continue;
+        if (!atomic_compare_exchange_strong_explicit(&s->tid, &tid, -1, memory_order_acq_rel,
+                                                     memory_order_relaxed))
+            continue;
+        if (s->base == NULL) {
+            size_t page = ebb__os_page_size();
+            uint8_t *base = ebb__os_map_bottom(page + OWN_STACK_SIZE, page);
+            if (base == NULL || mprotect(base, page, PROT_NONE) != 0) {
+                if (base != NULL)
+                    ebb__os_unmap(base, page + OWN_STACK_SIZE);
+                atomic_store_explicit(&s->tid, 0, memory_order_release);
+                return NULL;
+            }
+            s->base = base;
+        }
+        return s;
+    }
+    return NULL;
+}
+
+int ebb__os_own_stack_holds(const void *p)
+{
+    size_t page = ebb__os_page_size();
+    for (unsigned i = 0; i < OWN_STACKS; i++) {
+        const uint8_t *base = own_stacks[i].base;
+        if (base && (const uint8_t *)p >= base + page && (const uint8_t *)p < base + page + OWN_STACK_SIZE)
+            return 1;
+    }
+    return 0;
+}
+#else /* 64-bit: top-down placement cuts no gap that matters there */
+static own_stack_t *own_stack_claim(void)
+{
+    return NULL;
+}
+
+int ebb__os_own_stack_holds(const void *p)
+{
+    (void)p;
+    return 0;
+}
+#endif
+
 typedef struct {
     void (*fn)(void *);
     void *arg;
+    own_stack_t *stack; /* the thread's own stack, or NULL */
 } thread_start_t;
 
 static void *thread_trampoline(void *raw)
 {
     thread_start_t start = *(thread_start_t *)raw;
     munmap(raw, sizeof start > 4096 ? sizeof start : 4096);
+    if (start.stack)
+        atomic_store_explicit(&start.stack->tid, (int)syscall(SYS_gettid), memory_order_release);
     start.fn(start.arg);
     return NULL;
 }
@@ -429,20 +515,30 @@ int ebb__os_thread_start(void (*fn)(void *), void *arg, const char *name)
     }
     start->fn = fn;
     start->arg = arg;
+    start->stack = own_stack_claim();
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, (size_t)128 << 10);
+    if (start->stack &&
+        pthread_attr_setstack(&attr, start->stack->base + ebb__os_page_size(), OWN_STACK_SIZE) != 0) {
+        atomic_store_explicit(&start->stack->tid, 0, memory_order_release);
+        start->stack = NULL;
+    }
+    if (start->stack == NULL)
+        pthread_attr_setstacksize(&attr, OWN_STACK_SIZE);
     /* Every signal blocked in the new thread, so none meant for the program
      * is ever delivered to it. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t t;
+    own_stack_t *stack = start->stack;
     int rc = pthread_create(&t, &attr, thread_trampoline, start);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
+        if (stack)
+            atomic_store_explicit(&stack->tid, 0, memory_order_release);
         munmap(start, 4096);
         errno = saved;
         return -1;

@@ -122,6 +122,9 @@ void ebb__os_wake_all(_Atomic int *word);
 /* Start a detached thread running fn(arg) with every signal blocked; 0 on
  * success.  May allocate (through ebb): call it holding no ebb lock. */
 int ebb__os_thread_start(void (*fn)(void *), void *arg, const char *name);
+/* p is on the stack of one of ebb's threads that ebb mapped itself (32-bit:
+ * from the bottom up, see linux.c); always 0 on 64-bit. */
+int ebb__os_own_stack_holds(const void *p);
 
 /* A small mutex that never allocates: a futex on Linux.  Zero is unlocked,
  * so a zeroed or statically initialised lock is ready to use. */

@@ -217,6 +217,48 @@ static void test_signal_names(void **state)
     assert_int_equal(ebb__os_report_signal(""), 0);
 }
 
+/* ebb's own threads: on 32-bit their stacks come from the bottom of the
+ * address space (below the program's image), never from a hole glibc's
+ * top-down placement would pick, and a stack is reused once its thread is
+ * gone (eight threads in turn fit the four kept); on 64-bit glibc places
+ * them. */
+static _Atomic int stack_noted;
+static _Atomic uintptr_t stack_at;
+
+static void note_stack(void *arg)
+{
+    volatile int local = 0;
+    (void)arg;
+    atomic_store(&stack_at, (uintptr_t)&local);
+    atomic_store(&stack_noted, 1);
+}
+
+static void test_own_thread_stacks(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 8; round++) {
+        atomic_store(&stack_noted, 0);
+        assert_int_equal(ebb__os_thread_start(note_stack, NULL, "ebb-test"), 0);
+        for (int ms = 0; !atomic_load(&stack_noted); ms++) {
+            assert_true(ms < 10000);
+            struct timespec ts = { 0, 1000000L };
+            nanosleep(&ts, NULL);
+        }
+        uintptr_t at = atomic_load(&stack_at);
+#if UINTPTR_MAX <= 0xffffffffu
+        EXPECT(ebb__os_own_stack_holds((void *)at), "round %d: stack at %#lx is glibc's", round,
+               (unsigned long)at);
+        EXPECT(at < (uintptr_t)&stack_noted, "round %d: stack at %#lx above the image (%p)",
+               round, (unsigned long)at, (void *)&stack_noted);
+#else
+        EXPECT(!ebb__os_own_stack_holds((void *)at), "round %d: 64-bit stack not glibc's", round);
+#endif
+        /* Let the thread finish exiting, so the next may reuse its stack. */
+        struct timespec gone = { 0, 100 * 1000000L };
+        nanosleep(&gone, NULL);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *what = child_what(argc, argv);
@@ -235,6 +277,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_utc_dates),
         cmocka_unit_test(test_largest_gap),
         cmocka_unit_test(test_signal_names),
+        cmocka_unit_test(test_own_thread_stacks),
     };
     return cmocka_run_group_tests_name("os", tests, NULL, NULL);
 }
