@@ -166,6 +166,10 @@ struct ebb__arena_s {
      * each slot, EBB_NO_CLASS for the header and free slots. */
     uint8_t slot_class[EBB_SLOTS];
     uint8_t slot_head[EBB_SLOTS];   /* first slot of the covering pool */
+    /* Bytes from the covering pool's start to each slot's, so the free fast
+     * path gets a block's offset in its pool as (address & slot mask) plus
+     * this, one load and an add (slot_head would take four more). */
+    uint32_t slot_back[EBB_SLOTS];
     /* Which words of `bits` belong to a pool: bit w of bits_used[c] is word
      * c * 64 + w (pool.c; arena lock). */
     uint64_t bits_used[EBB_SLOTS];

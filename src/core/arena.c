@@ -247,6 +247,7 @@ ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls)
     list_push(a);
     for (unsigned s = first; s < first + span; s++) {
         a->slot_head[s] = (uint8_t)first;
+        __atomic_store_n(&a->slot_back[s], (uint32_t)(s - first) << EBB_SLOT_SHIFT, __ATOMIC_RELAXED);
         __atomic_store_n(&a->slot_class[s], (uint8_t)cls, __ATOMIC_RELAXED);
     }
     ebb__pool_t *p = &a->pool[first];

@@ -339,8 +339,8 @@ static int large_free(void *p)
  * it keeps an interior pointer from ever entering a thread cache. */
 static inline int is_block_start(const ebb__arena_t *ar, unsigned s, unsigned cls, uintptr_t a)
 {
-    uintptr_t start = (uintptr_t)ar + ((uintptr_t)ar->slot_head[s] << EBB_SLOT_SHIFT);
-    return ebb__offset_is_block_start(a - start, cls);
+    uintptr_t back = __atomic_load_n(&ar->slot_back[s], __ATOMIC_RELAXED);
+    return ebb__offset_is_block_start((a & (EBB_SLOT_SIZE - 1)) + back, cls);
 }
 
 /* p, a small block of class cls marked freed, is free already: the
