@@ -257,7 +257,7 @@ static void purge_list_add_due(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
  * ebb__purge_when asks for; `idle` blocks (see ebb__heap_free_idle) make it
  * due now, and an emptied pool is purged before it goes back to its arena.
  * Purgeable memory that waits is announced (the front kicks the purger). */
-static void after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
+static EBB_NOINLINE void after_return_slow(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
 {
     ebb__purge_when_t when = ebb__purge_when();
     if (p->used == 0 && (when == EBB_PURGE_NOW || bin_has_other_room(b, p))) {
@@ -285,6 +285,22 @@ static void after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
     else
         purge_list_add(b, p, clock_read(now));
     ebb__purge_announce();
+}
+
+/* The common case inline, the rest out of line: a pool that still has
+ * blocks out and is already listed (or purging is off) only changes bucket
+ * and stamp.  Kept small so the flush loop keeps its registers (measured:
+ * with all of after_return inline, the loop spilled a dozen values). */
+static inline void after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, int idle)
+{
+    long delay = ebb__opt.purge_delay;
+    if (EBB_LIKELY(p->used != 0 && delay != 0 && (delay < 0 || p->listed))) {
+        bin_rebucket(b, p);
+        if (delay > 0 && !idle)
+            purge_list_freed_into(p, clock_read(now));
+        return;
+    }
+    after_return_slow(b, p, now, idle);
 }
 
 /* Blocks come home from a thread cache, in the order they were cached, so
