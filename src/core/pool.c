@@ -123,9 +123,13 @@ static void mark_dirty(ebb__pool_t *p, size_t first, size_t last)
         unsigned lo = (unsigned)(pg % EBB_SLOT_PAGES);
         unsigned hi = last / EBB_SLOT_PAGES == pg / EBB_SLOT_PAGES ? (unsigned)(last % EBB_SLOT_PAGES)
                                                                  : EBB_SLOT_PAGES - 1;
-        uint16_t m = page_mask(lo, hi);
-        dirtied += (size_t)__builtin_popcount((unsigned)(m & ~a->dirty[slot]));
-        a->dirty[slot] |= m;
+        /* Mostly the pages are dirty already (blocks reused): no count
+         * then, which without a popcount instruction is a library call. */
+        uint16_t fresh = (uint16_t)(page_mask(lo, hi) & ~a->dirty[slot]);
+        if (fresh) {
+            dirtied += (size_t)__builtin_popcount(fresh);
+            a->dirty[slot] |= fresh;
+        }
         pg += hi - lo + 1;
     }
     if (dirtied)
