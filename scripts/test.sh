@@ -74,13 +74,14 @@ stage "unit tests"               make -s check-unit
 stage "API tests"                make -s check-api
 stage "stress (direct and LD_PRELOAD)" make -s check-stress
 stage "LD_PRELOAD smoke"         make -s check-preload
+stage "a statically linked program (libebb.a, -static)" make -s check-static
 stage "ebb map on live 64- and 32-bit processes" make -s check-map
 stage "install + pkg-config"     make -s check-install
 stage "Python module and ebb run (Debian's CPython, pytest)" make -s check-python
 stage "Python module and ebb run under CPython 3.8-3.13 (those present)" make -s check-python-versions
 stage "API tests under clang"    make -s B=build/clang CC=clang check-api
 stage "API tests, ebb_check on every slow path (EBB_DEBUG=2)" make -s check-debug
-stage "unit, API, stress and LD_PRELOAD tests as 32-bit (gcc -m32)" make -s check-m32
+stage "unit, API, stress, LD_PRELOAD and static-program tests as 32-bit (gcc -m32)" make -s check-m32
 stage "ASan"                     make -s check-asan
 stage "UBSan"                    make -s check-ubsan
 stage "TSan (stress, races, signals; no report)" make -s check-tsan

@@ -32,7 +32,9 @@
  *     deadlocked the thread on itself (tests/api/test_races.c, in
  *     pthread_join once five 8 MiB stacks overflowed the 40 MiB cache).  So
  *     a free starts the thread only if the loader is not among its callers
- *     (ebb__os_inside_loader, one backtrace per start); otherwise the start
+ *     (ebb__os_inside_loader, one backtrace per start; a static program has
+ *     no loader, and there the lock's own word is read instead:
+ *     tests/static/join.c deadlocked every time before); otherwise the start
  *     is owed, and the next slow path that is not inside the loader, of any
  *     thread, makes it;
  *   - never keeps a process alive: a program whose last thread calls

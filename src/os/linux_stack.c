@@ -94,6 +94,31 @@ static void find_loader(void)
  * the caller and the C library's free are three or four. */
 #define LOADER_FRAMES 12
 
+/*
+ * A static program has no loader to find among the callers: the C
+ * library's thread code is linked into the program itself.  There glibc's
+ * own lock word answers instead: `_dl_stack_cache_lock`, the lock over its
+ * cache of thread stacks that pthread_create takes, is a plain variable of
+ * libc.a (in a dynamic program it lives inside the loader, unexported, and
+ * this weak reference stays NULL).  Held means pthread_create would wait
+ * for it: by this very thread (a join or a thread's exit freeing TLS
+ * vectors, the deadlock reproduced by tests/api/static_join.c), or briefly
+ * by another; either way the start waits for a later call.
+ */
+#if defined(__GLIBC__)
+extern int _dl_stack_cache_lock __attribute__((weak));
+#endif
+
+static int static_stack_cache_busy(void)
+{
+#if defined(__GLIBC__)
+    int *lock = &_dl_stack_cache_lock;
+    return lock != NULL && __atomic_load_n(lock, __ATOMIC_ACQUIRE) != 0;
+#else
+    return 0;
+#endif
+}
+
 int ebb__os_inside_loader(void)
 {
 #ifdef __GLIBC__
@@ -104,7 +129,7 @@ int ebb__os_inside_loader(void)
     uintptr_t lo = atomic_load_explicit(&loader_lo, memory_order_relaxed);
     uintptr_t hi = atomic_load_explicit(&loader_hi, memory_order_relaxed);
     if (hi == 0)
-        return 0;
+        return static_stack_cache_busy();
     void *pcs[LOADER_FRAMES];
     /* ebb's own unwinder where it can answer without allocating (about
      * 1,000 instructions; glibc's backtrace() costs 19,000, once per start

@@ -478,8 +478,8 @@ void ebb__os_unwind_prime(void);
 /* Stacks ebb__os_unwind refused so far (for tests and the essay). */
 unsigned long ebb__os_unwind_refusals(void);
 /* 1 if the dynamic loader's code is among the calling thread's innermost
- * frames, 0 if not (or the program has no loader: a static program, where
- * this cannot be told), -1 if that cannot be told without loading the
+ * frames (in a static program, which has no loader: if the C library's
+ * thread-stack lock is held), 0 if not, -1 if that cannot be told without loading the
  * unwinder (not primed yet).  Once primed it allocates nothing and takes
  * no lock glibc holds around a free (unwinding looks objects up with
  * _dl_find_object, lock-free, or under the loader's list lock on older
