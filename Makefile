@@ -220,7 +220,7 @@ check-preload: $(B)/tests/preload_smoke $(B)/libebb.so
 # a free's callers to tell that glibc holds its thread-stack lock, so ebb
 # reads that lock's word (os/linux_stack.c).  Without it, the join in
 # tests/static/join.c deadlocked every time, with every signal blocked.
-$(B)/tests/static_join: tests/static/join.c $(B)/libebb.a
+$(B)/tests/static_join: tests/static/join.c $(TEST_INC) $(B)/libebb.a
 	@mkdir -p $(@D)
 	$(CC) $(TESTFLAGS) -static $< $(B)/libebb.a -lpthread -o $@
 

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "purger_watch.h"
 
 #define CHURNERS 4
 #define FORKS 5
@@ -337,94 +338,11 @@ static void test_introspection_and_forks_during_churn(void **state)
     alarm(0);
 }
 
-/*
- * glibc keeps exited threads' stacks in a cache of 40 MiB; a join that
- * overflows it frees the oldest stacks' TLS vectors, from the loader, with
- * free(), holding the lock pthread_create takes.  That free may be the
- * calling thread's first call after the purger poked it: its cache goes
- * home, memory becomes purgeable, and the purger, which had ended, must be
- * started again -- but not from there (front/purger.c): starting it there
- * deadlocked the thread on itself.  Here: parked threads with 8 MiB stacks,
- * memory for the purger to give back while the main thread stays out of
- * ebb (so it stays poked), the purger's end, then the joins.
- */
-#define PARKED 8
-
-static atomic_int unpark;
-
-static void *parked(void *arg)
-{
-    (void)arg;
-    struct timespec ts = { 0, 1000000 };
-    while (!atomic_load(&unpark))
-        nanosleep(&ts, NULL);
-    return NULL;
-}
-
-/* Whether a thread named ebb-purge is alive, found without allocating (no
- * stdio, no opendir): /proc/self/task read with getdents64. */
-static int purger_alive(void)
-{
-    char buf[8192], path[96], comm[32];
-    int found = 0, dir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    long n;
-    while (dir >= 0 && !found && (n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-        for (long at = 0; at < n && !found;) {
-            struct { uint64_t ino; int64_t off; unsigned short len; unsigned char type; char name[]; }
-                *d = (void *)(buf + at);
-            at += d->len;
-            if (d->name[0] == '.')
-                continue;
-            snprintf(path, sizeof path, "/proc/self/task/%s/comm", d->name);
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            ssize_t got = fd < 0 ? -1 : read(fd, comm, sizeof comm - 1);
-            if (fd >= 0)
-                close(fd);
-            found = got >= 9 && memcmp(comm, "ebb-purge", 9) == 0;
-        }
-    }
-    if (dir >= 0)
-        close(dir);
-    return found;
-}
-
-/* Wait (no allocation) until the purger is `alive` or not: 0 after max_ms. */
-static int wait_purger(int alive, int max_ms)
-{
-    struct timespec ts = { 0, 1000000 };
-    for (int ms = 0; ms < max_ms; ms++) {
-        if (purger_alive() == alive)
-            return 1;
-        nanosleep(&ts, NULL);
-    }
-    return 0;
-}
-
-/* In a child of its own (a fresh purger state); exit 0 once the joins came
- * back, 2 if the stage was not set (the purger never came or never went). */
+/* In a child of its own (a fresh purger state): purger_watch.h's scenario,
+ * through the ebb_* API. */
 static int joins_after_the_purger_went(void)
 {
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 8 * MiB);
-    pthread_t t[PARKED];
-    for (int i = 0; i < PARKED; i++)
-        if (pthread_create(&t[i], &attr, parked, NULL) != 0)
-            return 3;
-    pthread_attr_destroy(&attr);
-    void *b[4096];
-    for (size_t i = 0; i < ARRAY_LEN(b); i++)
-        b[i] = ebb_malloc(64);
-    for (size_t i = 0; i < ARRAY_LEN(b); i++)
-        ebb_free(b[i]);
-    /* The purger starts, pokes this thread, gives the pages back and ends;
-     * meanwhile this thread makes no call into ebb. */
-    int staged = wait_purger(1, 5000) && wait_purger(0, 10000);
-    atomic_store(&unpark, 1);
-    for (int i = 0; i < PARKED; i++)
-        pthread_join(t[i], NULL);
-    ebb_free(ebb_malloc(64));
-    return ebb_check() != 0 ? 4 : staged ? 0 : 2;
+    return joins_as_the_purger_restarts(ebb_malloc, ebb_free);
 }
 
 static void test_purger_restart_from_a_join_that_frees_stacks(void **state)
