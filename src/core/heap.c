@@ -358,10 +358,9 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
 int ebb__heap_block_is_free(const void *blk)
 {
     uintptr_t a = (uintptr_t)blk;
-    ebb__arena_t *ar = ebb__arena_of(a);
-    ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
-    ebb__heap_t *h = p ? __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE) : NULL;
-    if (h == NULL)
+    ebb__heap_t *h;
+    ebb__pool_t *p = home_pool(a, &h);
+    if (p == NULL)
         return 0;
     ebb__bin_t *b = &h->bin[p->cls];
     ebb__lock(&b->lock);

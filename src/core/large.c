@@ -410,7 +410,6 @@ static int inside_live(uintptr_t a)
 
 /* p, not a live block, was one: it is among the last blocks freed, or
  * inside a freed mapping the cache keeps. */
-
 int ebb__large_was_freed(const void *p)
 {
     uintptr_t a = (uintptr_t)p;

@@ -428,7 +428,7 @@ static own_stack_t own_stacks[OWN_STACKS];
 static int thread_is_gone(int tid)
 {
     int saved = errno;
-    int gone = syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH;
+    int gone = syscall(SYS_tgkill, ebb__os_pid(), tid, 0) != 0 && errno == ESRCH;
     errno = saved;
     return gone;
 }
@@ -495,7 +495,7 @@ static void *thread_trampoline(void *raw)
     thread_start_t start = *(thread_start_t *)raw;
     munmap(raw, sizeof start > 4096 ? sizeof start : 4096);
     if (start.stack)
-        atomic_store_explicit(&start.stack->tid, (int)syscall(SYS_gettid), memory_order_release);
+        atomic_store_explicit(&start.stack->tid, (int)ebb__os_thread_id(), memory_order_release);
     start.fn(start.arg);
     return NULL;
 }

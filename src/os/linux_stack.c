@@ -102,7 +102,7 @@ static void find_loader(void)
  * libc.a (in a dynamic program it lives inside the loader, unexported, and
  * this weak reference stays NULL).  Held means pthread_create would wait
  * for it: by this very thread (a join or a thread's exit freeing TLS
- * vectors, the deadlock reproduced by tests/api/static_join.c), or briefly
+ * vectors, the deadlock reproduced by tests/static/join.c), or briefly
  * by another; either way the start waits for a later call.
  */
 #if defined(__GLIBC__)
