@@ -125,6 +125,18 @@ static inline double parse_scale(int argc, char **argv)
     return s;
 }
 
+/* argv[2], for the threaded workloads, is the number of threads: a whole
+ * number in [1, max], 2 when absent. */
+static inline unsigned parse_threads(int argc, char **argv, unsigned max)
+{
+    double t = 2;
+    if (argc > 2 && (!parse_number(argv[2], 1, max, &t) || t != (double)(unsigned)t)) {
+        fprintf(stderr, "usage: %s [scale] [threads 1..%u]\n", argv[0], max);
+        exit(2);
+    }
+    return (unsigned)t;
+}
+
 /* Scale a base count, never below `min`. */
 static inline uint64_t scaled(double scale, uint64_t base, uint64_t min)
 {

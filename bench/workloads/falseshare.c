@@ -193,13 +193,7 @@ static double now_s(void)
 int main(int argc, char **argv)
 {
     double scale = parse_scale(argc, argv);
-    nworkers = 2;
-    if (argc > 2) {
-        double t;
-        if (!parse_number(argv[2], 1, MAXW, &t) || t != (double)(unsigned)t)
-            DIE("usage: %s [scale] [threads 1..%u]", argv[0], MAXW);
-        nworkers = (unsigned)t;
-    }
+    nworkers = parse_threads(argc, argv, MAXW);
     active_steps = scaled(scale, 4000000, 100);
     passive_rounds = scaled(scale, 4000, 2);
 

@@ -90,13 +90,7 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     double scale = parse_scale(argc, argv);
-    unsigned nthreads = 2;
-    if (argc > 2) {
-        long t = strtol(argv[2], NULL, 10);
-        if (t < 1 || t > 256)
-            DIE("usage: %s [scale] [threads 1..256]", argv[0]);
-        nthreads = (unsigned)t;
-    }
+    unsigned nthreads = parse_threads(argc, argv, 256);
     uint64_t rounds = scaled(scale, 300, 2);
 
     struct lineage *lin = xmalloc(nthreads * sizeof *lin);

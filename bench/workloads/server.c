@@ -121,15 +121,7 @@ static void *serve(void *arg)
 int main(int argc, char **argv)
 {
     double scale = parse_scale(argc, argv);
-    unsigned nthreads = 2;
-    if (argc > 2) {
-        double t;
-        if (!parse_number(argv[2], 1, 256, &t) || t != (unsigned)t) {
-            fprintf(stderr, "usage: %s [scale] [threads 1..256]\n", argv[0]);
-            exit(2);
-        }
-        nthreads = (unsigned)t;
-    }
+    unsigned nthreads = parse_threads(argc, argv, 256);
     uint64_t run_ms = scaled(scale, 2000, 50);
 
     struct lineage *lin = xmalloc(nthreads * sizeof *lin);
