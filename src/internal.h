@@ -401,6 +401,31 @@ static inline ebb__thread_t *ebb__self_get(void)
 {
     return atomic_load_explicit(&ebb__self, memory_order_relaxed);
 }
+/* A thread cache's stacks are written by their owner only, and read by
+ * another thread in one place: a free of a block that holds the freed mark
+ * looks for it in other threads' caches (freed.c).  So that this read is
+ * defined and exact, the owner writes every entry with a relaxed atomic
+ * store, raises a top with a release store once the entries under it are
+ * written (set_top), and lowers one with a relaxed store (drop_top); the
+ * reader loads a top with acquire.  Then a block taken out of a cache (a
+ * pop, a flush) and handed to another thread is never seen there again
+ * (test_races: test_frees_of_blocks_holding_the_mark_during_churn, under
+ * TSan).  On x86-64 each is the plain move it replaces: only the order the
+ * compiler may choose is fixed, and the fast paths' instructions are the
+ * same (callgrind). */
+static inline void ebb__tbin_put(void **slot, void *block)
+{
+    __atomic_store_n(slot, block, __ATOMIC_RELAXED);
+}
+static inline void ebb__tbin_set_top(ebb__tbin_t *b, void **top)
+{
+    __atomic_store_n(&b->top, top, __ATOMIC_RELEASE);
+}
+static inline void ebb__tbin_drop_top(ebb__tbin_t *b, void **top)
+{
+    __atomic_store_n(&b->top, top, __ATOMIC_RELAXED);
+}
+
 /* Placeholders with no capacity, so the fast paths need no NULL test:
  * `unset` before a thread's first allocation, `bypass` after its cache was
  * torn down at exit or could not be made, `poked` when the purger asked the

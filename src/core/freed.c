@@ -18,12 +18,15 @@
  * the block where a freed block can be: the freeing thread's cache, its pool
  * (the bitmap says free), or another thread's cache (a cross-thread double
  * free).  Found: the misuse is reported and the call does nothing more.  Not
- * found (the program stored the key's value there, a 1 in 2^64 chance, or
- * the page was purged and reads zero): an ordinary free.
+ * found (the block is out and holds the key anyway: the program's copy of
+ * bytes it never wrote, often realloc's, carried a stale mark, or the
+ * program wrote that value): an ordinary free.  A freed block whose page
+ * was purged reads zero: freed again, it is caught only when it goes home
+ * (the pool's bitmap, pool.c).
  *
- * Invariants: a block that is out (owned by the program) never holds the
- * key unless the program wrote it; a block in a cache holds it unless its
- * page was purged (cached blocks' pages never are).  The second word, not
+ * Invariants: a block that is out (owned by the program) holds the key only
+ * if the program's own stores or copies put it there; a block in a cache
+ * holds it (cached blocks' pages are never purged).  The second word, not
  * the first: the first is where a future free list through the blocks would
  * go, and where a use-after-free most often writes.
  *
@@ -43,7 +46,7 @@ void ebb__freed_key_init(void)
 
 static int stack_holds(const ebb__tbin_t *b, const void *p)
 {
-    void **top = __atomic_load_n(&((ebb__tbin_t *)b)->top, __ATOMIC_RELAXED);
+    void **top = __atomic_load_n(&((ebb__tbin_t *)b)->top, __ATOMIC_ACQUIRE);
     for (void **e = b->low; e < top; e++)
         if (__atomic_load_n(e, __ATOMIC_RELAXED) == p)
             return 1;
@@ -51,9 +54,13 @@ static int stack_holds(const ebb__tbin_t *b, const void *p)
 }
 
 /* Another thread's cache holds p: a cross-thread double free.  Those stacks
- * move while we look; the program is already wrong if p is in one, so a
- * block pushed or popped meanwhile can only be missed or found late, never
- * make a correct program fail. */
+ * move while we look (their owners take no lock), so a block freed again
+ * meanwhile may be missed.  But a correct program's p is never found: it
+ * left the cache it was last in (a pop, a flush: stores that happened
+ * before p reached this thread), and any top read since covers only entries
+ * written after that (internal.h: ebb__tbin_set_top).  A live block holds
+ * the mark more often than 1 in 2^64: realloc copies a block's unwritten
+ * bytes, and stale marks are among them (test_races saw a few in a run). */
 static ebb__thread_t *other_cache_holding(const ebb__thread_t *self, unsigned cls, const void *p)
 {
     ebb__thread_t *found = NULL;

@@ -148,7 +148,7 @@ unsigned ebb__pool_take(ebb__pool_t *p, void **end, unsigned want)
         while (m && got < want) {
             unsigned b = (unsigned)__builtin_ctzll(m);
             m &= m - 1;
-            *--out = base + (size_t)b * c->size;
+            ebb__tbin_put(--out, base + (size_t)b * c->size); /* out may be a cache's */
             got++;
         }
         bits[w] = m;

@@ -30,12 +30,15 @@
  * recorded); after it the thread uses the `bypass` placeholder and goes
  * straight to its heap.
  *
- * Only the owner reads its stacks.  The fast paths move `top` and write
- * entries with plain stores, in whatever order the compiler picks, so
- * another thread reading them races (C11 undefined behaviour) and can see a
- * new `top` over a stale entry: ebb_check in an EBB_DEBUG=2 build did, and
- * aborted on a block that had already gone home (tests/api/test_fork.c, a few
- * runs in a hundred under load).  What others may know of a cache is what its owner
+ * Only the owner writes its stacks, and only one reader looks at another
+ * thread's: the double-free check (freed.c), for a block that holds the
+ * freed mark, with the atomic stores and acquire load internal.h describes
+ * (before those, plain stores in whatever order the compiler picked let a
+ * reader see a new `top` over a stale entry: ebb_check in an EBB_DEBUG=2
+ * build did, and aborted on a block that had already gone home,
+ * tests/api/test_fork.c, a few runs in a hundred under load).  A reader
+ * that wants a whole stack's worth (statistics, ebb_check) would see it
+ * change under it, so what others may know of a cache is what its owner
  * publishes on its slow paths: each stack's depth after every refill, flush,
  * poke and exit (relaxed atomic stores, nothing on the fast paths).  So
  * ebb_stats counts the calling thread's cache exactly and every other
@@ -168,7 +171,7 @@ static void empty_stack(ebb__thread_t *tc, unsigned cls, int idle)
     unsigned n = (unsigned)(b->top - b->low);
     if (n == 0)
         return;
-    b->top = b->low; /* entries stay readable: only this thread pushes */
+    ebb__tbin_drop_top(b, b->low); /* entries stay readable: only this thread pushes */
     publish(tc, cls);
     leave_cache_then_go_home();
     if (idle)
@@ -310,6 +313,15 @@ ebb__thread_t *ebb__thread_create(void (*on_exit)(void *))
     return tc;
 }
 
+/* n entries from src to dst (below it), each with the atomic store that
+ * keeps other threads' reads of a stack defined (internal.h). */
+static void move_down(void **dst, void *const *src, unsigned n)
+{
+#pragma GCC unroll 8
+    for (unsigned i = 0; i < n; i++)
+        ebb__tbin_put(&dst[i], src[i]);
+}
+
 void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
 {
     ebb__tbin_t *b = &tc->bin[cls];
@@ -325,8 +337,8 @@ void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
     /* Stored downwards from low + want, lowest address on top: handed out
      * lowest first, so a pool fills from its bottom. */
     if (got < want)
-        memmove(b->low, b->low + (want - got), got * sizeof(void *));
-    b->top = b->low + got - 1;
+        move_down(b->low, b->low + (want - got), got);
+    ebb__tbin_set_top(b, b->low + got - 1);
     publish(tc, cls);
     return *b->top;
 }
@@ -340,14 +352,15 @@ void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
     b->busy = 1;
     if (n) {
         memcpy(home, b->low, drop * sizeof(void *));
-        memmove(b->low, b->low + drop, (n - drop) * sizeof(void *));
-        b->top -= drop;
+        move_down(b->low, b->low + drop, n - drop);
+        ebb__tbin_set_top(b, b->top - drop);
         leave_cache_then_go_home();
         ebb__heap_free(home, drop);
     }
-    if (b->top != b->high)
-        *b->top++ = blk;
-    else
+    if (b->top != b->high) {
+        ebb__tbin_put(b->top, blk);
+        ebb__tbin_set_top(b, b->top + 1);
+    } else
         ebb__heap_free(&blk, 1); /* a class with no capacity */
     publish(tc, cls);
 }

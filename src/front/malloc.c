@@ -78,8 +78,11 @@ static void *small_alloc_once(unsigned cls)
     ebb__thread_t *self = front_thread();
     if (self && ebb__classes[cls].tcache_cap) {
         ebb__tbin_t *b = &self->bin[cls];
-        if (b->top != b->low)
-            return *--b->top;
+        void **top = b->top;
+        if (top != b->low) {
+            ebb__tbin_drop_top(b, top - 1);
+            return top[-1];
+        }
         return ebb__tcache_refill_pop(self, cls);
     }
     void *p;
@@ -191,7 +194,7 @@ static inline EBB_ENTRY void *malloc_as(size_t n, const char *fn)
         if (EBB_LIKELY(top != b->low)) {
             if (EBB_UNLIKELY((self->sample.left -= (ptrdiff_t)n) < 0))
                 return malloc_counted(n, fn);
-            b->top = top - 1;
+            ebb__tbin_drop_top(b, top - 1);
             void *p = top[-1];
             ebb__block_mark_live(p);
             return p;
@@ -430,8 +433,8 @@ static inline int free_to_cache(void *p)
              * without a cache (the debug heap's) never reads it here. */
             if (EBB_LIKELY(top != b->high) && EBB_LIKELY(ebb__block_mark(p) != key)) {
                 memcpy((char *)p + sizeof key, &key, sizeof key); /* ebb__block_mark_freed */
-                *top = p;
-                b->top = top + 1;
+                ebb__tbin_put(top, p);
+                ebb__tbin_set_top(b, top + 1);
                 return 1;
             }
         }
