@@ -30,7 +30,7 @@ static void test_refill_takes_half(void **state)
     ebb_free(p);
 }
 
-static void test_flush_keeps_newest_half(void **state)
+static void test_flush_keeps_oldest_half(void **state)
 {
     (void)state;
     unsigned cls = 2; /* 48 bytes */
@@ -44,10 +44,13 @@ static void test_flush_keeps_newest_half(void **state)
     for (unsigned i = 0; i < cap; i++)
         ebb_free(b[i]);
     assert_int_equal(cached_in(tc, cls), cap);
-    ebb_free(b[cap]); /* overflows: the older half goes home */
-    assert_int_equal(cached_in(tc, cls), cap - cap / 2 + 1);
+    ebb_free(b[cap]); /* overflows: the newer half goes home, no entry moves */
+    assert_int_equal(cached_in(tc, cls), cap / 2 + 1);
     assert_ptr_equal(tc->bin[cls].top[-1], b[cap]);
-    assert_ptr_equal(tc->bin[cls].low[0], b[cap / 2]);
+    assert_ptr_equal(tc->bin[cls].top[-2], b[cap / 2 - 1]);
+    assert_ptr_equal(tc->bin[cls].low[0], b[0]);
+    for (unsigned i = cap / 2; i < cap; i++)
+        assert_true(ebb__heap_block_is_free(b[i])); /* home, in its pool */
 }
 
 #define N 4000
@@ -134,7 +137,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_refill_takes_half, unit_teardown_check),
-        cmocka_unit_test_teardown(test_flush_keeps_newest_half, unit_teardown_check),
+        cmocka_unit_test_teardown(test_flush_keeps_oldest_half, unit_teardown_check),
         cmocka_unit_test_teardown(test_cross_thread_frees_go_home_at_exit, unit_teardown_check),
         cmocka_unit_test_teardown(test_thread_churn_recycles_caches, unit_teardown_check),
         cmocka_unit_test_teardown(test_threads_spread_over_bounded_heaps, unit_teardown_check),
