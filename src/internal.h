@@ -445,7 +445,8 @@ ebb__thread_t *ebb__thread_create(void (*on_exit)(void *)) EBB_HIDDEN;
 /* The thread is exiting: its cached blocks go home, its state is kept for
  * the next thread. */
 void ebb__thread_exit(void *state) EBB_HIDDEN;
-/* The sampler's countdown of the calling thread. */
+/* The sampler's countdown of the calling thread; NULL while the thread
+ * starts one of ebb's own (between cache_pause and resume): not sampled. */
 ebb__sample_counter_t *ebb__thread_sample_counter(void) EBB_HIDDEN;
 /* The calling thread's unwind memo (os.h), NULL if it has no cache. */
 ebb__unwind_memo_t *ebb__thread_unwind_memo(void) EBB_HIDDEN;

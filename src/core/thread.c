@@ -267,22 +267,31 @@ ebb__thread_t *ebb__thread_get_slow(void)
     return tc == &ebb__thread_bypass || tc == &ebb__thread_unset ? NULL : tc;
 }
 
+/* Set between ebb__thread_cache_pause and resume. */
+static __thread int paused __attribute__((tls_model("initial-exec")));
+
 /* Until ebb__thread_cache_resume, this thread's allocations go straight to
  * its heap, past its cache: for what the C library allocates while ebb
  * starts a thread of its own (on 32-bit, the new thread's TLS vector at
  * every start), which must not refill the cache of the thread that happened
- * to start it (ebb_collect has just emptied it, and says so).  A poke that
- * lands meanwhile is dropped; the purger pokes again a delay later. */
+ * to start it (ebb_collect has just emptied it, and says so).  Nor are they
+ * sampled: they are ebb's, and a sample of them would stand at whatever
+ * site of the program's freed memory and kicked the purger
+ * (tests/api/test_unwind.c test_threads_share_a_site counted one once, under
+ * load).  A poke that lands meanwhile is dropped; the purger pokes again a
+ * delay later. */
 ebb__thread_t *ebb__thread_cache_pause(void)
 {
     ebb__thread_t *tc = ebb__thread_get_slow();
     if (tc)
         tc_set(&ebb__thread_bypass);
+    paused = 1;
     return tc;
 }
 
 void ebb__thread_cache_resume(ebb__thread_t *tc)
 {
+    paused = 0;
     if (tc)
         tc_set(tc);
 }
@@ -450,6 +459,8 @@ static __thread ebb__sample_counter_t spare_counter __attribute__((tls_model("in
 
 ebb__sample_counter_t *ebb__thread_sample_counter(void)
 {
+    if (EBB_UNLIKELY(paused))
+        return NULL;
     ebb__thread_t *tc = ebb__thread_get_slow();
     return tc ? &tc->sample : &spare_counter;
 }

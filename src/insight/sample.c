@@ -335,6 +335,8 @@ static int fire(ebb__sample_counter_t *t)
 int ebb__sample_tick(size_t n)
 {
     ebb__sample_counter_t *t = ebb__thread_sample_counter();
+    if (EBB_UNLIKELY(t == NULL))
+        return 0; /* ebb starting a thread of its own */
     unsigned epoch = atomic_load_explicit(&sampler.epoch, memory_order_relaxed);
     if (EBB_UNLIKELY(t->epoch != epoch))
         restart(t, epoch);
@@ -349,6 +351,8 @@ int ebb__sample_tick(size_t n)
 int ebb__sample_fired(size_t n)
 {
     ebb__sample_counter_t *t = ebb__thread_sample_counter();
+    if (EBB_UNLIKELY(t == NULL))
+        return 0;
     unsigned epoch = atomic_load_explicit(&sampler.epoch, memory_order_relaxed);
     if (EBB_UNLIKELY(t->epoch != epoch)) {
         /* Drawn under another rate (or never: a new cache): count n
@@ -959,7 +963,9 @@ EBB_API int ebb_set_sample_rate(size_t bytes)
     atomic_store_explicit(&sampler.rate, bytes, memory_order_relaxed);
     unsigned epoch = atomic_fetch_add_explicit(&sampler.epoch, 1, memory_order_relaxed) + 1;
     /* The calling thread at once; the others at their next slow path. */
-    restart(ebb__thread_sample_counter(), epoch);
+    ebb__sample_counter_t *t = ebb__thread_sample_counter();
+    if (t != NULL)
+        restart(t, epoch);
     ebb__sample_prime();
     return 0;
 }

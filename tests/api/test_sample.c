@@ -269,6 +269,35 @@ static void test_sampling_off(void **state)
     EXPECT(ebb_sample_rate() == RATE, "rate reads back");
 }
 
+/* While ebb starts a thread of its own (the purger), what the C library
+ * allocates for it is ebb's: never sampled, and sampled again after. */
+struct ebb__thread_s; /* core/thread.c's, seen from outside */
+struct ebb__thread_s *ebb__thread_cache_pause(void);
+void ebb__thread_cache_resume(struct ebb__thread_s *tc);
+
+static void test_not_sampled_while_starting_own_thread(void **state)
+{
+    (void)state;
+    ebb_sample_stats_t a, b, c;
+    static void *blocks[2000];
+    ebb_sample_stats(&a);
+    struct ebb__thread_s *paused = ebb__thread_cache_pause();
+    for (int i = 0; i < 2000; i++) /* 2 MB: about 500 samples' worth at RATE */
+        blocks[i] = ebb_malloc(1000);
+    ebb__thread_cache_resume(paused);
+    ebb_sample_stats(&b);
+    for (int i = 0; i < 2000; i++)
+        ebb_free(blocks[i]);
+    for (int i = 0; i < 2000; i++)
+        blocks[i] = ebb_malloc(1000);
+    ebb_sample_stats(&c);
+    for (int i = 0; i < 2000; i++)
+        ebb_free(blocks[i]);
+    EXPECT(b.samples == a.samples, "%llu samples taken while paused",
+           (unsigned long long)(b.samples - a.samples));
+    EXPECT(c.samples > b.samples, "no sample after the pause ended");
+}
+
 /* ------------------------------------------------------------ threads */
 
 #define THREADS 4
@@ -444,6 +473,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_every_path_is_sampled, setup, teardown_check),
         cmocka_unit_test_setup_teardown(test_sampled_small_blocks_behave, setup, teardown_check),
         cmocka_unit_test_setup_teardown(test_sampling_off, setup, teardown_check),
+        cmocka_unit_test_setup_teardown(test_not_sampled_while_starting_own_thread, setup,
+                                        teardown_check),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown_check),
         cmocka_unit_test_setup_teardown(test_stack_hook, setup, teardown_check),
         cmocka_unit_test_setup_teardown(test_fork, setup, teardown_check),
