@@ -262,8 +262,9 @@ struct ebb__thread_s {
     ebb__sample_counter_t sample;  /* owner only */
     /* Blocks in each stack as of the owner's last slow path for the class
      * (refill, flush, poke, exit): what other threads may read (statistics,
-     * ebb_check), since the fast paths change bin[] without a lock.  Written by the owner with relaxed stores, beside, not inside,
-     * bin[], so the fast paths' stride and offsets stay what they were. */
+     * ebb_check), since the fast paths change bin[] without a lock.
+     * Written by the owner with relaxed stores, beside, not inside, bin[],
+     * so the fast paths' stride and offsets stay what they were. */
     _Atomic uint8_t published[EBB_CLASSES];
     ebb__heap_t *heap;
     ebb__thread_t *next, *prev;    /* registry list; registry lock */

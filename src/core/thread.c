@@ -14,9 +14,9 @@
  * frees cost the owner nothing at all; the block goes home, checked against
  * its pool's bitmap, when that stack flushes.  An empty stack refills half
  * its capacity from the thread's heap under one lock; a full one flushes its
- * newer half (see "Flushing" below).  Capacity per class: 32 KiB of blocks, between 4 and 128 of
- * them, so an idle thread pins a bounded amount (about 1.2 MiB if every
- * cached class is full, usually far less).
+ * newer half (see "Flushing" below).  Capacity per class: 32 KiB of blocks,
+ * between 4 and 128 of them, so an idle thread pins a bounded amount (about
+ * 1.2 MiB if every cached class is full, usually far less).
  *
  * Cached blocks are out of their pools and pin their pages, so the purger
  * pokes threads to give them back (see "Poking" below).
@@ -323,10 +323,10 @@ ebb__thread_t *ebb__thread_create(void (*on_exit)(void *))
 }
 
 /* n entries from src to dst (below it), each with the atomic store that
- * keeps other threads' reads of a stack defined (internal.h). */
+ * keeps other threads' reads of a stack defined (internal.h).  Only a
+ * refill that got fewer blocks than it asked for moves any. */
 static void move_down(void **dst, void *const *src, unsigned n)
 {
-#pragma GCC unroll 8
     for (unsigned i = 0; i < n; i++)
         ebb__tbin_put(&dst[i], src[i]);
 }
