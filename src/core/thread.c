@@ -310,7 +310,15 @@ ebb__thread_t *ebb__thread_create(void (*on_exit)(void *))
     ebb__unlock(&ebb__threads.lock);
     if (tc == NULL)
         return NULL;
-    if (ebb__os_on_thread_exit(on_exit, tc) != 0) {
+    /* The hook's record (glibc allocates it) is ebb's as much as the cache
+     * is: unsampled, or the profile would show a sample at the program's
+     * first allocation in every thread, gone again when the thread ends
+     * (tests/api/test_sample.c test_thread_start_is_not_sampled). */
+    int was_paused = paused;
+    paused = 1;
+    int hooked = ebb__os_on_thread_exit(on_exit, tc);
+    paused = was_paused;
+    if (hooked != 0) {
         /* Without an exit hook the cache would strand its blocks. */
         ebb__lock(&ebb__threads.lock);
         tcache_retire(tc);
