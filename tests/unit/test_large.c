@@ -3,6 +3,7 @@
 #include "unit.h"
 
 #include <string.h>
+#include <sys/resource.h>
 
 #define MiB ((size_t)1 << 20)
 
@@ -130,6 +131,55 @@ static void test_realloc_grows_by_remap(void **state)
     ebb_free(r);
 }
 
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+/* A large block shrunk by realloc keeps its tail's pages in the cache, and
+ * grows back into them in place: no page is faulted in again.  With the
+ * cache off, the tail goes back to the OS at once. */
+static void test_shrunk_tail_is_cached_and_regrown(void **state)
+{
+    (void)state;
+    ebb_collect(0);
+    size_t saved = ebb__opt.large_cache;
+    ebb__opt.large_cache = 64 * MiB; /* 32-bit keeps no cache by default */
+    char *p = ebb_malloc(8 * MiB);
+    assert_non_null(p);
+    memset(p, 0x5a, 8 * MiB);
+    char *r = ebb_realloc(p, 2 * MiB);
+    assert_ptr_equal(r, p);
+    assert_int_equal(ebb_usable_size(r), 2 * MiB);
+    ebb_stats_t s;
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 6 * MiB);
+    long before = minor_faults();
+    char *q = ebb_realloc(r, 6 * MiB);
+    assert_ptr_equal(q, p); /* absorbed the tail in place */
+    memset(q + 2 * MiB, 0x33, 4 * MiB);
+    long faults = minor_faults() - before;
+    assert_true(faults < 64); /* 1024 pages refaulted if the tail was given back */
+    assert_int_equal(q[2 * MiB - 1], 0x5a);
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 2 * MiB);
+    ebb_free(q);
+    ebb_collect(0);
+    ebb__opt.large_cache = 0;
+    p = ebb_malloc(8 * MiB);
+    assert_non_null(p);
+    r = ebb_realloc(p, 2 * MiB);
+    assert_ptr_equal(r, p);
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 0);
+    assert_int_equal(s.mapped_large, 2 * MiB);
+    ebb_free(r);
+    ebb__opt.large_cache = saved;
+    ebb_collect(0);
+}
+
 static void test_foreign_pointer_not_in_table(void **state)
 {
     (void)state;
@@ -148,6 +198,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cache_grows_with_live_blocks, unit_teardown_check),
         cmocka_unit_test_teardown(test_table_grows, unit_teardown_check),
         cmocka_unit_test_teardown(test_realloc_grows_by_remap, unit_teardown_check),
+        cmocka_unit_test_teardown(test_shrunk_tail_is_cached_and_regrown, unit_teardown_check),
         cmocka_unit_test_teardown(test_foreign_pointer_not_in_table, unit_teardown_check),
     };
     return cmocka_run_group_tests_name("large", tests, NULL, NULL);
