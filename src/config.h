@@ -187,6 +187,28 @@
  * this time that the program's threads are all gone and ends, so it never
  * holds up the end of a process for longer. */
 #define EBB_PURGE_MAX_SLEEP_MS 100
+/* Surplus.  Free memory beyond what the program took over the last delay
+ * (its recent demand, core/demand.c) is surplus: the program is unlikely to
+ * reuse it soon, so it is given back once it has been quiet this long
+ * instead of the whole delay.  A mass free is then given back while it
+ * runs, a few ms behind it, and RSS is near the floor within ms of its end
+ * (bench/rss, issue 15: at most 1.3x the floor within 20 ms).  Long enough
+ * that a teardown in progress purges each pool or arena once, after its
+ * last free, not at every free. */
+#define EBB_SURPLUS_QUIET_MS 1
+/* A partly used pool in surplus whose free pages are not yet worth a purge
+ * (EBB_PURGE_WORTH_FRACTION) is looked at again this much later: a
+ * teardown in random order frees most pages in its last few percent of
+ * frees, and a pool that waited a whole delay then would be purged only
+ * after the teardown ended. */
+#define EBB_SURPLUS_RECHECK_MS 10
+/* The purger's gathering window for surplus (EBB_PURGE_SLACK_MS for the
+ * rest): short, or it would add to the time-to-floor above. */
+#define EBB_SURPLUS_SLACK_MS 2
+/* Free arena slots or cached large blocks below the demand plus this much
+ * are never surplus: a few pools' worth that waits the whole delay is not
+ * worth a wake-up (a bin's margin is one of its pools). */
+#define EBB_SURPLUS_MARGIN ((size_t)1 << 20)
 /* Pools a purge pass handles per hold of a bin lock: the lock is released
  * between batches so allocating threads wait for at most this many purges. */
 #define EBB_PURGE_BATCH 8
@@ -423,6 +445,12 @@ _Static_assert(EBB_SLOT_PAGES == 16, "a slot's dirty pages are one 16-bit mask")
 _Static_assert(EBB_PURGE_DELAY_MS > 0 && EBB_PURGE_SLACK_MS < EBB_PURGE_DELAY_MS,
                "the slack only gathers work, it never dominates the delay");
 _Static_assert(EBB_PURGE_BATCH >= 1, "a pass makes progress");
+_Static_assert(EBB_SURPLUS_QUIET_MS >= 1 && EBB_SURPLUS_QUIET_MS < EBB_PURGE_DELAY_MS,
+               "surplus goes back sooner than the delay, never at the free itself");
+_Static_assert(EBB_SURPLUS_SLACK_MS <= EBB_PURGE_SLACK_MS, "surplus is gathered more tightly");
+_Static_assert(EBB_SURPLUS_RECHECK_MS >= EBB_SURPLUS_QUIET_MS &&
+                   EBB_SURPLUS_RECHECK_MS < EBB_PURGE_DELAY_MS,
+               "a pool not worth a purge yet waits longer than the quiet time, less than the delay");
 _Static_assert(EBB_PURGE_MAX_DELAYS >= 1, "the cap is at least the delay");
 _Static_assert(EBB_PURGE_WORTH_FRACTION >= 1 && EBB_PURGE_WORTH_FRACTION <= EBB_SLOT_PAGES,
                "a one-slot pool can meet the rule");

@@ -28,6 +28,7 @@
 #include "core/ownership.c"
 #include "core/ledger.c"
 #include "core/budget.c"
+#include "core/demand.c"
 #include "core/arena.c"
 #include "core/pool.c"
 #include "core/heap.c"

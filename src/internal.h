@@ -313,6 +313,18 @@ size_t ebb__budget_take_refused(void) EBB_HIDDEN;
  * the reserve closed. */
 void ebb__budget_install(size_t limit, size_t soft, size_t reserve) EBB_HIDDEN;
 
+/* ---------------------------------------------------- core/demand.c */
+
+/* Units d's owner took over about the last `window` ms (a sliding window
+ * of two buckets; the owner's lock held). */
+uint32_t ebb__demand_recent(ebb__demand_t *d, uint32_t now, uint32_t window) EBB_HIDDEN;
+/* How long free memory must stay quiet before a pass with `delay` purges
+ * it, for an owner holding free_bytes that took demand_bytes over the last
+ * delay: the delay, or EBB_SURPLUS_QUIET_MS for surplus, more than `margin`
+ * beyond the demand (and *surplus set). */
+long ebb__surplus_delay(long delay, size_t free_bytes, size_t demand_bytes, size_t margin,
+                        int *surplus) EBB_HIDDEN;
+
 /* ----------------------------------------------------- core/arena.c */
 
 extern EBB_HIDDEN ebb__arena_set_t ebb__arenas;
@@ -320,9 +332,10 @@ extern EBB_HIDDEN const ebb__lockset_t ebb__arena_locks, ebb__arena_lend_locks;
 ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls) EBB_HIDDEN;
 void ebb__arena_release_pool(ebb__pool_t *p) EBB_HIDDEN;
 void ebb__arena_collect(int force) EBB_HIDDEN;
-/* Purge free slots idle for `delay` ms (all if delay is 0); returns the ms
- * until the next one falls due, or UINT32_MAX if none waits. */
-uint32_t ebb__arena_purge(uint32_t now, long delay) EBB_HIDDEN;
+/* Purge free slots idle for `delay` ms (all if delay is 0; surplus slots
+ * once quiet for less, core/demand.c, and then *surplus is set); returns the
+ * ms until the next one falls due, or UINT32_MAX if none waits. */
+uint32_t ebb__arena_purge(uint32_t now, long delay, int *surplus) EBB_HIDDEN;
 /* The arena counters into s; the caller holds the arena lock. */
 void ebb__arena_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 /* Arena lock held: pages of free slots counted resident. */
@@ -378,8 +391,9 @@ int ebb__heap_block_is_free(const void *p) EBB_HIDDEN;
 void ebb__heap_free_idle(void *const *blocks, unsigned n) EBB_HIDDEN;
 ebb__heap_t *ebb__heap_pick(void) EBB_HIDDEN;
 /* Purge the pools of bins listed for `delay` ms (every pool if delay is
- * 0); returns ms until the next is due, or UINT32_MAX. */
-uint32_t ebb__heap_purge(uint32_t now, long delay) EBB_HIDDEN;
+ * 0; in bins holding surplus, once quiet for less, core/demand.c, and then
+ * *surplus is set); returns ms until the next is due, or UINT32_MAX. */
+uint32_t ebb__heap_purge(uint32_t now, long delay, int *surplus) EBB_HIDDEN;
 /* Blocks out and pools per class, summed over the heaps, into used[] and
  * pools[]; their bytes into s->small_used.  Takes each bin lock in turn. */
 void ebb__heap_stats(ebb_stats_t *s, size_t used[EBB_CLASSES],
@@ -547,7 +561,7 @@ int ebb__large_was_freed(const void *p) EBB_HIDDEN;
  * the sample record it had (0 none), which the caller settles. */
 void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized,
                          uint32_t *tag) EBB_HIDDEN;
-uint32_t ebb__large_purge(uint32_t now, long delay) EBB_HIDDEN;
+uint32_t ebb__large_purge(uint32_t now, long delay, int *surplus) EBB_HIDDEN;
 /* The large-block counters into s; the caller holds the large-block lock. */
 void ebb__large_stats_locked(ebb_stats_t *s) EBB_HIDDEN;
 /* Lock held: cached mappings, and live blocks serving sampled small ones. */
@@ -564,8 +578,10 @@ void ebb__large_sampled_classes(size_t used[EBB_CLASSES]) EBB_HIDDEN;
 
 /* ---------------------------------------------------- policy/purge.c */
 
-/* Give back everything due at `now` under `delay` (0: everything); returns
- * ms until the next item falls due, or UINT32_MAX if nothing waits. */
+/* Give back everything due at `now` under `delay` (0: everything), and
+ * surplus sooner (core/demand.c); returns ms until the purger should come
+ * back (the slack included), 0 if more is due now, or UINT32_MAX if nothing
+ * waits. */
 uint32_t ebb__purge_pass(uint32_t now, long delay) EBB_HIDDEN;
 /* ms: threads were last asked to give their cached blocks back. */
 extern EBB_HIDDEN _Atomic uint32_t ebb__purge_poked_at;

@@ -60,6 +60,7 @@ typedef struct {
     int debug;               /* EBB_DEBUG: the debug heap (front/debug.c) */
     long purge_delay;        /* EBB_PURGE_DELAY_MS: ms, 0 at once, -1 never */
     int purge_lazy;          /* EBB_PURGE_MODE=free: MADV_FREE, not DONTNEED */
+    int purge_surplus;       /* EBB_PURGE_SURPLUS: surplus goes back sooner */
     size_t limit;            /* EBB_LIMIT: bytes, 0 none */
     unsigned limit_percent;  /* EBB_LIMIT=N% or auto (100): share of the
                               * effective limit; 0 when given in bytes */
@@ -110,6 +111,19 @@ typedef struct {
 } ebb__lockset_t;
 
 /* ============================================================== core */
+
+/* ----------------------------------------------------------------- demand */
+
+/* What one owner (a bin, the arenas, the large blocks) handed out recently,
+ * in its own unit (blocks, slots, pages), for the surplus rule
+ * (core/demand.c).  Guarded by the owner's lock.  32-bit counts compared by
+ * wrap-safe differences: a window never takes 4G units. */
+typedef struct {
+    uint32_t taken; /* units taken, ever (wraps) */
+    uint32_t mark;  /* taken when the current window began */
+    uint32_t last;  /* taken during the window before */
+    uint32_t since; /* ms: the current window began */
+} ebb__demand_t;
 
 /* ------------------------------------------------------------ size classes */
 
@@ -194,6 +208,7 @@ typedef struct {
     size_t spare;                      /* of them entirely free */
     size_t pools;                      /* pools carved out of them */
     size_t pool_slots;                 /* slots those pools span */
+    ebb__demand_t demand;              /* slots taken for pools */
 } ebb__arena_set_t;
 
 /* ---------------------------------------------------------- ownership map */
@@ -220,6 +235,7 @@ typedef struct {
     /* Pools that received frees since they were last purged, in order of
      * due time (heap.c says when they are purged). */
     ebb__pool_t *purge_head, *purge_tail;
+    ebb__demand_t demand; /* blocks taken: what the surplus rule keeps */
 } ebb__bin_t;
 _Static_assert((sizeof(ebb__bin_t) & (sizeof(ebb__bin_t) - 1)) == 0, "a bin's size is a power of two");
 

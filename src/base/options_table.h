@@ -57,6 +57,10 @@
                "give free memory back to the OS once it has stayed unused for N ms; `0` at once, "  \
                "`-1` never (only `ebb_collect`)",                                                   \
                USER)                                                                                \
+    EBB_OPTION(PURGE_SURPLUS, purge_surplus, FLAG, 1, 0, 1, "0|1", "1",                             \
+               "free memory beyond what the program took over the last delay (surplus) goes back "  \
+               "within ms, not after the whole delay (`0`: everything waits the delay)",            \
+               USER)                                                                                \
     EBB_OPTION(LIMIT, limit, LIMIT, 0, EBB_LIMIT_FLOOR, 0, "SIZE|N%|auto", "none",                  \
                "most bytes ebb commits (at least `4M`): growth past the soft level runs the "       \
                "pressure callbacks and purges, past the limit allocations fail cleanly "            \

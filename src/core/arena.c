@@ -239,6 +239,7 @@ ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls)
     }
     if (a->nfree == EBB_SLOTS - 1)
         ebb__arenas.spare--;
+    ebb__arenas.demand.taken += span;
     list_remove(a);
     uint64_t run = (((uint64_t)1 << span) - 1) << first;
     ebb__assert((a->free_mask & run) == run);
@@ -374,24 +375,78 @@ static void slots_return(ebb__arena_t *a, uint64_t mask)
         arena_now_empty(a);
 }
 
+/* What one pass may purge: slots quiet for the delay, and while surplus
+ * (core/demand.c) remains, slots quiet for less. */
+typedef struct {
+    uint32_t now;
+    long delay;
+    long quiet;    /* the delay, or the surplus time */
+    size_t excess; /* dirty free slots beyond the demand, not yet lent */
+} lend_rule_t;
+
+/* Free slots with dirty pages, in every arena.  Arena lock held. */
+static size_t dirty_free_slot_count(void)
+{
+    size_t n = 0;
+    for (uint64_t lists = ebb__arenas.by_nfree_mask & ~(uint64_t)1; lists; lists &= lists - 1)
+        for (const ebb__arena_t *a = ebb__arenas.by_nfree[__builtin_ctzll(lists)]; a; a = a->next)
+            n += (size_t)__builtin_popcountll(dirty_free_slots(a));
+    return n;
+}
+
+/* The pass's rule: is there surplus, and how much.  Arena lock held. */
+static lend_rule_t lend_rule(uint32_t now, long delay, int *surplus)
+{
+    lend_rule_t r = { now, delay, delay, 0 };
+    if (delay <= 0)
+        return r;
+    size_t dirty = dirty_free_slot_count();
+    size_t demand = ebb__demand_recent(&ebb__arenas.demand, now, (uint32_t)delay);
+    int any = 0;
+    r.quiet = ebb__surplus_delay(delay, dirty * EBB_SLOT_SIZE, demand * EBB_SLOT_SIZE,
+                                 EBB_SURPLUS_MARGIN, &any);
+    r.excess = any ? dirty - demand : 0;
+    *surplus |= any;
+    return r;
+}
+
+/* Lend arena a's dirty free slots if the rule says they are due, else
+ * note when they will be in *next; returns the slots lent. */
+static uint64_t lend_if_due(ebb__arena_t *a, lend_rule_t *r, uint32_t *next)
+{
+    uint64_t d = dirty_free_slots(a);
+    if (d == 0)
+        return 0;
+    long wait = r->excess ? r->quiet : r->delay;
+    if (wait > 0 && !ebb__due(r->now, a->freed_stamp, wait)) {
+        uint32_t left = ebb__ms_until(r->now, a->freed_stamp, (uint32_t)wait);
+        if (left < *next)
+            *next = left;
+        return 0;
+    }
+    size_t n = (size_t)__builtin_popcountll(d);
+    r->excess = n >= r->excess ? 0 : r->excess - n;
+    slots_lend(a, d);
+    return d;
+}
+
 /* Lend up to LEND_BATCH arenas' due dirty free slots; *next gets the ms until
- * the earliest one not yet due.  Arena lock held. */
-static unsigned lend_due(lent_t *out, uint32_t now, long delay, uint32_t *next)
+ * the earliest one not yet due.  Surplus goes from the emptiest arenas
+ * first: new pools go to the fullest (find_room), so the slots they would
+ * reuse are the ones kept.  Arena lock held. */
+static unsigned lend_due(lent_t *out, lend_rule_t *r, uint32_t *next)
 {
     unsigned n = 0;
-    for (unsigned k = 1; k < EBB_SLOTS && n < LEND_BATCH; k++) {
+    int emptiest_first = r->excess != 0;
+    for (unsigned i = 1; i < EBB_SLOTS && n < LEND_BATCH; i++) {
+        unsigned k = emptiest_first ? EBB_SLOTS - i : i;
         ebb__arena_t *a = ebb__arenas.by_nfree[k];
         while (a && n < LEND_BATCH) {
-            ebb__arena_t *following = a->next; /* lending moves a to a list already passed */
-            uint64_t d = dirty_free_slots(a);
-            if (d && delay > 0 && !ebb__due(now, a->freed_stamp, delay)) {
-                uint32_t left = ebb__ms_until(now, a->freed_stamp, (uint32_t)delay);
-                if (left < *next)
-                    *next = left;
-            } else if (d) {
-                slots_lend(a, d);
+            ebb__arena_t *following = a->next; /* lending moves a to another list */
+            uint64_t lent = lend_if_due(a, r, next);
+            if (lent) {
                 out[n].arena = a;
-                out[n].slots = d;
+                out[n].slots = lent;
                 n++;
             }
             a = following;
@@ -400,16 +455,19 @@ static unsigned lend_due(lent_t *out, uint32_t now, long delay, uint32_t *next)
     return n;
 }
 
-uint32_t ebb__arena_purge(uint32_t now, long delay)
+uint32_t ebb__arena_purge(uint32_t now, long delay, int *surplus)
 {
     lent_t lent[LEND_BATCH];
     uint32_t next = UINT32_MAX;
     unsigned n;
     /* One pass lends at a time, and fork waits for it to give all back. */
     ebb__lock(&ebb__arenas.lend_lock);
+    ebb__lock(&ebb__arenas.lock);
+    lend_rule_t rule = lend_rule(now, delay, surplus);
+    ebb__unlock(&ebb__arenas.lock);
     do {
         ebb__lock(&ebb__arenas.lock);
-        n = lend_due(lent, now, delay, &next);
+        n = lend_due(lent, &rule, &next);
         ebb__unlock(&ebb__arenas.lock);
         for (unsigned i = 0; i < n; i++)
             purge_slots(lent[i].arena, lent[i].slots);

@@ -224,6 +224,7 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want
             purge_list_touch(p, clock_read(&now));
     }
     b->used += got;
+    b->demand.taken += got;
     ebb__unlock(&b->lock);
     return got;
 }
@@ -395,17 +396,20 @@ static void purge_pool(ebb__bin_t *b, ebb__pool_t *p)
         bin_release(b, p);
 }
 
-/* ms until listed pool p is due: quiet for the delay, or listed for the
- * longest wait; 0 if it is due now. */
-static uint32_t pool_due_in(const ebb__pool_t *p, uint32_t now, uint32_t delay)
+/* ms until listed pool p is due: quiet for `quiet` ms (the delay, or less
+ * for surplus), or listed for the longest wait (counted in delays); 0 if it
+ * is due now. */
+static uint32_t pool_due_in(const ebb__pool_t *p, uint32_t now, uint32_t quiet, uint32_t delay)
 {
-    uint32_t quiet = ebb__ms_until(now, p->stamp, delay);
+    uint32_t calm = ebb__ms_until(now, p->stamp, quiet);
     uint32_t cap = ebb__ms_until(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS);
-    return quiet < cap ? quiet : cap;
+    return calm < cap ? calm : cap;
 }
 
 /* Move listed pool p, due `left` ms from now, to its place: its key is when
- * it falls due, less the delay. */
+ * it falls due, less the quiet time the walk uses (the delay, or less for
+ * surplus: a key set for the delay is then early, and the walk moves the
+ * pool on when it meets it). */
 static void purge_list_requeue(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint32_t left,
                                uint32_t delay)
 {
@@ -415,21 +419,28 @@ static void purge_list_requeue(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
 
 /* A listed pool fell due.  A partly used one is purged only when that is
  * worth a system call now: a quarter of its pages can go, or it has waited
- * its longest.  Otherwise it waits another delay at the tail (measured:
- * without this rule a teardown of 1 GiB made 65000 purges, most of one or
- * two pages, in pools about to empty anyway). */
-static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long delay)
+ * its longest (or, in surplus, no free came for EBB_SURPLUS_RECHECK_MS).
+ * Otherwise it waits another delay, or EBB_SURPLUS_RECHECK_MS in surplus
+ * (measured: without this rule a teardown of 1 GiB made 65000 purges, most
+ * of one or two pages, in pools about to empty anyway). */
+static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long quiet, long delay)
 {
     if (p->used == 0 || ebb__due(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS)) {
         purge_pool(b, p);
         return;
     }
     size_t worth = (size_t)p->span * EBB_SLOT_PAGES / EBB_PURGE_WORTH_FRACTION;
+    /* Surplus, and no free into it for a while: its share of a teardown
+     * is over, so whatever it has free is worth a purge. */
+    if (quiet < delay && ebb__due(now, p->stamp, EBB_SURPLUS_RECHECK_MS))
+        worth = 1;
     if (ebb__pool_purge(p, worth) != 0) {
         purge_list_remove(b, p);
-    } else { /* another delay at the tail */
+    } else { /* another wait at the tail */
+        uint32_t again = quiet < delay ? EBB_SURPLUS_RECHECK_MS : (uint32_t)delay;
         advance(&p->stamp, now);
-        purge_list_requeue(b, p, now, pool_due_in(p, now, (uint32_t)delay), (uint32_t)delay);
+        purge_list_requeue(b, p, now, pool_due_in(p, now, again, (uint32_t)delay),
+                           (uint32_t)quiet);
     }
 }
 
@@ -448,6 +459,19 @@ static void purge_bin_all(ebb__bin_t *b)
         purge_list_remove(b, b->purge_head);
 }
 
+/* How long bin b's listed pools must be quiet before they are purged: the
+ * delay, or less if the bin's free blocks are more than it handed out over
+ * the last delay (core/demand.c).  Bin lock held. */
+static long bin_quiet(ebb__bin_t *b, unsigned cls, uint32_t now, long delay, int *surplus)
+{
+    const ebb__class_t *c = &ebb__classes[cls];
+    size_t free_blocks = b->pools * c->blocks - b->used;
+    size_t demand = ebb__demand_recent(&b->demand, now, (uint32_t)delay);
+    /* A pool's worth may wait the delay: there are dozens of bins. */
+    return ebb__surplus_delay(delay, free_blocks * c->size, demand * c->size,
+                              (size_t)c->span * EBB_SLOT_SIZE, surplus);
+}
+
 /* Purge at most EBB_PURGE_BATCH due pools of bin b in one hold of its lock
  * (if more are due, the pass reports 0 ms left and the purger comes back
  * at once, after letting allocating threads in).  The list is in order of
@@ -456,13 +480,15 @@ static void purge_bin_all(ebb__bin_t *b)
  * it is due (used or freed into since it was queued) moves to its due
  * place, behind the pools due sooner.  Returns the ms until the next pool
  * falls due, or UINT32_MAX. */
-static uint32_t purge_bin_due(ebb__bin_t *b, uint32_t now, long delay)
+static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long delay,
+                              int *surplus)
 {
     uint32_t next = UINT32_MAX;
     unsigned done = 0, moved = 0;
     ebb__lock(&b->lock);
+    long quiet = bin_quiet(b, cls, now, delay, surplus);
     for (ebb__pool_t *p = b->purge_head; p; p = b->purge_head) {
-        uint32_t wait = ebb__ms_until(now, p->queued_at, (uint32_t)delay);
+        uint32_t wait = ebb__ms_until(now, p->queued_at, (uint32_t)quiet);
         if (wait) {
             next = wait;
             break;
@@ -471,20 +497,20 @@ static uint32_t purge_bin_due(ebb__bin_t *b, uint32_t now, long delay)
             next = 0; /* due, but this hold's share is done */
             break;
         }
-        uint32_t left = pool_due_in(p, now, (uint32_t)delay);
+        uint32_t left = pool_due_in(p, now, (uint32_t)quiet, (uint32_t)delay);
         if (left) {
-            purge_list_requeue(b, p, now, left, (uint32_t)delay);
+            purge_list_requeue(b, p, now, left, (uint32_t)quiet);
             moved++;
             continue;
         }
-        purge_due_pool(b, p, now, delay);
+        purge_due_pool(b, p, now, quiet, delay);
         done++;
     }
     ebb__unlock(&b->lock);
     return next;
 }
 
-uint32_t ebb__heap_purge(uint32_t now, long delay)
+uint32_t ebb__heap_purge(uint32_t now, long delay, int *surplus)
 {
     uint32_t next = UINT32_MAX;
     for (unsigned h = 0; h < ebb__heaps.n; h++) {
@@ -498,7 +524,7 @@ uint32_t ebb__heap_purge(uint32_t now, long delay)
             }
             if (__atomic_load_n(&b->purge_head, __ATOMIC_RELAXED) == NULL)
                 continue;
-            uint32_t left = purge_bin_due(b, now, delay);
+            uint32_t left = purge_bin_due(b, c, now, delay, surplus);
             if (left < next)
                 next = left;
         }

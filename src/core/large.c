@@ -67,6 +67,7 @@ static struct {
     ebb__large_entry_t cache[EBB_LARGE_CACHE_SLOTS]; /* oldest first */
     unsigned ncache;
     size_t cache_bytes;
+    ebb__demand_t demand; /* pages of blocks handed out (the surplus rule) */
     /* Live sampled blocks standing in for a small block, by the class they
      * stand for (their `usable`), so class statistics count them. */
     size_t sampled_small[EBB_CLASSES];
@@ -168,6 +169,7 @@ static void record_live(uintptr_t a, size_t size, uint32_t tag, uint32_t usable)
     count_sampled_small(usable, 1);
     large.count++;
     large.live_bytes += size;
+    large.demand.taken += (uint32_t)(size >> EBB_PAGE_SHIFT);
 }
 
 static size_t page_round(size_t n)
@@ -246,7 +248,8 @@ static int cache_give_back(void)
     ebb__unlock(&large.lock);
     if (n == 0)
         return 0;
-    ebb__large_purge(ebb__os_now_ms(), 0);
+    int surplus = 0;
+    ebb__large_purge(ebb__os_now_ms(), 0, &surplus);
     return 1;
 }
 
@@ -609,22 +612,43 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint
     return q;
 }
 
-/* Unmap cached mappings freed at least `delay` ms ago; returns the ms until
- * the next falls due, or UINT32_MAX. */
-uint32_t ebb__large_purge(uint32_t now, long delay)
+/* What the cache holds beyond the recent demand goes once quiet for the
+ * surplus time (core/demand.c), oldest first; the rest after the delay.
+ * Returns the quiet time for entry i on; *excess counts down as entries
+ * go. */
+static long cache_entry_delay(long delay, long quiet, size_t *excess, size_t size)
+{
+    if (*excess == 0)
+        return delay;
+    *excess = size >= *excess ? 0 : *excess - size;
+    return quiet;
+}
+
+/* Unmap cached mappings freed at least `delay` ms ago (surplus: quiet for
+ * less, core/demand.c); returns the ms until the next falls due, or
+ * UINT32_MAX.  *surplus is set if any was judged surplus. */
+uint32_t ebb__large_purge(uint32_t now, long delay, int *surplus)
 {
     ebb__large_entry_t victims[EBB_LARGE_CACHE_SLOTS];
     unsigned n = 0;
     uint32_t next = UINT32_MAX;
     ebb__lock(&large.lock);
+    size_t demand = large.ncache && delay > 0
+                        ? (size_t)ebb__demand_recent(&large.demand, now, (uint32_t)delay) << EBB_PAGE_SHIFT
+                        : 0;
+    int any = 0;
+    long quiet = ebb__surplus_delay(delay, large.cache_bytes, demand, EBB_SURPLUS_MARGIN, &any);
+    size_t excess = any ? large.cache_bytes - demand : 0;
+    *surplus |= any;
     for (unsigned i = 0; i < large.ncache;) {
-        if (ebb__due(now, large.cache[i].stamp, delay)) {
+        long wait = cache_entry_delay(delay, quiet, &excess, large.cache[i].size);
+        if (ebb__due(now, large.cache[i].stamp, wait)) {
             victims[n++] = large.cache[i];
             ebb__mapped_sub(large.cache[i].size);
             cache_remove(i);
             continue;
         }
-        uint32_t left = ebb__ms_until(now, large.cache[i].stamp, (uint32_t)delay);
+        uint32_t left = ebb__ms_until(now, large.cache[i].stamp, (uint32_t)wait);
         if (left < next)
             next = left;
         i++;

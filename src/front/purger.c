@@ -103,7 +103,7 @@ static void purger_main(void *arg)
                 return;
             /* Nobody wakes a running purger: this is a plain timed sleep,
              * short enough to notice the above soon. */
-            long sleep = (long)next + EBB_PURGE_SLACK_MS;
+            long sleep = (long)next;
             ebb__os_wait(&ebb__purger_state, EBB_PURGER_RUNNING,
                          sleep < EBB_PURGE_MAX_SLEEP_MS ? sleep : EBB_PURGE_MAX_SLEEP_MS);
             continue;

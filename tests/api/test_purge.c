@@ -183,6 +183,69 @@ static void scenario_free_all(void)
     printf("free_all: back to base + 12 MiB in %ld ms\n", t);
 }
 
+/* Surplus (core/demand.c): with a purge delay of two seconds, a build the
+ * program made more than a delay ago and now frees (but for scattered
+ * survivors, so only pages inside pools can go) is given back within
+ * SURPLUS_WAIT_MS, well before the delay; with EBB_PURGE_SURPLUS=0 it waits
+ * the delay.  Run with EBB_PURGE_DELAY_MS=SURPLUS_DELAY_MS. */
+#define SURPLUS_DELAY_MS 2000
+#define SURPLUS_WAIT_MS 1000
+
+/* Build, let the build leave the demand window, free all but survivors;
+ * the bound RSS must reach. */
+static size_t surplus_setup(build_t *b, unsigned seed)
+{
+    size_t base = rss();
+    *b = build(BUILD_BYTES, seed);
+    sleep_ms(SURPLUS_DELAY_MS + SURPLUS_DELAY_MS / 4);
+    size_t floor = free_all_but(b, KEEP);
+    return base + b->n * sizeof(void *) + 2 * floor + SLACK;
+}
+
+static void scenario_surplus_survivors(void)
+{
+    build_t b;
+    size_t bound = surplus_setup(&b, 6);
+    long t = wait_rss_below(bound, SURPLUS_WAIT_MS);
+    CHECK(t >= 0, "RSS %zu MiB after %d ms with a %d ms delay, bound %zu MiB", rss() >> 20,
+          SURPLUS_WAIT_MS, SURPLUS_DELAY_MS, bound >> 20);
+    check_survivors(&b, KEEP);
+    printf("surplus_survivors: RSS %zu MiB (bound %zu) in %ld ms (delay %d ms)\n", rss() >> 20,
+           bound >> 20, t, SURPLUS_DELAY_MS);
+    release(&b);
+}
+
+/* The control: with EBB_PURGE_SURPLUS=0 the same free waits the delay. */
+static void scenario_surplus_off_waits(void)
+{
+    build_t b;
+    size_t bound = surplus_setup(&b, 6);
+    sleep_ms(SURPLUS_WAIT_MS);
+    CHECK(rss() > bound + BUILD_BYTES / 4, "RSS %zu MiB %d ms after the free, bound %zu MiB: "
+          "given back before the %d ms delay with the surplus rule off", rss() >> 20,
+          SURPLUS_WAIT_MS, bound >> 20, SURPLUS_DELAY_MS);
+    check_survivors(&b, KEEP);
+    release(&b);
+}
+
+/* What the program reuses is not surplus: rounds of build and free, each
+ * taking what the last freed, purge (almost) nothing while they run. */
+static void scenario_reuse_is_not_surplus(void)
+{
+    ebb_stats_t s0, s1;
+    ebb_stats(&s0);
+    for (unsigned round = 0; round < 6; round++) {
+        build_t b = build(BUILD_BYTES / 2, 7 + round);
+        free_all_but(&b, 0);
+        ebb_free(b.v);
+    }
+    ebb_stats(&s1);
+    CHECK(s1.purged - s0.purged < BUILD_BYTES / 16,
+          "%zu MiB purged during rounds that reuse all of it", (s1.purged - s0.purged) >> 20);
+    printf("reuse_is_not_surplus: %zu KiB purged in 6 rounds of %zu MiB\n",
+           (s1.purged - s0.purged) >> 10, (BUILD_BYTES / 2) >> 20);
+}
+
 static void scenario_survivors(void)
 {
     size_t base = rss();
@@ -562,6 +625,9 @@ static const struct {
 } scenarios[] = {
     { "main_pthread_exit", scenario_main_pthread_exit },
     { "free_all", scenario_free_all },
+    { "surplus_survivors", scenario_surplus_survivors },
+    { "surplus_off_waits", scenario_surplus_off_waits },
+    { "reuse_is_not_surplus", scenario_reuse_is_not_surplus },
     { "survivors", scenario_survivors },
     { "cache_pins", scenario_cache_pins },
     { "idle_thread", scenario_idle_thread },
@@ -621,6 +687,9 @@ static void run(const char *name, const char *env1, const char *env2)
 static void test_free_all_default_delay(void **s) { (void)s; run("free_all", NULL, NULL); }
 static void test_free_all_short_delay(void **s) { (void)s; run("free_all", "EBB_PURGE_DELAY_MS=10", NULL); }
 static void test_survivors(void **s) { (void)s; run("survivors", NULL, NULL); }
+static void test_surplus_survivors(void **s) { (void)s; run("surplus_survivors", "EBB_PURGE_DELAY_MS=2000", NULL); }
+static void test_surplus_off_waits(void **s) { (void)s; run("surplus_off_waits", "EBB_PURGE_DELAY_MS=2000", "EBB_PURGE_SURPLUS=0"); }
+static void test_reuse_is_not_surplus(void **s) { (void)s; run("reuse_is_not_surplus", "EBB_PURGE_DELAY_MS=60000", NULL); }
 static void test_cache_pins(void **s) { (void)s; run("cache_pins", NULL, NULL); }
 static void test_survivors_at_once(void **s) { (void)s; run("at_once", "EBB_PURGE_DELAY_MS=0", NULL); }
 static void test_idle_thread(void **s) { (void)s; run("idle_thread", NULL, NULL); }
@@ -657,4 +726,5 @@ CHILD_TEST_MAIN("purge", child,
                 T(test_exited_threads), T(test_never_then_collect), T(test_dontneed_mode),
                 T(test_lazy_mode), T(test_reuse), T(test_reuse_lazy), T(test_fork_after_purge),
                 T(test_race), T(test_race_at_once), T(test_large_expiry),
-                T(test_purger_never_keeps_a_process_alive))
+                T(test_purger_never_keeps_a_process_alive), T(test_surplus_survivors),
+                T(test_surplus_off_waits), T(test_reuse_is_not_surplus))

@@ -14,6 +14,8 @@
 #define DELAY UNIT_QUIET_DELAY /* the purger thread never finds anything due */
 #define CLS64 3        /* 64-byte blocks: 64 to a page, 1024 to a pool */
 
+static int surplus; /* what the passes' surplus flag was set to (not reset) */
+
 static int setup(void **state)
 {
     (void)state;
@@ -193,11 +195,11 @@ static void test_freed_pool_is_listed_and_purged_when_due(void **state)
     uint32_t now = ebb__os_now_ms();
     size_t purged = atomic_load(&ebb__ledger.purged);
     /* Not due yet: nothing purged, and the pass says when it will be. */
-    uint32_t left = ebb__heap_purge(now, DELAY);
+    uint32_t left = ebb__heap_purge(now, DELAY, &surplus);
     assert_true(left <= DELAY && left >= DELAY - 1000);
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
     /* Due: the free pages go, the pool leaves the list, live blocks stay. */
-    assert_int_equal(ebb__heap_purge(now + DELAY, DELAY), UINT32_MAX);
+    assert_int_equal(ebb__heap_purge(now + DELAY, DELAY, &surplus), UINT32_MAX);
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 8 * 4096);
     assert_null(b->purge_head);
     assert_false(p->listed);
@@ -225,7 +227,7 @@ static void test_idle_blocks_are_due_at_once(void **state)
     assert_ptr_equal(p->start, (uint8_t *)blk[0]);
     size_t purged = atomic_load(&ebb__ledger.purged);
     uint32_t now = ebb__os_now_ms();
-    uint32_t left = ebb__heap_purge(now, DELAY);
+    uint32_t left = ebb__heap_purge(now, DELAY, &surplus);
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 8 * 4096);
     assert_false(p->listed);
     assert_true(left > 0 && left <= DELAY); /* the other pool still waits */
@@ -254,11 +256,11 @@ static void test_few_free_pages_wait_for_the_longest_wait(void **state)
     assert_non_null(p);
     uint32_t t0 = p->listed_at;
     size_t purged = atomic_load(&ebb__ledger.purged);
-    ebb__heap_purge(t0 + DELAY, DELAY); /* quiet for the delay: not worth it */
+    ebb__heap_purge(t0 + DELAY, DELAY, &surplus); /* quiet for the delay: not worth it */
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
     assert_true(p->listed);
     assert_int_equal(p->listed_at, t0);
-    ebb__heap_purge(t0 + DELAY * EBB_PURGE_MAX_DELAYS, DELAY); /* longest wait */
+    ebb__heap_purge(t0 + DELAY * EBB_PURGE_MAX_DELAYS, DELAY, &surplus); /* longest wait */
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 2 * 4096);
     assert_false(p->listed);
     for (int i = 128; i < 1024; i++)
@@ -309,9 +311,125 @@ static void test_idle_empty_pool_is_released_clean(void **state)
     assert_int_equal(b->pools, pools);
     assert_non_null(b->purge_head);
     size_t clean = clean_now();
-    ebb__heap_purge(ebb__os_now_ms() + DELAY, DELAY);
+    ebb__heap_purge(ebb__os_now_ms() + DELAY, DELAY, &surplus);
     assert_int_equal(b->pools, pools - 1); /* released */
     assert_int_equal(clean_now(), clean + 16); /* and clean */
+}
+
+/* -------------------------------------------------------------- surplus */
+
+/* The demand estimate slides over the last window: what was taken since
+ * the current window began, plus the part of the previous window still
+ * inside the last `window` ms; after a silence, the average over it. */
+static void test_demand_is_a_sliding_window(void **state)
+{
+    (void)state;
+    uint32_t t = 4000000000u; /* the clock wraps through the test */
+    ebb__demand_t d = { .taken = 100, .mark = 0, .last = 0, .since = t };
+    assert_int_equal(ebb__demand_recent(&d, t + 50, 100), 100);
+    assert_int_equal(ebb__demand_recent(&d, t + 100, 100), 100); /* rolled: all in `last` */
+    assert_int_equal(ebb__demand_recent(&d, t + 150, 100), 50);  /* half of it still inside */
+    d.taken += 10;
+    assert_int_equal(ebb__demand_recent(&d, t + 150, 100), 60);
+    assert_int_equal(ebb__demand_recent(&d, t + 500, 100), 2); /* 10 over 400 ms */
+    assert_int_equal(ebb__demand_recent(&d, t + 700, 100), 0);
+}
+
+/* Free memory beyond the demand and the margin is surplus; with the
+ * option off, a delay of 0, or within the margin, the delay stands. */
+static void test_surplus_rule(void **state)
+{
+    (void)state;
+    size_t mib = (size_t)1 << 20;
+    int s = 0;
+    assert_int_equal(ebb__surplus_delay(100, 64 * mib, 0, mib, &s), EBB_SURPLUS_QUIET_MS);
+    assert_true(s);
+    s = 0;
+    assert_int_equal(ebb__surplus_delay(100, 64 * mib, 64 * mib, mib, &s), 100);
+    assert_int_equal(ebb__surplus_delay(100, 64 * mib, 63 * mib, mib, &s), 100); /* the margin */
+    assert_int_equal(ebb__surplus_delay(100, 64 * mib, 62 * mib, mib, &s), EBB_SURPLUS_QUIET_MS);
+    assert_true(s);
+    s = 0;
+    assert_int_equal(ebb__surplus_delay(0, 64 * mib, 0, mib, &s), 0);
+    ebb__opt.purge_surplus = 0;
+    assert_int_equal(ebb__surplus_delay(100, 64 * mib, 0, mib, &s), 100);
+    ebb__opt.purge_surplus = 1;
+    assert_false(s);
+}
+
+/* Set an owner's demand to `recent` units over the last window, at now. */
+static void demand_set(ebb__demand_t *d, uint32_t recent, uint32_t now)
+{
+    d->mark = d->taken;
+    d->last = recent;
+    d->since = now;
+}
+
+/* Free arena slots: kept for the delay while the program took as many
+ * over the last one, given back once quiet for the surplus time when it
+ * took none. */
+static void test_surplus_slots_go_back_once_quiet(void **state)
+{
+    (void)state;
+    enum { POOLS = 40 }; /* 2.5 MiB, over the margin */
+    QUIET_HEAP(h);
+    static void *blk[POOLS * 1024];
+    take_filled(h, blk, POOLS * 1024, 3);
+    ebb__heap_free(blk, POOLS * 1024); /* all but the bin's last pool go back, dirty */
+    uint32_t now = ebb__os_now_ms();
+    size_t committed = ebb__committed_now();
+    ebb__lock(&ebb__arenas.lock);
+    demand_set(&ebb__arenas.demand, 1000, now);
+    ebb__unlock(&ebb__arenas.lock);
+    int s = 0;
+    ebb__arena_purge(now + 5, DELAY, &s);
+    assert_false(s);
+    assert_true(ebb__committed_now() >= committed); /* taken as fast as it came back */
+    ebb__lock(&ebb__arenas.lock);
+    demand_set(&ebb__arenas.demand, 0, now);
+    ebb__unlock(&ebb__arenas.lock);
+    ebb__arena_purge(now + 5, DELAY, &s);
+    assert_true(s);
+    assert_true(committed - ebb__committed_now() >= (size_t)(POOLS - 2) * 64 * 1024);
+    ebb_collect(1);
+}
+
+/* Partly used pools of a bin that took nothing lately are purged once
+ * quiet for the surplus time; while it took more than it has free, they
+ * wait the delay. */
+static void test_surplus_pools_go_back_once_quiet(void **state)
+{
+    (void)state;
+    enum { POOLS = 40 };
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, cls);
+    static void *blk[POOLS * 1024];
+    take_filled(h, blk, POOLS * 1024, 4);
+    for (unsigned i = 0; i < POOLS; i++) /* pages 0-11 of every pool */
+        ebb__heap_free(blk + i * 1024, 768);
+    uint32_t now = ebb__os_now_ms();
+    size_t purged = atomic_load(&ebb__ledger.purged);
+    ebb__lock(&b->lock);
+    demand_set(&b->demand, POOLS * 1024, now);
+    ebb__unlock(&b->lock);
+    int s = 0;
+    ebb__heap_purge(now + 5, DELAY, &s);
+    assert_false(s);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
+    ebb__lock(&b->lock);
+    demand_set(&b->demand, 0, now);
+    ebb__unlock(&b->lock);
+    for (int pass = 0; pass < 100 && b->purge_head; pass++) /* a batch per hold */
+        ebb__heap_purge(now + 5, DELAY, &s);
+    assert_true(s);
+    assert_null(b->purge_head);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged + (size_t)POOLS * 12 * 4096);
+    for (unsigned i = 0; i < POOLS; i++) /* live blocks untouched */
+        assert_int_equal(((unsigned char *)blk[i * 1024 + 1000])[0], 4);
+    for (unsigned i = 0; i < POOLS; i++)
+        ebb__heap_free(blk + i * 1024 + 768, 256);
+    ebb_collect(1);
 }
 
 /* ----------------------------------------------------- arenas and large */
@@ -331,10 +449,10 @@ static void test_free_slots_purged_when_due(void **state)
     assert_ptr_equal(ebb__arena_of((uintptr_t)b[0]), a); /* kept: the spare at worst */
     assert_int_equal(a->dirty[slot], 0xffff);
     uint32_t now = ebb__os_now_ms();
-    uint32_t left = ebb__arena_purge(now, DELAY);
+    uint32_t left = ebb__arena_purge(now, DELAY, &surplus);
     assert_true(left <= DELAY && left >= DELAY - 1000);
     assert_int_equal(a->dirty[slot], 0xffff);
-    assert_int_equal(ebb__arena_purge(now + DELAY, DELAY), UINT32_MAX);
+    assert_int_equal(ebb__arena_purge(now + DELAY, DELAY, &surplus), UINT32_MAX);
     assert_false(resident(b[0]));
     assert_int_equal(a->dirty[slot], 0);
     assert_int_equal(clean_now(), clean + 16);
@@ -355,10 +473,10 @@ static void test_large_cache_expires(void **state)
     ebb_stats(&s);
     assert_int_equal(s.mapped_large_cached, 1 << 20);
     uint32_t now = ebb__os_now_ms();
-    assert_true(ebb__large_purge(now, DELAY) <= DELAY);
+    assert_true(ebb__large_purge(now, DELAY, &surplus) <= DELAY);
     ebb_stats(&s);
     assert_int_equal(s.mapped_large_cached, 1 << 20);
-    assert_int_equal(ebb__large_purge(now + DELAY, DELAY), UINT32_MAX);
+    assert_int_equal(ebb__large_purge(now + DELAY, DELAY, &surplus), UINT32_MAX);
     ebb_stats(&s);
     assert_int_equal(s.mapped_large_cached, 0);
 }
@@ -447,6 +565,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_allocating_from_a_listed_pool_restarts_its_clock, unit_teardown_check),
         cmocka_unit_test_teardown(test_idle_empty_pool_is_released_clean, unit_teardown_check),
         cmocka_unit_test_teardown(test_free_slots_purged_when_due, unit_teardown_check),
+        cmocka_unit_test_teardown(test_demand_is_a_sliding_window, unit_teardown_check),
+        cmocka_unit_test_teardown(test_surplus_rule, unit_teardown_check),
+        cmocka_unit_test_teardown(test_surplus_slots_go_back_once_quiet, unit_teardown_check),
+        cmocka_unit_test_teardown(test_surplus_pools_go_back_once_quiet, unit_teardown_check),
         cmocka_unit_test_teardown(test_large_cache_expires, unit_teardown_check),
         cmocka_unit_test_teardown(test_inline_fallback_purges_on_activity, unit_teardown_check),
         cmocka_unit_test_teardown(test_committed_follows_dirty_pages, unit_teardown_check),
