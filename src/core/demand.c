@@ -28,7 +28,10 @@
  * two buckets: what was taken since the current window began, plus the
  * previous window's count scaled by the part of it still inside the last
  * delay.  After a long silence (no pass for two windows or more) the
- * previous count is the average over the silence.  So the estimate falls to
+ * previous count is the average over the silence.  An owner's first look
+ * counts everything taken before it as recent (an overestimate that fades
+ * within one window: never purging early what a program that just started
+ * is about to reuse).  So the estimate falls to
  * zero one delay after the program stops taking, and a pass that runs
  * every few ms sees it fall smoothly.
  */
@@ -37,6 +40,12 @@
 /* Start a new window at `now` if the current one is over. */
 static void window_roll(ebb__demand_t *d, uint32_t now, uint32_t window)
 {
+    if (d->since == 0 && d->mark == 0) { /* first look: all taken so far is recent */
+        d->last = d->taken;
+        d->mark = d->taken;
+        d->since = now;
+        return;
+    }
     uint32_t age = now - d->since;
     if (age < window)
         return;

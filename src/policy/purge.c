@@ -23,6 +23,14 @@
  * delay; and ebb_collect, the pressure watcher and the limit's episodes, with
  * everything due.
  *
+ * Surplus does not wait the delay.  Free memory beyond what its owner (a
+ * bin, the arenas, the large-block cache) handed out over the last delay
+ * is unlikely to be reused soon, and goes back once quiet for
+ * EBB_SURPLUS_QUIET_MS (core/demand.c has the estimate and the numbers);
+ * while surplus waits, the purger gathers deadlines within
+ * EBB_SURPLUS_SLACK_MS, not EBB_PURGE_SLACK_MS.  A mass free is thus given
+ * back while it runs, and a program that reuses what it frees keeps it.
+ *
  * Delay 0 purges at once on the slow path that frees (and caches no large
  * mapping); -1 never purges on its own (only ebb_collect does).
  *
