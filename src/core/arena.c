@@ -381,18 +381,8 @@ typedef struct {
     uint32_t now;
     long delay;
     long quiet;    /* the delay, or the surplus time */
-    size_t excess; /* dirty free slots beyond the demand, not yet lent */
+    size_t excess; /* dirty pages of free slots beyond the demand, not yet lent */
 } lend_rule_t;
-
-/* Free slots with dirty pages, in every arena.  Arena lock held. */
-static size_t dirty_free_slot_count(void)
-{
-    size_t n = 0;
-    for (uint64_t lists = ebb__arenas.by_nfree_mask & ~(uint64_t)1; lists; lists &= lists - 1)
-        for (const ebb__arena_t *a = ebb__arenas.by_nfree[__builtin_ctzll(lists)]; a; a = a->next)
-            n += (size_t)__builtin_popcountll(dirty_free_slots(a));
-    return n;
-}
 
 /* The pass's rule: is there surplus, and how much.  Arena lock held. */
 static lend_rule_t lend_rule(uint32_t now, long delay, int *surplus)
@@ -400,12 +390,12 @@ static lend_rule_t lend_rule(uint32_t now, long delay, int *surplus)
     lend_rule_t r = { now, delay, delay, 0 };
     if (delay <= 0)
         return r;
-    size_t dirty = dirty_free_slot_count();
-    size_t demand = ebb__demand_recent(&ebb__arenas.demand, now, (uint32_t)delay);
+    size_t dirty = ebb__arena_free_committed_locked() * EBB_PAGE;
+    size_t demand = (size_t)ebb__demand_recent(&ebb__arenas.demand, now, (uint32_t)delay) *
+                    EBB_SLOT_SIZE;
     int any = 0;
-    r.quiet = ebb__surplus_delay(delay, dirty * EBB_SLOT_SIZE, demand * EBB_SLOT_SIZE,
-                                 EBB_SURPLUS_MARGIN, &any);
-    r.excess = any ? dirty - demand : 0;
+    r.quiet = ebb__surplus_delay(delay, dirty, demand, EBB_SURPLUS_MARGIN, &any);
+    r.excess = any ? (dirty - demand) / EBB_PAGE : 0;
     *surplus |= any;
     return r;
 }
@@ -424,7 +414,7 @@ static uint64_t lend_if_due(ebb__arena_t *a, lend_rule_t *r, uint32_t *next)
             *next = left;
         return 0;
     }
-    size_t n = (size_t)__builtin_popcountll(d);
+    size_t n = dirty_pages(a, d);
     r->excess = n >= r->excess ? 0 : r->excess - n;
     slots_lend(a, d);
     return d;

@@ -612,10 +612,10 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint
     return q;
 }
 
-/* What the cache holds beyond the recent demand goes once quiet for the
- * surplus time (core/demand.c), oldest first; the rest after the delay.
- * Returns the quiet time for entry i on; *excess counts down as entries
- * go. */
+/* How long a cached entry of `size` bytes must stay unused: the oldest
+ * entries, up to the bytes the cache holds beyond the recent demand
+ * (*excess, counted down here), the surplus time (core/demand.c); the
+ * rest the delay.  Called for the entries oldest first. */
 static long cache_entry_delay(long delay, long quiet, size_t *excess, size_t size)
 {
     if (*excess == 0)

@@ -39,7 +39,8 @@ typedef struct {
     static const field_t field_##f = { #f, NULL, text_##f };
 
 NUMBER_FIELD(heaps) NUMBER_FIELD(tcache) NUMBER_FIELD(large_cache) NUMBER_FIELD(on_error)
-NUMBER_FIELD(verbose) NUMBER_FIELD(purge_delay) NUMBER_FIELD(purge_lazy) NUMBER_FIELD(limit)
+NUMBER_FIELD(verbose) NUMBER_FIELD(purge_delay) NUMBER_FIELD(purge_lazy) NUMBER_FIELD(purge_surplus)
+NUMBER_FIELD(limit)
 NUMBER_FIELD(limit_percent) NUMBER_FIELD(limit_soft) NUMBER_FIELD(limit_psi)
 NUMBER_FIELD(report_off) NUMBER_FIELD(report_json) NUMBER_FIELD(report_signal)
 NUMBER_FIELD(sample_rate)
@@ -83,6 +84,9 @@ static const parse_row_t parse_rows[] = {
       { V("0", 0), V("-1", NEVER), V("250", 250), V("-2", EBB_PURGE_DELAY_MS),
         V("soon", EBB_PURGE_DELAY_MS), V("99999999999", EBB_PURGE_DELAY_MS) } },
     { "EBB_PURGE_MODE", &field_purge_lazy, { V("free", 1), V("dontneed", 0), V("later", 0) } },
+    /* anything but 0/off and 1/on keeps the default: on */
+    { "EBB_PURGE_SURPLUS", &field_purge_surplus,
+      { V("0", 0), V("off", 0), V("1", 1), V("maybe", 1), V("-1", 1), V("2", 1) } },
     /* "50" is bytes, not percent (and below the 4 MiB floor, so refused);
      * "0%" is invalid: no limit */
     { "EBB_LIMIT", &field_limit,
