@@ -579,10 +579,9 @@ void ebb__large_sampled_classes(size_t used[EBB_CLASSES]) EBB_HIDDEN;
 /* ---------------------------------------------------- policy/purge.c */
 
 /* Give back everything due at `now` under `delay` (0: everything), and
- * surplus sooner (core/demand.c); returns ms until the purger should come
- * back (the slack included), 0 if more is due now, or UINT32_MAX if nothing
- * waits. */
-uint32_t ebb__purge_pass(uint32_t now, long delay) EBB_HIDDEN;
+ * surplus sooner (core/demand.c; then *surplus is set); returns ms until
+ * the next item falls due, or UINT32_MAX if nothing waits. */
+uint32_t ebb__purge_pass(uint32_t now, long delay, int *surplus) EBB_HIDDEN;
 /* ms: threads were last asked to give their cached blocks back. */
 extern EBB_HIDDEN _Atomic uint32_t ebb__purge_poked_at;
 

@@ -15,7 +15,8 @@
  *     constructor or before ebb's own constructor ran, so it cannot start
  *     before the program's first thread could;
  *   - sleeps until the earliest item falls due (plus EBB_PURGE_SLACK_MS, so
- *     nearby deadlines share one wake-up), and ends once nothing waits: an
+ *     nearby deadlines share one wake-up; EBB_SURPLUS_SLACK_MS while
+ *     surplus waits, core/demand.c), and ends once nothing waits: an
  *     idle process has no purger and sees no wake-ups at all;
  *   - is started again by the next free that leaves something to purge
  *     after it ended.  The mechanism only records that purgeable memory
@@ -88,8 +89,9 @@ static void purger_main(void *arg)
     for (;;) {
         unsigned seen = atomic_load_explicit(&ebb__ledger.purge_work, memory_order_seq_cst);
         atomic_fetch_add_explicit(&wakes, 1, memory_order_relaxed);
+        int surplus = 0;
         uint32_t next = ebb__purge_when() == EBB_PURGE_LATER
-                            ? ebb__purge_pass(ebb__os_now_ms(), ebb__opt.purge_delay)
+                            ? ebb__purge_pass(ebb__os_now_ms(), ebb__opt.purge_delay, &surplus)
                             : UINT32_MAX; /* started for a timeline point only */
         ebb__blackbox_tick();
         ebb__purger_observe();
@@ -103,7 +105,7 @@ static void purger_main(void *arg)
                 return;
             /* Nobody wakes a running purger: this is a plain timed sleep,
              * short enough to notice the above soon. */
-            long sleep = (long)next;
+            long sleep = (long)next + (surplus ? EBB_SURPLUS_SLACK_MS : EBB_PURGE_SLACK_MS);
             ebb__os_wait(&ebb__purger_state, EBB_PURGER_RUNNING,
                          sleep < EBB_PURGE_MAX_SLEEP_MS ? sleep : EBB_PURGE_MAX_SLEEP_MS);
             continue;
@@ -140,7 +142,8 @@ static void purge_inline(void)
     if (!atomic_compare_exchange_strong_explicit(&inline_due, &due, now + (uint32_t)delay,
                                                  memory_order_relaxed, memory_order_relaxed))
         return; /* another thread runs this one */
-    uint32_t next = ebb__purge_pass(now, delay);
+    int surplus = 0; /* the pass runs at most once a delay here anyway */
+    uint32_t next = ebb__purge_pass(now, delay, &surplus);
     if (next != UINT32_MAX)
         atomic_store_explicit(&inline_due, now + next, memory_order_relaxed);
 }

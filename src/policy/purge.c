@@ -69,24 +69,19 @@ static unsigned poke_threads(uint32_t now, long delay)
     return 0;
 }
 
-/* Give back everything due at `now`; returns ms until the purger should
- * come back (gathering what falls due within the slack after the first
- * item: EBB_PURGE_SLACK_MS, or EBB_SURPLUS_SLACK_MS while surplus waits,
- * whose point is to go soon), 0 if more is due now, or UINT32_MAX if
- * nothing waits. */
-uint32_t ebb__purge_pass(uint32_t now, long delay)
+/* Give back everything due at `now`; returns ms until the next item falls
+ * due, or UINT32_MAX if nothing waits.  *surplus is set if surplus waits
+ * (core/demand.c): the purger then gathers what falls due within
+ * EBB_SURPLUS_SLACK_MS of it, not EBB_PURGE_SLACK_MS. */
+uint32_t ebb__purge_pass(uint32_t now, long delay, int *surplus)
 {
-    int surplus = 0;
     /* Poked threads answer within moments if they are running, with blocks
      * that are due at once: come back for them soon. */
     uint32_t next = poke_threads(now, delay) ? EBB_PURGE_SLACK_MS : UINT32_MAX;
-    next = min_u32(next, ebb__heap_purge(now, delay, &surplus));
+    next = min_u32(next, ebb__heap_purge(now, delay, surplus));
     /* After the heaps: pools released just now bring their slots. */
-    next = min_u32(next, ebb__arena_purge(now, delay, &surplus));
-    next = min_u32(next, ebb__large_purge(now, delay, &surplus));
-    if (next == 0 || next == UINT32_MAX)
-        return next;
-    return next + (surplus ? EBB_SURPLUS_SLACK_MS : EBB_PURGE_SLACK_MS);
+    next = min_u32(next, ebb__arena_purge(now, delay, surplus));
+    return min_u32(next, ebb__large_purge(now, delay, surplus));
 }
 
 EBB_API void ebb_collect(int force)
@@ -98,6 +93,7 @@ EBB_API void ebb_collect(int force)
     /* A delay of 0: everything is due, and every other thread is poked; its
      * cached blocks go home at its next call, and a pass a delay later
      * purges them. */
-    ebb__purge_pass(ebb__os_now_ms(), 0);
+    int surplus = 0;
+    ebb__purge_pass(ebb__os_now_ms(), 0, &surplus);
     ebb__arena_collect(force);
 }

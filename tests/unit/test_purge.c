@@ -497,7 +497,6 @@ static void test_inline_fallback_purges_on_activity(void **state)
     int saved_state = atomic_load(&ebb__purger_state);
     atomic_store(&ebb__purger_state, EBB_PURGER_INLINE);
     ebb__opt.purge_delay = INLINE_DELAY;
-    ebb__opt.purge_surplus = 0; /* the delay's path: B is not surplus-purged */
     static void *blk[2048];
     take_filled(h, blk, 2048, 3);
     size_t purged = atomic_load(&ebb__ledger.purged);
@@ -515,7 +514,6 @@ static void test_inline_fallback_purges_on_activity(void **state)
     ebb__purge_owed_kick();
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 4 * 4096);
     ebb__opt.purge_delay = DELAY;
-    ebb__opt.purge_surplus = 1;
     atomic_store(&ebb__purger_state, saved_state);
     ebb__heap_free(blk + 256, 768);
     ebb__heap_free(blk + 1280, 768);
