@@ -80,7 +80,7 @@ static void *purger_watch_parked(void *arg)
     return NULL;
 }
 
-static int joins_as_the_purger_restarts(void *(*alloc)(size_t), void (*release)(void *))
+static inline int joins_as_the_purger_restarts(void *(*alloc)(size_t), void (*release)(void *))
 {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
