@@ -310,6 +310,17 @@
 #define EBB_TIMELINE_INTERVAL_MS 100
 #define EBB_TIMELINE_STEP_SHIFT 4
 #define EBB_TIMELINE_STEP_MIN ((size_t)1 << 20)
+/* The timeline's points, the status page and the black box's brief (taken
+ * at every new peak, on the program's own threads) read RSS at most this
+ * often and reuse the reading in between: each read opens a descriptor for
+ * a moment, which the program's other threads can see (insight/timeline.c
+ * says why that matters).  Under `ebb run`, CPython's
+ * test_multiprocessing_fork opened /proc/self/statm 7,900 times at c7740b1
+ * and 11,600 with surplus's frequent purger wakes, and its
+ * test_large_fd_transfer, which dup2s onto the numbers it finds free,
+ * failed 1 run in 6 beside a second run (and once in the peer suite); with
+ * this, 191 times and 0 failures in 6. */
+#define EBB_RSS_READ_INTERVAL_MS 1000
 /* The status page (insight/status.c) that `ebb top` reads: refreshed by the
  * purger at most this often (besides with every timeline point), four
  * times per `ebb top` refresh; a refresh is ~100 us (statistics, the top
@@ -501,6 +512,8 @@ _Static_assert(EBB_TIMELINE_POINTS >= 16 && EBB_TIMELINE_POINTS % 2 == 0 &&
 _Static_assert(EBB_TIMELINE_STEP_SHIFT >= 2 && EBB_TIMELINE_STEP_SHIFT <= 8 &&
                EBB_TIMELINE_STEP_MIN >= 4096,
                "a point per noticeable move of committed, not per page");
+_Static_assert(EBB_RSS_READ_INTERVAL_MS >= EBB_TIMELINE_INTERVAL_MS,
+               "RSS is read less often than points are taken");
 _Static_assert(EBB_TIMELINE_INTERVAL_MS >= 10 && EBB_STATUS_INTERVAL_MS >= EBB_TIMELINE_INTERVAL_MS &&
                EBB_STATUS_INTERVAL_MS <= 1000,
                "points and page refreshes are rare next to the purger's work; the page is "

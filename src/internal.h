@@ -728,6 +728,9 @@ size_t ebb__timeline_copy(ebb__timeline_point_t *out, size_t max) EBB_HIDDEN;
 /* The clock, the peak of committed and when it was, and the record's
  * resolution. */
 void ebb__timeline_info(ebb__timeline_info_t *out) EBB_HIDDEN;
+/* RSS, read at most once per EBB_RSS_READ_INTERVAL_MS (the last reading in
+ * between); 0 if it cannot be read. */
+uint64_t ebb__timeline_rss(void) EBB_HIDDEN;
 /* A point for now, not kept (a report's last point).  Holding no lock. */
 void ebb__timeline_now(ebb__timeline_point_t *out) EBB_HIDDEN;
 /* Add a point to the record (the tick's second half). */

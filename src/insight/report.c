@@ -68,8 +68,14 @@ void ebb__report_snapshot(ebb__report_snapshot_t *s, const char *reason, int bri
     s->native = !brief && ebb__opt.report_native;
     s->gap_at = 0;
     s->gap = brief ? 0 : ebb__os_largest_gap(&s->gap_at);
+    /* A brief one (the black box's, at each new peak) takes the reading
+     * of the last second: each read opens a descriptor the program can see
+     * (config.h, EBB_RSS_READ_INTERVAL_MS). */
     ebb__os_usage_t use;
-    s->rss = ebb__os_usage("", &use) ? (size_t)use.resident : 0;
+    if (brief)
+        s->rss = (size_t)ebb__timeline_rss();
+    else
+        s->rss = ebb__os_usage("", &use) ? (size_t)use.resident : 0;
     uint64_t wall_ns;
     ebb__peak_committed_times(&wall_ns, &s->peak_uptime_ns);
     s->peak_when[0] = '\0';

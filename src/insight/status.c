@@ -189,13 +189,12 @@ static void build(uint64_t purger_wakes)
     ebb_limit_info(&li);
     ebb_sample_stats_t ss;
     ebb_sample_stats(&ss);
-    ebb__os_usage_t use;
     d->updated_wall_ms = (uint64_t)ebb__os_wall_ms();
     d->uptime_ms = ti.now_ms;
     d->updates = ++Page.updates;
     d->live = (uint64_t)(s.small_used - s.small_cached) + s.large_used;
     d->committed = s.committed;
-    d->rss = ebb__os_usage("", &use) ? use.resident : 0;
+    d->rss = ebb__timeline_rss(); /* read at most once a second (config.h says why) */
     d->mapped = s.mapped;
     d->peak_committed = ti.peak_committed;
     d->peak_committed_ms = ti.peak_committed_ms;

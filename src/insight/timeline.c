@@ -53,6 +53,8 @@ static struct {
     uint32_t t0_ms;                   /* ebb__os_now_ms at start (the ledger's clock) */
     uint64_t t0_wall_ms;
     _Atomic uint32_t last_ms;         /* ebb__os_now_ms: the last sample */
+    _Atomic uint32_t rss_ms;          /* ebb__os_now_ms: RSS last read */
+    _Atomic uint64_t rss;             /* what it read (0: not yet) */
     _Atomic int any;                  /* a sample was taken */
 } tl = { .lock = EBB_LOCK_INIT };
 
@@ -96,7 +98,9 @@ static ebb__timeline_point_t merge(const ebb__timeline_point_t *a, const ebb__ti
  * top`), report files written at exit or on failure, the black box; a
  * point taken on a program's thread (an inline pass) always reads it, and a
  * report made on demand adds its own "now" with RSS.  Otherwise the point
- * says 0: not recorded. */
+ * says 0: not recorded.  The file is read at most once per
+ * EBB_RSS_READ_INTERVAL_MS (config.h has the measurement), and points and
+ * the status page reuse the reading in between (ebb__timeline_rss). */
 static int rss_wanted(void)
 {
     /* From the options: those modules read the timeline, not the reverse. */
@@ -104,16 +108,30 @@ static int rss_wanted(void)
            ebb__opt.report_folded[0] || ebb__opt.blackbox_path[0];
 }
 
+uint64_t ebb__timeline_rss(void)
+{
+    uint32_t now = ebb__os_now_ms();
+    uint32_t at = atomic_load_explicit(&tl.rss_ms, memory_order_relaxed);
+    uint64_t rss = atomic_load_explicit(&tl.rss, memory_order_relaxed);
+    if (rss && !ebb__due(now, at, EBB_RSS_READ_INTERVAL_MS))
+        return rss;
+    ebb__os_usage_t use;
+    if (!ebb__os_usage("", &use))
+        return 0;
+    atomic_store_explicit(&tl.rss, use.resident, memory_order_relaxed);
+    atomic_store_explicit(&tl.rss_ms, now, memory_order_relaxed);
+    return use.resident;
+}
+
 void ebb__timeline_now(ebb__timeline_point_t *p)
 {
     ebb_stats_t s;
     ebb_stats(&s);
-    ebb__os_usage_t use;
     int started = atomic_load_explicit(&tl.started, memory_order_acquire);
     p->ms = started ? (ebb__os_now_ns() - tl.t0_ns) / 1000000u : 0;
     p->live = (uint64_t)(s.small_used - s.small_cached) + s.large_used;
     p->committed = s.committed;
-    p->rss = rss_wanted() && ebb__os_usage("", &use) ? use.resident : 0;
+    p->rss = rss_wanted() ? ebb__timeline_rss() : 0;
     p->limit = atomic_load_explicit(&ebb__budget.limit, memory_order_relaxed);
     p->purged = s.purged;
 }
