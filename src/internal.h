@@ -289,15 +289,27 @@ static inline void ebb__purge_announce(void)
     atomic_fetch_add_explicit(&ebb__ledger.purge_work, 1, memory_order_seq_cst);
     ebb__purge_owed = 1;
 }
-/* A stamp is at least `delay` ms old (wrap-safe). */
+/* How old a stamp is at `now`, in ms (wrap-safe).  A stamp from after `now`
+ * is 0 ms old: a pass reads the clock once, then a thread that frees while
+ * the pass runs stamps a later time.  Read as unsigned, that stamp would be
+ * 49 days old and purged at once, memory the program just freed and may
+ * reuse (seen: 4 MiB of a loop's arena slots under EBB_DEBUG=2, whose slow
+ * passes leave room for it).  So ages run to 2^31 ms (24 days); anything
+ * free that long was purged long before. */
+static inline uint32_t ebb__age_ms(uint32_t now, uint32_t stamp)
+{
+    int32_t age = (int32_t)(now - stamp);
+    return age < 0 ? 0 : (uint32_t)age;
+}
+/* A stamp is at least `delay` ms old. */
 static inline int ebb__due(uint32_t now, uint32_t stamp, long delay)
 {
-    return (uint32_t)(now - stamp) >= (uint32_t)delay;
+    return ebb__age_ms(now, stamp) >= (uint32_t)delay;
 }
-/* ms until a stamp is `wait` ms old; 0 if it is (wrap-safe). */
+/* ms until a stamp is `wait` ms old; 0 if it is. */
 static inline uint32_t ebb__ms_until(uint32_t now, uint32_t stamp, uint32_t wait)
 {
-    uint32_t age = now - stamp;
+    uint32_t age = ebb__age_ms(now, stamp);
     return age >= wait ? 0 : wait - age;
 }
 

@@ -48,7 +48,7 @@ static void window_roll(ebb__demand_t *d, uint32_t now, uint32_t window)
         d->since = now;
         return;
     }
-    uint32_t age = now - d->since;
+    uint32_t age = ebb__age_ms(now, d->since);
     if (age < window)
         return;
     uint32_t in_window = d->taken - d->mark;
@@ -63,7 +63,7 @@ uint32_t ebb__demand_recent(ebb__demand_t *d, uint32_t now, uint32_t window)
     if (window == 0)
         return d->taken - d->mark;
     window_roll(d, now, window);
-    uint32_t age = now - d->since; /* < window */
+    uint32_t age = ebb__age_ms(now, d->since); /* < window */
     uint64_t still = (uint64_t)d->last * (window - age) / window;
     return (d->taken - d->mark) + (uint32_t)still;
 }
