@@ -20,7 +20,9 @@
  *
  * Every `every` rounds (8) is a phase point "roundN": RSS at once and after
  * settle_ms of light work, with the floor of the survivors and the live
- * large buffers.
+ * large buffers; and the peak of RSS over the rounds since the last point
+ * against its ideal, base + the most the program held at once (issue 15:
+ * RSS grows while freed memory waits to go back).
  *
  * With -P (scenario 8, meant for the -m32 build) the program reports, after
  * the last round, with its survivors and large buffers still live, the
@@ -82,6 +84,7 @@ static void plan_step(struct plan *pl)
         b->p = malloc(b->n);
         if (!b->p)
             DIE("out of memory allocating a %zu-byte buffer", b->n);
+        live_add(b->n);
         big_fill(b, 0, b->n);
     } else {
         size_t n = b->n + b->n / 4;
@@ -93,6 +96,7 @@ static void plan_step(struct plan *pl)
         if (q != b->p)
             n_realloc_moves++;
         b->p = q;
+        live_add(n - b->n);
         big_fill(b, b->n, n);
         b->n = n;
     }
@@ -114,6 +118,7 @@ static int plan_steps(const struct plan *pl)
 static void free_big(int i)
 {
     big_check(&pool[i], "mixed large buffer");
+    live_sub(pool[i].n);
     free(pool[i].p);
     memmove(&pool[i], &pool[i + 1], (size_t)(npool - i - 1) * sizeof pool[0]);
     npool--;
@@ -176,6 +181,7 @@ static void round_run(rng_t *r, uint64_t batch, double survive)
 
 static void phase_point(long round)
 {
+    rss_peak_window("round", round);
     observe(rss_opt.settle_ms);
     struct pageset ps;
     uint64_t live = ring.bytes;
@@ -248,6 +254,8 @@ int main(int argc, char **argv)
     ring.cap = (size_t)((double)batch / 80.0 * survive * 8.0) + 16;
     ring.v = book_alloc(ring.cap * sizeof *ring.v);
     rss_set_base();
+    if (!rss_peak_window("", -1))
+        printf("INFO no_peak_windows=1\n"); /* PEAK lines would hold the whole run's peak */
 
     rng_t r = rng_make_splitmix(5);
     for (long i = 0; i < rounds; i++) {

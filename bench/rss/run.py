@@ -98,6 +98,10 @@ CONFIGS = [
 # SURPLUS_RATIO x floor within SURPLUS_MS of the end of the free.
 SURPLUS_RATIO = 1.3
 SURPLUS_MS = 20
+# Issue 15's goal while freed memory waits (scenario 5): the peak of RSS
+# between two phase points within PEAK_RATIO x its ideal (base + the most
+# the program held at once in that stretch).
+PEAK_RATIO = 1.03
 
 
 def surplus_cell(t):
@@ -199,7 +203,8 @@ def ebb32(args):
 
 
 def parse_output(text):
-    res = {"base": None, "phases": {}, "series": {}, "result": {}, "info": {}, "done": False}
+    res = {"base": None, "phases": {}, "series": {}, "peaks": {}, "result": {}, "info": {},
+           "done": False}
     for line in text.splitlines():
         word, _, rest = line.partition(" ")
         if word == "BASE":
@@ -207,6 +212,9 @@ def parse_output(text):
         elif word == "PHASE":
             name, _, kv = rest.partition(" ")
             res["phases"].setdefault(name, []).append(benchlib.numbers(kv))
+        elif word == "PEAK":
+            name, _, kv = rest.partition(" ")
+            res["peaks"][name] = benchlib.numbers(kv)
         elif word == "SERIES":
             name, _, pts = rest.partition(" ")
             res["series"][name] = [tuple(float(x) for x in p.split(":")) for p in pts.split()]
@@ -349,7 +357,9 @@ def judge(args, scen, res):
             cells.append((name, last["rss_kib"], last["floor_kib"], ratio, pts[0]["rss_kib"]))
             if ratio is not None:
                 worst = max(worst, ratio)
-        out.update(cells=cells, worst=worst)
+        peaks = [p["peak_kib"] / p["ideal_kib"] for p in res.get("peaks", {}).values()
+                 if p.get("ideal_kib")]
+        out.update(cells=cells, worst=worst, worst_peak=max(peaks) if peaks else None)
         out["verdict"] = "ok" if cells and worst <= scen["ratio"] else "FAIL"
         return out
     return dict(out, verdict="?")
@@ -427,16 +437,22 @@ def table(args, scen, lang, jobs):
     if k == "points":
         first = next((j for j in jobs if not j["error"]), None)
         names = list(first["res"]["phases"]) if first else []
-        headers = ["config", "base"] + names + ["worst", "goal"]
+        has_peaks = any(j["res"].get("peaks") for j in jobs if not j["error"])
+        headers = ["config", "base"] + names + ["worst", "goal"] + \
+            (["peak/ideal", "<= %.2f" % PEAK_RATIO] if has_peaks else [])
         for j in jobs:
             if j["error"]:
                 rows.append(failed_row(j, len(headers)))
                 continue
             v = judge(args, scen, j["res"])
             by = {c[0]: c for c in v["cells"]}
+            wp = v["worst_peak"]
             rows.append([j["cfg"]["name"], mib(v["base"])] +
                         [cell(by[n][1], by[n][2]) if n in by else "-" for n in names] +
-                        ["%.2f" % v["worst"], v["verdict"]])
+                        ["%.2f" % v["worst"], v["verdict"]] +
+                        (["-" if wp is None else "%.3f" % wp,
+                          "-" if wp is None else ("ok" if wp <= PEAK_RATIO else "FAIL")]
+                         if has_peaks else []))
             j["judged"] = v
         floors = ""
         if first:
@@ -445,7 +461,12 @@ def table(args, scen, lang, jobs):
         note = ("cells: RSS MiB (RSS/floor) %d ms after the phase point; floors differ by "
                 "allocator (they depend on where objects landed), e.g. %s's: %s"
                 % (args.settle_ms, first["cfg"]["name"] if first else "-", floors))
-        return render(headers, rows, args.markdown, "lr" + "r" * len(names) + "rl"), note
+        if has_peaks:
+            note += ("; peak/ideal: the worst, over the stretches between phase points, of "
+                     "VmHWM (reset at each point) against base + the most the program held "
+                     "in the stretch (issue 15's goal: <= %.2f)" % PEAK_RATIO)
+        return render(headers, rows, args.markdown,
+                      "lr" + "r" * len(names) + "rl" + ("rl" if has_peaks else "")), note
     if k == "largest":
         headers = ["config", "largest, fresh process", "largest after the rounds",
                    "largest gap in maps", "live", "peak RSS", "goal"]

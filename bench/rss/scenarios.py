@@ -347,6 +347,21 @@ class Run:
             pts.append(w)
         return pts
 
+    def peak_window(self, name, live_max):
+        """PEAK line for the stretch since the last call: VmHWM against
+        base + the most the program held in it; then VmHWM is reset (5 to
+        /proc/self/clear_refs).  name None: only the reset.  False if the
+        kernel refused it."""
+        if name is not None:
+            print("PEAK %s peak_kib=%d ideal_kib=%d"
+                  % (name, status_kib("VmHWM"), self.base + (live_max + 1023) // 1024))
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
     def done(self):
         print("RESULT hwm_kib=%d" % status_kib("VmHWM"))
         print("DONE", flush=True)
@@ -594,11 +609,14 @@ class Ring:
         self.cap = cap
         self.head = self.n = 0
         self.pushed = 0
+        self.bytes = 0
 
     def push(self, o):
         self.pushed += 1
+        self.bytes += sys.getsizeof(o)
         if self.n == self.cap:
             check(self.v[self.head])
+            self.bytes -= sys.getsizeof(self.v[self.head])
             self.v[self.head] = o
             self.head = (self.head + 1) % self.cap
         else:
@@ -637,9 +655,11 @@ class Plan:
         self.done = len(self.ba) >= self.final
 
 
-def mixed_round(rnd, batch, survive, ring):
+def mixed_round(rnd, batch, survive, ring, held_before=0):
     """One round's small batch with its large buffers' steps spread
-    through it; returns the new buffers as (bytearray, tag) pairs."""
+    through it; returns the new buffers as (bytearray, tag) pairs, the
+    number grown, and the most held at once (held_before: the older
+    buffers live through the round; 8 bytes a list slot)."""
     plans = [Plan(rnd) for _ in range(1 + int(rnd() * 3))]
     gap = batch // (sum(p.steps for p in plans) + 1)
     next_step = gap
@@ -664,8 +684,9 @@ def mixed_round(rnd, batch, survive, ring):
             ring.push(o)
         else:
             chains[int(rnd() * 256)].append(o)
+    held = held_before + ring.bytes + total + 8 * i + sum(len(pl.ba) for pl in plans)
     check_heap([chains])
-    return [(pl.ba, pl.tag) for pl in plans], sum(pl.grows for pl in plans)
+    return [(pl.ba, pl.tag) for pl in plans], sum(pl.grows for pl in plans), held
 
 
 def cmd_mixed(a):
@@ -679,13 +700,20 @@ def cmd_mixed(a):
     bigs = [[], []]  # (bytearray, tag) of this round and the previous one
     grown = 0
     run.set_base()
+    if not run.peak_window(None, 0):
+        print("INFO no_peak_windows=1")
+    held_max = 0
     for r in range(rounds):
         cur = r & 1
-        bigs[cur], g = mixed_round(rnd, batch, survive, ring)
+        older = sum(len(ba) for ba, _ in bigs[cur ^ 1])
+        bigs[cur], g, held = mixed_round(rnd, batch, survive, ring, older)
+        held_max = max(held_max, held)
         grown += g
         check_bigs(bigs[cur ^ 1])
         bigs[cur ^ 1] = []  # the last reference: frees them
         if (r + 1) % every == 0 or r + 1 == rounds:
+            run.peak_window("round%d" % (r + 1), held_max)
+            held_max = 0
             run.observe(a.settle)
             ps = PageSet()
             ps.add_obj(ring.v)

@@ -600,6 +600,44 @@ static void scenario_large_expiry(void)
           WAIT_MS / 1000, s.mapped_large_cached);
 }
 
+/* A large block the cache cannot serve (here: aligned beyond a page, so it
+ * gets a mapping of its own) is mapped only after the cache has given back
+ * what it holds beyond the waiting budget, as much as the new block: freed
+ * memory waiting for the clock (60 s here) does not add to the peak.  The
+ * cached blocks that stay still serve. */
+static void scenario_no_growth_while_cached(void)
+{
+    enum { N = 4, MIB = 1 << 20 };
+    void *v[N];
+    for (int i = 0; i < N; i++) {
+        v[i] = ebb_malloc(16 * MIB);
+        memset(v[i], i + 1, 16 * MIB);
+    }
+    for (int i = 0; i < N; i++)
+        ebb_free(v[i]);
+    ebb_stats_t s0, s1, s2;
+    ebb_stats(&s0);
+    CHECK(s0.mapped_large_cached == (size_t)N * 16 * MIB, "the freed blocks are cached (%zu MiB)",
+          s0.mapped_large_cached / MIB);
+    void *big = ebb_memalign(4 * MIB, 32 * MIB);
+    CHECK(big != NULL, "the aligned block");
+    memset(big, 9, 32 * MIB);
+    ebb_stats(&s1);
+    CHECK(s1.committed <= s0.committed + 4 * MIB,
+          "committed grew %zu MiB while %zu MiB waited in the cache",
+          (s1.committed - s0.committed) / MIB, s0.mapped_large_cached / MIB);
+    CHECK(s1.mapped_large_cached >= 24 * MIB && s1.mapped_large_cached <= 32 * MIB,
+          "the cache kept what the new block did not need (%zu MiB)", s1.mapped_large_cached / MIB);
+    void *again = ebb_malloc(16 * MIB);
+    ebb_stats(&s2);
+    CHECK(s2.mapped_large_cached + 16 * MIB == s1.mapped_large_cached,
+          "a kept block serves the next request (%zu MiB cached)", s2.mapped_large_cached / MIB);
+    printf("no_growth_while_cached: committed %+ld KiB for a 32 MiB block, %zu MiB cached\n",
+           ((long)s1.committed - (long)s0.committed) / 1024, s1.mapped_large_cached / MIB);
+    ebb_free(again);
+    ebb_free(big);
+}
+
 /* main leaves with pthread_exit while purgeable memory waits: the process
  * must end when its last thread does, not when the purger is done. */
 static void *short_worker(void *arg)
@@ -640,6 +678,7 @@ static const struct {
     { "fork_after_purge", scenario_fork_after_purge },
     { "race", scenario_race },
     { "large_expiry", scenario_large_expiry },
+    { "no_growth_while_cached", scenario_no_growth_while_cached },
 };
 
 static int child(const char *name)
@@ -720,6 +759,7 @@ static void test_purger_never_keeps_a_process_alive(void **s)
 }
 
 static void test_large_expiry(void **s) { (void)s; run("large_expiry", "EBB_PURGE_DELAY_MS=100", "EBB_LARGE_CACHE=64M"); }
+static void test_no_growth_while_cached(void **s) { (void)s; run("no_growth_while_cached", "EBB_PURGE_DELAY_MS=60000", "EBB_LARGE_CACHE=256M"); }
 
 CHILD_TEST_MAIN("purge", child,
                 T(test_free_all_default_delay), T(test_free_all_short_delay), T(test_survivors),
@@ -728,4 +768,5 @@ CHILD_TEST_MAIN("purge", child,
                 T(test_lazy_mode), T(test_reuse), T(test_reuse_lazy), T(test_fork_after_purge),
                 T(test_race), T(test_race_at_once), T(test_large_expiry),
                 T(test_purger_never_keeps_a_process_alive), T(test_surplus_survivors),
-                T(test_surplus_off_waits), T(test_reuse_is_not_surplus))
+                T(test_surplus_off_waits), T(test_reuse_is_not_surplus),
+                T(test_no_growth_while_cached))
