@@ -275,6 +275,12 @@ int main(int argc, char **argv)
         size_t mib = largest_mib();
         printf("RESULT largest_kib=%zu largest_gap_kib=%" PRIu64 " live_kib=%" PRIu64
                " live_buffers=%d\n", mib * 1024, largest_gap_kib(), live / 1024, npool);
+        const char *maps_out = getenv("RSS_MAPS_OUT"); /* where the gaps are, to study */
+        FILE *f = maps_out ? fopen(maps_out, "w") : NULL;
+        if (f) {
+            fputs(rss_maps_buf, f);
+            fclose(f);
+        }
     }
     while (npool > 0)
         free_big(npool - 1);

@@ -187,17 +187,25 @@ static void *map_at_cursor(size_t size, size_t align)
     return at >= BOTTOM_FROM ? ebb__os_map_at((void *)at, size) : NULL;
 }
 
-void *ebb__os_map_bottom(size_t size, size_t align)
+void *ebb__os_map_lowest(size_t size, size_t align)
 {
-    void *p = map_at_cursor(size, align);
-    /* Else the lowest free place; another thread may take it between the
-     * look and the map: look again, a few times. */
+    /* Another thread may take the place between the look and the map: look
+     * again, a few times. */
+    void *p = NULL;
     for (int tries = 0; p == NULL && tries < 3; tries++) {
         uintptr_t at = ebb__linux_lowest_free(size, align, BOTTOM_FROM);
         if (at == 0)
             return NULL;
         p = ebb__os_map_at((void *)at, size);
     }
+    return p;
+}
+
+void *ebb__os_map_bottom(size_t size, size_t align)
+{
+    void *p = map_at_cursor(size, align);
+    if (p == NULL)
+        p = ebb__os_map_lowest(size, align);
     if (p != NULL)
         atomic_store_explicit(&bottom_cursor, (uintptr_t)p + size, memory_order_relaxed);
     return p;
