@@ -39,7 +39,10 @@
  *
  * Cached mappings are unmapped once they have stayed unused for the purge
  * delay (ebb__large_purge), so the cache only ever holds memory a program
- * is cycling through; with a delay of 0 nothing is cached.  The threshold
+ * is cycling through; with a delay of 0 nothing is cached.  And a block the
+ * cache cannot serve is mapped only after the cache has given back what it
+ * holds beyond a small budget, as much as the new block (cache_yield): what
+ * waits for the clock never adds to a peak of new memory.  The threshold
  * between pool and large blocks is fixed: it never ratchets up the way
  * glibc's mmap threshold does after a large free.
  */
