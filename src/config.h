@@ -55,6 +55,18 @@
 #define EBB_TCACHE_MAX_COUNT 128
 #define EBB_TCACHE_MIN_COUNT 4
 #define EBB_TCACHE_CLASS_BYTES ((size_t)32 << 10)
+/* A stack that overflows more than this many times with no refill between
+ * is in a free-only run (a teardown, or a thread that frees what others
+ * made): each overflow then sends the whole stack home, and the stack
+ * holds half its capacity until its next refill.  The blocks a cache holds
+ * when the run ends each pin a page, and a thread that goes idle then never
+ * gives them back: what it keeps fell from between half and all of its
+ * capacity (about 96 blocks a class) to under half (about 32), at the same
+ * 64 blocks a trip home.  bench/rss scenario 3b (C, an idle builder, 0.1%
+ * survive): 1.25x -> 1.13x the floor; scenario 3 (nothing survives): 14.2
+ * -> 8.4 MiB.  Instructions (callgrind, bench/run.py --cg-scale 0.05,
+ * purging off): churn, buildfree, prodcons, larson within 0.15%. */
+#define EBB_FREE_ONLY_OVERFLOWS 2
 
 /* Number of fullness buckets a heap keeps per class.  Allocation takes the
  * fullest bucket first, so nearly empty pools drain and can be released. */
@@ -476,6 +488,7 @@ _Static_assert(EBB_SMALL_STEP_MAX / EBB_SMALL_STEP == 32,
 _Static_assert(32 + 4 * 8 == EBB_CLASSES && (EBB_SMALL_STEP_MAX << 8) ==
                EBB_LARGE_THRESHOLD, "8 doublings from 512 B to 128 KiB");
 _Static_assert(EBB_TCACHE_MIN_COUNT * 2 <= EBB_TCACHE_MAX_COUNT, "cache range");
+_Static_assert(EBB_FREE_ONLY_OVERFLOWS >= 1, "one overflow is not a run: a refill may follow");
 _Static_assert(EBB_TCACHE_MAX_SIZE < EBB_LARGE_THRESHOLD, "cached classes are small");
 _Static_assert((EBB_SMALL_STEP & (EBB_SMALL_STEP - 1)) == 0 &&
                EBB_SMALL_STEP >= EBB_MIN_ALIGN, "step keeps the minimum alignment");

@@ -256,8 +256,10 @@ typedef struct {
 typedef struct {
     void **top;  /* next free entry; cached blocks are [low, top) */
     void **low;
-    void **high; /* end of this class's entries */
+    void **high; /* end of the entries in use: the class's capacity, half of it
+                    in a free-only run (core/thread.c); owner writes, relaxed */
     int busy;    /* refilled or overflowed since the thread last answered a poke */
+    unsigned streak; /* overflows since the last refill (core/thread.c) */
 } ebb__tbin_t;
 
 enum { EBB_TC_ACTIVE = 1, EBB_TC_EXITING, EBB_TC_FREE };

@@ -16,7 +16,8 @@
  * its capacity from the thread's heap under one lock; a full one flushes its
  * newer half (see "Flushing" below).  Capacity per class: 32 KiB of blocks,
  * between 4 and 128 of them, so an idle thread pins a bounded amount (about
- * 1.2 MiB if every cached class is full, usually far less).
+ * 1.2 MiB if every cached class is full, usually far less); after a run of
+ * frees with no allocation (a teardown), half that (EBB_FREE_ONLY_OVERFLOWS).
  *
  * Cached blocks are out of their pools and pin their pages, so the purger
  * pokes threads to give them back (see "Poking" below).
@@ -95,8 +96,9 @@ static void tcache_layout(ebb__thread_t *tc)
         ebb__tbin_t *b = &tc->bin[c];
         b->low = b->top = e;
         e += ebb__classes[c].tcache_cap;
-        b->high = e;
+        __atomic_store_n(&b->high, e, __ATOMIC_RELAXED);
         b->busy = 0;
+        b->streak = 0;
         atomic_store_explicit(&tc->published[c], 0, memory_order_relaxed);
     }
 }
@@ -343,9 +345,12 @@ void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
 {
     ebb__tbin_t *b = &tc->bin[cls];
     ebb__assert(b->top == b->low);
+    if (b->streak > EBB_FREE_ONLY_OVERFLOWS) /* a free-only run ends: the whole stack again */
+        __atomic_store_n(&b->high, b->low + ebb__classes[cls].tcache_cap, __ATOMIC_RELAXED);
     unsigned cap = (unsigned)(b->high - b->low);
     unsigned want = cap / 2 ? cap / 2 : 1;
     b->busy = 1;
+    b->streak = 0;
     unsigned got = ebb__heap_alloc(tc->heap, cls, b->low + want, want);
     if (got == 0) {
         publish(tc, cls);
@@ -374,6 +379,13 @@ void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
  * bench/run.py at scale 0.02, purging off): buildfree -1.4%, prodcons -1.6%,
  * remotefree -1.4%, churn -0.4% instructions (the moves are gone); wall
  * time of churn equal within the noise (best of 11 runs: 0.531 s, 0.526 s).
+ *
+ * In a free-only run (more than EBB_FREE_ONLY_OVERFLOWS overflows since the
+ * last refill) the whole stack goes home, and the stack's end (`high`, which
+ * the push fast path compares with) comes down to half its capacity until
+ * the next refill puts it back: trips home stay 64 blocks, and what the
+ * stack holds when the run ends, each block pinning a page, is under half
+ * its capacity instead of between half and all of it.
  */
 void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
 {
@@ -381,6 +393,11 @@ void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
     unsigned n = (unsigned)(b->top - b->low);
     unsigned drop = n - n / 2; /* the newer (top) half, at least one */
     b->busy = 1;
+    if (++b->streak > EBB_FREE_ONLY_OVERFLOWS) {
+        drop = n; /* a free-only run: see above */
+        __atomic_store_n(&b->high, b->low + (ebb__classes[cls].tcache_cap + 1) / 2,
+                         __ATOMIC_RELAXED);
+    }
     if (n) {
         void **home = b->top - drop;
         ebb__tbin_drop_top(b, home); /* entries stay readable: only this thread pushes */

@@ -240,7 +240,8 @@ static int check_tcaches(void)
         for (unsigned c = 0; c < EBB_CLASSES; c++) {
             const ebb__tbin_t *b = &tc->bin[c];
             size_t cap = ebb__classes[c].tcache_cap;
-            if ((size_t)(b->high - b->low) != cap) {
+            void **high = __atomic_load_n(&b->high, __ATOMIC_RELAXED);
+            if (high < b->low || (size_t)(high - b->low) > cap) {
                 FAULT("thread cache %p class %u: bad stack\n", (void *)tc, c);
                 continue;
             }

@@ -53,6 +53,39 @@ static void test_flush_keeps_oldest_half(void **state)
         assert_true(ebb__heap_block_is_free(b[i])); /* home, in its pool */
 }
 
+/* A run of frees with no allocation (a teardown): after a few overflows
+ * each one sends the whole stack home and the stack stays at half its
+ * capacity, so a thread that goes idle when the run ends pins fewer pages;
+ * the next refill gives the stack all its capacity back. */
+static void test_free_only_run_keeps_the_stack_short(void **state)
+{
+    (void)state;
+    unsigned cls = 2; /* 48 bytes */
+    unsigned cap = ebb__classes[cls].tcache_cap, half = (cap + 1) / 2;
+    enum { M = 1000 };
+    static void *b[M];
+    assert_true(cap * 4 < M);
+    for (unsigned i = 0; i < M; i++)
+        b[i] = ebb_malloc(48);
+    ebb__thread_t *tc = ebb__self;
+    ebb__tcache_flush_all(tc);
+    size_t most = 0;
+    for (unsigned i = 0; i < M; i++) {
+        ebb_free(b[i]);
+        if (i >= (EBB_FREE_ONLY_OVERFLOWS + 1) * cap && cached_in(tc, cls) > most)
+            most = cached_in(tc, cls); /* once the run is known */
+    }
+    assert_int_equal(tc->bin[cls].high - tc->bin[cls].low, half);
+    assert_true(most <= half);
+    for (unsigned i = 0; i + cached_in(tc, cls) < M; i++)
+        assert_true(ebb__heap_block_is_free(b[i])); /* all but the last few went home */
+    ebb__tcache_flush_all(tc);
+    void *p = ebb_malloc(48); /* a refill ends the run */
+    assert_int_equal(tc->bin[cls].high - tc->bin[cls].low, cap);
+    assert_int_equal(cached_in(tc, cls), cap / 2 - 1);
+    ebb_free(p);
+}
+
 #define N 4000
 static void *blocks[N];
 
@@ -138,6 +171,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_refill_takes_half, unit_teardown_check),
         cmocka_unit_test_teardown(test_flush_keeps_oldest_half, unit_teardown_check),
+        cmocka_unit_test_teardown(test_free_only_run_keeps_the_stack_short, unit_teardown_check),
         cmocka_unit_test_teardown(test_cross_thread_frees_go_home_at_exit, unit_teardown_check),
         cmocka_unit_test_teardown(test_thread_churn_recycles_caches, unit_teardown_check),
         cmocka_unit_test_teardown(test_threads_spread_over_bounded_heaps, unit_teardown_check),
