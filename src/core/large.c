@@ -327,9 +327,10 @@ static void *map_block(size_t need, size_t align, uint32_t usable)
             return p;
     }
     if (EBB_LARGE_FROM_BOTTOM) {
-        void *p = ebb__os_map_lowest(need, page_align);
-        if (p != NULL)
-            return p;
+        int refused;
+        void *p = ebb__os_map_lowest(need, page_align, &refused);
+        if (p != NULL || refused)
+            return p; /* out of memory: the kernel's place would be refused too */
     }
     return ebb__os_map_aligned(need, align);
 }

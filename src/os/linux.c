@@ -151,20 +151,33 @@ void *ebb__os_map_aligned(size_t size, size_t align)
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
 
-void *ebb__os_map_at(void *addr, size_t size)
+/* ebb__os_map_at; *refused is set when the system refused the memory (out
+ * of memory, or a failure injected as one), not when the place was taken. */
+static void *map_at(void *addr, size_t size, int *refused)
 {
-    if (injected_failure())
+    *refused = 0;
+    if (injected_failure()) {
+        *refused = 1;
         return NULL;
+    }
     int saved = errno;
     /* Never MAP_FIXED: it would silently replace whatever lives there. */
     void *p = mmap(addr, size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED)
+        *refused = errno == ENOMEM;
     if (p != MAP_FAILED && p != addr) {
         munmap(p, size); /* an old kernel put it elsewhere */
         p = MAP_FAILED;
     }
     errno = saved;
     return p == MAP_FAILED ? NULL : p;
+}
+
+void *ebb__os_map_at(void *addr, size_t size)
+{
+    int refused;
+    return map_at(addr, size, &refused);
 }
 
 /* Bottom-up placement starts above the lowest addresses a kernel may keep
@@ -187,25 +200,27 @@ static void *map_at_cursor(size_t size, size_t align)
     return at >= BOTTOM_FROM ? ebb__os_map_at((void *)at, size) : NULL;
 }
 
-void *ebb__os_map_lowest(size_t size, size_t align)
+void *ebb__os_map_lowest(size_t size, size_t align, int *refused)
 {
     /* Another thread may take the place between the look and the map: look
-     * again, a few times. */
+     * again, a few times; but a refusal is the system's answer anywhere. */
     void *p = NULL;
-    for (int tries = 0; p == NULL && tries < 3; tries++) {
+    *refused = 0;
+    for (int tries = 0; p == NULL && !*refused && tries < 3; tries++) {
         uintptr_t at = ebb__linux_lowest_free(size, align, BOTTOM_FROM);
         if (at == 0)
             return NULL;
-        p = ebb__os_map_at((void *)at, size);
+        p = map_at((void *)at, size, refused);
     }
     return p;
 }
 
 void *ebb__os_map_bottom(size_t size, size_t align)
 {
+    int refused;
     void *p = map_at_cursor(size, align);
     if (p == NULL)
-        p = ebb__os_map_lowest(size, align);
+        p = ebb__os_map_lowest(size, align, &refused);
     if (p != NULL)
         atomic_store_explicit(&bottom_cursor, (uintptr_t)p + size, memory_order_relaxed);
     return p;

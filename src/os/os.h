@@ -59,11 +59,13 @@ void *ebb__os_map_at(void *addr, size_t size);
  * long-lived mapping then cuts the gap in two once the large blocks go. */
 void *ebb__os_map_bottom(size_t size, size_t align);
 /* Fresh memory at the lowest free place /proc/self/maps shows (above the
- * first MiB, aligned as above); NULL if there is none or it cannot be had.
- * Leaves ebb__os_map_bottom's cursor alone: for mappings that come and go
- * (large blocks on 32-bit), after which a cursor would point into the
- * middle of the space they left. */
-void *ebb__os_map_lowest(size_t size, size_t align);
+ * first MiB, aligned as above); NULL if there is none or it cannot be had,
+ * with *refused set if the system refused the memory (out of memory: no
+ * use looking elsewhere), clear if only no place was found.  Leaves
+ * ebb__os_map_bottom's cursor alone: for mappings that come and go (large
+ * blocks on 32-bit), after which a cursor would point into the middle of
+ * the space they left. */
+void *ebb__os_map_lowest(size_t size, size_t align, int *refused);
 /* Memory for ebb's own long-lived metadata (thread caches, tables): on
  * 32-bit from the bottom up (ebb__os_map_bottom), else where the kernel
  * puts it. */
