@@ -33,9 +33,10 @@
  * to the lowest free place that fits, not where the kernel's top-down mmap
  * would put it: the space below a program's image fills first, and the gap
  * above its break stays whole (bench/rss scenario 8: the largest block
- * with 480 MiB of buffers live went from 1714-1794 MiB to 2047).  Whatever the setting, a request the OS refuses is
- * retried once after the cache is unmapped, so ebb fails only when what it
- * keeps for reuse could not have served the request either.
+ * with 480 MiB of buffers live went from 1714-1794 MiB to 2047).  Whatever
+ * the setting, a request the OS refuses is retried once after the cache is
+ * unmapped, so ebb fails only when what it keeps for reuse could not have
+ * served the request either.
  *
  * Cached mappings are unmapped once they have stayed unused for the purge
  * delay (ebb__large_purge), so the cache only ever holds memory a program
@@ -286,6 +287,8 @@ static void cache_yield(size_t fresh, ebb__large_entry_t *out, unsigned *n)
     }
 }
 
+/* Unmap ranges a caller took out of the books under the lock, once it has
+ * let go of it. */
 static void unmap_all(const ebb__large_entry_t *v, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
@@ -473,8 +476,7 @@ int ebb__large_free(void *p, uint32_t *tag)
     if (rest.addr == 0 && ebb__purge_when() == EBB_PURGE_LATER)
         ebb__purge_announce(); /* cached: unmapped once unused for the delay */
     ebb__unlock(&large.lock);
-    for (unsigned i = 0; i < nevicted; i++)
-        ebb__os_unmap((void *)evicted[i].addr, evicted[i].size);
+    unmap_all(evicted, nevicted);
     return 1;
 }
 
@@ -722,8 +724,7 @@ uint32_t ebb__large_purge(uint32_t now, long delay, int *surplus)
         i++;
     }
     ebb__unlock(&large.lock);
-    for (unsigned i = 0; i < n; i++)
-        ebb__os_unmap((void *)victims[i].addr, victims[i].size);
+    unmap_all(victims, n);
     return next;
 }
 
