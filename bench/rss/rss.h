@@ -347,13 +347,14 @@ struct opts {
     int threads;      /* -n: thread pairs (prodcons), buffers kept (mixed); 0: default */
     int idle_thread;  /* -t: build in a thread that then stays idle */
     int probe;        /* -P: report the largest allocatable block at the end */
+    int cycles;       /* -c: the server's size mix drifts up, back, up... this many times */
 };
 
 static inline void opts_usage(const char *prog, const char *what)
 {
     fprintf(stderr,
             "usage: %s [-s scale] [-p survive_fraction] [-w window_ms] [-k tick_ms]\n"
-            "          [-S settle_ms] [-r rounds] [-e every] [-n pairs] [-t] [-P]\n"
+            "          [-S settle_ms] [-r rounds] [-e every] [-n pairs] [-c cycles] [-t] [-P]\n"
             "%s\n", prog, what);
     exit(2);
 }
@@ -368,9 +369,9 @@ static inline double opt_num(const char *prog, const char *what, const char *s, 
 
 static inline struct opts opts_parse(int argc, char **argv, const char *what)
 {
-    struct opts o = { 1.0, -1.0, 2000, 10, 200, -1, 0, 0, 0, 0 };
+    struct opts o = { 1.0, -1.0, 2000, 10, 200, -1, 0, 0, 0, 0, 1 };
     int c;
-    while ((c = getopt(argc, argv, "s:p:w:k:S:r:e:n:tPh")) != -1) {
+    while ((c = getopt(argc, argv, "s:p:w:k:S:r:e:n:c:tPh")) != -1) {
         switch (c) {
         case 's': o.scale = opt_num(argv[0], what, optarg, 1e-4, 100); break;
         case 'p': o.survive = opt_num(argv[0], what, optarg, 0, 1); break;
@@ -380,6 +381,7 @@ static inline struct opts opts_parse(int argc, char **argv, const char *what)
         case 'r': o.count = (long)opt_num(argv[0], what, optarg, 0, 1e9); break;
         case 'e': o.every = (int)opt_num(argv[0], what, optarg, 1, 1e9); break;
         case 'n': o.threads = (int)opt_num(argv[0], what, optarg, 0, 1000); break;
+        case 'c': o.cycles = (int)opt_num(argv[0], what, optarg, 1, 1000); break;
         case 't': o.idle_thread = 1; break;
         case 'P': o.probe = 1; break;
         default: opts_usage(argv[0], what);

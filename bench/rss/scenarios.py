@@ -735,6 +735,15 @@ def cmd_mixed(a):
 # ---------------------------------------------------------------------------
 # scenario 6: a server loop with a drifting live set
 
+def drift_at(e, n, passes):
+    """Where the size mix stands at epoch e of n: 0 (small) to 1 (larger),
+    going up and down `passes` times in all (server.c's drift_at)."""
+    x = e / max(n, 1) * passes
+    k = min(int(x), passes - 1)
+    f = x - k
+    return f if k % 2 == 0 else 1.0 - f
+
+
 def cmd_server(a):
     run = Run(a)
     rng = random.Random(6)
@@ -780,7 +789,7 @@ def cmd_server(a):
     refill(0)
     point(0)
     for e in range(1, epochs + 1):
-        drift = e / epochs
+        drift = drift_at(e, epochs, a.cycles)
         k = int(len(table) * (0.02 + 0.04 * rnd()))
         for _ in range(k):
             j = int(rnd() * len(table))
@@ -895,9 +904,10 @@ def main():
     ap.add_argument("-r", dest="count", type=int, default=-1)
     ap.add_argument("-e", dest="every", type=int, default=0)
     ap.add_argument("-n", dest="threads", type=int, default=3)
+    ap.add_argument("-c", dest="cycles", type=int, default=1)
     ap.add_argument("-t", dest="idle_thread", action="store_true")
     a = ap.parse_args()
-    if not 0 < a.scale <= 100 or a.tick < 1 or a.window < 0 or a.settle < 0:
+    if not 0 < a.scale <= 100 or a.tick < 1 or a.window < 0 or a.settle < 0 or a.cycles < 1:
         ap.error("bad value")
     {"build": cmd_build, "migrate": cmd_migrate, "mixed": cmd_mixed,
      "server": cmd_server, "prodcons": cmd_prodcons}[a.scenario](a)
