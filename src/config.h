@@ -72,6 +72,17 @@
  * fullest bucket first, so nearly empty pools drain and can be released. */
 #define EBB_POOL_BUCKETS 8
 
+/* Hints a bin keeps into its purge list, one per key (ms) modulo this.  A
+ * pool the purge pass meets before it is due goes back in at the time of
+ * its last free, behind every pool stamped since, and in a teardown that is
+ * deep in the list: bench buildfree (1 GiB freed in random order) walked
+ * 24M pools over 820K inserts, 11% of the purger's samples and 3% of the
+ * freeing thread's under perf.  With a hint per key, 76% of inserts land
+ * next to a pool with their key, 1% walk (2.6M steps in all), and the run
+ * takes 7% less CPU (4.25 -> 3.96 s, median of 9).  16 covers the keys of
+ * a surplus pass's rechecks (EBB_SURPLUS_RECHECK_MS ahead) with room. */
+#define EBB_PURGE_HINTS 16
+
 /* Most shared heaps.  Threads are spread over min(cpus, this) heaps (option
  * EBB_HEAPS), so thousands of threads do not multiply the footprint. */
 #define EBB_MAX_HEAPS 64
@@ -490,6 +501,8 @@ _Static_assert(32 + 4 * 8 == EBB_CLASSES && (EBB_SMALL_STEP_MAX << 8) ==
 _Static_assert(EBB_TCACHE_MIN_COUNT * 2 <= EBB_TCACHE_MAX_COUNT, "cache range");
 _Static_assert(EBB_FREE_ONLY_OVERFLOWS >= 1, "one overflow is not a run: a refill may follow");
 _Static_assert(EBB_TCACHE_MAX_SIZE < EBB_LARGE_THRESHOLD, "cached classes are small");
+_Static_assert(EBB_PURGE_HINTS > EBB_SURPLUS_RECHECK_MS,
+               "a recheck's key and the present one do not share a hint");
 _Static_assert((EBB_SMALL_STEP & (EBB_SMALL_STEP - 1)) == 0 &&
                EBB_SMALL_STEP >= EBB_MIN_ALIGN, "step keeps the minimum alignment");
 _Static_assert(EBB_SLOT_PAGES == 16, "a slot's dirty pages are one 16-bit mask");

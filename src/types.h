@@ -222,7 +222,7 @@ typedef struct {
 
 /* ------------------------------------------------------------------ heaps */
 
-/* A bin starts a cache line and its size is a power of two (128 bytes on
+/* A bin starts a cache line and its size is a power of two (256 bytes on
  * 64-bit), so &heap->bin[cls] is a shift on the free and refill paths, not
  * a multiply by 112, and two bins' locks never share a line between
  * threads. */
@@ -236,6 +236,9 @@ typedef struct {
      * due time (heap.c says when they are purged). */
     ebb__pool_t *purge_head, *purge_tail;
     ebb__demand_t demand; /* blocks taken: what the surplus rule keeps */
+    /* Slot k: NULL or a pool of the purge list whose key is k modulo
+     * EBB_PURGE_HINTS, where a pool requeued with that key goes. */
+    ebb__pool_t *purge_hint[EBB_PURGE_HINTS];
 } ebb__bin_t;
 _Static_assert((sizeof(ebb__bin_t) & (sizeof(ebb__bin_t) - 1)) == 0, "a bin's size is a power of two");
 

@@ -121,12 +121,42 @@ static void purge_list_link_after(ebb__bin_t *b, ebb__pool_t *p, ebb__pool_t *af
         __atomic_store_n(&b->purge_head, p, __ATOMIC_RELAXED);
 }
 
+static ebb__pool_t **purge_hint(ebb__bin_t *b, uint32_t key)
+{
+    return &b->purge_hint[key % EBB_PURGE_HINTS];
+}
+
+/* The list is in order of key, so a pool with this very key has none with
+ * a later key before it: p may follow it.  Else walk back from the tail. */
 static void purge_list_insert(ebb__bin_t *b, ebb__pool_t *p, uint32_t key)
 {
     ebb__pool_t *after = b->purge_tail;
-    while (after && (int32_t)(after->queued_at - key) > 0)
-        after = after->purge_prev;
+    if (after && (int32_t)(after->queued_at - key) > 0) {
+        ebb__pool_t *same = *purge_hint(b, key);
+        if (same && same->queued_at == key) {
+            after = same;
+        } else {
+            while (after && (int32_t)(after->queued_at - key) > 0)
+                after = after->purge_prev;
+        }
+    }
     purge_list_link_after(b, p, after, key);
+    *purge_hint(b, key) = p;
+}
+
+/* p leaves the list: a hint to it moves to a neighbour with its key, or
+ * goes. */
+static void purge_hint_drop(ebb__bin_t *b, const ebb__pool_t *p)
+{
+    ebb__pool_t **h = purge_hint(b, p->queued_at);
+    if (*h != p)
+        return;
+    if (p->purge_prev && p->purge_prev->queued_at == p->queued_at)
+        *h = p->purge_prev;
+    else if (p->purge_next && p->purge_next->queued_at == p->queued_at)
+        *h = p->purge_next;
+    else
+        *h = NULL;
 }
 
 static void purge_list_add(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
@@ -138,6 +168,7 @@ static void purge_list_add(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
 
 static void purge_list_remove(ebb__bin_t *b, ebb__pool_t *p)
 {
+    purge_hint_drop(b, p);
     if (p->purge_prev)
         p->purge_prev->purge_next = p->purge_next;
     else

@@ -174,6 +174,13 @@ static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *liste
     }
     if (b->purge_tail != prev)
         FAULT("heap %u class %u: purge list tail wrong\n", h, c);
+    for (unsigned k = 0; k < EBB_PURGE_HINTS; k++) {
+        const ebb__pool_t *p = b->purge_hint[k];
+        if (p && (!p->listed || p->heap != &ebb__heaps.heap[h] || p->cls != c ||
+                  p->queued_at % EBB_PURGE_HINTS != k))
+            FAULT("heap %u class %u: purge hint %u is not a listed pool with its key\n", h, c,
+                  k);
+    }
     return faults;
 }
 

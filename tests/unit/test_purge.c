@@ -210,6 +210,74 @@ static void test_freed_pool_is_listed_and_purged_when_due(void **state)
     ebb_collect(1);
 }
 
+/* Real milliseconds, so that the pools' keys differ: more than a tick of
+ * the coarse clock ebb reads (4 ms at 250 Hz, 10 at 100). */
+static void sleep_ms(long ms)
+{
+    struct timespec t = { 0, ms * 1000000L };
+    while (nanosleep(&t, &t) != 0)
+        ;
+}
+
+/* A pool the pass meets before it is due goes back in at the time of its
+ * last free: behind the pools stamped earlier, before those stamped later,
+ * and a second one with the same key next to the first (through the bin's
+ * hint for that key, which leaves with the pool). */
+static void test_met_early_goes_back_at_its_last_free(void **state)
+{
+    (void)state;
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, cls);
+    static void *blk[5 * 1024];
+    take_filled(h, blk, 5 * 1024, 3); /* pools P0..P4 */
+    ebb__pool_t *pool[5];
+    for (int i = 0; i < 4; i++) { /* P0..P3 join the list apart */
+        ebb__heap_free(blk + i * 1024, 16);
+        pool[i] = b->purge_tail;
+        sleep_ms(12);
+    }
+    ebb__heap_free(blk + 16, 16);        /* P0 and P1 freed into again */
+    ebb__heap_free(blk + 1024 + 16, 16);
+    uint32_t s0 = pool[0]->stamp, s1 = pool[1]->stamp;
+    sleep_ms(12);
+    ebb__heap_free(blk + 4 * 1024, 16); /* P4 joins last */
+    pool[4] = b->purge_tail;
+    assert_ptr_equal(b->purge_head, pool[0]);
+    assert_true((int32_t)(pool[4]->queued_at - s1) > 0);
+
+    /* P0 and P1 are due by their keys, not by their last frees.  (A pass
+     * a delay ahead sees no recent demand: the surplus rule is off, or free
+     * blocks left by other tests could make the bin's quiet time shorter.) */
+    size_t purged = atomic_load(&ebb__ledger.purged);
+    ebb__opt.purge_surplus = 0;
+    uint32_t left = ebb__heap_purge(pool[1]->queued_at + DELAY, DELAY, &surplus);
+    ebb__opt.purge_surplus = 1;
+    assert_true(left > 0 && left != UINT32_MAX);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
+    assert_int_equal(pool[0]->queued_at, s0);
+    assert_int_equal(pool[1]->queued_at, s1);
+    const ebb__pool_t *order[5] = { pool[2], pool[3], pool[0], pool[1], pool[4] };
+    const ebb__pool_t *p = b->purge_head;
+    for (int i = 0; i < 5; i++, p = p->purge_next)
+        assert_ptr_equal(p, order[i]);
+    assert_null(p);
+    assert_ptr_equal(b->purge_hint[s1 % EBB_PURGE_HINTS], pool[1]);
+    if (s0 == s1)
+        assert_ptr_equal(pool[1]->purge_prev, pool[0]);
+    assert_int_equal(ebb_check(), 0); /* order and hints */
+
+    /* Leaving the list takes the hints along. */
+    for (int i = 0; i < 5; i++)
+        ebb__heap_free(blk + i * 1024 + 32, 1024 - 32);
+    for (int i = 2; i < 5; i++)
+        ebb__heap_free(blk + i * 1024 + 16, 16);
+    ebb_collect(1);
+    assert_null(b->purge_head);
+    for (unsigned k = 0; k < EBB_PURGE_HINTS; k++)
+        assert_null(b->purge_hint[k]);
+}
+
 /* Blocks a thread cache held idle through a poke come home due at once:
  * the next pass purges their pages without waiting another delay, and a
  * pool they empty goes back to its arena purged. */
@@ -603,6 +671,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_blocks_larger_than_a_page, unit_teardown_check),
         cmocka_unit_test_teardown(test_freed_pool_is_listed_and_purged_when_due, unit_teardown_check),
         cmocka_unit_test_teardown(test_few_free_pages_wait_for_the_longest_wait, unit_teardown_check),
+        cmocka_unit_test_teardown(test_met_early_goes_back_at_its_last_free, unit_teardown_check),
         cmocka_unit_test_teardown(test_allocating_from_a_listed_pool_restarts_its_clock, unit_teardown_check),
         cmocka_unit_test_teardown(test_idle_empty_pool_is_released_clean, unit_teardown_check),
         cmocka_unit_test_teardown(test_free_slots_purged_when_due, unit_teardown_check),
