@@ -80,8 +80,14 @@
  * freeing thread's under perf.  With a hint per key, 76% of inserts land
  * next to a pool with their key, 1% walk (2.6M steps in all), and the run
  * takes 7% less CPU (4.25 -> 3.96 s, median of 9).  16 covers the keys of
- * a surplus pass's rechecks (EBB_SURPLUS_RECHECK_MS ahead) with room. */
+ * a surplus pass's rechecks (EBB_SURPLUS_RECHECK_MS ahead) with room; 12 on
+ * 32-bit, where 16 would take a bin from 128 to 192 bytes, not a power of
+ * two (types.h). */
+#if UINTPTR_MAX > 0xffffffffu
 #define EBB_PURGE_HINTS 16
+#else
+#define EBB_PURGE_HINTS 12
+#endif
 
 /* Most shared heaps.  Threads are spread over min(cpus, this) heaps (option
  * EBB_HEAPS), so thousands of threads do not multiply the footprint. */

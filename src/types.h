@@ -223,9 +223,9 @@ typedef struct {
 /* ------------------------------------------------------------------ heaps */
 
 /* A bin starts a cache line and its size is a power of two (256 bytes on
- * 64-bit), so &heap->bin[cls] is a shift on the free and refill paths, not
- * a multiply by 112, and two bins' locks never share a line between
- * threads. */
+ * 64-bit, 128 on 32-bit), so &heap->bin[cls] is a shift on the free and
+ * refill paths, not a multiply by 240, and two bins' locks never share a
+ * line between threads. */
 typedef struct {
     _Alignas(64) ebb__lock_t lock;
     uint32_t nonempty;                          /* bit b: bucket b has pools */
