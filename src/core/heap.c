@@ -121,7 +121,7 @@ static void purge_list_link_after(ebb__bin_t *b, ebb__pool_t *p, ebb__pool_t *af
         __atomic_store_n(&b->purge_head, p, __ATOMIC_RELAXED);
 }
 
-static ebb__pool_t **purge_hint(ebb__bin_t *b, uint32_t key)
+static ebb__pool_t **purge_hint_slot(ebb__bin_t *b, uint32_t key)
 {
     return &b->purge_hint[key % EBB_PURGE_HINTS];
 }
@@ -132,7 +132,7 @@ static void purge_list_insert(ebb__bin_t *b, ebb__pool_t *p, uint32_t key)
 {
     ebb__pool_t *after = b->purge_tail;
     if (after && (int32_t)(after->queued_at - key) > 0) {
-        ebb__pool_t *same = *purge_hint(b, key);
+        ebb__pool_t *same = *purge_hint_slot(b, key);
         if (same && same->queued_at == key) {
             after = same;
         } else {
@@ -141,14 +141,14 @@ static void purge_list_insert(ebb__bin_t *b, ebb__pool_t *p, uint32_t key)
         }
     }
     purge_list_link_after(b, p, after, key);
-    *purge_hint(b, key) = p;
+    *purge_hint_slot(b, key) = p;
 }
 
 /* p leaves the list: a hint to it moves to a neighbour with its key, or
  * goes. */
 static void purge_hint_drop(ebb__bin_t *b, const ebb__pool_t *p)
 {
-    ebb__pool_t **h = purge_hint(b, p->queued_at);
+    ebb__pool_t **h = purge_hint_slot(b, p->queued_at);
     if (*h != p)
         return;
     if (p->purge_prev && p->purge_prev->queued_at == p->queued_at)
