@@ -295,12 +295,14 @@ check-sanitizers: check-asan check-ubsan
 
 # ThreadSanitizer (clang's): the stress test, and the tests of what runs
 # beside the churn (introspection, fork, signal storms, the status page and
-# JSON reports read while the purger writes them).  Any report fails
+# JSON reports read while the purger writes them, the purger taking the
+# cached blocks of threads that pause).  Any report fails
 # the stage (halt_on_error, exitcode); die_after_fork=0 because a fork child
 # starts its own purger thread, which TSan otherwise refuses after a
 # multi-threaded fork.  About a minute on two cores.
 SAN_tsan := -fsanitize=thread
 TSAN_SRC := tests/api/test_races.c tests/api/test_signals.c tests/api/test_top.c tests/api/test_unwind.c \
+            tests/unit/test_tcache.c \
             tests/stress/stress.c
 TSAN_OPTS := halt_on_error=1 exitcode=66 die_after_fork=0 second_deadlock_stack=1
 check-tsan: CC = clang

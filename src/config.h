@@ -50,8 +50,9 @@
 #define EBB_TCACHE_MAX_SIZE ((size_t)32 << 10)
 /* Most blocks one class may hold in a thread cache, and the byte budget per
  * class that lowers it for bigger blocks: a thread that goes idle pins at
- * most about EBB_CLASSES * 32 KiB, and a refill or flush moves half a cache
- * under one lock, so 64 blocks of a busy class cost one lock round trip. */
+ * most about EBB_CLASSES * 32 KiB until the purger takes its blocks
+ * (EBB_TCACHE_IDLE_MS), and a refill or flush moves half a cache under one
+ * lock, so 64 blocks of a busy class cost one lock round trip. */
 #define EBB_TCACHE_MAX_COUNT 128
 #define EBB_TCACHE_MIN_COUNT 4
 #define EBB_TCACHE_CLASS_BYTES ((size_t)32 << 10)
@@ -59,14 +60,26 @@
  * is in a free-only run (a teardown, or a thread that frees what others
  * made): each overflow then sends the whole stack home, and the stack
  * holds half its capacity until its next refill.  The blocks a cache holds
- * when the run ends each pin a page, and a thread that goes idle then never
- * gives them back: what it keeps fell from between half and all of its
+ * when the run ends each pin a page, and a thread that goes idle then keeps
+ * them until the purger takes them (EBB_TCACHE_IDLE_MS after the next
+ * poke, up to a delay later): what it keeps fell from between half and all of its
  * capacity (about 96 blocks a class) to under half (about 32), at the same
  * 64 blocks a trip home.  bench/rss scenario 3b (C, an idle builder, 0.1%
  * survive): 1.25x -> 1.13x the floor; scenario 3 (nothing survives): 14.2
  * -> 8.4 MiB.  Instructions (callgrind, bench/run.py --cg-scale 0.05,
  * purging off): churn, buildfree, prodcons, larson within 0.15%. */
 #define EBB_FREE_ONLY_OVERFLOWS 2
+/* A thread that leaves a poke unanswered this long has its cached blocks
+ * taken by the purger, all but the top EBB_TCACHE_KEPT_BLOCKS of each stack
+ * (core/thread.c, "Idle threads"): the one call that may be under way on
+ * the stacks touches only that entry or the one above.  Any thread that is
+ * running answers a poke at its next call, within microseconds in a program
+ * that allocates; one that was only descheduled loses nothing, since its
+ * answer would have sent the same blocks home.  So the wait is short next
+ * to the purge delay, and long next to the time a store takes to reach
+ * another core. */
+#define EBB_TCACHE_IDLE_MS 10
+#define EBB_TCACHE_KEPT_BLOCKS 1
 
 /* Number of fullness buckets a heap keeps per class.  Allocation takes the
  * fullest bucket first, so nearly empty pools drain and can be released. */
@@ -506,6 +519,10 @@ _Static_assert(32 + 4 * 8 == EBB_CLASSES && (EBB_SMALL_STEP_MAX << 8) ==
                EBB_LARGE_THRESHOLD, "8 doublings from 512 B to 128 KiB");
 _Static_assert(EBB_TCACHE_MIN_COUNT * 2 <= EBB_TCACHE_MAX_COUNT, "cache range");
 _Static_assert(EBB_FREE_ONLY_OVERFLOWS >= 1, "one overflow is not a run: a refill may follow");
+_Static_assert(EBB_TCACHE_KEPT_BLOCKS >= 1 && EBB_TCACHE_KEPT_BLOCKS < EBB_TCACHE_MIN_COUNT,
+               "the purger leaves the entry a call under way may pop, and takes the rest");
+_Static_assert(EBB_TCACHE_IDLE_MS > 0 && EBB_TCACHE_IDLE_MS < EBB_PURGE_DELAY_MS,
+               "an idle thread's blocks are taken before the next poke");
 _Static_assert(EBB_TCACHE_MAX_SIZE < EBB_LARGE_THRESHOLD, "cached classes are small");
 _Static_assert(EBB_PURGE_HINTS > EBB_SURPLUS_RECHECK_MS,
                "a recheck's key and the present one do not share a hint");

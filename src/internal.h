@@ -451,12 +451,25 @@ static inline void ebb__tbin_drop_top(ebb__tbin_t *b, void **top)
 {
     __atomic_store_n(&b->top, top, __ATOMIC_RELAXED);
 }
+/* A stack's start moves while its owner runs only when the purger takes
+ * the blocks of an idle thread (thread.c, "Idle threads"): read and written
+ * with relaxed atomics, the plain moves they replace on x86-64. */
+static inline void **ebb__tbin_low(const ebb__tbin_t *b)
+{
+    return __atomic_load_n(&((ebb__tbin_t *)b)->low, __ATOMIC_RELAXED);
+}
+static inline void ebb__tbin_set_low(ebb__tbin_t *b, void **low)
+{
+    __atomic_store_n(&b->low, low, __ATOMIC_RELAXED);
+}
 
 /* Placeholders with no capacity, so the fast paths need no NULL test:
  * `unset` before a thread's first allocation, `bypass` after its cache was
  * torn down at exit or could not be made, `poked` when the purger asked the
  * thread to give its cached blocks back. */
 extern EBB_HIDDEN ebb__thread_t ebb__thread_unset, ebb__thread_bypass, ebb__thread_poked;
+/* How many times the purger took the blocks of an idle thread's cache. */
+extern EBB_HIDDEN unsigned long ebb__tcache_takes;
 
 /* This thread's state if it has a cache (a poke answered first: its cached
  * blocks gone home); NULL if it has none yet, or goes straight to a heap. */
@@ -476,8 +489,14 @@ void ebb__thread_exit(void *state) EBB_HIDDEN;
 ebb__sample_counter_t *ebb__thread_sample_counter(void) EBB_HIDDEN;
 /* The calling thread's unwind memo (os.h), NULL if it has no cache. */
 ebb__unwind_memo_t *ebb__thread_unwind_memo(void) EBB_HIDDEN;
-/* Ask every thread to give back its cached blocks; how many were asked. */
-unsigned ebb__thread_poke_all(void) EBB_HIDDEN;
+/* Ask every thread to give back its cached blocks; how many were asked.
+ * *take_in: ms until a thread that has not answered may have its blocks
+ * taken (ebb__thread_take_idle), UINT32_MAX if none holds any. */
+unsigned ebb__thread_poke_all(uint32_t now, uint32_t *take_in) EBB_HIDDEN;
+/* Take the cached blocks of every thread that has not answered a poke for
+ * EBB_TCACHE_IDLE_MS; they go home as idle.  Returns ms until the next
+ * thread may be due, UINT32_MAX if none. */
+uint32_t ebb__thread_take_idle(uint32_t now) EBB_HIDDEN;
 /* The calling thread is one of ebb's own (purger, watcher, reporter). */
 void ebb__thread_mark_internal(void) EBB_HIDDEN;
 int ebb__thread_is_internal(void) EBB_HIDDEN;

@@ -258,7 +258,8 @@ typedef struct {
 
 typedef struct {
     void **top;  /* next free entry; cached blocks are [low, top) */
-    void **low;
+    void **low;  /* the stack's start, raised when the purger takes blocks from
+                    an idle thread (core/thread.c); relaxed atomic accesses */
     void **high; /* end of the entries in use: the class's capacity, half of it
                     in a free-only run (core/thread.c); owner writes, relaxed */
     int busy;    /* refilled or overflowed since the thread last answered a poke */
@@ -279,7 +280,7 @@ typedef struct {
  * free blocks per size class) and the sampler's countdown, side by side
  * because malloc's fast path touches both through one pointer. */
 struct ebb__thread_s {
-    ebb__tbin_t bin[EBB_CLASSES];  /* the thread cache; owner only */
+    ebb__tbin_t bin[EBB_CLASSES];  /* the thread cache; owner only, but for `low` */
     ebb__sample_counter_t sample;  /* owner only */
     /* Blocks in each stack as of the owner's last slow path for the class
      * (refill, flush, poke, exit): what other threads may read (statistics,
@@ -292,6 +293,12 @@ struct ebb__thread_s {
     /* The owner's ebb__self, which the purger may point at the `poked`
      * placeholder (registry lock held, state ACTIVE). */
     _Atomic(ebb__thread_t *) *tls_slot;
+    /* Held by the owner across every slow path that changes its stacks, and
+     * by the purger while it takes the blocks of an idle thread's stacks
+     * (core/thread.c, "Idle threads"). */
+    ebb__lock_t stacks_lock;
+    uint32_t poked_at;             /* ms: the poke it has not answered; registry lock */
+    int taken_from;                /* a stack's `low` was raised; stacks_lock */
     size_t map_size;
     int state;                     /* EBB_TC_* */
     ebb__unwind_memo_t unwind_memo; /* the sampler's last unwind; owner only */

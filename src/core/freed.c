@@ -47,7 +47,7 @@ void ebb__freed_key_init(void)
 static int stack_holds(const ebb__tbin_t *b, const void *p)
 {
     void **top = __atomic_load_n(&((ebb__tbin_t *)b)->top, __ATOMIC_ACQUIRE);
-    for (void **e = b->low; e < top; e++)
+    for (void **e = ebb__tbin_low(b); e < top; e++)
         if (__atomic_load_n(e, __ATOMIC_RELAXED) == p)
             return 1;
     return 0;

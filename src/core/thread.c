@@ -20,7 +20,8 @@
  * frees with no allocation (a teardown), half that (EBB_FREE_ONLY_OVERFLOWS).
  *
  * Cached blocks are out of their pools and pin their pages, so the purger
- * pokes threads to give them back (see "Poking" below).
+ * pokes threads to give them back (see "Poking" below), and takes them
+ * from a thread that leaves the poke unanswered (see "Idle threads").
  *
  * The thread-local pointer starts at a placeholder cache of zero capacity, so
  * the fast paths never test for NULL: the first push or pop fails over to the
@@ -31,8 +32,9 @@
  * recorded); after it the thread uses the `bypass` placeholder and goes
  * straight to its heap.
  *
- * Only the owner writes its stacks, and only one reader looks at another
- * thread's: the double-free check (freed.c), for a block that holds the
+ * Only the owner writes its stacks' entries and tops (the purger, taking
+ * from an idle thread, raises a stack's `low` and nothing else), and only
+ * one reader looks at another thread's entries: the double-free check (freed.c), for a block that holds the
  * freed mark, with the atomic stores and acquire load internal.h describes
  * (before those, plain stores in whatever order the compiler picked let a
  * reader see a new `top` over a stale entry: ebb_check in an EBB_DEBUG=2
@@ -54,6 +56,8 @@
 
 EBB_HIDDEN ebb__thread_registry_t ebb__threads = { .lock = EBB_LOCK_INIT };
 EBB_HIDDEN ebb__thread_t ebb__thread_unset, ebb__thread_bypass, ebb__thread_poked;
+/* Caches the purger took blocks from (see "Idle threads"); atomic adds. */
+EBB_HIDDEN unsigned long ebb__tcache_takes;
 EBB_HIDDEN __thread _Atomic(ebb__thread_t *) ebb__self __attribute__((tls_model("initial-exec"))) =
     &ebb__thread_unset;
 /* The thread's own cache, while ebb__self may be `poked`. */
@@ -91,10 +95,14 @@ static size_t tcache_map_size(void)
 static void tcache_layout(ebb__thread_t *tc)
 {
     tc->unwind_memo.sp = 0; /* a cache an exited thread left: its memo is not this one's */
+    ebb__lock_reset(&tc->stacks_lock); /* a fork child may inherit one held */
+    tc->taken_from = 0;
+    tc->poked_at = 0;
     void **e = tc->entries;
     for (unsigned c = 0; c < EBB_CLASSES; c++) {
         ebb__tbin_t *b = &tc->bin[c];
-        b->low = b->top = e;
+        ebb__tbin_set_low(b, e);
+        ebb__tbin_drop_top(b, e);
         e += ebb__classes[c].tcache_cap;
         __atomic_store_n(&b->high, e, __ATOMIC_RELAXED);
         b->busy = 0;
@@ -182,10 +190,51 @@ static void empty_stack(ebb__thread_t *tc, unsigned cls, int idle)
         ebb__heap_free(b->low, n);
 }
 
-void ebb__tcache_flush_all(ebb__thread_t *tc)
+/* Every cached block goes home.  Callers own the stacks: the thread is
+ * exiting (the purger takes only from active ones) or another thread's in a
+ * fork child. */
+static void flush_all_unlocked(ebb__thread_t *tc)
 {
     for (unsigned c = 0; c < EBB_CLASSES; c++)
         empty_stack(tc, c, 0);
+}
+
+/* Every stack, emptied, starts where tcache_layout put it again: after the
+ * purger raised some stack's `low` (see "Idle threads"). */
+static void stacks_rebase(ebb__thread_t *tc)
+{
+    void **e = tc->entries;
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        ebb__tbin_t *b = &tc->bin[c];
+        ebb__assert(b->top == b->low);
+        ebb__tbin_set_low(b, e);
+        ebb__tbin_drop_top(b, e);
+        e += ebb__classes[c].tcache_cap;
+    }
+    tc->taken_from = 0;
+}
+
+/* The owner, before a slow path changes its stacks: none of its blocks are
+ * being taken, and a stack that some were taken from starts afresh. */
+static void stacks_hold(ebb__thread_t *tc)
+{
+    ebb__lock(&tc->stacks_lock);
+    if (EBB_UNLIKELY(tc->taken_from)) {
+        flush_all_unlocked(tc);
+        stacks_rebase(tc);
+    }
+}
+
+static void stacks_release(ebb__thread_t *tc)
+{
+    ebb__unlock(&tc->stacks_lock);
+}
+
+void ebb__tcache_flush_all(ebb__thread_t *tc)
+{
+    stacks_hold(tc);
+    flush_all_unlocked(tc);
+    stacks_release(tc);
 }
 
 void ebb__thread_exit(void *arg)
@@ -198,7 +247,7 @@ void ebb__thread_exit(void *arg)
     tc_set(&ebb__thread_bypass);
     tc_own = NULL;
     ebb__unlock(&ebb__threads.lock);
-    ebb__tcache_flush_all(tc);
+    flush_all_unlocked(tc);
     ebb__lock(&ebb__threads.lock);
     tcache_retire(tc);
     ebb__unlock(&ebb__threads.lock);
@@ -217,21 +266,129 @@ void ebb__thread_exit(void *arg)
  * loaded the old pointer just completes on the real cache.  The blocks go
  * home like any free, so their pools are purged a delay later if they stay
  * unused.  Costs: nothing on the fast paths; for a busy thread, one flush
- * and refill per class per poke (the purger pokes at most once a delay); a
- * thread that never calls the allocator again keeps its cache (bounded:
- * EBB_TCACHE_CLASS_BYTES per class).
+ * and refill per class per poke (the purger pokes at most once a delay).
+ * A thread that never calls the allocator again cannot answer: the purger
+ * takes its blocks instead (see "Idle threads").
  */
-unsigned ebb__thread_poke_all(void)
+/* A stack of tc holds more than the purger leaves when it takes. */
+static int holds_more_than_kept(ebb__thread_t *tc)
+{
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        ebb__tbin_t *b = &tc->bin[c];
+        void **top = __atomic_load_n(&b->top, __ATOMIC_ACQUIRE);
+        if (top - ebb__tbin_low(b) > EBB_TCACHE_KEPT_BLOCKS)
+            return 1;
+    }
+    return 0;
+}
+
+static uint32_t sooner_ms(uint32_t a, uint32_t b)
+{
+    return a < b ? a : b;
+}
+
+unsigned ebb__thread_poke_all(uint32_t now, uint32_t *take_in)
 {
     unsigned n = 0;
+    *take_in = UINT32_MAX;
     ebb__lock(&ebb__threads.lock);
     for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next)
         if (tc->state == EBB_TC_ACTIVE) {
-            atomic_store_explicit(tc->tls_slot, &ebb__thread_poked, memory_order_relaxed);
+            ebb__thread_t *was = atomic_exchange_explicit(tc->tls_slot, &ebb__thread_poked,
+                                                          memory_order_relaxed);
+            if (was != &ebb__thread_poked)
+                tc->poked_at = now;
+            if (tc != tc_own && holds_more_than_kept(tc))
+                *take_in = sooner_ms(*take_in,
+                                   ebb__ms_until(now, tc->poked_at, EBB_TCACHE_IDLE_MS));
             n++;
         }
     ebb__unlock(&ebb__threads.lock);
     return n;
+}
+
+/*
+ * Idle threads.  A thread that never calls the allocator again after a
+ * poke (blocked on a lock, a socket, a join) would keep its cache for good,
+ * and after a teardown that pins a page per cached block: bench/rss
+ * scenario 3 (the builder thread blocks once it has freed everything) held
+ * 7.9 MiB against a floor of 2.6, scenario 3b 1.14x its floor against
+ * scenario 2's 1.08x.  So once a thread has left a poke unanswered for
+ * EBB_TCACHE_IDLE_MS, the purger takes the blocks itself.
+ *
+ * The owner's fast paths take no lock, so the purger must not race them.
+ * A poked thread's next call misses its fast path (the placeholder has no
+ * capacity) and answers in the slow path, which holds stacks_lock, as every
+ * slow path that changes the stacks does; the purger holds it too while it
+ * takes, and takes only if the thread is still poked then.  What it cannot
+ * exclude is a fast path that loaded the real cache just before the poke
+ * and has not finished: descheduled, or interrupted by a signal whose
+ * handler blocks.  That one call pops the top entry or pushes above it, and
+ * reads `low` only to compare it with `top`.  So the purger leaves the top
+ * EBB_TCACHE_KEPT_BLOCKS entries of each stack and raises `low` over what
+ * it takes; `top` and the entries the fast paths touch are never written
+ * by anyone but their owner.  Raising `low` shrinks the stack, so the
+ * owner's next slow path (stacks_hold) sends the rest home and puts every
+ * stack back where it began.  A thread that was only descheduled loses
+ * nothing by it: its answer to the poke would have sent the same blocks
+ * home, and as with that answer (flush_for_poke), a stack that neither
+ * refilled nor overflowed since the poke before goes home as idle.
+ *
+ * By the time the purger looks, the owner's last stores are 10 ms old or
+ * more, long visible to other cores; and the entries left on top cover one
+ * pop it might not see, too.  Costs: a lock and an unlock per slow path
+ * (one refill or flush moves up to 64 blocks), nothing on the fast paths.
+ */
+
+/* Registry lock and tc->stacks_lock held; tc is poked and idle. */
+static void take_stacks(ebb__thread_t *tc)
+{
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        ebb__tbin_t *b = &tc->bin[c];
+        void **top = __atomic_load_n(&b->top, __ATOMIC_ACQUIRE);
+        void **low = ebb__tbin_low(b);
+        if (top - low <= EBB_TCACHE_KEPT_BLOCKS)
+            continue;
+        void **kept = top - EBB_TCACHE_KEPT_BLOCKS;
+        ebb__tbin_set_low(b, kept);
+        atomic_store_explicit(&tc->published[c], (uint8_t)EBB_TCACHE_KEPT_BLOCKS,
+                              memory_order_relaxed);
+        if (!tc->taken_from)
+            __atomic_fetch_add(&ebb__tcache_takes, 1, __ATOMIC_RELAXED);
+        tc->taken_from = 1;
+        leave_cache_then_go_home();
+        if (b->busy)
+            ebb__heap_free(low, (unsigned)(kept - low));
+        else
+            ebb__heap_free_idle(low, (unsigned)(kept - low));
+        b->busy = 0;
+    }
+}
+
+uint32_t ebb__thread_take_idle(uint32_t now)
+{
+    uint32_t next = UINT32_MAX;
+    ebb__lock(&ebb__threads.lock);
+    for (ebb__thread_t *tc = ebb__threads.active; tc; tc = tc->next) {
+        if (tc->state != EBB_TC_ACTIVE || tc == tc_own ||
+            atomic_load_explicit(tc->tls_slot, memory_order_relaxed) != &ebb__thread_poked ||
+            !holds_more_than_kept(tc))
+            continue;
+        uint32_t wait = ebb__ms_until(now, tc->poked_at, EBB_TCACHE_IDLE_MS);
+        if (wait > 0) {
+            next = sooner_ms(next, wait);
+        } else if (!ebb__trylock(&tc->stacks_lock)) {
+            next = sooner_ms(next, EBB_TCACHE_IDLE_MS); /* answering now, most likely */
+        } else {
+            /* Under the lock the thread cannot start answering; if it
+             * already has, its slow path holds the stacks. */
+            if (atomic_load_explicit(tc->tls_slot, memory_order_relaxed) == &ebb__thread_poked)
+                take_stacks(tc);
+            ebb__unlock(&tc->stacks_lock);
+        }
+    }
+    ebb__unlock(&ebb__threads.lock);
+    return next;
 }
 
 /* Every cached block goes home.  A stack that neither refilled nor
@@ -248,6 +405,9 @@ static void flush_for_poke(ebb__thread_t *tc)
     }
 }
 
+/* Set between ebb__thread_cache_pause and resume. */
+static __thread int paused __attribute__((tls_model("initial-exec")));
+
 static ebb__thread_t *answer_poke(void)
 {
     ebb__thread_t *tc = tc_own;
@@ -255,9 +415,11 @@ static ebb__thread_t *answer_poke(void)
         tc_set(&ebb__thread_bypass);
         return NULL;
     }
-    tc_set(tc);
+    tc_set(paused ? &ebb__thread_bypass : tc); /* paused: past the cache until resumed */
+    stacks_hold(tc);
     flush_for_poke(tc);
-    return tc;
+    stacks_release(tc);
+    return paused ? NULL : tc;
 }
 
 /* This thread's state if it has a cache; NULL if it has none (yet). */
@@ -269,8 +431,6 @@ ebb__thread_t *ebb__thread_get_slow(void)
     return tc == &ebb__thread_bypass || tc == &ebb__thread_unset ? NULL : tc;
 }
 
-/* Set between ebb__thread_cache_pause and resume. */
-static __thread int paused __attribute__((tls_model("initial-exec")));
 
 /* Until ebb__thread_cache_resume, this thread's allocations go straight to
  * its heap, past its cache: for what the C library allocates while ebb
@@ -280,8 +440,8 @@ static __thread int paused __attribute__((tls_model("initial-exec")));
  * sampled: they are ebb's, and a sample of them would stand at whatever
  * site of the program's freed memory and kicked the purger
  * (tests/api/test_unwind.c test_threads_share_a_site counted one once, under
- * load).  A poke that lands meanwhile is dropped; the purger pokes again a
- * delay later. */
+ * load).  A poke that lands meanwhile is answered at the thread's next call
+ * after resume. */
 ebb__thread_t *ebb__thread_cache_pause(void)
 {
     ebb__thread_t *tc = ebb__thread_get_slow();
@@ -294,8 +454,13 @@ ebb__thread_t *ebb__thread_cache_pause(void)
 void ebb__thread_cache_resume(ebb__thread_t *tc)
 {
     paused = 0;
+    /* A poke that landed meanwhile stands: once it has stood for a while
+     * the purger may be taking from these stacks, which only the slow
+     * path's answer may wait for. */
+    ebb__thread_t *bypass = &ebb__thread_bypass;
     if (tc)
-        tc_set(tc);
+        atomic_compare_exchange_strong_explicit(&ebb__self, &bypass, tc, memory_order_relaxed,
+                                                memory_order_relaxed);
 }
 
 ebb__thread_t *ebb__thread_create(void (*on_exit)(void *))
@@ -341,7 +506,7 @@ static void move_down(void **dst, void *const *src, unsigned n)
         ebb__tbin_put(&dst[i], src[i]);
 }
 
-void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
+static void *refill_pop(ebb__thread_t *tc, unsigned cls)
 {
     ebb__tbin_t *b = &tc->bin[cls];
     ebb__assert(b->top == b->low);
@@ -363,6 +528,14 @@ void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
     ebb__tbin_set_top(b, b->low + got - 1);
     publish(tc, cls);
     return *b->top;
+}
+
+void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
+{
+    stacks_hold(tc);
+    void *p = refill_pop(tc, cls);
+    stacks_release(tc);
+    return p;
 }
 
 /*
@@ -387,7 +560,7 @@ void *ebb__tcache_refill_pop(ebb__thread_t *tc, unsigned cls)
  * stack holds when the run ends, each block pinning a page, is under half
  * its capacity instead of between half and all of it.
  */
-void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
+static void flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
 {
     ebb__tbin_t *b = &tc->bin[cls];
     unsigned n = (unsigned)(b->top - b->low);
@@ -412,6 +585,13 @@ void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
     publish(tc, cls);
 }
 
+void ebb__tcache_flush_push(ebb__thread_t *tc, unsigned cls, void *blk)
+{
+    stacks_hold(tc);
+    flush_push(tc, cls, blk);
+    stacks_release(tc);
+}
+
 /* ------------------------------------------------ fork, statistics, flags */
 
 /* In a fork child only this thread exists: the other threads' caches hold
@@ -424,7 +604,7 @@ static void registry_fork_child(void)
     while (tc) {
         ebb__thread_t *next = tc->next;
         if (tc != tc_own) {
-            ebb__tcache_flush_all(tc);
+            flush_all_unlocked(tc);
             tcache_retire(tc);
         }
         tc = next;
@@ -441,7 +621,7 @@ EBB_HIDDEN const ebb__lockset_t ebb__thread_locks = { .name = "thread registry",
 size_t ebb__tcache_depth(const ebb__thread_t *tc, unsigned cls)
 {
     if (tc == tc_own)
-        return (size_t)(tc->bin[cls].top - tc->bin[cls].low);
+        return (size_t)(tc->bin[cls].top - ebb__tbin_low(&tc->bin[cls]));
     return atomic_load_explicit(&tc->published[cls], memory_order_relaxed);
 }
 

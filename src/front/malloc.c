@@ -79,7 +79,7 @@ static void *small_alloc_once(unsigned cls)
     if (self && ebb__classes[cls].tcache_cap) {
         ebb__tbin_t *b = &self->bin[cls];
         void **top = b->top;
-        if (top != b->low) {
+        if (top != ebb__tbin_low(b)) {
             ebb__tbin_drop_top(b, top - 1);
             return top[-1];
         }
@@ -191,7 +191,7 @@ static inline EBB_ENTRY void *malloc_as(size_t n, const char *fn)
         ebb__thread_t *self = ebb__self_get();
         ebb__tbin_t *b = &self->bin[ebb__class_of(n)];
         void **top = b->top;
-        if (EBB_LIKELY(top != b->low)) {
+        if (EBB_LIKELY(top != ebb__tbin_low(b))) {
             if (EBB_UNLIKELY((self->sample.left -= (ptrdiff_t)n) < 0))
                 return malloc_counted(n, fn);
             ebb__tbin_drop_top(b, top - 1);

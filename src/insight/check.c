@@ -248,7 +248,8 @@ static int check_tcaches(void)
             const ebb__tbin_t *b = &tc->bin[c];
             size_t cap = ebb__classes[c].tcache_cap;
             void **high = __atomic_load_n(&b->high, __ATOMIC_RELAXED);
-            if (high < b->low || (size_t)(high - b->low) > cap) {
+            void **low = ebb__tbin_low(b);
+            if (high < low || (size_t)(high - low) > cap) {
                 FAULT("thread cache %p class %u: bad stack\n", (void *)tc, c);
                 continue;
             }

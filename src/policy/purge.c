@@ -55,6 +55,18 @@ static uint32_t min_u32(uint32_t a, uint32_t b)
     return a < b ? a : b;
 }
 
+/* When the blocks of threads that leave a poke unanswered may be taken
+ * (thread.c, "Idle threads"), if take_waits. */
+static _Atomic uint32_t take_due;
+static _Atomic int take_waits;
+
+static void take_at(uint32_t now, uint32_t in)
+{
+    if (in != UINT32_MAX)
+        atomic_store_explicit(&take_due, now + in, memory_order_relaxed);
+    atomic_store_explicit(&take_waits, in != UINT32_MAX, memory_order_relaxed);
+}
+
 /* Ask every thread to give back the blocks in its cache (thread.c says
  * why and how), at most once a delay: a busy thread pays a refill per class
  * per poke. */
@@ -63,10 +75,27 @@ static unsigned poke_threads(uint32_t now, long delay)
     uint32_t last = atomic_load_explicit(&ebb__purge_poked_at, memory_order_relaxed);
     if (delay > 0 && !ebb__due(now, last, delay))
         return 0;
-    if (atomic_compare_exchange_strong_explicit(&ebb__purge_poked_at, &last, now,
-                                                memory_order_relaxed, memory_order_relaxed))
-        return ebb__thread_poke_all();
-    return 0;
+    if (!atomic_compare_exchange_strong_explicit(&ebb__purge_poked_at, &last, now,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return 0;
+    uint32_t take_in;
+    unsigned n = ebb__thread_poke_all(now, &take_in);
+    take_at(now, take_in);
+    return n;
+}
+
+/* Take the blocks of threads that left a poke unanswered long enough;
+ * ms until the next may be, UINT32_MAX if none waits. */
+static uint32_t take_from_idle(uint32_t now)
+{
+    if (!atomic_load_explicit(&take_waits, memory_order_relaxed))
+        return UINT32_MAX;
+    uint32_t due = atomic_load_explicit(&take_due, memory_order_relaxed);
+    if ((int32_t)(due - now) > 0)
+        return due - now;
+    uint32_t in = ebb__thread_take_idle(now);
+    take_at(now, in);
+    return in;
 }
 
 /* Give back everything due at `now`; returns ms until the next item falls
@@ -77,7 +106,8 @@ uint32_t ebb__purge_pass(uint32_t now, long delay, int *surplus)
 {
     /* Poked threads answer within moments if they are running, with blocks
      * that are due at once: come back for them soon. */
-    uint32_t next = poke_threads(now, delay) ? EBB_PURGE_SLACK_MS : UINT32_MAX;
+    uint32_t next = take_from_idle(now); /* before the heaps: they purge what it takes */
+    next = min_u32(next, poke_threads(now, delay) ? EBB_PURGE_SLACK_MS : UINT32_MAX);
     next = min_u32(next, ebb__heap_purge(now, delay, surplus));
     /* After the heaps: pools released just now bring their slots. */
     next = min_u32(next, ebb__arena_purge(now, delay, surplus));

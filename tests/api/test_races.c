@@ -147,6 +147,16 @@ static void stamp_mark(unsigned char *p)
     }
 }
 
+/* Churners pause now and then (test_caches_taken_from_pausing_threads),
+ * and count themselves out when they end. */
+static atomic_int pausing, churners_done;
+
+static void pause_ms(unsigned ms)
+{
+    struct timespec ts = { 0, (long)ms * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
 static void *churner(void *arg)
 {
     uint64_t s = 0x5eed0000u + (uintptr_t)arg;
@@ -188,9 +198,12 @@ static void *churner(void *arg)
         }
         if (op % 1024 == 0)
             atomic_fetch_add_explicit(&done_ops, 1024, memory_order_relaxed);
+        if (op % 1024 == 1023 && atomic_load_explicit(&pausing, memory_order_relaxed))
+            pause_ms((unsigned)(r >> 8) % 25); /* idle, holding its cache */
     }
     for (unsigned j = 0; j < WSET; j++)
         release(ws[j], "churner exit");
+    atomic_fetch_add(&churners_done, 1);
     return NULL;
 }
 
@@ -396,6 +409,48 @@ static void test_frees_of_blocks_holding_the_mark_during_churn(void **state)
     alarm(0);
 }
 
+/* Churners that pause now and then, for up to 25 ms, while this thread
+ * runs purge passes that poke every thread: a thread that leaves a poke
+ * unanswered for EBB_TCACHE_IDLE_MS (10 ms) has its cached blocks taken by
+ * the passing thread, and resumes on stacks its next call puts back
+ * (core/thread.c, "Idle threads").  No block may be handed out twice or
+ * lose its contents, and every check of the heap passes. */
+extern unsigned long ebb__tcache_takes;
+
+static void test_caches_taken_from_pausing_threads(void **state)
+{
+    (void)state;
+    signal(SIGALRM, on_watchdog);
+    alarm(WATCHDOG_S);
+    unsigned long takes0 = __atomic_load_n(&ebb__tcache_takes, __ATOMIC_RELAXED);
+    atomic_store(&faults, 0);
+    atomic_store(&churners_done, 0);
+    atomic_store(&inspections, FORKS); /* no inspector: the churners stop at their budget */
+    atomic_store(&pausing, 1);
+    pthread_t t[CHURNERS];
+    for (uintptr_t i = 0; i < CHURNERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churner, (void *)(i + 200)), 0);
+    int checks = 0, bad_checks = 0;
+    while (atomic_load(&churners_done) < CHURNERS) {
+        ebb_collect(0); /* a pass with a delay of 0: pokes, and takes what is due */
+        if (++checks % 16 == 0 && ebb_check() != 0)
+            bad_checks++;
+        pause_ms(2);
+    }
+    for (int i = 0; i < CHURNERS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    atomic_store(&pausing, 0);
+    for (size_t k = 0; k < SLOTS; k++)
+        release(atomic_exchange(&slots[k], NULL), "drain");
+    unsigned long takes = __atomic_load_n(&ebb__tcache_takes, __ATOMIC_RELAXED) - takes0;
+    printf("pausing churners: %lu caches taken, %d passes\n", takes, checks);
+    EXPECT(atomic_load(&faults) == 0, "%ld failures in the threads (above)",
+           (long)atomic_load(&faults));
+    EXPECT(bad_checks == 0, "ebb_check failed %d times", bad_checks);
+    EXPECT(takes > 0, "no cache was taken from a pausing thread in %d passes", checks);
+    alarm(0);
+}
+
 /* In a child of its own (a fresh purger state): purger_watch.h's scenario,
  * through the ebb_* API. */
 static int joins_after_the_purger_went(void)
@@ -423,4 +478,5 @@ static void test_purger_restart_from_a_join_that_frees_stacks(void **state)
 
 API_TEST_MAIN("races", T(test_introspection_and_forks_during_churn),
               T(test_frees_of_blocks_holding_the_mark_during_churn),
+              T(test_caches_taken_from_pausing_threads),
               T(test_purger_restart_from_a_join_that_frees_stacks))

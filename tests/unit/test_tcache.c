@@ -159,6 +159,102 @@ static void test_threads_spread_over_bounded_heaps(void **state)
     assert_true(ebb__heaps.n <= ebb__os_cpu_count());
 }
 
+/* A thread that frees into its cache and then blocks, leaving a poke
+ * unanswered: the purger takes its cached blocks, all but the top entry
+ * of each stack, once EBB_TCACHE_IDLE_MS have passed since the poke (not
+ * before); the thread's next call puts its stacks back where they began,
+ * and it allocates as before. */
+enum { IDLE_CLS = 9, IDLE_SIZE = 160, IDLE_N = 40 };
+
+typedef struct {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int phase; /* 1: freed and blocked, 2: go on, 3: allocated again */
+    void *b[IDLE_N];
+    ebb__thread_t *tc;
+    void *again;
+} idle_ctx_t;
+
+static void idle_step(idle_ctx_t *x, int phase)
+{
+    pthread_mutex_lock(&x->m);
+    x->phase = phase;
+    pthread_cond_broadcast(&x->c);
+    pthread_mutex_unlock(&x->m);
+}
+
+static void idle_wait(idle_ctx_t *x, int phase)
+{
+    pthread_mutex_lock(&x->m);
+    while (x->phase < phase)
+        pthread_cond_wait(&x->c, &x->m);
+    pthread_mutex_unlock(&x->m);
+}
+
+static void *free_then_block(void *arg)
+{
+    idle_ctx_t *x = arg;
+    for (int i = 0; i < IDLE_N; i++)
+        x->b[i] = ebb_malloc(IDLE_SIZE);
+    x->tc = ebb__self;
+    ebb__tcache_flush_all(x->tc);
+    for (int i = 0; i < IDLE_N; i++)
+        ebb_free(x->b[i]); /* b[IDLE_N - 1] ends on top */
+    idle_step(x, 1);
+    idle_wait(x, 2);
+    x->again = ebb_malloc(IDLE_SIZE); /* answers the poke */
+    idle_step(x, 3);
+    idle_wait(x, 4);
+    ebb_free(x->again);
+    return NULL;
+}
+
+static void test_idle_thread_blocks_are_taken(void **state)
+{
+    (void)state;
+    static idle_ctx_t x = { .m = PTHREAD_MUTEX_INITIALIZER, .c = PTHREAD_COND_INITIALIZER };
+    assert_true(IDLE_N <= ebb__classes[IDLE_CLS].tcache_cap);
+    assert_int_equal(ebb__classes[IDLE_CLS].size, IDLE_SIZE);
+    pthread_t t;
+    pthread_create(&t, NULL, free_then_block, &x);
+    idle_wait(&x, 1);
+    ebb__thread_t *tc = x.tc;
+    assert_int_equal(cached_in(tc, IDLE_CLS), IDLE_N);
+
+    uint32_t now = ebb__os_now_ms(), take_in;
+    assert_true(ebb__thread_poke_all(now, &take_in) >= 2);
+    assert_true(take_in <= EBB_TCACHE_IDLE_MS);
+    assert_ptr_equal(atomic_load(tc->tls_slot), &ebb__thread_poked);
+    uint32_t wait = ebb__thread_take_idle(now + EBB_TCACHE_IDLE_MS - 1);
+    assert_true(wait >= 1 && wait <= EBB_TCACHE_IDLE_MS);
+    assert_int_equal(cached_in(tc, IDLE_CLS), IDLE_N); /* too early */
+
+    ebb__thread_take_idle(now + EBB_TCACHE_IDLE_MS);
+    assert_int_equal(cached_in(tc, IDLE_CLS), EBB_TCACHE_KEPT_BLOCKS);
+    assert_int_equal(ebb__tcache_depth(tc, IDLE_CLS), EBB_TCACHE_KEPT_BLOCKS);
+    assert_ptr_equal(tc->bin[IDLE_CLS].top[-1], x.b[IDLE_N - 1]);
+    for (int i = 0; i < IDLE_N; i++) /* home, but for the top entry */
+        assert_int_equal(ebb__heap_block_is_free(x.b[i]), i < IDLE_N - EBB_TCACHE_KEPT_BLOCKS);
+    /* Taken once: a second look finds nothing more to take. */
+    assert_int_equal(ebb__thread_take_idle(now + 2 * EBB_TCACHE_IDLE_MS), UINT32_MAX);
+
+    idle_step(&x, 2);
+    idle_wait(&x, 3);
+    assert_ptr_not_equal(x.again, NULL);
+    assert_false(ebb__heap_block_is_free(x.again));
+    void **e = tc->entries;
+    for (unsigned c = 0; c < EBB_CLASSES; c++) { /* every stack where it began */
+        assert_ptr_equal(tc->bin[c].low, e);
+        e += ebb__classes[c].tcache_cap;
+    }
+    assert_int_equal(tc->taken_from, 0);
+    /* The kept entry went home with the answer, and the refill after it
+     * had the whole stack again. */
+    assert_int_equal(cached_in(tc, IDLE_CLS), ebb__classes[IDLE_CLS].tcache_cap / 2 - 1);
+    idle_step(&x, 4);
+    pthread_join(t, NULL);
+}
+
 static int quiet_setup(void **state)
 {
     (void)state;
@@ -175,6 +271,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cross_thread_frees_go_home_at_exit, unit_teardown_check),
         cmocka_unit_test_teardown(test_thread_churn_recycles_caches, unit_teardown_check),
         cmocka_unit_test_teardown(test_threads_spread_over_bounded_heaps, unit_teardown_check),
+        cmocka_unit_test_teardown(test_idle_thread_blocks_are_taken, unit_teardown_check),
     };
     return cmocka_run_group_tests_name("tcache", tests, quiet_setup, NULL);
 }
