@@ -381,20 +381,27 @@ static void test_introspection_and_forks_during_churn(void **state)
  * by default abort), and no block is handed out twice (the churners check
  * every block's contents).  Under TSan (`make check-tsan`) the look into
  * other threads' caches must also be free of data races. */
+/* Churners with no inspector, each stopping at its budget of operations
+ * (seeds from seed0 on), under the watchdog. */
+static void start_churners_alone(pthread_t t[CHURNERS], uintptr_t seed0)
+{
+    signal(SIGALRM, on_watchdog);
+    alarm(WATCHDOG_S);
+    atomic_store(&faults, 0);
+    atomic_store(&inspections, FORKS);
+    for (uintptr_t i = 0; i < CHURNERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, churner, (void *)(seed0 + i)), 0);
+}
+
 static void test_frees_of_blocks_holding_the_mark_during_churn(void **state)
 {
     (void)state;
-    signal(SIGALRM, on_watchdog);
-    alarm(WATCHDOG_S);
     int was = ebb_on_error(EBB_ON_ERROR_WARN); /* a false report counts; it does not end the run */
     ebb_stats_t s0, s1;
     ebb_stats(&s0);
-    atomic_store(&faults, 0);
-    atomic_store(&inspections, FORKS); /* no inspector: the churners stop at their budget */
     atomic_store(&stamp_marks, 1);
     pthread_t t[CHURNERS];
-    for (uintptr_t i = 0; i < CHURNERS; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, churner, (void *)(i + 100)), 0);
+    start_churners_alone(t, 100);
     for (int i = 0; i < CHURNERS; i++)
         assert_int_equal(pthread_join(t[i], NULL), 0);
     atomic_store(&stamp_marks, 0);
@@ -420,16 +427,11 @@ extern unsigned long ebb__tcache_takes;
 static void test_caches_taken_from_pausing_threads(void **state)
 {
     (void)state;
-    signal(SIGALRM, on_watchdog);
-    alarm(WATCHDOG_S);
     unsigned long takes0 = __atomic_load_n(&ebb__tcache_takes, __ATOMIC_RELAXED);
-    atomic_store(&faults, 0);
     atomic_store(&churners_done, 0);
-    atomic_store(&inspections, FORKS); /* no inspector: the churners stop at their budget */
     atomic_store(&pausing, 1);
     pthread_t t[CHURNERS];
-    for (uintptr_t i = 0; i < CHURNERS; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, churner, (void *)(i + 200)), 0);
+    start_churners_alone(t, 200);
     int checks = 0, bad_checks = 0;
     while (atomic_load(&churners_done) < CHURNERS) {
         ebb_collect(0); /* a pass with a delay of 0: pokes, and takes what is due */
