@@ -330,6 +330,12 @@ void ebb__budget_install(size_t limit, size_t soft, size_t reserve) EBB_HIDDEN;
 /* Units d's owner took over about the last `window` ms (a sliding window
  * of two buckets; the owner's lock held). */
 uint32_t ebb__demand_recent(ebb__demand_t *d, uint32_t now, uint32_t window) EBB_HIDDEN;
+/* n units were taken from d's owner, by a thread that keeps its share in t
+ * (NULL: nobody's).  Owner's lock held. */
+void ebb__demand_count(ebb__demand_t *d, ebb__took_t *t, uint32_t n) EBB_HIDDEN;
+/* The thread that kept t is gone: what it took leaves the demand.  Owner's
+ * lock held. */
+void ebb__demand_forget(ebb__demand_t *d, ebb__took_t *t) EBB_HIDDEN;
 /* How long free memory must stay quiet before a pass with `delay` purges
  * it, for an owner holding free_bytes that took demand_bytes over the last
  * delay: the delay, or EBB_SURPLUS_QUIET_MS for surplus, more than `margin`
@@ -394,7 +400,10 @@ void ebb__heaps_init(unsigned n) EBB_HIDDEN;
 /* Up to `want` blocks of class cls from heap h, stored downwards from `end`,
  * lowest address at end[-1]: a thread cache's stack pops from its top, so
  * it hands them out lowest address first without reordering them. */
-unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want) EBB_HIDDEN;
+unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want,
+                         ebb__took_t *took) EBB_HIDDEN;
+/* An exiting thread's takes from h leave its bins' demand (core/demand.c). */
+void ebb__heap_forget(ebb__heap_t *h, ebb__took_t took[EBB_CLASSES]) EBB_HIDDEN;
 void ebb__heap_free(void *const *blocks, unsigned n) EBB_HIDDEN;
 /* 1 if p is a block its pool holds as free (takes the pool's bin lock). */
 int ebb__heap_block_is_free(const void *p) EBB_HIDDEN;

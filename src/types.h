@@ -125,6 +125,13 @@ typedef struct {
     uint32_t since; /* ms: the current window began */
 } ebb__demand_t;
 
+/* What one thread took from one owner within the owner's current window
+ * (core/demand.c), so that the thread's exit can take it back. */
+typedef struct {
+    uint32_t since; /* the owner's window start when counted */
+    uint32_t n;     /* units taken since */
+} ebb__took_t;
+
 /* ------------------------------------------------------------ size classes */
 
 typedef struct {
@@ -302,6 +309,9 @@ struct ebb__thread_s {
     size_t map_size;
     int state;                     /* EBB_TC_* */
     ebb__unwind_memo_t unwind_memo; /* the sampler's last unwind; owner only */
+    /* Blocks this thread took from its heap's bins, for its exit to take
+     * back from their demand (core/demand.c); written under the bin's lock. */
+    ebb__took_t took[EBB_CLASSES];
     void *entries[];
 };
 

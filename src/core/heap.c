@@ -239,7 +239,8 @@ static ebb__pool_t *bin_pool_with_room(ebb__heap_t *h, ebb__bin_t *b, unsigned c
     return p;
 }
 
-unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want)
+unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want,
+                         ebb__took_t *took)
 {
     ebb__bin_t *b = &h->bin[cls];
     unsigned got = 0;
@@ -255,9 +256,21 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want
             purge_list_touch(p, clock_read(&now));
     }
     b->used += got;
-    b->demand.taken += got;
+    ebb__demand_count(&b->demand, took, got);
     ebb__unlock(&b->lock);
     return got;
+}
+
+void ebb__heap_forget(ebb__heap_t *h, ebb__took_t took[EBB_CLASSES])
+{
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        if (took[c].n == 0)
+            continue;
+        ebb__bin_t *b = &h->bin[c];
+        ebb__lock(&b->lock);
+        ebb__demand_forget(&b->demand, &took[c]);
+        ebb__unlock(&b->lock);
+    }
 }
 
 /* Another pool of this bin has room, so an empty one can go.  p's bucket
@@ -498,9 +511,10 @@ static long bin_quiet(ebb__bin_t *b, unsigned cls, uint32_t now, long delay, int
     const ebb__class_t *c = &ebb__classes[cls];
     size_t free_blocks = b->pools * c->blocks - b->used;
     size_t demand = ebb__demand_recent(&b->demand, now, (uint32_t)delay);
-    /* A pool's worth may wait the delay: there are dozens of bins. */
-    return ebb__surplus_delay(delay, free_blocks * c->size, demand * c->size,
-                              (size_t)c->span * EBB_SLOT_SIZE, surplus);
+    /* A pool's worth may wait the delay (there are dozens of bins), unless
+     * nothing was taken over the delay: no reuse is in sight then. */
+    size_t margin = demand ? (size_t)c->span * EBB_SLOT_SIZE : 0;
+    return ebb__surplus_delay(delay, free_blocks * c->size, demand * c->size, margin, surplus);
 }
 
 /* Purge at most EBB_PURGE_BATCH due pools of bin b in one hold of its lock

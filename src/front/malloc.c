@@ -87,7 +87,7 @@ static void *small_alloc_once(unsigned cls)
     }
     void *p;
     ebb__heap_t *h = self ? self->heap : &ebb__heaps.heap[0];
-    return ebb__heap_alloc(h, cls, &p + 1, 1) ? p : NULL;
+    return ebb__heap_alloc(h, cls, &p + 1, 1, NULL) ? p : NULL;
 }
 
 /* Every slow-path allocation ends here, holding no lock: a failure is

@@ -35,7 +35,7 @@ static inline unsigned unit_pool_take(ebb__pool_t *p, void **out, unsigned want)
 static inline unsigned unit_heap_alloc(ebb__heap_t *h, unsigned cls, void **out, unsigned want)
 {
     void *tmp[want ? want : 1];
-    unsigned got = ebb__heap_alloc(h, cls, tmp + want, want);
+    unsigned got = ebb__heap_alloc(h, cls, tmp + want, want, NULL);
     for (unsigned i = 0; i < got; i++)
         out[i] = tmp[want - 1 - i];
     return got;

@@ -5,6 +5,7 @@
 #include "unit.h"
 #include "purger_watch.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -434,6 +435,88 @@ static void demand_set(ebb__demand_t *d, uint32_t recent, uint32_t now)
     d->since = now;
 }
 
+/* What a thread took is counted in the owner's window and as its own
+ * share; when the thread is gone its share leaves the demand, from the
+ * current window or, once that rolled, from the one before. */
+static void test_a_gone_thread_takes_its_share_back(void **state)
+{
+    (void)state;
+    uint32_t t = 1000;
+    ebb__demand_t d = { .taken = 0, .mark = 0, .last = 0, .since = t };
+    ebb__took_t mine = { 0, 0 };
+    ebb__demand_count(&d, NULL, 40); /* another thread's, or nobody's */
+    ebb__demand_count(&d, &mine, 100);
+    assert_int_equal(mine.n, 100);
+    assert_int_equal(ebb__demand_recent(&d, t + 10, 100), 140);
+    ebb__demand_forget(&d, &mine);
+    assert_int_equal(ebb__demand_recent(&d, t + 10, 100), 40);
+    assert_int_equal(mine.n, 0);
+    ebb__demand_count(&d, &mine, 60);
+    assert_int_equal(ebb__demand_recent(&d, t + 100, 100), 100); /* rolled: 40 + 60 in `last` */
+    ebb__demand_forget(&d, &mine); /* counted in the window before */
+    assert_int_equal(ebb__demand_recent(&d, t + 100, 100), 40);
+    ebb__demand_count(&d, &mine, 5); /* a new window: the share starts again */
+    assert_int_equal(mine.n, 5);
+    assert_int_equal(mine.since, d.since);
+}
+
+/* A thread that took blocks and exits, with no thread made within the last
+ * delay: its takes leave its bin's demand.  While threads are being made,
+ * they stay (the next thread takes as much again). */
+static ebb__heap_t *exit_heap;
+static void *take_then_exit(void *arg)
+{
+    unsigned ms = *(unsigned *)arg;
+    ebb_free(ebb_malloc(16)); /* the thread's cache is made now */
+    struct timespec ts = { 0, (long)ms * 1000000L };
+    nanosleep(&ts, NULL); /* older than the delay when it exits, if ms is */
+    static void *b[200];
+    for (int i = 0; i < 200; i++)
+        b[i] = ebb_malloc(400); /* refills: takes from the thread's heap */
+    exit_heap = ebb__self->heap;
+    for (int i = 0; i < 200; i++)
+        ebb_free(b[i]);
+    return NULL;
+}
+
+static uint32_t demand_after_a_thread(unsigned sleep_ms, int make_another)
+{
+    unsigned cls = ebb__class_of(400);
+    pthread_t t, other;
+    pthread_create(&t, NULL, take_then_exit, &sleep_ms);
+    if (make_another) { /* made within the delay of t's exit */
+        struct timespec ts = { 0, (long)(sleep_ms - 5) * 1000000L };
+        nanosleep(&ts, NULL);
+        unsigned none = 0;
+        pthread_create(&other, NULL, take_then_exit, &none);
+        pthread_join(other, NULL);
+    }
+    pthread_join(t, NULL);
+    ebb__bin_t *b = &exit_heap->bin[cls];
+    ebb__lock(&b->lock);
+    uint32_t d = ebb__demand_recent(&b->demand, ebb__os_now_ms(), (uint32_t)ebb__opt.purge_delay);
+    ebb__unlock(&b->lock);
+    return d;
+}
+
+static void test_exited_threads_takes_leave_the_demand(void **state)
+{
+    (void)state;
+    long was = ebb__opt.purge_delay;
+    ebb__opt.purge_delay = 40;
+    atomic_store(&ebb__purge_poked_at, ebb__os_now_ms() + 60000); /* no pokes meanwhile */
+    for (unsigned h = 0; h < ebb__heaps.n; h++) { /* earlier tests' takes: long ago */
+        ebb__bin_t *b = &ebb__heaps.heap[h].bin[ebb__class_of(400)];
+        demand_set(&b->demand, 0, ebb__os_now_ms());
+    }
+    uint32_t settled = demand_after_a_thread(60, 0);
+    uint32_t churning = demand_after_a_thread(60, 1);
+    ebb__opt.purge_delay = was;
+    atomic_store(&ebb__purge_poked_at, ebb__os_now_ms());
+    assert_true(settled < 64);   /* what the next thread took back was not forgotten: */
+    assert_true(churning >= 64); /* a refill takes half a stack, 64 blocks of 400 B */
+}
+
 /* A pass reads the clock once; a thread that frees while it runs stamps a
  * later time.  That memory was just freed: not due, and no window of the
  * demand ends because of it (CI at 4a08db7: 4 MiB of a loop's slots purged
@@ -531,6 +614,36 @@ static void test_surplus_pools_go_back_once_quiet(void **state)
         assert_int_equal(((unsigned char *)blk[i * 1024 + 1000])[0], 4);
     for (unsigned i = 0; i < POOLS; i++)
         ebb__heap_free(blk + i * 1024 + 768, 256);
+    ebb_collect(1);
+}
+
+/* A bin's last empty pool: while anything was taken from the bin over the
+ * delay, a pool's worth waits the delay (the margin); once nothing was,
+ * there is no margin and it goes back once quiet. */
+static void test_no_margin_without_demand(void **state)
+{
+    (void)state;
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, cls);
+    static void *blk[1024];
+    take_filled(h, blk, 1024, 5);
+    ebb__heap_free(blk, 1024); /* the bin's only pool: it stays, empty, listed */
+    assert_int_equal(b->pools, 1);
+    uint32_t now = ebb__os_now_ms();
+    size_t purged = atomic_load(&ebb__ledger.purged);
+    ebb__lock(&b->lock);
+    demand_set(&b->demand, 2, now); /* 1 block still inside the window at now + 5 */
+    ebb__unlock(&b->lock);
+    int s = 0;
+    ebb__heap_purge(now + 5, DELAY, &s);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged); /* within the margin */
+    ebb__lock(&b->lock);
+    demand_set(&b->demand, 0, now);
+    ebb__unlock(&b->lock);
+    ebb__heap_purge(now + 5, DELAY, &s);
+    assert_true(s);
+    assert_int_equal(atomic_load(&ebb__ledger.purged), purged + (size_t)16 * 4096);
     ebb_collect(1);
 }
 
@@ -678,8 +791,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_demand_is_a_sliding_window, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_stamp_after_the_pass_clock_is_new, unit_teardown_check),
         cmocka_unit_test_teardown(test_surplus_rule, unit_teardown_check),
+        cmocka_unit_test_teardown(test_a_gone_thread_takes_its_share_back, unit_teardown_check),
+        cmocka_unit_test_teardown(test_exited_threads_takes_leave_the_demand, unit_teardown_check),
         cmocka_unit_test_teardown(test_surplus_slots_go_back_once_quiet, unit_teardown_check),
         cmocka_unit_test_teardown(test_surplus_pools_go_back_once_quiet, unit_teardown_check),
+        cmocka_unit_test_teardown(test_no_margin_without_demand, unit_teardown_check),
         cmocka_unit_test_teardown(test_large_cache_expires, unit_teardown_check),
         cmocka_unit_test_teardown(test_inline_fallback_purges_on_activity, unit_teardown_check),
         cmocka_unit_test_teardown(test_committed_follows_dirty_pages, unit_teardown_check),
