@@ -306,6 +306,11 @@ static inline int ebb__due(uint32_t now, uint32_t stamp, long delay)
 {
     return ebb__age_ms(now, stamp) >= (uint32_t)delay;
 }
+/* The sooner of two waits in ms (UINT32_MAX: none). */
+static inline uint32_t ebb__sooner_ms(uint32_t a, uint32_t b)
+{
+    return a < b ? a : b;
+}
 /* ms until a stamp is `wait` ms old; 0 if it is. */
 static inline uint32_t ebb__ms_until(uint32_t now, uint32_t stamp, uint32_t wait)
 {

@@ -303,11 +303,6 @@ static int holds_more_than_kept(ebb__thread_t *tc)
     return 0;
 }
 
-static uint32_t sooner_ms(uint32_t a, uint32_t b)
-{
-    return a < b ? a : b;
-}
-
 unsigned ebb__thread_poke_all(uint32_t now, uint32_t *take_in)
 {
     unsigned n = 0;
@@ -320,8 +315,8 @@ unsigned ebb__thread_poke_all(uint32_t now, uint32_t *take_in)
             if (was != &ebb__thread_poked)
                 tc->poked_at = now;
             if (tc != tc_own && holds_more_than_kept(tc))
-                *take_in = sooner_ms(*take_in,
-                                   ebb__ms_until(now, tc->poked_at, EBB_TCACHE_IDLE_MS));
+                *take_in = ebb__sooner_ms(*take_in,
+                                          ebb__ms_until(now, tc->poked_at, EBB_TCACHE_IDLE_MS));
             n++;
         }
     ebb__unlock(&ebb__threads.lock);
@@ -397,9 +392,9 @@ uint32_t ebb__thread_take_idle(uint32_t now)
             continue;
         uint32_t wait = ebb__ms_until(now, tc->poked_at, EBB_TCACHE_IDLE_MS);
         if (wait > 0) {
-            next = sooner_ms(next, wait);
+            next = ebb__sooner_ms(next, wait);
         } else if (!ebb__trylock(&tc->stacks_lock)) {
-            next = sooner_ms(next, EBB_TCACHE_IDLE_MS); /* answering now, most likely */
+            next = ebb__sooner_ms(next, EBB_TCACHE_IDLE_MS); /* answering now, most likely */
         } else {
             /* Under the lock the thread cannot start answering; if it
              * already has, its slow path holds the stacks. */

@@ -50,11 +50,6 @@
 /* ms: when threads were last asked to flush their caches. */
 EBB_HIDDEN _Atomic uint32_t ebb__purge_poked_at;
 
-static uint32_t min_u32(uint32_t a, uint32_t b)
-{
-    return a < b ? a : b;
-}
-
 /* When the blocks of threads that leave a poke unanswered may be taken
  * (thread.c, "Idle threads"), if take_waits. */
 static _Atomic uint32_t take_due;
@@ -107,11 +102,11 @@ uint32_t ebb__purge_pass(uint32_t now, long delay, int *surplus)
     /* Poked threads answer within moments if they are running, with blocks
      * that are due at once: come back for them soon. */
     uint32_t next = take_from_idle(now); /* before the heaps: they purge what it takes */
-    next = min_u32(next, poke_threads(now, delay) ? EBB_PURGE_SLACK_MS : UINT32_MAX);
-    next = min_u32(next, ebb__heap_purge(now, delay, surplus));
+    next = ebb__sooner_ms(next, poke_threads(now, delay) ? EBB_PURGE_SLACK_MS : UINT32_MAX);
+    next = ebb__sooner_ms(next, ebb__heap_purge(now, delay, surplus));
     /* After the heaps: pools released just now bring their slots. */
-    next = min_u32(next, ebb__arena_purge(now, delay, surplus));
-    return min_u32(next, ebb__large_purge(now, delay, surplus));
+    next = ebb__sooner_ms(next, ebb__arena_purge(now, delay, surplus));
+    return ebb__sooner_ms(next, ebb__large_purge(now, delay, surplus));
 }
 
 EBB_API void ebb_collect(int force)
