@@ -92,20 +92,33 @@ static size_t tcache_map_size(void)
     return (bytes + page - 1) & ~(page - 1);
 }
 
+/* Every stack, empty, starts at its class's place in tc->entries: when the
+ * cache is laid out, and after the purger raised some stack's `low` (see
+ * "Idle threads"). */
+static void stacks_rebase(ebb__thread_t *tc)
+{
+    void **e = tc->entries;
+    for (unsigned c = 0; c < EBB_CLASSES; c++) {
+        ebb__tbin_t *b = &tc->bin[c];
+        ebb__assert(b->top == b->low);
+        ebb__tbin_set_low(b, e);
+        ebb__tbin_drop_top(b, e);
+        e += ebb__classes[c].tcache_cap;
+    }
+    tc->taken_from = 0;
+}
+
+/* tc is new (zeroed) or was retired empty. */
 static void tcache_layout(ebb__thread_t *tc)
 {
     tc->unwind_memo.sp = 0; /* a cache an exited thread left: its memo is not this one's */
     ebb__lock_reset(&tc->stacks_lock); /* a fork child may inherit one held */
-    tc->taken_from = 0;
     tc->poked_at = 0;
     memset(tc->took, 0, sizeof tc->took);
-    void **e = tc->entries;
+    stacks_rebase(tc);
     for (unsigned c = 0; c < EBB_CLASSES; c++) {
         ebb__tbin_t *b = &tc->bin[c];
-        ebb__tbin_set_low(b, e);
-        ebb__tbin_drop_top(b, e);
-        e += ebb__classes[c].tcache_cap;
-        __atomic_store_n(&b->high, e, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->high, b->low + ebb__classes[c].tcache_cap, __ATOMIC_RELAXED);
         b->busy = 0;
         b->streak = 0;
         atomic_store_explicit(&tc->published[c], 0, memory_order_relaxed);
@@ -216,21 +229,6 @@ static void flush_all_unlocked(ebb__thread_t *tc)
 {
     for (unsigned c = 0; c < EBB_CLASSES; c++)
         empty_stack(tc, c, 0);
-}
-
-/* Every stack, emptied, starts where tcache_layout put it again: after the
- * purger raised some stack's `low` (see "Idle threads"). */
-static void stacks_rebase(ebb__thread_t *tc)
-{
-    void **e = tc->entries;
-    for (unsigned c = 0; c < EBB_CLASSES; c++) {
-        ebb__tbin_t *b = &tc->bin[c];
-        ebb__assert(b->top == b->low);
-        ebb__tbin_set_low(b, e);
-        ebb__tbin_drop_top(b, e);
-        e += ebb__classes[c].tcache_cap;
-    }
-    tc->taken_from = 0;
 }
 
 /* The owner, before a slow path changes its stacks: none of its blocks are
