@@ -508,8 +508,10 @@ ebb__unwind_memo_t *ebb__thread_unwind_memo(void) EBB_HIDDEN;
  * taken (ebb__thread_take_idle), UINT32_MAX if none holds any. */
 unsigned ebb__thread_poke_all(uint32_t now, uint32_t *take_in) EBB_HIDDEN;
 /* Take the cached blocks of every thread that has not answered a poke for
- * EBB_TCACHE_IDLE_MS; they go home as idle.  Returns ms until the next
- * thread may be due, UINT32_MAX if none. */
+ * EBB_TCACHE_IDLE_MS; they go home as its answer would have sent them
+ * (idle if the stack neither refilled nor overflowed since the poke
+ * before).  Returns ms until the next thread may be due, UINT32_MAX if
+ * none. */
 uint32_t ebb__thread_take_idle(uint32_t now) EBB_HIDDEN;
 /* The calling thread is one of ebb's own (purger, watcher, reporter). */
 void ebb__thread_mark_internal(void) EBB_HIDDEN;
