@@ -462,7 +462,11 @@ static void test_a_gone_thread_takes_its_share_back(void **state)
 
 /* A thread that took blocks and exits, with no thread made within the last
  * delay: its takes leave its bin's demand.  While threads are being made,
- * they stay (the next thread takes as much again). */
+ * they stay (the next thread takes as much again): with a delay of a
+ * minute, the exiting thread's own start is within it.  Demand is read
+ * over a window no test outlives, so it does not fade while the test runs
+ * late under load.  Last in the group: the short delay lets the purger
+ * roll every bin's window meanwhile. */
 static ebb__heap_t *exit_heap;
 static void *take_then_exit(void *arg)
 {
@@ -479,22 +483,22 @@ static void *take_then_exit(void *arg)
     return NULL;
 }
 
-static uint32_t demand_after_a_thread(unsigned sleep_ms, int make_another)
+static uint32_t demand_after_a_thread(long delay, unsigned sleep_ms)
 {
     unsigned cls = ebb__class_of(400);
-    pthread_t t, other;
-    pthread_create(&t, NULL, take_then_exit, &sleep_ms);
-    if (make_another) { /* made within the delay of t's exit */
-        struct timespec ts = { 0, (long)(sleep_ms - 5) * 1000000L };
-        nanosleep(&ts, NULL);
-        unsigned none = 0;
-        pthread_create(&other, NULL, take_then_exit, &none);
-        pthread_join(other, NULL);
+    ebb__opt.purge_delay = delay;
+    for (unsigned h = 0; h < ebb__heaps.n; h++) { /* earlier takes: long ago */
+        ebb__bin_t *b = &ebb__heaps.heap[h].bin[cls];
+        ebb__lock(&b->lock);
+        demand_set(&b->demand, 0, ebb__os_now_ms());
+        ebb__unlock(&b->lock);
     }
+    pthread_t t;
+    pthread_create(&t, NULL, take_then_exit, &sleep_ms);
     pthread_join(t, NULL);
     ebb__bin_t *b = &exit_heap->bin[cls];
     ebb__lock(&b->lock);
-    uint32_t d = ebb__demand_recent(&b->demand, ebb__os_now_ms(), (uint32_t)ebb__opt.purge_delay);
+    uint32_t d = ebb__demand_recent(&b->demand, ebb__os_now_ms(), (uint32_t)DELAY);
     ebb__unlock(&b->lock);
     return d;
 }
@@ -503,18 +507,13 @@ static void test_exited_threads_takes_leave_the_demand(void **state)
 {
     (void)state;
     long was = ebb__opt.purge_delay;
-    ebb__opt.purge_delay = 40;
-    atomic_store(&ebb__purge_poked_at, ebb__os_now_ms() + 60000); /* no pokes meanwhile */
-    for (unsigned h = 0; h < ebb__heaps.n; h++) { /* earlier tests' takes: long ago */
-        ebb__bin_t *b = &ebb__heaps.heap[h].bin[ebb__class_of(400)];
-        demand_set(&b->demand, 0, ebb__os_now_ms());
-    }
-    uint32_t settled = demand_after_a_thread(60, 0);
-    uint32_t churning = demand_after_a_thread(60, 1);
+    atomic_store(&ebb__purge_poked_at, ebb__os_now_ms() + 600000); /* no pokes meanwhile */
+    uint32_t settled = demand_after_a_thread(20, 60);
+    uint32_t churning = demand_after_a_thread(60000, 0);
     ebb__opt.purge_delay = was;
     atomic_store(&ebb__purge_poked_at, ebb__os_now_ms());
-    assert_true(settled < 64);   /* what the next thread took back was not forgotten: */
-    assert_true(churning >= 64); /* a refill takes half a stack, 64 blocks of 400 B */
+    assert_true(settled < 64);   /* what the thread took was forgotten at its exit, */
+    assert_true(churning >= 64); /* not while threads are made: a refill takes 64 blocks */
 }
 
 /* A pass reads the clock once; a thread that frees while it runs stamps a
@@ -792,13 +791,13 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_a_stamp_after_the_pass_clock_is_new, unit_teardown_check),
         cmocka_unit_test_teardown(test_surplus_rule, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_gone_thread_takes_its_share_back, unit_teardown_check),
-        cmocka_unit_test_teardown(test_exited_threads_takes_leave_the_demand, unit_teardown_check),
         cmocka_unit_test_teardown(test_surplus_slots_go_back_once_quiet, unit_teardown_check),
         cmocka_unit_test_teardown(test_surplus_pools_go_back_once_quiet, unit_teardown_check),
         cmocka_unit_test_teardown(test_no_margin_without_demand, unit_teardown_check),
         cmocka_unit_test_teardown(test_large_cache_expires, unit_teardown_check),
         cmocka_unit_test_teardown(test_inline_fallback_purges_on_activity, unit_teardown_check),
         cmocka_unit_test_teardown(test_committed_follows_dirty_pages, unit_teardown_check),
+        cmocka_unit_test_teardown(test_exited_threads_takes_leave_the_demand, unit_teardown_check),
     };
     return cmocka_run_group_tests_name("purge", tests, setup, NULL);
 }
