@@ -181,7 +181,7 @@ static void round_run(rng_t *r, uint64_t batch, double survive)
 
 static void phase_point(long round)
 {
-    rss_peak_window("round", round);
+    rss_peak_end("round", round);
     observe(rss_opt.settle_ms);
     struct pageset ps;
     uint64_t live = ring.bytes;
@@ -195,6 +195,7 @@ static void phase_point(long round)
         live += pool[i].n;
     }
     rss_report_settled("round", round, pageset_close(&ps), live);
+    rss_peak_begin();
 }
 
 /* Largest n (in MiB) for which malloc(n MiB) succeeds.  A single object
@@ -254,7 +255,7 @@ int main(int argc, char **argv)
     ring.cap = (size_t)((double)batch / 80.0 * survive * 8.0) + 16;
     ring.v = book_alloc(ring.cap * sizeof *ring.v);
     rss_set_base();
-    if (!rss_peak_window("", -1))
+    if (!rss_peak_begin())
         printf("INFO no_peak_windows=1\n"); /* PEAK lines would hold the whole run's peak */
 
     rng_t r = rng_make_splitmix(5);

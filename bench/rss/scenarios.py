@@ -347,14 +347,16 @@ class Run:
             pts.append(w)
         return pts
 
-    def peak_window(self, name, live_max):
-        """PEAK line for the stretch since the last call: VmHWM against
-        base + the most the program held in it; then VmHWM is reset (5 to
-        /proc/self/clear_refs).  name None: only the reset.  False if the
-        kernel refused it."""
-        if name is not None:
-            print("PEAK %s peak_kib=%d ideal_kib=%d"
-                  % (name, status_kib("VmHWM"), self.base + (live_max + 1023) // 1024))
+    def peak_end(self, name, live_max):
+        """PEAK line for the stretch since peak_begin: VmHWM against base +
+        the most the program held in it."""
+        print("PEAK %s peak_kib=%d ideal_kib=%d"
+              % (name, status_kib("VmHWM"), self.base + (live_max + 1023) // 1024))
+
+    def peak_begin(self):
+        """Starts a stretch: resets VmHWM (5 to /proc/self/clear_refs).
+        Called after a phase point's settle (rss.h's rss_peak_begin says
+        why).  False if the kernel refused it."""
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
@@ -700,7 +702,7 @@ def cmd_mixed(a):
     bigs = [[], []]  # (bytearray, tag) of this round and the previous one
     grown = 0
     run.set_base()
-    if not run.peak_window(None, 0):
+    if not run.peak_begin():
         print("INFO no_peak_windows=1")
     held_max = 0
     for r in range(rounds):
@@ -712,7 +714,7 @@ def cmd_mixed(a):
         check_bigs(bigs[cur ^ 1])
         bigs[cur ^ 1] = []  # the last reference: frees them
         if (r + 1) % every == 0 or r + 1 == rounds:
-            run.peak_window("round%d" % (r + 1), held_max)
+            run.peak_end("round%d" % (r + 1), held_max)
             held_max = 0
             run.observe(a.settle)
             ps = PageSet()
@@ -722,6 +724,7 @@ def cmd_mixed(a):
             pages = ps.close()
             pts = [0, a.settle] if a.settle > 0 else [0]
             run.report("round%d" % (r + 1), pts, pages, ps.bytes)
+            run.peak_begin()
     print("INFO rounds=%d batch_kib=%d survive=%g ring_cap=%d survived=%d grown=%d"
           % (rounds, batch // 1024, survive, ring.cap, ring.pushed, grown))
     check_bigs(bigs[0] + bigs[1])
