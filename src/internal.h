@@ -264,6 +264,12 @@ int ebb__ledger_watch_kick(void) EBB_HIDDEN;
 /* Give pages back to the OS (EBB_PURGE_MODE says how) and count them: the
  * only call that purges. */
 void ebb__purge_range(void *p, size_t bytes) EBB_HIDDEN;
+/* The same, for many ranges: add each one (a full batch is given back
+ * first), then flush before whatever keeps the pages free (a bin lock, a
+ * lent slot) is let go: a page reused before the flush would lose what was
+ * written to it.  The batch starts as { 0 }. */
+void ebb__purge_batch_add(ebb__purge_batch_t *b, void *p, size_t bytes) EBB_HIDDEN;
+void ebb__purge_batch_flush(ebb__purge_batch_t *b) EBB_HIDDEN;
 
 /* The one answer to "purge memory that just came back now, after the purge
  * delay, or never" (EBB_PURGE_DELAY_MS: 0, N, -1).  Every layer asks this
@@ -394,8 +400,10 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks, unsigned n) EBB_HIDDEN;
 ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
 /* Purge the dirty pages of p that hold no block that is out, if there are
- * at least min_pages of them; returns how many were purged. */
-size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages) EBB_HIDDEN;
+ * at least min_pages of them; returns how many were purged.  With a batch,
+ * the ranges go into it, and the bin lock must stay held until it is
+ * flushed (NULL: purged at once). */
+size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages, ebb__purge_batch_t *batch) EBB_HIDDEN;
 
 /* ------------------------------------------------------ core/heap.c */
 

@@ -348,6 +348,13 @@ typedef struct {
     _Atomic int watch;
 } ebb__ledger_t;
 
+/* Page ranges to purge, gathered while their owner's lock keeps them free
+ * and given back together (core/ledger.c) before that lock is let go. */
+typedef struct {
+    unsigned n;
+    ebb__os_range_t range[EBB_PURGE_RANGES];
+} ebb__purge_batch_t;
+
 /* The watch on committed: idle; armed at a mark; moved by a step from it
  * (a point is owed: the purger is to be kicked); kicked (the purger is
  * started or woken, once per move). */

@@ -279,16 +279,22 @@ static void slots_mark_clean(ebb__arena_t *a, uint64_t mask)
         a->dirty[__builtin_ctzll(m)] = 0;
 }
 
-/* Purge the slots in `mask`, a call per run of adjacent ones. */
-static void purge_slots(ebb__arena_t *a, uint64_t mask)
+/* Purge the slots in `mask`, a range per run of adjacent ones: into
+ * `batch` if there is one (flushed before the slots are given back), else a
+ * call each. */
+static void purge_slots(ebb__arena_t *a, uint64_t mask, ebb__purge_batch_t *batch)
 {
     while (mask) {
         unsigned s = (unsigned)__builtin_ctzll(mask);
         unsigned e = s;
         while (e < EBB_SLOTS && ((mask >> e) & 1))
             e++;
-        ebb__purge_range((uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE,
-                         (size_t)(e - s) * EBB_SLOT_SIZE);
+        void *from = (uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE;
+        size_t bytes = (size_t)(e - s) * EBB_SLOT_SIZE;
+        if (batch)
+            ebb__purge_batch_add(batch, from, bytes);
+        else
+            ebb__purge_range(from, bytes);
         mask &= e >= EBB_SLOTS ? 0 : ~(uint64_t)0 << e;
     }
 }
@@ -302,7 +308,7 @@ void ebb__arena_release_pool(ebb__pool_t *p)
     ebb__lock(&ebb__arenas.lock);
     if (dirty_pages(a, run) != 0) {
         if (when == EBB_PURGE_NOW) {
-            purge_slots(a, run);
+            purge_slots(a, run, NULL);
             slots_mark_clean(a, run);
         } else if (when == EBB_PURGE_LATER) {
             a->freed_stamp = ebb__os_now_ms();
@@ -459,8 +465,11 @@ uint32_t ebb__arena_purge(uint32_t now, long delay, int *surplus)
         ebb__lock(&ebb__arenas.lock);
         n = lend_due(lent, &rule, &next);
         ebb__unlock(&ebb__arenas.lock);
+        ebb__purge_batch_t batch;
+        batch.n = 0;
         for (unsigned i = 0; i < n; i++)
-            purge_slots(lent[i].arena, lent[i].slots);
+            purge_slots(lent[i].arena, lent[i].slots, &batch);
+        ebb__purge_batch_flush(&batch); /* before the slots go back */
         ebb__lock(&ebb__arenas.lock);
         for (unsigned i = 0; i < n; i++)
             slots_return(lent[i].arena, lent[i].slots);

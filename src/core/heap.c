@@ -307,13 +307,13 @@ static EBB_NOINLINE void after_return_slow(ebb__bin_t *b, ebb__pool_t *p, uint32
     ebb__purge_when_t when = ebb__purge_when();
     if (p->used == 0 && (when == EBB_PURGE_NOW || bin_has_other_room(b, p))) {
         if (idle && when == EBB_PURGE_LATER)
-            ebb__pool_purge(p, 1);
+            ebb__pool_purge(p, 1, NULL);
         bin_release(b, p);
         return;
     }
     bin_rebucket(b, p);
     if (when == EBB_PURGE_NOW) {
-        ebb__pool_purge(p, 1);
+        ebb__pool_purge(p, 1, NULL);
         return;
     }
     if (when == EBB_PURGE_NEVER)
@@ -428,16 +428,40 @@ void ebb__heap_free_idle(void *const *blocks, unsigned n)
 
 /* ----------------------------------------------------------- purge pass */
 
+/* What one hold of a bin lock gives back: the page ranges of its purges,
+ * for as few system calls as the OS allows, and the pools they emptied.
+ * Those go back to their arenas only after the flush: an arena could
+ * otherwise hand their slots to a new pool whose first writes the purge
+ * would then drop. */
+typedef struct {
+    ebb__purge_batch_t pages;
+    unsigned nemptied;
+    ebb__pool_t *emptied[EBB_PURGE_BATCH];
+} purge_hold_t;
+
+/* Give back what the hold gathered.  Bin lock held. */
+static void hold_flush(ebb__bin_t *b, purge_hold_t *hold)
+{
+    ebb__purge_batch_flush(&hold->pages);
+    for (unsigned i = 0; i < hold->nemptied; i++)
+        bin_release(b, hold->emptied[i]);
+    hold->nemptied = 0;
+}
+
 /* Purge a pool (ebb_collect: whatever its state): an empty one gives its
  * pages back and goes back to its arena, clean; a partly used one gives
- * back the pages that hold no block that is out. */
-static void purge_pool(ebb__bin_t *b, ebb__pool_t *p)
+ * back the pages that hold no block that is out.  Done at the hold's
+ * flush. */
+static void purge_pool(ebb__bin_t *b, ebb__pool_t *p, purge_hold_t *hold)
 {
     if (p->listed)
         purge_list_remove(b, p);
-    ebb__pool_purge(p, 1);
-    if (p->used == 0)
-        bin_release(b, p);
+    ebb__pool_purge(p, 1, &hold->pages);
+    if (p->used == 0) {
+        if (hold->nemptied == EBB_PURGE_BATCH)
+            hold_flush(b, hold);
+        hold->emptied[hold->nemptied++] = p;
+    }
 }
 
 /* ms until listed pool p is due: quiet for `quiet` ms (the delay, or less
@@ -467,10 +491,11 @@ static void purge_list_requeue(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
  * Otherwise it waits another delay, or EBB_SURPLUS_RECHECK_MS in surplus
  * (measured: without this rule a teardown of 1 GiB made 65000 purges, most
  * of one or two pages, in pools about to empty anyway). */
-static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long quiet, long delay)
+static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long quiet, long delay,
+                           purge_hold_t *hold)
 {
     if (p->used == 0 || ebb__due(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS)) {
-        purge_pool(b, p);
+        purge_pool(b, p, hold);
         return;
     }
     size_t worth = (size_t)p->span * EBB_SLOT_PAGES / EBB_PURGE_WORTH_FRACTION;
@@ -478,7 +503,7 @@ static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long qui
      * is over, so whatever it has free is worth a purge. */
     if (quiet < delay && ebb__due(now, p->stamp, EBB_SURPLUS_RECHECK_MS))
         worth = 1;
-    if (ebb__pool_purge(p, worth) != 0) {
+    if (ebb__pool_purge(p, worth, &hold->pages) != 0) {
         purge_list_remove(b, p);
     } else { /* another wait at the tail */
         uint32_t again = quiet < delay ? EBB_SURPLUS_RECHECK_MS : (uint32_t)delay;
@@ -491,14 +516,17 @@ static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long qui
 /* Every pool of bin b with free blocks, whatever its stamp (ebb_collect). */
 static void purge_bin_all(ebb__bin_t *b)
 {
+    purge_hold_t hold = { .nemptied = 0 };
+    hold.pages.n = 0;
     for (unsigned k = 0; k < EBB_POOL_BUCKETS; k++) {
         ebb__pool_t *p = b->bucket[k];
         while (p) {
-            ebb__pool_t *next = p->next;
-            purge_pool(b, p);
+            ebb__pool_t *next = p->next; /* not released before the flush */
+            purge_pool(b, p, &hold);
             p = next;
         }
     }
+    hold_flush(b, &hold);
     while (b->purge_head) /* listed but full again: nothing to purge */
         purge_list_remove(b, b->purge_head);
 }
@@ -530,6 +558,8 @@ static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long de
 {
     uint32_t next = UINT32_MAX;
     unsigned done = 0, moved = 0;
+    purge_hold_t hold = { .nemptied = 0 };
+    hold.pages.n = 0;
     ebb__lock(&b->lock);
     long quiet = bin_quiet(b, cls, now, delay, surplus);
     for (ebb__pool_t *p = b->purge_head; p; p = b->purge_head) {
@@ -548,9 +578,14 @@ static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long de
             moved++;
             continue;
         }
-        purge_due_pool(b, p, now, quiet, delay);
+        purge_due_pool(b, p, now, quiet, delay, &hold);
         done++;
+        if (ebb__lock_waited(&b->lock)) {
+            next = 0; /* a thread waits to free or allocate: let it in */
+            break;
+        }
     }
+    hold_flush(b, &hold);
     ebb__unlock(&b->lock);
     return next;
 }

@@ -5,8 +5,10 @@
  * Owns: `mapped` (address space ebb has mapped, with its peak), the count of
  * arena pages known not to be resident (`clean_pages`), and so `committed`
  * (mapped less clean pages: ebb's estimate of its resident memory, with its
- * peak and the moment it was reached); what was purged (bytes and calls); the one place that asks the OS to
- * purge pages; and the record that purgeable memory appeared.
+ * peak and the moment it was reached); what was purged (bytes and calls);
+ * the one place that asks the OS to purge pages, a range at once or a batch
+ * of them in as few calls as the OS allows; and the record that purgeable
+ * memory appeared.
  *
  * Why a module of its own.  The mechanism (arenas, pools, heaps, large
  * blocks) must say what it did without knowing who cares: the limit wants
@@ -164,4 +166,24 @@ void ebb__purge_range(void *p, size_t bytes)
         ebb__os_purge(p, bytes);
     atomic_fetch_add_explicit(&ebb__ledger.purged, bytes, memory_order_relaxed);
     atomic_fetch_add_explicit(&ebb__ledger.purges, 1, memory_order_relaxed);
+}
+
+void ebb__purge_batch_flush(ebb__purge_batch_t *b)
+{
+    if (b->n == 0)
+        return;
+    size_t bytes = 0;
+    for (unsigned i = 0; i < b->n; i++)
+        bytes += b->range[i].size;
+    unsigned calls = ebb__os_purge_ranges(b->range, b->n, ebb__opt.purge_lazy);
+    atomic_fetch_add_explicit(&ebb__ledger.purged, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ebb__ledger.purges, calls, memory_order_relaxed);
+    b->n = 0;
+}
+
+void ebb__purge_batch_add(ebb__purge_batch_t *b, void *p, size_t bytes)
+{
+    if (b->n == EBB_PURGE_RANGES)
+        ebb__purge_batch_flush(b);
+    b->range[b->n++] = (ebb__os_range_t){ .p = p, .size = bytes };
 }

@@ -210,8 +210,9 @@ static int page_is_free(const ebb__pool_t *p, const uint64_t *bits, size_t pg)
     return all_free(bits, (uint32_t)first, (uint32_t)last);
 }
 
-/* Purge pages [lo, hi) of pool p, all free, and mark them clean. */
-static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi)
+/* Purge pages [lo, hi) of pool p, all free, and mark them clean; into
+ * `batch` if there is one, else at once. */
+static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi, ebb__purge_batch_t *batch)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
     size_t cleaned = 0;
@@ -221,7 +222,12 @@ static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi)
         cleaned += (*d & bit) != 0;
         *d &= (uint16_t)~bit;
     }
-    ebb__purge_range(p->start + (lo << EBB_PAGE_SHIFT), (hi - lo) << EBB_PAGE_SHIFT);
+    void *from = p->start + (lo << EBB_PAGE_SHIFT);
+    size_t bytes = (hi - lo) << EBB_PAGE_SHIFT;
+    if (batch)
+        ebb__purge_batch_add(batch, from, bytes);
+    else
+        ebb__purge_range(from, bytes);
     ebb__pages_cleaned(cleaned);
 }
 
@@ -230,7 +236,7 @@ static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi)
  * its first dirty page to its last, clean ones in between included (they
  * hold only free blocks, and purging them again costs next to nothing),
  * so a pool purged piecemeal before goes back in one call, not a dozen. */
-static size_t free_dirty_pages(ebb__pool_t *p, int purge)
+static size_t free_dirty_pages(ebb__pool_t *p, int purge, ebb__purge_batch_t *batch)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
     const uint64_t *bits = ebb__pool_bitmap(p);
@@ -249,21 +255,21 @@ static size_t free_dirty_pages(ebb__pool_t *p, int purge)
             continue;
         }
         if (first != SIZE_MAX && purge)
-            purge_pages(p, first, last + 1);
+            purge_pages(p, first, last + 1, batch);
         first = SIZE_MAX;
     }
     return found;
 }
 
-size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages)
+size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages, ebb__purge_batch_t *batch)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
     /* Too few free blocks to cover enough pages: nothing worth finding. */
     if ((size_t)(c->blocks - p->used) * c->size < (min_pages ? min_pages : 1) * EBB_PAGE)
         return 0;
-    if (min_pages > 1 && free_dirty_pages(p, 0) < min_pages)
+    if (min_pages > 1 && free_dirty_pages(p, 0, NULL) < min_pages)
         return 0;
-    return free_dirty_pages(p, 1);
+    return free_dirty_pages(p, 1, batch);
 }
 
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx)

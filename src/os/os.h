@@ -85,6 +85,15 @@ void ebb__os_purge(void *p, size_t size);
  * purge, but RSS drops only under memory pressure, and a page written before
  * then keeps its new contents; untouched, it reads as zeros or as before. */
 void ebb__os_purge_lazy(void *p, size_t size);
+/* A page-aligned range of address space (the layout of POSIX's struct iovec,
+ * so that Linux takes an array of them as it is). */
+typedef struct {
+    void *p;
+    size_t size;
+} ebb__os_range_t;
+/* ebb__os_purge (or, with `lazy`, ebb__os_purge_lazy) of n ranges, with as
+ * few system calls as the OS allows.  Returns the system calls made. */
+unsigned ebb__os_purge_ranges(const ebb__os_range_t *r, unsigned n, int lazy);
 /* Bytes of [p, p + size) the kernel holds in memory now (mincore; what
  * /proc counts as RSS, but that mincore also counts a never-written page
  * that was read, which maps the shared zero page).  If `pages` is not NULL
@@ -159,6 +168,12 @@ static inline void ebb__unlock(ebb__lock_t *l)
 {
     if (__builtin_expect(atomic_exchange_explicit(&l->state, 0, memory_order_release) == 2, 0))
         ebb__os_lock_wake(l);
+}
+/* Another thread has gone to sleep waiting for l, which the caller holds:
+ * a long holder that can stop early should. */
+static inline int ebb__lock_waited(ebb__lock_t *l)
+{
+    return atomic_load_explicit(&l->state, memory_order_relaxed) == 2;
 }
 /* Make a lock usable again in a forked child, whatever its state was. */
 static inline void ebb__lock_reset(ebb__lock_t *l)

@@ -74,7 +74,7 @@ static void test_take_marks_exactly_the_pages_touched(void **state)
     assert_int_equal(dirty_of(p), 0xffff);
     assert_int_equal(clean_now(), clean - 16);
     put_range(p, 0, 1023);
-    assert_int_equal(ebb__pool_purge(p, 1), 16);
+    assert_int_equal(ebb__pool_purge(p, 1, NULL), 16);
     ebb__arena_release_pool(p);
 }
 
@@ -90,7 +90,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
     put_range(p, 128, 255); /* pages 2 and 3 whole */
     put_range(p, 320, 351); /* half of page 5 */
     put_range(p, 511, 512); /* one block either side of the page 7/8 border */
-    assert_int_equal(ebb__pool_purge(p, 1), 2);
+    assert_int_equal(ebb__pool_purge(p, 1, NULL), 2);
     assert_int_equal(dirty_of(p), 0xffff & ~0x000c);
     assert_int_equal(clean_now(), clean + 2);
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 2 * 4096);
@@ -104,7 +104,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
             assert_int_equal(((unsigned char *)b[i])[k], (i & 0x7f) + 1);
     }
     /* Nothing more to find: a second purge is a no-op. */
-    assert_int_equal(ebb__pool_purge(p, 1), 0);
+    assert_int_equal(ebb__pool_purge(p, 1, NULL), 0);
     /* A purged page handed out again reads as zeros and is dirty again. */
     void *again[200];
     assert_int_equal(unit_pool_take(p, again, 128), 128);
@@ -115,7 +115,7 @@ static void test_purge_takes_only_pages_with_no_live_block(void **state)
     for (uint32_t i = 0; i < 1024; i++)
         if (!ebb__pool_is_free(p, i))
             unit_pool_put(p, i);
-    assert_int_equal(ebb__pool_purge(p, 1), 16);
+    assert_int_equal(ebb__pool_purge(p, 1, NULL), 16);
     assert_int_equal(dirty_of(p), 0);
     ebb__arena_release_pool(p);
 }
@@ -134,7 +134,7 @@ static void test_blocks_larger_than_a_page(void **state)
     unit_pool_put(p, 1); /* the second block: its pages except any it shares */
     size_t lo = c->size, hi = 2 * (size_t)c->size; /* its byte range [lo, hi) */
     size_t whole = (hi >> 12) - ((lo + 4095) >> 12); /* pages it covers alone */
-    assert_int_equal(ebb__pool_purge(p, 1), whole);
+    assert_int_equal(ebb__pool_purge(p, 1, NULL), whole);
     assert_true(resident((uint8_t *)b[0] + c->size - 1));
     assert_true(resident(b[2]));
     assert_int_equal(((unsigned char *)b[0])[c->size - 1], 0x5a);
@@ -142,7 +142,7 @@ static void test_blocks_larger_than_a_page(void **state)
     for (uint32_t i = 0; i < c->blocks; i++)
         if (i != 1)
             unit_pool_put(p, i);
-    ebb__pool_purge(p, 1);
+    ebb__pool_purge(p, 1, NULL);
     ebb__arena_release_pool(p);
 }
 
