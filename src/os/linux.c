@@ -321,6 +321,17 @@ _Static_assert(sizeof(ebb__os_range_t) == sizeof(struct iovec) &&
                    offsetof(ebb__os_range_t, size) == offsetof(struct iovec, iov_len),
                "a range is an iovec");
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+/* valgrind 3.19 does not know the call and warns at each one: it gets
+ * madvise from the start. */
 static _Atomic int vector_refused;
 
 /* The bytes of r[0..n) that one process_madvise call advised, or -1. */
@@ -329,6 +340,10 @@ static long purge_vector(const ebb__os_range_t *r, unsigned n, int advice)
 #ifdef SYS_process_madvise
     if (n < 2 || atomic_load_explicit(&vector_refused, memory_order_relaxed))
         return -1;
+    if (RUNNING_ON_VALGRIND) {
+        atomic_store_explicit(&vector_refused, 1, memory_order_relaxed);
+        return -1;
+    }
     long got = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS_, (const struct iovec *)r,
                        (size_t)n, advice, 0u);
     if (got < 0)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void test_page_and_cpus(void **state)
 {
@@ -55,6 +56,63 @@ static void test_purge_zeroes_but_keeps_mapping(void **state)
     p[4096] = 7; /* still mapped and writable */
     assert_int_equal(p[4096], 7);
     ebb__os_unmap(p, n);
+}
+
+/* The ranges go back, the pages between them stay, and a kernel that
+ * takes a vector (Linux 6.14 on) takes them all in one call. */
+static void test_purge_ranges_in_one_call(void **state)
+{
+    (void)state;
+    size_t n = 64 * 4096;
+    unsigned char *p = ebb__os_map(n);
+    memset(p, 0xff, n);
+    ebb__os_range_t r[16];
+    for (unsigned i = 0; i < 16; i++)
+        r[i] = (ebb__os_range_t){ .p = p + (size_t)i * 4 * 4096, .size = (i % 3 + 1) * 4096 };
+    unsigned calls = ebb__os_purge_ranges(r, 16, 0);
+    for (unsigned i = 0; i < 16; i++) {
+        unsigned char *q = r[i].p;
+        assert_int_equal(q[0], 0);
+        assert_int_equal(q[r[i].size - 1], 0);
+        assert_int_equal(q[r[i].size], 0xff); /* the page after it */
+        q[0] = 7; /* still mapped and writable */
+    }
+    ebb__os_unmap(p, n);
+    if (calls == 16)
+        SKIP_TEST("the kernel refuses process_madvise on the process itself (Linux before 6.14, "
+                  "or a seccomp filter): one madvise a range");
+    assert_int_equal(calls, 1);
+}
+
+/* A holder sees that another thread sleeps on the lock, and no longer
+ * once it is let in. */
+static ebb__lock_t waited_lock = EBB_LOCK_INIT;
+
+static void *take_waited(void *arg)
+{
+    (void)arg;
+    ebb__lock(&waited_lock);
+    ebb__unlock(&waited_lock);
+    return NULL;
+}
+
+static void test_lock_tells_a_holder_of_waiters(void **state)
+{
+    (void)state;
+    ebb__lock(&waited_lock);
+    assert_false(ebb__lock_waited(&waited_lock));
+    pthread_t t;
+    pthread_create(&t, NULL, take_waited, NULL);
+    int seen = 0;
+    for (int ms = 0; ms < 10000 && !seen; ms++) { /* the waiter spins, then sleeps */
+        seen = ebb__lock_waited(&waited_lock);
+        if (!seen)
+            usleep(1000);
+    }
+    assert_true(seen);
+    ebb__unlock(&waited_lock);
+    pthread_join(t, NULL);
+    assert_false(ebb__lock_waited(&waited_lock));
 }
 
 static void test_remap_preserves_contents(void **state)
@@ -269,10 +327,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_map_is_zeroed_and_writable),
         cmocka_unit_test(test_map_aligned),
         cmocka_unit_test(test_purge_zeroes_but_keeps_mapping),
+        cmocka_unit_test(test_purge_ranges_in_one_call),
         cmocka_unit_test(test_remap_preserves_contents),
         cmocka_unit_test(test_getenv_without_allocating),
         cmocka_unit_test(test_getenv_before_environ),
         cmocka_unit_test(test_lock_excludes),
+        cmocka_unit_test(test_lock_tells_a_holder_of_waiters),
         cmocka_unit_test(test_clock_advances),
         cmocka_unit_test(test_utc_dates),
         cmocka_unit_test(test_largest_gap),
