@@ -278,8 +278,12 @@
  * largeblk: peak RSS 127 -> 88 MiB, time within its noise. */
 #define EBB_WAITING_BUDGET ((size_t)2 << 20)
 #define EBB_WAITING_BUDGET_SHARE 50
-/* Pools a purge pass handles per hold of a bin lock: the lock is released
- * between batches so allocating threads wait for at most this many purges. */
+/* Pools a purge pass handles per hold of a bin lock; their page ranges go
+ * back together at the end of the hold (EBB_PURGE_RANGES).  The lock is let
+ * go between holds, and after any pool once a thread sleeps waiting for it,
+ * so allocating threads wait for at most one pool's purge and the flush.
+ * bench/rss scenario 2 in C, vector calls a run (strace): 10,435 at 8 pools
+ * a hold, most of them of 2 to 8 ranges; 3,138 at 32. */
 #define EBB_PURGE_BATCH 32
 /* Page ranges a purge gathers before one system call gives them all back
  * (ebb__purge_batch_t; os/linux.c says why a call per range costs the

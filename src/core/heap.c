@@ -37,6 +37,8 @@
  * pool forever cannot postpone it forever.  Taking blocks from a listed
  * pool sends it back to the tail with a fresh start: it is in use, and its
  * free pages will be reused; purging them would only cost page faults.
+ * The ranges one hold of the bin lock purges go back together, in as few
+ * system calls as the OS allows (purge_hold_t), before the lock is let go.
  */
 #include "internal.h"
 
@@ -545,9 +547,10 @@ static long bin_quiet(ebb__bin_t *b, unsigned cls, uint32_t now, long delay, int
     return ebb__surplus_delay(delay, free_blocks * c->size, demand * c->size, margin, surplus);
 }
 
-/* Purge at most EBB_PURGE_BATCH due pools of bin b in one hold of its lock
- * (if more are due, the pass reports 0 ms left and the purger comes back
- * at once, after letting allocating threads in).  The list is in order of
+/* Purge at most EBB_PURGE_BATCH due pools of bin b in one hold of its lock,
+ * fewer if a thread comes to wait for it (if more are due, the pass reports
+ * 0 ms left and the purger comes back at once, after letting allocating
+ * threads in).  The list is in order of
  * key (queued_at), and no pool falls due before its key plus the delay, so
  * the walk stops at the first pool whose key is recent.  A pool met before
  * it is due (used or freed into since it was queued) moves to its due
