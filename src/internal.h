@@ -404,6 +404,13 @@ ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
  * the ranges go into it, and the bin lock must stay held until it is
  * flushed (NULL: purged at once). */
 size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages, ebb__purge_batch_t *batch) EBB_HIDDEN;
+/* Bin lock held.  Mark the blocks over [from, from + bytes) of p, all free,
+ * as out, so that no refill hands them out while their pages are purged
+ * with the lock let go; returns how many (added to p->used).  unborrow
+ * puts them back (a block freed meanwhile was a double free, reported and
+ * left free) and returns how many it took back off p->used. */
+size_t ebb__pool_borrow(ebb__pool_t *p, const void *from, size_t bytes) EBB_HIDDEN;
+size_t ebb__pool_unborrow(ebb__pool_t *p, const void *from, size_t bytes) EBB_HIDDEN;
 
 /* ------------------------------------------------------ core/heap.c */
 

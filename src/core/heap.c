@@ -37,8 +37,11 @@
  * pool forever cannot postpone it forever.  Taking blocks from a listed
  * pool sends it back to the tail with a fresh start: it is in use, and its
  * free pages will be reused; purging them would only cost page faults.
- * The ranges one hold of the bin lock purges go back together, in as few
- * system calls as the OS allows (purge_hold_t), before the lock is let go.
+ * The ranges one hold of the bin lock gathers go back together, in as few
+ * system calls as the OS allows, with the lock let go: the blocks over them
+ * are marked out meanwhile ("borrowed", purge_bin_due), so no refill hands
+ * out a page whose purge is pending, and a free into the pool's other
+ * blocks does not wait for the system call.
  */
 #include "internal.h"
 
@@ -430,40 +433,15 @@ void ebb__heap_free_idle(void *const *blocks, unsigned n)
 
 /* ----------------------------------------------------------- purge pass */
 
-/* What one hold of a bin lock gives back: the page ranges of its purges,
- * for as few system calls as the OS allows, and the pools they emptied.
- * Those go back to their arenas only after the flush: an arena could
- * otherwise hand their slots to a new pool whose first writes the purge
- * would then drop. */
-typedef struct {
-    ebb__purge_batch_t pages;
-    unsigned nemptied;
-    ebb__pool_t *emptied[EBB_PURGE_BATCH];
-} purge_hold_t;
-
-/* Give back what the hold gathered.  Bin lock held. */
-static void hold_flush(ebb__bin_t *b, purge_hold_t *hold)
-{
-    ebb__purge_batch_flush(&hold->pages);
-    for (unsigned i = 0; i < hold->nemptied; i++)
-        bin_release(b, hold->emptied[i]);
-    hold->nemptied = 0;
-}
-
 /* Purge a pool (ebb_collect: whatever its state): an empty one gives its
- * pages back and goes back to its arena, clean; a partly used one gives
- * back the pages that hold no block that is out.  Done at the hold's
- * flush. */
-static void purge_pool(ebb__bin_t *b, ebb__pool_t *p, purge_hold_t *hold)
+ * pages back, a partly used one the pages that hold no block that is out.
+ * The ranges go into `batch`; the caller flushes it and releases the pool
+ * if it is empty. */
+static void purge_pool(ebb__bin_t *b, ebb__pool_t *p, ebb__purge_batch_t *batch)
 {
     if (p->listed)
         purge_list_remove(b, p);
-    ebb__pool_purge(p, 1, &hold->pages);
-    if (p->used == 0) {
-        if (hold->nemptied == EBB_PURGE_BATCH)
-            hold_flush(b, hold);
-        hold->emptied[hold->nemptied++] = p;
-    }
+    ebb__pool_purge(p, 1, batch);
 }
 
 /* ms until listed pool p is due: quiet for `quiet` ms (the delay, or less
@@ -494,10 +472,10 @@ static void purge_list_requeue(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
  * (measured: without this rule a teardown of 1 GiB made 65000 purges, most
  * of one or two pages, in pools about to empty anyway). */
 static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long quiet, long delay,
-                           purge_hold_t *hold)
+                           ebb__purge_batch_t *batch)
 {
     if (p->used == 0 || ebb__due(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS)) {
-        purge_pool(b, p, hold);
+        purge_pool(b, p, batch);
         return;
     }
     size_t worth = (size_t)p->span * EBB_SLOT_PAGES / EBB_PURGE_WORTH_FRACTION;
@@ -505,7 +483,7 @@ static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long qui
      * is over, so whatever it has free is worth a purge. */
     if (quiet < delay && ebb__due(now, p->stamp, EBB_SURPLUS_RECHECK_MS))
         worth = 1;
-    if (ebb__pool_purge(p, worth, &hold->pages) != 0) {
+    if (ebb__pool_purge(p, worth, batch) != 0) {
         purge_list_remove(b, p);
     } else { /* another wait at the tail */
         uint32_t again = quiet < delay ? EBB_SURPLUS_RECHECK_MS : (uint32_t)delay;
@@ -515,22 +493,84 @@ static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long qui
     }
 }
 
-/* Every pool of bin b with free blocks, whatever its stamp (ebb_collect). */
+/* Every pool of bin b with free blocks, whatever its stamp (ebb_collect),
+ * purged with the lock held.  The pools it empties go back to their arenas
+ * only after the flush: an arena could otherwise hand their slots to a new
+ * pool whose first writes the purge would then drop. */
 static void purge_bin_all(ebb__bin_t *b)
 {
-    purge_hold_t hold = { .nemptied = 0 };
-    hold.pages.n = 0;
+    ebb__purge_batch_t batch;
+    ebb__pool_t *emptied[EBB_PURGE_BATCH];
+    unsigned nemptied = 0;
+    batch.n = 0;
     for (unsigned k = 0; k < EBB_POOL_BUCKETS; k++) {
         ebb__pool_t *p = b->bucket[k];
         while (p) {
             ebb__pool_t *next = p->next; /* not released before the flush */
-            purge_pool(b, p, &hold);
+            purge_pool(b, p, &batch);
+            if (p->used == 0) {
+                if (nemptied == EBB_PURGE_BATCH) {
+                    ebb__purge_batch_flush(&batch);
+                    for (unsigned i = 0; i < nemptied; i++)
+                        bin_release(b, emptied[i]);
+                    nemptied = 0;
+                }
+                emptied[nemptied++] = p;
+            }
             p = next;
         }
     }
-    hold_flush(b, &hold);
+    ebb__purge_batch_flush(&batch);
+    for (unsigned i = 0; i < nemptied; i++)
+        bin_release(b, emptied[i]);
     while (b->purge_head) /* listed but full again: nothing to purge */
         purge_list_remove(b, b->purge_head);
+}
+
+/* The most ranges purging pool p can make: its free runs alternate with
+ * pages that hold a block. */
+static unsigned most_ranges(const ebb__pool_t *p)
+{
+    return ((unsigned)p->span * EBB_SLOT_PAGES + 1) / 2;
+}
+
+_Static_assert((EBB_MAX_POOL_SPAN * EBB_SLOT_PAGES + 1) / 2 <= EBB_PURGE_RANGES,
+               "any pool's ranges fit in an empty batch");
+
+/* Bin lock held: the blocks over every gathered range are marked out, so
+ * the lock can be let go while their pages are purged (owner[i]: range i's
+ * pool; each pool's ranges are next to each other). */
+static void borrow_ranges(ebb__bin_t *b, const ebb__purge_batch_t *batch, ebb__pool_t **owner)
+{
+    for (unsigned i = 0; i < batch->n; i++) {
+        uintptr_t a = (uintptr_t)batch->range[i].p;
+        owner[i] = ebb__pool_of(ebb__arena_of(a), a);
+        ebb__assert(owner[i] && owner[i]->heap && (uintptr_t)owner[i]->start <= a);
+    }
+    for (unsigned i = 0; i < batch->n; i++) {
+        b->used += ebb__pool_borrow(owner[i], batch->range[i].p, batch->range[i].size);
+        if (i + 1 == batch->n || owner[i + 1] != owner[i])
+            bin_rebucket(b, owner[i]); /* at its last range */
+    }
+}
+
+/* Bin lock held again, the pages purged: the blocks go back, and each pool
+ * left empty goes back to its arena (clean, but for what was freed into it
+ * meanwhile). */
+static void unborrow_ranges(ebb__bin_t *b, const ebb__os_range_t *range, unsigned n,
+                            ebb__pool_t *const *owner)
+{
+    for (unsigned i = 0; i < n; i++)
+        b->used -= ebb__pool_unborrow(owner[i], range[i].p, range[i].size);
+    for (unsigned i = 0; i < n; i++) {
+        ebb__pool_t *p = owner[i];
+        if (i + 1 < n && owner[i + 1] == p)
+            continue; /* once, at its last range */
+        if (p->used == 0)
+            bin_release(b, p);
+        else
+            bin_rebucket(b, p);
+    }
 }
 
 /* How long bin b's listed pools must be quiet before they are purged: the
@@ -561,8 +601,12 @@ static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long de
 {
     uint32_t next = UINT32_MAX;
     unsigned done = 0, moved = 0;
-    purge_hold_t hold = { .nemptied = 0 };
-    hold.pages.n = 0;
+    ebb__purge_batch_t batch;
+    ebb__pool_t *owner[EBB_PURGE_RANGES];
+    batch.n = 0;
+    /* Borrowed blocks are back before a fork or a heap snapshot (both take
+     * this lock first). */
+    ebb__lock(&ebb__arenas.lend_lock);
     ebb__lock(&b->lock);
     long quiet = bin_quiet(b, cls, now, delay, surplus);
     for (ebb__pool_t *p = b->purge_head; p; p = b->purge_head) {
@@ -571,7 +615,8 @@ static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long de
             next = wait;
             break;
         }
-        if (done >= EBB_PURGE_BATCH || moved >= EBB_PURGE_BATCH * 32) {
+        if (done >= EBB_PURGE_BATCH || moved >= EBB_PURGE_BATCH * 32 ||
+            batch.n + most_ranges(p) > EBB_PURGE_RANGES) {
             next = 0; /* due, but this hold's share is done */
             break;
         }
@@ -581,15 +626,26 @@ static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long de
             moved++;
             continue;
         }
-        purge_due_pool(b, p, now, quiet, delay, &hold);
+        unsigned before = batch.n;
+        purge_due_pool(b, p, now, quiet, delay, &batch);
+        if (p->used == 0 && batch.n == before)
+            bin_release(b, p); /* empty and clean: nothing to wait for */
         done++;
         if (ebb__lock_waited(&b->lock)) {
             next = 0; /* a thread waits to free or allocate: let it in */
             break;
         }
     }
-    hold_flush(b, &hold);
+    unsigned n = batch.n;
+    borrow_ranges(b, &batch, owner);
     ebb__unlock(&b->lock);
+    if (n) {
+        ebb__purge_batch_flush(&batch); /* the system calls, no bin lock held */
+        ebb__lock(&b->lock);
+        unborrow_ranges(b, batch.range, n, owner);
+        ebb__unlock(&b->lock);
+    }
+    ebb__unlock(&ebb__arenas.lend_lock);
     return next;
 }
 

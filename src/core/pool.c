@@ -272,6 +272,57 @@ size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages, ebb__purge_batch_t *bat
     return free_dirty_pages(p, 1, batch);
 }
 
+/* The blocks of p that overlap [from, from + bytes), clamped to its last
+ * block: [*first, return). */
+static uint32_t blocks_over(const ebb__pool_t *p, const void *from, size_t bytes, uint32_t *first)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    size_t lo = (size_t)((const uint8_t *)from - p->start), hi = lo + bytes - 1;
+    *first = (uint32_t)(lo / c->size);
+    size_t last = hi / c->size;
+    return (uint32_t)(last < c->blocks ? last + 1 : c->blocks);
+}
+
+size_t ebb__pool_borrow(ebb__pool_t *p, const void *from, size_t bytes)
+{
+    uint64_t *bits = ebb__pool_bitmap(p);
+    uint32_t i, end = blocks_over(p, from, bytes, &i);
+    size_t n = 0;
+    for (; i < end; i++) {
+        uint64_t bit = (uint64_t)1 << (i % 64);
+        ebb__assert(bits[i / 64] & bit); /* the pages were free */
+        bits[i / 64] &= ~bit;
+        n++;
+    }
+    p->used += (uint32_t)n;
+    return n;
+}
+
+size_t ebb__pool_unborrow(ebb__pool_t *p, const void *from, size_t bytes)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    uint64_t *bits = ebb__pool_bitmap(p);
+    uint32_t i, end = blocks_over(p, from, bytes, &i);
+    if (i / 64 < p->scan)
+        p->scan = i / 64;
+    size_t n = 0;
+    for (; i < end; i++) {
+        uint64_t bit = (uint64_t)1 << (i % 64);
+        if (EBB_UNLIKELY(bits[i / 64] & bit)) {
+            /* Freed while borrowed: the free took it for a block that was
+             * out (and counted it back), but it was free all along. */
+            ebb__report_corruption("free", p->start + (size_t)i * c->size,
+                                   "double free (the block was free, its page being purged)");
+            continue;
+        }
+        bits[i / 64] |= bit;
+        n++;
+    }
+    ebb__assert(p->used >= n);
+    p->used -= (uint32_t)n;
+    return n;
+}
+
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
