@@ -279,9 +279,9 @@
 #define EBB_WAITING_BUDGET ((size_t)2 << 20)
 #define EBB_WAITING_BUDGET_SHARE 50
 /* Pools a purge pass handles per hold of a bin lock; their page ranges go
- * back together at the end of the hold (EBB_PURGE_RANGES).  The lock is let
- * go between holds, and after any pool once a thread sleeps waiting for it,
- * so allocating threads wait for at most one pool's purge and the flush.
+ * back together after the hold, with the lock let go (EBB_PURGE_RANGES).
+ * The hold also ends after any pool once a thread sleeps waiting for the
+ * lock, so allocating threads wait for at most one pool's walk.
  * bench/rss scenario 2 in C, vector calls a run (strace): 10,435 at 8 pools
  * a hold, most of them of 2 to 8 ranges; 3,138 at 32. */
 #define EBB_PURGE_BATCH 32

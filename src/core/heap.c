@@ -588,14 +588,14 @@ static long bin_quiet(ebb__bin_t *b, unsigned cls, uint32_t now, long delay, int
 }
 
 /* Purge at most EBB_PURGE_BATCH due pools of bin b in one hold of its lock,
- * fewer if a thread comes to wait for it (if more are due, the pass reports
- * 0 ms left and the purger comes back at once, after letting allocating
- * threads in).  The list is in order of
- * key (queued_at), and no pool falls due before its key plus the delay, so
- * the walk stops at the first pool whose key is recent.  A pool met before
- * it is due (used or freed into since it was queued) moves to its due
- * place, behind the pools due sooner.  Returns the ms until the next pool
- * falls due, or UINT32_MAX. */
+ * fewer if their ranges could overflow the batch or a thread comes to wait
+ * for the lock; the system calls come after the hold, with the lock let go
+ * (if more are due, the pass reports 0 ms left and the purger comes back at
+ * once).  The list is in order of key (queued_at), and no pool falls due
+ * before its key plus the delay, so the walk stops at the first pool whose
+ * key is recent.  A pool met before it is due (used or freed into since it
+ * was queued) moves to its due place, behind the pools due sooner.  Returns
+ * the ms until the next pool falls due, or UINT32_MAX. */
 static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long delay,
                               int *surplus)
 {
