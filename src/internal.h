@@ -261,13 +261,14 @@ void ebb__ledger_watch(size_t mark) EBB_HIDDEN;
 /* 1 for the one caller that is to kick the purger for a move (the move is
  * then marked kicked); 0 if none is owed or it was kicked already. */
 int ebb__ledger_watch_kick(void) EBB_HIDDEN;
-/* Give pages back to the OS (EBB_PURGE_MODE says how) and count them: the
- * only call that purges. */
+/* Give pages back to the OS (EBB_PURGE_MODE says how) and count them: with
+ * the batch calls below, the only calls that purge. */
 void ebb__purge_range(void *p, size_t bytes) EBB_HIDDEN;
 /* The same, for many ranges: add each one (a full batch is given back
- * first), then flush before whatever keeps the pages free (a bin lock, a
- * lent slot) is let go: a page reused before the flush would lose what was
- * written to it.  The batch starts as { 0 }. */
+ * first), then flush while something still keeps the pages from being
+ * handed out (a bin lock, borrowed blocks, a lent slot): a page reused
+ * before the flush would lose what was written to it.  A batch starts with
+ * n = 0. */
 void ebb__purge_batch_add(ebb__purge_batch_t *b, void *p, size_t bytes) EBB_HIDDEN;
 void ebb__purge_batch_flush(ebb__purge_batch_t *b) EBB_HIDDEN;
 

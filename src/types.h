@@ -227,6 +227,15 @@ typedef struct {
 #endif
 #define EBB_MAP_ENTRIES ((uintptr_t)1 << (EBB_ADDRESS_BITS - EBB_ARENA_SHIFT))
 
+/* Page ranges to purge, gathered under their owner's lock and given back
+ * together (core/ledger.c): while the lock is let go for the system calls,
+ * something must keep the pages from being handed out (heap.c borrows
+ * their blocks; arena.c lends the slots out). */
+typedef struct {
+    unsigned n;
+    ebb__os_range_t range[EBB_PURGE_RANGES];
+} ebb__purge_batch_t;
+
 /* ------------------------------------------------------------------ heaps */
 
 /* A bin starts a cache line and its size is a power of two (256 bytes on
@@ -259,6 +268,12 @@ typedef struct {
     ebb__heap_t heap[EBB_MAX_HEAPS];
     unsigned n;
     unsigned next; /* the heap the next new thread gets; registry lock */
+    /* The one bin whose blocks a purge pass has borrowed while it purges
+     * their pages with the bin's lock let go (one pass at a time: it holds
+     * the arenas' lend lock), and the ranges; set and cleared under that
+     * bin's lock, so a free holding it reads a settled value. */
+    _Atomic(ebb__bin_t *) lent_bin;
+    const ebb__purge_batch_t *lent;
 } ebb__heap_set_t;
 
 /* --------------------------------------------------------------- threads */
@@ -347,13 +362,6 @@ typedef struct {
     _Atomic size_t watch_mark;
     _Atomic int watch;
 } ebb__ledger_t;
-
-/* Page ranges to purge, gathered while their owner's lock keeps them free
- * and given back together (core/ledger.c) before that lock is let go. */
-typedef struct {
-    unsigned n;
-    ebb__os_range_t range[EBB_PURGE_RANGES];
-} ebb__purge_batch_t;
 
 /* The watch on committed: idle; armed at a mark; moved by a step from it
  * (a point is owed: the purger is to be kicked); kicked (the purger is

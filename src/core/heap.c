@@ -368,6 +368,23 @@ static ebb__pool_t *home_pool(uintptr_t a, ebb__heap_t **h)
     return *h ? p : NULL;
 }
 
+/* A free of a block a purge pass borrowed (its bin lock held): the block
+ * was free, so this is a double free, caught here before the block could
+ * be handed out again onto a page whose purge is pending. */
+#define BORROWED "double free (the block is free; its page is being purged)"
+
+static int is_borrowed(const ebb__pool_t *p, uintptr_t a)
+{
+    const ebb__purge_batch_t *lent = ebb__heaps.lent;
+    uintptr_t end = a + ebb__class_size[p->cls];
+    for (unsigned i = 0; i < lent->n; i++) {
+        uintptr_t from = (uintptr_t)lent->range[i].p;
+        if (a < from + lent->range[i].size && end > from)
+            return 1; /* the borrowed blocks are those over a range */
+    }
+    return 0;
+}
+
 static void heap_free(void *const *blocks, unsigned n, int idle)
 {
     ebb__bin_t *locked = NULL;
@@ -393,8 +410,17 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
             i++;
             continue;
         }
+        unsigned run = n - i;
+        if (EBB_UNLIKELY(atomic_load_explicit(&ebb__heaps.lent_bin, memory_order_relaxed) == b)) {
+            if (is_borrowed(p, (uintptr_t)blocks[i])) {
+                ebb__report_corruption("free", blocks[i], BORROWED);
+                i++;
+                continue;
+            }
+            run = 1; /* each block checked */
+        }
         uint32_t before = p->used;
-        i += ebb__pool_put_run(p, blocks + i, n - i);
+        i += ebb__pool_put_run(p, blocks + i, run);
         b->used -= before - p->used;
         /* An emptied pool is unlinked and released under the bin lock (bin
          * -> arena is the lock order), so a fork never sees it in neither
@@ -637,12 +663,20 @@ static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long de
         }
     }
     unsigned n = batch.n;
-    borrow_ranges(b, &batch, owner);
+    ebb__purge_batch_t lent; /* what the frees check while the lock is let go */
+    if (n) {
+        borrow_ranges(b, &batch, owner);
+        lent = batch;
+        ebb__heaps.lent = &lent;
+        atomic_store_explicit(&ebb__heaps.lent_bin, b, memory_order_relaxed);
+    }
     ebb__unlock(&b->lock);
     if (n) {
         ebb__purge_batch_flush(&batch); /* the system calls, no bin lock held */
         ebb__lock(&b->lock);
-        unborrow_ranges(b, batch.range, n, owner);
+        atomic_store_explicit(&ebb__heaps.lent_bin, NULL, memory_order_relaxed);
+        ebb__heaps.lent = NULL;
+        unborrow_ranges(b, lent.range, n, owner);
         ebb__unlock(&b->lock);
     }
     ebb__unlock(&ebb__arenas.lend_lock);

@@ -424,6 +424,55 @@ static void test_idle_empty_pool_is_released_clean(void **state)
     assert_int_equal(clean_now(), clean + 16); /* and clean */
 }
 
+/* While a pass purges with the bin lock let go, a free of one of the
+ * borrowed blocks (a double free: it was free) is refused at once, so the
+ * block cannot be handed out onto a page whose purge is pending; a free of
+ * another block of the pool goes through. */
+static void test_a_borrowed_block_freed_again_is_refused(void **state)
+{
+    (void)state;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, CLS64);
+    static void *blk[1024];
+    take_filled(h, blk, 1024, 7);
+    ebb__pool_t *p = ebb__pool_of(ebb__arena_of((uintptr_t)blk[0]), (uintptr_t)blk[0]);
+    uint8_t *page = p->start + 4096; /* page 1: blocks 64..127 */
+    void *on_page[64], *elsewhere = p->start + 200 * 64;
+    for (unsigned i = 0; i < 64; i++)
+        on_page[i] = page + i * 64;
+    ebb__heap_free(on_page, 64);
+    ebb__lock(&b->lock); /* as purge_bin_due does, up to the system call */
+    ebb__purge_batch_t lent = { .n = 1 };
+    lent.range[0] = (ebb__os_range_t){ .p = page, .size = 4096 };
+    b->used += ebb__pool_borrow(p, page, 4096);
+    ebb__heaps.lent = &lent;
+    atomic_store(&ebb__heaps.lent_bin, b);
+    ebb__unlock(&b->lock);
+    uint32_t used = p->used;
+    int saved = ebb__opt.on_error;
+    ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
+    size_t errors = ebb__misuse.errors;
+    void *twice[2] = { on_page[5], elsewhere };
+    ebb__heap_free(twice, 2);
+    assert_int_equal(ebb__misuse.errors, errors + 1); /* the borrowed one */
+    assert_int_equal(p->used, used - 1);                /* the other went home */
+    assert_false(ebb__pool_is_free(p, 64 + 5));        /* still borrowed */
+    ebb__opt.on_error = saved;
+    ebb__lock(&b->lock);
+    atomic_store(&ebb__heaps.lent_bin, NULL);
+    ebb__heaps.lent = NULL;
+    b->used -= ebb__pool_unborrow(p, page, 4096);
+    ebb__unlock(&b->lock);
+    assert_int_equal(ebb__misuse.errors, errors + 1); /* not reported twice */
+    assert_true(ebb__pool_is_free(p, 64 + 5));
+    unsigned nlive = 0;
+    for (unsigned i = 0; i < 1024; i++)
+        if (!ebb__pool_is_free(p, i) && p->start + i * 64 != (uint8_t *)elsewhere)
+            blk[nlive++] = p->start + i * 64;
+    ebb__heap_free(blk, nlive);
+    ebb_collect(1);
+}
+
 /* Does this kernel take a vector of ranges in one call (os/linux.c)? */
 static int vectors_taken(void)
 {
@@ -911,6 +960,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_allocating_from_a_listed_pool_restarts_its_clock, unit_teardown_check),
         cmocka_unit_test_teardown(test_idle_empty_pool_is_released_clean, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_pass_gives_back_its_pools_in_few_calls, unit_teardown_check),
+        cmocka_unit_test_teardown(test_a_borrowed_block_freed_again_is_refused, unit_teardown_check),
         cmocka_unit_test_teardown(test_free_slots_purged_when_due, unit_teardown_check),
         cmocka_unit_test_teardown(test_demand_is_a_sliding_window, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_stamp_after_the_pass_clock_is_new, unit_teardown_check),
