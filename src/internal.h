@@ -436,6 +436,16 @@ ebb__heap_t *ebb__heap_pick(void) EBB_HIDDEN;
  * 0; in bins holding surplus, once quiet for less, core/demand.c, and then
  * *surplus is set); returns ms until the next is due, or UINT32_MAX. */
 uint32_t ebb__heap_purge(uint32_t now, long delay, int *surplus) EBB_HIDDEN;
+/* A purge pass's loan of bin b's blocks (heap.c, purge_bin_due).  With the
+ * arenas' lend lock and b's lock held: the blocks over batch's ranges are
+ * marked out, *lent gets a copy of the ranges for the frees to check, and b
+ * is the lending bin (owner[i]: the pool of range i).  unlend, with both
+ * locks held again once the pages are purged, puts the blocks back and
+ * releases the pools left empty. */
+void ebb__heap_lend(ebb__bin_t *b, const ebb__purge_batch_t *batch, ebb__purge_batch_t *lent,
+                    ebb__pool_t **owner) EBB_HIDDEN;
+void ebb__heap_unlend(ebb__bin_t *b, const ebb__purge_batch_t *lent,
+                      ebb__pool_t *const *owner) EBB_HIDDEN;
 /* Blocks out and pools per class, summed over the heaps, into used[] and
  * pools[]; their bytes into s->small_used.  Takes each bin lock in turn. */
 void ebb__heap_stats(ebb_stats_t *s, size_t used[EBB_CLASSES],

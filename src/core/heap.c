@@ -252,6 +252,17 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want
     uint32_t now = 0;
     ebb__lock(&b->lock);
     while (got < want) {
+        if (EBB_UNLIKELY(!(b->nonempty & ((1u << EBB_POOL_BUCKETS) - 1)) &&
+                         atomic_load_explicit(&ebb__heaps.lent_bin, memory_order_relaxed) == b)) {
+            /* No room but what a purge pass has borrowed: wait the system
+             * call out (the pass holds the lend lock until the blocks are
+             * back) rather than take a new pool while that memory waits. */
+            ebb__unlock(&b->lock);
+            ebb__lock(&ebb__arenas.lend_lock);
+            ebb__unlock(&ebb__arenas.lend_lock);
+            ebb__lock(&b->lock);
+            continue;
+        }
         ebb__pool_t *p = bin_pool_with_room(h, b, cls);
         if (p == NULL)
             break;
@@ -599,6 +610,22 @@ static void unborrow_ranges(ebb__bin_t *b, const ebb__os_range_t *range, unsigne
     }
 }
 
+void ebb__heap_lend(ebb__bin_t *b, const ebb__purge_batch_t *batch, ebb__purge_batch_t *lent,
+                    ebb__pool_t **owner)
+{
+    borrow_ranges(b, batch, owner);
+    *lent = *batch;
+    ebb__heaps.lent = lent;
+    atomic_store_explicit(&ebb__heaps.lent_bin, b, memory_order_relaxed);
+}
+
+void ebb__heap_unlend(ebb__bin_t *b, const ebb__purge_batch_t *lent, ebb__pool_t *const *owner)
+{
+    atomic_store_explicit(&ebb__heaps.lent_bin, NULL, memory_order_relaxed);
+    ebb__heaps.lent = NULL;
+    unborrow_ranges(b, lent->range, lent->n, owner);
+}
+
 /* How long bin b's listed pools must be quiet before they are purged: the
  * delay, or less if the bin's free blocks are more than it handed out over
  * the last delay (core/demand.c).  Bin lock held. */
@@ -664,19 +691,13 @@ static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long de
     }
     unsigned n = batch.n;
     ebb__purge_batch_t lent; /* what the frees check while the lock is let go */
-    if (n) {
-        borrow_ranges(b, &batch, owner);
-        lent = batch;
-        ebb__heaps.lent = &lent;
-        atomic_store_explicit(&ebb__heaps.lent_bin, b, memory_order_relaxed);
-    }
+    if (n)
+        ebb__heap_lend(b, &batch, &lent, owner);
     ebb__unlock(&b->lock);
     if (n) {
         ebb__purge_batch_flush(&batch); /* the system calls, no bin lock held */
         ebb__lock(&b->lock);
-        atomic_store_explicit(&ebb__heaps.lent_bin, NULL, memory_order_relaxed);
-        ebb__heaps.lent = NULL;
-        unborrow_ranges(b, lent.range, n, owner);
+        ebb__heap_unlend(b, &lent, owner);
         ebb__unlock(&b->lock);
     }
     ebb__unlock(&ebb__arenas.lend_lock);

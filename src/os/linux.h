@@ -45,6 +45,10 @@ int ebb__linux_open_below(const char *root, const char *path, int flags) EBB__LI
  * read, or -1 if the file cannot be read. */
 long ebb__linux_read_text(const char *root, const char *path, char *buf, size_t len)
     EBB__LINUX_PRIVATE;
+/* The process runs under a seccomp filter (or /proc cannot say): a system
+ * call the filter does not know may kill it, so only long-standing calls
+ * are made.  Allocates nothing. */
+int ebb__linux_seccomp_filtered(void) EBB__LINUX_PRIVATE;
 
 /* How ebb__linux_read_lines cuts a file into lines. */
 typedef struct {

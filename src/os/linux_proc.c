@@ -173,6 +173,21 @@ size_t ebb__os_cmdline(char *buf, size_t len)
     return end;
 }
 
+int ebb__linux_seccomp_filtered(void)
+{
+    int saved = errno;
+    char buf[4096];
+    long n = ebb__linux_read_text("", "/proc/self/status", buf, sizeof buf);
+    errno = saved;
+    const char *f = n > 0 ? strstr(buf, "\nSeccomp:") : NULL;
+    if (f == NULL)
+        return 1; /* cannot tell: as if filtered */
+    f += strlen("\nSeccomp:");
+    while (*f == ' ' || *f == '\t')
+        f++;
+    return *f != '0';
+}
+
 unsigned ebb__os_thread_count(void)
 {
     int saved = errno;

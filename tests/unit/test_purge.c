@@ -441,12 +441,12 @@ static void test_a_borrowed_block_freed_again_is_refused(void **state)
     for (unsigned i = 0; i < 64; i++)
         on_page[i] = page + i * 64;
     ebb__heap_free(on_page, 64);
-    ebb__lock(&b->lock); /* as purge_bin_due does, up to the system call */
-    ebb__purge_batch_t lent = { .n = 1 };
-    lent.range[0] = (ebb__os_range_t){ .p = page, .size = 4096 };
-    b->used += ebb__pool_borrow(p, page, 4096);
-    ebb__heaps.lent = &lent;
-    atomic_store(&ebb__heaps.lent_bin, b);
+    ebb__purge_batch_t batch = { .n = 1 }, lent;
+    batch.range[0] = (ebb__os_range_t){ .p = page, .size = 4096 };
+    ebb__pool_t *owner[1];
+    ebb__lock(&ebb__arenas.lend_lock); /* as purge_bin_due does, up to the system call */
+    ebb__lock(&b->lock);
+    ebb__heap_lend(b, &batch, &lent, owner);
     ebb__unlock(&b->lock);
     uint32_t used = p->used;
     int saved = ebb__opt.on_error;
@@ -454,20 +454,84 @@ static void test_a_borrowed_block_freed_again_is_refused(void **state)
     size_t errors = ebb__misuse.errors;
     void *twice[2] = { on_page[5], elsewhere };
     ebb__heap_free(twice, 2);
-    assert_int_equal(ebb__misuse.errors, errors + 1); /* the borrowed one */
-    assert_int_equal(p->used, used - 1);                /* the other went home */
-    assert_false(ebb__pool_is_free(p, 64 + 5));        /* still borrowed */
+    /* Read now, asserted once the locks are let go. */
+    size_t reported = ebb__misuse.errors - errors;
+    uint32_t used_then = p->used;
+    int still_out = !ebb__pool_is_free(p, 64 + 5);
     ebb__opt.on_error = saved;
     ebb__lock(&b->lock);
-    atomic_store(&ebb__heaps.lent_bin, NULL);
-    ebb__heaps.lent = NULL;
-    b->used -= ebb__pool_unborrow(p, page, 4096);
+    ebb__heap_unlend(b, &lent, owner);
     ebb__unlock(&b->lock);
+    ebb__unlock(&ebb__arenas.lend_lock);
+    assert_int_equal(reported, 1);         /* the borrowed one */
+    assert_int_equal(used_then, used - 1); /* the other went home */
+    assert_true(still_out);                /* still borrowed */
     assert_int_equal(ebb__misuse.errors, errors + 1); /* not reported twice */
     assert_true(ebb__pool_is_free(p, 64 + 5));
     unsigned nlive = 0;
     for (unsigned i = 0; i < 1024; i++)
         if (!ebb__pool_is_free(p, i) && p->start + i * 64 != (uint8_t *)elsewhere)
+            blk[nlive++] = p->start + i * 64;
+    ebb__heap_free(blk, nlive);
+    ebb_collect(1);
+}
+
+/* A refill that finds no room in its bin but what a purge pass borrowed
+ * waits for the pass (it holds the lend lock until the blocks are back)
+ * rather than take a new pool while that memory waits. */
+typedef struct {
+    ebb__heap_t *h;
+    void *got;
+    _Atomic int done;
+} refill_arg_t;
+
+static void *refill_one(void *arg)
+{
+    refill_arg_t *r = arg;
+    assert_int_equal(unit_heap_alloc(r->h, CLS64, &r->got, 1), 1);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+static void test_a_refill_waits_for_borrowed_room(void **state)
+{
+    (void)state;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, CLS64);
+    static void *blk[1024];
+    take_filled(h, blk, 1024, 7); /* one whole pool: the bin has no room */
+    ebb__pool_t *p = ebb__pool_of(ebb__arena_of((uintptr_t)blk[0]), (uintptr_t)blk[0]);
+    uint8_t *page = p->start + 4096;
+    void *on_page[64];
+    for (unsigned i = 0; i < 64; i++)
+        on_page[i] = page + i * 64;
+    ebb__heap_free(on_page, 64);
+    size_t pools = b->pools;
+    ebb__purge_batch_t batch = { .n = 1 }, lent;
+    batch.range[0] = (ebb__os_range_t){ .p = page, .size = 4096 };
+    ebb__pool_t *owner[1];
+    ebb__lock(&ebb__arenas.lend_lock); /* as purge_bin_due does */
+    ebb__lock(&b->lock);
+    ebb__heap_lend(b, &batch, &lent, owner);
+    ebb__unlock(&b->lock);
+    refill_arg_t r = { .h = h };
+    pthread_t t;
+    pthread_create(&t, NULL, refill_one, &r);
+    sleep_ms(50);
+    int early = atomic_load(&r.done); /* asserted once the locks are let go */
+    ebb__lock(&b->lock);
+    size_t pools_then = b->pools;
+    ebb__heap_unlend(b, &lent, owner);
+    ebb__unlock(&b->lock);
+    ebb__unlock(&ebb__arenas.lend_lock);
+    pthread_join(t, NULL);
+    assert_false(early); /* it waited, and took no new pool meanwhile */
+    assert_int_equal(pools_then, pools);
+    assert_true((uint8_t *)r.got >= page && (uint8_t *)r.got < page + 4096); /* the room it waited for */
+    assert_int_equal(b->pools, pools);
+    unsigned nlive = 0;
+    for (unsigned i = 0; i < 1024; i++)
+        if (!ebb__pool_is_free(p, i))
             blk[nlive++] = p->start + i * 64;
     ebb__heap_free(blk, nlive);
     ebb_collect(1);
@@ -961,6 +1025,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_idle_empty_pool_is_released_clean, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_pass_gives_back_its_pools_in_few_calls, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_borrowed_block_freed_again_is_refused, unit_teardown_check),
+        cmocka_unit_test_teardown(test_a_refill_waits_for_borrowed_room, unit_teardown_check),
         cmocka_unit_test_teardown(test_free_slots_purged_when_due, unit_teardown_check),
         cmocka_unit_test_teardown(test_demand_is_a_sliding_window, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_stamp_after_the_pass_clock_is_new, unit_teardown_check),
