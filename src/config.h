@@ -282,8 +282,9 @@
  * back together after the hold, with the lock let go (EBB_PURGE_RANGES).
  * The hold also ends after any pool once a thread sleeps waiting for the
  * lock, so allocating threads wait for at most one pool's walk.
- * bench/rss scenario 2 in C, vector calls a run (strace): 10,435 at 8 pools
- * a hold, most of them of 2 to 8 ranges; 3,138 at 32. */
+ * bench/rss scenario 2 in C, vector calls a run (strace, with the calls
+ * still made under the lock and holds that ran to the end): 10,435 at 8
+ * pools a hold, most of them of 2 to 8 ranges; 3,138 at 32. */
 #define EBB_PURGE_BATCH 32
 /* Page ranges a purge gathers before one system call gives them all back
  * (ebb__purge_batch_t; os/linux.c says why a call per range costs the

@@ -20,8 +20,12 @@
  * or purged) or dirty (arena header, one bit per page).  Handing a block out
  * marks its pages dirty; ebb__pool_purge gives back the dirty pages that hold
  * no block that is out and marks them clean.  Invariant: every page that
- * overlaps a block that is out is dirty.  Bookkeeping never reads a purged
- * page, so a purged page coming back zeroed is always correct.
+ * overlaps a block that is out is dirty, but for blocks a purge pass has
+ * borrowed (ebb__pool_borrow: marked out so that no refill hands them out
+ * while their clean pages are purged with the bin lock let go; ebb_check
+ * never sees them, since the pass holds the lend lock until they are
+ * back).  Bookkeeping never reads a purged page, so a purged page coming
+ * back zeroed is always correct.
  */
 #include "internal.h"
 
