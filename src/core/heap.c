@@ -256,7 +256,11 @@ unsigned ebb__heap_alloc(ebb__heap_t *h, unsigned cls, void **end, unsigned want
                          atomic_load_explicit(&ebb__heaps.lent_bin, memory_order_relaxed) == b)) {
             /* No room but what a purge pass has borrowed: wait the system
              * call out (the pass holds the lend lock until the blocks are
-             * back) rather than take a new pool while that memory waits. */
+             * back) rather than take a new pool while that memory waits.
+             * With blocks in hand, go with those: the lock is let go only
+             * while the bin's counters hold (b->used counts `got` below). */
+            if (got)
+                break;
             ebb__unlock(&b->lock);
             ebb__lock(&ebb__arenas.lend_lock);
             ebb__unlock(&ebb__arenas.lend_lock);

@@ -72,6 +72,7 @@ void ebb__start_slow(void)
     ebb__lock(&start_lock);
     if (!atomic_load_explicit(&ebb__started, memory_order_relaxed)) {
         register_locksets();
+        ebb__os_purge_setup();
         ebb__limit_start();
         ebb__blackbox_start();
         ebb__report_files_start();

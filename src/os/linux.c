@@ -336,25 +336,16 @@ static _Atomic int vector_refused;
 
 /* A seccomp filter may kill the process on a call it does not list, rather
  * than fail it (systemd's SystemCallFilter= does by default), and
- * process_madvise is young enough to be missing from lists: no vector while
- * one is installed.  /proc/self/status is read again at most every
- * EBB_SECCOMP_RECHECK_MS, so a program that installs a filter itself is
- * safe from that long after (the read costs three system calls; a vector
- * saves up to 63). */
-#define EBB_SECCOMP_RECHECK_MS 100
-static _Atomic uint32_t seccomp_read_at;
-static _Atomic int seccomp_clear; /* 0 unknown or filtered, 1 no filter at the last read */
+ * process_madvise is young enough to be missing from lists: no vector in a
+ * process that runs under one.  /proc/self/status says, read once when ebb
+ * starts, on the program's thread: ebb's own threads open no file while the
+ * program runs (tests/python/test_descriptors.py says why).  A filter the
+ * program installs itself later is not seen. */
+static _Atomic int seccomp_clear; /* 1: no filter when ebb started */
 
-static int no_seccomp_filter(void)
+void ebb__os_purge_setup(void)
 {
-    uint32_t now = ebb__os_now_ms();
-    uint32_t at = atomic_load_explicit(&seccomp_read_at, memory_order_relaxed);
-    if (at == 0 || now - at >= EBB_SECCOMP_RECHECK_MS) {
-        atomic_store_explicit(&seccomp_clear, !ebb__linux_seccomp_filtered(),
-                              memory_order_relaxed);
-        atomic_store_explicit(&seccomp_read_at, now ? now : 1, memory_order_relaxed);
-    }
-    return atomic_load_explicit(&seccomp_clear, memory_order_relaxed);
+    atomic_store_explicit(&seccomp_clear, !ebb__linux_seccomp_filtered(), memory_order_relaxed);
 }
 
 /* The bytes of r[0..n) that one process_madvise call advised, or -1. */
@@ -367,8 +358,8 @@ static long purge_vector(const ebb__os_range_t *r, unsigned n, int advice)
         atomic_store_explicit(&vector_refused, 1, memory_order_relaxed);
         return -1;
     }
-    if (!no_seccomp_filter())
-        return -1;
+    if (!atomic_load_explicit(&seccomp_clear, memory_order_relaxed))
+        return -1; /* a filter, or ebb__os_purge_setup not run yet */
     long got = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS_, (const struct iovec *)r,
                        (size_t)n, advice, 0u);
     if (got < 0)

@@ -94,6 +94,10 @@ typedef struct {
 /* ebb__os_purge (or, with `lazy`, ebb__os_purge_lazy) of n ranges, with as
  * few system calls as the OS allows.  Returns the system calls made. */
 unsigned ebb__os_purge_ranges(const ebb__os_range_t *r, unsigned n, int lazy);
+/* Once, when ebb starts, on the program's thread: find out whether
+ * ebb__os_purge_ranges may use a call that fewer systems know (until then,
+ * and where it may not, one call a range).  Opens and reads a file. */
+void ebb__os_purge_setup(void);
 /* Bytes of [p, p + size) the kernel holds in memory now (mincore; what
  * /proc counts as RSS, but that mincore also counts a never-written page
  * that was read, which maps the shared zero page).  If `pages` is not NULL
