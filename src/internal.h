@@ -265,7 +265,7 @@ int ebb__ledger_watch_kick(void) EBB_HIDDEN;
  * the batch calls below, the only calls that purge. */
 void ebb__purge_range(void *p, size_t bytes) EBB_HIDDEN;
 /* The same, for many ranges: add each one (a full batch is given back
- * first), then flush while something still keeps the pages from being
+ * first; a NULL batch purges the range at once), then flush while something still keeps the pages from being
  * handed out (a bin lock, borrowed blocks, a lent slot): a page reused
  * before the flush would lose what was written to it.  A batch starts with
  * n = 0. */

@@ -289,12 +289,8 @@ static void purge_slots(ebb__arena_t *a, uint64_t mask, ebb__purge_batch_t *batc
         unsigned e = s;
         while (e < EBB_SLOTS && ((mask >> e) & 1))
             e++;
-        void *from = (uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE;
-        size_t bytes = (size_t)(e - s) * EBB_SLOT_SIZE;
-        if (batch)
-            ebb__purge_batch_add(batch, from, bytes);
-        else
-            ebb__purge_range(from, bytes);
+        ebb__purge_batch_add(batch, (uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE,
+                             (size_t)(e - s) * EBB_SLOT_SIZE);
         mask &= e >= EBB_SLOTS ? 0 : ~(uint64_t)0 << e;
     }
 }

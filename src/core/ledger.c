@@ -183,6 +183,10 @@ void ebb__purge_batch_flush(ebb__purge_batch_t *b)
 
 void ebb__purge_batch_add(ebb__purge_batch_t *b, void *p, size_t bytes)
 {
+    if (b == NULL) {
+        ebb__purge_range(p, bytes);
+        return;
+    }
     if (b->n == EBB_PURGE_RANGES)
         ebb__purge_batch_flush(b);
     b->range[b->n++] = (ebb__os_range_t){ .p = p, .size = bytes };

@@ -226,12 +226,7 @@ static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi, ebb__purge_batch_t
         cleaned += (*d & bit) != 0;
         *d &= (uint16_t)~bit;
     }
-    void *from = p->start + (lo << EBB_PAGE_SHIFT);
-    size_t bytes = (hi - lo) << EBB_PAGE_SHIFT;
-    if (batch)
-        ebb__purge_batch_add(batch, from, bytes);
-    else
-        ebb__purge_range(from, bytes);
+    ebb__purge_batch_add(batch, p->start + (lo << EBB_PAGE_SHIFT), (hi - lo) << EBB_PAGE_SHIFT);
     ebb__pages_cleaned(cleaned);
 }
 

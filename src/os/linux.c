@@ -330,8 +330,7 @@ _Static_assert(sizeof(ebb__os_range_t) == sizeof(struct iovec) &&
 #define RUNNING_ON_VALGRIND 0
 #endif
 
-/* valgrind 3.19 does not know the call and warns at each one: it gets
- * madvise from the start. */
+/* The kernel refused a vector call: madvise from then on. */
 static _Atomic int vector_refused;
 
 /* A seccomp filter may kill the process on a call it does not list, rather
@@ -341,25 +340,22 @@ static _Atomic int vector_refused;
  * starts, on the program's thread: ebb's own threads open no file while the
  * program runs (tests/python/test_descriptors.py says why).  A filter the
  * program installs itself later is not seen. */
-static _Atomic int seccomp_clear; /* 1: no filter when ebb started */
+static _Atomic int vector_allowed; /* 1: no filter (nor valgrind) when ebb started */
 
 void ebb__os_purge_setup(void)
 {
-    atomic_store_explicit(&seccomp_clear, !ebb__linux_seccomp_filtered(), memory_order_relaxed);
+    /* valgrind 3.19 does not know the call and warns at each one. */
+    int allowed = !RUNNING_ON_VALGRIND && !ebb__linux_seccomp_filtered();
+    atomic_store_explicit(&vector_allowed, allowed, memory_order_relaxed);
 }
 
 /* The bytes of r[0..n) that one process_madvise call advised, or -1. */
 static long purge_vector(const ebb__os_range_t *r, unsigned n, int advice)
 {
 #ifdef SYS_process_madvise
-    if (n < 2 || atomic_load_explicit(&vector_refused, memory_order_relaxed))
-        return -1;
-    if (RUNNING_ON_VALGRIND) {
-        atomic_store_explicit(&vector_refused, 1, memory_order_relaxed);
-        return -1;
-    }
-    if (!atomic_load_explicit(&seccomp_clear, memory_order_relaxed))
-        return -1; /* a filter, or ebb__os_purge_setup not run yet */
+    if (n < 2 || atomic_load_explicit(&vector_refused, memory_order_relaxed) ||
+        !atomic_load_explicit(&vector_allowed, memory_order_relaxed))
+        return -1; /* refused, or a filter, valgrind, or ebb__os_purge_setup not run yet */
     long got = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS_, (const struct iovec *)r,
                        (size_t)n, advice, 0u);
     if (got < 0)
