@@ -389,6 +389,10 @@ void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls) EBB_HIDDEN;
 /* Arena lock held: find p's bitmap words in its arena header, give them back. */
 void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls) EBB_HIDDEN;
 void ebb__pool_bits_release(ebb__pool_t *p) EBB_HIDDEN;
+/* Bin lock held, takes the arena lock: p, with 1 to EBB_SPARSE_BLOCKS
+ * blocks out, keeps their indices and gives its bitmap words back (pool.c,
+ * "Sparse pools"); 1 if it did. */
+int ebb__pool_sparsen(ebb__pool_t *p) EBB_HIDDEN;
 /* A new arena's header fields (all but the bitmaps) count as resident. */
 void ebb__pool_header_init(ebb__arena_t *a) EBB_HIDDEN;
 /* Bin lock held: up to `want` free blocks of p, lowest address first, stored
@@ -399,6 +403,8 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx) EBB_HIDDEN;
 /* Bin lock held: the blocks at the start of `blocks` that lie in p go
  * back to it (misuse reported and skipped); entries consumed, at least 1. */
 unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks, unsigned n) EBB_HIDDEN;
+/* ebb__pool_put_run for a sparse pool: each block's index leaves the list. */
+unsigned ebb__pool_put_sparse(ebb__pool_t *p, void *const *blocks, unsigned n) EBB_HIDDEN;
 ebb__pool_t *ebb__pool_of(ebb__arena_t *a, uintptr_t addr) EBB_HIDDEN;
 /* Purge the dirty pages of p that hold no block that is out, if there are
  * at least min_pages of them; returns how many were purged.  With a batch,

@@ -152,19 +152,25 @@ struct ebb__pool_s {
     ebb__pool_t *next, *prev; /* bucket list of its bin; bin lock */
     ebb__heap_t *heap;        /* owning heap; fixed while used > 0 */
     uint8_t *start;           /* first block (the pool's first slot) */
-    uint32_t used;            /* blocks out of the bitmap; bin lock */
+    ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, in due order */
+    uint32_t used;            /* blocks out; bin lock */
     uint32_t scan;            /* no free bit in bitmap words below this */
     uint8_t cls;              /* size class */
     uint8_t span;             /* slots */
     uint8_t bucket;           /* fullness bucket, FULL, or NONE */
     uint8_t head_slot;        /* index of the first slot */
     uint8_t listed;           /* on its bin's purge list; bin lock */
-    uint16_t bits_at;         /* its bitmap: arena->bits[bits_at...] */
+    /* Its bitmap: arena->bits[bits_at...], or EBB_BITS_SPARSE: the pool has
+     * no words, and its `used` blocks out are the indices in held[] (pool.c,
+     * "Sparse pools"). */
+    uint16_t bits_at;
     uint32_t listed_at;       /* ms: joined the purge list (list order) */
     uint32_t stamp;           /* ms: last block returned or taken while listed */
     uint32_t queued_at;       /* ms: its place in the purge list (heap.c) */
-    ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, in due order */
+    uint16_t held[EBB_SPARSE_BLOCKS]; /* a sparse pool's blocks out, any order */
 };
+
+#define EBB_BITS_SPARSE 0xffffu
 
 /* ----------------------------------------------------------------- arenas */
 
@@ -177,11 +183,14 @@ struct ebb__arena_s {
     ebb__arena_t *next, *prev; /* list of arenas with the same nfree */
     uint64_t purging;          /* free slots lent to a purge pass; arena lock */
     uint32_t freed_stamp;      /* ms: a pool last went back to the arena */
+    uint32_t bits_freed_at;    /* ms: a pool last gave bitmap words back */
+    uint32_t bits_freed;       /* words were given back since the header's
+                                * pages were last looked at (arena.c) */
     /* Bit p of dirty[s]: page p of slot s may be resident (touched since it
      * was mapped or last purged).  Owned with the slot: by the bin lock of
      * the pool covering it, else by the arena lock.  dirty[0] is the
      * header's: the fields before `bits`, and every page of `bits` a pool's
-     * words ever reached (the header is never purged). */
+     * words reached since it was last purged (arena.c, "Header pages"). */
     uint16_t dirty[EBB_SLOTS];
     /* The fast free path reads only this: the class of the pool covering
      * each slot, EBB_NO_CLASS for the header and free slots. */
@@ -198,10 +207,16 @@ struct ebb__arena_s {
     /* Free-block bitmaps, out of band so purging a pool's pages loses
      * nothing: bit set = block free.  Each pool owns as many words as its
      * class needs, packed low (pool.c says why). */
-    uint64_t bits[EBB_SLOTS * EBB_BITMAP_WORDS];
+    _Alignas(8) uint64_t bits[EBB_SLOTS * EBB_BITMAP_WORDS]; /* 8: no word on two pages */
 };
 
 _Static_assert(sizeof(ebb__arena_t) <= EBB_SLOT_SIZE, "arena header fits slot 0");
+_Static_assert(EBB_POOL_MAX_BLOCKS <= EBB_BITS_SPARSE && EBB_SLOTS * EBB_BITMAP_WORDS < EBB_BITS_SPARSE,
+               "held[] holds any block index; no bitmap starts at EBB_BITS_SPARSE");
+/* An arena whose pools are all sparse keeps its fields and descriptors
+ * resident, and nothing else: two pages (pool.c, "Sparse pools"). */
+_Static_assert(sizeof(void *) != 8 || offsetof(ebb__arena_t, bits) <= 2 * 4096,
+               "fields and descriptors fit the header's first two pages");
 
 /* Every arena (core/arena.c), guarded by `lock` unless said otherwise. */
 typedef struct {

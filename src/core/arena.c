@@ -447,6 +447,83 @@ static unsigned lend_due(lent_t *out, lend_rule_t *r, uint32_t *next)
     return n;
 }
 
+/* Header pages.  A header's pages past its fields and descriptors hold
+ * only bitmap words; once no pool has a word on one (pools released, or
+ * sparse: pool.c), the page is purged like a free slot's, the arena lock
+ * held throughout, since the next pool to reserve a word there writes it at
+ * once.  That is rare (an arena's pages go once after a teardown, not again
+ * until its pools need words there) and one vector call serves up to
+ * LEND_BATCH arenas. */
+
+/* Does any pool hold a bitmap word in [w, end)? */
+static int words_in_use(const ebb__arena_t *a, size_t w, size_t end)
+{
+    for (; w < end; w++)
+        if ((a->bits_used[w / 64] >> (w % 64)) & 1)
+            return 1;
+    return 0;
+}
+
+/* Pages of a's header, resident and holding no bitmap word in use. */
+static uint16_t header_pages_unused(const ebb__arena_t *a)
+{
+    const size_t at = offsetof(ebb__arena_t, bits), words = EBB_SLOTS * EBB_BITMAP_WORDS;
+    uint16_t m = 0;
+    for (size_t pg = (at + EBB_PAGE - 1) >> EBB_PAGE_SHIFT; (pg << EBB_PAGE_SHIFT) < at + words * 8;
+         pg++) {
+        size_t w = ((pg << EBB_PAGE_SHIFT) - at) / 8, end = w + EBB_PAGE / 8;
+        if (((a->dirty[0] >> pg) & 1) && !words_in_use(a, w, end < words ? end : words))
+            m |= (uint16_t)(1u << pg);
+    }
+    return m;
+}
+
+_Static_assert(sizeof(ebb__arena_t) <= (size_t)EBB_SLOT_PAGES << EBB_PAGE_SHIFT,
+               "a header page is a bit of dirty[0]");
+_Static_assert(offsetof(ebb__arena_t, bits) % 8 == 0 && EBB_PAGE % 8 == 0,
+               "no bitmap word straddles two header pages");
+
+/* Purge the unused pages of the headers whose pools gave words back and
+ * that have been quiet for the rule's time.  Arena lock held. */
+static void purge_headers_due(const lend_rule_t *r, uint32_t *next)
+{
+    ebb__purge_batch_t batch;
+    batch.n = 0;
+    size_t cleaned = 0;
+    long wait = r->excess ? r->quiet : r->delay;
+    for (unsigned k = 0; k < EBB_SLOTS; k++) {
+        for (ebb__arena_t *a = ebb__arenas.by_nfree[k]; a; a = a->next) {
+            if (!a->bits_freed)
+                continue;
+            if (wait > 0 && !ebb__due(r->now, a->bits_freed_at, wait)) {
+                uint32_t left = ebb__ms_until(r->now, a->bits_freed_at, (uint32_t)wait);
+                if (left < *next)
+                    *next = left;
+                continue;
+            }
+            if (batch.n + EBB_SLOT_PAGES / 2 > EBB_PURGE_RANGES) {
+                *next = 0; /* the rest in the next round */
+                goto flush;
+            }
+            a->bits_freed = 0;
+            uint16_t m = header_pages_unused(a);
+            cleaned += (size_t)__builtin_popcount(m);
+            a->dirty[0] &= (uint16_t)~m;
+            while (m) {
+                unsigned pg = (unsigned)__builtin_ctz(m), end = pg;
+                while (end < EBB_SLOT_PAGES && ((m >> end) & 1))
+                    end++;
+                ebb__purge_batch_add(&batch, (uint8_t *)a + ((size_t)pg << EBB_PAGE_SHIFT),
+                                     (size_t)(end - pg) << EBB_PAGE_SHIFT);
+                m &= end >= EBB_SLOT_PAGES ? 0 : (uint16_t)(0xffffu << end);
+            }
+        }
+    }
+flush:
+    ebb__purge_batch_flush(&batch);
+    ebb__pages_cleaned(cleaned);
+}
+
 uint32_t ebb__arena_purge(uint32_t now, long delay, int *surplus)
 {
     lent_t lent[LEND_BATCH];
@@ -456,6 +533,7 @@ uint32_t ebb__arena_purge(uint32_t now, long delay, int *surplus)
     ebb__lock(&ebb__arenas.lend_lock);
     ebb__lock(&ebb__arenas.lock);
     lend_rule_t rule = lend_rule(now, delay, surplus);
+    purge_headers_due(&rule, &next);
     ebb__unlock(&ebb__arenas.lock);
     do {
         ebb__lock(&ebb__arenas.lock);

@@ -549,6 +549,7 @@ static void purge_bin_all(ebb__bin_t *b)
         while (p) {
             ebb__pool_t *next = p->next; /* not released before the flush */
             purge_pool(b, p, &batch);
+            ebb__pool_sparsen(p);
             if (p->used == 0) {
                 if (nemptied == EBB_PURGE_BATCH) {
                     ebb__purge_batch_flush(&batch);
@@ -595,9 +596,10 @@ static void borrow_ranges(ebb__bin_t *b, const ebb__purge_batch_t *batch, ebb__p
     }
 }
 
-/* Bin lock held again, the pages purged: the blocks go back, and each pool
+/* Bin lock held again, the pages purged: the blocks go back, each pool
  * left empty goes back to its arena (clean, but for what was freed into it
- * meanwhile). */
+ * meanwhile), and each left with a few blocks out gives its bitmap words
+ * back (pool.c, "Sparse pools"). */
 static void unborrow_ranges(ebb__bin_t *b, const ebb__os_range_t *range, unsigned n,
                             ebb__pool_t *const *owner)
 {
@@ -607,10 +609,12 @@ static void unborrow_ranges(ebb__bin_t *b, const ebb__os_range_t *range, unsigne
         ebb__pool_t *p = owner[i];
         if (i + 1 < n && owner[i + 1] == p)
             continue; /* once, at its last range */
-        if (p->used == 0)
+        if (p->used == 0) {
             bin_release(b, p);
-        else
+        } else {
+            ebb__pool_sparsen(p); /* its pages are done: its bitmap may go too */
             bin_rebucket(b, p);
+        }
     }
 }
 

@@ -26,6 +26,17 @@
  * never sees them, since the pass holds the lend lock until they are
  * back).  Bookkeeping never reads a purged page, so a purged page coming
  * back zeroed is always correct.
+ *
+ * Sparse pools.  A pool left with a few blocks out (at most
+ * EBB_SPARSE_BLOCKS) after a purge pass keeps their indices in its
+ * descriptor and gives its bitmap words back to the arena (ebb__pool_sparsen),
+ * so that the header pages those words were on can be purged (arena.c).  A
+ * teardown with scattered survivors leaves a few blocks in each of thousands
+ * of pools; their bitmaps held 2 of each arena header's 4 resident pages.  A
+ * free into a sparse pool takes the index out of the list; anything else that
+ * needs the bitmap (a refill, a borrow) makes it again first (densify), from
+ * the list.  Both directions take the arena lock under the bin lock, the
+ * order the rest of ebb uses.
  */
 #include "internal.h"
 
@@ -112,9 +123,68 @@ void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls)
 
 void ebb__pool_bits_release(ebb__pool_t *p)
 {
+    if (p->bits_at == EBB_BITS_SPARSE)
+        return;
     ebb__arena_t *a = ebb__arena_of_pool(p);
     unsigned n = ebb__bitmap_words(p->cls);
     a->bits_used[p->bits_at / 64] &= ~word_mask(n, p->bits_at % 64);
+    a->bits_freed_at = ebb__os_now_ms();
+    a->bits_freed = 1;
+}
+
+int ebb__pool_sparsen(ebb__pool_t *p)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    if (p->bits_at == EBB_BITS_SPARSE || p->used == 0 || p->used > EBB_SPARSE_BLOCKS)
+        return 0;
+    const uint64_t *bits = ebb__pool_bitmap(p);
+    unsigned words = (c->blocks + 63) / 64, n = 0;
+    for (unsigned w = 0; w < words; w++) {
+        uint64_t out = ~bits[w];
+        if (w + 1 == words && c->blocks % 64)
+            out &= ((uint64_t)1 << (c->blocks % 64)) - 1;
+        for (; out; out &= out - 1)
+            p->held[n++] = (uint16_t)(w * 64 + (unsigned)__builtin_ctzll(out));
+    }
+    ebb__assert(n == p->used);
+    ebb__lock(&ebb__arenas.lock);
+    ebb__pool_bits_release(p);
+    ebb__unlock(&ebb__arenas.lock);
+    p->bits_at = EBB_BITS_SPARSE;
+    ebb__purge_announce(); /* header pages may have no word in use now */
+    return 1;
+}
+
+/* Sparse pool p gets a bitmap again, made from its list. */
+static EBB_NOINLINE void densify(ebb__pool_t *p)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    ebb__lock(&ebb__arenas.lock);
+    ebb__pool_bits_reserve(p, p->cls);
+    ebb__unlock(&ebb__arenas.lock);
+    uint64_t *bits = ebb__pool_bitmap(p);
+    unsigned full_words = c->blocks / 64, rest = c->blocks % 64;
+    memset(bits, 0xff, full_words * sizeof *bits);
+    if (rest)
+        bits[full_words] = ((uint64_t)1 << rest) - 1;
+    for (unsigned i = 0; i < p->used; i++)
+        bits[p->held[i] / 64] &= ~((uint64_t)1 << (p->held[i] % 64));
+    p->scan = 0;
+}
+
+static inline void dense(ebb__pool_t *p)
+{
+    if (EBB_UNLIKELY(p->bits_at == EBB_BITS_SPARSE))
+        densify(p);
+}
+
+/* Index i is in sparse pool p's list of blocks out: its position, else -1. */
+static int held_at(const ebb__pool_t *p, uint32_t i)
+{
+    for (unsigned k = 0; k < p->used; k++)
+        if (p->held[k] == i)
+            return (int)k;
+    return -1;
 }
 
 /* Pages first..last of pool p (counted from its start) may now be resident. */
@@ -143,6 +213,7 @@ static void mark_dirty(ebb__pool_t *p, size_t first, size_t last)
 unsigned ebb__pool_take(ebb__pool_t *p, void **end, unsigned want)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
+    dense(p);
     uint64_t *bits = ebb__pool_bitmap(p);
     void **out = end;
     unsigned words = (c->blocks + 63) / 64, got = 0, w = p->scan;
@@ -199,6 +270,15 @@ static int all_free(const uint64_t *bits, uint32_t first, uint32_t last)
     return 1;
 }
 
+/* Sparse pool p has no block first..last out. */
+static int none_held(const ebb__pool_t *p, uint32_t first, uint32_t last)
+{
+    for (unsigned k = 0; k < p->used; k++)
+        if (p->held[k] >= first && p->held[k] <= last)
+            return 0;
+    return 1;
+}
+
 /* Page pg of pool p holds no block that is out. */
 static int page_is_free(const ebb__pool_t *p, const uint64_t *bits, size_t pg)
 {
@@ -211,6 +291,8 @@ static int page_is_free(const ebb__pool_t *p, const uint64_t *bits, size_t pg)
         return 1; /* the pool's tail, past its last block */
     if (last >= c->blocks)
         last = c->blocks - 1;
+    if (p->bits_at == EBB_BITS_SPARSE)
+        return none_held(p, (uint32_t)first, (uint32_t)last);
     return all_free(bits, (uint32_t)first, (uint32_t)last);
 }
 
@@ -238,7 +320,7 @@ static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi, ebb__purge_batch_t
 static size_t free_dirty_pages(ebb__pool_t *p, int purge, ebb__purge_batch_t *batch)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
-    const uint64_t *bits = ebb__pool_bitmap(p);
+    const uint64_t *bits = p->bits_at == EBB_BITS_SPARSE ? NULL : ebb__pool_bitmap(p);
     size_t npages = (size_t)p->span * EBB_SLOT_PAGES, found = 0;
     size_t first = SIZE_MAX, last = 0; /* dirty ends of the current run */
     for (size_t pg = 0; pg <= npages; pg++) {
@@ -284,6 +366,7 @@ static uint32_t blocks_over(const ebb__pool_t *p, const void *from, size_t bytes
 
 size_t ebb__pool_borrow(ebb__pool_t *p, const void *from, size_t bytes)
 {
+    dense(p);
     uint64_t *bits = ebb__pool_bitmap(p);
     uint32_t i, end = blocks_over(p, from, bytes, &i);
     size_t n = 0;
@@ -300,6 +383,7 @@ size_t ebb__pool_borrow(ebb__pool_t *p, const void *from, size_t bytes)
 size_t ebb__pool_unborrow(ebb__pool_t *p, const void *from, size_t bytes)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
+    dense(p); /* made dense by the borrow, but ebb_collect may have made it sparse since */
     uint64_t *bits = ebb__pool_bitmap(p);
     uint32_t i, end = blocks_over(p, from, bytes, &i);
     if (i / 64 < p->scan)
@@ -333,6 +417,8 @@ int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx)
 
 int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)
 {
+    if (p->bits_at == EBB_BITS_SPARSE)
+        return held_at(p, idx) < 0;
     return (int)((ebb__pool_bitmap(p)[idx / 64] >> (idx % 64)) & 1);
 }
 
@@ -342,8 +428,32 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)
  * start of one, or already free, is reported and left out.  Returns how
  * many entries it consumed (at least one): the caller looks up the pool of
  * the next. */
+EBB_NOINLINE unsigned ebb__pool_put_sparse(ebb__pool_t *p, void *const *blocks, unsigned n)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    const uintptr_t start = (uintptr_t)p->start, span = (uintptr_t)c->blocks * c->size;
+    unsigned i = 0;
+    for (; i < n; i++) {
+        uintptr_t off = (uintptr_t)blocks[i] - start;
+        if (off >= span)
+            break; /* another pool's */
+        uint32_t idx = (uint32_t)(((uint64_t)off * ebb__class_recip[p->cls]) >> 48);
+        int k = held_at(p, idx);
+        if (EBB_UNLIKELY((uintptr_t)idx * c->size != off))
+            ebb__report_misuse("free", blocks[i], "not the start of a block");
+        else if (EBB_UNLIKELY(k < 0))
+            ebb__report_corruption("free", blocks[i],
+                                   "double free (its pool holds the block as free)");
+        else
+            p->held[k] = p->held[--p->used];
+    }
+    return i ? i : 1;
+}
+
 EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks, unsigned n)
 {
+    if (EBB_UNLIKELY(p->bits_at == EBB_BITS_SPARSE))
+        return ebb__pool_put_sparse(p, blocks, n);
     const unsigned cls = p->cls;
     const uintptr_t start = (uintptr_t)p->start, size = ebb__class_size[cls];
     const uintptr_t span = (uintptr_t)ebb__classes[cls].blocks * size;

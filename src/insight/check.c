@@ -20,7 +20,9 @@
 
 #include <string.h>
 
-#define FAULT(...) (ebb__diag("ebb_check: " __VA_ARGS__), faults++)
+/* Evaluates to the count with this fault in it, so that `return FAULT(...)`
+ * counts it. */
+#define FAULT(...) (ebb__diag("ebb_check: " __VA_ARGS__), ++faults)
 
 static int popcount_words(const uint64_t *w, unsigned n)
 {
@@ -36,9 +38,8 @@ static int check_pool_pages(ebb__arena_t *a, ebb__pool_t *p)
 {
     int faults = 0;
     const ebb__class_t *c = &ebb__classes[p->cls];
-    const uint64_t *bits = ebb__pool_bitmap(p);
     for (uint32_t i = 0; i < c->blocks; i++) {
-        if ((bits[i / 64] >> (i % 64)) & 1)
+        if (ebb__pool_is_free(p, i))
             continue;
         size_t lo = (size_t)i * c->size, hi = lo + c->size - 1;
         for (size_t pg = lo >> EBB_PAGE_SHIFT; pg <= hi >> EBB_PAGE_SHIFT; pg++) {
@@ -47,6 +48,48 @@ static int check_pool_pages(ebb__arena_t *a, ebb__pool_t *p)
                 return FAULT("pool %p: block %u is out but its page %zu is clean\n",
                              (void *)p->start, i, pg);
         }
+    }
+    return faults;
+}
+
+/* A dense pool's bitmap: in its chunk, counting its free blocks, no free
+ * bit past the last block or below the scan hint. */
+static int check_bitmap(ebb__pool_t *p, const ebb__class_t *c)
+{
+    int faults = 0;
+    unsigned words = ebb__bitmap_words(p->cls);
+    if (p->bits_at % 64 + words > 64 || p->bits_at + words > EBB_SLOTS * EBB_BITMAP_WORDS)
+        return FAULT("pool %p: bitmap at word %u straddles a chunk\n", (void *)p->start,
+                     (unsigned)p->bits_at);
+    uint64_t *bits = ebb__pool_bitmap(p);
+    int nfree = popcount_words(bits, words);
+    if ((uint32_t)nfree + p->used != c->blocks)
+        FAULT("pool %p: %d free + %u used != %u blocks\n", (void *)p->start, nfree, p->used, c->blocks);
+    for (unsigned w = 0; w < words; w++) {
+        uint64_t valid = w + 1 < words ? ~(uint64_t)0 : w + 1 == words ?
+            (c->blocks % 64 ? ((uint64_t)1 << (c->blocks % 64)) - 1 : ~(uint64_t)0) : 0;
+        if (bits[w] & ~valid)
+            FAULT("pool %p: free bits beyond the last block\n", (void *)p->start);
+        if (w < p->scan && bits[w])
+            FAULT("pool %p: free block below the scan hint\n", (void *)p->start);
+    }
+    return faults;
+}
+
+/* A sparse pool's list: as many indices as blocks out (none, once its
+ * last block came back), each a block, no two alike. */
+static int check_sparse(const ebb__pool_t *p, const ebb__class_t *c)
+{
+    int faults = 0;
+    if (p->used > EBB_SPARSE_BLOCKS)
+        return FAULT("pool %p: sparse with %u blocks out\n", (void *)p->start, p->used);
+    for (unsigned k = 0; k < p->used; k++) {
+        if (p->held[k] >= c->blocks)
+            FAULT("pool %p: sparse list holds block %u of %u\n", (void *)p->start,
+                  (unsigned)p->held[k], c->blocks);
+        for (unsigned j = 0; j < k; j++)
+            if (p->held[j] == p->held[k])
+                FAULT("pool %p: block %u listed twice\n", (void *)p->start, (unsigned)p->held[k]);
     }
     return faults;
 }
@@ -65,22 +108,8 @@ static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins, size_t
         if (a->slot_head[k] != s || a->slot_class[k] != cls || ((a->free_mask >> k) & 1))
             FAULT("pool %p: slot %u not marked as its own\n", (void *)p->start, k);
     }
-    unsigned words = ebb__bitmap_words(cls);
-    if (p->bits_at % 64 + words > 64 || p->bits_at + words > EBB_SLOTS * EBB_BITMAP_WORDS)
-        return FAULT("pool %p: bitmap at word %u straddles a chunk\n", (void *)p->start,
-                     (unsigned)p->bits_at);
-    uint64_t *bits = ebb__pool_bitmap(p);
-    int nfree = popcount_words(bits, words);
-    if ((uint32_t)nfree + p->used != c->blocks)
-        FAULT("pool %p: %d free + %u used != %u blocks\n", (void *)p->start, nfree, p->used, c->blocks);
-    for (unsigned w = 0; w < words; w++) {
-        uint64_t valid = w + 1 < words ? ~(uint64_t)0 : w + 1 == words ?
-            (c->blocks % 64 ? ((uint64_t)1 << (c->blocks % 64)) - 1 : ~(uint64_t)0) : 0;
-        if (bits[w] & ~valid)
-            FAULT("pool %p: free bits beyond the last block\n", (void *)p->start);
-        if (w < p->scan && bits[w])
-            FAULT("pool %p: free block below the scan hint\n", (void *)p->start);
-    }
+    int bad = p->bits_at == EBB_BITS_SPARSE ? check_sparse(p, c) : check_bitmap(p, c);
+    faults += bad;
     if (p->heap == NULL || p->heap < ebb__heaps.heap || p->heap >= ebb__heaps.heap + ebb__heaps.n)
         return FAULT("pool %p: no owning heap\n", (void *)p->start);
     unsigned want = p->used == c->blocks ? (unsigned)EBB_BUCKET_FULL
@@ -89,7 +118,8 @@ static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins, size_t
         FAULT("pool %p: fast bucket formula disagrees with division\n", (void *)p->start);
     if (p->bucket != want)
         FAULT("pool %p: in bucket %u, belongs in %u\n", (void *)p->start, (unsigned)p->bucket, want);
-    faults += check_pool_pages(a, p);
+    if (!bad) /* else its blocks' state cannot be trusted */
+        faults += check_pool_pages(a, p);
     *pools_listed += p->listed;
     (*pools_in_bins)++;
     return faults;
@@ -100,7 +130,7 @@ static void claim_bitmap_words(const ebb__arena_t *a, const ebb__pool_t *p, uint
 {
     unsigned cls = a->slot_class[p->head_slot];
     if (cls >= EBB_CLASSES || p->bits_at >= EBB_SLOTS * EBB_BITMAP_WORDS)
-        return; /* reported by check_pool */
+        return; /* sparse, or reported by check_pool */
     for (unsigned w = p->bits_at; w < p->bits_at + ebb__bitmap_words(cls); w++)
         claimed[w / 64] |= (uint64_t)1 << (w % 64);
 }

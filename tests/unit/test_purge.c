@@ -623,6 +623,159 @@ static void test_a_pass_gives_back_its_pools_in_few_calls(void **state)
                   "went back one call each (checked), not in vectors");
 }
 
+/* ------------------------------------------------------- sparse pools */
+
+/* Pages 2 on of arena a's header (the first two hold its fields and
+ * descriptors) are dirty in dirty[0] exactly if a pool has a bitmap word on
+ * them, and resident if they are. */
+static void header_pages_checked(ebb__arena_t *a)
+{
+    const size_t at = offsetof(ebb__arena_t, bits), words = EBB_SLOTS * EBB_BITMAP_WORDS;
+    for (size_t pg = 2; (pg << 12) < at + words * 8; pg++) {
+        int used = 0;
+        size_t end = (((pg + 1) << 12) - at) / 8;
+        for (size_t w = ((pg << 12) - at) / 8; w < end && w < words && !used; w++)
+            used = (a->bits_used[w / 64] >> (w % 64)) & 1;
+        int dirty = (a->dirty[0] >> pg) & 1;
+        if (used) {
+            assert_true(dirty);
+        } else {
+            assert_false(dirty);
+            assert_false(resident((uint8_t *)a + (pg << 12)));
+        }
+    }
+}
+
+/* A teardown that leaves a few blocks in each pool: after the pass each
+ * pool keeps their indices and no bitmap words, and the arena pass purges
+ * the header pages no pool has a word on; the blocks left are intact, and
+ * the pools' bitmaps come back whole when they are needed. */
+static void test_pools_with_few_blocks_out_give_their_bitmaps_back(void **state)
+{
+    (void)state;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, CLS64);
+    enum { POOLS = 24, PER = 1024, KEPT = 3 };
+    static void *blk[POOLS * PER], *gone[POOLS * PER];
+    take_filled(h, blk, POOLS * PER, 9);
+    unsigned nkept = 0, ngone = 0;
+    static void *kept[POOLS * PER];
+    for (unsigned i = 0; i < POOLS * PER; i++) {
+        unsigned idx = (unsigned)(((uintptr_t)blk[i] & 0xffff) / 64);
+        if (idx == 5 || idx == 500 || idx == 1023)
+            kept[nkept++] = blk[i];
+        else
+            gone[ngone++] = blk[i];
+    }
+    assert_int_equal(nkept, POOLS * KEPT);
+    /* The pages the pools' bitmaps reach, before. */
+    ebb__arena_t *arena[POOLS];
+    unsigned narenas = 0;
+    for (unsigned i = 0; i < nkept; i += KEPT) {
+        ebb__arena_t *a = ebb__arena_of((uintptr_t)kept[i]);
+        unsigned k = 0;
+        while (k < narenas && arena[k] != a)
+            k++;
+        if (k == narenas)
+            arena[narenas++] = a;
+    }
+    uint16_t dirty_before[POOLS];
+    for (unsigned k = 0; k < narenas; k++)
+        dirty_before[k] = arena[k]->dirty[0];
+    ebb__heap_free(gone, ngone);
+    uint32_t due = ebb__os_now_ms() + DELAY;
+    for (int pass = 0; pass < 8 && b->purge_head; pass++)
+        ebb__heap_purge(due, DELAY, &surplus);
+    for (unsigned i = 0; i < nkept; i += KEPT) {
+        ebb__pool_t *p = ebb__pool_of(ebb__arena_of((uintptr_t)kept[i]), (uintptr_t)kept[i]);
+        assert_int_equal(p->bits_at, EBB_BITS_SPARSE);
+        assert_int_equal(p->used, KEPT);
+        for (unsigned j = 0; j < KEPT; j++)
+            assert_false(ebb__pool_is_free(p, (uint32_t)(((uintptr_t)kept[i + j] & 0xffff) / 64)));
+        assert_true(ebb__pool_is_free(p, 6));
+    }
+    assert_int_equal(ebb_check(), 0);
+    ebb__arena_purge(due, DELAY, &surplus);
+    unsigned went = 0;
+    for (unsigned k = 0; k < narenas; k++) {
+        header_pages_checked(arena[k]);
+        went += (unsigned)__builtin_popcount(dirty_before[k] & ~arena[k]->dirty[0]);
+    }
+    assert_true(went >= 1); /* 24 bitmaps of 16 words reach past page 1 */
+    for (unsigned i = 0; i < nkept; i++) {
+        assert_true(resident(kept[i]));
+        assert_int_equal(((unsigned char *)kept[i])[63], 9);
+    }
+    /* Refills make the bitmaps again, from the lists: every block handed
+     * out is one that was free, and the header pages come back as needed. */
+    static void *again[POOLS * PER];
+    unsigned nagain = unit_heap_alloc(h, CLS64, again, POOLS * (PER - KEPT));
+    assert_int_equal(nagain, POOLS * (PER - KEPT));
+    for (unsigned i = 0; i < nagain; i++)
+        for (unsigned j = 0; j < nkept; j++)
+            assert_ptr_not_equal(again[i], kept[j]);
+    for (unsigned k = 0; k < narenas; k++)
+        header_pages_checked(arena[k]);
+    assert_int_equal(ebb_check(), 0);
+    ebb__heap_free(again, nagain);
+    ebb__heap_free(kept, nkept);
+    ebb_collect(1);
+}
+
+/* Frees into a sparse pool take the blocks off its list; a second free of
+ * one is refused and reported; the last one empties the pool. */
+static void test_frees_into_a_sparse_pool(void **state)
+{
+    (void)state;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, CLS64);
+    static void *blk[1024];
+    take_filled(h, blk, 1024, 4);
+    ebb__pool_t *p = ebb__pool_of(ebb__arena_of((uintptr_t)blk[0]), (uintptr_t)blk[0]);
+    void *kept[EBB_SPARSE_BLOCKS];
+    for (unsigned i = 0; i < EBB_SPARSE_BLOCKS; i++)
+        kept[i] = blk[100 * i];
+    for (unsigned i = 0; i < EBB_SPARSE_BLOCKS; i++)
+        blk[100 * i] = NULL;
+    unsigned n = 0;
+    for (unsigned i = 0; i < 1024; i++)
+        if (blk[i])
+            blk[n++] = blk[i];
+    ebb__heap_free(blk, n);
+    ebb_collect(0); /* a pass over everything: the pool keeps the most a list holds */
+    assert_int_equal(p->bits_at, EBB_BITS_SPARSE);
+    assert_int_equal(p->used, EBB_SPARSE_BLOCKS);
+    size_t used = b->used;
+    ebb__heap_free(kept, 2);
+    assert_int_equal(p->used, EBB_SPARSE_BLOCKS - 2);
+    assert_int_equal(b->used, used - 2);
+    assert_true(ebb__pool_is_free(p, 0));
+    assert_true(ebb__pool_is_free(p, 100));
+    assert_false(ebb__pool_is_free(p, 200));
+    int saved = ebb__opt.on_error;
+    ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
+    size_t errors = ebb__misuse.errors;
+    void *twice[2] = { kept[1], (uint8_t *)kept[2] + 8 };
+    ebb__heap_free(twice, 2);
+    size_t reported = ebb__misuse.errors - errors;
+    ebb__opt.on_error = saved;
+    assert_int_equal(reported, 2); /* the double free, and the interior pointer */
+    assert_int_equal(p->used, EBB_SPARSE_BLOCKS - 2);
+    assert_int_equal(ebb_check(), 0);
+    /* A corrupt list is what ebb_check reports. */
+    uint16_t was = p->held[1];
+    p->held[1] = p->held[0];
+    ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
+    int faults = ebb_check();
+    ebb__opt.on_error = saved;
+    p->held[1] = was;
+    assert_true(faults >= 1);
+    ebb__heap_free(kept + 2, EBB_SPARSE_BLOCKS - 2);
+    assert_int_equal(p->used, 0);
+    assert_int_equal(b->used, used - EBB_SPARSE_BLOCKS);
+    ebb_collect(1);
+}
+
 /* -------------------------------------------------------------- surplus */
 
 /* The demand estimate slides over the last window: what was taken since
@@ -1027,6 +1180,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_a_pass_gives_back_its_pools_in_few_calls, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_borrowed_block_freed_again_is_refused, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_refill_waits_for_borrowed_room, unit_teardown_check),
+        cmocka_unit_test_teardown(test_pools_with_few_blocks_out_give_their_bitmaps_back,
+                                  unit_teardown_check),
+        cmocka_unit_test_teardown(test_frees_into_a_sparse_pool, unit_teardown_check),
         cmocka_unit_test_teardown(test_free_slots_purged_when_due, unit_teardown_check),
         cmocka_unit_test_teardown(test_demand_is_a_sliding_window, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_stamp_after_the_pass_clock_is_new, unit_teardown_check),
