@@ -5,8 +5,10 @@
  * entries, and the decision to map or unmap an arena.
  *
  * Layout: slot 0 is the header (ebb__arena_t: slot classes, pool descriptors,
- * free bitmaps packed low, so that 3 to 4 of its 10 pages are resident in
- * a typical arena), slots 1..63 hold pools.  Metadata never shares a page with
+ * free bitmaps packed low), slots 1..63 hold pools.  Its first two pages
+ * hold the fields and descriptors; a page after them is resident only while
+ * a pool has bitmap words on it ("Header pages" below), so an arena whose
+ * pools keep a few blocks each (sparse, pool.c) keeps 2 of its 10.  Metadata never shares a page with
  * user blocks, so an overflow out of a block cannot reach it without first
  * crossing into another slot, and purging user pages never loses bookkeeping.
  *

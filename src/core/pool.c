@@ -36,7 +36,9 @@
  * free into a sparse pool takes the index out of the list; anything else that
  * needs the bitmap (a refill, a borrow) makes it again first (densify), from
  * the list.  Both directions take the arena lock under the bin lock, the
- * order the rest of ebb uses.
+ * order the rest of ebb uses.  Measured on bench/rss scenario 2 in C (0.1%
+ * of 1 GiB survives, in about 7,400 pools of 290 arenas): metadata resident
+ * 4.0 -> 2.7 MiB, RSS 1.08 -> 1.05 times the floor; Python 1.05 -> 1.03.
  */
 #include "internal.h"
 
