@@ -275,10 +275,11 @@ _Static_assert((sizeof(ebb__bin_t) & (sizeof(ebb__bin_t) - 1)) == 0, "a bin's si
 
 struct ebb__heap_s {
     ebb__bin_t bin[EBB_CLASSES];
-    unsigned index;
 };
 
-/* The shared heaps (core/heap.c): `n` of them in use, fixed at start-up. */
+/* The shared heaps (core/heap.c): `n` of them in use, fixed at start-up.
+ * The others are never written, so their pages are never resident (16 KiB
+ * a heap: writing a field of all 64 at start-up cost every process 256 KiB). */
 typedef struct {
     ebb__heap_t heap[EBB_MAX_HEAPS];
     unsigned n;

@@ -745,8 +745,6 @@ ebb__heap_t *ebb__heap_pick(void)
 void ebb__heaps_init(unsigned n)
 {
     ebb__heaps.n = n > EBB_MAX_HEAPS ? EBB_MAX_HEAPS : n;
-    for (unsigned i = 0; i < EBB_MAX_HEAPS; i++)
-        ebb__heaps.heap[i].index = i;
 }
 
 /* ---------------------------------------------------- statistics, fork */

@@ -2,6 +2,8 @@
  * catch double frees and interior pointers when blocks come home. */
 #include "unit.h"
 
+#include <sys/mman.h>
+
 #define CLS 60 /* 81920-byte blocks: not thread-cached, nobody else uses it */
 
 static ebb__heap_t *H(void)
@@ -99,6 +101,30 @@ static void test_used_counter_tracks_blocks(void **state)
     assert_int_equal(h->bin[cls].used, used0);
 }
 
+/* The heaps past the ones in use are never written, so their pages never
+ * become resident: 64 heaps of 16 KiB are 1 MiB of static memory, and a
+ * start-up that wrote one field of each cost every process 256 KiB. */
+static void test_unused_heaps_take_no_memory(void **state)
+{
+    (void)state;
+    ebb__ensure_init();
+    unsigned checked = 0;
+    for (unsigned h = ebb__heaps.n + 1; h + 1 < EBB_MAX_HEAPS; h++) {
+        uintptr_t lo = ((uintptr_t)&ebb__heaps.heap[h] + 4095) & ~(uintptr_t)4095;
+        uintptr_t hi = (uintptr_t)&ebb__heaps.heap[h + 1] & ~(uintptr_t)4095;
+        unsigned char v[8];
+        assert_true(hi - lo <= sizeof v * 4096);
+        if (hi <= lo)
+            continue;
+        assert_int_equal(mincore((void *)lo, hi - lo, v), 0);
+        for (size_t i = 0; i < (hi - lo) / 4096; i++)
+            assert_int_equal(v[i] & 1, 0);
+        checked++;
+    }
+    if (ebb__heaps.n + 3 < EBB_MAX_HEAPS)
+        assert_true(checked > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +132,7 @@ int main(void)
         cmocka_unit_test_teardown(test_empty_pool_released_unless_last, unit_teardown_check),
         cmocka_unit_test_teardown(test_double_free_and_interior_pointer_caught, unit_teardown_check),
         cmocka_unit_test_teardown(test_used_counter_tracks_blocks, unit_teardown_check),
+        cmocka_unit_test(test_unused_heaps_take_no_memory),
     };
     return cmocka_run_group_tests_name("heap", tests, NULL, NULL);
 }
