@@ -424,12 +424,6 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)
     return (int)((ebb__pool_bitmap(p)[idx / 64] >> (idx % 64)) & 1);
 }
 
-/* Blocks come back to their pool (its bin lock held), a run at a time: the
- * blocks at the start of `blocks` that lie in p are taken back with an
- * index multiply and a bit test each, no lookups; a block that is not the
- * start of one, or already free, is reported and left out.  Returns how
- * many entries it consumed (at least one): the caller looks up the pool of
- * the next. */
 EBB_NOINLINE unsigned ebb__pool_put_sparse(ebb__pool_t *p, void *const *blocks, unsigned n)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
@@ -452,6 +446,12 @@ EBB_NOINLINE unsigned ebb__pool_put_sparse(ebb__pool_t *p, void *const *blocks, 
     return i ? i : 1;
 }
 
+/* Blocks come back to their pool (its bin lock held), a run at a time: the
+ * blocks at the start of `blocks` that lie in p are taken back with an
+ * index multiply and a bit test each, no lookups; a block that is not the
+ * start of one, or already free, is reported and left out.  Returns how
+ * many entries it consumed (at least one): the caller looks up the pool of
+ * the next. */
 EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks, unsigned n)
 {
     if (EBB_UNLIKELY(p->bits_at == EBB_BITS_SPARSE))
