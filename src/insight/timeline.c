@@ -230,6 +230,10 @@ size_t ebb__timeline_copy(ebb__timeline_point_t *out, size_t max)
     return n;
 }
 
+/* ms the coarse clock may be behind the precise one: a scheduler tick at
+ * 100 Hz, the slowest Linux is built with. */
+#define CLOCK_SKEW_MS 10
+
 void ebb__timeline_info(ebb__timeline_info_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -240,9 +244,13 @@ void ebb__timeline_info(ebb__timeline_info_t *out)
     out->peak_committed = atomic_load_explicit(&ebb__ledger.peak_committed, memory_order_relaxed);
     uint32_t at = atomic_load_explicit(&ebb__ledger.peak_committed_ms, memory_order_relaxed);
     /* A peak before the timeline started (inside ebb's own start-up) is
-     * at its start.  (The ledger's clock wraps after 49 days.) */
+     * at its start.  (The ledger's clock wraps after 49 days.)  The peak's
+     * clock and t0_ms are the coarse one, now_ms the precise one, so a peak
+     * raised in the last tick can come out a few ms after now: it is now. */
     uint64_t since = (uint32_t)(at - tl.t0_ms);
-    out->peak_committed_ms = since <= out->now_ms ? since : 0;
+    out->peak_committed_ms = since <= out->now_ms                ? since
+                             : since - out->now_ms <= CLOCK_SKEW_MS ? out->now_ms
+                                                                   : 0;
     ebb__lock(&tl.lock);
     out->kept = ring_count(&tl.ring);
     out->stride = tl.ring.stride ? tl.ring.stride : 1;
