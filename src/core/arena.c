@@ -457,12 +457,16 @@ static unsigned lend_due(lent_t *out, lend_rule_t *r, uint32_t *next)
  * until its pools need words there) and one vector call serves up to
  * LEND_BATCH arenas. */
 
-/* Does any pool hold a bitmap word in [w, end)? */
+/* Does any pool hold a bitmap word in [w, end)?  A chunk's mask at a time. */
 static int words_in_use(const ebb__arena_t *a, size_t w, size_t end)
 {
-    for (; w < end; w++)
-        if ((a->bits_used[w / 64] >> (w % 64)) & 1)
+    while (w < end) {
+        size_t c = w / 64, lo = w % 64, hi = end - c * 64 < 64 ? end - c * 64 : 64;
+        uint64_t m = (hi - lo == 64 ? ~(uint64_t)0 : (((uint64_t)1 << (hi - lo)) - 1)) << lo;
+        if (a->bits_used[c] & m)
             return 1;
+        w = c * 64 + hi;
+    }
     return 0;
 }
 
