@@ -382,6 +382,11 @@ static inline unsigned ebb__bitmap_words(unsigned cls)
 {
     return (ebb__classes[cls].blocks + 63) / 64;
 }
+/* n bits (1 to 64) from bit `at` up, within one 64-bit word. */
+static inline uint64_t ebb__bit_run(unsigned n, unsigned at)
+{
+    return (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << at;
+}
 
 /* ------------------------------------------------------ core/pool.c */
 

@@ -281,20 +281,27 @@ static void slots_mark_clean(ebb__arena_t *a, uint64_t mask)
         a->dirty[__builtin_ctzll(m)] = 0;
 }
 
-/* Purge the slots in `mask`, a range per run of adjacent ones: into
- * `batch` if there is one (flushed before the slots are given back), else a
- * call each. */
-static void purge_slots(ebb__arena_t *a, uint64_t mask, ebb__purge_batch_t *batch)
+/* Purge the units of arena a in `mask` (unit i: bytes from i << shift), a
+ * range per run of adjacent ones: into `batch` if there is one, else a call
+ * each. */
+static void purge_runs(ebb__arena_t *a, uint64_t mask, unsigned shift, ebb__purge_batch_t *batch)
 {
     while (mask) {
         unsigned s = (unsigned)__builtin_ctzll(mask);
         unsigned e = s;
-        while (e < EBB_SLOTS && ((mask >> e) & 1))
+        while (e < 64 && ((mask >> e) & 1))
             e++;
-        ebb__purge_batch_add(batch, (uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE,
-                             (size_t)(e - s) * EBB_SLOT_SIZE);
-        mask &= e >= EBB_SLOTS ? 0 : ~(uint64_t)0 << e;
+        ebb__purge_batch_add(batch, (uint8_t *)a + ((uintptr_t)s << shift),
+                             (size_t)(e - s) << shift);
+        mask &= e >= 64 ? 0 : ~(uint64_t)0 << e;
     }
+}
+
+/* Purge the slots in `mask`: into `batch` if there is one (flushed before
+ * the slots are given back), else a call each. */
+static void purge_slots(ebb__arena_t *a, uint64_t mask, ebb__purge_batch_t *batch)
+{
+    purge_runs(a, mask, EBB_SLOT_SHIFT, batch);
 }
 
 void ebb__arena_release_pool(ebb__pool_t *p)
@@ -462,8 +469,7 @@ static int words_in_use(const ebb__arena_t *a, size_t w, size_t end)
 {
     while (w < end) {
         size_t c = w / 64, lo = w % 64, hi = end - c * 64 < 64 ? end - c * 64 : 64;
-        uint64_t m = (hi - lo == 64 ? ~(uint64_t)0 : (((uint64_t)1 << (hi - lo)) - 1)) << lo;
-        if (a->bits_used[c] & m)
+        if (a->bits_used[c] & ebb__bit_run((unsigned)(hi - lo), (unsigned)lo))
             return 1;
         w = c * 64 + hi;
     }
@@ -521,14 +527,7 @@ static void purge_headers_due(const lend_rule_t *r, uint32_t *next)
             uint16_t m = header_pages_unused(a);
             cleaned += (size_t)__builtin_popcount(m);
             a->dirty[0] &= (uint16_t)~m;
-            while (m) {
-                unsigned pg = (unsigned)__builtin_ctz(m), end = pg;
-                while (end < EBB_SLOT_PAGES && ((m >> end) & 1))
-                    end++;
-                ebb__purge_batch_add(&batch, (uint8_t *)a + ((size_t)pg << EBB_PAGE_SHIFT),
-                                     (size_t)(end - pg) << EBB_PAGE_SHIFT);
-                m &= end >= EBB_SLOT_PAGES ? 0 : (uint16_t)(0xffffu << end);
-            }
+            purge_runs(a, m, EBB_PAGE_SHIFT, &batch);
         }
     }
 flush:

@@ -44,21 +44,27 @@
 
 #include <string.h>
 
+/* Every block of p free in its bitmap, none past its last. */
+static void bits_all_free(ebb__pool_t *p)
+{
+    const ebb__class_t *c = &ebb__classes[p->cls];
+    uint64_t *bits = ebb__pool_bitmap(p);
+    unsigned full_words = c->blocks / 64, rest = c->blocks % 64;
+    memset(bits, 0xff, full_words * sizeof *bits);
+    if (rest)
+        bits[full_words] = ebb__bit_run(rest, 0);
+}
+
 void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls)
 {
-    const ebb__class_t *c = &ebb__classes[cls];
-    ebb__assert(p->span == c->span);
+    ebb__assert(p->span == ebb__classes[cls].span);
     __atomic_store_n(&p->heap, h, __ATOMIC_RELEASE);
     p->cls = (uint8_t)cls;
     p->used = 0;
     p->scan = 0;
     p->bucket = EBB_BUCKET_NONE;
     p->next = p->prev = NULL;
-    uint64_t *bits = ebb__pool_bitmap(p);
-    unsigned full_words = c->blocks / 64, rest = c->blocks % 64;
-    memset(bits, 0xff, full_words * sizeof *bits);
-    if (rest)
-        bits[full_words] = ((uint64_t)1 << rest) - 1;
+    bits_all_free(p);
 }
 
 /* A mask of pages first..last (inclusive) of a slot. */
@@ -80,11 +86,6 @@ static uint16_t page_mask(unsigned first, unsigned last)
  * pools touch at most 63 chunks and a whole chunk is always free for the
  * 64th: a reservation cannot fail.
  */
-static uint64_t word_mask(unsigned n, unsigned at)
-{
-    return (n == 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << at;
-}
-
 /* Bytes [at, at + len) of a's header are about to be written: their pages
  * become resident (committed counts them). */
 static void header_touch(ebb__arena_t *a, const void *at, size_t len)
@@ -114,7 +115,7 @@ void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls)
             room &= ~a->bits_used[c] >> j; /* bit i: words i..i+j free, in the chunk */
         if (room) {
             unsigned at = (unsigned)__builtin_ctzll(room);
-            a->bits_used[c] |= word_mask(n, at);
+            a->bits_used[c] |= ebb__bit_run(n, at);
             p->bits_at = (uint16_t)(c * 64 + at);
             header_touch(a, &a->bits[p->bits_at], n * sizeof(uint64_t));
             return;
@@ -129,7 +130,7 @@ void ebb__pool_bits_release(ebb__pool_t *p)
         return;
     ebb__arena_t *a = ebb__arena_of_pool(p);
     unsigned n = ebb__bitmap_words(p->cls);
-    a->bits_used[p->bits_at / 64] &= ~word_mask(n, p->bits_at % 64);
+    a->bits_used[p->bits_at / 64] &= ~ebb__bit_run(n, p->bits_at % 64);
     a->bits_freed_at = ebb__os_now_ms();
     a->bits_freed = 1;
 }
@@ -144,7 +145,7 @@ int ebb__pool_sparsen(ebb__pool_t *p)
     for (unsigned w = 0; w < words; w++) {
         uint64_t out = ~bits[w];
         if (w + 1 == words && c->blocks % 64)
-            out &= ((uint64_t)1 << (c->blocks % 64)) - 1;
+            out &= ebb__bit_run(c->blocks % 64, 0);
         for (; out; out &= out - 1)
             p->held[n++] = (uint16_t)(w * 64 + (unsigned)__builtin_ctzll(out));
     }
@@ -160,15 +161,11 @@ int ebb__pool_sparsen(ebb__pool_t *p)
 /* Sparse pool p gets a bitmap again, made from its list. */
 static EBB_NOINLINE void densify(ebb__pool_t *p)
 {
-    const ebb__class_t *c = &ebb__classes[p->cls];
     ebb__lock(&ebb__arenas.lock);
     ebb__pool_bits_reserve(p, p->cls);
     ebb__unlock(&ebb__arenas.lock);
+    bits_all_free(p);
     uint64_t *bits = ebb__pool_bitmap(p);
-    unsigned full_words = c->blocks / 64, rest = c->blocks % 64;
-    memset(bits, 0xff, full_words * sizeof *bits);
-    if (rest)
-        bits[full_words] = ((uint64_t)1 << rest) - 1;
     for (unsigned i = 0; i < p->used; i++)
         bits[p->held[i] / 64] &= ~((uint64_t)1 << (p->held[i] % 64));
     p->scan = 0;

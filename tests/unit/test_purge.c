@@ -211,6 +211,24 @@ static ebb__bin_t *bin_of(ebb__heap_t *h, unsigned cls)
     return &h->bin[cls];
 }
 
+/* The pool that holds block blk. */
+static ebb__pool_t *pool_holding(void *blk)
+{
+    return ebb__pool_of(ebb__arena_of((uintptr_t)blk), (uintptr_t)blk);
+}
+
+/* Free n blocks with misuse reported but not fatal; how many were reported. */
+static size_t reported_by_free(void **blk, unsigned n)
+{
+    int saved = ebb__opt.on_error;
+    ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
+    size_t errors = ebb__misuse.errors;
+    ebb__heap_free(blk, n);
+    size_t reported = ebb__misuse.errors - errors;
+    ebb__opt.on_error = saved;
+    return reported;
+}
+
 /* n 64-byte blocks from heap h, each filled with `byte`. */
 static void take_filled(ebb__heap_t *h, void **blk, unsigned n, int byte)
 {
@@ -395,7 +413,7 @@ static void test_allocating_from_a_listed_pool_restarts_its_clock(void **state)
      * Whichever it takes from moves to the tail of the list. */
     void *one;
     assert_int_equal(unit_heap_alloc(h, cls, &one, 1), 1);
-    ebb__pool_t *taken = ebb__pool_of(ebb__arena_of((uintptr_t)one), (uintptr_t)one);
+    ebb__pool_t *taken = pool_holding(one);
     assert_ptr_equal(b->purge_tail, taken);
     assert_ptr_equal(b->purge_head, taken == a ? bb : a);
     ebb__heap_free(&one, 1);
@@ -435,7 +453,7 @@ static void test_a_borrowed_block_freed_again_is_refused(void **state)
     ebb__bin_t *b = bin_of(h, CLS64);
     static void *blk[1024];
     take_filled(h, blk, 1024, 7);
-    ebb__pool_t *p = ebb__pool_of(ebb__arena_of((uintptr_t)blk[0]), (uintptr_t)blk[0]);
+    ebb__pool_t *p = pool_holding(blk[0]);
     uint8_t *page = p->start + 4096; /* page 1: blocks 64..127 */
     void *on_page[64], *elsewhere = p->start + 200 * 64;
     for (unsigned i = 0; i < 64; i++)
@@ -449,16 +467,12 @@ static void test_a_borrowed_block_freed_again_is_refused(void **state)
     ebb__heap_lend(b, &batch, &lent, owner);
     ebb__unlock(&b->lock);
     uint32_t used = p->used;
-    int saved = ebb__opt.on_error;
-    ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
     size_t errors = ebb__misuse.errors;
     void *twice[2] = { on_page[5], elsewhere };
-    ebb__heap_free(twice, 2);
     /* Read now, asserted once the locks are let go. */
-    size_t reported = ebb__misuse.errors - errors;
+    size_t reported = reported_by_free(twice, 2);
     uint32_t used_then = p->used;
     int still_out = !ebb__pool_is_free(p, 64 + 5);
-    ebb__opt.on_error = saved;
     ebb__lock(&b->lock);
     ebb__heap_unlend(b, &lent, owner);
     ebb__unlock(&b->lock);
@@ -500,7 +514,7 @@ static void test_a_refill_waits_for_borrowed_room(void **state)
     ebb__bin_t *b = bin_of(h, CLS64);
     static void *blk[1024];
     take_filled(h, blk, 1024, 7); /* one whole pool: the bin has no room */
-    ebb__pool_t *p = ebb__pool_of(ebb__arena_of((uintptr_t)blk[0]), (uintptr_t)blk[0]);
+    ebb__pool_t *p = pool_holding(blk[0]);
     uint8_t *page = p->start + 4096;
     void *on_page[64];
     for (unsigned i = 0; i < 64; i++)
@@ -687,7 +701,7 @@ static void test_pools_with_few_blocks_out_give_their_bitmaps_back(void **state)
     for (int pass = 0; pass < 8 && b->purge_head; pass++)
         ebb__heap_purge(due, DELAY, &surplus);
     for (unsigned i = 0; i < nkept; i += KEPT) {
-        ebb__pool_t *p = ebb__pool_of(ebb__arena_of((uintptr_t)kept[i]), (uintptr_t)kept[i]);
+        ebb__pool_t *p = pool_holding(kept[i]);
         assert_int_equal(p->bits_at, EBB_BITS_SPARSE);
         assert_int_equal(p->used, KEPT);
         for (unsigned j = 0; j < KEPT; j++)
@@ -731,7 +745,7 @@ static void test_frees_into_a_sparse_pool(void **state)
     ebb__bin_t *b = bin_of(h, CLS64);
     static void *blk[1024];
     take_filled(h, blk, 1024, 4);
-    ebb__pool_t *p = ebb__pool_of(ebb__arena_of((uintptr_t)blk[0]), (uintptr_t)blk[0]);
+    ebb__pool_t *p = pool_holding(blk[0]);
     void *kept[EBB_SPARSE_BLOCKS];
     for (unsigned i = 0; i < EBB_SPARSE_BLOCKS; i++)
         kept[i] = blk[100 * i];
@@ -752,19 +766,14 @@ static void test_frees_into_a_sparse_pool(void **state)
     assert_true(ebb__pool_is_free(p, 0));
     assert_true(ebb__pool_is_free(p, 100));
     assert_false(ebb__pool_is_free(p, 200));
-    int saved = ebb__opt.on_error;
-    ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
-    size_t errors = ebb__misuse.errors;
     void *twice[2] = { kept[1], (uint8_t *)kept[2] + 8 };
-    ebb__heap_free(twice, 2);
-    size_t reported = ebb__misuse.errors - errors;
-    ebb__opt.on_error = saved;
-    assert_int_equal(reported, 2); /* the double free, and the interior pointer */
+    assert_int_equal(reported_by_free(twice, 2), 2); /* the double free, and the interior pointer */
     assert_int_equal(p->used, EBB_SPARSE_BLOCKS - 2);
     assert_int_equal(ebb_check(), 0);
     /* A corrupt list is what ebb_check reports. */
     uint16_t was = p->held[1];
     p->held[1] = p->held[0];
+    int saved = ebb__opt.on_error;
     ebb__opt.on_error = EBB_ON_ERROR_IGNORE;
     int faults = ebb_check();
     ebb__opt.on_error = saved;
