@@ -298,10 +298,12 @@
  * scattered leaves a few in each pool (bench/rss scenario 2 in C: 12,644
  * survivors in about 7,400 pools, 1.7 a pool; 4 on average in a pool of
  * 4096 16-byte blocks), and their bitmaps kept about 2 header pages resident
- * in each of 290 arenas: 4 MiB over a floor of 49.  10 indices fill the
- * descriptor to 96 bytes, so that the 64 descriptors and the header's
- * fields still fit its first two pages. */
-#define EBB_SPARSE_BLOCKS 10
+ * in each of 290 arenas: 4 MiB over a floor of 49.  9 indices fill the
+ * hot part of the descriptor to 48 bytes, so that the 64 descriptors and
+ * the header's fields fit its first page (types.h; with 10, the scan hint
+ * had to go to the cold part, and bench/run.py buildfree ran 0.4% more
+ * instructions for it). */
+#define EBB_SPARSE_BLOCKS 9
 
 /* Memory limit (limit.c).  Growth past this percentage of the limit starts
  * a pressure episode (callbacks, then a purge of everything), early enough

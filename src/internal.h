@@ -374,6 +374,48 @@ static inline ebb__arena_t *ebb__arena_of_pool(const ebb__pool_t *p)
 {
     return (ebb__arena_t *)((uintptr_t)p & ~(EBB_ARENA_SIZE - 1));
 }
+/* Pool p's first block: the start of its first slot. */
+static inline uint8_t *ebb__pool_start(const ebb__pool_t *p)
+{
+    return (uint8_t *)ebb__arena_of_pool(p) + ((uintptr_t)p->head_slot << EBB_SLOT_SHIFT);
+}
+/* The cold part of p's descriptor (types.h): valid while p is listed or
+ * has a bitmap. */
+static inline ebb__pool_cold_t *ebb__pool_cold(const ebb__pool_t *p)
+{
+    return &ebb__arena_of_pool(p)->cold[p->head_slot];
+}
+/* Bin lock held: pool p joins its bin's purge list, whose links are in the
+ * cold part; the arena is told first, since it may have purged that page,
+ * and then keeps it (arena.c, "Header pages"). */
+void ebb__arena_cold_restore(ebb__arena_t *a) EBB_HIDDEN;
+/* Arena lock held: bytes [at, at + len) of a's header are about to be
+ * written, so their pages become resident (committed counts them). */
+void ebb__arena_header_touch(ebb__arena_t *a, const void *at, size_t len) EBB_HIDDEN;
+#define EBB_COLD_GONE 0x80000000u    /* the cold page was purged */
+#define EBB_COLD_BUSY 0x40000000u    /* ...is being purged (arena lock held) */
+#define EBB_COLD_RECHECK 0x20000000u /* the last listed pool left */
+#define EBB_COLD_USERS 0x1fffffffu   /* listed pools */
+/* The header pages that hold part of the cold descriptors or bits_used:
+ * every page but the first, up to the bitmaps' start. */
+#define EBB_COLD_PAGES \
+    ((uint16_t)(((1u << (((offsetof(ebb__arena_t, bits) - 1) >> EBB_PAGE_SHIFT) + 1)) - 1) & ~1u))
+static inline void ebb__arena_cold_enter(const ebb__pool_t *p)
+{
+    ebb__arena_t *a = ebb__arena_of_pool(p);
+    uint32_t was = atomic_fetch_add_explicit(&a->cold_users, 1, memory_order_acq_rel);
+    if (EBB_UNLIKELY(was & (EBB_COLD_GONE | EBB_COLD_BUSY)))
+        ebb__arena_cold_restore(a);
+}
+/* Bin lock held: p left its purge list, its last write to the cold part done. */
+static inline void ebb__arena_cold_leave(const ebb__pool_t *p)
+{
+    ebb__arena_t *a = ebb__arena_of_pool(p);
+    uint32_t was = atomic_fetch_sub_explicit(&a->cold_users, 1, memory_order_acq_rel);
+    ebb__assert(was & EBB_COLD_USERS);
+    if ((was & EBB_COLD_USERS) == 1)
+        atomic_fetch_or_explicit(&a->cold_users, EBB_COLD_RECHECK, memory_order_relaxed);
+}
 static inline uint64_t *ebb__pool_bitmap(ebb__pool_t *p)
 {
     return &ebb__arena_of_pool(p)->bits[p->bits_at];
@@ -399,7 +441,6 @@ void ebb__pool_bits_release(ebb__pool_t *p) EBB_HIDDEN;
  * "Sparse pools"); 1 if it did. */
 int ebb__pool_sparsen(ebb__pool_t *p) EBB_HIDDEN;
 /* A new arena's header fields (all but the bitmaps) count as resident. */
-void ebb__pool_header_init(ebb__arena_t *a) EBB_HIDDEN;
 /* Bin lock held: up to `want` free blocks of p, lowest address first, stored
  * downwards from `end` (end[-1] is the lowest); how many. */
 unsigned ebb__pool_take(ebb__pool_t *p, void **end, unsigned want) EBB_HIDDEN;
@@ -427,6 +468,18 @@ size_t ebb__pool_unborrow(ebb__pool_t *p, const void *from, size_t bytes) EBB_HI
 /* ------------------------------------------------------ core/heap.c */
 
 extern EBB_HIDDEN ebb__heap_set_t ebb__heaps;
+/* The heap that owns pool p, NULL while its slots are free.  Acquire: a
+ * free that reads it without the bin lock sees the pool as formatted. */
+static inline ebb__heap_t *ebb__pool_heap(const ebb__pool_t *p)
+{
+    unsigned i = __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE);
+    return i == EBB_NO_HEAP ? NULL : &ebb__heaps.heap[i];
+}
+static inline void ebb__pool_set_heap(ebb__pool_t *p, const ebb__heap_t *h)
+{
+    __atomic_store_n(&p->heap, h ? (uint8_t)(h - ebb__heaps.heap) : (uint8_t)EBB_NO_HEAP,
+                     __ATOMIC_RELEASE);
+}
 extern EBB_HIDDEN const ebb__lockset_t ebb__heap_locks;
 void ebb__heaps_init(unsigned n) EBB_HIDDEN;
 /* Up to `want` blocks of class cls from heap h, stored downwards from `end`,

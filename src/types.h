@@ -148,27 +148,43 @@ typedef struct {
 /* Where a pool sits in its bin. */
 enum { EBB_BUCKET_FULL = EBB_POOL_BUCKETS, EBB_BUCKET_NONE = 0xff };
 
+/* A pool's descriptor, the part every pool in use needs: it lives on the
+ * first page of its arena's header, with the arena's fields, so that an
+ * arena whose pools are all sparse and unlisted keeps one header page
+ * (arena.c, "Header pages").  What only a listed pool uses is in
+ * ebb__pool_cold_t, on the page after.  The start and the owning
+ * heap are derived (ebb__pool_start, ebb__pool_heap), not stored: 48 bytes
+ * on 64-bit, so the fields and 64 descriptors fit one 4 KiB page. */
 struct ebb__pool_s {
     ebb__pool_t *next, *prev; /* bucket list of its bin; bin lock */
-    ebb__heap_t *heap;        /* owning heap; fixed while used > 0 */
-    uint8_t *start;           /* first block (the pool's first slot) */
-    ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, in due order */
     uint32_t used;            /* blocks out; bin lock */
-    uint32_t scan;            /* no free bit in bitmap words below this */
+    /* Its bitmap: arena->bits[bits_at...], or EBB_BITS_SPARSE: the pool has
+     * no words, and its `used` blocks out are the indices in held[] (pool.c,
+     * "Sparse pools"). */
+    uint16_t bits_at;
     uint8_t cls;              /* size class */
     uint8_t span;             /* slots */
     uint8_t bucket;           /* fullness bucket, FULL, or NONE */
     uint8_t head_slot;        /* index of the first slot */
     uint8_t listed;           /* on its bin's purge list; bin lock */
-    /* Its bitmap: arena->bits[bits_at...], or EBB_BITS_SPARSE: the pool has
-     * no words, and its `used` blocks out are the indices in held[] (pool.c,
-     * "Sparse pools"). */
-    uint16_t bits_at;
+    /* The owning heap's index in ebb__heaps, EBB_NO_HEAP while the slots
+     * are free; fixed while used > 0 (atomic: a free reads it unlocked). */
+    uint8_t heap;
+    uint8_t scan;             /* no free bit in bitmap words below this */
+    uint16_t held[EBB_SPARSE_BLOCKS]; /* a sparse pool's blocks out, any order */
+};
+
+#define EBB_NO_HEAP 0xffu
+
+/* The rest of a pool's descriptor: its place in the purge list, valid
+ * while it is `listed`.  An unlisted pool leaves it to whatever the page
+ * holds: the page may have been purged (arena.c, "Header pages"). */
+typedef struct {
+    ebb__pool_t *purge_next, *purge_prev; /* bin's purge list, in due order */
     uint32_t listed_at;       /* ms: joined the purge list (list order) */
     uint32_t stamp;           /* ms: last block returned or taken while listed */
     uint32_t queued_at;       /* ms: its place in the purge list (heap.c) */
-    uint16_t held[EBB_SPARSE_BLOCKS]; /* a sparse pool's blocks out, any order */
-};
+} ebb__pool_cold_t;
 
 #define EBB_BITS_SPARSE 0xffffu
 
@@ -186,11 +202,15 @@ struct ebb__arena_s {
     uint32_t bits_freed_at;    /* ms: a pool last gave bitmap words back */
     uint32_t bits_freed;       /* words were given back since the header's
                                 * pages were last looked at (arena.c) */
+    /* Pools of the arena on a purge list (they write their cold part), and
+     * the state of the header's cold page: arena.c, "Header pages". */
+    _Atomic uint32_t cold_users;
     /* Bit p of dirty[s]: page p of slot s may be resident (touched since it
      * was mapped or last purged).  Owned with the slot: by the bin lock of
      * the pool covering it, else by the arena lock.  dirty[0] is the
-     * header's: the fields before `bits`, and every page of `bits` a pool's
-     * words reached since it was last purged (arena.c, "Header pages"). */
+     * header's: its first page, the cold part's while it is in use, and
+     * every page of `bits` a pool's words reached since it was last purged
+     * (arena.c, "Header pages"). */
     uint16_t dirty[EBB_SLOTS];
     /* The fast free path reads only this: the class of the pool covering
      * each slot, EBB_NO_CLASS for the header and free slots. */
@@ -200,10 +220,13 @@ struct ebb__arena_s {
      * path gets a block's offset in its pool as (address & slot mask) plus
      * this, one load and an add (slot_head would take four more). */
     uint32_t slot_back[EBB_SLOTS];
+    ebb__pool_t pool[EBB_SLOTS];    /* descriptor, valid at a pool's first slot */
+    /* Everything from here on is the cold part: it may be purged while no
+     * pool of the arena is listed or has a bitmap. */
+    ebb__pool_cold_t cold[EBB_SLOTS]; /* valid at a pool's first slot */
     /* Which words of `bits` belong to a pool: bit w of bits_used[c] is word
      * c * 64 + w (pool.c; arena lock). */
     uint64_t bits_used[EBB_SLOTS];
-    ebb__pool_t pool[EBB_SLOTS];    /* descriptor, valid at a pool's first slot */
     /* Free-block bitmaps, out of band so purging a pool's pages loses
      * nothing: bit set = block free.  Each pool owns as many words as its
      * class needs, packed low (pool.c says why). */
@@ -211,12 +234,14 @@ struct ebb__arena_s {
 };
 
 _Static_assert(sizeof(ebb__arena_t) <= EBB_SLOT_SIZE, "arena header fits slot 0");
+_Static_assert(EBB_BITMAP_WORDS <= UINT8_MAX, "a scan hint is a byte");
 _Static_assert(EBB_POOL_MAX_BLOCKS <= EBB_BITS_SPARSE && EBB_SLOTS * EBB_BITMAP_WORDS < EBB_BITS_SPARSE,
                "held[] holds any block index; no bitmap starts at EBB_BITS_SPARSE");
-/* An arena whose pools are all sparse keeps its fields and descriptors
- * resident, and nothing else: two pages (pool.c, "Sparse pools"). */
-_Static_assert(sizeof(void *) != 8 || offsetof(ebb__arena_t, bits) <= 2 * 4096,
-               "fields and descriptors fit the header's first two pages");
+/* An arena whose pools are all sparse and unlisted keeps its fields and
+ * descriptors resident, and nothing else: one page (pool.c, "Sparse
+ * pools"; arena.c, "Header pages"). */
+_Static_assert(offsetof(ebb__arena_t, cold) <= 4096, "fields and descriptors fit the header's first page");
+_Static_assert(sizeof(void *) != 8 || sizeof(ebb__pool_t) == 48, "a descriptor is 48 bytes on 64-bit");
 
 /* Every arena (core/arena.c), guarded by `lock` unless said otherwise. */
 typedef struct {

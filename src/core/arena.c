@@ -5,10 +5,11 @@
  * entries, and the decision to map or unmap an arena.
  *
  * Layout: slot 0 is the header (ebb__arena_t: slot classes, pool descriptors,
- * free bitmaps packed low), slots 1..63 hold pools.  Its first two pages
- * hold the fields and descriptors; a page after them is resident only while
- * a pool has bitmap words on it ("Header pages" below), so an arena whose
- * pools keep a few blocks each (sparse, pool.c) keeps 2 of its 10.  Metadata never shares a page with
+ * free bitmaps packed low), slots 1..63 hold pools.  Its first page holds
+ * the fields and what every pool needs of its descriptor; the pages after
+ * it are resident only while a pool is on a purge list or has bitmap words
+ * on them ("Header pages" below), so an arena whose pools keep a few blocks
+ * each (sparse, pool.c) keeps 1 of its 10.  Metadata never shares a page with
  * user blocks, so an overflow out of a block cannot reach it without first
  * crossing into another slot, and purging user pages never loses bookkeeping.
  *
@@ -183,9 +184,11 @@ static ebb__arena_t *arena_create(void)
     a->free_mask = ALL_POOL_SLOTS;
     a->nfree = EBB_SLOTS - 1;
     memset(a->slot_class, EBB_NO_CLASS, sizeof a->slot_class);
+    for (unsigned s = 0; s < EBB_SLOTS; s++)
+        a->pool[s].heap = EBB_NO_HEAP;
     ebb__owner_set(a, 1);
     ebb__pages_cleaned(POOL_PAGES + EBB_SLOT_PAGES); /* untouched: mapped, not resident */
-    ebb__pool_header_init(a); /* ...but for the header fields written here */
+    ebb__arena_header_touch(a, a, offsetof(ebb__arena_t, bits)); /* ...but for the header */
     ebb__mapped_add(EBB_ARENA_SIZE);
     ebb__arenas.count++;
     ebb__arenas.spare++;
@@ -256,7 +259,6 @@ ebb__pool_t *ebb__arena_take_pool(unsigned span, unsigned cls)
     ebb__pool_t *p = &a->pool[first];
     p->head_slot = (uint8_t)first;
     p->span = (uint8_t)span;
-    p->start = (uint8_t *)a + (uintptr_t)first * EBB_SLOT_SIZE;
     ebb__pool_bits_reserve(p, cls);
     ebb__arenas.pools++;
     ebb__arenas.pool_slots += span;
@@ -323,7 +325,7 @@ void ebb__arena_release_pool(ebb__pool_t *p)
     for (unsigned s = first; s < first + span; s++)
         __atomic_store_n(&a->slot_class[s], (uint8_t)EBB_NO_CLASS, __ATOMIC_RELAXED);
     ebb__pool_bits_release(p);
-    __atomic_store_n(&p->heap, NULL, __ATOMIC_RELEASE);
+    ebb__pool_set_heap(p, NULL);
     p->bucket = EBB_BUCKET_NONE;
     list_remove(a);
     a->free_mask |= run;
@@ -456,13 +458,62 @@ static unsigned lend_due(lent_t *out, lend_rule_t *r, uint32_t *next)
     return n;
 }
 
-/* Header pages.  A header's pages past its fields and descriptors hold
- * only bitmap words; once no pool has a word on one (pools released, or
- * sparse: pool.c), the page is purged like a free slot's, the arena lock
- * held throughout, since the next pool to reserve a word there writes it at
- * once.  That is rare (an arena's pages go once after a teardown, not again
- * until its pools need words there) and one vector call serves up to
- * LEND_BATCH arenas. */
+/*
+ * Header pages.  The header's first page holds the arena's fields and the
+ * hot part of its 64 pool descriptors (types.h), all a pool with a few
+ * blocks out needs.  The pages after it hold the cold part of the
+ * descriptors (the purge-list links and clocks), which words of the
+ * bitmaps are in use, and the bitmaps.  After a
+ * teardown that leaves survivors scattered, most arenas have only sparse
+ * pools (pool.c) and none on a purge list, and then every page but the
+ * first is purged like a free slot's: bench/rss scenario 2 in C kept 290
+ * arenas at 2 pages each, 2.3 MiB of its 2.7 MiB over the floor, and keeps
+ * 1 MiB less now (RSS / floor 1.053 -> 1.034).
+ *
+ * A bitmap page goes once no pool has a word on it.  The cold part goes
+ * once no pool of the arena has a bitmap (words are reserved and given back
+ * under the arena lock, which the purge holds throughout) and none is
+ * listed.  A pool joins a purge list under its bin lock, not the arena's,
+ * so cold_users counts the listed pools atomically: the purge claims the
+ * cold part only from a count of 0 (EBB_COLD_BUSY), and marks it gone when
+ * the pages are; a pool that joins meanwhile, or later, sees the mark and
+ * takes the arena lock (waiting out a purge in flight) to count the pages
+ * resident again before it writes (ebb__arena_cold_restore).  The last pool
+ * to leave a list sets EBB_COLD_RECHECK, so the next pass looks at the
+ * arena again.  That is rare (an arena's pages go once after a teardown,
+ * not again until its pools need them) and one vector call serves up to
+ * LEND_BATCH arenas.
+ */
+
+#define COLD_PAGES EBB_COLD_PAGES
+_Static_assert((offsetof(ebb__arena_t, cold) >> EBB_PAGE_SHIFT) == 0 &&
+                   ((offsetof(ebb__arena_t, bits) - 1) >> EBB_PAGE_SHIFT) >= 1,
+               "the hot part is the first page, and it is followed by cold pages");
+
+void ebb__arena_header_touch(ebb__arena_t *a, const void *at, size_t len)
+{
+    size_t lo = (size_t)((const uint8_t *)at - (const uint8_t *)a) >> EBB_PAGE_SHIFT;
+    size_t hi = ((size_t)((const uint8_t *)at - (const uint8_t *)a) + len - 1) >> EBB_PAGE_SHIFT;
+    uint16_t m = (uint16_t)(((2u << hi) - 1) & ~((1u << lo) - 1));
+    size_t fresh = (size_t)__builtin_popcount((unsigned)(m & ~a->dirty[0]));
+    a->dirty[0] |= m;
+    if (fresh == 0)
+        return;
+    ebb__pages_dirtied(fresh);
+    if ((a->dirty[0] & COLD_PAGES) == COLD_PAGES)
+        atomic_fetch_and_explicit(&a->cold_users, ~EBB_COLD_GONE, memory_order_relaxed);
+}
+
+void ebb__arena_cold_restore(ebb__arena_t *a)
+{
+    ebb__lock(&ebb__arenas.lock); /* a purge of the cold part holds it */
+    if (atomic_load_explicit(&a->cold_users, memory_order_relaxed) & EBB_COLD_GONE)
+        ebb__arena_header_touch(a, a->cold,
+                                offsetof(ebb__arena_t, bits) - offsetof(ebb__arena_t, cold));
+    ebb__assert(!(atomic_load_explicit(&a->cold_users, memory_order_relaxed) &
+                  (EBB_COLD_GONE | EBB_COLD_BUSY)));
+    ebb__unlock(&ebb__arenas.lock);
+}
 
 /* Does any pool hold a bitmap word in [w, end)?  A chunk's mask at a time. */
 static int words_in_use(const ebb__arena_t *a, size_t w, size_t end)
@@ -476,15 +527,35 @@ static int words_in_use(const ebb__arena_t *a, size_t w, size_t end)
     return 0;
 }
 
-/* Pages of a's header, resident and holding no bitmap word in use. */
-static uint16_t header_pages_unused(const ebb__arena_t *a)
+/* Claim a's cold part for a purge: its pages are resident and no pool has
+ * a bitmap or is listed.  Arena lock held. */
+static int cold_claim(ebb__arena_t *a)
+{
+    if (!(a->dirty[0] & COLD_PAGES) || words_in_use(a, 0, EBB_SLOTS * EBB_BITMAP_WORDS))
+        return 0;
+    uint32_t was = atomic_load_explicit(&a->cold_users, memory_order_relaxed);
+    return !(was & (EBB_COLD_USERS | EBB_COLD_BUSY)) &&
+           atomic_compare_exchange_strong_explicit(&a->cold_users, &was,
+                                                   (was & ~EBB_COLD_GONE) | EBB_COLD_BUSY,
+                                                   memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* Pages of a's header past the first, resident and unused: no bitmap word
+ * in use on them, and if they hold cold descriptors, the cold part claimed. */
+static uint16_t header_pages_unused(const ebb__arena_t *a, int cold_claimed)
 {
     const size_t at = offsetof(ebb__arena_t, bits), words = EBB_SLOTS * EBB_BITMAP_WORDS;
+    /* With the cold part purged no word is in use, and reading bits_used
+     * would map the zero page there (which mincore, and so ebb_rss, would
+     * count resident). */
+    int none_in_use = !(a->dirty[0] & COLD_PAGES);
     uint16_t m = 0;
-    for (size_t pg = (at + EBB_PAGE - 1) >> EBB_PAGE_SHIFT; (pg << EBB_PAGE_SHIFT) < at + words * 8;
-         pg++) {
-        size_t w = ((pg << EBB_PAGE_SHIFT) - at) / 8, end = w + EBB_PAGE / 8;
-        if (((a->dirty[0] >> pg) & 1) && !words_in_use(a, w, end < words ? end : words))
+    for (size_t pg = 1; (pg << EBB_PAGE_SHIFT) < at + words * 8; pg++) {
+        if (!((a->dirty[0] >> pg) & 1) || (((COLD_PAGES >> pg) & 1) && !cold_claimed))
+            continue;
+        size_t from = pg << EBB_PAGE_SHIFT, to = from + EBB_PAGE;
+        size_t w = from > at ? (from - at) / 8 : 0, end = to > at ? (to - at) / 8 : 0;
+        if (none_in_use || !words_in_use(a, w, end < words ? end : words))
             m |= (uint16_t)(1u << pg);
     }
     return m;
@@ -495,22 +566,38 @@ _Static_assert(sizeof(ebb__arena_t) <= (size_t)EBB_SLOT_PAGES << EBB_PAGE_SHIFT,
 _Static_assert(offsetof(ebb__arena_t, bits) % 8 == 0 && EBB_PAGE % 8 == 0,
                "no bitmap word straddles two header pages");
 
-/* Purge the unused pages of the headers whose pools last gave words back a
- * whole delay ago, surplus or not: the calls hold the arena lock, which a
- * teardown's frees need whenever a pool empties, so they wait until the
- * arena is quiet; a header's pages are a small part of what a teardown
- * leaves (2 MiB of 1 GiB in bench/rss scenario 2), and the steady state is
- * what they are for.  bench/run.py buildfree, 15 interleaved repetitions
- * against the library before sparse pools: 1.947 s against 1.925 (spread
- * 9%).  Arena lock held. */
+/* The last listed pool of a left its list: look at its header again, a
+ * whole delay from now, or when words given back fall due, if sooner. */
+static void cold_recheck(ebb__arena_t *a, uint32_t now)
+{
+    if (!(atomic_load_explicit(&a->cold_users, memory_order_relaxed) & EBB_COLD_RECHECK))
+        return;
+    atomic_fetch_and_explicit(&a->cold_users, ~EBB_COLD_RECHECK, memory_order_relaxed);
+    if (!a->bits_freed) {
+        a->bits_freed = 1;
+        a->bits_freed_at = now;
+    }
+}
+
+/* Purge the unused pages of the headers whose pools last gave words back
+ * (or left a purge list) a whole delay ago, surplus or not: the calls hold
+ * the arena lock, which a teardown's frees need whenever a pool empties, so
+ * they wait until the arena is quiet; a header's pages are a small part of
+ * what a teardown leaves (2 MiB of 1 GiB in bench/rss scenario 2), and the
+ * steady state is what they are for.  bench/run.py buildfree, 15
+ * interleaved repetitions against the library before sparse pools: 1.947 s
+ * against 1.925 (spread 9%).  Arena lock held. */
 static void purge_headers_due(const lend_rule_t *r, uint32_t *next)
 {
     ebb__purge_batch_t batch;
+    ebb__arena_t *claimed[EBB_PURGE_RANGES];
+    unsigned nclaimed = 0;
     batch.n = 0;
     size_t cleaned = 0;
     long wait = r->delay;
     for (unsigned k = 0; k < EBB_SLOTS; k++) {
         for (ebb__arena_t *a = ebb__arenas.by_nfree[k]; a; a = a->next) {
+            cold_recheck(a, r->now);
             if (!a->bits_freed)
                 continue;
             if (wait > 0 && !ebb__due(r->now, a->bits_freed_at, wait)) {
@@ -524,7 +611,10 @@ static void purge_headers_due(const lend_rule_t *r, uint32_t *next)
                 goto flush;
             }
             a->bits_freed = 0;
-            uint16_t m = header_pages_unused(a);
+            int cold = cold_claim(a);
+            if (cold)
+                claimed[nclaimed++] = a;
+            uint16_t m = header_pages_unused(a, cold);
             cleaned += (size_t)__builtin_popcount(m);
             a->dirty[0] &= (uint16_t)~m;
             purge_runs(a, m, EBB_PAGE_SHIFT, &batch);
@@ -533,6 +623,9 @@ static void purge_headers_due(const lend_rule_t *r, uint32_t *next)
 flush:
     ebb__purge_batch_flush(&batch);
     ebb__pages_cleaned(cleaned);
+    for (unsigned i = 0; i < nclaimed; i++) /* gone; a pool waiting to join waits for the lock */
+        atomic_fetch_xor_explicit(&claimed[i]->cold_users, EBB_COLD_BUSY | EBB_COLD_GONE,
+                                  memory_order_acq_rel);
 }
 
 uint32_t ebb__arena_purge(uint32_t now, long delay, int *surplus)

@@ -95,6 +95,14 @@ static inline void bin_rebucket(ebb__bin_t *b, ebb__pool_t *p)
 
 /* ------------------------------------------------------------ purge list */
 
+/* A listed pool's links and clocks are in the cold part of its descriptor
+ * (types.h): joining the list announces it to the arena first, which may
+ * have purged that page (arena.c, "Header pages"), and leaving it last. */
+static inline ebb__pool_cold_t *cold(const ebb__pool_t *p)
+{
+    return ebb__pool_cold(p);
+}
+
 /* The clock, read at most once per call of heap_alloc or heap_free (0 means
  * not read yet; a clock that reads 0 is read again, which is harmless). */
 static uint32_t clock_read(uint32_t *now)
@@ -112,16 +120,17 @@ static uint32_t clock_read(uint32_t *now)
 static void purge_list_link_after(ebb__bin_t *b, ebb__pool_t *p, ebb__pool_t *after,
                                   uint32_t key)
 {
+    ebb__pool_cold_t *c = cold(p);
     p->listed = 1;
-    p->queued_at = key;
-    p->purge_prev = after;
-    p->purge_next = after ? after->purge_next : b->purge_head;
-    if (p->purge_next)
-        p->purge_next->purge_prev = p;
+    c->queued_at = key;
+    c->purge_prev = after;
+    c->purge_next = after ? cold(after)->purge_next : b->purge_head;
+    if (c->purge_next)
+        cold(c->purge_next)->purge_prev = p;
     else
         b->purge_tail = p;
     if (after)
-        after->purge_next = p;
+        cold(after)->purge_next = p;
     else
         __atomic_store_n(&b->purge_head, p, __ATOMIC_RELAXED);
 }
@@ -136,13 +145,13 @@ static ebb__pool_t **purge_hint_slot(ebb__bin_t *b, uint32_t key)
 static void purge_list_insert(ebb__bin_t *b, ebb__pool_t *p, uint32_t key)
 {
     ebb__pool_t *after = b->purge_tail;
-    if (after && (int32_t)(after->queued_at - key) > 0) {
+    if (after && (int32_t)(cold(after)->queued_at - key) > 0) {
         ebb__pool_t *same = *purge_hint_slot(b, key);
-        if (same && same->queued_at == key) {
+        if (same && cold(same)->queued_at == key) {
             after = same;
         } else {
-            while (after && (int32_t)(after->queued_at - key) > 0)
-                after = after->purge_prev;
+            while (after && (int32_t)(cold(after)->queued_at - key) > 0)
+                after = cold(after)->purge_prev;
         }
     }
     purge_list_link_after(b, p, after, key);
@@ -153,37 +162,47 @@ static void purge_list_insert(ebb__bin_t *b, ebb__pool_t *p, uint32_t key)
  * goes. */
 static void purge_hint_drop(ebb__bin_t *b, const ebb__pool_t *p)
 {
-    ebb__pool_t **h = purge_hint_slot(b, p->queued_at);
+    const ebb__pool_cold_t *c = cold(p);
+    ebb__pool_t **h = purge_hint_slot(b, c->queued_at);
     if (*h != p)
         return;
-    if (p->purge_prev && p->purge_prev->queued_at == p->queued_at)
-        *h = p->purge_prev;
-    else if (p->purge_next && p->purge_next->queued_at == p->queued_at)
-        *h = p->purge_next;
+    if (c->purge_prev && cold(c->purge_prev)->queued_at == c->queued_at)
+        *h = c->purge_prev;
+    else if (c->purge_next && cold(c->purge_next)->queued_at == c->queued_at)
+        *h = c->purge_next;
     else
         *h = NULL;
 }
 
 static void purge_list_add(ebb__bin_t *b, ebb__pool_t *p, uint32_t now)
 {
-    p->listed_at = now;
-    p->stamp = now;
+    ebb__arena_cold_enter(p);
+    cold(p)->listed_at = now;
+    cold(p)->stamp = now;
     purge_list_insert(b, p, now);
+}
+
+/* p leaves the list but stays listed (it goes back in at once). */
+static void purge_list_unlink(ebb__bin_t *b, ebb__pool_t *p)
+{
+    ebb__pool_cold_t *c = cold(p);
+    purge_hint_drop(b, p);
+    if (c->purge_prev)
+        cold(c->purge_prev)->purge_next = c->purge_next;
+    else
+        __atomic_store_n(&b->purge_head, c->purge_next, __ATOMIC_RELAXED);
+    if (c->purge_next)
+        cold(c->purge_next)->purge_prev = c->purge_prev;
+    else
+        b->purge_tail = c->purge_prev;
+    c->purge_next = c->purge_prev = NULL;
 }
 
 static void purge_list_remove(ebb__bin_t *b, ebb__pool_t *p)
 {
-    purge_hint_drop(b, p);
-    if (p->purge_prev)
-        p->purge_prev->purge_next = p->purge_next;
-    else
-        __atomic_store_n(&b->purge_head, p->purge_next, __ATOMIC_RELAXED);
-    if (p->purge_next)
-        p->purge_next->purge_prev = p->purge_prev;
-    else
-        b->purge_tail = p->purge_prev;
-    p->purge_next = p->purge_prev = NULL;
+    purge_list_unlink(b, p);
     p->listed = 0;
+    ebb__arena_cold_leave(p);
 }
 
 /* A call reads the clock once and may use it after waiting for a lock, so
@@ -202,8 +221,8 @@ static void advance(uint32_t *stamp, uint32_t now)
  * every flush was 4% of the instructions of bench churn). */
 static void purge_list_touch(ebb__pool_t *p, uint32_t now)
 {
-    advance(&p->stamp, now);
-    advance(&p->listed_at, now);
+    advance(&cold(p)->stamp, now);
+    advance(&cold(p)->listed_at, now);
 }
 
 /* Blocks came back to a listed pool: it is not quiet yet.  Its longest wait
@@ -211,7 +230,7 @@ static void purge_list_touch(ebb__pool_t *p, uint32_t now)
  * postpone its purge forever. */
 static void purge_list_freed_into(ebb__pool_t *p, uint32_t now)
 {
-    advance(&p->stamp, now);
+    advance(&cold(p)->stamp, now);
 }
 
 /* Unlink an empty pool from its bin and give its slots back. */
@@ -312,9 +331,10 @@ static void purge_list_add_due(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
 {
     uint32_t key = now - delay;
     ebb__pool_t *head = b->purge_head;
-    if (head && (int32_t)(head->queued_at - key) < 0)
-        key = head->queued_at;
-    p->listed_at = p->stamp = key;
+    if (head && (int32_t)(cold(head)->queued_at - key) < 0)
+        key = cold(head)->queued_at;
+    ebb__arena_cold_enter(p);
+    cold(p)->listed_at = cold(p)->stamp = key;
     purge_list_link_after(b, p, NULL, key);
 }
 
@@ -374,13 +394,16 @@ static inline void after_return(ebb__bin_t *b, ebb__pool_t *p, uint32_t *now, in
  * an index multiply and a bit test-and-set. */
 #define NO_POOL "double free (the block is in no pool: freed, and its pool given back)"
 
-/* The pool block a lies in and the heap that owns it, or NULL. */
-static ebb__pool_t *home_pool(uintptr_t a, ebb__heap_t **h)
+/* The pool block a lies in and the index of the heap that owns it (the
+ * pool's `heap`, read once), or NULL. */
+static ebb__pool_t *home_pool(uintptr_t a, unsigned *heap)
 {
     ebb__arena_t *ar = ebb__arena_of(a);
     ebb__pool_t *p = ar ? ebb__pool_of(ar, a) : NULL;
-    *h = p ? __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE) : NULL;
-    return *h ? p : NULL;
+    if (p == NULL)
+        return NULL;
+    *heap = __atomic_load_n(&p->heap, __ATOMIC_ACQUIRE);
+    return *heap != EBB_NO_HEAP ? p : NULL;
 }
 
 /* A free of a block a purge pass borrowed (its bin lock held): the block
@@ -405,9 +428,9 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
     ebb__bin_t *locked = NULL;
     uint32_t now = 0;
     for (unsigned i = 0; i < n;) {
-        ebb__heap_t *h;
-        ebb__pool_t *p = home_pool((uintptr_t)blocks[i], &h);
-        ebb__bin_t *b = p ? &h->bin[p->cls] : NULL;
+        unsigned heap;
+        ebb__pool_t *p = home_pool((uintptr_t)blocks[i], &heap);
+        ebb__bin_t *b = p ? &ebb__heaps.heap[heap].bin[p->cls] : NULL;
         if (b != locked && b != NULL) {
             if (locked)
                 ebb__unlock(&locked->lock);
@@ -417,7 +440,7 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
              * Under the lock it cannot (a pool changes bins only under the
              * lock of both), so a run in the bin already held needs no
              * second look. */
-            if (p->heap != h || &h->bin[p->cls] != b)
+            if (p->heap != heap || &ebb__heaps.heap[heap].bin[p->cls] != b)
                 b = NULL;
         }
         if (EBB_UNLIKELY(b == NULL)) {
@@ -449,14 +472,15 @@ static void heap_free(void *const *blocks, unsigned n, int idle)
 int ebb__heap_block_is_free(const void *blk)
 {
     uintptr_t a = (uintptr_t)blk;
-    ebb__heap_t *h;
-    ebb__pool_t *p = home_pool(a, &h);
+    unsigned heap;
+    ebb__pool_t *p = home_pool(a, &heap);
     if (p == NULL)
         return 0;
-    ebb__bin_t *b = &h->bin[p->cls];
+    ebb__bin_t *b = &ebb__heaps.heap[heap].bin[p->cls];
     ebb__lock(&b->lock);
     uint32_t idx;
-    int is_free = p->heap == h && &h->bin[p->cls] == b && ebb__pool_block_index(p, a, &idx) &&
+    int is_free = p->heap == heap && &ebb__heaps.heap[heap].bin[p->cls] == b &&
+                  ebb__pool_block_index(p, a, &idx) &&
                   ebb__pool_is_free(p, idx);
     ebb__unlock(&b->lock);
     return is_free;
@@ -490,8 +514,8 @@ static void purge_pool(ebb__bin_t *b, ebb__pool_t *p, ebb__purge_batch_t *batch)
  * is due now. */
 static uint32_t pool_due_in(const ebb__pool_t *p, uint32_t now, uint32_t quiet, uint32_t delay)
 {
-    uint32_t calm = ebb__ms_until(now, p->stamp, quiet);
-    uint32_t cap = ebb__ms_until(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS);
+    uint32_t calm = ebb__ms_until(now, cold(p)->stamp, quiet);
+    uint32_t cap = ebb__ms_until(now, cold(p)->listed_at, delay * EBB_PURGE_MAX_DELAYS);
     return calm < cap ? calm : cap;
 }
 
@@ -502,7 +526,7 @@ static uint32_t pool_due_in(const ebb__pool_t *p, uint32_t now, uint32_t quiet, 
 static void purge_list_requeue(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint32_t left,
                                uint32_t delay)
 {
-    purge_list_remove(b, p);
+    purge_list_unlink(b, p);
     purge_list_insert(b, p, now + left - delay);
 }
 
@@ -515,20 +539,20 @@ static void purge_list_requeue(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, uint
 static void purge_due_pool(ebb__bin_t *b, ebb__pool_t *p, uint32_t now, long quiet, long delay,
                            ebb__purge_batch_t *batch)
 {
-    if (p->used == 0 || ebb__due(now, p->listed_at, delay * EBB_PURGE_MAX_DELAYS)) {
+    if (p->used == 0 || ebb__due(now, cold(p)->listed_at, delay * EBB_PURGE_MAX_DELAYS)) {
         purge_pool(b, p, batch);
         return;
     }
     size_t worth = (size_t)p->span * EBB_SLOT_PAGES / EBB_PURGE_WORTH_FRACTION;
     /* Surplus, and no free into it for a while: its share of a teardown
      * is over, so whatever it has free is worth a purge. */
-    if (quiet < delay && ebb__due(now, p->stamp, EBB_SURPLUS_RECHECK_MS))
+    if (quiet < delay && ebb__due(now, cold(p)->stamp, EBB_SURPLUS_RECHECK_MS))
         worth = 1;
     if (ebb__pool_purge(p, worth, batch) != 0) {
         purge_list_remove(b, p);
     } else { /* another wait at the tail */
         uint32_t again = quiet < delay ? EBB_SURPLUS_RECHECK_MS : (uint32_t)delay;
-        advance(&p->stamp, now);
+        advance(&cold(p)->stamp, now);
         purge_list_requeue(b, p, now, pool_due_in(p, now, again, (uint32_t)delay),
                            (uint32_t)quiet);
     }
@@ -587,7 +611,7 @@ static void borrow_ranges(ebb__bin_t *b, const ebb__purge_batch_t *batch, ebb__p
     for (unsigned i = 0; i < batch->n; i++) {
         uintptr_t a = (uintptr_t)batch->range[i].p;
         owner[i] = ebb__pool_of(ebb__arena_of(a), a);
-        ebb__assert(owner[i] && owner[i]->heap && (uintptr_t)owner[i]->start <= a);
+        ebb__assert(owner[i] && ebb__pool_heap(owner[i]) && (uintptr_t)ebb__pool_start(owner[i]) <= a);
     }
     for (unsigned i = 0; i < batch->n; i++) {
         b->used += ebb__pool_borrow(owner[i], batch->range[i].p, batch->range[i].size);
@@ -671,7 +695,7 @@ static uint32_t purge_bin_due(ebb__bin_t *b, unsigned cls, uint32_t now, long de
     ebb__lock(&b->lock);
     long quiet = bin_quiet(b, cls, now, delay, surplus);
     for (ebb__pool_t *p = b->purge_head; p; p = b->purge_head) {
-        uint32_t wait = ebb__ms_until(now, p->queued_at, (uint32_t)quiet);
+        uint32_t wait = ebb__ms_until(now, cold(p)->queued_at, (uint32_t)quiet);
         if (wait) {
             next = wait;
             break;

@@ -58,7 +58,7 @@ static void bits_all_free(ebb__pool_t *p)
 void ebb__pool_format(ebb__pool_t *p, ebb__heap_t *h, unsigned cls)
 {
     ebb__assert(p->span == ebb__classes[cls].span);
-    __atomic_store_n(&p->heap, h, __ATOMIC_RELEASE);
+    ebb__pool_set_heap(p, h);
     p->cls = (uint8_t)cls;
     p->used = 0;
     p->scan = 0;
@@ -86,24 +86,6 @@ static uint16_t page_mask(unsigned first, unsigned last)
  * pools touch at most 63 chunks and a whole chunk is always free for the
  * 64th: a reservation cannot fail.
  */
-/* Bytes [at, at + len) of a's header are about to be written: their pages
- * become resident (committed counts them). */
-static void header_touch(ebb__arena_t *a, const void *at, size_t len)
-{
-    size_t lo = (size_t)((const uint8_t *)at - (const uint8_t *)a) >> EBB_PAGE_SHIFT;
-    size_t hi = ((size_t)((const uint8_t *)at - (const uint8_t *)a) + len - 1) >> EBB_PAGE_SHIFT;
-    uint16_t m = page_mask((unsigned)lo, (unsigned)hi);
-    size_t fresh = (size_t)__builtin_popcount((unsigned)(m & ~a->dirty[0]));
-    a->dirty[0] |= m;
-    if (fresh)
-        ebb__pages_dirtied(fresh);
-}
-
-void ebb__pool_header_init(ebb__arena_t *a)
-{
-    header_touch(a, a, offsetof(ebb__arena_t, bits));
-}
-
 void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);
@@ -117,7 +99,8 @@ void ebb__pool_bits_reserve(ebb__pool_t *p, unsigned cls)
             unsigned at = (unsigned)__builtin_ctzll(room);
             a->bits_used[c] |= ebb__bit_run(n, at);
             p->bits_at = (uint16_t)(c * 64 + at);
-            header_touch(a, &a->bits[p->bits_at], n * sizeof(uint64_t));
+            ebb__arena_header_touch(a, &a->bits_used[c], sizeof a->bits_used[c]);
+            ebb__arena_header_touch(a, &a->bits[p->bits_at], n * sizeof(uint64_t));
             return;
         }
     }
@@ -218,7 +201,7 @@ unsigned ebb__pool_take(ebb__pool_t *p, void **end, unsigned want)
     unsigned words = (c->blocks + 63) / 64, got = 0, w = p->scan;
     for (; w < words && got < want; w++) {
         uint64_t m = bits[w];
-        uint8_t *base = p->start + (size_t)w * 64 * c->size;
+        uint8_t *base = ebb__pool_start(p) + (size_t)w * 64 * c->size;
         if (m == ~(uint64_t)0 && want - got >= 64) {
             /* 64 free blocks in a row (a pool's untouched part): by address
              * arithmetic, no bit scan.  Measured (callgrind, bench buildfree
@@ -248,8 +231,8 @@ unsigned ebb__pool_take(ebb__pool_t *p, void **end, unsigned want)
      * and the last taken was already out, so the pages from the first to the
      * end of the last are exactly the ones to mark. */
     if (got) {
-        size_t lo = (size_t)((uint8_t *)end[-1] - p->start);
-        size_t hi = (size_t)((uint8_t *)end[-(ptrdiff_t)got] - p->start) + c->size - 1;
+        size_t lo = (size_t)((uint8_t *)end[-1] - ebb__pool_start(p));
+        size_t hi = (size_t)((uint8_t *)end[-(ptrdiff_t)got] - ebb__pool_start(p)) + c->size - 1;
         mark_dirty(p, lo >> EBB_PAGE_SHIFT, hi >> EBB_PAGE_SHIFT);
     }
     return got;
@@ -307,7 +290,7 @@ static void purge_pages(ebb__pool_t *p, size_t lo, size_t hi, ebb__purge_batch_t
         cleaned += (*d & bit) != 0;
         *d &= (uint16_t)~bit;
     }
-    ebb__purge_batch_add(batch, p->start + (lo << EBB_PAGE_SHIFT), (hi - lo) << EBB_PAGE_SHIFT);
+    ebb__purge_batch_add(batch, ebb__pool_start(p) + (lo << EBB_PAGE_SHIFT), (hi - lo) << EBB_PAGE_SHIFT);
     ebb__pages_cleaned(cleaned);
 }
 
@@ -357,7 +340,7 @@ size_t ebb__pool_purge(ebb__pool_t *p, size_t min_pages, ebb__purge_batch_t *bat
 static uint32_t blocks_over(const ebb__pool_t *p, const void *from, size_t bytes, uint32_t *first)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
-    size_t lo = (size_t)((const uint8_t *)from - p->start), hi = lo + bytes - 1;
+    size_t lo = (size_t)((const uint8_t *)from - ebb__pool_start(p)), hi = lo + bytes - 1;
     *first = (uint32_t)(lo / c->size);
     size_t last = hi / c->size;
     return (uint32_t)(last < c->blocks ? last + 1 : c->blocks);
@@ -393,7 +376,7 @@ size_t ebb__pool_unborrow(ebb__pool_t *p, const void *from, size_t bytes)
         if (EBB_UNLIKELY(bits[i / 64] & bit)) {
             /* Freed while borrowed: the free took it for a block that was
              * out (and counted it back), but it was free all along. */
-            ebb__report_corruption("free", p->start + (size_t)i * c->size,
+            ebb__report_corruption("free", ebb__pool_start(p) + (size_t)i * c->size,
                                    "double free (the block was free, its page being purged)");
             continue;
         }
@@ -408,8 +391,8 @@ size_t ebb__pool_unborrow(ebb__pool_t *p, const void *from, size_t bytes)
 int ebb__pool_block_index(const ebb__pool_t *p, uintptr_t a, uint32_t *idx)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
-    uintptr_t off = a - (uintptr_t)p->start;
-    if (a < (uintptr_t)p->start || off >= (uintptr_t)c->blocks * c->size)
+    uintptr_t off = a - (uintptr_t)ebb__pool_start(p);
+    if (a < (uintptr_t)ebb__pool_start(p) || off >= (uintptr_t)c->blocks * c->size)
         return 0;
     return ebb__offset_to_index(off, p->cls, idx);
 }
@@ -424,7 +407,7 @@ int ebb__pool_is_free(ebb__pool_t *p, uint32_t idx)
 EBB_NOINLINE unsigned ebb__pool_put_sparse(ebb__pool_t *p, void *const *blocks, unsigned n)
 {
     const ebb__class_t *c = &ebb__classes[p->cls];
-    const uintptr_t start = (uintptr_t)p->start, span = (uintptr_t)c->blocks * c->size;
+    const uintptr_t start = (uintptr_t)ebb__pool_start(p), span = (uintptr_t)c->blocks * c->size;
     unsigned i = 0;
     for (; i < n; i++) {
         uintptr_t off = (uintptr_t)blocks[i] - start;
@@ -454,7 +437,7 @@ EBB_INLINE_ACROSS unsigned ebb__pool_put_run(ebb__pool_t *p, void *const *blocks
     if (EBB_UNLIKELY(p->bits_at == EBB_BITS_SPARSE))
         return ebb__pool_put_sparse(p, blocks, n);
     const unsigned cls = p->cls;
-    const uintptr_t start = (uintptr_t)p->start, size = ebb__class_size[cls];
+    const uintptr_t start = (uintptr_t)ebb__pool_start(p), size = ebb__class_size[cls];
     const uintptr_t span = (uintptr_t)ebb__classes[cls].blocks * size;
     const uint64_t recip = ebb__class_recip[cls];
     uint64_t *bits = ebb__pool_bitmap(p);

@@ -46,7 +46,7 @@ static int check_pool_pages(ebb__arena_t *a, ebb__pool_t *p)
             unsigned slot = p->head_slot + (unsigned)(pg / EBB_SLOT_PAGES);
             if (!((a->dirty[slot] >> (pg % EBB_SLOT_PAGES)) & 1))
                 return FAULT("pool %p: block %u is out but its page %zu is clean\n",
-                             (void *)p->start, i, pg);
+                             (void *)ebb__pool_start(p), i, pg);
         }
     }
     return faults;
@@ -59,19 +59,19 @@ static int check_bitmap(ebb__pool_t *p, const ebb__class_t *c)
     int faults = 0;
     unsigned words = ebb__bitmap_words(p->cls);
     if (p->bits_at % 64 + words > 64 || p->bits_at + words > EBB_SLOTS * EBB_BITMAP_WORDS)
-        return FAULT("pool %p: bitmap at word %u straddles a chunk\n", (void *)p->start,
+        return FAULT("pool %p: bitmap at word %u straddles a chunk\n", (void *)ebb__pool_start(p),
                      (unsigned)p->bits_at);
     uint64_t *bits = ebb__pool_bitmap(p);
     int nfree = popcount_words(bits, words);
     if ((uint32_t)nfree + p->used != c->blocks)
-        FAULT("pool %p: %d free + %u used != %u blocks\n", (void *)p->start, nfree, p->used, c->blocks);
+        FAULT("pool %p: %d free + %u used != %u blocks\n", (void *)ebb__pool_start(p), nfree, p->used, c->blocks);
     for (unsigned w = 0; w < words; w++) {
         uint64_t valid = w + 1 < words ? ~(uint64_t)0 : w + 1 == words ?
             (c->blocks % 64 ? ((uint64_t)1 << (c->blocks % 64)) - 1 : ~(uint64_t)0) : 0;
         if (bits[w] & ~valid)
-            FAULT("pool %p: free bits beyond the last block\n", (void *)p->start);
+            FAULT("pool %p: free bits beyond the last block\n", (void *)ebb__pool_start(p));
         if (w < p->scan && bits[w])
-            FAULT("pool %p: free block below the scan hint\n", (void *)p->start);
+            FAULT("pool %p: free block below the scan hint\n", (void *)ebb__pool_start(p));
     }
     return faults;
 }
@@ -82,14 +82,14 @@ static int check_sparse(const ebb__pool_t *p, const ebb__class_t *c)
 {
     int faults = 0;
     if (p->used > EBB_SPARSE_BLOCKS)
-        return FAULT("pool %p: sparse with %u blocks out\n", (void *)p->start, p->used);
+        return FAULT("pool %p: sparse with %u blocks out\n", (void *)ebb__pool_start(p), p->used);
     for (unsigned k = 0; k < p->used; k++) {
         if (p->held[k] >= c->blocks)
-            FAULT("pool %p: sparse list holds block %u of %u\n", (void *)p->start,
+            FAULT("pool %p: sparse list holds block %u of %u\n", (void *)ebb__pool_start(p),
                   (unsigned)p->held[k], c->blocks);
         for (unsigned j = 0; j < k; j++)
             if (p->held[j] == p->held[k])
-                FAULT("pool %p: block %u listed twice\n", (void *)p->start, (unsigned)p->held[k]);
+                FAULT("pool %p: block %u listed twice\n", (void *)ebb__pool_start(p), (unsigned)p->held[k]);
     }
     return faults;
 }
@@ -100,24 +100,24 @@ static int check_pool(ebb__arena_t *a, unsigned s, size_t *pools_in_bins, size_t
     ebb__pool_t *p = &a->pool[s];
     unsigned cls = a->slot_class[s];
     if (p->cls != cls || cls >= EBB_CLASSES)
-        return FAULT("pool %p: class %u, slot says %u\n", (void *)p->start, (unsigned)p->cls, cls);
+        return FAULT("pool %p: class %u, slot says %u\n", (void *)ebb__pool_start(p), (unsigned)p->cls, cls);
     const ebb__class_t *c = &ebb__classes[cls];
-    if (p->span != c->span || p->head_slot != s || p->start != (uint8_t *)a + (uintptr_t)s * EBB_SLOT_SIZE)
-        FAULT("pool %p: bad geometry\n", (void *)p->start);
+    if (p->span != c->span || p->head_slot != s)
+        FAULT("pool %p: bad geometry\n", (void *)ebb__pool_start(p));
     for (unsigned k = s; k < s + p->span && k < EBB_SLOTS; k++) {
         if (a->slot_head[k] != s || a->slot_class[k] != cls || ((a->free_mask >> k) & 1))
-            FAULT("pool %p: slot %u not marked as its own\n", (void *)p->start, k);
+            FAULT("pool %p: slot %u not marked as its own\n", (void *)ebb__pool_start(p), k);
     }
     int bad = p->bits_at == EBB_BITS_SPARSE ? check_sparse(p, c) : check_bitmap(p, c);
     faults += bad;
-    if (p->heap == NULL || p->heap < ebb__heaps.heap || p->heap >= ebb__heaps.heap + ebb__heaps.n)
-        return FAULT("pool %p: no owning heap\n", (void *)p->start);
+    if (p->heap >= ebb__heaps.n)
+        return FAULT("pool %p: no owning heap\n", (void *)ebb__pool_start(p));
     unsigned want = p->used == c->blocks ? (unsigned)EBB_BUCKET_FULL
                     : (unsigned)(((uint64_t)p->used * EBB_POOL_BUCKETS) / c->blocks);
     if (want != ebb__bucket_for(p->used, cls))
-        FAULT("pool %p: fast bucket formula disagrees with division\n", (void *)p->start);
+        FAULT("pool %p: fast bucket formula disagrees with division\n", (void *)ebb__pool_start(p));
     if (p->bucket != want)
-        FAULT("pool %p: in bucket %u, belongs in %u\n", (void *)p->start, (unsigned)p->bucket, want);
+        FAULT("pool %p: in bucket %u, belongs in %u\n", (void *)ebb__pool_start(p), (unsigned)p->bucket, want);
     if (!bad) /* else its blocks' state cannot be trusted */
         faults += check_pool_pages(a, p);
     *pools_listed += p->listed;
@@ -140,6 +140,7 @@ static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *sl
 {
     int faults = 0;
     uint64_t claimed[EBB_SLOTS] = { 0 };
+    size_t listed_before = *listed;
     if (a->magic != EBB_ARENA_MAGIC)
         return FAULT("arena %p: bad magic\n", (void *)a);
     if (a->nfree != list || (unsigned)__builtin_popcountll(a->free_mask) != a->nfree)
@@ -174,7 +175,19 @@ static int check_arena(ebb__arena_t *a, unsigned list, size_t *pools, size_t *sl
         *slots += a->pool[s].span ? a->pool[s].span : 1;
         s += a->pool[s].span ? a->pool[s].span : 1;
     }
-    if (memcmp(claimed, a->bits_used, sizeof claimed) != 0)
+    /* The cold part of the header: purged (and then not read: that would
+     * map the zero page) only while no pool has a bitmap or is listed. */
+    static const uint64_t none_used[EBB_SLOTS];
+    int cold_in = (a->dirty[0] & EBB_COLD_PAGES) == EBB_COLD_PAGES;
+    uint32_t cold = atomic_load_explicit(&a->cold_users, memory_order_relaxed);
+    size_t listed_here = *listed - listed_before;
+    if ((cold & EBB_COLD_USERS) != listed_here || (cold & EBB_COLD_BUSY))
+        FAULT("arena %p: %zu pools listed, its cold part counts %u%s\n", (void *)a, listed_here,
+              (unsigned)(cold & EBB_COLD_USERS), cold & EBB_COLD_BUSY ? " and is being purged" : "");
+    if ((cold & EBB_COLD_GONE) ? cold_in : !cold_in)
+        FAULT("arena %p: cold part %s, its pages say otherwise\n", (void *)a,
+              cold & EBB_COLD_GONE ? "purged" : "resident");
+    if (memcmp(claimed, cold_in ? a->bits_used : none_used, sizeof claimed) != 0)
         FAULT("arena %p: bitmap words in use do not match its pools'\n", (void *)a);
     for (unsigned w = 0; w < EBB_SLOTS * EBB_BITMAP_WORDS; w++) {
         size_t pg = ((size_t)((uint8_t *)&a->bits[w] - (uint8_t *)a)) >> EBB_PAGE_SHIFT;
@@ -191,23 +204,23 @@ static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *liste
 {
     int faults = 0;
     ebb__pool_t *prev = NULL;
-    for (ebb__pool_t *p = b->purge_head; p; prev = p, p = p->purge_next) {
-        if (p->purge_prev != prev || !p->listed || p->heap != &ebb__heaps.heap[h] || p->cls != c)
-            return FAULT("heap %u class %u: purge list broken at pool %p\n", h, c, (void *)p->start);
-        if ((uint32_t)(p->stamp - p->listed_at) > 86400000u)
+    for (ebb__pool_t *p = b->purge_head; p; prev = p, p = ebb__pool_cold(p)->purge_next) {
+        if (ebb__pool_cold(p)->purge_prev != prev || !p->listed || ebb__pool_heap(p) != &ebb__heaps.heap[h] || p->cls != c)
+            return FAULT("heap %u class %u: purge list broken at pool %p\n", h, c, (void *)ebb__pool_start(p));
+        if ((uint32_t)(ebb__pool_cold(p)->stamp - ebb__pool_cold(p)->listed_at) > 86400000u)
             FAULT("heap %u class %u: pool %p active before it joined the purge list\n", h, c,
-                  (void *)p->start);
-        if (prev && (int32_t)(p->queued_at - prev->queued_at) < 0)
+                  (void *)ebb__pool_start(p));
+        if (prev && (int32_t)(ebb__pool_cold(p)->queued_at - ebb__pool_cold(prev)->queued_at) < 0)
             FAULT("heap %u class %u: purge list out of order at pool %p\n", h, c,
-                  (void *)p->start);
+                  (void *)ebb__pool_start(p));
         (*listed)++;
     }
     if (b->purge_tail != prev)
         FAULT("heap %u class %u: purge list tail wrong\n", h, c);
     for (unsigned k = 0; k < EBB_PURGE_HINTS; k++) {
         const ebb__pool_t *p = b->purge_hint[k];
-        if (p && (!p->listed || p->heap != &ebb__heaps.heap[h] || p->cls != c ||
-                  p->queued_at % EBB_PURGE_HINTS != k))
+        if (p && (!p->listed || ebb__pool_heap(p) != &ebb__heaps.heap[h] || p->cls != c ||
+                  ebb__pool_cold(p)->queued_at % EBB_PURGE_HINTS != k))
             FAULT("heap %u class %u: purge hint %u is not a listed pool with its key\n", h, c,
                   k);
     }
@@ -226,8 +239,8 @@ static int check_bins(size_t *pools_listed, size_t *purge_listed)
                     FAULT("heap %u class %u: bucket %u mask wrong\n", h, c, k);
                 ebb__pool_t *prev = NULL;
                 for (ebb__pool_t *p = b->bucket[k]; p; prev = p, p = p->next) {
-                    if (p->prev != prev || p->heap != &ebb__heaps.heap[h] || p->cls != c || p->bucket != k) {
-                        FAULT("heap %u class %u: pool %p misfiled\n", h, c, (void *)p->start);
+                    if (p->prev != prev || ebb__pool_heap(p) != &ebb__heaps.heap[h] || p->cls != c || p->bucket != k) {
+                        FAULT("heap %u class %u: pool %p misfiled\n", h, c, (void *)ebb__pool_start(p));
                         break;
                     }
                     n++;

@@ -45,7 +45,7 @@ static inline unsigned unit_heap_alloc(ebb__heap_t *h, unsigned cls, void **out,
  * bin lock held, or the pool private to the test). */
 static inline void unit_pool_put(ebb__pool_t *p, uint32_t idx)
 {
-    void *blk = p->start + (size_t)idx * ebb__classes[p->cls].size;
+    void *blk = ebb__pool_start(p) + (size_t)idx * ebb__classes[p->cls].size;
     assert_int_equal(ebb__pool_put_run(p, &blk, 1), 1);
 }
 

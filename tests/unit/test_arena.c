@@ -27,11 +27,11 @@ static void test_take_marks_slots_and_map(void **state)
     ebb__pool_t *p = ebb__arena_take_pool(1, 3);
     assert_non_null(p);
     ebb__arena_t *a = ebb__arena_of_pool(p);
-    assert_ptr_equal(ebb__arena_of((uintptr_t)p->start + 100), a);
+    assert_ptr_equal(ebb__arena_of((uintptr_t)ebb__pool_start(p) + 100), a);
     assert_int_equal(a->slot_class[p->head_slot], 3);
     assert_int_equal(a->slot_head[p->head_slot], p->head_slot);
     assert_false((a->free_mask >> p->head_slot) & 1);
-    assert_int_equal((uintptr_t)p->start % EBB_SLOT_SIZE, 0);
+    assert_int_equal((uintptr_t)ebb__pool_start(p) % EBB_SLOT_SIZE, 0);
     assert_true(p->head_slot >= 1);
     ebb__arena_release_pool(p);
     assert_int_equal(a->slot_class[p->head_slot], EBB_NO_CLASS);

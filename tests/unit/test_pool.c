@@ -21,7 +21,7 @@ static void test_takes_lowest_address_first(void **state)
     void *b[100];
     assert_int_equal(unit_pool_take(p, b, 100), 100);
     for (int i = 0; i < 100; i++)
-        assert_ptr_equal(b[i], p->start + (size_t)i * 80);
+        assert_ptr_equal(b[i], ebb__pool_start(p) + (size_t)i * 80);
     assert_int_equal(p->used, 100);
     /* free two in the middle: they are the next taken, lowest first */
     uint32_t i1, i2;
@@ -45,12 +45,12 @@ static void test_block_index_rejects_non_blocks(void **state)
     const ebb__class_t *c = &ebb__classes[cls];
     uint32_t idx;
     for (uint32_t i = 0; i < c->blocks; i++) {
-        assert_true(ebb__pool_block_index(p, (uintptr_t)p->start + (uintptr_t)i * c->size, &idx));
+        assert_true(ebb__pool_block_index(p, (uintptr_t)ebb__pool_start(p) + (uintptr_t)i * c->size, &idx));
         assert_int_equal(idx, i);
-        assert_false(ebb__pool_block_index(p, (uintptr_t)p->start + (uintptr_t)i * c->size + 16, &idx));
+        assert_false(ebb__pool_block_index(p, (uintptr_t)ebb__pool_start(p) + (uintptr_t)i * c->size + 16, &idx));
     }
-    assert_false(ebb__pool_block_index(p, (uintptr_t)p->start + (uintptr_t)c->blocks * c->size, &idx));
-    assert_false(ebb__pool_block_index(p, (uintptr_t)p->start - 16, &idx));
+    assert_false(ebb__pool_block_index(p, (uintptr_t)ebb__pool_start(p) + (uintptr_t)c->blocks * c->size, &idx));
+    assert_false(ebb__pool_block_index(p, (uintptr_t)ebb__pool_start(p) - 16, &idx));
     ebb__arena_release_pool(p);
 }
 
@@ -81,14 +81,14 @@ static void test_bookkeeping_survives_purge(void **state)
     ebb__pool_t *p = new_pool(cls);
     static void *b[4096];
     assert_int_equal(unit_pool_take(p, b, 4096), 4096);
-    memset(p->start, 0xee, EBB_SLOT_SIZE);
+    memset(ebb__pool_start(p), 0xee, EBB_SLOT_SIZE);
     /* free every block on pages 4..11 and let the OS drop those pages */
     for (int i = 4 * 256; i < 12 * 256; i++) {
         uint32_t idx;
         assert_true(ebb__pool_block_index(p, (uintptr_t)b[i], &idx));
         unit_pool_put(p, idx);
     }
-    ebb__os_purge(p->start + 4 * 4096, 8 * 4096);
+    ebb__os_purge(ebb__pool_start(p) + 4 * 4096, 8 * 4096);
     void *again[8 * 256];
     assert_int_equal(unit_pool_take(p, again, 8 * 256), 8 * 256);
     for (int i = 0; i < 8 * 256; i++) {

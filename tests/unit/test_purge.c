@@ -131,7 +131,7 @@ static void test_borrowed_blocks_are_out_of_reach(void **state)
     assert_int_equal(unit_pool_take(p, b, 1024), 1024);
     put_range(p, 128, 255); /* pages 2 and 3 */
     assert_int_equal(p->used, 896);
-    uint8_t *pages = p->start + 2 * 4096;
+    uint8_t *pages = ebb__pool_start(p) + 2 * 4096;
     assert_int_equal(ebb__pool_borrow(p, pages, 2 * 4096), 128);
     assert_int_equal(p->used, 1024);
     void *none[1];
@@ -296,32 +296,32 @@ static void test_met_early_goes_back_at_its_last_free(void **state)
     }
     ebb__heap_free(blk + 16, 16);        /* P0 and P1 freed into again */
     ebb__heap_free(blk + 1024 + 16, 16);
-    uint32_t s0 = pool[0]->stamp, s1 = pool[1]->stamp;
+    uint32_t s0 = ebb__pool_cold(pool[0])->stamp, s1 = ebb__pool_cold(pool[1])->stamp;
     sleep_ms(12);
     ebb__heap_free(blk + 4 * 1024, 16); /* P4 joins last */
     pool[4] = b->purge_tail;
     assert_ptr_equal(b->purge_head, pool[0]);
-    assert_true((int32_t)(pool[4]->queued_at - s1) > 0);
+    assert_true((int32_t)(ebb__pool_cold(pool[4])->queued_at - s1) > 0);
 
     /* P0 and P1 are due by their keys, not by their last frees.  (A pass
      * a delay ahead sees no recent demand: the surplus rule is off, or free
      * blocks left by other tests could make the bin's quiet time shorter.) */
     size_t purged = atomic_load(&ebb__ledger.purged);
     ebb__opt.purge_surplus = 0;
-    uint32_t left = ebb__heap_purge(pool[1]->queued_at + DELAY, DELAY, &surplus);
+    uint32_t left = ebb__heap_purge(ebb__pool_cold(pool[1])->queued_at + DELAY, DELAY, &surplus);
     ebb__opt.purge_surplus = 1;
     assert_true(left > 0 && left != UINT32_MAX);
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
-    assert_int_equal(pool[0]->queued_at, s0);
-    assert_int_equal(pool[1]->queued_at, s1);
+    assert_int_equal(ebb__pool_cold(pool[0])->queued_at, s0);
+    assert_int_equal(ebb__pool_cold(pool[1])->queued_at, s1);
     const ebb__pool_t *order[5] = { pool[2], pool[3], pool[0], pool[1], pool[4] };
     const ebb__pool_t *p = b->purge_head;
-    for (int i = 0; i < 5; i++, p = p->purge_next)
+    for (int i = 0; i < 5; i++, p = ebb__pool_cold(p)->purge_next)
         assert_ptr_equal(p, order[i]);
     assert_null(p);
     assert_ptr_equal(b->purge_hint[s1 % EBB_PURGE_HINTS], pool[1]);
     if (s0 == s1)
-        assert_ptr_equal(pool[1]->purge_prev, pool[0]);
+        assert_ptr_equal(ebb__pool_cold(pool[1])->purge_prev, pool[0]);
     assert_int_equal(ebb_check(), 0); /* order and hints */
 
     /* Leaving the list takes the hints along. */
@@ -350,7 +350,7 @@ static void test_idle_blocks_are_due_at_once(void **state)
     ebb__heap_free_idle(blk, 512); /* half of the first: due now */
     ebb__pool_t *p = b->purge_head;
     assert_non_null(p);
-    assert_ptr_equal(p->start, (uint8_t *)blk[0]);
+    assert_ptr_equal(ebb__pool_start(p), (uint8_t *)blk[0]);
     size_t purged = atomic_load(&ebb__ledger.purged);
     uint32_t now = ebb__os_now_ms();
     uint32_t left = ebb__heap_purge(now, DELAY, &surplus);
@@ -380,12 +380,12 @@ static void test_few_free_pages_wait_for_the_longest_wait(void **state)
     ebb__heap_free(blk, 128); /* pages 0 and 1: 2 of 16, under a quarter */
     ebb__pool_t *p = b->purge_head;
     assert_non_null(p);
-    uint32_t t0 = p->listed_at;
+    uint32_t t0 = ebb__pool_cold(p)->listed_at;
     size_t purged = atomic_load(&ebb__ledger.purged);
     ebb__heap_purge(t0 + DELAY, DELAY, &surplus); /* quiet for the delay: not worth it */
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged);
     assert_true(p->listed);
-    assert_int_equal(p->listed_at, t0);
+    assert_int_equal(ebb__pool_cold(p)->listed_at, t0);
     ebb__heap_purge(t0 + DELAY * EBB_PURGE_MAX_DELAYS, DELAY, &surplus); /* longest wait */
     assert_int_equal(atomic_load(&ebb__ledger.purged), purged + 2 * 4096);
     assert_false(p->listed);
@@ -406,9 +406,9 @@ static void test_allocating_from_a_listed_pool_restarts_its_clock(void **state)
     assert_int_equal(unit_heap_alloc(h, cls, blk, 3072), 3072);
     ebb__heap_free(blk, 100);        /* pool A listed */
     ebb__heap_free(blk + 1024, 100); /* pool B listed after it */
-    ebb__pool_t *a = b->purge_head, *bb = a->purge_next;
+    ebb__pool_t *a = b->purge_head, *bb = ebb__pool_cold(a)->purge_next;
     assert_non_null(bb);
-    assert_null(bb->purge_next);
+    assert_null(ebb__pool_cold(bb)->purge_next);
     /* Allocation takes from the fullest pool with room; both have 924 used.
      * Whichever it takes from moves to the tail of the list. */
     void *one;
@@ -454,8 +454,8 @@ static void test_a_borrowed_block_freed_again_is_refused(void **state)
     static void *blk[1024];
     take_filled(h, blk, 1024, 7);
     ebb__pool_t *p = pool_holding(blk[0]);
-    uint8_t *page = p->start + 4096; /* page 1: blocks 64..127 */
-    void *on_page[64], *elsewhere = p->start + 200 * 64;
+    uint8_t *page = ebb__pool_start(p) + 4096; /* page 1: blocks 64..127 */
+    void *on_page[64], *elsewhere = ebb__pool_start(p) + 200 * 64;
     for (unsigned i = 0; i < 64; i++)
         on_page[i] = page + i * 64;
     ebb__heap_free(on_page, 64);
@@ -484,8 +484,8 @@ static void test_a_borrowed_block_freed_again_is_refused(void **state)
     assert_true(ebb__pool_is_free(p, 64 + 5));
     unsigned nlive = 0;
     for (unsigned i = 0; i < 1024; i++)
-        if (!ebb__pool_is_free(p, i) && p->start + i * 64 != (uint8_t *)elsewhere)
-            blk[nlive++] = p->start + i * 64;
+        if (!ebb__pool_is_free(p, i) && ebb__pool_start(p) + i * 64 != (uint8_t *)elsewhere)
+            blk[nlive++] = ebb__pool_start(p) + i * 64;
     ebb__heap_free(blk, nlive);
     ebb_collect(1);
 }
@@ -515,7 +515,7 @@ static void test_a_refill_waits_for_borrowed_room(void **state)
     static void *blk[1024];
     take_filled(h, blk, 1024, 7); /* one whole pool: the bin has no room */
     ebb__pool_t *p = pool_holding(blk[0]);
-    uint8_t *page = p->start + 4096;
+    uint8_t *page = ebb__pool_start(p) + 4096;
     void *on_page[64];
     for (unsigned i = 0; i < 64; i++)
         on_page[i] = page + i * 64;
@@ -546,7 +546,7 @@ static void test_a_refill_waits_for_borrowed_room(void **state)
     unsigned nlive = 0;
     for (unsigned i = 0; i < 1024; i++)
         if (!ebb__pool_is_free(p, i))
-            blk[nlive++] = p->start + i * 64;
+            blk[nlive++] = ebb__pool_start(p) + i * 64;
     ebb__heap_free(blk, nlive);
     ebb_collect(1);
 }
@@ -639,23 +639,32 @@ static void test_a_pass_gives_back_its_pools_in_few_calls(void **state)
 
 /* ------------------------------------------------------- sparse pools */
 
-/* Pages 2 on of arena a's header (the first two hold its fields and
- * descriptors) are dirty in dirty[0] exactly if a pool has a bitmap word on
- * them, and resident if they are. */
+/* Pages 1 on of arena a's header (the first holds its fields and the hot
+ * part of its descriptors) are dirty in dirty[0] exactly if a pool has a
+ * bitmap word on them, or, for the page of the descriptors' cold part, if a
+ * pool has a bitmap or is listed; and resident if they are. */
 static void header_pages_checked(ebb__arena_t *a)
 {
     const size_t at = offsetof(ebb__arena_t, bits), words = EBB_SLOTS * EBB_BITMAP_WORDS;
-    for (size_t pg = 2; (pg << 12) < at + words * 8; pg++) {
-        int used = 0;
-        size_t end = (((pg + 1) << 12) - at) / 8;
-        for (size_t w = ((pg << 12) - at) / 8; w < end && w < words && !used; w++)
+    /* Residency first: reading a purged page maps the zero page, which
+     * mincore counts. */
+    int in[EBB_SLOT_PAGES];
+    for (size_t pg = 1; pg < EBB_SLOT_PAGES; pg++)
+        in[pg] = resident((uint8_t *)a + (pg << 12));
+    int cold_used = (atomic_load(&a->cold_users) & EBB_COLD_USERS) != 0;
+    for (size_t w = 0; w < EBB_SLOTS; w++)
+        cold_used |= a->bits_used[w] != 0;
+    for (size_t pg = 1; (pg << 12) < at + words * 8; pg++) {
+        int used = (pg << 12) < at && cold_used;
+        size_t from = (pg << 12) > at ? ((pg << 12) - at) / 8 : 0, end = (((pg + 1) << 12) - at) / 8;
+        for (size_t w = from; w < end && w < words && !used; w++)
             used = (a->bits_used[w / 64] >> (w % 64)) & 1;
         int dirty = (a->dirty[0] >> pg) & 1;
         if (used) {
             assert_true(dirty);
         } else {
             assert_false(dirty);
-            assert_false(resident((uint8_t *)a + (pg << 12)));
+            assert_false(in[pg]);
         }
     }
 }
@@ -733,6 +742,84 @@ static void test_pools_with_few_blocks_out_give_their_bitmaps_back(void **state)
     assert_int_equal(ebb_check(), 0);
     ebb__heap_free(again, nagain);
     ebb__heap_free(kept, nkept);
+    ebb_collect(1);
+}
+
+/* An arena of sparse, unlisted pools gives the cold part of its header
+ * back (its descriptors' purge-list links, bits_used); a free that lists
+ * one of its pools brings the page back, counted resident, before the
+ * links are written; once that pool was purged and left its list, the page
+ * goes again a delay later.  Blocks intact throughout. */
+static void test_a_listed_pool_brings_the_cold_page_back(void **state)
+{
+    (void)state;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, CLS64);
+    enum { POOLS = 70, PER = 1024 }; /* more than an arena: one is all ours */
+    static void *blk[POOLS * PER], *gone[POOLS * PER], *kept[POOLS * 2];
+    take_filled(h, blk, POOLS * PER, 5);
+    unsigned nkept = 0, ngone = 0;
+    for (unsigned i = 0; i < POOLS * PER; i++) {
+        unsigned idx = (unsigned)(((uintptr_t)blk[i] & 0xffff) / 64);
+        if (idx == 3 || idx == 700)
+            kept[nkept++] = blk[i];
+        else
+            gone[ngone++] = blk[i];
+    }
+    ebb__heap_free(gone, ngone);
+    uint32_t due = ebb__os_now_ms() + DELAY;
+    for (int pass = 0; pass < 16 && b->purge_head; pass++)
+        ebb__heap_purge(due, DELAY, &surplus);
+    assert_null(b->purge_head);
+    ebb__arena_purge(due, DELAY, &surplus);
+    /* An arena whose cold part went: one holding our pools only. */
+    ebb__arena_t *a = NULL;
+    void *mine[2] = { NULL, NULL };
+    for (unsigned i = 0; i < nkept && a == NULL; i++) {
+        ebb__arena_t *c = ebb__arena_of((uintptr_t)kept[i]);
+        if (c->dirty[0] & EBB_COLD_PAGES)
+            continue;
+        a = c;
+        mine[0] = kept[i];
+        for (unsigned j = 0; j < nkept; j++)
+            if (j != i && pool_holding(kept[j]) == pool_holding(kept[i]))
+                mine[1] = kept[j];
+    }
+    assert_non_null(a);
+    assert_non_null(mine[1]);
+    assert_true(atomic_load(&a->cold_users) & EBB_COLD_GONE);
+    header_pages_checked(a);
+    assert_int_equal(ebb_check(), 0);
+    /* A free lists the pool: the page comes back. */
+    size_t clean = clean_now();
+    ebb__pool_t *p = pool_holding(mine[1]);
+    ebb__heap_free(mine, 1);
+    assert_true(p->listed);
+    assert_int_equal(p->bits_at, EBB_BITS_SPARSE);
+    assert_int_equal(a->dirty[0] & EBB_COLD_PAGES, EBB_COLD_PAGES);
+    assert_int_equal(atomic_load(&a->cold_users), 1);
+    assert_int_equal(clean_now(), clean - (size_t)__builtin_popcount(EBB_COLD_PAGES));
+    assert_ptr_equal(b->purge_tail, p);
+    header_pages_checked(a);
+    assert_int_equal(ebb_check(), 0);
+    /* Purged (one free page is worth a call once it has waited its
+     * longest) and off the list: the cold page goes a delay later at most
+     * (sooner when the arenas are in surplus). */
+    due = ebb__os_now_ms() + DELAY * EBB_PURGE_MAX_DELAYS;
+    ebb__heap_purge(due, DELAY, &surplus);
+    assert_false(p->listed);
+    ebb__arena_purge(due, DELAY, &surplus); /* sees the pool leave */
+    ebb__arena_purge(due + DELAY, DELAY, &surplus);
+    assert_int_equal(a->dirty[0] & EBB_COLD_PAGES, 0);
+    header_pages_checked(a);
+    assert_int_equal(ebb_check(), 0);
+    for (unsigned i = 0; i < nkept; i++)
+        if (kept[i] != mine[0])
+            assert_int_equal(((unsigned char *)kept[i])[63], 5);
+    for (unsigned i = 0, n = 0; i < nkept; i++)
+        if (kept[i] != mine[0])
+            kept[n++] = kept[i];
+    ebb__heap_free(kept, nkept - 1);
     ebb_collect(1);
 }
 
@@ -1065,10 +1152,14 @@ static void test_free_slots_purged_when_due(void **state)
     uint32_t left = ebb__arena_purge(now, DELAY, &surplus);
     assert_true(left <= DELAY && left >= DELAY - 1000);
     assert_int_equal(a->dirty[slot], 0xffff);
+    uint16_t header = a->dirty[0];
     assert_int_equal(ebb__arena_purge(now + DELAY, DELAY, &surplus), UINT32_MAX);
     assert_false(resident(b[0]));
     assert_int_equal(a->dirty[slot], 0);
-    assert_int_equal(clean_now(), clean + 16);
+    /* ...and the header's pages that only the pool needed (its bitmap, and
+     * the cold part of its descriptor) */
+    unsigned header_gone = (unsigned)__builtin_popcount((unsigned)(header & ~a->dirty[0]));
+    assert_int_equal(clean_now(), clean + 16 + header_gone);
 }
 
 static void test_large_cache_expires(void **state)
@@ -1192,6 +1283,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_pools_with_few_blocks_out_give_their_bitmaps_back,
                                   unit_teardown_check),
         cmocka_unit_test_teardown(test_frees_into_a_sparse_pool, unit_teardown_check),
+        cmocka_unit_test_teardown(test_a_listed_pool_brings_the_cold_page_back, unit_teardown_check),
         cmocka_unit_test_teardown(test_free_slots_purged_when_due, unit_teardown_check),
         cmocka_unit_test_teardown(test_demand_is_a_sliding_window, unit_teardown_check),
         cmocka_unit_test_teardown(test_a_stamp_after_the_pass_clock_is_new, unit_teardown_check),
