@@ -718,7 +718,7 @@ static void test_pools_with_few_blocks_out_give_their_bitmaps_back(void **state)
         assert_true(ebb__pool_is_free(p, 6));
     }
     assert_int_equal(ebb_check(), 0);
-    ebb__arena_purge(due, DELAY, &surplus);
+    ebb__arena_purge(ebb__os_now_ms() + DELAY, DELAY, &surplus); /* a delay after the sparsening */
     unsigned went = 0;
     for (unsigned k = 0; k < narenas; k++) {
         header_pages_checked(arena[k]);
@@ -755,7 +755,7 @@ static void test_a_listed_pool_brings_the_cold_page_back(void **state)
     (void)state;
     QUIET_HEAP(h);
     ebb__bin_t *b = bin_of(h, CLS64);
-    enum { POOLS = 70, PER = 1024 }; /* more than an arena: one is all ours */
+    enum { POOLS = 140, PER = 1024 }; /* over two arenas: one is all ours */
     static void *blk[POOLS * PER], *gone[POOLS * PER], *kept[POOLS * 2];
     take_filled(h, blk, POOLS * PER, 5);
     unsigned nkept = 0, ngone = 0;
@@ -771,7 +771,9 @@ static void test_a_listed_pool_brings_the_cold_page_back(void **state)
     for (int pass = 0; pass < 16 && b->purge_head; pass++)
         ebb__heap_purge(due, DELAY, &surplus);
     assert_null(b->purge_head);
-    ebb__arena_purge(due, DELAY, &surplus);
+    /* A delay after the pass that made the pools sparse (it may have taken
+     * a few ms): their arenas' header pages are due. */
+    ebb__arena_purge(ebb__os_now_ms() + DELAY, DELAY, &surplus);
     /* An arena whose cold part went: one holding our pools only. */
     ebb__arena_t *a = NULL;
     void *mine[2] = { NULL, NULL };
