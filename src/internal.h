@@ -891,6 +891,15 @@ void ebb__status_enable(void) EBB_HIDDEN;
  * (committed moved: a timeline point was just taken for it); made first
  * if it is wanted. */
 void ebb__status_tick(uint64_t purger_wakes, int now_wanted) EBB_HIDDEN;
+/* From allocation slow paths holding no lock, on the program's threads:
+ * make the page a fork child wants (ebb's own threads open no file). */
+extern EBB_HIDDEN _Atomic int ebb__status_to_make;
+void ebb__status_make_slow(void) EBB_HIDDEN;
+static inline void ebb__status_make(void)
+{
+    if (EBB_UNLIKELY(atomic_load_explicit(&ebb__status_to_make, memory_order_relaxed)))
+        ebb__status_make_slow();
+}
 
 /* ---------------------------------------------------- insight/crash.c */
 

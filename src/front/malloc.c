@@ -107,6 +107,7 @@ static EBB_ENTRY void *settle(void *p, size_t n, const char *fn)
     }
     ebb__limit_poll();
     ebb__blackbox_tick();
+    ebb__status_make();
     ebb__purge_owed_kick();
     return p;
 }

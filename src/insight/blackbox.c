@@ -48,7 +48,8 @@
  * box, and say so in one line.
  *
  * Fork.  The child must not write its parent's box: it drops the mapping
- * and, if the path has "%p", opens its own on its next refresh; without
+ * and, if the path has "%p", opens its own on its next refresh from one of
+ * its own threads (never ebb's: see refresh); without
  * "%p" the child has no box.  exec keeps the pid and drops the mapping
  * (releasing the lock), so the new image's box is the same file, taken
  * again and continued.  No descriptor stays open (os/linux_report.c).
@@ -136,8 +137,18 @@ static void refresh(const char *why)
 {
     if (!ebb__trylock(&Box.lock))
         return;
-    if (atomic_load_explicit(&Box.state, memory_order_relaxed) == BOX_WANTED)
+    if (atomic_load_explicit(&Box.state, memory_order_relaxed) == BOX_WANTED) {
+        /* Opened on a program's thread only: a descriptor one of ebb's
+         * threads opens shows in the program's table while its threads may
+         * dup2 onto the numbers they found free (which then fails with
+         * EBUSY: multiprocessing's test_large_fd_transfer in a fork child,
+         * whose box the purger opened after its first pass). */
+        if (ebb__thread_is_internal()) {
+            ebb__unlock(&Box.lock);
+            return;
+        }
         box_open();
+    }
     ebb__blackbox_t *b = Box.box;
     if (b != NULL) {
         uint32_t next = 1 - __atomic_load_n(&b->current, __ATOMIC_RELAXED);

@@ -15,8 +15,9 @@
  * private copy, loaded under `ebb run` beside libebb.so and unused, does
  * not (the constructor tells, front/init.c).  The page
  * is made at start-up, by ebb's constructor, so a process shows up in
- * `ebb top` from its start; a fork child makes its own on its purger's first
- * refresh (a child that only calls exec never makes one).  It is memory
+ * `ebb top` from its start; a fork child makes its own on its first
+ * allocation slow path (a child that only calls exec never makes one), on
+ * its own thread: never on ebb's (see ebb__status_tick).  It is memory
  * (/dev/shm is a tmpfs), 27 KiB, never written to a disk, and removed when
  * the process exits.  A process killed by SIGKILL, or one that leaves
  * through _exit, leaves its page behind: a stale page, which no process
@@ -234,6 +235,13 @@ void ebb__status_tick(uint64_t purger_wakes, int now_wanted)
     int state = atomic_load_explicit(&Page.state, memory_order_relaxed);
     if (EBB_LIKELY(state != PAGE_WANTED && state != PAGE_OPEN))
         return;
+    /* Made on a program's thread only (ebb__status_make_slow): making it
+     * opens two files, and a descriptor one of ebb's threads opens shows
+     * in the program's table while its threads may dup2 onto the numbers
+     * they found free, which then fails with EBUSY (multiprocessing's
+     * test_large_fd_transfer, in a fork child whose purger made its page). */
+    if (state == PAGE_WANTED && ebb__thread_is_internal())
+        return;
     uint32_t now = ebb__os_now_ms();
     uint32_t last = atomic_load_explicit(&Page.last_ms, memory_order_relaxed);
     if (state == PAGE_OPEN && !now_wanted && !ebb__due(now, last, EBB_STATUS_INTERVAL_MS))
@@ -248,6 +256,17 @@ void ebb__status_tick(uint64_t purger_wakes, int now_wanted)
         ebb_status_write(Page.page, &scratch);
     }
     ebb__unlock(&Page.lock);
+}
+
+/* A program's thread, on an allocation slow path holding no lock, makes a
+ * page that is wanted (at start-up the constructor does; in a fork child,
+ * the child's first slow path). */
+EBB_HIDDEN _Atomic int ebb__status_to_make;
+
+void ebb__status_make_slow(void)
+{
+    atomic_store_explicit(&ebb__status_to_make, 0, memory_order_relaxed);
+    ebb__status_tick(0, 1);
 }
 
 /* A normal exit: the page goes.  A refresh in progress (the purger's) ends
@@ -277,8 +296,10 @@ static void page_fork_child(void)
         Page.page = NULL;
     }
     int state = atomic_load_explicit(&Page.state, memory_order_relaxed);
-    if (state == PAGE_OPEN)
+    if (state == PAGE_OPEN || state == PAGE_WANTED) {
         atomic_store_explicit(&Page.state, PAGE_WANTED, memory_order_relaxed);
+        atomic_store_explicit(&ebb__status_to_make, 1, memory_order_relaxed);
+    }
     atomic_store_explicit(&Page.last_ms, 0, memory_order_relaxed);
 }
 

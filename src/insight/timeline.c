@@ -264,6 +264,11 @@ void ebb__timeline_info(ebb__timeline_info_t *out)
 static void timeline_fork_child(void)
 {
     atomic_store_explicit(&tl.last_ms, 0, memory_order_relaxed);
+    /* The parent's last RSS stands for the child's first interval: a read
+     * by the child's purger right after the fork would open a file while
+     * the child's own code may be setting up its descriptors. */
+    if (atomic_load_explicit(&tl.rss, memory_order_relaxed))
+        atomic_store_explicit(&tl.rss_ms, ebb__os_now_ms(), memory_order_relaxed);
     if (atomic_load_explicit(&tl.started, memory_order_relaxed))
         ebb__ledger_watch(ebb__committed_now());
 }

@@ -90,6 +90,49 @@ class OwnThreadsOpenNothingTest(unittest.TestCase):
                              "%d reads of statm in %.1f s:\n%s" % (len(reads), wall,
                                                                     "\n".join(reads[:20])))
 
+    def test_ebb_run_fork_children_make_their_page_themselves(self):
+        """Under `ebb run` a fork child makes its own status page for `ebb
+        top` (and its black box): on its own thread, at its first allocation
+        slow path, not on its purger's first pass (there it broke
+        multiprocessing's test_large_fd_transfer, whose child dup2s onto
+        every number it found free: EBUSY, in a few runs in a hundred)."""
+        code = """
+import os, time
+for k in range(3):
+    pid = os.fork()
+    if pid == 0:
+        end = time.monotonic() + 0.4
+        while time.monotonic() < end:
+            blocks = [bytearray(256 << 10) for _ in range(40)]
+            del blocks
+            time.sleep(0.01)
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+        with tempfile.TemporaryDirectory() as d:
+            log = os.path.join(d, "strace.log")
+            p = subprocess.run(["strace", "-f", "-qq", "-e", "trace=open,openat,clone,clone3",
+                                "-o", log, TOOL, "run", sys.executable, "-c", code],
+                               env=child_env(), capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+            with open(log) as f:
+                lines = f.read().splitlines()
+        threads = set()  # tids of threads, not processes' first threads
+        for line in lines:
+            m = re.search(r"clone3?\(.*CLONE_THREAD.*(?:= |parent_tid=\[)(\d+)", line)
+            if m:
+                threads.add(m.group(1))
+        pages = [line for line in lines if (m := OPEN.match(line)) and "/ebb-" in m.group(2)
+                 and m.group(2).startswith("/dev/shm/")]
+        self.assertGreaterEqual(len(pages), 4, "the parent's page and the 3 children's:\n" +
+                                "\n".join(pages))
+        # RSS, for the page and the box: at most once a second (the test
+        # above), and not in a child's first second (timeline.c).
+        by_threads = [line for line in lines
+                      if (m := OPEN.match(line)) and m.group(1) in threads
+                      and m.group(2) != "/proc/self/statm"]
+        self.assertEqual(by_threads, [], "ebb's threads opened files")
+
     def test_the_check_sees_a_thread_that_opens(self):
         """The check itself: a thread of the program's that opens a file is
         seen."""
