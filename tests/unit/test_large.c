@@ -114,6 +114,43 @@ static void test_table_grows(void **state)
     assert_int_equal(s.large_blocks, 0);
 }
 
+/* A table grown for thousands of blocks gives its mapping back once the
+ * blocks are gone (at the next purge pass), and still finds the blocks
+ * that remain, which a shrink rehashes. */
+static void test_table_shrinks_when_emptied(void **state)
+{
+    (void)state;
+    enum { N = 1500, KEEP = 3 };
+    static void *p[N];
+    ebb_stats_t s0, s1, s2;
+    int surplus = 0;
+    ebb__large_purge(ebb__os_now_ms(), 100000, &surplus); /* a table grown before goes */
+    ebb_stats(&s0);
+    for (int i = 0; i < N; i++) {
+        p[i] = ebb_malloc(132 * 1024 + (size_t)i);
+        assert_non_null(p[i]);
+        *(int *)p[i] = i;
+    }
+    ebb_stats(&s1);
+    size_t table = 2048 * 3 * sizeof(void *); /* 1500 entries grow it to 2048 of 24 bytes */
+    assert_true(s1.mapped_meta >= s0.mapped_meta + table);
+    for (int i = KEEP; i < N; i++)
+        ebb_free(p[i]);
+    uint32_t now = ebb__os_now_ms();
+    ebb__large_purge(now, 100000, &surplus); /* the cache keeps what it keeps */
+    ebb_stats(&s2);
+    assert_int_equal(s2.large_blocks, KEEP);
+    assert_true(s2.mapped_meta + table <= s1.mapped_meta);
+    assert_int_equal(ebb_check(), 0);
+    for (int i = 0; i < KEEP; i++) {
+        assert_int_equal(*(int *)p[i], i);
+        assert_true(ebb_usable_size(p[i]) >= 132 * 1024 + (size_t)i); /* found */
+        ebb_free(p[i]);
+    }
+    ebb_stats(&s2);
+    assert_int_equal(s2.large_blocks, 0);
+}
+
 static void test_realloc_grows_by_remap(void **state)
 {
     (void)state;
@@ -197,6 +234,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cache_is_bounded, unit_teardown_check),
         cmocka_unit_test_teardown(test_cache_grows_with_live_blocks, unit_teardown_check),
         cmocka_unit_test_teardown(test_table_grows, unit_teardown_check),
+        cmocka_unit_test_teardown(test_table_shrinks_when_emptied, unit_teardown_check),
         cmocka_unit_test_teardown(test_realloc_grows_by_remap, unit_teardown_check),
         cmocka_unit_test_teardown(test_shrunk_tail_is_cached_and_regrown, unit_teardown_check),
         cmocka_unit_test_teardown(test_foreign_pointer_not_in_table, unit_teardown_check),
