@@ -193,7 +193,10 @@ class CliTest(unittest.TestCase):
                       r"held ~([0-9.]+) MiB live then:\n +1\. ~([0-9.]+) MiB in ", p.stderr)
         assert m, p.stderr
         committed, held, top = map(float, m.groups())
-        assert committed >= 95 and held >= 80 and top >= 50, m.groups()
+        # held is the sampled estimate of ~97 MiB live at the peak: 82.9 to
+        # 114 in 30 runs, and 79.4 once (a CI run failed on ">= 80"); what
+        # it must tell apart is the ~10 MiB live at the end.
+        assert committed >= 95 and held >= 60 and top >= 50, m.groups()
 
     def test_native_shows_every_frame(self):
         """--native (EBB_REPORT_NATIVE=1): a site's native frames on lines of
