@@ -379,15 +379,13 @@ static inline uint8_t *ebb__pool_start(const ebb__pool_t *p)
 {
     return (uint8_t *)ebb__arena_of_pool(p) + ((uintptr_t)p->head_slot << EBB_SLOT_SHIFT);
 }
-/* The cold part of p's descriptor (types.h): valid while p is listed or
- * has a bitmap. */
+/* The cold part of p's descriptor (types.h): valid while p is listed. */
 static inline ebb__pool_cold_t *ebb__pool_cold(const ebb__pool_t *p)
 {
     return &ebb__arena_of_pool(p)->cold[p->head_slot];
 }
-/* Bin lock held: pool p joins its bin's purge list, whose links are in the
- * cold part; the arena is told first, since it may have purged that page,
- * and then keeps it (arena.c, "Header pages"). */
+/* Takes the arena lock: a's cold part, purged or being purged, is counted
+ * resident again (arena.c, "Header pages"). */
 void ebb__arena_cold_restore(ebb__arena_t *a) EBB_HIDDEN;
 /* Arena lock held: bytes [at, at + len) of a's header are about to be
  * written, so their pages become resident (committed counts them). */
@@ -400,6 +398,9 @@ void ebb__arena_header_touch(ebb__arena_t *a, const void *at, size_t len) EBB_HI
  * every page but the first, up to the bitmaps' start. */
 #define EBB_COLD_PAGES \
     ((uint16_t)(((1u << (((offsetof(ebb__arena_t, bits) - 1) >> EBB_PAGE_SHIFT) + 1)) - 1) & ~1u))
+/* Bin lock held: pool p joins its bin's purge list, whose links are in the
+ * cold part; the arena is told first, since it may have purged that page,
+ * and then keeps it. */
 static inline void ebb__arena_cold_enter(const ebb__pool_t *p)
 {
     ebb__arena_t *a = ebb__arena_of_pool(p);

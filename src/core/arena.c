@@ -485,7 +485,6 @@ static unsigned lend_due(lent_t *out, lend_rule_t *r, uint32_t *next)
  * LEND_BATCH arenas.
  */
 
-#define COLD_PAGES EBB_COLD_PAGES
 _Static_assert((offsetof(ebb__arena_t, cold) >> EBB_PAGE_SHIFT) == 0 &&
                    ((offsetof(ebb__arena_t, bits) - 1) >> EBB_PAGE_SHIFT) >= 1,
                "the hot part is the first page, and it is followed by cold pages");
@@ -494,13 +493,13 @@ void ebb__arena_header_touch(ebb__arena_t *a, const void *at, size_t len)
 {
     size_t lo = (size_t)((const uint8_t *)at - (const uint8_t *)a) >> EBB_PAGE_SHIFT;
     size_t hi = ((size_t)((const uint8_t *)at - (const uint8_t *)a) + len - 1) >> EBB_PAGE_SHIFT;
-    uint16_t m = (uint16_t)(((2u << hi) - 1) & ~((1u << lo) - 1));
+    uint16_t m = (uint16_t)ebb__bit_run((unsigned)(hi - lo + 1), (unsigned)lo);
     size_t fresh = (size_t)__builtin_popcount((unsigned)(m & ~a->dirty[0]));
     a->dirty[0] |= m;
     if (fresh == 0)
         return;
     ebb__pages_dirtied(fresh);
-    if ((a->dirty[0] & COLD_PAGES) == COLD_PAGES)
+    if ((a->dirty[0] & EBB_COLD_PAGES) == EBB_COLD_PAGES)
         atomic_fetch_and_explicit(&a->cold_users, ~EBB_COLD_GONE, memory_order_relaxed);
 }
 
@@ -531,7 +530,7 @@ static int words_in_use(const ebb__arena_t *a, size_t w, size_t end)
  * a bitmap or is listed.  Arena lock held. */
 static int cold_claim(ebb__arena_t *a)
 {
-    if (!(a->dirty[0] & COLD_PAGES) || words_in_use(a, 0, EBB_SLOTS * EBB_BITMAP_WORDS))
+    if (!(a->dirty[0] & EBB_COLD_PAGES) || words_in_use(a, 0, EBB_SLOTS * EBB_BITMAP_WORDS))
         return 0;
     uint32_t was = atomic_load_explicit(&a->cold_users, memory_order_relaxed);
     return !(was & (EBB_COLD_USERS | EBB_COLD_BUSY)) &&
@@ -548,10 +547,10 @@ static uint16_t header_pages_unused(const ebb__arena_t *a, int cold_claimed)
     /* With the cold part purged no word is in use, and reading bits_used
      * would map the zero page there (which mincore, and so ebb_rss, would
      * count resident). */
-    int none_in_use = !(a->dirty[0] & COLD_PAGES);
+    int none_in_use = !(a->dirty[0] & EBB_COLD_PAGES);
     uint16_t m = 0;
     for (size_t pg = 1; (pg << EBB_PAGE_SHIFT) < at + words * 8; pg++) {
-        if (!((a->dirty[0] >> pg) & 1) || (((COLD_PAGES >> pg) & 1) && !cold_claimed))
+        if (!((a->dirty[0] >> pg) & 1) || (((EBB_COLD_PAGES >> pg) & 1) && !cold_claimed))
             continue;
         size_t from = pg << EBB_PAGE_SHIFT, to = from + EBB_PAGE;
         size_t w = from > at ? (from - at) / 8 : 0, end = to > at ? (to - at) / 8 : 0;

@@ -205,7 +205,7 @@ static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *liste
     int faults = 0;
     ebb__pool_t *prev = NULL;
     for (ebb__pool_t *p = b->purge_head; p; prev = p, p = ebb__pool_cold(p)->purge_next) {
-        if (ebb__pool_cold(p)->purge_prev != prev || !p->listed || ebb__pool_heap(p) != &ebb__heaps.heap[h] || p->cls != c)
+        if (ebb__pool_cold(p)->purge_prev != prev || !p->listed || p->heap != h || p->cls != c)
             return FAULT("heap %u class %u: purge list broken at pool %p\n", h, c, (void *)ebb__pool_start(p));
         if ((uint32_t)(ebb__pool_cold(p)->stamp - ebb__pool_cold(p)->listed_at) > 86400000u)
             FAULT("heap %u class %u: pool %p active before it joined the purge list\n", h, c,
@@ -219,7 +219,7 @@ static int check_purge_list(ebb__bin_t *b, unsigned h, unsigned c, size_t *liste
         FAULT("heap %u class %u: purge list tail wrong\n", h, c);
     for (unsigned k = 0; k < EBB_PURGE_HINTS; k++) {
         const ebb__pool_t *p = b->purge_hint[k];
-        if (p && (!p->listed || ebb__pool_heap(p) != &ebb__heaps.heap[h] || p->cls != c ||
+        if (p && (!p->listed || p->heap != h || p->cls != c ||
                   ebb__pool_cold(p)->queued_at % EBB_PURGE_HINTS != k))
             FAULT("heap %u class %u: purge hint %u is not a listed pool with its key\n", h, c,
                   k);
@@ -239,7 +239,7 @@ static int check_bins(size_t *pools_listed, size_t *purge_listed)
                     FAULT("heap %u class %u: bucket %u mask wrong\n", h, c, k);
                 ebb__pool_t *prev = NULL;
                 for (ebb__pool_t *p = b->bucket[k]; p; prev = p, p = p->next) {
-                    if (p->prev != prev || ebb__pool_heap(p) != &ebb__heaps.heap[h] || p->cls != c || p->bucket != k) {
+                    if (p->prev != prev || p->heap != h || p->cls != c || p->bucket != k) {
                         FAULT("heap %u class %u: pool %p misfiled\n", h, c, (void *)ebb__pool_start(p));
                         break;
                     }
