@@ -17,8 +17,10 @@
  * allocates a same-sized buffer in a loop (the malloc-large pattern, where
  * mimalloc and jemalloc pay 6 to 7 times glibc's time refaulting pages)
  * reuses the mapping with no system call and no page fault; a bigger cached
- * mapping is split, a smaller one grown, so resident pages are reused before
- * new ones are faulted in.  The oldest entries are unmapped first.  Growth by
+ * mapping is split, and smaller ones are moved into a new block's mapping
+ * by the kernel (mremap moves their page tables), so resident pages are
+ * reused before new ones are faulted in.  The oldest entries are unmapped
+ * first.  Growth by
  * realloc uses mremap, which moves page tables instead of copying bytes, and
  * leaves 25% headroom so that a buffer grown step by step is remapped
  * O(log n) times; a shrink happens only when it saves a quarter, and puts
@@ -40,10 +42,10 @@
  *
  * Cached mappings are unmapped once they have stayed unused for the purge
  * delay (ebb__large_purge), so the cache only ever holds memory a program
- * is cycling through; with a delay of 0 nothing is cached.  And a block the
- * cache cannot serve is mapped only after the cache has given back what it
- * holds beyond a small budget, as much as the new block (cache_yield): what
- * waits for the clock never adds to a peak of new memory.  The threshold
+ * is cycling through; with a delay of 0 nothing is cached.  And whatever of
+ * a new block the cache cannot fill makes the cache give back what it holds
+ * beyond a small budget, as much as comes in (cache_yield): what waits for
+ * the clock never adds to a peak of new memory.  The threshold
  * between pool and large blocks is fixed: it never ratchets up the way
  * glibc's mmap threshold does after a large free.
  */
@@ -223,54 +225,107 @@ static void cache_remove(unsigned i)
     large.ncache--;
 }
 
-/* A cached mapping turned into `need` bytes, reusing pages that are already
- * resident wherever it can (a fresh page costs a fault, about 6 us here):
- * the best fit is split and its tail stays cached; failing that, the largest
- * smaller one is grown with mremap, so only the difference faults.  The
- * tail is never handed out with the block: its pages are resident (the
- * previous owner wrote them), and in a live block nothing would give them
- * back until the block is freed -- a 9.4 MiB request that took an 18 MiB
- * mapping whole kept 9 MiB resident and unused (bench/rss scenario 5).
- * Cached, the tail is unmapped on the purge clock, a realloc can still
- * absorb it in place, and cache_put merges it with the head again.  0 if
- * the cache is empty or the OS refuses the growth. */
+/* A cached mapping turned into `need` bytes: the best fit, split if it is
+ * bigger, its tail staying cached.  The tail is never handed out with the
+ * block: its pages are resident (the previous owner wrote them), and in a
+ * live block nothing would give them back until the block is freed -- a
+ * 9.4 MiB request that took an 18 MiB mapping whole kept 9 MiB resident
+ * and unused (bench/rss scenario 5).  Cached, the tail is unmapped on the
+ * purge clock, a realloc can still absorb it in place, and cache_put merges
+ * it with the head again.  0 if no cached mapping is big enough: then the
+ * block is mapped fresh and smaller ones are moved into it (cache_fill). */
 static int cache_take(size_t need, ebb__large_entry_t *out)
 {
-    unsigned fit = large.ncache, small = large.ncache;
+    unsigned fit = large.ncache;
     for (unsigned i = 0; i < large.ncache; i++) {
         size_t s = large.cache[i].size;
         if (s >= need && (fit == large.ncache || s < large.cache[fit].size))
             fit = i;
-        else if (s < need && (small == large.ncache || s > large.cache[small].size))
-            small = i;
     }
-    if (fit < large.ncache && large.cache[fit].size == need) {
+    if (fit == large.ncache)
+        return 0;
+    if (large.cache[fit].size == need) {
         *out = large.cache[fit];
         cache_remove(fit);
         return 1;
     }
-    if (fit < large.ncache) {
-        out->addr = large.cache[fit].addr;
-        out->size = need;
-        large.cache[fit].addr += need; /* the tail stays cached, with its stamp */
-        large.cache[fit].size -= need;
-        large.cache_bytes -= need;
-        return 1;
+    out->addr = large.cache[fit].addr;
+    out->size = need;
+    large.cache[fit].addr += need; /* the tail stays cached, with its stamp */
+    large.cache[fit].size -= need;
+    large.cache_bytes -= need;
+    return 1;
+}
+
+/* The cached mapping cache_fill would move next into `room` bytes: the
+ * largest that fits, at least EBB_LARGE_PIECE_MIN, not in `tried` (a bit
+ * per slot); ncache if none. */
+static unsigned piece_pick(size_t room, uint32_t tried)
+{
+    unsigned best = large.ncache;
+    for (unsigned i = 0; i < large.ncache; i++) {
+        size_t s = large.cache[i].size;
+        if (s >= EBB_LARGE_PIECE_MIN && s <= room && !(tried >> i & 1) &&
+            (best == large.ncache || s > large.cache[best].size))
+            best = i;
     }
-    if (small < large.ncache) {
-        ebb__large_entry_t e = large.cache[small];
-        if (!ebb__budget_admits(need - e.size))
-            return 0; /* the caller's own admission refuses it too */
-        void *q = ebb__os_remap((void *)e.addr, e.size, need, 1);
-        if (q == NULL)
+    return best;
+}
+
+/* What cache_fill would move into a fresh block of `need` bytes, as far as
+ * the cache shows now (the memory limit's admission asks for the rest). */
+static size_t cache_fill_estimate(size_t need)
+{
+    size_t filled = 0;
+    uint32_t tried = 0;
+    for (int k = 0; k < EBB_LARGE_PIECES; k++) {
+        unsigned i = piece_pick(need - filled, tried);
+        if (i == large.ncache)
+            break;
+        tried |= (uint32_t)1 << i;
+        filled += large.cache[i].size;
+    }
+    return filled;
+}
+
+/* A fresh block [dst, dst + need) takes the pages of cached mappings that
+ * fit in it, moved there by the OS (ebb__os_move: page tables move, nothing
+ * is copied or faulted), largest first, from its start: pages a freed block
+ * left resident serve the new one instead of waiting for the clock while
+ * fresh ones are faulted in beside them.  That is issue 15's "no growth
+ * while freed memory waits" for large blocks of changing sizes (bench/rss
+ * scenario 5: a 48 MiB buffer mapped while the cache held 21 MiB in smaller
+ * mappings), and it saves the faults too.  At most EBB_LARGE_PIECES
+ * mappings of EBB_LARGE_PIECE_MIN or more: each stays a kernel mapping of
+ * its own inside the block (config.h).  A mapping the OS will not move (one
+ * that spans two kernel mappings, on kernels before 6.17) stays cached.
+ * *filled: the bytes filled, from dst on; the pieces leave the books of
+ * cached memory here.  0 if a refused move left a hole in the block that
+ * could not be mapped again (the caller gives the block up).  Large lock
+ * held. */
+static int cache_fill(uintptr_t dst, size_t need, size_t *filled)
+{
+    uint32_t tried = 0;
+    *filled = 0;
+    for (int k = 0; k < EBB_LARGE_PIECES;) {
+        unsigned i = piece_pick(need - *filled, tried);
+        if (i == large.ncache)
+            break;
+        ebb__large_entry_t c = large.cache[i];
+        int moved = ebb__os_move((void *)c.addr, c.size, (void *)(dst + *filled));
+        if (moved < 0)
             return 0;
-        cache_remove(small);
-        ebb__mapped_add(need - e.size);
-        out->addr = (uintptr_t)q;
-        out->size = need;
-        return 1;
+        if (moved == 0) {
+            tried |= (uint32_t)1 << i;
+            continue;
+        }
+        cache_remove(i);
+        tried = 0; /* the slots above i moved down */
+        ebb__mapped_sub(c.size);
+        *filled += c.size;
+        k++;
     }
-    return 0;
+    return 1;
 }
 
 /* What freed memory may wait while new memory comes in: EBB_WAITING_BUDGET
@@ -282,16 +337,16 @@ static size_t waiting_budget(void)
     return budget & ~(ebb__os_page_size() - 1);
 }
 
-/* `fresh` bytes are about to be mapped for a large block the cache could
- * not serve: cached mappings beyond the waiting budget go back first,
- * oldest first, as much as comes in, so freed memory waiting for the clock
- * does not add to a peak (issue 15).  An entry is cut from its end when
- * only part must go.  Large lock held; the ranges to unmap (counted off
- * mapped here) go to out[*n], for the caller to unmap once it has let go
- * of the lock.  Growth out of the cache (a cached mapping grown, a live
- * block grown by realloc) reuses what waits and yields nothing: yielding
- * there too cost bench/run.py largeblk 18% more faults and 12-18% more
- * time for 3% less peak. */
+/* `fresh` bytes of a new large block are new memory, the part that no
+ * cached mapping could fill: cached mappings beyond the waiting budget go
+ * back, oldest first, as much as comes in, so freed memory waiting for the
+ * clock does not add to a peak (issue 15); the block is still untouched, so
+ * RSS never holds both.  An entry is cut from its end when only part must
+ * go.  Large lock held; the ranges to unmap (counted off mapped here) go to
+ * out[*n], for the caller to unmap once it has let go of the lock.  A live
+ * block grown by realloc yields nothing: yielding there too cost
+ * bench/run.py largeblk 18% more faults and 12-18% more time for 3% less
+ * peak. */
 static void cache_yield(size_t fresh, ebb__large_entry_t *out, unsigned *n)
 {
     if (fresh == 0 || large.ncache == 0)
@@ -391,11 +446,10 @@ void *ebb__large_alloc(size_t size, size_t align, int zero, uint32_t tag, uint32
             memset((void *)e.addr, 0, e.size);
         return (void *)e.addr;
     }
-    cache_yield(need, yielded, &nyielded);
+    size_t reused = cache_fill_estimate(need);
     ebb__unlock(&large.lock);
-    unmap_all(yielded, nyielded);
 
-    if (!ebb__budget_admits(need)) {
+    if (!ebb__budget_admits(need - reused)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -414,11 +468,23 @@ void *ebb__large_alloc(size_t size, size_t align, int zero, uint32_t tag, uint32
         return NULL;
     }
     /* Counted when recorded, under the lock, so a fork never sees one
-     * without the other. */
+     * without the other.  What the cache could not fill is fresh, and as
+     * much of what still waits there beyond the budget goes back. */
     ebb__mapped_add(need);
+    if (!cache_fill((uintptr_t)p, need, &reused)) {
+        ebb__mapped_sub(need);
+        ebb__unlock(&large.lock);
+        ebb__os_unmap(p, need);
+        errno = ENOMEM;
+        return NULL;
+    }
+    cache_yield(need - reused, yielded, &nyielded);
     record_live((uintptr_t)p, need, tag, usable);
     ebb__unlock(&large.lock);
-    return p; /* fresh mappings are zero */
+    unmap_all(yielded, nyielded);
+    if (zero && reused)
+        memset(p, 0, reused); /* the rest is fresh, so zero */
+    return p;
 }
 
 /* What the cache may hold: EBB_LARGE_CACHE, or half the live large bytes
@@ -623,6 +689,28 @@ static int shrink_into_cache(ebb__large_entry_t *e, size_t need)
     return 1;
 }
 
+/* Grow live block [p, p + old) to `need` bytes where mremap cannot resize
+ * it (it spans two kernel mappings: it absorbed a cached tail, or was filled
+ * from the cache): a fresh mapping takes the block's pages by a move, which
+ * kernels from 6.17 make for several mappings at once, so nothing is copied,
+ * and the growth up to `want` (the request, not the headroom) is filled from
+ * the cache first.  bench/run.py bigblocks (73% of its reallocs met such a
+ * block): 1.54 s and 243K faults copying them, 1.14 s moving them; without
+ * the fill, run.py realloc faulted 63K pages instead of 10K.  NULL if the OS
+ * will not, the block as it was: the caller copies it.  Large lock held. */
+static void *grow_by_move(void *p, size_t old, size_t need, size_t want)
+{
+    void *q = map_block(need, 0, 0);
+    if (q == NULL)
+        return NULL;
+    size_t filled = 0;
+    if ((want <= old || cache_fill((uintptr_t)q + old, want - old, &filled)) &&
+        ebb__os_move(p, old, q) == 1)
+        return q;
+    ebb__os_unmap(q, need); /* with what the fill moved in: free memory */
+    return NULL;
+}
+
 void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint32_t *tag)
 {
     size_t need = page_round(size);
@@ -678,18 +766,23 @@ void *ebb__large_realloc(void *p, size_t size, int *not_ours, int *resized, uint
         errno = ENOMEM;
         return NULL;
     }
-    void *q = ebb__os_remap(p, old, need, need > old);
-    if (q == NULL && large.ncache > 0) {
+    int no_memory;
+    void *q = ebb__os_remap(p, old, need, need > old, &no_memory);
+    if (q == NULL && no_memory && large.ncache > 0) {
         /* As in ebb__large_alloc: the cache goes before the request fails.
          * Its entries are unmapped under the lock (a rare path), so e stays
-         * valid. */
+         * valid.  Not when mremap cannot resize a block that spans two
+         * kernel mappings (one that absorbed a cached tail, or was filled
+         * from the cache): the caller copies it, and the cache may serve. */
         while (large.ncache > 0) {
             ebb__mapped_sub(large.cache[0].size);
             ebb__os_unmap((void *)large.cache[0].addr, large.cache[0].size);
             cache_remove(0);
         }
-        q = ebb__os_remap(p, old, need, need > old);
+        q = ebb__os_remap(p, old, need, need > old, &no_memory);
     }
+    if (q == NULL && !no_memory && need > old)
+        q = grow_by_move(p, old, need, page_round(size));
     if (q == NULL) {
         ebb__unlock(&large.lock);
         errno = ENOMEM;

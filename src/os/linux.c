@@ -429,14 +429,36 @@ size_t ebb__os_resident(const void *p, size_t size, unsigned char *pages)
     return resident * page;
 }
 
-void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move)
+void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move, int *no_memory)
 {
-    if (new_size > old_size && injected_failure())
+    *no_memory = 0;
+    if (new_size > old_size && injected_failure()) {
+        *no_memory = 1;
         return NULL;
+    }
     int saved = errno;
     void *q = mremap(p, old_size, new_size, may_move ? MREMAP_MAYMOVE : 0);
+    if (q == MAP_FAILED)
+        *no_memory = errno == ENOMEM;
     errno = saved;
     return q == MAP_FAILED ? NULL : q;
+}
+
+int ebb__os_move(void *from, size_t size, void *to)
+{
+    if (injected_failure())
+        return 0;
+    int saved = errno;
+    void *q = mremap(from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    if (q != MAP_FAILED) {
+        errno = saved;
+        return 1;
+    }
+    /* A refused move may have unmapped the destination first (kernels
+     * before 6.17 check the source only after): map it again, fresh. */
+    q = mmap(to, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    errno = saved;
+    return q == MAP_FAILED ? -1 : 0;
 }
 
 void ebb__os_write_diag(const char *s, size_t n)

@@ -104,8 +104,17 @@ void ebb__os_purge_setup(void);
  * it gets one byte per page from p's page on, 1 resident, 0 not.  Pages not
  * mapped count as not resident.  Allocates nothing. */
 size_t ebb__os_resident(const void *p, size_t size, unsigned char *pages);
-/* Resize a mapping, moving it if `may_move`; NULL if the OS cannot. */
-void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move);
+/* Resize a mapping, moving it if `may_move`; NULL if the OS cannot, with
+ * *no_memory set if it lacked the memory or address space (not if the range
+ * spans two kernel mappings, which mremap cannot resize). */
+void *ebb__os_remap(void *p, size_t old_size, size_t new_size, int may_move, int *no_memory);
+/* Move the pages of [from, from + size) to `to`, replacing the fresh
+ * mapping there: the page tables move, the pages stay resident, nothing is
+ * copied, and `from` is left unmapped; 1.  If the OS refuses (a range that
+ * spans two kernel mappings, on kernels before 6.17), nothing moved and
+ * `to` is fresh again: 0; -1 if `to` could not be mapped again either
+ * (the caller's mapping now has a hole there). */
+int ebb__os_move(void *from, size_t size, void *to);
 
 /* Write bytes to the diagnostic stream (stderr) without allocating. */
 void ebb__os_write_diag(const char *s, size_t n);

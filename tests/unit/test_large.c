@@ -3,7 +3,9 @@
 #include "unit.h"
 
 #include <string.h>
+#include <stdio.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 
 #define MiB ((size_t)1 << 20)
 
@@ -217,6 +219,117 @@ static void test_shrunk_tail_is_cached_and_regrown(void **state)
     ebb_collect(0);
 }
 
+/* Linux 6.17 and later move a range that spans several mappings with one
+ * mremap (a block filled from the cache is such a range); before, ebb
+ * copies it when it grows. */
+static int kernel_moves_several_mappings(void)
+{
+    struct utsname u;
+    int major = 0, minor = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &major, &minor) != 2)
+        return 0;
+    return major > 6 || (major == 6 && minor >= 17);
+}
+
+/* A block no cached mapping is big enough for is mapped fresh, and the
+ * smaller cached mappings are moved into it by the kernel, largest first:
+ * their pages serve again without a fault, and nothing waits in the cache
+ * while fresh memory comes in (issue 15).  A block made of such pieces
+ * spans several kernel mappings: calloc still zeroes it, and realloc still
+ * grows it with its bytes intact (mremap cannot, so it copies). */
+static void test_fresh_block_takes_smaller_cached_mappings(void **state)
+{
+    (void)state;
+    ebb_collect(0);
+    size_t saved = ebb__opt.large_cache;
+    ebb__opt.large_cache = 64 * MiB; /* 32-bit keeps no cache by default */
+    static const size_t sizes[3] = { 4 * MiB, 3 * MiB, 2 * MiB };
+    char *b[3];
+    for (int i = 0; i < 3; i++) {
+        b[i] = ebb_malloc(sizes[i]);
+        assert_non_null(b[i]);
+        memset(b[i], 0x40 + i, sizes[i]);
+    }
+    /* b[1] stays live between the others (mappings come one below the
+     * other), so the cache cannot merge two freed neighbours into one entry:
+     * one that spans two kernel mappings, which kernels before 6.17 will not
+     * move */
+    ebb_free(b[0]);
+    ebb_free(b[2]);
+    ebb_stats_t s;
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 6 * MiB);
+    long before = minor_faults();
+    char *p = ebb_malloc(7 * MiB);
+    assert_non_null(p);
+    assert_int_equal(p[0], 0x40); /* the largest cached mapping's pages first */
+    assert_int_equal(p[4 * MiB - 1], 0x40);
+    assert_int_equal(p[4 * MiB], 0x42);
+    assert_int_equal(p[6 * MiB - 1], 0x42);
+    assert_int_equal(p[6 * MiB], 0); /* the fresh rest */
+    memset(p, 0x11, 7 * MiB);
+    long faults = minor_faults() - before;
+    assert_true(faults < 256 + 64); /* 1792 if all 7 MiB were fresh */
+    ebb_stats(&s);
+    assert_int_equal(s.mapped_large_cached, 0);
+    assert_int_equal(s.mapped_large, 10 * MiB);
+    assert_int_equal(ebb_check(), 0);
+    ebb_free(p);
+    ebb_free(b[1]);
+
+    char *z = ebb_calloc(1, 12 * MiB); /* takes the cached mappings, pieced ones too */
+    assert_non_null(z);
+    for (size_t i = 0; i < 12 * MiB; i += 4093)
+        assert_int_equal(z[i], 0);
+    memset(z, 0x5c, 12 * MiB);
+    before = minor_faults();
+    char *g = ebb_realloc(z, 40 * MiB);
+    assert_non_null(g);
+    if (kernel_moves_several_mappings())
+        assert_true(minor_faults() - before < 64); /* moved, not copied into 3072 fresh pages */
+    for (size_t i = 0; i < 12 * MiB; i += 4093)
+        assert_int_equal(g[i], 0x5c);
+    assert_int_equal(g[12 * MiB - 1], 0x5c);
+    memset(g, 0x22, 40 * MiB);
+    ebb_free(g);
+    ebb__opt.large_cache = saved;
+    ebb_collect(0);
+}
+
+/* A cached mapping the OS refuses to move stays cached, and the block it
+ * was to fill is whole and fresh there.  The refusal is injected: the
+ * countdown lets the block's own mapping through, then fails the move. */
+static void test_refused_move_keeps_the_mapping(void **state)
+{
+    (void)state;
+    ebb_collect(0);
+    size_t saved = ebb__opt.large_cache;
+    ebb__opt.large_cache = 64 * MiB;
+    int refused = 0;
+    for (long k = 1; k <= 4 && !refused; k++) {
+        char *b = ebb_malloc(2 * MiB);
+        assert_non_null(b);
+        memset(b, 0x61, 2 * MiB);
+        ebb_free(b);
+        atomic_store(&ebb__os_fail_after, k);
+        char *p = ebb_malloc(3 * MiB);
+        atomic_store(&ebb__os_fail_after, -1);
+        ebb_stats_t s;
+        ebb_stats(&s);
+        if (p != NULL && s.mapped_large_cached == 2 * MiB) {
+            refused = 1;
+            for (size_t i = 0; i < 3 * MiB; i += 4093)
+                assert_int_equal(p[i], 0);
+            memset(p, 0x12, 3 * MiB);
+        }
+        assert_int_equal(ebb_check(), 0);
+        ebb_free(p);
+        ebb_collect(0);
+    }
+    assert_true(refused);
+    ebb__opt.large_cache = saved;
+}
+
 static void test_foreign_pointer_not_in_table(void **state)
 {
     (void)state;
@@ -237,6 +350,8 @@ int main(void)
         cmocka_unit_test_teardown(test_table_shrinks_when_emptied, unit_teardown_check),
         cmocka_unit_test_teardown(test_realloc_grows_by_remap, unit_teardown_check),
         cmocka_unit_test_teardown(test_shrunk_tail_is_cached_and_regrown, unit_teardown_check),
+        cmocka_unit_test_teardown(test_fresh_block_takes_smaller_cached_mappings, unit_teardown_check),
+        cmocka_unit_test_teardown(test_refused_move_keeps_the_mapping, unit_teardown_check),
         cmocka_unit_test_teardown(test_foreign_pointer_not_in_table, unit_teardown_check),
     };
     return cmocka_run_group_tests_name("large", tests, NULL, NULL);

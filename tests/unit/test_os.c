@@ -179,11 +179,12 @@ static void test_remap_preserves_contents(void **state)
     unsigned char *p = ebb__os_map(old);
     for (size_t i = 0; i < old; i++)
         p[i] = (unsigned char)i;
-    unsigned char *q = ebb__os_remap(p, old, big, 1);
+    int no_memory;
+    unsigned char *q = ebb__os_remap(p, old, big, 1, &no_memory);
     assert_non_null(q);
     for (size_t i = 0; i < old; i++)
         assert_int_equal(q[i], (unsigned char)i);
-    unsigned char *r = ebb__os_remap(q, big, 4096, 0);
+    unsigned char *r = ebb__os_remap(q, big, 4096, 0, &no_memory);
     assert_ptr_equal(r, q); /* shrinking never moves */
     assert_int_equal(r[100], 100);
     ebb__os_unmap(r, 4096);
