@@ -190,6 +190,37 @@ static void test_remap_preserves_contents(void **state)
     ebb__os_unmap(r, 4096);
 }
 
+/* A move takes the source's pages to the destination without copying; a
+ * refused one (here: a source the kernel rejects, not page-aligned) leaves
+ * the source as it was and the destination mapped again, fresh, so a block
+ * that was to be filled keeps no hole whatever the kernel did first. */
+static void test_move_and_refused_move(void **state)
+{
+    (void)state;
+    size_t page = ebb__os_page_size(), n = 3 * page;
+    unsigned char *src = ebb__os_map(n), *dst = ebb__os_map(n);
+    assert_non_null(src);
+    assert_non_null(dst);
+    memset(src, 0xab, n);
+    memset(dst, 0x11, n);
+    assert_int_equal(ebb__os_move(src, n, dst), 1);
+    assert_int_equal(dst[0], 0xab);
+    assert_int_equal(dst[n - 1], 0xab);
+
+    src = ebb__os_map(n + page);
+    assert_non_null(src);
+    memset(src, 0xcd, n + page);
+    memset(dst, 0x22, n);
+    assert_int_equal(ebb__os_move(src + 16, n, dst), 0);
+    assert_int_equal(src[0], 0xcd); /* the source is untouched */
+    assert_int_equal(src[n], 0xcd);
+    for (size_t i = 0; i < n; i += 512)
+        assert_int_equal(dst[i], 0); /* fresh again, and mapped */
+    memset(dst, 0x33, n);
+    ebb__os_unmap(src, n + page);
+    ebb__os_unmap(dst, n);
+}
+
 static void test_getenv_without_allocating(void **state)
 {
     (void)state;
@@ -388,6 +419,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_purge_ranges_in_one_call),
         cmocka_unit_test(test_no_vector_under_a_seccomp_filter),
         cmocka_unit_test(test_remap_preserves_contents),
+        cmocka_unit_test(test_move_and_refused_move),
         cmocka_unit_test(test_getenv_without_allocating),
         cmocka_unit_test(test_getenv_before_environ),
         cmocka_unit_test(test_lock_excludes),
