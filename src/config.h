@@ -569,8 +569,9 @@ _Static_assert(EBB_SLOT_PAGES == 16, "a slot's dirty pages are one 16-bit mask")
 _Static_assert(EBB_PURGE_DELAY_MS > 0 && EBB_PURGE_SLACK_MS < EBB_PURGE_DELAY_MS,
                "the slack only gathers work, it never dominates the delay");
 _Static_assert(EBB_PURGE_BATCH >= 1, "a pass makes progress");
-_Static_assert(EBB_LARGE_PIECES >= 1 && EBB_LARGE_CACHE_SLOTS <= 32,
-               "cache_fill moves at least one piece and marks the slots it tried in 32 bits");
+_Static_assert(EBB_LARGE_PIECES >= 1 && EBB_LARGE_CACHE_SLOTS < 32,
+               "cache_fill moves at least one piece and marks the slots it tried in 32 bits "
+               "(shifted by up to a slot count)");
 _Static_assert(EBB_SPARSE_BLOCKS >= 1, "a sparse pool lists at least one block");
 _Static_assert(EBB_PURGE_RANGES >= 2 && EBB_PURGE_RANGES <= 1024,
                "a batch is a vector, within Linux's IOV_MAX");

@@ -320,7 +320,9 @@ static int cache_fill(uintptr_t dst, size_t need, size_t *filled)
             continue;
         }
         cache_remove(i);
-        tried = 0; /* the slots above i moved down */
+        /* the slots above i moved down a place, and their marks with them:
+         * a mapping the OS refused is not tried again */
+        tried = (tried & (((uint32_t)1 << i) - 1)) | (tried >> (i + 1) << i);
         ebb__mapped_sub(c.size);
         *filled += c.size;
         k++;
@@ -446,10 +448,10 @@ void *ebb__large_alloc(size_t size, size_t align, int zero, uint32_t tag, uint32
             memset((void *)e.addr, 0, e.size);
         return (void *)e.addr;
     }
-    size_t reused = cache_fill_estimate(need);
+    size_t expected = cache_fill_estimate(need);
     ebb__unlock(&large.lock);
 
-    if (!ebb__budget_admits(need - reused)) {
+    if (!ebb__budget_admits(need - expected)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -471,6 +473,7 @@ void *ebb__large_alloc(size_t size, size_t align, int zero, uint32_t tag, uint32
      * without the other.  What the cache could not fill is fresh, and as
      * much of what still waits there beyond the budget goes back. */
     ebb__mapped_add(need);
+    size_t reused;
     if (!cache_fill((uintptr_t)p, need, &reused)) {
         ebb__mapped_sub(need);
         ebb__unlock(&large.lock);
