@@ -722,6 +722,11 @@ void ebb__large_sampled_classes(size_t used[EBB_CLASSES]) EBB_HIDDEN;
 uint32_t ebb__purge_pass(uint32_t now, long delay, int *surplus) EBB_HIDDEN;
 /* ms: threads were last asked to give their cached blocks back. */
 extern EBB_HIDDEN _Atomic uint32_t ebb__purge_poked_at;
+/* ms: a pass last found surplus waiting (if seen); for
+ * EBB_SURPLUS_POKE_WINDOW_MS after, threads are asked every
+ * EBB_SURPLUS_POKE_MS. */
+extern EBB_HIDDEN _Atomic uint32_t ebb__purge_surplus_at;
+extern EBB_HIDDEN _Atomic int ebb__purge_surplus_seen;
 
 /* ---------------------------------------------------- policy/limit.c */
 

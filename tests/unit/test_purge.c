@@ -1134,6 +1134,89 @@ static void test_no_margin_without_demand(void **state)
     ebb_collect(1);
 }
 
+/* In surplus the pass requeues a pool not worth a purge yet ahead of the
+ * clock (EBB_SURPLUS_RECHECK_MS past its pass); pools that join the list
+ * at the clock go before those, each after the pools of the nearest
+ * earlier key (heap.c finds them through that key's hint rather than
+ * walking back over the requeued pools). */
+static void test_joining_pools_go_before_the_requeued_ones(void **state)
+{
+    (void)state;
+    enum { POOLS = 6, AHEAD = 4 };
+    unsigned cls = CLS64;
+    QUIET_HEAP(h);
+    ebb__bin_t *b = bin_of(h, cls);
+    static void *blk[POOLS * 1024];
+    take_filled(h, blk, POOLS * 1024, 6);
+    uint32_t t = ebb__os_now_ms();
+    for (int i = 0; i < AHEAD; i++) /* 16 blocks: no free page, never worth a purge */
+        ebb__heap_free(blk + i * 1024, 16);
+    ebb__pool_t *requeued = b->purge_head;
+    ebb__lock(&b->lock);
+    demand_set(&b->demand, 0, t);
+    ebb__unlock(&b->lock);
+    int s = 0;
+    uint32_t pass = t + 1000; /* far ahead of the frees below */
+    ebb__heap_purge(pass, DELAY, &s);
+    assert_true(s);
+    uint32_t key = ebb__pool_cold(requeued)->queued_at;
+    assert_int_equal(key, pass + EBB_SURPLUS_RECHECK_MS - EBB_SURPLUS_QUIET_MS);
+
+    ebb__heap_free(blk + 4 * 1024, 16); /* B joins at the clock */
+    ebb__pool_t *pb = b->purge_head;
+    uint32_t kb = ebb__pool_cold(pb)->queued_at;
+    uint32_t kc;
+    while ((kc = ebb__os_now_ms()) == kb) /* the coarse clock's next tick */
+        sleep_ms(1);
+    assert_true(kc - kb < EBB_PURGE_HINTS && (int32_t)(key - kc) > 0);
+    ebb__heap_free(blk + 5 * 1024, 16); /* C joins a tick later */
+    ebb__pool_t *pc = ebb__pool_cold(pb)->purge_next;
+    assert_int_equal(ebb__pool_cold(pc)->queued_at, kc);
+    assert_null(ebb__pool_cold(pb)->purge_prev);
+    assert_ptr_equal(ebb__pool_cold(pc)->purge_prev, pb);
+    const ebb__pool_t *p = ebb__pool_cold(pc)->purge_next;
+    for (int i = 0; i < AHEAD; i++, p = ebb__pool_cold(p)->purge_next)
+        assert_int_equal(ebb__pool_cold(p)->queued_at, key);
+    assert_null(p);
+    assert_ptr_equal(b->purge_hint[kc % EBB_PURGE_HINTS], pc);
+    assert_int_equal(ebb_check(), 0); /* order and hints */
+    for (int i = 0; i < POOLS; i++)
+        ebb__heap_free(blk + i * 1024 + 16, 1024 - 16);
+    ebb_collect(1);
+}
+
+/* Threads are asked for their cached blocks once a delay, but every
+ * EBB_SURPLUS_POKE_MS within EBB_SURPLUS_POKE_WINDOW_MS of a pass that
+ * found surplus: a teardown's last blocks sit in the freeing thread's
+ * cache, a block from each of hundreds of pools it emptied. */
+static void test_in_surplus_threads_are_asked_sooner(void **state)
+{
+    (void)state;
+    uint32_t now = ebb__os_now_ms();
+    int s = 0;
+    atomic_store(&ebb__purge_surplus_seen, 0);
+    atomic_store(&ebb__purge_poked_at, now);
+    ebb__purge_pass(now + EBB_SURPLUS_POKE_MS, DELAY, &s); /* no surplus seen: no poke */
+    assert_int_equal(atomic_load(&ebb__purge_poked_at), now);
+
+    atomic_store(&ebb__purge_surplus_at, now);
+    atomic_store(&ebb__purge_surplus_seen, 1);
+    uint32_t next = ebb__purge_pass(now + EBB_SURPLUS_POKE_MS, DELAY, &s);
+    assert_int_equal(atomic_load(&ebb__purge_poked_at), now + EBB_SURPLUS_POKE_MS);
+    assert_ptr_equal(atomic_load(&ebb__self), &ebb__thread_poked); /* this thread too */
+    assert_true(next <= EBB_SURPLUS_POKE_MS); /* the purger comes back for the next */
+    ebb_free(ebb_malloc(64)); /* answers: its cache goes home */
+    assert_ptr_not_equal(atomic_load(&ebb__self), &ebb__thread_poked);
+
+    /* The window over, once a delay again. */
+    atomic_store(&ebb__purge_surplus_at,
+                 now + 2 * EBB_SURPLUS_POKE_MS - EBB_SURPLUS_POKE_WINDOW_MS - 1);
+    ebb__purge_pass(now + 2 * EBB_SURPLUS_POKE_MS, DELAY, &s);
+    assert_int_equal(atomic_load(&ebb__purge_poked_at), now + EBB_SURPLUS_POKE_MS);
+    atomic_store(&ebb__purge_surplus_seen, 0);
+    atomic_store(&ebb__purge_poked_at, ebb__os_now_ms());
+}
+
 /* ----------------------------------------------------- arenas and large */
 
 static void test_free_slots_purged_when_due(void **state)
@@ -1294,6 +1377,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_surplus_slots_go_back_once_quiet, unit_teardown_check),
         cmocka_unit_test_teardown(test_surplus_pools_go_back_once_quiet, unit_teardown_check),
         cmocka_unit_test_teardown(test_no_margin_without_demand, unit_teardown_check),
+        cmocka_unit_test_teardown(test_joining_pools_go_before_the_requeued_ones,
+                                  unit_teardown_check),
+        cmocka_unit_test_teardown(test_in_surplus_threads_are_asked_sooner, unit_teardown_check),
         cmocka_unit_test_teardown(test_large_cache_expires, unit_teardown_check),
         cmocka_unit_test_teardown(test_inline_fallback_purges_on_activity, unit_teardown_check),
         cmocka_unit_test_teardown(test_committed_follows_dirty_pages, unit_teardown_check),
