@@ -285,7 +285,9 @@ void ebb__thread_exit(void *arg)
  * loaded the old pointer just completes on the real cache.  The blocks go
  * home like any free, so their pools are purged a delay later if they stay
  * unused.  Costs: nothing on the fast paths; for a busy thread, one flush
- * and refill per class per poke (the purger pokes at most once a delay).
+ * and refill per class per poke (the purger pokes once a delay, or every
+ * EBB_SURPLUS_POKE_MS for a few pokes while a mass free is given back:
+ * policy/purge.c).
  * A thread that never calls the allocator again cannot answer: the purger
  * takes its blocks instead (see "Idle threads").
  */
