@@ -115,8 +115,9 @@ static uint32_t clock_read(uint32_t *now)
 /* Put p in the list at its key (the time from which it counts as due, less
  * the quiet time), after every pool with a key not later.  A pool joining
  * or going back gets `now`, so this is the tail but for pools requeued in
- * surplus, whose keys are up to EBB_SURPLUS_RECHECK_MS ahead.  The head is read without the lock by the purge pass
- * (to skip idle bins), so it is written atomically. */
+ * surplus, whose keys are up to EBB_SURPLUS_RECHECK_MS ahead.  The head is
+ * read without the lock by the purge pass (to skip idle bins), so it is
+ * written atomically. */
 static void purge_list_link_after(ebb__bin_t *b, ebb__pool_t *p, ebb__pool_t *after,
                                   uint32_t key)
 {
